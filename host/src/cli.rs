@@ -1,0 +1,331 @@
+//! The `escalator` command.
+
+use crate::model::{self, contract};
+use crate::pipeline::{self, PluginSet, ResponseTargets};
+use crate::registry::{self, LoadedPlugin};
+use crate::runtime::inspect::{self, Kind};
+use crate::runtime::{Runtime, RuntimeConfig};
+use anyhow::{Context as _, Result, bail};
+use chrono::{DateTime, Utc};
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+
+/// Escalator: support escalation rules as sandboxed WebAssembly plugins.
+#[derive(Debug, Parser)]
+#[command(name = "escalator", version, about)]
+pub struct Cli {
+    /// Where compiled plugins are cached (default: ~/.cache/escalator).
+    #[arg(long, global = true, env = "ESCALATOR_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Compile every plugin afresh; read and write no cache.
+    #[arg(long, global = true)]
+    pub no_cache: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Tools for plugin authors.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+    /// Run the default plugins on the example tickets and show each decision.
+    Demo {
+        /// Ticket JSON files to use instead of the built-in examples.
+        tickets: Vec<PathBuf>,
+        /// A roster (JSON array of agents) instead of the example one.
+        #[arg(long)]
+        roster: Option<PathBuf>,
+    },
+}
+
+/// `escalator plugin ...`
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Run one plugin on one ticket; print its output, fuel, memory and time
+    /// as JSON. Exits 2 if the plugin fails.
+    Run {
+        /// The plugin: a directory with plugin.toml, a manifest file, or
+        /// `builtin:NAME`.
+        #[arg(long)]
+        plugin: String,
+        /// The ticket, as JSON.
+        #[arg(long)]
+        ticket: PathBuf,
+        /// The evaluation time (RFC 3339); default: now.
+        #[arg(long)]
+        now: Option<DateTime<Utc>>,
+        /// The event that caused the evaluation.
+        #[arg(long, default_value = "message-added")]
+        event: String,
+        /// Routers and notifiers: the roster, a JSON array of agents.
+        #[arg(long)]
+        roster: Option<PathBuf>,
+        /// Routers and notifiers: the escalation as JSON (default: the
+        /// ticket's tier, or high, with no signals).
+        #[arg(long)]
+        escalation: Option<PathBuf>,
+        /// Notifiers: the routing as JSON (default: the ticket's assignee,
+        /// or the general queue).
+        #[arg(long)]
+        routing: Option<PathBuf>,
+        /// Replace the manifest's [config] with this JSON.
+        #[arg(long)]
+        config: Option<String>,
+    },
+    /// Say which world a component implements and what it imports.
+    Inspect {
+        /// The component (.wasm).
+        wasm: PathBuf,
+    },
+    /// List the default plugins built into this binary.
+    List,
+}
+
+/// Run the command line; the exit code.
+pub fn run(cli: Cli) -> Result<i32> {
+    let runtime = Runtime::new(RuntimeConfig { cache_dir: cache_dir(&cli), ..RuntimeConfig::default() })?;
+    match cli.command {
+        Command::Plugin(PluginCommand::Run { plugin, ticket, now, event, roster, escalation, routing, config }) => {
+            let input = RunInput { ticket, now, event, roster, escalation, routing, config };
+            plugin_run(&runtime, &plugin, &input)
+        }
+        Command::Plugin(PluginCommand::Inspect { wasm }) => plugin_inspect(&runtime, &wasm),
+        Command::Plugin(PluginCommand::List) => plugin_list(&runtime),
+        Command::Demo { tickets, roster } => demo(&runtime, &tickets, roster.as_deref()),
+    }
+}
+
+fn cache_dir(cli: &Cli) -> Option<PathBuf> {
+    if cli.no_cache {
+        return None;
+    }
+    cli.cache_dir.clone().or_else(|| {
+        std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+            .map(|d| d.join("escalator"))
+    })
+}
+
+/// Load a plugin from a path or `builtin:NAME`.
+pub fn load_plugin(runtime: &Runtime, spec: &str) -> Result<LoadedPlugin> {
+    if let Some(name) = spec.strip_prefix("builtin:") {
+        let b = registry::builtin(name).with_context(|| {
+            let names: Vec<_> = registry::DEFAULT_PLUGINS.iter().map(|b| b.dir).collect();
+            format!("no built-in plugin {name:?} (there are: {})", names.join(", "))
+        })?;
+        let path = PathBuf::from(format!("builtin:{name}/plugin.toml"));
+        return Ok(registry::load_parts(runtime, b.manifest, &path, b.wasm, spec.to_string())?);
+    }
+    Ok(registry::load_path(runtime, Path::new(spec))?)
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Result<T> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {what} {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not a valid {what}", path.display()))
+}
+
+/// Inputs of `plugin run` besides the plugin.
+struct RunInput {
+    ticket: PathBuf,
+    now: Option<DateTime<Utc>>,
+    event: String,
+    roster: Option<PathBuf>,
+    escalation: Option<PathBuf>,
+    routing: Option<PathBuf>,
+    config: Option<String>,
+}
+
+fn plugin_run(runtime: &Runtime, spec: &str, input: &RunInput) -> Result<i32> {
+    let loaded = load_plugin(runtime, spec)?;
+    let ticket: model::Ticket = read_json(&input.ticket, "ticket")?;
+    let now = input.now.unwrap_or_else(Utc::now);
+    let event: model::EventKind = serde_json::from_value(serde_json::Value::String(input.event.clone()))
+        .map_err(|_| anyhow::anyhow!("--event {:?}: use one of ticket-created, message-added, ai-analysis, claimed, agent-replied, status-changed, csat-rating, agent-availability, tick", input.event))?;
+    let config = match &input.config {
+        Some(c) => {
+            serde_json::from_str::<serde_json::Value>(c).context("--config is not valid JSON")?;
+            c.clone()
+        }
+        None => loaded.config_json.to_string(),
+    };
+    let ctx = contract::context(now, event, config);
+    let wit_ticket = contract::ticket(&ticket);
+    let roster: Vec<model::Agent> = match &input.roster {
+        Some(p) => read_json(p, "roster")?,
+        None => Vec::new(),
+    };
+    let wit_roster = roster.iter().map(|a| contract::agent(a, now)).collect::<Result<Vec<_>, _>>().map_err(anyhow::Error::msg)?;
+    let escalation: model::Escalation = match &input.escalation {
+        Some(p) => read_json(p, "escalation")?,
+        None => model::Escalation {
+            tier: ticket.tier.unwrap_or(model::Tier::High),
+            signals: Vec::new(),
+            response_target_ms: ResponseTargets::default().get(ticket.tier.unwrap_or(model::Tier::High)),
+        },
+    };
+    let plugin = &loaded.plugin;
+    let (output, error, report) = match plugin.kind() {
+        Kind::Trigger => {
+            let o = runtime.evaluate(plugin, &wit_ticket, &ctx);
+            let out = o.result.map_err(|e| (e.kind(), e.to_string())).and_then(|e| {
+                contract::evaluation_from(e).map_err(|r| ("invalid-output", format!("{} returned invalid output: {r}", plugin.id())))
+            });
+            split(out.map(|e| serde_json::to_value(e).unwrap_or_default()), o.report)
+        }
+        Kind::Router => {
+            let o = runtime.route(plugin, &wit_ticket, &contract::escalation(&escalation), &wit_roster, &ctx);
+            let out = o.result.map(|r| serde_json::to_value(contract::routing_from(r)).unwrap_or_default());
+            split(out.map_err(|e| (e.kind(), e.to_string())), o.report)
+        }
+        Kind::Notifier => {
+            let routing: model::Routing = match &input.routing {
+                Some(p) => read_json(p, "routing")?,
+                None => model::Routing {
+                    target: ticket.assignee.clone().map_or(model::Target::Queue("general".into()), model::Target::Agent),
+                    reason: "given".into(),
+                    fallback: Vec::new(),
+                },
+            };
+            let o = runtime.plan(plugin, &wit_ticket, &contract::escalation(&escalation), &contract::routing(&routing), &wit_roster, &ctx);
+            let out = o.result.map(|p| serde_json::to_value(contract::plan_from(p)).unwrap_or_default());
+            split(out.map_err(|e| (e.kind(), e.to_string())), o.report)
+        }
+    };
+    let failed = error.is_some();
+    let report_json = serde_json::json!({
+        "plugin": plugin.id().to_string(),
+        "kind": plugin.kind(),
+        "source": loaded.source,
+        "now": now,
+        "compiled": matches!(plugin.origin(), crate::runtime::cache::Origin::Compiled),
+        "output": output,
+        "error": error.as_ref().map(|(kind, message)| serde_json::json!({"kind": kind, "message": message})),
+        "fuel_used": report.fuel_used,
+        "peak_memory_bytes": report.peak_memory_bytes,
+        "duration_us": report.duration.as_micros() as u64,
+        "log": report.log,
+        "log_dropped_bytes": report.log_dropped_bytes,
+    });
+    println!("{}", serde_json::to_string_pretty(&report_json)?);
+    if let Some((kind, message)) = error {
+        eprintln!("error ({kind}): {message}");
+    }
+    Ok(if failed { 2 } else { 0 })
+}
+
+type Split = (Option<serde_json::Value>, Option<(&'static str, String)>, crate::runtime::CallReport);
+
+fn split(r: std::result::Result<serde_json::Value, (&'static str, String)>, report: crate::runtime::CallReport) -> Split {
+    match r {
+        Ok(v) => (Some(v), None, report),
+        Err(e) => (None, Some(e), report),
+    }
+}
+
+fn plugin_inspect(runtime: &Runtime, path: &Path) -> Result<i32> {
+    let wasm = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let (component, _) = runtime.compile(&wasm).with_context(|| format!("{} is not a loadable component", path.display()))?;
+    let i = inspect::inspect(runtime.engine(), &component);
+    println!("{}", path.display());
+    println!("  size:     {} bytes", wasm.len());
+    match i.world {
+        Some(k) => println!("  world:    {k} (exports `{}`)", k.export()),
+        None => println!("  world:    none of trigger, router, notifier (exports: {})", i.exports.join(", ")),
+    }
+    println!("  contract: escalator:plugin@{}", i.contract.as_deref().unwrap_or("?"));
+    println!("  imports:");
+    for imp in &i.imports {
+        println!("    {} {}", if imp.granted { "ok     " } else { "REFUSED" }, imp.name);
+    }
+    if i.uses_wasi {
+        println!("  note: imports WASI; a build without it instantiates about twice as fast");
+    }
+    let refused: Vec<&str> = i.ungranted().collect();
+    if !refused.is_empty() {
+        bail!("the host will refuse this component: it imports {}", refused.join(", "));
+    }
+    if i.world.is_none() {
+        bail!("not an Escalator plugin: it implements none of the plugin worlds");
+    }
+    Ok(0)
+}
+
+fn plugin_list(runtime: &Runtime) -> Result<i32> {
+    for p in registry::load_builtin(runtime)? {
+        let m = &p.manifest;
+        println!("{:<12} {:<9} {:<8} {:>7} KB  {}", m.name, m.kind, m.version, p.plugin.size() / 1024, m.description);
+    }
+    Ok(0)
+}
+
+const DEMO_TICKETS: &[&str] = &[
+    include_str!("../../examples/tickets/enterprise-billing-dispute.json"),
+    include_str!("../../examples/tickets/password-reset.json"),
+    include_str!("../../examples/tickets/asks-for-a-human.json"),
+];
+const DEMO_ROSTER: &str = include_str!("../../examples/roster.json");
+
+fn demo(runtime: &Runtime, paths: &[PathBuf], roster: Option<&Path>) -> Result<i32> {
+    let set = PluginSet::new(registry::load_builtin(runtime)?).map_err(anyhow::Error::msg)?;
+    let tickets: Vec<model::Ticket> = if paths.is_empty() {
+        DEMO_TICKETS.iter().map(|t| serde_json::from_str(t)).collect::<Result<_, _>>()?
+    } else {
+        paths.iter().map(|p| read_json(p, "ticket")).collect::<Result<_>>()?
+    };
+    let roster: Vec<model::Agent> = match roster {
+        Some(p) => read_json(p, "roster")?,
+        None => serde_json::from_str(DEMO_ROSTER)?,
+    };
+    for ticket in &tickets {
+        let now = ticket.messages.iter().map(|m| m.sent_at).max().unwrap_or(ticket.created_at);
+        let d = pipeline::decide(runtime, &set, ticket, &roster, now, model::EventKind::MessageAdded, &ResponseTargets::default());
+        println!("━━ {} · {}", ticket.id, ticket.subject);
+        match d.tier {
+            None => println!("   stays with the AI agent: no trigger fired"),
+            Some(t) => println!("   tier: {}", serde_json::to_value(t)?.as_str().unwrap_or("?")),
+        }
+        for s in &d.signals {
+            println!("   • [{}] {}", s.key, s.reason);
+            for e in &s.evidence {
+                println!("       {e}");
+            }
+        }
+        if let Some(r) = &d.routing {
+            println!("   → {}: {}", target(&r.target), r.reason);
+            for f in &r.fallback {
+                println!("     after {} min → {} ({})", f.after_ms / 60_000, target(&f.target), f.reason);
+            }
+        }
+        if let Some(p) = &d.plan {
+            for s in &p.steps {
+                println!("   ✉ +{:>3} min {:<8} {:<8} {}", s.delay_ms / 60_000, recipient(&s.recipient), format!("{:?}", s.channel), s.title);
+            }
+            if let Some(m) = &p.customer_message {
+                println!("   customer sees: {m}");
+            }
+        }
+        for r in &d.runs {
+            let status = r.error_kind.unwrap_or("ok");
+            println!("   [{} {status}: {} fuel, {} µs]", r.plugin, r.report.fuel_used, r.report.duration.as_micros());
+        }
+        println!();
+    }
+    Ok(0)
+}
+
+fn target(t: &model::Target) -> String {
+    match t {
+        model::Target::Agent(a) => a.clone(),
+        model::Target::Queue(q) => format!("queue {q}"),
+    }
+}
+
+fn recipient(r: &model::Recipient) -> String {
+    match r {
+        model::Recipient::Agent(a) | model::Recipient::Team(a) | model::Recipient::Endpoint(a) => a.clone(),
+    }
+}

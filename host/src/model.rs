@@ -1,0 +1,496 @@
+//! Tickets, customers, agents and plugin outputs as Escalator speaks them in
+//! JSON: times in RFC 3339, enums in kebab-case, durations in ms with an
+//! `_ms` suffix. [`contract`] converts to and from the WIT types.
+
+pub mod contract;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Priority tiers, lowest first (so `max` is the most urgent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Tier {
+    /// Stays with the AI agent unless the customer asks for a human.
+    Low,
+    /// A human within the medium target.
+    Medium,
+    /// A human within the high target.
+    High,
+    /// A human within the critical target.
+    Critical,
+}
+
+/// Who wrote a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuthorKind {
+    /// The customer.
+    Customer,
+    /// The AI agent.
+    AiAgent,
+    /// A human agent.
+    HumanAgent,
+    /// The system.
+    System,
+}
+
+/// A ticket's status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TicketStatus {
+    /// New.
+    #[default]
+    New,
+    /// Open.
+    Open,
+    /// Waiting on the customer.
+    Pending,
+    /// Waiting on a third party.
+    OnHold,
+    /// Solved.
+    Solved,
+    /// Closed.
+    Closed,
+}
+
+/// Where a ticket came from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TicketChannel {
+    /// E-mail.
+    Email,
+    /// Chat.
+    Chat,
+    /// Phone.
+    Phone,
+    /// Social media.
+    Social,
+    /// Web form.
+    WebForm,
+    /// API.
+    Api,
+    /// Anything else.
+    #[default]
+    Other,
+}
+
+/// One message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Message {
+    /// Id in the source system; numbered if absent.
+    #[serde(default)]
+    pub id: String,
+    /// Who wrote it.
+    pub author: AuthorKind,
+    /// The author's id.
+    #[serde(default)]
+    pub author_id: Option<String>,
+    /// The text.
+    pub body: String,
+    /// When.
+    pub sent_at: DateTime<Utc>,
+    /// Sentiment in -1..1 from upstream.
+    #[serde(default)]
+    pub sentiment: Option<f32>,
+}
+
+/// A status change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusChange {
+    /// The status entered.
+    pub status: TicketStatus,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// The customer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Customer {
+    /// Id.
+    pub id: String,
+    /// Name.
+    #[serde(default)]
+    pub name: String,
+    /// Plan, in the operator's words.
+    #[serde(default)]
+    pub plan: String,
+    /// Monthly recurring revenue, cents.
+    #[serde(default)]
+    pub mrr_cents: u64,
+    /// On a trial.
+    #[serde(default)]
+    pub trial: bool,
+    /// Contacts in the last seven days, this one included.
+    #[serde(default)]
+    pub contacts_this_week: u32,
+    /// Account creation.
+    #[serde(default)]
+    pub created_at: Option<DateTime<Utc>>,
+    /// Anything else.
+    #[serde(default)]
+    pub attributes: std::collections::BTreeMap<String, String>,
+}
+
+/// The AI agent's analysis.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AiAnalysis {
+    /// Confidence, 0..1.
+    pub confidence: f32,
+    /// Intent.
+    #[serde(default)]
+    pub intent: Option<String>,
+    /// Category.
+    #[serde(default)]
+    pub category: Option<String>,
+    /// Reasoning.
+    #[serde(default)]
+    pub reasoning: String,
+    /// Solutions tried.
+    #[serde(default)]
+    pub solutions_tried: Vec<String>,
+    /// When.
+    #[serde(default)]
+    pub analyzed_at: Option<DateTime<Utc>>,
+}
+
+fn default_tenant() -> String {
+    "default".into()
+}
+
+/// A ticket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ticket {
+    /// Id.
+    pub id: String,
+    /// Tenant.
+    #[serde(default = "default_tenant")]
+    pub tenant: String,
+    /// Subject.
+    #[serde(default)]
+    pub subject: String,
+    /// Scenario / category.
+    #[serde(default)]
+    pub category: Option<String>,
+    /// Channel.
+    #[serde(default)]
+    pub channel: TicketChannel,
+    /// Status.
+    #[serde(default)]
+    pub status: TicketStatus,
+    /// Status history, oldest first.
+    #[serde(default)]
+    pub status_history: Vec<StatusChange>,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Last change; defaults to the latest message or `created_at`.
+    #[serde(default)]
+    pub updated_at: Option<DateTime<Utc>>,
+    /// Tier so far.
+    #[serde(default)]
+    pub tier: Option<Tier>,
+    /// Assignee.
+    #[serde(default)]
+    pub assignee: Option<String>,
+    /// When a human claimed it.
+    #[serde(default)]
+    pub claimed_at: Option<DateTime<Utc>>,
+    /// Tags.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// The conversation.
+    #[serde(default)]
+    pub messages: Vec<Message>,
+    /// The customer.
+    #[serde(default)]
+    pub customer: Option<Customer>,
+    /// The AI's analysis.
+    #[serde(default)]
+    pub ai_analysis: Option<AiAnalysis>,
+}
+
+/// What caused an evaluation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EventKind {
+    /// Created.
+    TicketCreated,
+    /// A message.
+    #[default]
+    MessageAdded,
+    /// An AI analysis.
+    AiAnalysis,
+    /// Claimed.
+    Claimed,
+    /// An agent replied.
+    AgentReplied,
+    /// Status changed.
+    StatusChanged,
+    /// CSAT rating.
+    CsatRating,
+    /// Agent availability.
+    AgentAvailability,
+    /// A timer.
+    Tick,
+}
+
+/// An agent's role.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AgentRole {
+    /// Agent.
+    #[default]
+    Agent,
+    /// Team lead.
+    Lead,
+    /// Manager.
+    Manager,
+}
+
+/// An agent's availability.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AgentStatus {
+    /// Available.
+    #[default]
+    Available,
+    /// Away.
+    Away,
+    /// In a meeting.
+    Meeting,
+    /// Out of office.
+    OutOfOffice,
+    /// Offline.
+    Offline,
+}
+
+/// A day of the week.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Weekday {
+    /// Monday.
+    Monday,
+    /// Tuesday.
+    Tuesday,
+    /// Wednesday.
+    Wednesday,
+    /// Thursday.
+    Thursday,
+    /// Friday.
+    Friday,
+    /// Saturday.
+    Saturday,
+    /// Sunday.
+    Sunday,
+}
+
+/// A working shift, local time, `HH:MM`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Shift {
+    /// The day.
+    pub day: Weekday,
+    /// Start, `HH:MM`.
+    pub start: String,
+    /// End, `HH:MM` (`24:00` for midnight).
+    pub end: String,
+}
+
+fn default_capacity() -> u32 {
+    10
+}
+
+fn default_zone() -> String {
+    "UTC".into()
+}
+
+/// An agent of the roster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Agent {
+    /// Id.
+    pub id: String,
+    /// Name.
+    #[serde(default)]
+    pub name: String,
+    /// Role.
+    #[serde(default)]
+    pub role: AgentRole,
+    /// Team.
+    #[serde(default)]
+    pub team: String,
+    /// Skills.
+    #[serde(default)]
+    pub skills: Vec<String>,
+    /// Availability.
+    #[serde(default)]
+    pub status: AgentStatus,
+    /// Open tickets.
+    #[serde(default)]
+    pub open_tickets: u32,
+    /// Capacity.
+    #[serde(default = "default_capacity")]
+    pub capacity: u32,
+    /// Last assignment.
+    #[serde(default)]
+    pub last_assigned_at: Option<DateTime<Utc>>,
+    /// Working hours; empty is always on.
+    #[serde(default)]
+    pub working_hours: Vec<Shift>,
+    /// IANA time zone.
+    #[serde(default = "default_zone")]
+    pub time_zone: String,
+}
+
+/// Escalate or warn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SignalAction {
+    /// Escalate.
+    Escalate,
+    /// Warn.
+    Warn,
+}
+
+/// A trigger's finding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Signal {
+    /// Escalate or warn.
+    pub action: SignalAction,
+    /// Tier.
+    pub tier: Tier,
+    /// Stable key.
+    pub key: String,
+    /// Reason.
+    pub reason: String,
+    /// Evidence.
+    #[serde(default)]
+    pub evidence: Vec<String>,
+    /// Skill needed.
+    #[serde(default)]
+    pub target_skill: Option<String>,
+    /// Queue.
+    #[serde(default)]
+    pub target_queue: Option<String>,
+}
+
+/// A trigger's output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Evaluation {
+    /// Signals.
+    pub signals: Vec<Signal>,
+    /// Evaluate again at.
+    #[serde(default)]
+    pub wake_at: Option<DateTime<Utc>>,
+}
+
+/// The composed escalation a router and notifier see.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Escalation {
+    /// Tier.
+    pub tier: Tier,
+    /// Signals.
+    #[serde(default)]
+    pub signals: Vec<Signal>,
+    /// Response target, ms.
+    #[serde(default)]
+    pub response_target_ms: Option<u64>,
+}
+
+/// Who gets a ticket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Target {
+    /// An agent.
+    Agent(String),
+    /// A queue.
+    Queue(String),
+}
+
+/// A fallback step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FallbackStep {
+    /// After the assignment, ms.
+    pub after_ms: u64,
+    /// Who.
+    pub target: Target,
+    /// Why.
+    pub reason: String,
+}
+
+/// A router's output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Routing {
+    /// Who now.
+    pub target: Target,
+    /// Why.
+    pub reason: String,
+    /// Then who.
+    #[serde(default)]
+    pub fallback: Vec<FallbackStep>,
+}
+
+/// A notification channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Channel {
+    /// Slack.
+    Slack,
+    /// E-mail.
+    Email,
+    /// In-app feed.
+    InApp,
+    /// Webhook.
+    Webhook,
+}
+
+/// A notification recipient.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Recipient {
+    /// An agent.
+    Agent(String),
+    /// A team.
+    Team(String),
+    /// A configured endpoint.
+    Endpoint(String),
+}
+
+/// A notification step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationStep {
+    /// After the escalation, ms.
+    pub delay_ms: u64,
+    /// To whom.
+    pub recipient: Recipient,
+    /// How.
+    pub channel: Channel,
+    /// Title.
+    pub title: String,
+    /// Body.
+    pub body: String,
+    /// Skip once claimed.
+    pub stop_when_claimed: bool,
+}
+
+/// A notifier's output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationPlan {
+    /// Steps.
+    pub steps: Vec<NotificationStep>,
+    /// For the customer.
+    #[serde(default)]
+    pub customer_message: Option<String>,
+}

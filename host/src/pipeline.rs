@@ -1,0 +1,268 @@
+//! One evaluation of one ticket: triggers → compose → route → notify.
+//!
+//! This is the only place that knows that order. Composition rules:
+//! - the highest tier among the *active* triggers' `escalate` signals wins,
+//!   and every signal (with its evidence) is kept;
+//! - shadow-mode plugins run and are recorded, never acted on;
+//! - a failed call gets its manifest's error policy: ignored, or turned into
+//!   an escalation to the policy's tier that says which plugin failed and why.
+
+use crate::manifest::{ErrorPolicy, Mode};
+use crate::model::{self, Tier, contract};
+use crate::registry::LoadedPlugin;
+use crate::runtime::inspect::Kind;
+use crate::runtime::{CallReport, Runtime};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+/// The plugins of one tenant, as an evaluation sees them.
+#[derive(Debug, Clone, Default)]
+pub struct PluginSet {
+    /// Triggers (active and shadow; disabled ones are left out).
+    pub triggers: Vec<LoadedPlugin>,
+    /// The active router.
+    pub router: Option<LoadedPlugin>,
+    /// The active notifier.
+    pub notifier: Option<LoadedPlugin>,
+}
+
+impl PluginSet {
+    /// Sort loaded plugins into a set. At most one active router and one
+    /// active notifier; the error names the extra one.
+    pub fn new(plugins: impl IntoIterator<Item = LoadedPlugin>) -> Result<PluginSet, String> {
+        let mut set = PluginSet::default();
+        for p in plugins {
+            if p.manifest.mode == Mode::Disabled {
+                continue;
+            }
+            let slot = match p.manifest.kind {
+                Kind::Trigger => {
+                    set.triggers.push(p);
+                    continue;
+                }
+                Kind::Router => &mut set.router,
+                Kind::Notifier => &mut set.notifier,
+            };
+            if p.manifest.mode == Mode::Shadow {
+                continue;
+            }
+            if let Some(existing) = slot {
+                return Err(format!(
+                    "two active {}s: {} and {}; set one to mode = \"shadow\" or \"disabled\"",
+                    p.manifest.kind,
+                    existing.plugin.id(),
+                    p.plugin.id()
+                ));
+            }
+            *slot = Some(p);
+        }
+        Ok(set)
+    }
+}
+
+/// Response targets per tier, in ms (issue: the escalation matrix makes
+/// these operator configuration).
+#[derive(Debug, Clone, Copy)]
+pub struct ResponseTargets {
+    /// Critical.
+    pub critical: Option<u64>,
+    /// High.
+    pub high: Option<u64>,
+    /// Medium.
+    pub medium: Option<u64>,
+    /// Low.
+    pub low: Option<u64>,
+}
+
+impl Default for ResponseTargets {
+    fn default() -> Self {
+        const MINUTE: u64 = 60_000;
+        ResponseTargets { critical: Some(30 * MINUTE), high: Some(240 * MINUTE), medium: Some(720 * MINUTE), low: None }
+    }
+}
+
+impl ResponseTargets {
+    /// The target for `tier`.
+    pub fn get(&self, tier: Tier) -> Option<u64> {
+        match tier {
+            Tier::Critical => self.critical,
+            Tier::High => self.high,
+            Tier::Medium => self.medium,
+            Tier::Low => self.low,
+        }
+    }
+}
+
+/// What one plugin call did, for the audit trail.
+#[derive(Debug, Clone, Serialize)]
+pub struct PluginRun {
+    /// `name@version`.
+    pub plugin: String,
+    /// Its mode.
+    pub mode: Mode,
+    /// Its output as JSON, if it succeeded.
+    pub output: Option<serde_json::Value>,
+    /// The error kind (`out-of-fuel`, `trap`, ...), if it failed.
+    pub error_kind: Option<&'static str>,
+    /// The error message, if it failed.
+    pub error: Option<String>,
+    /// Fuel, memory, time, log.
+    #[serde(flatten)]
+    pub report: CallReport,
+}
+
+/// The outcome of one evaluation.
+#[derive(Debug, Clone, Serialize)]
+pub struct Decision {
+    /// The tier decided, if anything escalated.
+    pub tier: Option<Tier>,
+    /// Every active signal (escalations and warnings), in plugin order.
+    pub signals: Vec<model::Signal>,
+    /// Signals of shadow plugins: recorded, not acted on.
+    pub shadow_signals: Vec<model::Signal>,
+    /// The earliest time a trigger asked to be woken.
+    pub wake_at: Option<DateTime<Utc>>,
+    /// The routing, if the ticket escalated and a router ran.
+    pub routing: Option<model::Routing>,
+    /// The notification plan, if the ticket was routed and a notifier ran.
+    pub plan: Option<model::NotificationPlan>,
+    /// Every plugin call, in order.
+    pub runs: Vec<PluginRun>,
+}
+
+fn run_record<T: Serialize>(p: &LoadedPlugin, result: &Result<T, String>, kind: Option<&'static str>, report: CallReport) -> PluginRun {
+    PluginRun {
+        plugin: p.plugin.id().to_string(),
+        mode: p.manifest.mode,
+        output: result.as_ref().ok().and_then(|o| serde_json::to_value(o).ok()),
+        error_kind: kind,
+        error: result.as_ref().err().cloned(),
+        report,
+    }
+}
+
+/// The signal an error policy produces for a failed plugin, if any.
+fn policy_signal(p: &LoadedPlugin, kind: &str, message: &str) -> Option<model::Signal> {
+    match p.manifest.on_error {
+        ErrorPolicy::Ignore => None,
+        ErrorPolicy::Escalate { tier } => Some(model::Signal {
+            action: model::SignalAction::Escalate,
+            tier,
+            key: format!("plugin-error:{}:{kind}", p.manifest.name),
+            reason: format!("rule {} failed ({kind}); escalating by its error policy", p.plugin.id()),
+            evidence: vec![message.to_string()],
+            target_skill: None,
+            target_queue: None,
+        }),
+    }
+}
+
+/// Evaluate `ticket` at `now` for `event`: run the triggers, compose, and if
+/// the ticket escalates, route and plan notifications.
+pub fn decide(
+    runtime: &Runtime,
+    set: &PluginSet,
+    ticket: &model::Ticket,
+    roster: &[model::Agent],
+    now: DateTime<Utc>,
+    event: model::EventKind,
+    targets: &ResponseTargets,
+) -> Decision {
+    let wit_ticket = contract::ticket(ticket);
+    let mut decision = Decision {
+        tier: None,
+        signals: Vec::new(),
+        shadow_signals: Vec::new(),
+        wake_at: None,
+        routing: None,
+        plan: None,
+        runs: Vec::new(),
+    };
+    for p in &set.triggers {
+        let ctx = contract::context(now, event, p.config_json.to_string());
+        let outcome = runtime.evaluate(&p.plugin, &wit_ticket, &ctx);
+        let (result, kind) = match outcome.result {
+            Ok(e) => match contract::evaluation_from(e) {
+                Ok(e) => (Ok(e), None),
+                Err(reason) => (Err(format!("{} returned invalid output: {reason}", p.plugin.id())), Some("invalid-output")),
+            },
+            Err(e) => (Err(e.to_string()), Some(e.kind())),
+        };
+        let shadow = p.manifest.mode == Mode::Shadow;
+        match &result {
+            Ok(evaluation) if shadow => decision.shadow_signals.extend(evaluation.signals.iter().cloned()),
+            Ok(evaluation) => {
+                decision.signals.extend(evaluation.signals.iter().cloned());
+                decision.wake_at = match (decision.wake_at, evaluation.wake_at) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+            }
+            Err(message) => {
+                tracing::warn!(plugin = %p.plugin.id(), kind = kind.unwrap_or("error"), %message, "trigger failed");
+                if let (false, Some(s)) = (shadow, policy_signal(p, kind.unwrap_or("error"), message)) {
+                    decision.signals.push(s);
+                }
+            }
+        }
+        decision.runs.push(run_record(p, &result, kind, outcome.report));
+    }
+
+    decision.tier = decision
+        .signals
+        .iter()
+        .filter(|s| s.action == model::SignalAction::Escalate)
+        .map(|s| s.tier)
+        .max();
+    let Some(tier) = decision.tier else {
+        return decision;
+    };
+    let escalation = model::Escalation {
+        tier,
+        signals: decision.signals.clone(),
+        response_target_ms: targets.get(tier),
+    };
+    let wit_escalation = contract::escalation(&escalation);
+    let wit_roster: Vec<_> = roster
+        .iter()
+        .filter_map(|a| match contract::agent(a, now) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                tracing::warn!(error = %e, "agent left out of the roster");
+                None
+            }
+        })
+        .collect();
+
+    let routing = match &set.router {
+        Some(r) => {
+            let ctx = contract::context(now, event, r.config_json.to_string());
+            let outcome = runtime.route(&r.plugin, &wit_ticket, &wit_escalation, &wit_roster, &ctx);
+            let (result, kind) = match outcome.result {
+                Ok(x) => (Ok(contract::routing_from(x)), None),
+                Err(e) => (Err(e.to_string()), Some(e.kind())),
+            };
+            decision.runs.push(run_record(r, &result, kind, outcome.report));
+            result.ok()
+        }
+        None => None,
+    };
+    let routing = routing.unwrap_or_else(|| model::Routing {
+        target: model::Target::Queue("general".into()),
+        reason: "no router answered: general queue".into(),
+        fallback: Vec::new(),
+    });
+
+    if let Some(n) = &set.notifier {
+        let ctx = contract::context(now, event, n.config_json.to_string());
+        let outcome = runtime.plan(&n.plugin, &wit_ticket, &wit_escalation, &contract::routing(&routing), &wit_roster, &ctx);
+        let (result, kind) = match outcome.result {
+            Ok(x) => (Ok(contract::plan_from(x)), None),
+            Err(e) => (Err(e.to_string()), Some(e.kind())),
+        };
+        decision.runs.push(run_record(n, &result, kind, outcome.report));
+        decision.plan = result.ok();
+    }
+    decision.routing = Some(routing);
+    decision
+}

@@ -1,0 +1,141 @@
+//! Finding and loading plugins: a directory (or manifest file) on disk, or
+//! the default set built into the binary.
+
+use crate::manifest::{Manifest, ManifestError};
+use crate::runtime::{LoadError, Plugin, Runtime};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// A vendor plugin compiled into the binary.
+#[derive(Debug, Clone, Copy)]
+pub struct BuiltinPlugin {
+    /// Its folder name under `plugins/`.
+    pub dir: &'static str,
+    /// Its `plugin.toml`.
+    pub manifest: &'static str,
+    /// Its component.
+    pub wasm: &'static [u8],
+}
+
+include!(concat!(env!("OUT_DIR"), "/default_plugins.rs"));
+
+/// Why a plugin could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// The manifest is missing or wrong.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    /// A file could not be read.
+    #[error("{}: cannot read: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// No component beside the manifest.
+    #[error("{}: no .wasm component beside the manifest (build the plugin, or set `component = \"...\"`)", dir.display())]
+    NoComponent {
+        /// The directory.
+        dir: PathBuf,
+    },
+    /// Several components and no `component` key to choose.
+    #[error("{}: several .wasm files ({}); name one with `component = \"...\"` in plugin.toml", dir.display(), files.join(", "))]
+    AmbiguousComponent {
+        /// The directory.
+        dir: PathBuf,
+        /// The candidates.
+        files: Vec<String>,
+    },
+    /// The component was refused.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+}
+
+/// A loaded plugin with its manifest.
+#[derive(Debug, Clone)]
+pub struct LoadedPlugin {
+    /// The manifest.
+    pub manifest: Arc<Manifest>,
+    /// The compiled, checked plugin.
+    pub plugin: Arc<Plugin>,
+    /// Where it came from (a path, or `builtin:NAME`).
+    pub source: String,
+    /// The `[config]` table as JSON, computed once.
+    pub config_json: Arc<str>,
+}
+
+/// Load a plugin from its manifest text and component bytes.
+pub fn load_parts(
+    runtime: &Runtime,
+    manifest_text: &str,
+    manifest_path: &Path,
+    wasm: &[u8],
+    source: String,
+) -> Result<LoadedPlugin, RegistryError> {
+    let manifest = Manifest::parse(manifest_text, manifest_path)?;
+    let limits = manifest.limits().map_err(|message| ManifestError { path: manifest_path.into(), message })?;
+    let plugin = runtime.load(manifest.id(), manifest.kind, limits, wasm)?;
+    Ok(LoadedPlugin {
+        config_json: manifest.config_json().into(),
+        manifest: Arc::new(manifest),
+        plugin: Arc::new(plugin),
+        source,
+    })
+}
+
+/// The manifest path for `path`: the file itself, or `plugin.toml` in it.
+pub fn manifest_path(path: &Path) -> PathBuf {
+    if path.is_dir() { path.join("plugin.toml") } else { path.to_path_buf() }
+}
+
+/// Load a plugin from a directory holding `plugin.toml` and its component,
+/// or from the manifest file itself.
+pub fn load_path(runtime: &Runtime, path: &Path) -> Result<LoadedPlugin, RegistryError> {
+    let manifest_path = manifest_path(path);
+    let text = std::fs::read_to_string(&manifest_path)
+        .map_err(|source| RegistryError::Io { path: manifest_path.clone(), source })?;
+    let manifest = Manifest::parse(&text, &manifest_path)?;
+    let dir = manifest_path.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    let wasm_path = component_path(&dir, &manifest)?;
+    let wasm = std::fs::read(&wasm_path).map_err(|source| RegistryError::Io { path: wasm_path.clone(), source })?;
+    load_parts(runtime, &text, &manifest_path, &wasm, wasm_path.display().to_string())
+}
+
+/// The component file of a plugin directory.
+fn component_path(dir: &Path, manifest: &Manifest) -> Result<PathBuf, RegistryError> {
+    if let Some(name) = &manifest.component {
+        return Ok(dir.join(name));
+    }
+    let entries = std::fs::read_dir(dir).map_err(|source| RegistryError::Io { path: dir.into(), source })?;
+    let mut wasm: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "wasm"))
+        .collect();
+    wasm.sort();
+    match wasm.len() {
+        0 => Err(RegistryError::NoComponent { dir: dir.into() }),
+        1 => Ok(wasm.remove(0)),
+        _ => Err(RegistryError::AmbiguousComponent {
+            dir: dir.into(),
+            files: wasm.iter().filter_map(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned()).collect(),
+        }),
+    }
+}
+
+/// Load the default plugins built into the binary.
+pub fn load_builtin(runtime: &Runtime) -> Result<Vec<LoadedPlugin>, RegistryError> {
+    DEFAULT_PLUGINS
+        .iter()
+        .map(|b| {
+            let path = PathBuf::from(format!("builtin:{}/plugin.toml", b.dir));
+            load_parts(runtime, b.manifest, &path, b.wasm, format!("builtin:{}", b.dir))
+        })
+        .collect()
+}
+
+/// Find a built-in plugin by name.
+pub fn builtin(name: &str) -> Option<&'static BuiltinPlugin> {
+    DEFAULT_PLUGINS.iter().find(|b| b.dir == name)
+}

@@ -1,0 +1,109 @@
+//! The on-disk cache of compiled components, so a restart does not
+//! recompile. An entry is keyed by the SHA-256 of the component's bytes and
+//! the engine's compatibility hash (wasmtime version, target, settings), so a
+//! different engine never loads an artifact it cannot run.
+
+use sha2::{Digest, Sha256};
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+/// A directory of compiled artifacts.
+#[derive(Debug, Clone)]
+pub struct ArtifactCache {
+    dir: PathBuf,
+    engine_key: String,
+}
+
+/// Where a component came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// Loaded from the cache.
+    Cached,
+    /// Compiled now (and stored in the cache, if there is one).
+    Compiled,
+}
+
+/// Feeds `Hash` input into SHA-256, to turn the engine's compatibility hash
+/// into a stable hex key.
+struct ShaHasher(Sha256);
+
+impl Hasher for ShaHasher {
+    fn finish(&self) -> u64 {
+        0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The SHA-256 of a component's bytes, as hex.
+pub fn wasm_digest(wasm: &[u8]) -> String {
+    hex(&Sha256::digest(wasm))
+}
+
+impl ArtifactCache {
+    /// A cache in `dir` for components compiled by `engine`.
+    pub fn new(dir: impl Into<PathBuf>, engine: &Engine) -> ArtifactCache {
+        let mut h = ShaHasher(Sha256::new());
+        engine.precompile_compatibility_hash().hash(&mut h);
+        ArtifactCache { dir: dir.into(), engine_key: hex(&h.0.finalize()[..8]) }
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn path_for(&self, digest: &str) -> PathBuf {
+        self.dir.join(format!("{digest}-{}.cwasm", self.engine_key))
+    }
+
+    /// The compiled component for `wasm` (whose digest is `digest`), from the
+    /// cache or compiled now. A cache that cannot be read or written only
+    /// costs a compile; it is never an error of its own.
+    pub fn load_or_compile(
+        &self,
+        engine: &Engine,
+        wasm: &[u8],
+        digest: &str,
+    ) -> wasmtime::Result<(Component, Origin)> {
+        let path = self.path_for(digest);
+        if path.is_file() {
+            match deserialize(engine, &path) {
+                Ok(component) => return Ok((component, Origin::Cached)),
+                Err(e) => tracing::warn!(path = %path.display(), error = %e, "discarding unreadable cached artifact"),
+            }
+        }
+        let component = Component::new(engine, wasm)?;
+        if let Err(e) = self.store(&component, &path) {
+            tracing::warn!(path = %path.display(), error = %e, "could not write compiled artifact to cache");
+        }
+        Ok((component, Origin::Compiled))
+    }
+
+    /// Write atomically: a crash mid-write leaves no half artifact behind.
+    fn store(&self, component: &Component, path: &Path) -> anyhow::Result<()> {
+        std::fs::create_dir_all(&self.dir)?;
+        let bytes = component.serialize()?;
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        std::fs::write(&tmp, bytes)?;
+        std::fs::rename(&tmp, path)?;
+        Ok(())
+    }
+}
+
+/// Load a compiled artifact from the cache.
+#[allow(unsafe_code, reason = "deserialising our own cached artifacts is the one unsafe operation we need")]
+fn deserialize(engine: &Engine, path: &Path) -> wasmtime::Result<Component> {
+    // SAFETY: the file was written by `ArtifactCache::store` from
+    // `Component::serialize` of an engine with the same compatibility hash
+    // (it is in the file name), into a directory only this service writes.
+    // wasmtime still checks the header and the engine settings on load.
+    unsafe { Component::deserialize_file(engine, path) }
+}

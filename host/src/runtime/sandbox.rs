@@ -1,0 +1,466 @@
+//! What a plugin instance can reach: the store state of one call.
+//!
+//! - `escalator:plugin/host`: a capped log.
+//! - The WASI p2 subset that language runtimes need and nothing more: clocks
+//!   frozen at the evaluation's `now`, randomness seeded per evaluation,
+//!   stdout/stderr captured into the same capped log, an empty environment,
+//!   no arguments, no preopened directories, no stdin. Sockets and HTTP are
+//!   not linked at all, and components importing them are refused at load.
+//! - A memory limiter that records the peak and whether a grow was denied.
+
+use super::wit;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use wasmtime::{ResourceLimiter, Result};
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream, WasiCli, WasiCliView};
+use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView};
+use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemView};
+use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, random, sync};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
+use wasmtime_wasi::random::WasiRandom;
+use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, WasiView};
+
+/// Interfaces a plugin may import, by name without the version. Anything
+/// else (sockets, HTTP, a key-value store, ...) is refused at load.
+pub const GRANTED_IMPORTS: &[&str] = &[
+    "escalator:plugin/types",
+    "escalator:plugin/host",
+    "wasi:cli/environment",
+    "wasi:cli/exit",
+    "wasi:cli/stdin",
+    "wasi:cli/stdout",
+    "wasi:cli/stderr",
+    "wasi:cli/terminal-input",
+    "wasi:cli/terminal-output",
+    "wasi:cli/terminal-stdin",
+    "wasi:cli/terminal-stdout",
+    "wasi:cli/terminal-stderr",
+    "wasi:clocks/wall-clock",
+    "wasi:clocks/monotonic-clock",
+    "wasi:filesystem/types",
+    "wasi:filesystem/preopens",
+    "wasi:io/error",
+    "wasi:io/poll",
+    "wasi:io/streams",
+    "wasi:random/random",
+    "wasi:random/insecure",
+    "wasi:random/insecure-seed",
+];
+
+/// Whether an import name (e.g. `wasi:io/streams@0.2.6`) is granted.
+pub fn is_granted(import: &str) -> bool {
+    let unversioned = import.split('@').next().unwrap_or(import);
+    GRANTED_IMPORTS.contains(&unversioned)
+}
+
+/// Whether an import is WASI (as opposed to our own contract).
+pub fn is_wasi(import: &str) -> bool {
+    import.starts_with("wasi:")
+}
+
+/// The linker for one WIT version: our `host` interface plus the granted WASI
+/// subset, all synchronous.
+pub fn linker(engine: &wasmtime::Engine) -> Result<Linker<CallState>> {
+    let mut l = Linker::<CallState>::new(engine);
+    wit::v0_1_0::trigger::Trigger::add_to_linker::<CallState, HasSelf<CallState>>(&mut l, |s| s)?;
+
+    type T = CallState;
+    clocks::wall_clock::add_to_linker::<T, WasiClocks>(&mut l, T::clocks)?;
+    clocks::monotonic_clock::add_to_linker::<T, WasiClocks>(&mut l, T::clocks)?;
+    filesystem::preopens::add_to_linker::<T, WasiFilesystem>(&mut l, T::filesystem)?;
+    sync::filesystem::types::add_to_linker::<T, WasiFilesystem>(&mut l, T::filesystem)?;
+    random::random::add_to_linker::<T, WasiRandom>(&mut l, |t| t.wasi.random())?;
+    random::insecure::add_to_linker::<T, WasiRandom>(&mut l, |t| t.wasi.random())?;
+    random::insecure_seed::add_to_linker::<T, WasiRandom>(&mut l, |t| t.wasi.random())?;
+    cli::exit::add_to_linker::<T, WasiCli>(&mut l, T::cli)?;
+    cli::environment::add_to_linker::<T, WasiCli>(&mut l, T::cli)?;
+    cli::stdin::add_to_linker::<T, WasiCli>(&mut l, T::cli)?;
+    cli::stdout::add_to_linker::<T, WasiCli>(&mut l, T::cli)?;
+    cli::stderr::add_to_linker::<T, WasiCli>(&mut l, T::cli)?;
+    cli::terminal_input::add_to_linker::<T, WasiCli>(&mut l, T::cli)?;
+    cli::terminal_output::add_to_linker::<T, WasiCli>(&mut l, T::cli)?;
+    cli::terminal_stdin::add_to_linker::<T, WasiCli>(&mut l, T::cli)?;
+    cli::terminal_stdout::add_to_linker::<T, WasiCli>(&mut l, T::cli)?;
+    cli::terminal_stderr::add_to_linker::<T, WasiCli>(&mut l, T::cli)?;
+    wasmtime_wasi_io::bindings::wasi::io::error::add_to_linker::<T, HasSelf<ResourceTable>>(
+        &mut l,
+        |t| &mut t.table,
+    )?;
+    sync::io::poll::add_to_linker::<T, HasSelf<ResourceTable>>(&mut l, |t| &mut t.table)?;
+    sync::io::streams::add_to_linker::<T, HasSelf<ResourceTable>>(&mut l, |t| &mut t.table)?;
+    Ok(l)
+}
+
+/// Where a log line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogSource {
+    /// The `escalator:plugin/host.log` function.
+    Plugin,
+    /// The guest's stdout.
+    Stdout,
+    /// The guest's stderr.
+    Stderr,
+}
+
+/// One line of a plugin's log.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LogLine {
+    /// Where it came from.
+    pub source: LogSource,
+    /// `trace`, `debug`, `info`, `warn` or `error` (stdout is `info`,
+    /// stderr `warn`).
+    pub level: &'static str,
+    /// The text.
+    pub message: String,
+}
+
+/// The capped log of one call, shared by the host function and the
+/// stdout/stderr streams.
+#[derive(Clone, Default)]
+pub struct LogSink(Arc<Mutex<LogBuf>>);
+
+#[derive(Default)]
+struct LogBuf {
+    lines: Vec<LogLine>,
+    bytes: usize,
+    cap: usize,
+    dropped_bytes: usize,
+    partial_stdout: Vec<u8>,
+    partial_stderr: Vec<u8>,
+}
+
+impl LogBuf {
+    fn push(&mut self, source: LogSource, level: &'static str, mut message: String) {
+        let room = self.cap.saturating_sub(self.bytes);
+        if room == 0 {
+            self.dropped_bytes += message.len();
+            return;
+        }
+        if message.len() > room {
+            let mut cut = room;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            self.dropped_bytes += message.len() - cut;
+            message.truncate(cut);
+        }
+        self.bytes += message.len();
+        self.lines.push(LogLine { source, level, message });
+    }
+
+    /// Append raw stream bytes; complete lines become log lines.
+    fn write_stream(&mut self, source: LogSource, bytes: &[u8]) {
+        let level = if source == LogSource::Stderr { "warn" } else { "info" };
+        let partial = match source {
+            LogSource::Stderr => &mut self.partial_stderr,
+            _ => &mut self.partial_stdout,
+        };
+        // Never buffer more than the cap of an unfinished line.
+        let take = bytes.len().min(self.cap.saturating_sub(partial.len()));
+        self.dropped_bytes += bytes.len() - take;
+        partial.extend_from_slice(&bytes[..take]);
+        let mut complete = Vec::new();
+        while let Some(pos) = partial.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = partial.drain(..=pos).collect();
+            complete.push(String::from_utf8_lossy(&line[..line.len() - 1]).into_owned());
+        }
+        for line in complete {
+            self.push(source, level, line);
+        }
+    }
+}
+
+impl LogSink {
+    /// A sink that keeps at most `cap` bytes of text.
+    pub fn new(cap: usize) -> LogSink {
+        LogSink(Arc::new(Mutex::new(LogBuf { cap, ..LogBuf::default() })))
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut LogBuf) -> R) -> R {
+        f(&mut self.0.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Add a line.
+    pub fn push(&self, source: LogSource, level: &'static str, message: String) {
+        self.with(|b| b.push(source, level, message));
+    }
+
+    /// Take the lines (flushing unfinished stream lines) and the number of
+    /// bytes dropped over the cap.
+    pub fn finish(&self) -> (Vec<LogLine>, usize) {
+        self.with(|b| {
+            for source in [LogSource::Stdout, LogSource::Stderr] {
+                let rest = match source {
+                    LogSource::Stderr => std::mem::take(&mut b.partial_stderr),
+                    _ => std::mem::take(&mut b.partial_stdout),
+                };
+                if !rest.is_empty() {
+                    let level = if source == LogSource::Stderr { "warn" } else { "info" };
+                    b.push(source, level, String::from_utf8_lossy(&rest).into_owned());
+                }
+            }
+            (std::mem::take(&mut b.lines), b.dropped_bytes)
+        })
+    }
+
+    /// The last line at level `error` written through the host log (the
+    /// SDK's panic handler writes the panic message there).
+    pub fn last_error(&self) -> Option<String> {
+        self.with(|b| {
+            b.lines
+                .iter()
+                .rev()
+                .find(|l| l.level == "error" && l.source == LogSource::Plugin)
+                .map(|l| l.message.clone())
+        })
+    }
+}
+
+/// stdout or stderr of a guest, writing into the call's [`LogSink`].
+#[derive(Clone)]
+struct CapturedStream {
+    sink: LogSink,
+    source: LogSource,
+}
+
+impl IsTerminal for CapturedStream {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for CapturedStream {
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for CapturedStream {
+    async fn ready(&mut self) {}
+}
+
+impl OutputStream for CapturedStream {
+    fn write(&mut self, bytes: wasmtime_wasi_io::bytes::Bytes) -> StreamResult<()> {
+        self.sink.with(|b| b.write_stream(self.source, &bytes));
+        Ok(())
+    }
+
+    fn flush(&mut self) -> StreamResult<()> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> Result<usize, StreamError> {
+        // Always ready; what goes past the cap is counted and dropped, so a
+        // chatty plugin is never blocked or failed by its own logging.
+        Ok(64 * 1024)
+    }
+}
+
+impl tokio::io::AsyncWrite for CapturedStream {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.sink.with(|b| b.write_stream(self.source, buf));
+        std::task::Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+/// The wall clock, frozen at the evaluation's `now`.
+struct FrozenWallClock(Duration);
+
+impl HostWallClock for FrozenWallClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_millis(1)
+    }
+    fn now(&self) -> Duration {
+        self.0
+    }
+}
+
+/// The monotonic clock, frozen too: a plugin measuring its own run time sees
+/// zero, and the same input always gives the same output.
+struct FrozenMonotonicClock(u64);
+
+impl HostMonotonicClock for FrozenMonotonicClock {
+    fn resolution(&self) -> u64 {
+        1
+    }
+    fn now(&self) -> u64 {
+        self.0
+    }
+}
+
+/// `n` pseudo-random bytes from `seed` (SplitMix64): cheap, and the same
+/// seed gives the same bytes.
+fn seeded_bytes(seed: u64, n: usize) -> Vec<u8> {
+    let mut state = seed;
+    let mut out = Vec::with_capacity(n + 8);
+    while out.len() < n {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        out.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+    }
+    out.truncate(n);
+    out
+}
+
+/// The memory limiter of one call.
+pub struct Limiter {
+    /// The cap on all linear memories of the instance together, in bytes.
+    max_bytes: usize,
+    /// Bytes currently allocated.
+    current: usize,
+    /// The most allocated at once.
+    pub peak: usize,
+    /// Set when a grow was refused: how much was asked for.
+    pub denied: Option<usize>,
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(&mut self, current: usize, desired: usize, _max: Option<usize>) -> Result<bool> {
+        let total = self.current - current.min(self.current) + desired;
+        if total > self.max_bytes {
+            self.denied = Some(total);
+            return Ok(false);
+        }
+        self.current = total;
+        self.peak = self.peak.max(total);
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> Result<bool> {
+        Ok(desired <= 1_000_000)
+    }
+}
+
+/// The state of one call's store.
+pub struct CallState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    /// The memory limiter.
+    pub limiter: Limiter,
+    /// The capped log.
+    pub log: LogSink,
+}
+
+impl CallState {
+    /// State for a call at `now_ms` with randomness from `seed`.
+    pub fn new(now_ms: i64, seed: u64, memory_bytes: usize, log_bytes: usize) -> CallState {
+        let log = LogSink::new(log_bytes);
+        let now = Duration::from_millis(u64::try_from(now_ms).unwrap_or(0));
+        let mut b = WasiCtx::builder();
+        b.stdout(CapturedStream { sink: log.clone(), source: LogSource::Stdout })
+            .stderr(CapturedStream { sink: log.clone(), source: LogSource::Stderr })
+            .wall_clock(FrozenWallClock(now))
+            .monotonic_clock(FrozenMonotonicClock(u64::try_from(now.as_nanos()).unwrap_or(u64::MAX)))
+            .secure_random(wasmtime_wasi::Deterministic::new(seeded_bytes(seed, 256)))
+            .insecure_random(wasmtime_wasi::Deterministic::new(seeded_bytes(!seed, 256)))
+            .insecure_random_seed(u128::from(seed) << 64 | u128::from(!seed))
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
+        CallState {
+            wasi: b.build(),
+            table: ResourceTable::new(),
+            limiter: Limiter { max_bytes: memory_bytes, current: 0, peak: 0, denied: None },
+            log,
+        }
+    }
+}
+
+impl WasiView for CallState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl wit::Host for CallState {
+    fn log(&mut self, level: wit::LogLevel, message: String) {
+        let level = match level {
+            wit::LogLevel::Trace => "trace",
+            wit::LogLevel::Debug => "debug",
+            wit::LogLevel::Info => "info",
+            wit::LogLevel::Warn => "warn",
+            wit::LogLevel::Error => "error",
+        };
+        self.log.push(LogSource::Plugin, level, message);
+    }
+}
+
+impl wit::trigger::escalator::plugin::types::Host for CallState {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_log_keeps_lines_up_to_the_cap_and_counts_the_rest() {
+        let sink = LogSink::new(10);
+        sink.push(LogSource::Plugin, "info", "hello".into());
+        sink.push(LogSource::Plugin, "info", "world, again".into());
+        sink.push(LogSource::Plugin, "info", "dropped".into());
+        let (lines, dropped) = sink.finish();
+        let texts: Vec<_> = lines.iter().map(|l| l.message.as_str()).collect();
+        assert_eq!(texts, ["hello", "world"]);
+        assert_eq!(dropped, ", again".len() + "dropped".len());
+    }
+
+    #[test]
+    fn stream_bytes_become_lines_and_the_tail_is_flushed() {
+        let sink = LogSink::new(1000);
+        sink.with(|b| b.write_stream(LogSource::Stdout, b"one\ntw"));
+        sink.with(|b| b.write_stream(LogSource::Stdout, b"o\nthree"));
+        let (lines, _) = sink.finish();
+        let texts: Vec<_> = lines.iter().map(|l| l.message.as_str()).collect();
+        assert_eq!(texts, ["one", "two", "three"]);
+    }
+
+    #[test]
+    fn seeded_bytes_are_stable_and_differ_by_seed() {
+        assert_eq!(seeded_bytes(7, 40), seeded_bytes(7, 40));
+        assert_ne!(seeded_bytes(7, 40), seeded_bytes(8, 40));
+    }
+
+    #[test]
+    fn only_the_granted_interfaces_pass() {
+        assert!(is_granted("wasi:io/streams@0.2.6"));
+        assert!(is_granted("escalator:plugin/host@0.1.0"));
+        assert!(!is_granted("wasi:sockets/tcp@0.2.6"));
+        assert!(!is_granted("wasi:http/outgoing-handler@0.2.6"));
+    }
+
+    #[test]
+    fn the_limiter_caps_all_memories_together_and_tracks_the_peak() {
+        let mut l = Limiter { max_bytes: 100, current: 0, peak: 0, denied: None };
+        assert!(l.memory_growing(0, 60, None).unwrap());
+        assert!(!l.memory_growing(0, 60, None).unwrap());
+        assert_eq!(l.denied, Some(120));
+        assert!(l.memory_growing(60, 90, None).unwrap());
+        assert_eq!(l.peak, 90);
+    }
+}

@@ -1,0 +1,290 @@
+//! Notifier: channels by tier and an escalation chain.
+//!
+//! The assignee is told at once on every channel of the tier, reminded if
+//! the ticket is not claimed, then the team lead and the manager are told in
+//! turn. Every step but the first stops when a human claims the ticket.
+//! Messages carry what a person needs at a glance: tier, customer, revenue,
+//! issue, and time to the SLA.
+#![cfg_attr(target_arch = "wasm32", no_std)]
+
+extern crate alloc;
+
+use escalator_guest::prelude::*;
+
+/// Something per tier.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PerTier<T> {
+    /// Critical.
+    pub critical: T,
+    /// High.
+    pub high: T,
+    /// Medium.
+    pub medium: T,
+    /// Low.
+    pub low: T,
+}
+
+impl<T> PerTier<T> {
+    /// The value for `tier`.
+    pub fn get(&self, tier: Tier) -> &T {
+        match tier {
+            Tier::Critical => &self.critical,
+            Tier::High => &self.high,
+            Tier::Medium => &self.medium,
+            Tier::Low => &self.low,
+        }
+    }
+}
+
+/// A channel name in configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ChannelName {
+    /// Slack.
+    Slack,
+    /// E-mail.
+    Email,
+    /// In-app.
+    InApp,
+    /// Webhook.
+    Webhook,
+}
+
+impl From<ChannelName> for Channel {
+    fn from(c: ChannelName) -> Channel {
+        match c {
+            ChannelName::Slack => Channel::Slack,
+            ChannelName::Email => Channel::Email,
+            ChannelName::InApp => Channel::InApp,
+            ChannelName::Webhook => Channel::Webhook,
+        }
+    }
+}
+
+/// The plugin's configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Config {
+    /// Channels per tier.
+    pub channels: PerTier<Vec<ChannelName>>,
+    /// Minutes until the assignee is reminded.
+    pub reminder_minutes: PerTier<u64>,
+    /// Minutes until the team lead is told (the manager at twice this).
+    pub next_level_minutes: PerTier<u64>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        use ChannelName::*;
+        Config {
+            channels: PerTier { critical: vec![Slack, Email, InApp], high: vec![Slack, InApp], medium: vec![InApp], low: vec![InApp] },
+            reminder_minutes: PerTier { critical: 10, high: 60, medium: 240, low: 480 },
+            next_level_minutes: PerTier { critical: 15, high: 120, medium: 480, low: 960 },
+        }
+    }
+}
+
+fn capitalized(tier: Tier) -> &'static str {
+    match tier {
+        Tier::Critical => "Critical",
+        Tier::High => "High",
+        Tier::Medium => "Medium",
+        Tier::Low => "Low",
+    }
+}
+
+/// `$50K MRR`, `$950 MRR`, `$1.2M MRR`.
+pub fn money(cents: u64) -> String {
+    let dollars = cents / 100;
+    if dollars >= 1_000_000 {
+        format!("${}.{}M", dollars / 1_000_000, dollars % 1_000_000 / 100_000)
+    } else if dollars >= 1_000 {
+        format!("${}K", dollars / 1_000)
+    } else {
+        format!("${dollars}")
+    }
+}
+
+/// The one-line summary: "Critical escalation: Enterprise customer (Acme
+/// Corp, $50K MRR) reports billing issue — SLA: 30 minutes".
+pub fn headline(ticket: &Ticket, escalation: &Escalation) -> String {
+    let who = match &ticket.customer {
+        Some(c) => {
+            let plan = if c.plan.is_empty() { String::from("Customer") } else { format!("{}{} customer", c.plan[..1].to_uppercase(), &c.plan[1..]) };
+            if c.mrr_cents > 0 {
+                format!("{plan} ({}, {} MRR)", c.name, money(c.mrr_cents))
+            } else {
+                format!("{plan} ({})", c.name)
+            }
+        }
+        None => String::from("Customer"),
+    };
+    let issue = ticket.category.as_deref().map_or_else(|| format!("\"{}\"", ticket.subject), |c| format!("{c} issue"));
+    let sla = escalation
+        .response_target
+        .map(|ms| format!(" — SLA: {}", time::human_duration(ms as i64)))
+        .unwrap_or_default();
+    format!("{} escalation: {who} reports {issue}{sla}", capitalized(escalation.tier))
+}
+
+fn body(ticket: &Ticket, escalation: &Escalation, routing: &Routing) -> String {
+    let mut lines = vec![format!("Ticket {}: {}", ticket.id, ticket.subject)];
+    for s in &escalation.signals {
+        lines.push(format!("• {} ({})", s.reason, s.tier.as_str()));
+    }
+    if let Some(ai) = &ticket.ai_analysis {
+        lines.push(format!("AI confidence {:.0}%: {}", ai.confidence * 100.0, ai.reasoning));
+    }
+    lines.push(format!("Assigned: {}", routing.reason));
+    lines.join("\n")
+}
+
+/// What to tell the customer, chosen by the escalation's cause.
+pub fn customer_message(escalation: &Escalation, ticket: &Ticket) -> Option<String> {
+    if escalation.tier == Tier::Low && escalation.signals.is_empty() {
+        return None;
+    }
+    let skill = escalation
+        .signals
+        .iter()
+        .find_map(|s| s.target_skill.clone())
+        .or_else(|| ticket.category.clone());
+    let who = match skill.as_deref() {
+        Some("billing") => "a billing specialist",
+        Some("technical") => "a technical specialist",
+        Some("legal") | Some("compliance") => "a member of our compliance team",
+        _ => "a member of our support team",
+    };
+    let when = match escalation.tier {
+        Tier::Critical => "right away",
+        Tier::High => "shortly",
+        _ => "as soon as possible",
+    };
+    Some(format!("I'm connecting you with {who} who will pick this up {when}. They will see our whole conversation, so you won't need to repeat anything."))
+}
+
+/// The plugin.
+pub struct Tiered;
+
+impl Notifier for Tiered {
+    type Config = Config;
+
+    fn plan(ticket: &Ticket, escalation: &Escalation, routing: &Routing, roster: &[Agent], ctx: &Ctx<Config>) -> Result<NotificationPlan, String> {
+        let c = &ctx.config;
+        let tier = escalation.tier;
+        let channels: Vec<Channel> = c.channels.get(tier).iter().map(|&ch| ch.into()).collect();
+        if channels.is_empty() {
+            return Err(format!("no channels configured for tier {}", tier.as_str()));
+        }
+        let title = headline(ticket, escalation);
+        let text = body(ticket, escalation, routing);
+        let minute = 60_000;
+        let mut steps = Vec::new();
+        let mut notify = |delay: u64, recipient: Recipient, channels: &[Channel], title: String, stop: bool| {
+            for &channel in channels {
+                steps.push(NotificationStep { delay, recipient: recipient.clone(), channel, title: title.clone(), body: text.clone(), stop_when_claimed: stop });
+            }
+        };
+        let (first, team) = match &routing.target {
+            Target::Agent(id) => (Recipient::Agent(id.clone()), roster.iter().find(|a| &a.id == id).map(|a| a.team.clone())),
+            Target::Queue(q) => (Recipient::Team(q.clone()), None),
+        };
+        notify(0, first.clone(), &channels, title.clone(), false);
+        let reminder_channel = [*channels.iter().find(|c| **c == Channel::Slack).unwrap_or(&channels[0])];
+        notify(c.reminder_minutes.get(tier) * minute, first, &reminder_channel, format!("Reminder: {title}"), true);
+
+        let next = c.next_level_minutes.get(tier) * minute;
+        let pick = |role: AgentRole| {
+            roster
+                .iter()
+                .filter(|a| a.role == role)
+                .min_by_key(|a| (team.as_deref() != Some(a.team.as_str()), a.id.clone()))
+        };
+        if let Some(lead) = pick(AgentRole::Lead) {
+            notify(next, Recipient::Agent(lead.id.clone()), &channels, format!("Unclaimed after {}: {title}", time::human_duration(next as i64)), true);
+        }
+        if let Some(manager) = pick(AgentRole::Manager) {
+            notify(2 * next, Recipient::Agent(manager.id.clone()), &channels, format!("Unclaimed after {}: {title}", time::human_duration(2 * next as i64)), true);
+        }
+        Ok(NotificationPlan { steps, customer_message: customer_message(escalation, ticket) })
+    }
+}
+
+escalator_guest::export_notifier!(Tiered);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use escalator_guest::testing::{self, agent};
+
+    fn enterprise_billing_ticket() -> Ticket {
+        Ticket {
+            subject: "Charged twice".into(),
+            category: Some("billing".into()),
+            customer: Some(Customer { name: "Acme Corp".into(), plan: "enterprise".into(), mrr_cents: 5_000_000, ..testing::customer() }),
+            ..testing::ticket()
+        }
+    }
+
+    fn critical() -> Escalation {
+        Escalation { response_target: Some(30 * 60_000), ..testing::escalation(Tier::Critical) }
+    }
+
+    #[test]
+    fn the_headline_says_who_what_how_much_and_the_sla() {
+        assert_eq!(
+            headline(&enterprise_billing_ticket(), &critical()),
+            "Critical escalation: Enterprise customer (Acme Corp, $50K MRR) reports billing issue — SLA: 30m"
+        );
+    }
+
+    #[test]
+    fn a_critical_chain_alerts_now_reminds_at_10_and_goes_up_at_15_and_30() {
+        let roster = [agent("ana", &["billing"]), Agent { role: AgentRole::Lead, ..agent("lee", &[]) }, Agent { role: AgentRole::Manager, ..agent("max", &[]) }];
+        let routing = Routing { target: Target::Agent("ana".into()), reason: "specialist".into(), fallback: vec![] };
+        let plan = Tiered::plan(&enterprise_billing_ticket(), &critical(), &routing, &roster, &Ctx::new(0, EventKind::MessageAdded, Config::default())).unwrap();
+        let summary: Vec<(u64, String, Channel, bool)> = plan
+            .steps
+            .iter()
+            .map(|s| {
+                let who = match &s.recipient {
+                    Recipient::Agent(a) | Recipient::Team(a) | Recipient::Endpoint(a) => a.clone(),
+                };
+                (s.delay / 60_000, who, s.channel, s.stop_when_claimed)
+            })
+            .collect();
+        use Channel::*;
+        assert_eq!(
+            summary,
+            vec![
+                (0, "ana".into(), Slack, false),
+                (0, "ana".into(), Email, false),
+                (0, "ana".into(), InApp, false),
+                (10, "ana".into(), Slack, true),
+                (15, "lee".into(), Slack, true),
+                (15, "lee".into(), Email, true),
+                (15, "lee".into(), InApp, true),
+                (30, "max".into(), Slack, true),
+                (30, "max".into(), Email, true),
+                (30, "max".into(), InApp, true),
+            ]
+        );
+        assert!(plan.customer_message.unwrap().contains("billing specialist"));
+    }
+
+    #[test]
+    fn a_medium_ticket_only_goes_in_app() {
+        let routing = Routing { target: Target::Queue("general".into()), reason: "queue".into(), fallback: vec![] };
+        let plan = Tiered::plan(&testing::ticket(), &testing::escalation(Tier::Medium), &routing, &[], &Ctx::new(0, EventKind::Tick, Config::default())).unwrap();
+        assert!(plan.steps.iter().all(|s| s.channel == Channel::InApp));
+        assert_eq!(plan.steps[0].recipient, Recipient::Team("general".into()));
+    }
+
+    #[test]
+    fn money_reads_naturally() {
+        assert_eq!(money(95_000), "$950");
+        assert_eq!(money(5_000_000), "$50K");
+        assert_eq!(money(123_000_000), "$1.2M");
+    }
+}
