@@ -14,7 +14,10 @@ const TARGET: &str = "wasm32-wasip2";
 
 fn main() {
     let manifest_dir = PathBuf::from(env("CARGO_MANIFEST_DIR"));
-    let root = manifest_dir.parent().expect("host/ has a parent").to_path_buf();
+    let root = manifest_dir
+        .parent()
+        .expect("host/ has a parent")
+        .to_path_buf();
     for dir in ["plugins", "tests/guests", "guest-sdk", "wit"] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
@@ -63,8 +66,14 @@ fn main() {
     for g in &guests {
         copy_wasm(&wasm_dir, g, &guest_out);
     }
-    println!("cargo:rustc-env=ESCALATOR_TEST_GUESTS={}", guest_out.display());
-    println!("cargo:rustc-env=ESCALATOR_PLUGINS_SRC={}", root.join("plugins").display());
+    println!(
+        "cargo:rustc-env=ESCALATOR_TEST_GUESTS={}",
+        guest_out.display()
+    );
+    println!(
+        "cargo:rustc-env=ESCALATOR_PLUGINS_SRC={}",
+        root.join("plugins").display()
+    );
 }
 
 fn env(key: &str) -> String {
@@ -93,15 +102,29 @@ fn crates_in(dir: &Path) -> Vec<GuestCrate> {
         .map(|e| e.path())
         .filter(|p| p.join("Cargo.toml").is_file())
         .map(|dir| {
-            let toml = std::fs::read_to_string(dir.join("Cargo.toml")).expect("reading a guest Cargo.toml");
+            let toml = std::fs::read_to_string(dir.join("Cargo.toml"))
+                .expect("reading a guest Cargo.toml");
             let package = toml
                 .lines()
-                .find_map(|l| l.trim().strip_prefix("name = \"").and_then(|r| r.strip_suffix('"')))
+                .find_map(|l| {
+                    l.trim()
+                        .strip_prefix("name = \"")
+                        .and_then(|r| r.strip_suffix('"'))
+                })
                 .unwrap_or_else(|| panic!("{}: no package name", dir.display()))
                 .to_string();
             let uses_std = toml.contains("features = [\"std\"]");
-            let dir_name = dir.file_name().expect("a directory name").to_string_lossy().into_owned();
-            GuestCrate { dir, dir_name, package, uses_std }
+            let dir_name = dir
+                .file_name()
+                .expect("a directory name")
+                .to_string_lossy()
+                .into_owned();
+            GuestCrate {
+                dir,
+                dir_name,
+                package,
+                uses_std,
+            }
         })
         .collect();
     out.sort_by(|a, b| a.dir_name.cmp(&b.dir_name));
@@ -144,7 +167,9 @@ fn ensure_target() {
         panic!(
             "the {TARGET} target is not installed and `rustup target add {TARGET}` failed.\n\
              Install it with: rustup target add {TARGET}{}",
-            toolchain.map(|t| format!(" --toolchain {t}")).unwrap_or_default()
+            toolchain
+                .map(|t| format!(" --toolchain {t}"))
+                .unwrap_or_default()
         );
     }
 }
@@ -157,7 +182,14 @@ fn build(root: &Path, target_dir: &Path, crates: &[&GuestCrate]) {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(root)
-        .args(["build", "--profile", "guest", "--target", TARGET, "--target-dir"])
+        .args([
+            "build",
+            "--profile",
+            "guest",
+            "--target",
+            TARGET,
+            "--target-dir",
+        ])
         .arg(target_dir)
         .arg("--manifest-path")
         .arg(root.join("Cargo.toml"));
@@ -166,10 +198,18 @@ fn build(root: &Path, target_dir: &Path, crates: &[&GuestCrate]) {
     }
     // The outer build's flags and wrappers (clippy, coverage) are for the
     // host, not the guests.
-    for var in ["CARGO_ENCODED_RUSTFLAGS", "RUSTFLAGS", "RUSTC_WORKSPACE_WRAPPER", "RUSTC_WRAPPER", "CARGO_BUILD_TARGET"] {
+    for var in [
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTFLAGS",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "RUSTC_WRAPPER",
+        "CARGO_BUILD_TARGET",
+    ] {
         cmd.env_remove(var);
     }
-    let status = cmd.status().expect("running cargo to build the wasm guests");
+    let status = cmd
+        .status()
+        .expect("running cargo to build the wasm guests");
     if !status.success() {
         panic!("building the wasm guests failed (see the cargo output above)");
     }

@@ -118,10 +118,10 @@ pub mod bindings {
 
 pub use bindings::trigger::escalator::plugin::host::LogLevel;
 pub use bindings::trigger::escalator::plugin::types::{
-    Agent, AgentRole, AgentStatus, AiAnalysis, Attribute, AuthorKind, Channel, Context,
-    Customer, Duration, Escalation, Evaluation, EventKind, FallbackStep, Message,
-    NotificationPlan, NotificationStep, Recipient, Routing, Shift, Signal, SignalAction,
-    StatusChange, Target, Ticket, TicketChannel, TicketStatus, Tier, Timestamp, Weekday,
+    Agent, AgentRole, AgentStatus, AiAnalysis, Attribute, AuthorKind, Channel, Context, Customer,
+    Duration, Escalation, Evaluation, EventKind, FallbackStep, Message, NotificationPlan,
+    NotificationStep, Recipient, Routing, Shift, Signal, SignalAction, StatusChange, Target,
+    Ticket, TicketChannel, TicketStatus, Tier, Timestamp, Weekday,
 };
 
 /// The evaluation context as a plugin sees it: the raw WIT [`Context`] with
@@ -186,9 +186,16 @@ pub trait Notifier {
 }
 
 /// Parse a plugin configuration from the JSON text the host passes. Empty
-/// text means "no configuration": the type's default.
+/// text or an empty object means "no configuration": the type's default (so
+/// a plugin with `type Config = ()` works with no `[config]` table).
 pub fn parse_config<C: DeserializeOwned + Default>(json: &str) -> Result<C, String> {
-    if json.trim().is_empty() {
+    let trimmed = json.trim();
+    if trimmed.is_empty()
+        || trimmed
+            .strip_prefix('{')
+            .and_then(|r| r.strip_suffix('}'))
+            .is_some_and(|r| r.trim().is_empty())
+    {
         return Ok(C::default());
     }
     serde_json::from_str(json).map_err(|e| alloc::format!("invalid plugin config: {e}"))
@@ -286,6 +293,29 @@ impl Tier {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_config_is_the_default_even_for_unit() {
+        parse_config::<()>("{}").unwrap();
+        parse_config::<()>(" { } ").unwrap();
+        parse_config::<()>("").unwrap();
+        assert!(parse_config::<()>("{\"x\": 1}").is_err());
+    }
+
+    #[test]
+    fn tiers_parse_from_config_by_name() {
+        let t: Tier = serde_json::from_str("\"critical\"").unwrap();
+        assert_eq!(t, Tier::Critical);
+        let e = serde_json::from_str::<Tier>("\"urgent\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("one of low, medium, high, critical"), "{e}");
+    }
+}
+
 impl<'de> serde::Deserialize<'de> for Tier {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Tier, D::Error> {
         let s = <alloc::borrow::Cow<'de, str>>::deserialize(d)?;
@@ -301,10 +331,10 @@ impl<'de> serde::Deserialize<'de> for Tier {
 /// What most plugins need, in one `use`.
 pub mod prelude {
     pub use crate::{
-        Agent, AgentRole, AgentStatus, AuthorKind, Channel, Ctx, Customer, Escalation,
-        Evaluation, EventKind, FallbackStep, LogLevel, Message, NotificationPlan,
-        NotificationStep, Notifier, Recipient, Router, Routing, Shift, Signal, SignalAction,
-        Target, Ticket, TicketStatus, Tier, Timestamp, Trigger, Weekday, log, sla, text, time,
+        Agent, AgentRole, AgentStatus, AuthorKind, Channel, Ctx, Customer, Escalation, Evaluation,
+        EventKind, FallbackStep, LogLevel, Message, NotificationPlan, NotificationStep, Notifier,
+        Recipient, Router, Routing, Shift, Signal, SignalAction, Target, Ticket, TicketStatus,
+        Tier, Timestamp, Trigger, Weekday, log, sla, text, time,
     };
     pub use alloc::borrow::ToOwned;
     pub use alloc::boxed::Box;

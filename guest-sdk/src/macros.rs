@@ -70,7 +70,13 @@ macro_rules! export_notifier {
                 ) -> ::core::result::Result<$crate::NotificationPlan, $crate::__private::String>
                 {
                     let ctx = $crate::context::<<$plugin as $crate::Notifier>::Config>(ctx)?;
-                    <$plugin as $crate::Notifier>::plan(&ticket, &escalation, &routing, &roster, &ctx)
+                    <$plugin as $crate::Notifier>::plan(
+                        &ticket,
+                        &escalation,
+                        &routing,
+                        &roster,
+                        &ctx,
+                    )
                 }
             }
             $crate::bindings::notifier::__export_notifier!(

@@ -52,7 +52,11 @@ pub fn status_at(history: &[StatusChange], t: Timestamp) -> TicketStatus {
 
 /// The intervals within `[from, to)` in which the clock runs (the ticket is
 /// neither paused nor done), in order.
-pub fn running_intervals(history: &[StatusChange], from: Timestamp, to: Timestamp) -> Vec<(Timestamp, Timestamp)> {
+pub fn running_intervals(
+    history: &[StatusChange],
+    from: Timestamp,
+    to: Timestamp,
+) -> Vec<(Timestamp, Timestamp)> {
     let mut out = Vec::new();
     if to <= from {
         return out;
@@ -115,15 +119,24 @@ impl BusinessCalendar {
         let mut shifts = Vec::new();
         for entry in &config.hours {
             shifts.extend(parse_hours(entry).ok_or_else(|| {
-                alloc::format!("invalid business hours {entry:?}: expected e.g. \"mon-fri 09:00-17:00\"")
+                alloc::format!(
+                    "invalid business hours {entry:?}: expected e.g. \"mon-fri 09:00-17:00\""
+                )
             })?);
         }
         let holidays = config
             .holidays
             .iter()
-            .map(|d| parse_date(d).ok_or_else(|| alloc::format!("invalid holiday {d:?}: expected YYYY-MM-DD")))
+            .map(|d| {
+                parse_date(d)
+                    .ok_or_else(|| alloc::format!("invalid holiday {d:?}: expected YYYY-MM-DD"))
+            })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(BusinessCalendar { utc_offset_minutes: config.utc_offset_minutes, shifts, holidays })
+        Ok(BusinessCalendar {
+            utc_offset_minutes: config.utc_offset_minutes,
+            shifts,
+            holidays,
+        })
     }
 
     /// The open intervals (UTC) of one local day, in order.
@@ -137,7 +150,12 @@ impl BusinessCalendar {
             .shifts
             .iter()
             .filter(|s| s.day == weekday && s.start_minute < s.end_minute)
-            .map(|s| (base + i64::from(s.start_minute) * MINUTE, base + i64::from(s.end_minute) * MINUTE))
+            .map(|s| {
+                (
+                    base + i64::from(s.start_minute) * MINUTE,
+                    base + i64::from(s.end_minute) * MINUTE,
+                )
+            })
             .collect();
         open.sort_unstable();
         open
@@ -210,19 +228,30 @@ fn parse_hours(entry: &str) -> Option<Vec<Shift>> {
     }
     Some(
         (first..=last)
-            .map(|d| Shift { day: weekday_from_index(d), start_minute: start, end_minute: end })
+            .map(|d| Shift {
+                day: weekday_from_index(d),
+                start_minute: start,
+                end_minute: end,
+            })
             .collect(),
     )
 }
 
 fn weekday_from_index(i: u8) -> crate::Weekday {
     use crate::Weekday::*;
-    [Monday, Tuesday, Wednesday, Thursday, Friday, Saturday, Sunday][usize::from(i % 7)]
+    [
+        Monday, Tuesday, Wednesday, Thursday, Friday, Saturday, Sunday,
+    ][usize::from(i % 7)]
 }
 
 /// Business time the SLA clock ran between `from` and `to`: open hours of
 /// `calendar` while the ticket was not paused.
-pub fn elapsed(calendar: &BusinessCalendar, history: &[StatusChange], from: Timestamp, to: Timestamp) -> i64 {
+pub fn elapsed(
+    calendar: &BusinessCalendar,
+    history: &[StatusChange],
+    from: Timestamp,
+    to: Timestamp,
+) -> i64 {
     running_intervals(history, from, to)
         .into_iter()
         .map(|(a, b)| calendar.open_ms_between(a, b))
@@ -277,9 +306,15 @@ mod tests {
         // Paused now: no deadline.
         assert_eq!(due_at(&cal, &history, t0, 4 * HOUR, t0 + 2 * HOUR), None);
         // Running again: two hours spent, two to go from 4h.
-        assert_eq!(due_at(&cal, &history, t0, 4 * HOUR, t0 + 4 * HOUR), Some(t0 + 6 * HOUR));
+        assert_eq!(
+            due_at(&cal, &history, t0, 4 * HOUR, t0 + 4 * HOUR),
+            Some(t0 + 6 * HOUR)
+        );
         // Already breached: the exact crossing time, inside the first run.
-        assert_eq!(due_at(&cal, &history, t0, 30 * MINUTE, t0 + 4 * HOUR), Some(t0 + 30 * MINUTE));
+        assert_eq!(
+            due_at(&cal, &history, t0, 30 * MINUTE, t0 + 4 * HOUR),
+            Some(t0 + 30 * MINUTE)
+        );
     }
 
     #[test]
@@ -307,14 +342,23 @@ mod tests {
         // later: 1 h on Friday, Monday the 30th is a holiday, then
         // Tuesday 09:00-12:00 local: due Tuesday 12:00 local = 11:00 UTC.
         let friday_4pm = timestamp(2026, 11, 27, 15, 0, 0);
-        assert_eq!(cal.add_open_ms(friday_4pm, 4 * HOUR), Some(timestamp(2026, 12, 1, 11, 0, 0)));
-        assert_eq!(cal.open_ms_between(friday_4pm, timestamp(2026, 12, 1, 11, 0, 0)), 4 * HOUR);
+        assert_eq!(
+            cal.add_open_ms(friday_4pm, 4 * HOUR),
+            Some(timestamp(2026, 12, 1, 11, 0, 0))
+        );
+        assert_eq!(
+            cal.open_ms_between(friday_4pm, timestamp(2026, 12, 1, 11, 0, 0)),
+            4 * HOUR
+        );
         // The lunch break splits the shift.
         assert!(!cal.is_open(timestamp(2026, 12, 1, 11, 30, 0)));
         assert!(cal.is_open(timestamp(2026, 12, 1, 12, 30, 0)));
         // A deadline landing exactly on the lunch break rolls past it.
         let tuesday_9am = timestamp(2026, 12, 1, 8, 0, 0);
-        assert_eq!(cal.add_open_ms(tuesday_9am, 4 * HOUR), Some(timestamp(2026, 12, 1, 13, 0, 0)));
+        assert_eq!(
+            cal.add_open_ms(tuesday_9am, 4 * HOUR),
+            Some(timestamp(2026, 12, 1, 13, 0, 0))
+        );
     }
 
     #[test]
@@ -335,7 +379,14 @@ mod tests {
 
     #[test]
     fn a_calendar_with_no_open_hours_never_comes_due() {
-        let cal = BusinessCalendar { shifts: vec![Shift { day: crate::Weekday::Monday, start_minute: 0, end_minute: 0 }], ..Default::default() };
+        let cal = BusinessCalendar {
+            shifts: vec![Shift {
+                day: crate::Weekday::Monday,
+                start_minute: 0,
+                end_minute: 0,
+            }],
+            ..Default::default()
+        };
         assert_eq!(cal.add_open_ms(0, HOUR), None);
     }
 }

@@ -14,8 +14,8 @@
 //! ```
 
 use crate::{
-    Agent, AgentRole, AgentStatus, AuthorKind, Customer, Escalation, Message, Ticket, TicketChannel,
-    TicketStatus, Tier, Timestamp,
+    Agent, AgentRole, AgentStatus, AuthorKind, Customer, Escalation, Message, Ticket,
+    TicketChannel, TicketStatus, Tier, Timestamp,
 };
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -89,5 +89,9 @@ pub fn agent(id: &str, skills: &[&str]) -> Agent {
 
 /// An escalation to `tier` with no signals and no response target.
 pub fn escalation(tier: Tier) -> Escalation {
-    Escalation { tier, signals: Vec::new(), response_target: None }
+    Escalation {
+        tier,
+        signals: Vec::new(),
+        response_target: None,
+    }
 }

@@ -5,7 +5,6 @@
 //! word) and everything else a separator. So `"Cancel my account!!"` matches
 //! the phrase `cancel my account`, and `"scancel"` does not match `cancel`.
 
-use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -20,18 +19,47 @@ fn is_apostrophe(c: char) -> bool {
 /// assert_eq!(escalator_guest::text::normalize("  This is UNACCEPTABLE!!! Don’t…"), "this is unacceptable dont");
 /// ```
 pub fn normalize(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
+    let bytes = normalize_bytes(text);
+    // Built only from ASCII bytes and whole UTF-8 encoded chars.
+    String::from_utf8(bytes).unwrap_or_default()
+}
+
+/// [`normalize`] as UTF-8 bytes, without the final validation.
+fn normalize_bytes(text: &str) -> Vec<u8> {
+    let bytes = text.as_bytes();
+    let mut out: Vec<u8> = Vec::with_capacity(text.len());
     let mut pending_space = false;
-    for c in text.chars() {
-        if c.is_alphanumeric() {
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b.is_ascii_alphanumeric() {
+            // A whole run of ASCII letters and digits at once.
+            let run = bytes[i..]
+                .iter()
+                .position(|c| !c.is_ascii_alphanumeric())
+                .map_or(bytes.len() - i, |n| n);
             if pending_space && !out.is_empty() {
-                out.push(' ');
+                out.push(b' ');
             }
             pending_space = false;
-            if c.is_ascii() {
-                out.push(c.to_ascii_lowercase());
-            } else {
-                out.extend(c.to_lowercase());
+            out.extend(bytes[i..i + run].iter().map(u8::to_ascii_lowercase));
+            i += run;
+            continue;
+        }
+        let c = if b.is_ascii() {
+            b as char
+        } else {
+            text[i..].chars().next().unwrap_or(' ')
+        };
+        i += c.len_utf8();
+        if !c.is_ascii() && c.is_alphanumeric() {
+            if pending_space && !out.is_empty() {
+                out.push(b' ');
+            }
+            pending_space = false;
+            let mut buf = [0u8; 4];
+            for l in c.to_lowercase() {
+                out.extend_from_slice(l.encode_utf8(&mut buf).as_bytes());
             }
         } else if is_apostrophe(c) && !pending_space && !out.is_empty() {
             // Inside a word: drop it, keep the word together.
@@ -44,7 +72,11 @@ pub fn normalize(text: &str) -> String {
 
 /// The words of `text` (see [`normalize`]).
 pub fn words(text: &str) -> Vec<String> {
-    normalize(text).split(' ').filter(|w| !w.is_empty()).map(String::from).collect()
+    normalize(text)
+        .split(' ')
+        .filter(|w| !w.is_empty())
+        .map(String::from)
+        .collect()
 }
 
 /// Whether `text` contains `phrase` on word boundaries, ignoring case and
@@ -63,12 +95,36 @@ pub struct PhraseMatch {
 }
 
 /// A set of phrases, prepared once and matched against many texts.
-#[derive(Debug, Clone, Default)]
+///
+/// Each phrase is kept normalised (`"cancel my account"`). A word of the
+/// text that passes a bit filter of the phrases' first words is checked
+/// against each phrase by comparing the normalised text in place; the
+/// filter dismisses almost every word with one hash. Matching allocates
+/// nothing but the text's normalised copy.
+#[derive(Debug, Clone)]
 pub struct PhraseSet {
-    /// Each phrase as its words.
-    phrases: Vec<Vec<String>>,
-    /// Phrase indices by their first word.
-    by_first: BTreeMap<String, Vec<usize>>,
+    /// Each phrase, normalised.
+    phrases: Vec<String>,
+    /// `(length of the first word, phrase index)` of every non-empty phrase.
+    firsts: Vec<(usize, usize)>,
+    /// A 4096-bit filter of first-word hashes: most words of a text start
+    /// no phrase, and are dismissed with one hash and one bit test.
+    filter: [u64; 64],
+}
+
+impl Default for PhraseSet {
+    fn default() -> Self {
+        PhraseSet::new::<[&str; 0], &str>([])
+    }
+}
+
+/// FNV-1a, folded to 12 bits.
+fn word_hash(word: &[u8]) -> usize {
+    let mut h: u32 = 0x811c_9dc5;
+    for &b in word {
+        h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+    }
+    ((h ^ (h >> 12) ^ (h >> 24)) & 0xfff) as usize
 }
 
 impl PhraseSet {
@@ -79,15 +135,23 @@ impl PhraseSet {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let mut set = PhraseSet::default();
-        for (i, p) in phrases.into_iter().enumerate() {
-            let w = words(p.as_ref());
-            if let Some(first) = w.first() {
-                set.by_first.entry(first.clone()).or_default().push(i);
-            }
-            set.phrases.push(w);
+        let phrases: Vec<String> = phrases.into_iter().map(|p| normalize(p.as_ref())).collect();
+        let firsts: Vec<(usize, usize)> = phrases
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| !p.is_empty())
+            .map(|(i, p)| (p.find(' ').unwrap_or(p.len()), i))
+            .collect();
+        let mut filter = [0u64; 64];
+        for &(len, i) in &firsts {
+            let h = word_hash(&phrases[i].as_bytes()[..len]);
+            filter[h / 64] |= 1 << (h % 64);
         }
-        set
+        PhraseSet {
+            phrases,
+            firsts,
+            filter,
+        }
     }
 
     /// How many phrases the set holds.
@@ -122,23 +186,44 @@ impl PhraseSet {
 
     /// Call `on_match` for each occurrence until it returns `false`.
     fn scan(&self, text: &str, mut on_match: impl FnMut(PhraseMatch) -> bool) {
-        if self.by_first.is_empty() {
+        if self.firsts.is_empty() {
             return;
         }
-        let normalized = normalize(text);
-        let tokens: Vec<&str> = normalized.split(' ').filter(|w| !w.is_empty()).collect();
-        for (pos, token) in tokens.iter().enumerate() {
-            let Some(candidates) = self.by_first.get(*token) else {
+        let normalized = normalize_bytes(text);
+        let bytes = normalized.as_slice();
+        let mut start = 0;
+        let mut word = 0;
+        while start < bytes.len() {
+            let end = bytes[start..]
+                .iter()
+                .position(|&b| b == b' ')
+                .map_or(bytes.len(), |e| start + e);
+            let token = &bytes[start..end];
+            let h = word_hash(token);
+            if self.filter[h / 64] & (1 << (h % 64)) == 0 {
+                start = end + 1;
+                word += 1;
                 continue;
-            };
-            for &phrase in candidates {
-                let want = &self.phrases[phrase];
-                let matches = tokens.len() - pos >= want.len()
-                    && want.iter().zip(&tokens[pos..]).all(|(w, t)| w == t);
-                if matches && !on_match(PhraseMatch { phrase, word: pos }) {
+            }
+            for &(first_len, index) in &self.firsts {
+                let phrase = &self.phrases[index];
+                if first_len != token.len() || !phrase.as_bytes().starts_with(token) {
+                    continue;
+                }
+                let rest = &bytes[start..];
+                let whole_words = rest.starts_with(phrase.as_bytes())
+                    && (rest.len() == phrase.len() || rest[phrase.len()] == b' ');
+                if whole_words
+                    && !on_match(PhraseMatch {
+                        phrase: index,
+                        word,
+                    })
+                {
                     return;
                 }
             }
+            start = end + 1;
+            word += 1;
         }
     }
 }
@@ -176,12 +261,21 @@ mod tests {
 
     #[test]
     fn phrases_match_on_word_boundaries_only() {
-        assert!(contains_phrase("I want to CANCEL my account!!!", "cancel my account"));
+        assert!(contains_phrase(
+            "I want to CANCEL my account!!!",
+            "cancel my account"
+        ));
         assert!(contains_phrase("cancel-my-account", "cancel my account"));
-        assert!(!contains_phrase("I want to cancel my accountant", "cancel my account"));
+        assert!(!contains_phrase(
+            "I want to cancel my accountant",
+            "cancel my account"
+        ));
         assert!(!contains_phrase("scancel my account", "cancel my account"));
         assert!(!contains_phrase("anything", ""));
-        assert!(contains_phrase("Let me speak to your manager.", "speak to your manager"));
+        assert!(contains_phrase(
+            "Let me speak to your manager.",
+            "speak to your manager"
+        ));
     }
 
     #[test]
@@ -203,7 +297,11 @@ mod tests {
     #[test]
     fn phrases_sharing_a_first_word_are_all_checked() {
         let set = PhraseSet::new(["speak to a human", "speak to your manager"]);
-        assert_eq!(set.first_match("can I speak to your manager").map(|m| m.phrase), Some(1));
+        assert_eq!(
+            set.first_match("can I speak to your manager")
+                .map(|m| m.phrase),
+            Some(1)
+        );
     }
 
     #[test]

@@ -44,7 +44,14 @@ pub fn civil_from_days(days: i64) -> (i32, u32, u32) {
 }
 
 /// The UTC timestamp of a civil date and time.
-pub fn timestamp(year: i32, month: u32, day: u32, hour: u32, minute: u32, second: u32) -> Timestamp {
+pub fn timestamp(
+    year: i32,
+    month: u32,
+    day: u32,
+    hour: u32,
+    minute: u32,
+    second: u32,
+) -> Timestamp {
     days_from_civil(year, month, day) * DAY
         + i64::from(hour) * HOUR
         + i64::from(minute) * MINUTE
@@ -116,9 +123,9 @@ pub fn within_shifts(ts: Timestamp, utc_offset_minutes: i32, shifts: &[Shift]) -
         return true;
     }
     let t = local(ts, utc_offset_minutes);
-    shifts
-        .iter()
-        .any(|s| s.day == t.weekday && s.start_minute <= t.minute_of_day && t.minute_of_day < s.end_minute)
+    shifts.iter().any(|s| {
+        s.day == t.weekday && s.start_minute <= t.minute_of_day && t.minute_of_day < s.end_minute
+    })
 }
 
 /// Parse a weekday name (`mon`, `monday`, any case).
@@ -141,7 +148,12 @@ pub fn parse_weekday(s: &str) -> Option<Weekday> {
 pub fn human_duration(ms: i64) -> alloc::string::String {
     let sign = if ms < 0 { "-" } else { "" };
     let ms = ms.unsigned_abs();
-    let (d, h, m, s) = (ms / 86_400_000, ms / 3_600_000 % 24, ms / 60_000 % 60, ms / 1000 % 60);
+    let (d, h, m, s) = (
+        ms / 86_400_000,
+        ms / 3_600_000 % 24,
+        ms / 60_000 % 60,
+        ms / 1000 % 60,
+    );
     match (d, h, m) {
         (0, 0, 0) => alloc::format!("{sign}{s}s"),
         (0, 0, m) => alloc::format!("{sign}{m}m"),
@@ -176,7 +188,10 @@ mod tests {
     #[test]
     fn weekdays_are_right() {
         assert_eq!(weekday_of_day(0), Weekday::Thursday);
-        assert_eq!(weekday_of_day(parse_date("2026-11-27").unwrap()), Weekday::Friday);
+        assert_eq!(
+            weekday_of_day(parse_date("2026-11-27").unwrap()),
+            Weekday::Friday
+        );
         assert_eq!(weekday_of_day(-1), Weekday::Wednesday);
     }
 
@@ -202,16 +217,31 @@ mod tests {
         assert_eq!(t.minute_of_day, 30);
         // And Friday 18:30 in UTC-5.
         let t = local(ts, -300);
-        assert_eq!((t.weekday, t.minute_of_day), (Weekday::Friday, 18 * 60 + 30));
+        assert_eq!(
+            (t.weekday, t.minute_of_day),
+            (Weekday::Friday, 18 * 60 + 30)
+        );
     }
 
     #[test]
     fn shifts_bound_working_hours() {
-        let shifts = [Shift { day: Weekday::Friday, start_minute: 9 * 60, end_minute: 17 * 60 }];
+        let shifts = [Shift {
+            day: Weekday::Friday,
+            start_minute: 9 * 60,
+            end_minute: 17 * 60,
+        }];
         assert!(within_shifts(timestamp(2026, 11, 27, 9, 0, 0), 0, &shifts));
-        assert!(!within_shifts(timestamp(2026, 11, 27, 17, 0, 0), 0, &shifts));
+        assert!(!within_shifts(
+            timestamp(2026, 11, 27, 17, 0, 0),
+            0,
+            &shifts
+        ));
         // 08:30 UTC is 09:30 in UTC+1.
-        assert!(within_shifts(timestamp(2026, 11, 27, 8, 30, 0), 60, &shifts));
+        assert!(within_shifts(
+            timestamp(2026, 11, 27, 8, 30, 0),
+            60,
+            &shifts
+        ));
         assert!(within_shifts(0, 0, &[]));
     }
 

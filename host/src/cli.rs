@@ -86,10 +86,30 @@ pub enum PluginCommand {
 
 /// Run the command line; the exit code.
 pub fn run(cli: Cli) -> Result<i32> {
-    let runtime = Runtime::new(RuntimeConfig { cache_dir: cache_dir(&cli), ..RuntimeConfig::default() })?;
+    let runtime = Runtime::new(RuntimeConfig {
+        cache_dir: cache_dir(&cli),
+        ..RuntimeConfig::default()
+    })?;
     match cli.command {
-        Command::Plugin(PluginCommand::Run { plugin, ticket, now, event, roster, escalation, routing, config }) => {
-            let input = RunInput { ticket, now, event, roster, escalation, routing, config };
+        Command::Plugin(PluginCommand::Run {
+            plugin,
+            ticket,
+            now,
+            event,
+            roster,
+            escalation,
+            routing,
+            config,
+        }) => {
+            let input = RunInput {
+                ticket,
+                now,
+                event,
+                roster,
+                escalation,
+                routing,
+                config,
+            };
             plugin_run(&runtime, &plugin, &input)
         }
         Command::Plugin(PluginCommand::Inspect { wasm }) => plugin_inspect(&runtime, &wasm),
@@ -115,17 +135,40 @@ pub fn load_plugin(runtime: &Runtime, spec: &str) -> Result<LoadedPlugin> {
     if let Some(name) = spec.strip_prefix("builtin:") {
         let b = registry::builtin(name).with_context(|| {
             let names: Vec<_> = registry::DEFAULT_PLUGINS.iter().map(|b| b.dir).collect();
-            format!("no built-in plugin {name:?} (there are: {})", names.join(", "))
+            format!(
+                "no built-in plugin {name:?} (there are: {})",
+                names.join(", ")
+            )
         })?;
         let path = PathBuf::from(format!("builtin:{name}/plugin.toml"));
-        return Ok(registry::load_parts(runtime, b.manifest, &path, b.wasm, spec.to_string())?);
+        return Ok(registry::load_parts(
+            runtime,
+            b.manifest,
+            &path,
+            b.wasm,
+            spec.to_string(),
+        )?);
     }
     Ok(registry::load_path(runtime, Path::new(spec))?)
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Result<T> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {what} {}", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("{} is not a valid {what}", path.display()))
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading {what} {}", path.display()))?;
+    let de = &mut serde_json::Deserializer::from_str(&text);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let at = e.path().to_string();
+        let at = if at == "." {
+            String::new()
+        } else {
+            format!("{at}: ")
+        };
+        anyhow::anyhow!(
+            "{} is not a valid {what}: {at}{}",
+            path.display(),
+            e.into_inner()
+        )
+    })
 }
 
 /// Inputs of `plugin run` besides the plugin.
@@ -158,40 +201,76 @@ fn plugin_run(runtime: &Runtime, spec: &str, input: &RunInput) -> Result<i32> {
         Some(p) => read_json(p, "roster")?,
         None => Vec::new(),
     };
-    let wit_roster = roster.iter().map(|a| contract::agent(a, now)).collect::<Result<Vec<_>, _>>().map_err(anyhow::Error::msg)?;
+    let wit_roster = roster
+        .iter()
+        .map(|a| contract::agent(a, now))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(anyhow::Error::msg)?;
     let escalation: model::Escalation = match &input.escalation {
         Some(p) => read_json(p, "escalation")?,
         None => model::Escalation {
             tier: ticket.tier.unwrap_or(model::Tier::High),
             signals: Vec::new(),
-            response_target_ms: ResponseTargets::default().get(ticket.tier.unwrap_or(model::Tier::High)),
+            response_target_ms: ResponseTargets::default()
+                .get(ticket.tier.unwrap_or(model::Tier::High)),
         },
     };
     let plugin = &loaded.plugin;
     let (output, error, report) = match plugin.kind() {
         Kind::Trigger => {
             let o = runtime.evaluate(plugin, &wit_ticket, &ctx);
-            let out = o.result.map_err(|e| (e.kind(), e.to_string())).and_then(|e| {
-                contract::evaluation_from(e).map_err(|r| ("invalid-output", format!("{} returned invalid output: {r}", plugin.id())))
-            });
-            split(out.map(|e| serde_json::to_value(e).unwrap_or_default()), o.report)
+            let out = o
+                .result
+                .map_err(|e| (e.kind(), e.to_string()))
+                .and_then(|e| {
+                    contract::evaluation_from(e).map_err(|r| {
+                        (
+                            "invalid-output",
+                            format!("{} returned invalid output: {r}", plugin.id()),
+                        )
+                    })
+                });
+            split(
+                out.map(|e| serde_json::to_value(e).unwrap_or_default()),
+                o.report,
+            )
         }
         Kind::Router => {
-            let o = runtime.route(plugin, &wit_ticket, &contract::escalation(&escalation), &wit_roster, &ctx);
-            let out = o.result.map(|r| serde_json::to_value(contract::routing_from(r)).unwrap_or_default());
+            let o = runtime.route(
+                plugin,
+                &wit_ticket,
+                &contract::escalation(&escalation),
+                &wit_roster,
+                &ctx,
+            );
+            let out = o
+                .result
+                .map(|r| serde_json::to_value(contract::routing_from(r)).unwrap_or_default());
             split(out.map_err(|e| (e.kind(), e.to_string())), o.report)
         }
         Kind::Notifier => {
             let routing: model::Routing = match &input.routing {
                 Some(p) => read_json(p, "routing")?,
                 None => model::Routing {
-                    target: ticket.assignee.clone().map_or(model::Target::Queue("general".into()), model::Target::Agent),
+                    target: ticket
+                        .assignee
+                        .clone()
+                        .map_or(model::Target::Queue("general".into()), model::Target::Agent),
                     reason: "given".into(),
                     fallback: Vec::new(),
                 },
             };
-            let o = runtime.plan(plugin, &wit_ticket, &contract::escalation(&escalation), &contract::routing(&routing), &wit_roster, &ctx);
-            let out = o.result.map(|p| serde_json::to_value(contract::plan_from(p)).unwrap_or_default());
+            let o = runtime.plan(
+                plugin,
+                &wit_ticket,
+                &contract::escalation(&escalation),
+                &contract::routing(&routing),
+                &wit_roster,
+                &ctx,
+            );
+            let out = o
+                .result
+                .map(|p| serde_json::to_value(contract::plan_from(p)).unwrap_or_default());
             split(out.map_err(|e| (e.kind(), e.to_string())), o.report)
         }
     };
@@ -217,9 +296,16 @@ fn plugin_run(runtime: &Runtime, spec: &str, input: &RunInput) -> Result<i32> {
     Ok(if failed { 2 } else { 0 })
 }
 
-type Split = (Option<serde_json::Value>, Option<(&'static str, String)>, crate::runtime::CallReport);
+type Split = (
+    Option<serde_json::Value>,
+    Option<(&'static str, String)>,
+    crate::runtime::CallReport,
+);
 
-fn split(r: std::result::Result<serde_json::Value, (&'static str, String)>, report: crate::runtime::CallReport) -> Split {
+fn split(
+    r: std::result::Result<serde_json::Value, (&'static str, String)>,
+    report: crate::runtime::CallReport,
+) -> Split {
     match r {
         Ok(v) => (Some(v), None, report),
         Err(e) => (None, Some(e), report),
@@ -228,25 +314,40 @@ fn split(r: std::result::Result<serde_json::Value, (&'static str, String)>, repo
 
 fn plugin_inspect(runtime: &Runtime, path: &Path) -> Result<i32> {
     let wasm = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let (component, _) = runtime.compile(&wasm).with_context(|| format!("{} is not a loadable component", path.display()))?;
+    let (component, _) = runtime
+        .compile(&wasm)
+        .with_context(|| format!("{} is not a loadable component", path.display()))?;
     let i = inspect::inspect(runtime.engine(), &component);
     println!("{}", path.display());
     println!("  size:     {} bytes", wasm.len());
     match i.world {
         Some(k) => println!("  world:    {k} (exports `{}`)", k.export()),
-        None => println!("  world:    none of trigger, router, notifier (exports: {})", i.exports.join(", ")),
+        None => println!(
+            "  world:    none of trigger, router, notifier (exports: {})",
+            i.exports.join(", ")
+        ),
     }
-    println!("  contract: escalator:plugin@{}", i.contract.as_deref().unwrap_or("?"));
+    println!(
+        "  contract: escalator:plugin@{}",
+        i.contract.as_deref().unwrap_or("?")
+    );
     println!("  imports:");
     for imp in &i.imports {
-        println!("    {} {}", if imp.granted { "ok     " } else { "REFUSED" }, imp.name);
+        println!(
+            "    {} {}",
+            if imp.granted { "ok     " } else { "REFUSED" },
+            imp.name
+        );
     }
     if i.uses_wasi {
         println!("  note: imports WASI; a build without it instantiates about twice as fast");
     }
     let refused: Vec<&str> = i.ungranted().collect();
     if !refused.is_empty() {
-        bail!("the host will refuse this component: it imports {}", refused.join(", "));
+        bail!(
+            "the host will refuse this component: it imports {}",
+            refused.join(", ")
+        );
     }
     if i.world.is_none() {
         bail!("not an Escalator plugin: it implements none of the plugin worlds");
@@ -257,7 +358,14 @@ fn plugin_inspect(runtime: &Runtime, path: &Path) -> Result<i32> {
 fn plugin_list(runtime: &Runtime) -> Result<i32> {
     for p in registry::load_builtin(runtime)? {
         let m = &p.manifest;
-        println!("{:<12} {:<9} {:<8} {:>7} KB  {}", m.name, m.kind, m.version, p.plugin.size() / 1024, m.description);
+        println!(
+            "{:<12} {:<9} {:<8} {:>7} KB  {}",
+            m.name,
+            m.kind,
+            m.version,
+            p.plugin.size() / 1024,
+            m.description
+        );
     }
     Ok(0)
 }
@@ -272,21 +380,43 @@ const DEMO_ROSTER: &str = include_str!("../../examples/roster.json");
 fn demo(runtime: &Runtime, paths: &[PathBuf], roster: Option<&Path>) -> Result<i32> {
     let set = PluginSet::new(registry::load_builtin(runtime)?).map_err(anyhow::Error::msg)?;
     let tickets: Vec<model::Ticket> = if paths.is_empty() {
-        DEMO_TICKETS.iter().map(|t| serde_json::from_str(t)).collect::<Result<_, _>>()?
+        DEMO_TICKETS
+            .iter()
+            .map(|t| serde_json::from_str(t))
+            .collect::<Result<_, _>>()?
     } else {
-        paths.iter().map(|p| read_json(p, "ticket")).collect::<Result<_>>()?
+        paths
+            .iter()
+            .map(|p| read_json(p, "ticket"))
+            .collect::<Result<_>>()?
     };
     let roster: Vec<model::Agent> = match roster {
         Some(p) => read_json(p, "roster")?,
         None => serde_json::from_str(DEMO_ROSTER)?,
     };
     for ticket in &tickets {
-        let now = ticket.messages.iter().map(|m| m.sent_at).max().unwrap_or(ticket.created_at);
-        let d = pipeline::decide(runtime, &set, ticket, &roster, now, model::EventKind::MessageAdded, &ResponseTargets::default());
+        let now = ticket
+            .messages
+            .iter()
+            .map(|m| m.sent_at)
+            .max()
+            .unwrap_or(ticket.created_at);
+        let d = pipeline::decide(
+            runtime,
+            &set,
+            ticket,
+            &roster,
+            now,
+            model::EventKind::MessageAdded,
+            &ResponseTargets::default(),
+        );
         println!("━━ {} · {}", ticket.id, ticket.subject);
         match d.tier {
             None => println!("   stays with the AI agent: no trigger fired"),
-            Some(t) => println!("   tier: {}", serde_json::to_value(t)?.as_str().unwrap_or("?")),
+            Some(t) => println!(
+                "   tier: {}",
+                serde_json::to_value(t)?.as_str().unwrap_or("?")
+            ),
         }
         for s in &d.signals {
             println!("   • [{}] {}", s.key, s.reason);
@@ -297,12 +427,23 @@ fn demo(runtime: &Runtime, paths: &[PathBuf], roster: Option<&Path>) -> Result<i
         if let Some(r) = &d.routing {
             println!("   → {}: {}", target(&r.target), r.reason);
             for f in &r.fallback {
-                println!("     after {} min → {} ({})", f.after_ms / 60_000, target(&f.target), f.reason);
+                println!(
+                    "     after {} min → {} ({})",
+                    f.after_ms / 60_000,
+                    target(&f.target),
+                    f.reason
+                );
             }
         }
         if let Some(p) = &d.plan {
             for s in &p.steps {
-                println!("   ✉ +{:>3} min {:<8} {:<8} {}", s.delay_ms / 60_000, recipient(&s.recipient), format!("{:?}", s.channel), s.title);
+                println!(
+                    "   ✉ +{:>3} min {:<8} {:<8} {}",
+                    s.delay_ms / 60_000,
+                    recipient(&s.recipient),
+                    format!("{:?}", s.channel),
+                    s.title
+                );
             }
             if let Some(m) = &p.customer_message {
                 println!("   customer sees: {m}");
@@ -310,7 +451,12 @@ fn demo(runtime: &Runtime, paths: &[PathBuf], roster: Option<&Path>) -> Result<i
         }
         for r in &d.runs {
             let status = r.error_kind.unwrap_or("ok");
-            println!("   [{} {status}: {} fuel, {} µs]", r.plugin, r.report.fuel_used, r.report.duration.as_micros());
+            println!(
+                "   [{} {status}: {} fuel, {} µs]",
+                r.plugin,
+                r.report.fuel_used,
+                r.report.duration.as_micros()
+            );
         }
         println!();
     }
@@ -326,6 +472,8 @@ fn target(t: &model::Target) -> String {
 
 fn recipient(r: &model::Recipient) -> String {
     match r {
-        model::Recipient::Agent(a) | model::Recipient::Team(a) | model::Recipient::Endpoint(a) => a.clone(),
+        model::Recipient::Agent(a) | model::Recipient::Team(a) | model::Recipient::Endpoint(a) => {
+            a.clone()
+        }
     }
 }

@@ -127,7 +127,9 @@ pub struct ManifestError {
 
 fn valid_name(name: &str) -> bool {
     (1..=64).contains(&name.len())
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !name.starts_with('-')
 }
 
@@ -135,16 +137,24 @@ fn valid_version(v: &str) -> bool {
     let (core, pre) = v.split_once('-').unwrap_or((v, ""));
     let parts: Vec<&str> = core.split('.').collect();
     parts.len() == 3
-        && parts.iter().all(|p| !p.is_empty() && p.len() <= 9 && p.bytes().all(|b| b.is_ascii_digit()))
-        && pre.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.len() <= 9 && p.bytes().all(|b| b.is_ascii_digit()))
+        && pre
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
         && !(v.contains('-') && pre.is_empty())
 }
 
 impl Manifest {
     /// Parse manifest text; `path` names it in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Manifest, ManifestError> {
-        let err = |message: String| ManifestError { path: path.to_path_buf(), message };
-        let m: Manifest = toml::from_str(text).map_err(|e| err(e.to_string().trim_end().to_string()))?;
+        let err = |message: String| ManifestError {
+            path: path.to_path_buf(),
+            message,
+        };
+        let m: Manifest =
+            toml::from_str(text).map_err(|e| err(e.to_string().trim_end().to_string()))?;
         if !valid_name(&m.name) {
             return Err(err(format!(
                 "name = {:?}: use 1 to 64 lowercase letters, digits and dashes, e.g. \"sla-breach\"",
@@ -152,29 +162,43 @@ impl Manifest {
             )));
         }
         if !valid_version(&m.version) {
-            return Err(err(format!("version = {:?}: use MAJOR.MINOR.PATCH, e.g. \"1.0.0\"", m.version)));
+            return Err(err(format!(
+                "version = {:?}: use MAJOR.MINOR.PATCH, e.g. \"1.0.0\"",
+                m.version
+            )));
         }
         m.limits().map_err(err)?;
         if let Some(c) = &m.component
             && (c.contains('/') || c.contains('\\') || !c.ends_with(".wasm"))
         {
-            return Err(err(format!("component = {c:?}: name a .wasm file beside the manifest")));
+            return Err(err(format!(
+                "component = {c:?}: name a .wasm file beside the manifest"
+            )));
         }
         Ok(m)
     }
 
     /// Read and parse a manifest file.
     pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ManifestError { path: path.to_path_buf(), message: format!("cannot read: {e}") })?;
+        let text = std::fs::read_to_string(path).map_err(|e| ManifestError {
+            path: path.to_path_buf(),
+            message: format!("cannot read: {e}"),
+        })?;
         Manifest::parse(&text, path)
     }
 
     /// The runtime limits, defaults filled in; the error names the field.
     pub fn limits(&self) -> Result<Limits, String> {
-        fn check<T: PartialOrd + std::fmt::Display + Copy>(key: &str, v: Option<T>, lo: T, hi: T) -> Result<Option<T>, String> {
+        fn check<T: PartialOrd + std::fmt::Display + Copy>(
+            key: &str,
+            v: Option<T>,
+            lo: T,
+            hi: T,
+        ) -> Result<Option<T>, String> {
             match v {
-                Some(x) if x < lo || x > hi => Err(format!("limits.{key} = {x}: must be between {lo} and {hi}")),
+                Some(x) if x < lo || x > hi => {
+                    Err(format!("limits.{key} = {x}: must be between {lo} and {hi}"))
+                }
                 _ => Ok(v),
             }
         }
@@ -184,8 +208,10 @@ impl Manifest {
             fuel: check("fuel", l.fuel, 1_000, MAX_FUEL)?.unwrap_or(d.fuel),
             memory_bytes: check("memory-mib", l.memory_mib, 1, MAX_MEMORY_MIB)?
                 .map_or(d.memory_bytes, |m| (m as usize) << 20),
-            timeout: check("timeout-ms", l.timeout_ms, 1, MAX_TIMEOUT_MS)?.map_or(d.timeout, Duration::from_millis),
-            output_bytes: check("output-bytes", l.output_bytes, 1_024, MAX_OUTPUT_BYTES)?.unwrap_or(d.output_bytes),
+            timeout: check("timeout-ms", l.timeout_ms, 1, MAX_TIMEOUT_MS)?
+                .map_or(d.timeout, Duration::from_millis),
+            output_bytes: check("output-bytes", l.output_bytes, 1_024, MAX_OUTPUT_BYTES)?
+                .unwrap_or(d.output_bytes),
             log_bytes: check("log-bytes", l.log_bytes, 0, MAX_LOG_BYTES)?.unwrap_or(d.log_bytes),
         })
     }
@@ -193,14 +219,20 @@ impl Manifest {
     /// The `[config]` table as the JSON text handed to the plugin.
     pub fn config_json(&self) -> String {
         serde_json::Value::Object(
-            self.config.iter().map(|(k, v)| (k.clone(), toml_to_json(v))).collect(),
+            self.config
+                .iter()
+                .map(|(k, v)| (k.clone(), toml_to_json(v)))
+                .collect(),
         )
         .to_string()
     }
 
     /// `name@version`.
     pub fn id(&self) -> crate::runtime::PluginId {
-        crate::runtime::PluginId { name: self.name.clone(), version: self.version.clone() }
+        crate::runtime::PluginId {
+            name: self.name.clone(),
+            version: self.version.clone(),
+        }
     }
 }
 
@@ -214,7 +246,11 @@ fn toml_to_json(v: &toml::Value) -> serde_json::Value {
         toml::Value::Boolean(b) => J::Bool(*b),
         toml::Value::Datetime(d) => J::String(d.to_string()),
         toml::Value::Array(a) => J::Array(a.iter().map(toml_to_json).collect()),
-        toml::Value::Table(t) => J::Object(t.iter().map(|(k, v)| (k.clone(), toml_to_json(v))).collect()),
+        toml::Value::Table(t) => J::Object(
+            t.iter()
+                .map(|(k, v)| (k.clone(), toml_to_json(v)))
+                .collect(),
+        ),
     }
 }
 
@@ -247,28 +283,48 @@ mod tests {
     #[test]
     fn an_unknown_kind_lists_what_is_allowed() {
         let e = parse("name = \"x\"\nkind = \"filter\"\nversion = \"1.0.0\"\n").unwrap_err();
-        assert!(e.contains("filter") && e.contains("trigger") && e.contains("router"), "{e}");
+        assert!(
+            e.contains("filter") && e.contains("trigger") && e.contains("router"),
+            "{e}"
+        );
     }
 
     #[test]
     fn limits_out_of_range_are_refused_with_the_range() {
         let e = parse(&format!("{MINIMAL}[limits]\nmemory-mib = 4096\n")).unwrap_err();
-        assert!(e.contains("limits.memory-mib = 4096: must be between 1 and 512"), "{e}");
-        let m = parse(&format!("{MINIMAL}[limits]\nfuel = 5000\ntimeout-ms = 20\n")).unwrap();
+        assert!(
+            e.contains("limits.memory-mib = 4096: must be between 1 and 512"),
+            "{e}"
+        );
+        let m = parse(&format!(
+            "{MINIMAL}[limits]\nfuel = 5000\ntimeout-ms = 20\n"
+        ))
+        .unwrap();
         let l = m.limits().unwrap();
         assert_eq!((l.fuel, l.timeout), (5000, Duration::from_millis(20)));
     }
 
     #[test]
     fn names_and_versions_are_checked() {
-        assert!(parse("name = \"Bad Name\"\nkind = \"trigger\"\nversion = \"1.0.0\"\n").unwrap_err().contains("name = \"Bad Name\""));
-        assert!(parse("name = \"x\"\nkind = \"trigger\"\nversion = \"1.0\"\n").unwrap_err().contains("version = \"1.0\""));
+        assert!(
+            parse("name = \"Bad Name\"\nkind = \"trigger\"\nversion = \"1.0.0\"\n")
+                .unwrap_err()
+                .contains("name = \"Bad Name\"")
+        );
+        assert!(
+            parse("name = \"x\"\nkind = \"trigger\"\nversion = \"1.0\"\n")
+                .unwrap_err()
+                .contains("version = \"1.0\"")
+        );
         assert!(parse("name = \"x\"\nkind = \"trigger\"\nversion = \"1.0.0-rc.1\"\n").is_ok());
     }
 
     #[test]
     fn the_error_policy_needs_a_tier_to_escalate_to() {
-        let m = parse(&format!("{MINIMAL}[on-error]\naction = \"escalate\"\ntier = \"high\"\n")).unwrap();
+        let m = parse(&format!(
+            "{MINIMAL}[on-error]\naction = \"escalate\"\ntier = \"high\"\n"
+        ))
+        .unwrap();
         assert_eq!(m.on_error, ErrorPolicy::Escalate { tier: Tier::High });
         let e = parse(&format!("{MINIMAL}[on-error]\naction = \"escalate\"\n")).unwrap_err();
         assert!(e.contains("tier"), "{e}");

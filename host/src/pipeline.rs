@@ -77,7 +77,12 @@ pub struct ResponseTargets {
 impl Default for ResponseTargets {
     fn default() -> Self {
         const MINUTE: u64 = 60_000;
-        ResponseTargets { critical: Some(30 * MINUTE), high: Some(240 * MINUTE), medium: Some(720 * MINUTE), low: None }
+        ResponseTargets {
+            critical: Some(30 * MINUTE),
+            high: Some(240 * MINUTE),
+            medium: Some(720 * MINUTE),
+            low: None,
+        }
     }
 }
 
@@ -130,11 +135,19 @@ pub struct Decision {
     pub runs: Vec<PluginRun>,
 }
 
-fn run_record<T: Serialize>(p: &LoadedPlugin, result: &Result<T, String>, kind: Option<&'static str>, report: CallReport) -> PluginRun {
+fn run_record<T: Serialize>(
+    p: &LoadedPlugin,
+    result: &Result<T, String>,
+    kind: Option<&'static str>,
+    report: CallReport,
+) -> PluginRun {
     PluginRun {
         plugin: p.plugin.id().to_string(),
         mode: p.manifest.mode,
-        output: result.as_ref().ok().and_then(|o| serde_json::to_value(o).ok()),
+        output: result
+            .as_ref()
+            .ok()
+            .and_then(|o| serde_json::to_value(o).ok()),
         error_kind: kind,
         error: result.as_ref().err().cloned(),
         report,
@@ -149,7 +162,10 @@ fn policy_signal(p: &LoadedPlugin, kind: &str, message: &str) -> Option<model::S
             action: model::SignalAction::Escalate,
             tier,
             key: format!("plugin-error:{}:{kind}", p.manifest.name),
-            reason: format!("rule {} failed ({kind}); escalating by its error policy", p.plugin.id()),
+            reason: format!(
+                "rule {} failed ({kind}); escalating by its error policy",
+                p.plugin.id()
+            ),
             evidence: vec![message.to_string()],
             target_skill: None,
             target_queue: None,
@@ -184,13 +200,21 @@ pub fn decide(
         let (result, kind) = match outcome.result {
             Ok(e) => match contract::evaluation_from(e) {
                 Ok(e) => (Ok(e), None),
-                Err(reason) => (Err(format!("{} returned invalid output: {reason}", p.plugin.id())), Some("invalid-output")),
+                Err(reason) => (
+                    Err(format!(
+                        "{} returned invalid output: {reason}",
+                        p.plugin.id()
+                    )),
+                    Some("invalid-output"),
+                ),
             },
             Err(e) => (Err(e.to_string()), Some(e.kind())),
         };
         let shadow = p.manifest.mode == Mode::Shadow;
         match &result {
-            Ok(evaluation) if shadow => decision.shadow_signals.extend(evaluation.signals.iter().cloned()),
+            Ok(evaluation) if shadow => decision
+                .shadow_signals
+                .extend(evaluation.signals.iter().cloned()),
             Ok(evaluation) => {
                 decision.signals.extend(evaluation.signals.iter().cloned());
                 decision.wake_at = match (decision.wake_at, evaluation.wake_at) {
@@ -200,12 +224,16 @@ pub fn decide(
             }
             Err(message) => {
                 tracing::warn!(plugin = %p.plugin.id(), kind = kind.unwrap_or("error"), %message, "trigger failed");
-                if let (false, Some(s)) = (shadow, policy_signal(p, kind.unwrap_or("error"), message)) {
+                if let (false, Some(s)) =
+                    (shadow, policy_signal(p, kind.unwrap_or("error"), message))
+                {
                     decision.signals.push(s);
                 }
             }
         }
-        decision.runs.push(run_record(p, &result, kind, outcome.report));
+        decision
+            .runs
+            .push(run_record(p, &result, kind, outcome.report));
     }
 
     decision.tier = decision
@@ -242,7 +270,9 @@ pub fn decide(
                 Ok(x) => (Ok(contract::routing_from(x)), None),
                 Err(e) => (Err(e.to_string()), Some(e.kind())),
             };
-            decision.runs.push(run_record(r, &result, kind, outcome.report));
+            decision
+                .runs
+                .push(run_record(r, &result, kind, outcome.report));
             result.ok()
         }
         None => None,
@@ -255,12 +285,21 @@ pub fn decide(
 
     if let Some(n) = &set.notifier {
         let ctx = contract::context(now, event, n.config_json.to_string());
-        let outcome = runtime.plan(&n.plugin, &wit_ticket, &wit_escalation, &contract::routing(&routing), &wit_roster, &ctx);
+        let outcome = runtime.plan(
+            &n.plugin,
+            &wit_ticket,
+            &wit_escalation,
+            &contract::routing(&routing),
+            &wit_roster,
+            &ctx,
+        );
         let (result, kind) = match outcome.result {
             Ok(x) => (Ok(contract::plan_from(x)), None),
             Err(e) => (Err(e.to_string()), Some(e.kind())),
         };
-        decision.runs.push(run_record(n, &result, kind, outcome.report));
+        decision
+            .runs
+            .push(run_record(n, &result, kind, outcome.report));
         decision.plan = result.ok();
     }
     decision.routing = Some(routing);

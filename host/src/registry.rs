@@ -74,7 +74,10 @@ pub fn load_parts(
     source: String,
 ) -> Result<LoadedPlugin, RegistryError> {
     let manifest = Manifest::parse(manifest_text, manifest_path)?;
-    let limits = manifest.limits().map_err(|message| ManifestError { path: manifest_path.into(), message })?;
+    let limits = manifest.limits().map_err(|message| ManifestError {
+        path: manifest_path.into(),
+        message,
+    })?;
     let plugin = runtime.load(manifest.id(), manifest.kind, limits, wasm)?;
     Ok(LoadedPlugin {
         config_json: manifest.config_json().into(),
@@ -86,20 +89,37 @@ pub fn load_parts(
 
 /// The manifest path for `path`: the file itself, or `plugin.toml` in it.
 pub fn manifest_path(path: &Path) -> PathBuf {
-    if path.is_dir() { path.join("plugin.toml") } else { path.to_path_buf() }
+    if path.is_dir() {
+        path.join("plugin.toml")
+    } else {
+        path.to_path_buf()
+    }
 }
 
 /// Load a plugin from a directory holding `plugin.toml` and its component,
 /// or from the manifest file itself.
 pub fn load_path(runtime: &Runtime, path: &Path) -> Result<LoadedPlugin, RegistryError> {
     let manifest_path = manifest_path(path);
-    let text = std::fs::read_to_string(&manifest_path)
-        .map_err(|source| RegistryError::Io { path: manifest_path.clone(), source })?;
+    let text = std::fs::read_to_string(&manifest_path).map_err(|source| RegistryError::Io {
+        path: manifest_path.clone(),
+        source,
+    })?;
     let manifest = Manifest::parse(&text, &manifest_path)?;
-    let dir = manifest_path.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    let dir = manifest_path
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
     let wasm_path = component_path(&dir, &manifest)?;
-    let wasm = std::fs::read(&wasm_path).map_err(|source| RegistryError::Io { path: wasm_path.clone(), source })?;
-    load_parts(runtime, &text, &manifest_path, &wasm, wasm_path.display().to_string())
+    let wasm = std::fs::read(&wasm_path).map_err(|source| RegistryError::Io {
+        path: wasm_path.clone(),
+        source,
+    })?;
+    load_parts(
+        runtime,
+        &text,
+        &manifest_path,
+        &wasm,
+        wasm_path.display().to_string(),
+    )
 }
 
 /// The component file of a plugin directory.
@@ -107,7 +127,10 @@ fn component_path(dir: &Path, manifest: &Manifest) -> Result<PathBuf, RegistryEr
     if let Some(name) = &manifest.component {
         return Ok(dir.join(name));
     }
-    let entries = std::fs::read_dir(dir).map_err(|source| RegistryError::Io { path: dir.into(), source })?;
+    let entries = std::fs::read_dir(dir).map_err(|source| RegistryError::Io {
+        path: dir.into(),
+        source,
+    })?;
     let mut wasm: Vec<PathBuf> = entries
         .filter_map(Result::ok)
         .map(|e| e.path())
@@ -119,7 +142,11 @@ fn component_path(dir: &Path, manifest: &Manifest) -> Result<PathBuf, RegistryEr
         1 => Ok(wasm.remove(0)),
         _ => Err(RegistryError::AmbiguousComponent {
             dir: dir.into(),
-            files: wasm.iter().filter_map(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned()).collect(),
+            files: wasm
+                .iter()
+                .filter_map(|p| p.file_name())
+                .map(|n| n.to_string_lossy().into_owned())
+                .collect(),
         }),
     }
 }
@@ -130,7 +157,13 @@ pub fn load_builtin(runtime: &Runtime) -> Result<Vec<LoadedPlugin>, RegistryErro
         .iter()
         .map(|b| {
             let path = PathBuf::from(format!("builtin:{}/plugin.toml", b.dir));
-            load_parts(runtime, b.manifest, &path, b.wasm, format!("builtin:{}", b.dir))
+            load_parts(
+                runtime,
+                b.manifest,
+                &path,
+                b.wasm,
+                format!("builtin:{}", b.dir),
+            )
         })
         .collect()
 }

@@ -82,7 +82,10 @@ pub fn ticket(t: &Ticket) -> wit::Ticket {
         status_history: t
             .status_history
             .iter()
-            .map(|c| wit::StatusChange { status: status(c.status), at: ms(c.at) })
+            .map(|c| wit::StatusChange {
+                status: status(c.status),
+                at: ms(c.at),
+            })
             .collect(),
         created_at: ms(t.created_at),
         updated_at: ms(updated),
@@ -95,7 +98,11 @@ pub fn ticket(t: &Ticket) -> wit::Ticket {
             .iter()
             .enumerate()
             .map(|(i, m)| wit::Message {
-                id: if m.id.is_empty() { format!("m{}", i + 1) } else { m.id.clone() },
+                id: if m.id.is_empty() {
+                    format!("m{}", i + 1)
+                } else {
+                    m.id.clone()
+                },
                 author: author(m.author),
                 author_id: m.author_id.clone(),
                 body: m.body.clone(),
@@ -114,7 +121,10 @@ pub fn ticket(t: &Ticket) -> wit::Ticket {
             attributes: c
                 .attributes
                 .iter()
-                .map(|(k, v)| wit::Attribute { key: k.clone(), value: v.clone() })
+                .map(|(k, v)| wit::Attribute {
+                    key: k.clone(),
+                    value: v.clone(),
+                })
                 .collect(),
         }),
         ai_analysis: t.ai_analysis.as_ref().map(|a| wit::AiAnalysis {
@@ -141,7 +151,11 @@ pub fn context(now: DateTime<Utc>, event: EventKind, config_json: String) -> wit
         EventKind::AgentAvailability => wit::EventKind::AgentAvailability,
         EventKind::Tick => wit::EventKind::Tick,
     };
-    wit::Context { now: ms(now), event, config: config_json }
+    wit::Context {
+        now: ms(now),
+        event,
+        config: config_json,
+    }
 }
 
 fn parse_hhmm(s: &str) -> Option<u16> {
@@ -153,18 +167,30 @@ fn parse_hhmm(s: &str) -> Option<u16> {
 /// An agent as plugins see it: shifts in minutes, the zone resolved to its
 /// offset at `now`. The error names the agent and the field.
 pub fn agent(a: &Agent, now: DateTime<Utc>) -> Result<wit::Agent, String> {
-    let tz: chrono_tz::Tz = a
-        .time_zone
-        .parse()
-        .map_err(|_| format!("agent {}: unknown time zone {:?} (use an IANA name like \"Europe/Berlin\")", a.id, a.time_zone))?;
-    let offset = tz.offset_from_utc_datetime(&now.naive_utc()).fix().local_minus_utc() / 60;
+    let tz: chrono_tz::Tz = a.time_zone.parse().map_err(|_| {
+        format!(
+            "agent {}: unknown time zone {:?} (use an IANA name like \"Europe/Berlin\")",
+            a.id, a.time_zone
+        )
+    })?;
+    let offset = tz
+        .offset_from_utc_datetime(&now.naive_utc())
+        .fix()
+        .local_minus_utc()
+        / 60;
     let mut working_hours = Vec::with_capacity(a.working_hours.len());
     for s in &a.working_hours {
         let (Some(start), Some(end)) = (parse_hhmm(&s.start), parse_hhmm(&s.end)) else {
-            return Err(format!("agent {}: working hours {}-{} are not HH:MM", a.id, s.start, s.end));
+            return Err(format!(
+                "agent {}: working hours {}-{} are not HH:MM",
+                a.id, s.start, s.end
+            ));
         };
         if start >= end {
-            return Err(format!("agent {}: shift {}-{} ends before it starts", a.id, s.start, s.end));
+            return Err(format!(
+                "agent {}: shift {}-{} ends before it starts",
+                a.id, s.start, s.end
+            ));
         }
         let day = match s.day {
             Weekday::Monday => wit::Weekday::Monday,
@@ -175,11 +201,19 @@ pub fn agent(a: &Agent, now: DateTime<Utc>) -> Result<wit::Agent, String> {
             Weekday::Saturday => wit::Weekday::Saturday,
             Weekday::Sunday => wit::Weekday::Sunday,
         };
-        working_hours.push(wit::Shift { day, start_minute: start, end_minute: end });
+        working_hours.push(wit::Shift {
+            day,
+            start_minute: start,
+            end_minute: end,
+        });
     }
     Ok(wit::Agent {
         id: a.id.clone(),
-        name: if a.name.is_empty() { a.id.clone() } else { a.name.clone() },
+        name: if a.name.is_empty() {
+            a.id.clone()
+        } else {
+            a.name.clone()
+        },
         role: match a.role {
             AgentRole::Agent => wit::AgentRole::Agent,
             AgentRole::Lead => wit::AgentRole::Lead,
@@ -264,7 +298,11 @@ pub fn routing(r: &Routing) -> wit::Routing {
         fallback: r
             .fallback
             .iter()
-            .map(|f| wit::FallbackStep { after: f.after_ms, target: target(&f.target), reason: f.reason.clone() })
+            .map(|f| wit::FallbackStep {
+                after: f.after_ms,
+                target: target(&f.target),
+                reason: f.reason.clone(),
+            })
             .collect(),
     }
 }
@@ -273,9 +311,14 @@ pub fn routing(r: &Routing) -> wit::Routing {
 pub fn evaluation_from(e: wit::Evaluation) -> Result<Evaluation, String> {
     let wake_at = match e.wake_at {
         None => None,
-        Some(ms) => Some(time(ms).ok_or_else(|| format!("wake-at {ms} is not a representable time"))?),
+        Some(ms) => {
+            Some(time(ms).ok_or_else(|| format!("wake-at {ms} is not a representable time"))?)
+        }
     };
-    Ok(Evaluation { signals: e.signals.into_iter().map(signal_from).collect(), wake_at })
+    Ok(Evaluation {
+        signals: e.signals.into_iter().map(signal_from).collect(),
+        wake_at,
+    })
 }
 
 /// A router's output, from WIT.
@@ -286,7 +329,11 @@ pub fn routing_from(r: wit::Routing) -> Routing {
         fallback: r
             .fallback
             .into_iter()
-            .map(|f| FallbackStep { after_ms: f.after, target: target_from(f.target), reason: f.reason })
+            .map(|f| FallbackStep {
+                after_ms: f.after,
+                target: target_from(f.target),
+                reason: f.reason,
+            })
             .collect(),
     }
 }
@@ -342,29 +389,53 @@ mod tests {
 
     #[test]
     fn unknown_ticket_fields_are_refused_by_name() {
-        let e = serde_json::from_str::<Ticket>(r#"{"id":"T","created_at":"2026-11-27T09:00:00Z","priority":"p1"}"#)
-            .unwrap_err()
-            .to_string();
+        let e = serde_json::from_str::<Ticket>(
+            r#"{"id":"T","created_at":"2026-11-27T09:00:00Z","priority":"p1"}"#,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("priority"), "{e}");
     }
 
     #[test]
     fn agent_zones_resolve_to_the_offset_at_now_including_dst() {
-        let a: Agent = serde_json::from_str(r#"{"id":"ana","time_zone":"Europe/Berlin",
-            "working_hours":[{"day":"monday","start":"09:00","end":"17:30"}]}"#)
+        let a: Agent = serde_json::from_str(
+            r#"{"id":"ana","time_zone":"Europe/Berlin",
+            "working_hours":[{"day":"monday","start":"09:00","end":"17:30"}]}"#,
+        )
         .unwrap();
-        assert_eq!(agent(&a, at("2026-01-15T12:00:00Z")).unwrap().utc_offset_minutes, 60);
+        assert_eq!(
+            agent(&a, at("2026-01-15T12:00:00Z"))
+                .unwrap()
+                .utc_offset_minutes,
+            60
+        );
         let summer = agent(&a, at("2026-07-15T12:00:00Z")).unwrap();
         assert_eq!(summer.utc_offset_minutes, 120);
-        assert_eq!((summer.working_hours[0].start_minute, summer.working_hours[0].end_minute), (540, 1050));
+        assert_eq!(
+            (
+                summer.working_hours[0].start_minute,
+                summer.working_hours[0].end_minute
+            ),
+            (540, 1050)
+        );
     }
 
     #[test]
     fn bad_agent_zones_and_shifts_name_the_agent() {
-        let mut a: Agent = serde_json::from_str(r#"{"id":"bo","time_zone":"Mars/Olympus"}"#).unwrap();
+        let mut a: Agent =
+            serde_json::from_str(r#"{"id":"bo","time_zone":"Mars/Olympus"}"#).unwrap();
         assert!(agent(&a, Utc::now()).unwrap_err().contains("bo"));
         a.time_zone = "UTC".into();
-        a.working_hours.push(Shift { day: Weekday::Monday, start: "17:00".into(), end: "09:00".into() });
-        assert!(agent(&a, Utc::now()).unwrap_err().contains("ends before it starts"));
+        a.working_hours.push(Shift {
+            day: Weekday::Monday,
+            start: "17:00".into(),
+            end: "09:00".into(),
+        });
+        assert!(
+            agent(&a, Utc::now())
+                .unwrap_err()
+                .contains("ends before it starts")
+        );
     }
 }

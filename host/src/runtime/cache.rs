@@ -52,7 +52,10 @@ impl ArtifactCache {
     pub fn new(dir: impl Into<PathBuf>, engine: &Engine) -> ArtifactCache {
         let mut h = ShaHasher(Sha256::new());
         engine.precompile_compatibility_hash().hash(&mut h);
-        ArtifactCache { dir: dir.into(), engine_key: hex(&h.0.finalize()[..8]) }
+        ArtifactCache {
+            dir: dir.into(),
+            engine_key: hex(&h.0.finalize()[..8]),
+        }
     }
 
     /// The directory.
@@ -77,7 +80,9 @@ impl ArtifactCache {
         if path.is_file() {
             match deserialize(engine, &path) {
                 Ok(component) => return Ok((component, Origin::Cached)),
-                Err(e) => tracing::warn!(path = %path.display(), error = %e, "discarding unreadable cached artifact"),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "discarding unreadable cached artifact")
+                }
             }
         }
         let component = Component::new(engine, wasm)?;
@@ -99,11 +104,19 @@ impl ArtifactCache {
 }
 
 /// Load a compiled artifact from the cache.
-#[allow(unsafe_code, reason = "deserialising our own cached artifacts is the one unsafe operation we need")]
+///
+/// The file is read into memory rather than mapped: a mapped file that is
+/// truncated or rewritten while in use (by an operator, a disk cleaner, a
+/// second process) would crash the host with SIGBUS.
+#[allow(
+    unsafe_code,
+    reason = "deserialising our own cached artifacts is the one unsafe operation we need"
+)]
 fn deserialize(engine: &Engine, path: &Path) -> wasmtime::Result<Component> {
+    let bytes = std::fs::read(path)?;
     // SAFETY: the file was written by `ArtifactCache::store` from
     // `Component::serialize` of an engine with the same compatibility hash
     // (it is in the file name), into a directory only this service writes.
     // wasmtime still checks the header and the engine settings on load.
-    unsafe { Component::deserialize_file(engine, path) }
+    unsafe { Component::deserialize(engine, &bytes) }
 }

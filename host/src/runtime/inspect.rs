@@ -70,17 +70,26 @@ pub struct Inspection {
 impl Inspection {
     /// The imports the host does not grant.
     pub fn ungranted(&self) -> impl Iterator<Item = &str> {
-        self.imports.iter().filter(|i| !i.granted).map(|i| i.name.as_str())
+        self.imports
+            .iter()
+            .filter(|i| !i.granted)
+            .map(|i| i.name.as_str())
     }
 }
 
 /// Inspect a compiled component.
 pub fn inspect(engine: &Engine, component: &Component) -> Inspection {
     let ty = component.component_type();
-    let exports: Vec<String> = ty.exports(engine).map(|(name, _)| name.to_string()).collect();
+    let exports: Vec<String> = ty
+        .exports(engine)
+        .map(|(name, _)| name.to_string())
+        .collect();
     let imports: Vec<Import> = ty
         .imports(engine)
-        .map(|(name, _)| Import { name: name.to_string(), granted: sandbox::is_granted(name) })
+        .map(|(name, _)| Import {
+            name: name.to_string(),
+            granted: sandbox::is_granted(name),
+        })
         .collect();
     let world = [Kind::Trigger, Kind::Router, Kind::Notifier]
         .into_iter()
@@ -91,5 +100,11 @@ pub fn inspect(engine: &Engine, component: &Component) -> Inspection {
         .and_then(|rest| rest.split_once('@'))
         .map(|(_, version)| version.to_string());
     let uses_wasi = imports.iter().any(|i| sandbox::is_wasi(&i.name));
-    Inspection { world, contract, exports, imports, uses_wasi }
+    Inspection {
+        world,
+        contract,
+        exports,
+        imports,
+        uses_wasi,
+    }
 }

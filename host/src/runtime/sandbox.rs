@@ -70,9 +70,9 @@ pub fn linker(engine: &wasmtime::Engine) -> Result<Linker<CallState>> {
     clocks::monotonic_clock::add_to_linker::<T, WasiClocks>(&mut l, T::clocks)?;
     filesystem::preopens::add_to_linker::<T, WasiFilesystem>(&mut l, T::filesystem)?;
     sync::filesystem::types::add_to_linker::<T, WasiFilesystem>(&mut l, T::filesystem)?;
-    random::random::add_to_linker::<T, WasiRandom>(&mut l, |t| t.wasi.random())?;
-    random::insecure::add_to_linker::<T, WasiRandom>(&mut l, |t| t.wasi.random())?;
-    random::insecure_seed::add_to_linker::<T, WasiRandom>(&mut l, |t| t.wasi.random())?;
+    random::random::add_to_linker::<T, WasiRandom>(&mut l, |t| t.ctx().ctx.random())?;
+    random::insecure::add_to_linker::<T, WasiRandom>(&mut l, |t| t.ctx().ctx.random())?;
+    random::insecure_seed::add_to_linker::<T, WasiRandom>(&mut l, |t| t.ctx().ctx.random())?;
     cli::exit::add_to_linker::<T, WasiCli>(&mut l, T::cli)?;
     cli::environment::add_to_linker::<T, WasiCli>(&mut l, T::cli)?;
     cli::stdin::add_to_linker::<T, WasiCli>(&mut l, T::cli)?;
@@ -147,12 +147,20 @@ impl LogBuf {
             message.truncate(cut);
         }
         self.bytes += message.len();
-        self.lines.push(LogLine { source, level, message });
+        self.lines.push(LogLine {
+            source,
+            level,
+            message,
+        });
     }
 
     /// Append raw stream bytes; complete lines become log lines.
     fn write_stream(&mut self, source: LogSource, bytes: &[u8]) {
-        let level = if source == LogSource::Stderr { "warn" } else { "info" };
+        let level = if source == LogSource::Stderr {
+            "warn"
+        } else {
+            "info"
+        };
         let partial = match source {
             LogSource::Stderr => &mut self.partial_stderr,
             _ => &mut self.partial_stdout,
@@ -175,7 +183,10 @@ impl LogBuf {
 impl LogSink {
     /// A sink that keeps at most `cap` bytes of text.
     pub fn new(cap: usize) -> LogSink {
-        LogSink(Arc::new(Mutex::new(LogBuf { cap, ..LogBuf::default() })))
+        LogSink(Arc::new(Mutex::new(LogBuf {
+            cap,
+            ..LogBuf::default()
+        })))
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut LogBuf) -> R) -> R {
@@ -197,7 +208,11 @@ impl LogSink {
                     _ => std::mem::take(&mut b.partial_stdout),
                 };
                 if !rest.is_empty() {
-                    let level = if source == LogSource::Stderr { "warn" } else { "info" };
+                    let level = if source == LogSource::Stderr {
+                        "warn"
+                    } else {
+                        "info"
+                    };
                     b.push(source, level, String::from_utf8_lossy(&rest).into_owned());
                 }
             }
@@ -342,7 +357,12 @@ pub struct Limiter {
 }
 
 impl ResourceLimiter for Limiter {
-    fn memory_growing(&mut self, current: usize, desired: usize, _max: Option<usize>) -> Result<bool> {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> Result<bool> {
         let total = self.current - current.min(self.current) + desired;
         if total > self.max_bytes {
             self.denied = Some(total);
@@ -353,15 +373,24 @@ impl ResourceLimiter for Limiter {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> Result<bool> {
         Ok(desired <= 1_000_000)
     }
 }
 
 /// The state of one call's store.
 pub struct CallState {
-    wasi: WasiCtx,
+    /// Built on the guest's first WASI call: plugins that import no WASI
+    /// (the SDK's default) never pay for it.
+    wasi: Option<WasiCtx>,
     table: ResourceTable,
+    now_ms: i64,
+    seed: u64,
     /// The memory limiter.
     pub limiter: Limiter,
     /// The capped log.
@@ -371,31 +400,58 @@ pub struct CallState {
 impl CallState {
     /// State for a call at `now_ms` with randomness from `seed`.
     pub fn new(now_ms: i64, seed: u64, memory_bytes: usize, log_bytes: usize) -> CallState {
-        let log = LogSink::new(log_bytes);
-        let now = Duration::from_millis(u64::try_from(now_ms).unwrap_or(0));
-        let mut b = WasiCtx::builder();
-        b.stdout(CapturedStream { sink: log.clone(), source: LogSource::Stdout })
-            .stderr(CapturedStream { sink: log.clone(), source: LogSource::Stderr })
-            .wall_clock(FrozenWallClock(now))
-            .monotonic_clock(FrozenMonotonicClock(u64::try_from(now.as_nanos()).unwrap_or(u64::MAX)))
-            .secure_random(wasmtime_wasi::Deterministic::new(seeded_bytes(seed, 256)))
-            .insecure_random(wasmtime_wasi::Deterministic::new(seeded_bytes(!seed, 256)))
-            .insecure_random_seed(u128::from(seed) << 64 | u128::from(!seed))
-            .allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false);
         CallState {
-            wasi: b.build(),
+            wasi: None,
             table: ResourceTable::new(),
-            limiter: Limiter { max_bytes: memory_bytes, current: 0, peak: 0, denied: None },
-            log,
+            now_ms,
+            seed,
+            limiter: Limiter {
+                max_bytes: memory_bytes,
+                current: 0,
+                peak: 0,
+                denied: None,
+            },
+            log: LogSink::new(log_bytes),
         }
     }
 }
 
+/// The sandbox's WASI context: frozen clocks, seeded randomness, captured
+/// stdio, and nothing else.
+fn build_wasi(now_ms: i64, seed: u64, log: &LogSink) -> WasiCtx {
+    let now = Duration::from_millis(u64::try_from(now_ms).unwrap_or(0));
+    let mut b = WasiCtx::builder();
+    b.stdout(CapturedStream {
+        sink: log.clone(),
+        source: LogSource::Stdout,
+    })
+    .stderr(CapturedStream {
+        sink: log.clone(),
+        source: LogSource::Stderr,
+    })
+    .wall_clock(FrozenWallClock(now))
+    .monotonic_clock(FrozenMonotonicClock(
+        u64::try_from(now.as_nanos()).unwrap_or(u64::MAX),
+    ))
+    .secure_random(wasmtime_wasi::Deterministic::new(seeded_bytes(seed, 256)))
+    .insecure_random(wasmtime_wasi::Deterministic::new(seeded_bytes(!seed, 256)))
+    .insecure_random_seed(u128::from(seed) << 64 | u128::from(!seed))
+    .allow_tcp(false)
+    .allow_udp(false)
+    .allow_ip_name_lookup(false);
+    b.build()
+}
+
 impl WasiView for CallState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        let (now_ms, seed, log) = (self.now_ms, self.seed, &self.log);
+        let wasi = self
+            .wasi
+            .get_or_insert_with(|| build_wasi(now_ms, seed, log));
+        WasiCtxView {
+            ctx: wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -456,7 +512,12 @@ mod tests {
 
     #[test]
     fn the_limiter_caps_all_memories_together_and_tracks_the_peak() {
-        let mut l = Limiter { max_bytes: 100, current: 0, peak: 0, denied: None };
+        let mut l = Limiter {
+            max_bytes: 100,
+            current: 0,
+            peak: 0,
+            denied: None,
+        };
         assert!(l.memory_growing(0, 60, None).unwrap());
         assert!(!l.memory_growing(0, 60, None).unwrap());
         assert_eq!(l.denied, Some(120));

@@ -11,6 +11,7 @@ pub mod v0_1_0 {
         wasmtime::component::bindgen!({
             path: "../wit/since_v0.1.0",
             world: "trigger",
+            additional_derives: [PartialEq],
         });
     }
 

@@ -38,7 +38,13 @@ fn strings(items: &[&str]) -> Vec<String> {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            critical: strings(&["lawyer", "lawsuit", "legal action", "sue you", "gdpr request"]),
+            critical: strings(&[
+                "lawyer",
+                "lawsuit",
+                "legal action",
+                "sue you",
+                "gdpr request",
+            ]),
             high: strings(&[
                 "cancel my account",
                 "speak to your manager",
@@ -47,7 +53,12 @@ impl Default for Config {
             ]),
             medium: Vec::new(),
             low: Vec::new(),
-            human_request: strings(&["speak to a human", "talk to a human", "real person", "human agent"]),
+            human_request: strings(&[
+                "speak to a human",
+                "talk to a human",
+                "real person",
+                "human agent",
+            ]),
             human_request_tier: Tier::Low,
             max_evidence: 3,
         }
@@ -63,11 +74,26 @@ impl Trigger for Phrases {
     fn evaluate(ticket: &Ticket, ctx: &Ctx<Config>) -> Result<Evaluation, String> {
         let c = &ctx.config;
         let rules: [(&[String], Tier, &str, &str); 5] = [
-            (&c.critical, Tier::Critical, "phrases:critical", "critical phrase"),
+            (
+                &c.critical,
+                Tier::Critical,
+                "phrases:critical",
+                "critical phrase",
+            ),
             (&c.high, Tier::High, "phrases:high", "escalation phrase"),
-            (&c.medium, Tier::Medium, "phrases:medium", "frustration phrase"),
+            (
+                &c.medium,
+                Tier::Medium,
+                "phrases:medium",
+                "frustration phrase",
+            ),
             (&c.low, Tier::Low, "phrases:low", "phrase"),
-            (&c.human_request, c.human_request_tier, "phrases:human-request", "request for a human"),
+            (
+                &c.human_request,
+                c.human_request_tier,
+                "phrases:human-request",
+                "request for a human",
+            ),
         ];
         // What the customer wrote: the subject, then their messages.
         let texts: Vec<&str> = core::iter::once(ticket.subject.as_str())
@@ -79,35 +105,49 @@ impl Trigger for Phrases {
                     .map(|m| m.body.as_str()),
             )
             .collect();
-        let mut signals = Vec::new();
-        for (phrases, tier, key, what) in rules {
-            if phrases.is_empty() {
-                continue;
+        // One set of all phrases, so each text is normalised and scanned once.
+        let mut all: Vec<&str> = Vec::new();
+        let mut rule_of: Vec<usize> = Vec::new();
+        for (r, (phrases, ..)) in rules.iter().enumerate() {
+            for p in phrases.iter() {
+                all.push(p);
+                rule_of.push(r);
             }
-            let set = PhraseSet::new(phrases);
-            let mut found: Vec<&str> = Vec::new();
-            let mut evidence = Vec::new();
-            for text in &texts {
-                for m in set.find_all(text) {
-                    let phrase = phrases[m.phrase].as_str();
-                    if !found.contains(&phrase) {
-                        found.push(phrase);
-                    }
-                    if evidence.len() < c.max_evidence {
-                        evidence.push(format!("\"{}\"", excerpt(text, 160)));
-                    }
-                    break;
+        }
+        let set = PhraseSet::new(&all);
+        let mut found: Vec<Vec<&str>> = vec![Vec::new(); rules.len()];
+        let mut evidence: Vec<Vec<String>> = vec![Vec::new(); rules.len()];
+        for text in &texts {
+            let mut quoted = [false; 5];
+            for m in set.find_all(text) {
+                let r = rule_of[m.phrase];
+                if !found[r].contains(&all[m.phrase]) {
+                    found[r].push(all[m.phrase]);
+                }
+                if !quoted[r] && evidence[r].len() < c.max_evidence {
+                    evidence[r].push(format!("\"{}\"", excerpt(text, 160)));
+                    quoted[r] = true;
                 }
             }
-            if found.is_empty() {
+        }
+        let mut signals = Vec::new();
+        for (r, (_, tier, key, what)) in rules.iter().enumerate() {
+            if found[r].is_empty() {
                 continue;
             }
-            let quoted: Vec<String> = found.iter().map(|p| format!("\"{p}\"")).collect();
-            let mut signal = Signal::escalate(tier, key, format!("customer wrote {what} {}", quoted.join(", ")));
-            signal.evidence = evidence;
+            let quoted: Vec<String> = found[r].iter().map(|p| format!("\"{p}\"")).collect();
+            let mut signal = Signal::escalate(
+                *tier,
+                *key,
+                format!("customer wrote {what} {}", quoted.join(", ")),
+            );
+            signal.evidence = core::mem::take(&mut evidence[r]);
             signals.push(signal);
         }
-        Ok(Evaluation { signals, wake_at: None })
+        Ok(Evaluation {
+            signals,
+            wake_at: None,
+        })
     }
 }
 
@@ -131,7 +171,11 @@ mod tests {
     }
 
     fn run(ticket: &Ticket) -> Evaluation {
-        Phrases::evaluate(ticket, &Ctx::new(0, EventKind::MessageAdded, Config::default())).unwrap()
+        Phrases::evaluate(
+            ticket,
+            &Ctx::new(0, EventKind::MessageAdded, Config::default()),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -139,14 +183,24 @@ mod tests {
         let out = run(&ticket_saying(&["fine", "My LAWYER will hear about this!"]));
         assert_eq!(out.signals.len(), 1);
         let s = &out.signals[0];
-        assert_eq!((s.tier, s.key.as_str()), (Tier::Critical, "phrases:critical"));
+        assert_eq!(
+            (s.tier, s.key.as_str()),
+            (Tier::Critical, "phrases:critical")
+        );
         assert!(s.reason.contains("\"lawyer\""), "{}", s.reason);
-        assert_eq!(s.evidence, vec!["\"My LAWYER will hear about this!\"".to_string()]);
+        assert_eq!(
+            s.evidence,
+            vec!["\"My LAWYER will hear about this!\"".to_string()]
+        );
     }
 
     #[test]
     fn several_tiers_each_get_a_signal() {
-        let out = run(&ticket_saying(&["This is unacceptable.", "I will sue you", "let me talk to a human"]));
+        let out = run(&ticket_saying(&[
+            "This is unacceptable.",
+            "I will sue you",
+            "let me talk to a human",
+        ]));
         let tiers: Vec<_> = out.signals.iter().map(|s| s.tier).collect();
         assert_eq!(tiers, vec![Tier::Critical, Tier::High, Tier::Low]);
     }
@@ -154,22 +208,36 @@ mod tests {
     #[test]
     fn ai_and_agent_messages_are_not_scanned() {
         let mut t = ticket_saying(&[]);
-        t.messages.push(testing::message(AuthorKind::AiAgent, "Do you want to cancel my account?", 1));
+        t.messages.push(testing::message(
+            AuthorKind::AiAgent,
+            "Do you want to cancel my account?",
+            1,
+        ));
         assert!(run(&t).signals.is_empty());
     }
 
     #[test]
     fn words_inside_other_words_do_not_match() {
-        assert!(run(&ticket_saying(&["I love the lawyerly tone"])).signals.is_empty());
+        assert!(
+            run(&ticket_saying(&["I love the lawyerly tone"]))
+                .signals
+                .is_empty()
+        );
     }
 
     #[test]
     fn config_replaces_the_phrase_lists() {
-        let config: Config = escalator_guest::parse_config(r#"{"critical": ["refund now"]}"#).unwrap();
+        let config: Config =
+            escalator_guest::parse_config(r#"{"critical": ["refund now"]}"#).unwrap();
         let ctx = Ctx::new(0, EventKind::MessageAdded, config);
         let out = Phrases::evaluate(&ticket_saying(&["REFUND. NOW."]), &ctx).unwrap();
         assert_eq!(out.signals[0].tier, Tier::Critical);
-        assert!(Phrases::evaluate(&ticket_saying(&["my lawyer"]), &ctx).unwrap().signals.is_empty());
+        assert!(
+            Phrases::evaluate(&ticket_saying(&["my lawyer"]), &ctx)
+                .unwrap()
+                .signals
+                .is_empty()
+        );
     }
 
     #[test]

@@ -37,7 +37,12 @@ pub struct ClaimTimeouts {
 
 impl Default for ClaimTimeouts {
     fn default() -> Self {
-        ClaimTimeouts { critical: 15, high: 60, medium: 240, low: 480 }
+        ClaimTimeouts {
+            critical: 15,
+            high: 60,
+            medium: 240,
+            low: 480,
+        }
     }
 }
 
@@ -113,7 +118,12 @@ pub struct Skills;
 impl Router for Skills {
     type Config = Config;
 
-    fn route(ticket: &Ticket, escalation: &Escalation, roster: &[Agent], ctx: &Ctx<Config>) -> Result<Routing, String> {
+    fn route(
+        ticket: &Ticket,
+        escalation: &Escalation,
+        roster: &[Agent],
+        ctx: &Ctx<Config>,
+    ) -> Result<Routing, String> {
         let c = &ctx.config;
         let skill = needed_skill(ticket, escalation);
         let mut specialists: Vec<&Agent> = roster
@@ -124,13 +134,20 @@ impl Router for Skills {
             .collect();
         match c.strategy {
             Strategy::RoundRobin => specialists.sort_by(|a, b| {
-                a.last_assigned_at.unwrap_or(i64::MIN).cmp(&b.last_assigned_at.unwrap_or(i64::MIN)).then(a.id.cmp(&b.id))
+                a.last_assigned_at
+                    .unwrap_or(i64::MIN)
+                    .cmp(&b.last_assigned_at.unwrap_or(i64::MIN))
+                    .then(a.id.cmp(&b.id))
             }),
             Strategy::LoadBalanced => specialists.sort_by(|a, b| {
                 // a.open / a.cap < b.open / b.cap, without division.
                 (u64::from(a.open_tickets) * u64::from(b.capacity.max(1)))
                     .cmp(&(u64::from(b.open_tickets) * u64::from(a.capacity.max(1))))
-                    .then(a.last_assigned_at.unwrap_or(i64::MIN).cmp(&b.last_assigned_at.unwrap_or(i64::MIN)))
+                    .then(
+                        a.last_assigned_at
+                            .unwrap_or(i64::MIN)
+                            .cmp(&b.last_assigned_at.unwrap_or(i64::MIN)),
+                    )
                     .then(a.id.cmp(&b.id))
             }),
         }
@@ -140,7 +157,10 @@ impl Router for Skills {
         // Leads of the team that owns the skill (the first specialist's team,
         // else any lead with the skill, else any lead), who are reachable.
         let team = specialists.first().map(|a| a.team.clone()).or_else(|| {
-            roster.iter().find(|a| skill.as_deref().is_some_and(|s| has_skill(a, s))).map(|a| a.team.clone())
+            roster
+                .iter()
+                .find(|a| skill.as_deref().is_some_and(|s| has_skill(a, s)))
+                .map(|a| a.team.clone())
         });
         let lead = roster
             .iter()
@@ -150,37 +170,63 @@ impl Router for Skills {
 
         let mut path: Vec<(Target, String)> = Vec::new();
         for (i, a) in specialists.iter().take(2).enumerate() {
-            let role = if i == 0 { "specialist" } else { "backup specialist" };
+            let role = if i == 0 {
+                "specialist"
+            } else {
+                "backup specialist"
+            };
             let how = match c.strategy {
                 Strategy::RoundRobin => "least recently assigned",
                 Strategy::LoadBalanced => "least loaded",
             };
-            path.push((Target::Agent(a.id.clone()), format!("{how} available {skill_text} {role}")));
+            path.push((
+                Target::Agent(a.id.clone()),
+                format!("{how} available {skill_text} {role}"),
+            ));
         }
         if let Some(l) = lead {
-            path.push((Target::Agent(l.id.clone()), format!("team lead of {}", l.team)));
+            path.push((
+                Target::Agent(l.id.clone()),
+                format!("team lead of {}", l.team),
+            ));
         }
-        path.push((Target::Queue(c.general_queue.clone()), String::from("general queue")));
+        path.push((
+            Target::Queue(c.general_queue.clone()),
+            String::from("general queue"),
+        ));
 
         let mut steps = path.into_iter();
         let (target, mut reason) = steps.next().ok_or("empty routing path")?;
         if specialists.is_empty() {
             let why: Vec<String> = roster
                 .iter()
-                .filter(|a| a.role == AgentRole::Agent && skill.as_deref().is_none_or(|s| has_skill(a, s)))
+                .filter(|a| {
+                    a.role == AgentRole::Agent && skill.as_deref().is_none_or(|s| has_skill(a, s))
+                })
                 .filter_map(|a| unavailable_because(a, ctx.now).map(|w| format!("{} {w}", a.name)))
                 .collect();
             reason = if why.is_empty() {
                 format!("{reason}: no agent has the {skill_text} skill")
             } else {
-                format!("{reason}: no {skill_text} specialist available ({})", why.join(", "))
+                format!(
+                    "{reason}: no {skill_text} specialist available ({})",
+                    why.join(", ")
+                )
             };
         }
         let fallback = steps
             .enumerate()
-            .map(|(i, (target, reason))| FallbackStep { after: step_ms * (i as u64 + 1), target, reason })
+            .map(|(i, (target, reason))| FallbackStep {
+                after: step_ms * (i as u64 + 1),
+                target,
+                reason,
+            })
             .collect();
-        Ok(Routing { target, reason, fallback })
+        Ok(Routing {
+            target,
+            reason,
+            fallback,
+        })
     }
 }
 
@@ -192,25 +238,47 @@ mod tests {
     use escalator_guest::testing::{self, agent};
 
     fn lead(id: &str) -> Agent {
-        Agent { role: AgentRole::Lead, ..agent(id, &[]) }
+        Agent {
+            role: AgentRole::Lead,
+            ..agent(id, &[])
+        }
     }
 
     fn route(roster: &[Agent], config: Config) -> Routing {
-        let ticket = Ticket { category: Some("billing".into()), ..testing::ticket() };
-        Skills::route(&ticket, &testing::escalation(Tier::Critical), roster, &Ctx::new(1_000, EventKind::MessageAdded, config)).unwrap()
+        let ticket = Ticket {
+            category: Some("billing".into()),
+            ..testing::ticket()
+        };
+        Skills::route(
+            &ticket,
+            &testing::escalation(Tier::Critical),
+            roster,
+            &Ctx::new(1_000, EventKind::MessageAdded, config),
+        )
+        .unwrap()
     }
 
     #[test]
     fn round_robin_picks_the_least_recently_assigned_specialist_then_backup_lead_queue() {
         let roster = [
-            Agent { last_assigned_at: Some(500), ..agent("ana", &["billing"]) },
-            Agent { last_assigned_at: Some(100), ..agent("bo", &["billing"]) },
+            Agent {
+                last_assigned_at: Some(500),
+                ..agent("ana", &["billing"])
+            },
+            Agent {
+                last_assigned_at: Some(100),
+                ..agent("bo", &["billing"])
+            },
             agent("cy", &["technical"]),
             lead("lee"),
         ];
         let r = route(&roster, Config::default());
         assert_eq!(r.target, Target::Agent("bo".into()));
-        let path: Vec<_> = r.fallback.iter().map(|f| (f.after, f.target.clone())).collect();
+        let path: Vec<_> = r
+            .fallback
+            .iter()
+            .map(|f| (f.after, f.target.clone()))
+            .collect();
         assert_eq!(
             path,
             vec![
@@ -224,31 +292,69 @@ mod tests {
     #[test]
     fn load_balanced_picks_the_lowest_load_relative_to_capacity() {
         let roster = [
-            Agent { open_tickets: 2, capacity: 4, ..agent("ana", &["billing"]) },
-            Agent { open_tickets: 3, capacity: 10, ..agent("bo", &["billing"]) },
+            Agent {
+                open_tickets: 2,
+                capacity: 4,
+                ..agent("ana", &["billing"])
+            },
+            Agent {
+                open_tickets: 3,
+                capacity: 10,
+                ..agent("bo", &["billing"])
+            },
         ];
-        let r = route(&roster, Config { strategy: Strategy::LoadBalanced, ..Config::default() });
+        let r = route(
+            &roster,
+            Config {
+                strategy: Strategy::LoadBalanced,
+                ..Config::default()
+            },
+        );
         assert_eq!(r.target, Target::Agent("bo".into()));
     }
 
     #[test]
     fn unavailable_agents_are_skipped_and_named_when_nobody_is_left() {
         let roster = [
-            Agent { status: AgentStatus::Away, ..agent("ana", &["billing"]) },
-            Agent { open_tickets: 10, capacity: 10, ..agent("bo", &["billing"]) },
+            Agent {
+                status: AgentStatus::Away,
+                ..agent("ana", &["billing"])
+            },
+            Agent {
+                open_tickets: 10,
+                capacity: 10,
+                ..agent("bo", &["billing"])
+            },
             lead("lee"),
         ];
         let r = route(&roster, Config::default());
         assert_eq!(r.target, Target::Agent("lee".into()));
-        assert!(r.reason.contains("ana away") && r.reason.contains("bo at capacity"), "{}", r.reason);
+        assert!(
+            r.reason.contains("ana away") && r.reason.contains("bo at capacity"),
+            "{}",
+            r.reason
+        );
         assert_eq!(r.fallback[0].target, Target::Queue("general".into()));
     }
 
     #[test]
     fn agents_outside_their_working_hours_are_skipped() {
-        let off = Shift { day: escalator_guest::Weekday::Monday, start_minute: 0, end_minute: 1 };
-        let roster = [Agent { working_hours: vec![off], ..agent("ana", &["billing"]) }, agent("bo", &["billing"])];
-        assert_eq!(route(&roster, Config::default()).target, Target::Agent("bo".into()));
+        let off = Shift {
+            day: escalator_guest::Weekday::Monday,
+            start_minute: 0,
+            end_minute: 1,
+        };
+        let roster = [
+            Agent {
+                working_hours: vec![off],
+                ..agent("ana", &["billing"])
+            },
+            agent("bo", &["billing"]),
+        ];
+        assert_eq!(
+            route(&roster, Config::default()).target,
+            Target::Agent("bo".into())
+        );
     }
 
     #[test]

@@ -78,9 +78,24 @@ impl Default for Config {
     fn default() -> Self {
         use ChannelName::*;
         Config {
-            channels: PerTier { critical: vec![Slack, Email, InApp], high: vec![Slack, InApp], medium: vec![InApp], low: vec![InApp] },
-            reminder_minutes: PerTier { critical: 10, high: 60, medium: 240, low: 480 },
-            next_level_minutes: PerTier { critical: 15, high: 120, medium: 480, low: 960 },
+            channels: PerTier {
+                critical: vec![Slack, Email, InApp],
+                high: vec![Slack, InApp],
+                medium: vec![InApp],
+                low: vec![InApp],
+            },
+            reminder_minutes: PerTier {
+                critical: 10,
+                high: 60,
+                medium: 240,
+                low: 480,
+            },
+            next_level_minutes: PerTier {
+                critical: 15,
+                high: 120,
+                medium: 480,
+                low: 960,
+            },
         }
     }
 }
@@ -98,7 +113,11 @@ fn capitalized(tier: Tier) -> &'static str {
 pub fn money(cents: u64) -> String {
     let dollars = cents / 100;
     if dollars >= 1_000_000 {
-        format!("${}.{}M", dollars / 1_000_000, dollars % 1_000_000 / 100_000)
+        format!(
+            "${}.{}M",
+            dollars / 1_000_000,
+            dollars % 1_000_000 / 100_000
+        )
     } else if dollars >= 1_000 {
         format!("${}K", dollars / 1_000)
     } else {
@@ -111,7 +130,11 @@ pub fn money(cents: u64) -> String {
 pub fn headline(ticket: &Ticket, escalation: &Escalation) -> String {
     let who = match &ticket.customer {
         Some(c) => {
-            let plan = if c.plan.is_empty() { String::from("Customer") } else { format!("{}{} customer", c.plan[..1].to_uppercase(), &c.plan[1..]) };
+            let plan = if c.plan.is_empty() {
+                String::from("Customer")
+            } else {
+                format!("{}{} customer", c.plan[..1].to_uppercase(), &c.plan[1..])
+            };
             if c.mrr_cents > 0 {
                 format!("{plan} ({}, {} MRR)", c.name, money(c.mrr_cents))
             } else {
@@ -120,12 +143,18 @@ pub fn headline(ticket: &Ticket, escalation: &Escalation) -> String {
         }
         None => String::from("Customer"),
     };
-    let issue = ticket.category.as_deref().map_or_else(|| format!("\"{}\"", ticket.subject), |c| format!("{c} issue"));
+    let issue = ticket.category.as_deref().map_or_else(
+        || format!("\"{}\"", ticket.subject),
+        |c| format!("{c} issue"),
+    );
     let sla = escalation
         .response_target
         .map(|ms| format!(" — SLA: {}", time::human_duration(ms as i64)))
         .unwrap_or_default();
-    format!("{} escalation: {who} reports {issue}{sla}", capitalized(escalation.tier))
+    format!(
+        "{} escalation: {who} reports {issue}{sla}",
+        capitalized(escalation.tier)
+    )
 }
 
 fn body(ticket: &Ticket, escalation: &Escalation, routing: &Routing) -> String {
@@ -134,7 +163,11 @@ fn body(ticket: &Ticket, escalation: &Escalation, routing: &Routing) -> String {
         lines.push(format!("• {} ({})", s.reason, s.tier.as_str()));
     }
     if let Some(ai) = &ticket.ai_analysis {
-        lines.push(format!("AI confidence {:.0}%: {}", ai.confidence * 100.0, ai.reasoning));
+        lines.push(format!(
+            "AI confidence {:.0}%: {}",
+            ai.confidence * 100.0,
+            ai.reasoning
+        ));
     }
     lines.push(format!("Assigned: {}", routing.reason));
     lines.join("\n")
@@ -161,7 +194,9 @@ pub fn customer_message(escalation: &Escalation, ticket: &Ticket) -> Option<Stri
         Tier::High => "shortly",
         _ => "as soon as possible",
     };
-    Some(format!("I'm connecting you with {who} who will pick this up {when}. They will see our whole conversation, so you won't need to repeat anything."))
+    Some(format!(
+        "I'm connecting you with {who} who will pick this up {when}. They will see our whole conversation, so you won't need to repeat anything."
+    ))
 }
 
 /// The plugin.
@@ -170,7 +205,13 @@ pub struct Tiered;
 impl Notifier for Tiered {
     type Config = Config;
 
-    fn plan(ticket: &Ticket, escalation: &Escalation, routing: &Routing, roster: &[Agent], ctx: &Ctx<Config>) -> Result<NotificationPlan, String> {
+    fn plan(
+        ticket: &Ticket,
+        escalation: &Escalation,
+        routing: &Routing,
+        roster: &[Agent],
+        ctx: &Ctx<Config>,
+    ) -> Result<NotificationPlan, String> {
         let c = &ctx.config;
         let tier = escalation.tier;
         let channels: Vec<Channel> = c.channels.get(tier).iter().map(|&ch| ch.into()).collect();
@@ -181,18 +222,38 @@ impl Notifier for Tiered {
         let text = body(ticket, escalation, routing);
         let minute = 60_000;
         let mut steps = Vec::new();
-        let mut notify = |delay: u64, recipient: Recipient, channels: &[Channel], title: String, stop: bool| {
-            for &channel in channels {
-                steps.push(NotificationStep { delay, recipient: recipient.clone(), channel, title: title.clone(), body: text.clone(), stop_when_claimed: stop });
-            }
-        };
+        let mut notify =
+            |delay: u64, recipient: Recipient, channels: &[Channel], title: String, stop: bool| {
+                for &channel in channels {
+                    steps.push(NotificationStep {
+                        delay,
+                        recipient: recipient.clone(),
+                        channel,
+                        title: title.clone(),
+                        body: text.clone(),
+                        stop_when_claimed: stop,
+                    });
+                }
+            };
         let (first, team) = match &routing.target {
-            Target::Agent(id) => (Recipient::Agent(id.clone()), roster.iter().find(|a| &a.id == id).map(|a| a.team.clone())),
+            Target::Agent(id) => (
+                Recipient::Agent(id.clone()),
+                roster.iter().find(|a| &a.id == id).map(|a| a.team.clone()),
+            ),
             Target::Queue(q) => (Recipient::Team(q.clone()), None),
         };
         notify(0, first.clone(), &channels, title.clone(), false);
-        let reminder_channel = [*channels.iter().find(|c| **c == Channel::Slack).unwrap_or(&channels[0])];
-        notify(c.reminder_minutes.get(tier) * minute, first, &reminder_channel, format!("Reminder: {title}"), true);
+        let reminder_channel = [*channels
+            .iter()
+            .find(|c| **c == Channel::Slack)
+            .unwrap_or(&channels[0])];
+        notify(
+            c.reminder_minutes.get(tier) * minute,
+            first,
+            &reminder_channel,
+            format!("Reminder: {title}"),
+            true,
+        );
 
         let next = c.next_level_minutes.get(tier) * minute;
         let pick = |role: AgentRole| {
@@ -202,12 +263,33 @@ impl Notifier for Tiered {
                 .min_by_key(|a| (team.as_deref() != Some(a.team.as_str()), a.id.clone()))
         };
         if let Some(lead) = pick(AgentRole::Lead) {
-            notify(next, Recipient::Agent(lead.id.clone()), &channels, format!("Unclaimed after {}: {title}", time::human_duration(next as i64)), true);
+            notify(
+                next,
+                Recipient::Agent(lead.id.clone()),
+                &channels,
+                format!(
+                    "Unclaimed after {}: {title}",
+                    time::human_duration(next as i64)
+                ),
+                true,
+            );
         }
         if let Some(manager) = pick(AgentRole::Manager) {
-            notify(2 * next, Recipient::Agent(manager.id.clone()), &channels, format!("Unclaimed after {}: {title}", time::human_duration(2 * next as i64)), true);
+            notify(
+                2 * next,
+                Recipient::Agent(manager.id.clone()),
+                &channels,
+                format!(
+                    "Unclaimed after {}: {title}",
+                    time::human_duration(2 * next as i64)
+                ),
+                true,
+            );
         }
-        Ok(NotificationPlan { steps, customer_message: customer_message(escalation, ticket) })
+        Ok(NotificationPlan {
+            steps,
+            customer_message: customer_message(escalation, ticket),
+        })
     }
 }
 
@@ -222,13 +304,21 @@ mod tests {
         Ticket {
             subject: "Charged twice".into(),
             category: Some("billing".into()),
-            customer: Some(Customer { name: "Acme Corp".into(), plan: "enterprise".into(), mrr_cents: 5_000_000, ..testing::customer() }),
+            customer: Some(Customer {
+                name: "Acme Corp".into(),
+                plan: "enterprise".into(),
+                mrr_cents: 5_000_000,
+                ..testing::customer()
+            }),
             ..testing::ticket()
         }
     }
 
     fn critical() -> Escalation {
-        Escalation { response_target: Some(30 * 60_000), ..testing::escalation(Tier::Critical) }
+        Escalation {
+            response_target: Some(30 * 60_000),
+            ..testing::escalation(Tier::Critical)
+        }
     }
 
     #[test]
@@ -241,9 +331,30 @@ mod tests {
 
     #[test]
     fn a_critical_chain_alerts_now_reminds_at_10_and_goes_up_at_15_and_30() {
-        let roster = [agent("ana", &["billing"]), Agent { role: AgentRole::Lead, ..agent("lee", &[]) }, Agent { role: AgentRole::Manager, ..agent("max", &[]) }];
-        let routing = Routing { target: Target::Agent("ana".into()), reason: "specialist".into(), fallback: vec![] };
-        let plan = Tiered::plan(&enterprise_billing_ticket(), &critical(), &routing, &roster, &Ctx::new(0, EventKind::MessageAdded, Config::default())).unwrap();
+        let roster = [
+            agent("ana", &["billing"]),
+            Agent {
+                role: AgentRole::Lead,
+                ..agent("lee", &[])
+            },
+            Agent {
+                role: AgentRole::Manager,
+                ..agent("max", &[])
+            },
+        ];
+        let routing = Routing {
+            target: Target::Agent("ana".into()),
+            reason: "specialist".into(),
+            fallback: vec![],
+        };
+        let plan = Tiered::plan(
+            &enterprise_billing_ticket(),
+            &critical(),
+            &routing,
+            &roster,
+            &Ctx::new(0, EventKind::MessageAdded, Config::default()),
+        )
+        .unwrap();
         let summary: Vec<(u64, String, Channel, bool)> = plan
             .steps
             .iter()
@@ -270,13 +381,28 @@ mod tests {
                 (30, "max".into(), InApp, true),
             ]
         );
-        assert!(plan.customer_message.unwrap().contains("billing specialist"));
+        assert!(
+            plan.customer_message
+                .unwrap()
+                .contains("billing specialist")
+        );
     }
 
     #[test]
     fn a_medium_ticket_only_goes_in_app() {
-        let routing = Routing { target: Target::Queue("general".into()), reason: "queue".into(), fallback: vec![] };
-        let plan = Tiered::plan(&testing::ticket(), &testing::escalation(Tier::Medium), &routing, &[], &Ctx::new(0, EventKind::Tick, Config::default())).unwrap();
+        let routing = Routing {
+            target: Target::Queue("general".into()),
+            reason: "queue".into(),
+            fallback: vec![],
+        };
+        let plan = Tiered::plan(
+            &testing::ticket(),
+            &testing::escalation(Tier::Medium),
+            &routing,
+            &[],
+            &Ctx::new(0, EventKind::Tick, Config::default()),
+        )
+        .unwrap();
         assert!(plan.steps.iter().all(|s| s.channel == Channel::InApp));
         assert_eq!(plan.steps[0].recipient, Recipient::Team("general".into()));
     }

@@ -13,7 +13,11 @@ pub struct Hostile;
 
 /// Recurse `n` levels deep, keeping every frame alive.
 fn recurse(n: u64) -> u64 {
-    if n == 0 { 0 } else { black_box(recurse(black_box(n - 1))) + 1 }
+    if n == 0 {
+        0
+    } else {
+        black_box(recurse(black_box(n - 1))) + 1
+    }
 }
 
 impl Trigger for Hostile {
@@ -42,16 +46,24 @@ impl Trigger for Hostile {
                 let chunk = "x".repeat(1 << 20);
                 let evidence = (0..50).map(|_| chunk.clone()).collect();
                 Ok(Evaluation {
-                    signals: vec![Signal { evidence, ..Signal::escalate(Tier::Low, "hostile:big", "50 MB of evidence") }],
+                    signals: vec![Signal {
+                        evidence,
+                        ..Signal::escalate(Tier::Low, "hostile:big", "50 MB of evidence")
+                    }],
                     wake_at: None,
                 })
             }
             "panic" => panic!("boom on ticket {}", ticket.id),
             "unreachable" => unreachable_trap(),
-            "garbage" => Ok(Evaluation { signals: vec![Signal::escalate(Tier::High, "", "no key")], wake_at: None }),
+            "garbage" => Ok(Evaluation {
+                signals: vec![Signal::escalate(Tier::High, "", "no key")],
+                wake_at: None,
+            }),
             "refuse" => Err(String::from("refusing this ticket on purpose")),
             other => Ok(Evaluation {
-                signals: vec![Signal::escalate(Tier::Low, "hostile:ok", "behaved").with_evidence(other)],
+                signals: vec![
+                    Signal::escalate(Tier::Low, "hostile:ok", "behaved").with_evidence(other),
+                ],
                 wake_at: None,
             }),
         }
@@ -76,7 +88,13 @@ mod tests {
     use escalator_guest::testing;
 
     fn run(subject: &str) -> Result<Evaluation, String> {
-        Hostile::evaluate(&Ticket { subject: subject.into(), ..testing::ticket() }, &Ctx::new(0, EventKind::Tick, ()))
+        Hostile::evaluate(
+            &Ticket {
+                subject: subject.into(),
+                ..testing::ticket()
+            },
+            &Ctx::new(0, EventKind::Tick, ()),
+        )
     }
 
     #[test]
@@ -88,7 +106,10 @@ mod tests {
 
     #[test]
     fn refuses_and_returns_garbage_on_demand() {
-        assert_eq!(run("refuse").unwrap_err(), "refusing this ticket on purpose");
+        assert_eq!(
+            run("refuse").unwrap_err(),
+            "refusing this ticket on purpose"
+        );
         assert_eq!(run("garbage").unwrap().signals[0].key, "");
     }
 }

@@ -24,7 +24,10 @@ mod tests {
 
     #[test]
     fn never_succeeds_natively_on_the_discard_port() {
-        let r = PhoneHome::evaluate(&escalator_guest::testing::ticket(), &Ctx::new(0, EventKind::Tick, ()));
+        let r = PhoneHome::evaluate(
+            &escalator_guest::testing::ticket(),
+            &Ctx::new(0, EventKind::Tick, ()),
+        );
         assert!(r.is_err());
     }
 }

@@ -10,7 +10,10 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 pub struct Probe;
 
 fn wall_ms() -> u128 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0)
 }
 
 fn random() -> String {
@@ -41,11 +44,19 @@ impl Trigger for Probe {
             format!("random2={}", random()),
             format!("env-vars={}", std::env::vars().count()),
             format!("args={}", std::env::args().count()),
-            format!("read-root={}", std::fs::read_dir("/").map(|_| "allowed").unwrap_or("denied")),
+            format!(
+                "read-root={}",
+                std::fs::read_dir("/")
+                    .map(|_| "allowed")
+                    .unwrap_or("denied")
+            ),
         ];
         let mut signal = Signal::warn(Tier::Low, "probe", "sandbox report");
         signal.evidence = evidence;
-        Ok(Evaluation { signals: vec![signal], wake_at: None })
+        Ok(Evaluation {
+            signals: vec![signal],
+            wake_at: None,
+        })
     }
 }
 
@@ -57,7 +68,11 @@ mod tests {
 
     #[test]
     fn reports_natively_too() {
-        let out = Probe::evaluate(&escalator_guest::testing::ticket(), &Ctx::new(0, EventKind::Tick, ())).unwrap();
+        let out = Probe::evaluate(
+            &escalator_guest::testing::ticket(),
+            &Ctx::new(0, EventKind::Tick, ()),
+        )
+        .unwrap();
         assert_eq!(out.signals[0].evidence.len(), 8);
         assert!(out.signals[0].evidence[0].starts_with("wall1="));
     }

@@ -1,0 +1,191 @@
+//! The real `escalator` binary: `plugin run`, `plugin inspect`, `demo`.
+
+use crate::support::guest_dir;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples")
+}
+
+/// A cache directory shared by this process's CLI runs.
+fn cache() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| tempfile::tempdir().unwrap()).path()
+}
+
+fn escalator(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_escalator"))
+        .arg("--cache-dir")
+        .arg(cache())
+        .args(args)
+        .output()
+        .expect("the escalator binary runs")
+}
+
+fn stdout_json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}): {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A plugin directory holding the hostile guest with `manifest_extra`.
+fn hostile_dir(manifest_extra: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        guest_dir().join("hostile/hostile.wasm"),
+        dir.path().join("hostile.wasm"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("plugin.toml"),
+        format!("name = \"hostile\"\nkind = \"trigger\"\nversion = \"1.0.0\"\n{manifest_extra}"),
+    )
+    .unwrap();
+    dir
+}
+
+#[test]
+fn plugin_run_prints_output_fuel_memory_and_time() {
+    let ticket = examples().join("tickets/enterprise-billing-dispute.json");
+    let out = escalator(&[
+        "plugin",
+        "run",
+        "--plugin",
+        "builtin:phrases",
+        "--ticket",
+        ticket.to_str().unwrap(),
+        "--now",
+        "2026-11-27T09:15:00Z",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let v = stdout_json(&out);
+    assert_eq!(v["plugin"], "phrases@0.1.0");
+    assert_eq!(v["output"]["signals"][0]["tier"], "critical");
+    assert!(v["fuel_used"].as_u64().unwrap() > 0);
+    assert!(v["peak_memory_bytes"].as_u64().unwrap() > 0);
+    assert!(v["duration_us"].is_u64());
+    assert_eq!(v["error"], serde_json::Value::Null);
+}
+
+#[test]
+fn plugin_run_exits_non_zero_with_the_typed_error() {
+    let dir = hostile_dir("[limits]\nfuel = 5_000_000\n");
+    let ticket = dir.path().join("ticket.json");
+    std::fs::write(
+        &ticket,
+        r#"{"id":"T-1","subject":"loop","created_at":"2026-11-27T09:00:00Z"}"#,
+    )
+    .unwrap();
+    let out = escalator(&[
+        "plugin",
+        "run",
+        "--plugin",
+        dir.path().to_str().unwrap(),
+        "--ticket",
+        ticket.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let v = stdout_json(&out);
+    assert_eq!(v["error"]["kind"], "out-of-fuel");
+    assert!(v["fuel_used"].as_u64().unwrap() >= 5_000_000);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("hostile@1.0.0 ran out of fuel"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn plugin_run_routes_with_a_roster() {
+    let ticket = examples().join("tickets/enterprise-billing-dispute.json");
+    let roster = examples().join("roster.json");
+    let out = escalator(&[
+        "plugin",
+        "run",
+        "--plugin",
+        "builtin:skills",
+        "--ticket",
+        ticket.to_str().unwrap(),
+        "--roster",
+        roster.to_str().unwrap(),
+        "--now",
+        "2026-11-27T09:15:00Z",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let v = stdout_json(&out);
+    assert_eq!(v["output"]["target"]["agent"], "bo");
+    assert_eq!(v["output"]["fallback"][0]["target"]["agent"], "ana");
+}
+
+#[test]
+fn plugin_run_explains_a_bad_ticket() {
+    let dir = tempfile::tempdir().unwrap();
+    let ticket = dir.path().join("ticket.json");
+    std::fs::write(&ticket, r#"{"id":"T-1","created_at":"yesterday"}"#).unwrap();
+    let out = escalator(&[
+        "plugin",
+        "run",
+        "--plugin",
+        "builtin:phrases",
+        "--ticket",
+        ticket.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let t = text(&out);
+    assert!(
+        t.contains(
+            "ticket.json is not a valid ticket: created_at: input contains invalid characters"
+        ),
+        "{t}"
+    );
+}
+
+#[test]
+fn plugin_inspect_names_the_world_and_the_imports() {
+    let wasm = guest_dir().join("wasi-probe/wasi-probe.wasm");
+    let out = escalator(&["plugin", "inspect", wasm.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let t = text(&out);
+    assert!(t.contains("world:    trigger (exports `evaluate`)"), "{t}");
+    assert!(
+        t.contains("ok      escalator:plugin/types@0.1.0")
+            && t.contains("ok      wasi:clocks/wall-clock"),
+        "{t}"
+    );
+
+    let refused = guest_dir().join("sockets/sockets.wasm");
+    let out = escalator(&["plugin", "inspect", refused.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let t = text(&out);
+    assert!(t.contains("REFUSED wasi:sockets/"), "{t}");
+}
+
+#[test]
+fn the_demo_escalates_the_legal_threat_and_leaves_the_how_to_with_the_ai() {
+    let out = escalator(&["demo"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let t = text(&out);
+    assert!(t.contains("T-1001") && t.contains("tier: critical"), "{t}");
+    assert!(
+        t.contains("T-1002") && t.contains("stays with the AI agent"),
+        "{t}"
+    );
+    assert!(
+        t.contains("Critical escalation: Enterprise customer (Acme Corp, $50K MRR)"),
+        "{t}"
+    );
+}

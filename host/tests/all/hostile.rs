@@ -1,0 +1,174 @@
+//! Hostile plugins: each fails with its own typed error, the host goes on,
+//! and the very next call on the same plugin succeeds.
+
+use crate::support::*;
+use escalator::registry::LoadedPlugin;
+use escalator::runtime::PluginError;
+use std::time::{Duration, Instant};
+
+fn hostile(limits: &str) -> LoadedPlugin {
+    load("hostile", "trigger", limits, &guest_wasm("hostile")).expect("the hostile guest loads")
+}
+
+/// Run `subject`, return its error, then check the plugin still works.
+fn fails_then_recovers(p: &LoadedPlugin, subject: &str) -> PluginError {
+    let out = evaluate(p, subject);
+    let err = match out.result {
+        Err(e) => e,
+        Ok(v) => panic!("{subject}: expected a failure, got {v:?}"),
+    };
+    let next = evaluate(p, "behave")
+        .result
+        .unwrap_or_else(|e| panic!("after {subject}, the next call failed: {e}"));
+    assert_eq!(next.signals[0].key, "hostile:ok");
+    err
+}
+
+#[test]
+fn an_infinite_loop_runs_out_of_fuel() {
+    let p = hostile("[limits]\nfuel = 10_000_000\n");
+    let err = fails_then_recovers(&p, "loop");
+    assert!(
+        matches!(
+            err,
+            PluginError::OutOfFuel {
+                limit: 10_000_000,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "hostile@1.0.0 ran out of fuel (limit 10000000)"
+    );
+}
+
+#[test]
+fn an_infinite_loop_with_fuel_to_spare_hits_the_deadline() {
+    let p = hostile("[limits]\nfuel = 100_000_000_000\ntimeout-ms = 50\n");
+    let start = Instant::now();
+    let err = fails_then_recovers(&p, "loop");
+    assert!(
+        matches!(err, PluginError::Deadline { timeout, .. } if timeout == Duration::from_millis(50)),
+        "{err}"
+    );
+    // A generous bound: the deadline (50 ms + one 5 ms tick) plus a second
+    // call, on a loaded 2-core machine.
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn a_memory_bomb_hits_the_memory_limit() {
+    let p = hostile("[limits]\nmemory-mib = 16\n");
+    let err = fails_then_recovers(&p, "membomb");
+    match &err {
+        PluginError::MemoryLimit {
+            limit, requested, ..
+        } => {
+            assert_eq!(*limit, 16 << 20);
+            assert!(*requested > 16 << 20, "{requested}");
+        }
+        other => panic!("expected a memory limit, got {other}"),
+    }
+}
+
+#[test]
+fn deep_recursion_overflows_the_stack() {
+    let err = fails_then_recovers(&hostile(""), "recursion");
+    assert!(matches!(err, PluginError::StackOverflow { .. }), "{err}");
+}
+
+#[test]
+fn fifty_megabytes_of_output_is_refused() {
+    let p = hostile("[limits]\nmemory-mib = 128\n");
+    let err = fails_then_recovers(&p, "big-output");
+    match err {
+        PluginError::OutputTooLarge { size, limit, .. } => {
+            assert!(size >= 50 << 20, "{size}");
+            assert_eq!(limit, 1 << 20);
+        }
+        other => panic!("expected output too large, got {other}"),
+    }
+}
+
+#[test]
+fn a_panic_is_a_trap_with_the_panic_message_and_a_backtrace() {
+    let err = fails_then_recovers(&hostile(""), "panic");
+    let PluginError::Trap {
+        trap,
+        message,
+        backtrace,
+        ..
+    } = &err
+    else {
+        panic!("{err}")
+    };
+    assert!(trap.contains("unreachable"), "{trap}");
+    let message = message.as_deref().unwrap_or_default();
+    assert!(message.contains("boom on ticket T-42"), "{message}");
+    assert!(
+        backtrace.contains("hostile") || backtrace.contains("evaluate"),
+        "{backtrace}"
+    );
+}
+
+#[test]
+fn a_raw_unreachable_is_a_trap() {
+    let err = fails_then_recovers(&hostile(""), "unreachable");
+    assert!(
+        matches!(err, PluginError::Trap { message: None, .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn garbage_output_is_invalid_output() {
+    let err = fails_then_recovers(&hostile(""), "garbage");
+    assert!(matches!(err, PluginError::InvalidOutput { .. }), "{err}");
+    assert!(
+        err.to_string().contains("signal 0 has an empty key"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_clean_refusal_is_reported_as_the_plugins_error() {
+    let err = fails_then_recovers(&hostile(""), "refuse");
+    assert_eq!(
+        err.to_string(),
+        "hostile@1.0.0 returned an error: refusing this ticket on purpose"
+    );
+    assert_eq!(err.kind(), "refused");
+}
+
+#[test]
+fn every_failure_in_a_row_leaves_the_runtime_healthy() {
+    let p = hostile("[limits]\nfuel = 20_000_000\nmemory-mib = 128\n");
+    for subject in [
+        "loop",
+        "membomb",
+        "recursion",
+        "big-output",
+        "panic",
+        "unreachable",
+        "garbage",
+        "refuse",
+    ] {
+        fails_then_recovers(&p, subject);
+    }
+    // And an unrelated plugin is untouched.
+    let phrases = builtin("phrases");
+    assert!(
+        evaluate(&phrases, "this is unacceptable")
+            .result
+            .unwrap()
+            .signals
+            .len()
+            == 1
+    );
+}

@@ -1,0 +1,410 @@
+//! Loading components: every kind runs; wrong, malformed and over-reaching
+//! components are refused at load with a clear message; the artifact cache.
+
+use crate::support::*;
+use escalator::model::{self, contract};
+use escalator::pipeline::{self, PluginSet, ResponseTargets};
+use escalator::registry::{self, RegistryError};
+use escalator::runtime::cache::Origin;
+use escalator::runtime::wit;
+use escalator::runtime::{LoadError, Runtime, RuntimeConfig};
+
+fn load_error(r: Result<registry::LoadedPlugin, RegistryError>) -> (LoadError, String) {
+    match r {
+        Err(RegistryError::Load(e)) => {
+            let msg = e.to_string();
+            (e, msg)
+        }
+        Err(other) => panic!("expected a load error, got {other}"),
+        Ok(p) => panic!("expected a load error, but {} loaded", p.plugin.id()),
+    }
+}
+
+#[test]
+fn a_trigger_returns_typed_signals() {
+    let p = builtin("phrases");
+    let t = ticket("Refund", &["I will talk to my lawyer about this"]);
+    let out = runtime().evaluate(&p.plugin, &contract::ticket(&t), &ctx(&p.config_json));
+    let eval = out.result.expect("phrases succeeds");
+    assert_eq!(eval.signals.len(), 1);
+    let s = &eval.signals[0];
+    assert_eq!(
+        (s.tier, s.action, s.key.as_str()),
+        (
+            wit::Tier::Critical,
+            wit::SignalAction::Escalate,
+            "phrases:critical"
+        )
+    );
+    assert!(s.evidence[0].contains("lawyer"), "{:?}", s.evidence);
+    assert!(out.report.fuel_used > 0 && out.report.peak_memory_bytes > 0);
+}
+
+#[test]
+fn a_router_returns_a_typed_routing_with_fallbacks() {
+    let p = builtin("skills");
+    let roster: Vec<model::Agent> = serde_json::from_str(
+        r#"[{"id":"ana","skills":["billing"]},{"id":"bo","skills":["billing"],"status":"away"},
+            {"id":"lee","role":"lead"}]"#,
+    )
+    .unwrap();
+    let roster: Vec<_> = roster
+        .iter()
+        .map(|a| contract::agent(a, noon()).unwrap())
+        .collect();
+    let esc = wit::Escalation {
+        tier: wit::Tier::Critical,
+        signals: vec![],
+        response_target: Some(1_800_000),
+    };
+    let t = contract::ticket(&ticket("Charged twice", &["help"]));
+    let routing = runtime()
+        .route(&p.plugin, &t, &esc, &roster, &ctx(&p.config_json))
+        .result
+        .expect("skills succeeds");
+    assert_eq!(routing.target, wit::Target::Agent("ana".into()));
+    let path: Vec<_> = routing
+        .fallback
+        .iter()
+        .map(|f| (f.after, f.target.clone()))
+        .collect();
+    assert_eq!(
+        path,
+        vec![
+            (900_000, wit::Target::Agent("lee".into())),
+            (1_800_000, wit::Target::Queue("general".into()))
+        ]
+    );
+}
+
+#[test]
+fn a_notifier_returns_a_typed_plan() {
+    let p = builtin("tiered");
+    let esc = wit::Escalation {
+        tier: wit::Tier::High,
+        signals: vec![],
+        response_target: Some(4 * 3_600_000),
+    };
+    let routing = wit::Routing {
+        target: wit::Target::Agent("ana".into()),
+        reason: "specialist".into(),
+        fallback: vec![],
+    };
+    let t = contract::ticket(&ticket("Charged twice", &["help"]));
+    let plan = runtime()
+        .plan(&p.plugin, &t, &esc, &routing, &[], &ctx(&p.config_json))
+        .result
+        .expect("tiered succeeds");
+    let first: Vec<_> = plan
+        .steps
+        .iter()
+        .filter(|s| s.delay == 0)
+        .map(|s| s.channel)
+        .collect();
+    assert_eq!(first, vec![wit::Channel::Slack, wit::Channel::InApp]);
+    assert!(
+        plan.steps[0].title.starts_with("High escalation"),
+        "{}",
+        plan.steps[0].title
+    );
+}
+
+#[test]
+fn a_component_of_the_wrong_world_is_refused_at_load() {
+    let wasm = registry::builtin("phrases").unwrap().wasm;
+    let (err, msg) = load_error(load("mislabelled", "router", "", wasm));
+    assert!(matches!(err, LoadError::WrongWorld { .. }), "{err:?}");
+    assert!(
+        msg.contains("manifest says kind = \"router\"")
+            && msg.contains("implements the trigger world"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn a_component_implementing_no_plugin_world_is_refused() {
+    let wasm = wat::parse_str("(component)").unwrap();
+    let (err, msg) = load_error(load("empty", "trigger", "", &wasm));
+    assert!(
+        matches!(err, LoadError::WrongWorld { found: None, .. }),
+        "{err:?}"
+    );
+    assert!(msg.contains("exports none of"), "{msg}");
+}
+
+#[test]
+fn malformed_files_are_refused_with_what_is_wrong() {
+    let (_, msg) = load_error(load("junk", "trigger", "", b"definitely not wasm"));
+    assert!(msg.contains("not a WebAssembly file"), "{msg}");
+
+    let core = wat::parse_str("(module (func (export \"evaluate\")))").unwrap();
+    let (_, msg) = load_error(load("core", "trigger", "", &core));
+    assert!(
+        msg.contains("core WebAssembly module, not a component"),
+        "{msg}"
+    );
+
+    let phrases = registry::builtin("phrases").unwrap().wasm;
+    let (err, msg) = load_error(load(
+        "truncated",
+        "trigger",
+        "",
+        &phrases[..phrases.len() / 2],
+    ));
+    assert!(matches!(err, LoadError::Compile { .. }), "{err:?}");
+    assert!(
+        msg.starts_with("truncated@1.0.0: component does not compile"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn a_component_importing_sockets_is_refused_at_load() {
+    let (err, msg) = load_error(load("phone-home", "trigger", "", &guest_wasm("sockets")));
+    let LoadError::UngrantedImport { imports, .. } = err else {
+        panic!("{msg}")
+    };
+    assert!(
+        imports.iter().any(|i| i.starts_with("wasi:sockets/")),
+        "{imports:?}"
+    );
+    assert!(msg.contains("does not grant"), "{msg}");
+}
+
+#[test]
+fn default_plugins_import_nothing_but_the_contract() {
+    for b in registry::DEFAULT_PLUGINS {
+        let p = registry::load_parts(
+            runtime(),
+            b.manifest,
+            std::path::Path::new(b.dir),
+            b.wasm,
+            b.dir.into(),
+        )
+        .unwrap();
+        let i = p.plugin.inspection();
+        assert!(!i.uses_wasi, "{} imports WASI: {:?}", b.dir, i.imports);
+        assert_eq!(i.contract.as_deref(), Some("0.1.0"));
+    }
+}
+
+#[test]
+fn bad_manifests_name_the_file_and_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("plugin.toml"),
+        "name = \"x\"\nkind = \"trigger\"\nversion = \"1.0.0\"\n[limits]\nfuel = 0\n",
+    )
+    .unwrap();
+    let err = registry::load_path(runtime(), dir.path())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("plugin.toml") && err.contains("limits.fuel = 0"),
+        "{err}"
+    );
+
+    std::fs::write(
+        dir.path().join("plugin.toml"),
+        "name = \"x\"\nkind = \"trigger\"\nversion = \"1.0.0\"\n",
+    )
+    .unwrap();
+    let err = registry::load_path(runtime(), dir.path())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no .wasm component"), "{err}");
+}
+
+#[test]
+fn a_plugin_directory_loads_from_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("hostile.wasm"), guest_wasm("hostile")).unwrap();
+    std::fs::write(
+        dir.path().join("plugin.toml"),
+        "name = \"hostile\"\nkind = \"trigger\"\nversion = \"0.0.1\"\n",
+    )
+    .unwrap();
+    let p = registry::load_path(runtime(), dir.path()).unwrap();
+    assert_eq!(p.plugin.id().to_string(), "hostile@0.0.1");
+    assert!(evaluate(&p, "fine").result.is_ok());
+}
+
+#[test]
+fn the_same_ticket_at_the_same_time_gives_the_same_output_and_fuel() {
+    for p in [
+        builtin("phrases"),
+        load("probe", "trigger", "", &guest_wasm("wasi-probe")).unwrap(),
+    ] {
+        let t = contract::ticket(&ticket(
+            "This is unacceptable",
+            &["cancel my account", "GDPR request now"],
+        ));
+        let a = runtime().evaluate(&p.plugin, &t, &ctx(&p.config_json));
+        let b = runtime().evaluate(&p.plugin, &t, &ctx(&p.config_json));
+        assert_eq!(
+            a.result.as_ref().unwrap(),
+            b.result.as_ref().unwrap(),
+            "{}",
+            p.plugin.id()
+        );
+        assert_eq!(a.report.fuel_used, b.report.fuel_used, "{}", p.plugin.id());
+        assert_eq!(a.report.log, b.report.log);
+    }
+}
+
+#[test]
+fn compiled_components_are_cached_on_disk_and_survive_corruption() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = || RuntimeConfig {
+        cache_dir: Some(dir.path().to_path_buf()),
+        ..RuntimeConfig::default()
+    };
+    let wasm = registry::builtin("phrases").unwrap().wasm;
+    let manifest = registry::builtin("phrases").unwrap().manifest;
+    let path = std::path::Path::new("phrases/plugin.toml");
+
+    let first = Runtime::new(config()).unwrap();
+    let p1 = registry::load_parts(&first, manifest, path, wasm, "a".into()).unwrap();
+    assert_eq!(p1.plugin.origin(), Origin::Compiled);
+    drop(first);
+
+    let second = Runtime::new(config()).unwrap();
+    let p2 = registry::load_parts(&second, manifest, path, wasm, "b".into()).unwrap();
+    assert_eq!(p2.plugin.origin(), Origin::Cached);
+    let t = contract::ticket(&ticket("x", &["my lawyer"]));
+    let out = second
+        .evaluate(&p2.plugin, &t, &ctx(&p2.config_json))
+        .result
+        .unwrap();
+    assert_eq!(out.signals[0].key, "phrases:critical");
+
+    // A damaged artifact is discarded and recompiled, not trusted.
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        std::fs::write(entry.unwrap().path(), b"garbage").unwrap();
+    }
+    let third = Runtime::new(config()).unwrap();
+    let p3 = registry::load_parts(&third, manifest, path, wasm, "c".into()).unwrap();
+    assert_eq!(p3.plugin.origin(), Origin::Compiled);
+    assert!(
+        third
+            .evaluate(&p3.plugin, &t, &ctx(&p3.config_json))
+            .result
+            .is_ok()
+    );
+}
+
+#[test]
+fn many_threads_share_one_plugin_without_interference() {
+    let p = builtin("phrases");
+    std::thread::scope(|s| {
+        for i in 0..8 {
+            let p = &p;
+            s.spawn(move || {
+                for j in 0..50 {
+                    let body = if (i + j) % 2 == 0 {
+                        "speak to your manager"
+                    } else {
+                        "thanks"
+                    };
+                    let t = contract::ticket(&ticket("q", &[body]));
+                    let out = runtime()
+                        .evaluate(&p.plugin, &t, &ctx(&p.config_json))
+                        .result
+                        .unwrap();
+                    assert_eq!(out.signals.len(), usize::from((i + j) % 2 == 0));
+                }
+            });
+        }
+    });
+}
+
+#[test]
+fn composition_keeps_every_reason_takes_the_highest_tier_and_applies_error_policies() {
+    let hostile = guest_wasm("hostile");
+    let plugins = vec![
+        builtin("phrases"),
+        // Fails on this ticket (its subject is "panic"): escalates by policy.
+        load(
+            "strict",
+            "trigger",
+            "[on-error]\naction = \"escalate\"\ntier = \"high\"\n",
+            &hostile,
+        )
+        .unwrap(),
+        // Fails too, but its policy is to ignore.
+        load("lenient", "trigger", "", &hostile).unwrap(),
+        // Shadow: recorded, not acted on.
+        load(
+            "shadowed",
+            "trigger",
+            "mode = \"shadow\"\n",
+            registry::builtin("phrases").unwrap().wasm,
+        )
+        .unwrap(),
+        builtin("skills"),
+        builtin("tiered"),
+    ];
+    let set = PluginSet::new(plugins).unwrap();
+    let t = ticket("panic", &["speak to your manager", "or a real person"]);
+    let d = pipeline::decide(
+        runtime(),
+        &set,
+        &t,
+        &[],
+        noon(),
+        model::EventKind::MessageAdded,
+        &ResponseTargets::default(),
+    );
+    assert_eq!(d.tier, Some(model::Tier::High));
+    let keys: Vec<&str> = d.signals.iter().map(|s| s.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "phrases:high",
+            "phrases:human-request",
+            "plugin-error:strict:trap"
+        ]
+    );
+    assert_eq!(d.shadow_signals.len(), 2);
+    assert_eq!(
+        d.runs
+            .iter()
+            .filter(|r| r.error_kind == Some("trap"))
+            .count(),
+        2
+    );
+    assert_eq!(
+        d.routing.as_ref().unwrap().target,
+        model::Target::Queue("general".into())
+    );
+    assert!(
+        d.plan
+            .as_ref()
+            .unwrap()
+            .steps
+            .iter()
+            .any(|s| s.channel == model::Channel::Slack)
+    );
+}
+
+#[test]
+fn two_active_routers_are_a_configuration_error() {
+    let err = PluginSet::new(vec![builtin("skills"), {
+        let b = registry::builtin("skills").unwrap();
+        registry::load_parts(
+            runtime(),
+            &b.manifest.replace("0.1.0", "0.2.0"),
+            std::path::Path::new("x"),
+            b.wasm,
+            "x".into(),
+        )
+        .unwrap()
+    }])
+    .unwrap_err();
+    assert!(
+        err.contains("two active routers")
+            && err.contains("skills@0.1.0")
+            && err.contains("skills@0.2.0"),
+        "{err}"
+    );
+}

@@ -1,0 +1,8 @@
+//! Integration tests: real components built from this repository, loaded by
+//! the real runtime, and the real `escalator` binary.
+
+mod cli;
+mod hostile;
+mod loading;
+mod sandbox;
+mod support;

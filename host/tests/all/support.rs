@@ -1,0 +1,118 @@
+//! Shared helpers: one runtime per test process (with its own artifact
+//! cache), the built guests, and ticket builders.
+
+use escalator::model::{self, contract};
+use escalator::registry::{self, LoadedPlugin};
+use escalator::runtime::{Runtime, RuntimeConfig, wit};
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+/// The directory holding the test guests' components.
+pub fn guest_dir() -> PathBuf {
+    PathBuf::from(env!("ESCALATOR_TEST_GUESTS"))
+}
+
+/// The component of test guest `name`.
+pub fn guest_wasm(name: &str) -> Vec<u8> {
+    let path = guest_dir().join(name).join(format!("{name}.wasm"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}
+
+/// The process-wide runtime, caching compiled components in a temp dir.
+pub fn runtime() -> &'static Runtime {
+    static RUNTIME: OnceLock<(Runtime, tempfile::TempDir)> = OnceLock::new();
+    &RUNTIME
+        .get_or_init(|| {
+            let dir = tempfile::tempdir().expect("a temp dir");
+            let rt = Runtime::new(RuntimeConfig {
+                cache_dir: Some(dir.path().to_path_buf()),
+                ..RuntimeConfig::default()
+            })
+            .expect("the runtime starts");
+            (rt, dir)
+        })
+        .0
+}
+
+/// Load `wasm` with a manifest of `kind` and extra manifest text.
+pub fn load(
+    name: &str,
+    kind: &str,
+    extra: &str,
+    wasm: &[u8],
+) -> Result<LoadedPlugin, registry::RegistryError> {
+    let manifest = format!("name = \"{name}\"\nkind = \"{kind}\"\nversion = \"1.0.0\"\n{extra}");
+    registry::load_parts(
+        runtime(),
+        &manifest,
+        &PathBuf::from(format!("test/{name}/plugin.toml")),
+        wasm,
+        name.into(),
+    )
+}
+
+/// A built-in plugin, loaded.
+pub fn builtin(name: &str) -> LoadedPlugin {
+    let b = registry::builtin(name).unwrap_or_else(|| panic!("no built-in plugin {name}"));
+    registry::load_parts(
+        runtime(),
+        b.manifest,
+        &PathBuf::from(format!("builtin:{name}/plugin.toml")),
+        b.wasm,
+        name.into(),
+    )
+    .expect("built-in plugins load")
+}
+
+/// 2026-11-27T12:00:00Z.
+pub fn noon() -> chrono::DateTime<chrono::Utc> {
+    "2026-11-27T12:00:00Z".parse().expect("a valid time")
+}
+
+/// A ticket with `subject` and customer messages `bodies`.
+pub fn ticket(subject: &str, bodies: &[&str]) -> model::Ticket {
+    let t0: chrono::DateTime<chrono::Utc> = "2026-11-27T09:00:00Z".parse().expect("a valid time");
+    model::Ticket {
+        id: "T-42".into(),
+        tenant: "acme".into(),
+        subject: subject.into(),
+        category: Some("billing".into()),
+        channel: model::TicketChannel::Email,
+        status: model::TicketStatus::Open,
+        status_history: vec![],
+        created_at: t0,
+        updated_at: None,
+        tier: None,
+        assignee: None,
+        claimed_at: None,
+        tags: vec![],
+        messages: bodies
+            .iter()
+            .enumerate()
+            .map(|(i, b)| model::Message {
+                id: format!("m{i}"),
+                author: model::AuthorKind::Customer,
+                author_id: None,
+                body: (*b).into(),
+                sent_at: t0 + chrono::Duration::minutes(i as i64),
+                sentiment: None,
+            })
+            .collect(),
+        customer: None,
+        ai_analysis: None,
+    }
+}
+
+/// The WIT context at `noon()` with `config`.
+pub fn ctx(config: &str) -> wit::Context {
+    contract::context(noon(), model::EventKind::MessageAdded, config.into())
+}
+
+/// Run a trigger on a ticket with the subject `subject`.
+pub fn evaluate(p: &LoadedPlugin, subject: &str) -> escalator::runtime::Outcome<wit::Evaluation> {
+    runtime().evaluate(
+        &p.plugin,
+        &contract::ticket(&ticket(subject, &["hello"])),
+        &ctx(&p.config_json),
+    )
+}
