@@ -57,22 +57,12 @@ fn ticket(bytes: usize) -> model::Ticket {
         })
         .collect();
     model::Ticket {
-        id: "T-1".into(),
         tenant: "acme".into(),
         subject: "Charged twice".into(),
         category: Some("billing".into()),
         channel: model::TicketChannel::Email,
-        status: model::TicketStatus::Open,
-        status_history: vec![],
-        created_at: t0,
-        updated_at: None,
-        tier: None,
-        assignee: None,
-        claimed_at: None,
-        tags: vec![],
         messages,
-        customer: None,
-        ai_analysis: None,
+        ..model::Ticket::new("T-1", t0)
     }
 }
 

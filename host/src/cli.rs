@@ -4,7 +4,7 @@ use crate::model::{self, contract};
 use crate::pipeline::{self, PluginSet, ResponseTargets};
 use crate::registry::{self, LoadedPlugin};
 use crate::runtime::inspect::{self, Kind};
-use crate::runtime::{Runtime, RuntimeConfig};
+use crate::runtime::{CallReport, Outcome, Plugin, Runtime, RuntimeConfig};
 use anyhow::{Context as _, Result, bail};
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
@@ -216,25 +216,16 @@ fn plugin_run(runtime: &Runtime, spec: &str, input: &RunInput) -> Result<i32> {
         },
     };
     let plugin = &loaded.plugin;
-    let (output, error, report) = match plugin.kind() {
-        Kind::Trigger => {
-            let o = runtime.evaluate(plugin, &wit_ticket, &ctx);
-            let out = o
-                .result
-                .map_err(|e| (e.kind(), e.to_string()))
-                .and_then(|e| {
-                    contract::evaluation_from(e).map_err(|r| {
-                        (
-                            "invalid-output",
-                            format!("{} returned invalid output: {r}", plugin.id()),
-                        )
-                    })
-                });
-            split(
-                out.map(|e| serde_json::to_value(e).unwrap_or_default()),
-                o.report,
-            )
-        }
+    let RunResult {
+        output,
+        error,
+        report,
+    } = match plugin.kind() {
+        Kind::Trigger => run_result(
+            plugin,
+            runtime.evaluate(plugin, &wit_ticket, &ctx),
+            contract::evaluation_from,
+        ),
         Kind::Router => {
             let o = runtime.route(
                 plugin,
@@ -243,10 +234,7 @@ fn plugin_run(runtime: &Runtime, spec: &str, input: &RunInput) -> Result<i32> {
                 &wit_roster,
                 &ctx,
             );
-            let out = o
-                .result
-                .map(|r| serde_json::to_value(contract::routing_from(r)).unwrap_or_default());
-            split(out.map_err(|e| (e.kind(), e.to_string())), o.report)
+            run_result(plugin, o, |r| Ok(contract::routing_from(r)))
         }
         Kind::Notifier => {
             let routing: model::Routing = match &input.routing {
@@ -268,10 +256,7 @@ fn plugin_run(runtime: &Runtime, spec: &str, input: &RunInput) -> Result<i32> {
                 &wit_roster,
                 &ctx,
             );
-            let out = o
-                .result
-                .map(|p| serde_json::to_value(contract::plan_from(p)).unwrap_or_default());
-            split(out.map_err(|e| (e.kind(), e.to_string())), o.report)
+            run_result(plugin, o, |p| Ok(contract::plan_from(p)))
         }
     };
     let failed = error.is_some();
@@ -296,19 +281,45 @@ fn plugin_run(runtime: &Runtime, spec: &str, input: &RunInput) -> Result<i32> {
     Ok(if failed { 2 } else { 0 })
 }
 
-type Split = (
-    Option<serde_json::Value>,
-    Option<(&'static str, String)>,
-    crate::runtime::CallReport,
-);
+/// What `plugin run` reports of one call.
+struct RunResult {
+    /// The output as JSON, if the call succeeded.
+    output: Option<serde_json::Value>,
+    /// The error kind and message, if it failed.
+    error: Option<(&'static str, String)>,
+    /// Fuel, memory, time, log.
+    report: CallReport,
+}
 
-fn split(
-    r: std::result::Result<serde_json::Value, (&'static str, String)>,
-    report: crate::runtime::CallReport,
-) -> Split {
-    match r {
-        Ok(v) => (Some(v), None, report),
-        Err(e) => (None, Some(e), report),
+/// Convert a call's output to the model (`convert` may reject it as
+/// invalid) and then to JSON.
+fn run_result<T, U: serde::Serialize>(
+    plugin: &Plugin,
+    outcome: Outcome<T>,
+    convert: impl FnOnce(T) -> std::result::Result<U, String>,
+) -> RunResult {
+    let invalid = |reason: String| {
+        (
+            "invalid-output",
+            format!("{} returned invalid output: {reason}", plugin.id()),
+        )
+    };
+    let result = outcome
+        .result
+        .map_err(|e| (e.kind(), e.to_string()))
+        .and_then(|t| convert(t).map_err(invalid))
+        .and_then(|u| serde_json::to_value(u).map_err(|e| invalid(e.to_string())));
+    match result {
+        Ok(v) => RunResult {
+            output: Some(v),
+            error: None,
+            report: outcome.report,
+        },
+        Err(e) => RunResult {
+            output: None,
+            error: Some(e),
+            report: outcome.report,
+        },
     }
 }
 

@@ -214,6 +214,32 @@ pub struct Ticket {
     pub ai_analysis: Option<AiAnalysis>,
 }
 
+impl Ticket {
+    /// A new, open ticket `id` of tenant `default`, created at `created_at`,
+    /// with everything else empty: fill in the rest with struct update
+    /// syntax.
+    pub fn new(id: impl Into<String>, created_at: DateTime<Utc>) -> Ticket {
+        Ticket {
+            id: id.into(),
+            tenant: default_tenant(),
+            subject: String::new(),
+            category: None,
+            channel: TicketChannel::Other,
+            status: TicketStatus::Open,
+            status_history: Vec::new(),
+            created_at,
+            updated_at: None,
+            tier: None,
+            assignee: None,
+            claimed_at: None,
+            tags: Vec::new(),
+            messages: Vec::new(),
+            customer: None,
+            ai_analysis: None,
+        }
+    }
+}
+
 /// What caused an evaluation.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

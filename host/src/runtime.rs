@@ -11,111 +11,24 @@
 //! This module knows the WIT types and nothing else of tickets.
 
 pub mod cache;
+mod engine;
+mod error;
 pub mod inspect;
+mod output;
 pub mod sandbox;
 pub mod wit;
 
 use cache::{ArtifactCache, Origin};
+pub use engine::RuntimeConfig;
+pub use error::{LoadError, PluginError};
 use inspect::{Inspection, Kind};
 use sandbox::{CallState, LogLine};
-use std::path::PathBuf;
+
+use engine::{engine_config, spawn_epoch_ticker};
+use error::classify;
 use std::time::{Duration, Instant};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, Store, Trap};
-
-/// Settings of the runtime as a whole (not of one plugin).
-#[derive(Debug, Clone)]
-pub struct RuntimeConfig {
-    /// Where compiled components are cached; `None` compiles every time.
-    pub cache_dir: Option<PathBuf>,
-    /// How often the epoch advances: the granularity of call deadlines.
-    pub epoch_tick: Duration,
-    /// How many plugin instances may be alive at once (pool slots).
-    pub max_concurrent_instances: u32,
-    /// The most linear memory any plugin may be given, in bytes.
-    pub max_memory_bytes: usize,
-    /// The largest component accepted, in bytes.
-    pub max_component_bytes: usize,
-    /// Write `/tmp/perf-PID.map` so `perf` can name plugin functions
-    /// (`ESCALATOR_PERFMAP=1`).
-    pub perf_map: bool,
-}
-
-impl Default for RuntimeConfig {
-    fn default() -> Self {
-        RuntimeConfig {
-            cache_dir: None,
-            // 5 ms: a deadline overshoots by at most one tick, and the ticker
-            // thread costs nothing measurable.
-            epoch_tick: Duration::from_millis(5),
-            // Enough for every core of a large machine to run a few plugins
-            // at once; each slot only reserves address space until used.
-            max_concurrent_instances: 256,
-            // Python and JS components need tens of MiB; nothing needs more.
-            max_memory_bytes: 512 << 20,
-            max_component_bytes: 64 << 20,
-            perf_map: std::env::var_os("ESCALATOR_PERFMAP").is_some_and(|v| v == "1"),
-        }
-    }
-}
-
-/// The wasmtime settings, each with its reason.
-fn engine_config(rc: &RuntimeConfig) -> wasmtime::Config {
-    let mut c = wasmtime::Config::new();
-    // Plugins are components with WIT interfaces.
-    c.wasm_component_model(true);
-    // Fuel bounds the work of a call deterministically: the same ticket
-    // burns the same fuel, so a limit behaves the same on every machine.
-    c.consume_fuel(true);
-    // Epochs bound wall-clock time (a host call that blocks, a slow path
-    // that fuel does not see) at almost no cost per instruction.
-    c.epoch_interruption(true);
-    // Guest backtraces (function names) in trap errors, 32 frames at most;
-    // no DWARF parsing.
-    c.wasm_backtrace_max_frames(std::num::NonZeroUsize::new(32));
-    c.wasm_backtrace_details(wasmtime::WasmBacktraceDetails::Disable);
-    // Deep recursion traps cleanly long before the host thread's stack is
-    // at risk.
-    c.max_wasm_stack(1 << 20);
-    // Optimised code: plugins run on every event.
-    c.cranelift_opt_level(wasmtime::OptLevel::Speed);
-    c.parallel_compilation(true);
-    // A fresh instance maps its initial memory copy-on-write from an image
-    // instead of copying data segments: the key to cheap instantiation.
-    c.memory_init_cow(true);
-    // For profiling plugins with `perf`; off by default.
-    if rc.perf_map {
-        c.profiler(wasmtime::ProfilingStrategy::PerfMap);
-    }
-
-    let mut pool = wasmtime::PoolingAllocationConfig::default();
-    // Pre-reserved slots make instantiation a matter of reusing memory that
-    // is already mapped.
-    pool.total_component_instances(rc.max_concurrent_instances);
-    // Language runtimes (Python, JS) have many core instances, memories and
-    // tables per component; Rust and C have one or two.
-    pool.max_core_instances_per_component(64);
-    pool.max_memories_per_component(8);
-    pool.max_tables_per_component(16);
-    pool.total_core_instances(rc.max_concurrent_instances * 8);
-    pool.total_memories(rc.max_concurrent_instances * 2);
-    pool.total_tables(rc.max_concurrent_instances * 4);
-    pool.max_memory_size(rc.max_memory_bytes);
-    pool.table_elements(100_000);
-    pool.max_core_instance_size(4 << 20);
-    pool.max_component_instance_size(4 << 20);
-    // When an instance is freed, find the pages it dirtied (Linux
-    // PAGEMAP_SCAN, kernel 6.7+; elsewhere this falls back) and restore just
-    // those in place, up to 1 MiB, instead of madvise(DONTNEED): no syscall
-    // per call, no TLB-shootdown IPIs, and the next instance finds its pages
-    // resident (no page faults). Without the scan, keep-resident would
-    // memset the first MiB on every call, which costs more than it saves.
-    pool.pagemap_scan(wasmtime::Enabled::Auto);
-    pool.linear_memory_keep_resident(1 << 20);
-    pool.table_keep_resident(64 << 10);
-    c.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
-    c
-}
 
 /// Limits of one plugin's calls (from its manifest).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,176 +71,6 @@ pub struct PluginId {
 impl std::fmt::Display for PluginId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}@{}", self.name, self.version)
-    }
-}
-
-/// Why a component cannot be loaded.
-#[derive(Debug, thiserror::Error)]
-pub enum LoadError {
-    /// Not a component at all.
-    #[error("{plugin}: {reason}")]
-    Malformed {
-        /// The plugin.
-        plugin: PluginId,
-        /// What is wrong with the bytes.
-        reason: String,
-    },
-    /// Too big.
-    #[error("{plugin}: component is {size} bytes, over the limit of {limit}")]
-    TooLarge {
-        /// The plugin.
-        plugin: PluginId,
-        /// Its size.
-        size: usize,
-        /// The limit.
-        limit: usize,
-    },
-    /// It does not compile.
-    #[error("{plugin}: component does not compile: {source:#}")]
-    Compile {
-        /// The plugin.
-        plugin: PluginId,
-        /// wasmtime's error.
-        source: anyhow::Error,
-    },
-    /// It imports what we do not grant.
-    #[error(
-        "{plugin}: imports {}, which Escalator does not grant (plugins get no sockets, HTTP, files or environment; see `escalator plugin inspect`)",
-        imports.join(", ")
-    )]
-    UngrantedImport {
-        /// The plugin.
-        plugin: PluginId,
-        /// The imports refused.
-        imports: Vec<String>,
-    },
-    /// It implements another world than its manifest says.
-    #[error("{plugin}: manifest says kind = \"{expected}\", but the component {}", match found {
-        Some(k) => format!("implements the {k} world (it exports `{}`)", k.export()),
-        None => format!("exports none of `evaluate`, `route`, `plan` (it exports: {})", exports.join(", ")),
-    })]
-    WrongWorld {
-        /// The plugin.
-        plugin: PluginId,
-        /// The kind the manifest names.
-        expected: Kind,
-        /// The world the component implements, if any.
-        found: Option<Kind>,
-        /// What it exports.
-        exports: Vec<String>,
-    },
-    /// It names the right world but its types do not match this host's
-    /// contract (built against another version?).
-    #[error("{plugin}: does not match the {kind} world of escalator:plugin@0.1.0: {source:#}")]
-    Incompatible {
-        /// The plugin.
-        plugin: PluginId,
-        /// The world.
-        kind: Kind,
-        /// wasmtime's type-check error.
-        source: anyhow::Error,
-    },
-}
-
-/// Why one call failed. Every variant names the plugin and version.
-#[derive(Debug, thiserror::Error)]
-pub enum PluginError {
-    /// It used up its fuel.
-    #[error("{plugin} ran out of fuel (limit {limit})")]
-    OutOfFuel {
-        /// The plugin.
-        plugin: PluginId,
-        /// The fuel limit.
-        limit: u64,
-    },
-    /// It tried to grow its memory past the limit.
-    #[error("{plugin} hit its memory limit of {limit} bytes (it asked for {requested})")]
-    MemoryLimit {
-        /// The plugin.
-        plugin: PluginId,
-        /// The limit.
-        limit: usize,
-        /// What it asked for.
-        requested: usize,
-    },
-    /// It ran past its wall-clock deadline.
-    #[error("{plugin} ran past its deadline of {timeout:?}")]
-    Deadline {
-        /// The plugin.
-        plugin: PluginId,
-        /// The deadline.
-        timeout: Duration,
-    },
-    /// It recursed too deep.
-    #[error("{plugin} overflowed its stack\n{backtrace}")]
-    StackOverflow {
-        /// The plugin.
-        plugin: PluginId,
-        /// The guest backtrace.
-        backtrace: String,
-    },
-    /// It trapped (a panic, `unreachable`, out-of-bounds access, ...).
-    #[error("{plugin} trapped: {trap}{}\n{backtrace}", message.as_deref().map(|m| format!(" ({m})")).unwrap_or_default())]
-    Trap {
-        /// The plugin.
-        plugin: PluginId,
-        /// The trap, e.g. `wasm \`unreachable\` instruction executed`.
-        trap: String,
-        /// The panic message, when the guest logged one.
-        message: Option<String>,
-        /// The guest backtrace.
-        backtrace: String,
-    },
-    /// Its output is over the size limit.
-    #[error("{plugin} returned {size} bytes of output, over the limit of {limit}")]
-    OutputTooLarge {
-        /// The plugin.
-        plugin: PluginId,
-        /// The output's size.
-        size: usize,
-        /// The limit.
-        limit: usize,
-    },
-    /// Its output makes no sense (empty keys, invalid values).
-    #[error("{plugin} returned invalid output: {reason}")]
-    InvalidOutput {
-        /// The plugin.
-        plugin: PluginId,
-        /// What is wrong.
-        reason: String,
-    },
-    /// It returned `err(...)`: a clean refusal.
-    #[error("{plugin} returned an error: {message}")]
-    Refused {
-        /// The plugin.
-        plugin: PluginId,
-        /// Its message.
-        message: String,
-    },
-    /// The host could not instantiate it (e.g. all instance slots busy).
-    #[error("{plugin} could not be instantiated: {source:#}")]
-    Instantiate {
-        /// The plugin.
-        plugin: PluginId,
-        /// wasmtime's error.
-        source: anyhow::Error,
-    },
-}
-
-impl PluginError {
-    /// A short stable name for metrics and the audit log.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            PluginError::OutOfFuel { .. } => "out-of-fuel",
-            PluginError::MemoryLimit { .. } => "memory-limit",
-            PluginError::Deadline { .. } => "deadline",
-            PluginError::StackOverflow { .. } => "stack-overflow",
-            PluginError::Trap { .. } => "trap",
-            PluginError::OutputTooLarge { .. } => "output-too-large",
-            PluginError::InvalidOutput { .. } => "invalid-output",
-            PluginError::Refused { .. } => "refused",
-            PluginError::Instantiate { .. } => "instantiate",
-        }
     }
 }
 
@@ -419,22 +162,6 @@ pub struct Outcome<T> {
     pub result: Result<T, PluginError>,
     /// Fuel, memory, time and log.
     pub report: CallReport,
-}
-
-/// Advances the engine's epoch every tick; stops by itself when the engine
-/// is dropped (it holds only a weak reference).
-fn spawn_epoch_ticker(engine: &Engine, tick: Duration) -> std::io::Result<()> {
-    let weak = engine.weak();
-    std::thread::Builder::new()
-        .name("escalator-epoch".into())
-        .spawn(move || {
-            while let Some(engine) = weak.upgrade() {
-                engine.increment_epoch();
-                drop(engine);
-                std::thread::sleep(tick);
-            }
-        })
-        .map(drop)
 }
 
 /// The plugin runtime. Share it (`Arc<Runtime>`); all methods take `&self`.
@@ -781,50 +508,6 @@ fn seed(ticket_id: &str, now: i64) -> u64 {
     h ^ (now as u64).rotate_left(32)
 }
 
-/// Turn a failed call into its typed error. Traps are matched by type.
-fn classify(e: wasmtime::Error, store: &Store<CallState>, plugin: &Plugin) -> PluginError {
-    let id = plugin.id.clone();
-    let limits = plugin.limits;
-    let backtrace = e
-        .downcast_ref::<wasmtime::WasmBacktrace>()
-        .map(|b| b.to_string())
-        .unwrap_or_default();
-    // A denied grow makes the guest's allocator abort: report the cause.
-    if let Some(requested) = store.data().limiter.denied {
-        return PluginError::MemoryLimit {
-            plugin: id,
-            limit: limits.memory_bytes,
-            requested,
-        };
-    }
-    match e.downcast_ref::<Trap>() {
-        Some(Trap::OutOfFuel) => PluginError::OutOfFuel {
-            plugin: id,
-            limit: limits.fuel,
-        },
-        Some(Trap::Interrupt) => PluginError::Deadline {
-            plugin: id,
-            timeout: limits.timeout,
-        },
-        Some(Trap::StackOverflow) => PluginError::StackOverflow {
-            plugin: id,
-            backtrace,
-        },
-        Some(trap) => PluginError::Trap {
-            plugin: id,
-            trap: trap.to_string(),
-            message: store.data().log.last_error(),
-            backtrace,
-        },
-        // Not a trap: the output could not be lifted (invalid UTF-8, bad
-        // discriminant, out-of-bounds pointers), i.e. garbage.
-        None => PluginError::InvalidOutput {
-            plugin: id,
-            reason: format!("{e:#}"),
-        },
-    }
-}
-
 /// Check the first bytes, to say precisely what is wrong with a file that
 /// is not a component.
 fn check_header(wasm: &[u8]) -> Result<(), String> {
@@ -840,114 +523,4 @@ fn check_header(wasm: &[u8]) -> Result<(), String> {
         );
     }
     Ok(())
-}
-
-/// Output size and sanity checks, per output type.
-mod output {
-    use super::wit;
-
-    /// What the runtime checks of a plugin's output.
-    pub trait Output {
-        /// Bytes of text (and a few bytes per item) it carries.
-        fn size(&self) -> usize;
-        /// Whether it makes sense; the error says what does not.
-        fn validate(&self) -> Result<(), String>;
-    }
-
-    fn strings<'a>(items: impl IntoIterator<Item = &'a String>) -> usize {
-        items.into_iter().map(|s| s.len() + 8).sum()
-    }
-
-    fn target_size(t: &wit::Target) -> usize {
-        match t {
-            wit::Target::Agent(s) | wit::Target::Queue(s) => s.len() + 8,
-        }
-    }
-
-    fn check_target(t: &wit::Target, what: &str) -> Result<(), String> {
-        match t {
-            wit::Target::Agent(s) | wit::Target::Queue(s) if s.trim().is_empty() => {
-                Err(format!("{what} names no one"))
-            }
-            _ => Ok(()),
-        }
-    }
-
-    impl Output for wit::Evaluation {
-        fn size(&self) -> usize {
-            self.signals
-                .iter()
-                .map(|s| {
-                    32 + s.key.len()
-                        + s.reason.len()
-                        + strings(&s.evidence)
-                        + strings(s.target_skill.iter().chain(&s.target_queue))
-                })
-                .sum()
-        }
-        fn validate(&self) -> Result<(), String> {
-            for (i, s) in self.signals.iter().enumerate() {
-                if s.key.trim().is_empty() {
-                    return Err(format!("signal {i} has an empty key"));
-                }
-                if s.reason.trim().is_empty() {
-                    return Err(format!("signal {i} ({}) has an empty reason", s.key));
-                }
-            }
-            Ok(())
-        }
-    }
-
-    impl Output for wit::Routing {
-        fn size(&self) -> usize {
-            target_size(&self.target)
-                + self.reason.len()
-                + self
-                    .fallback
-                    .iter()
-                    .map(|f| 16 + target_size(&f.target) + f.reason.len())
-                    .sum::<usize>()
-        }
-        fn validate(&self) -> Result<(), String> {
-            check_target(&self.target, "the routing target")?;
-            for (i, f) in self.fallback.iter().enumerate() {
-                check_target(&f.target, &format!("fallback step {i}"))?;
-            }
-            Ok(())
-        }
-    }
-
-    impl Output for wit::NotificationPlan {
-        fn size(&self) -> usize {
-            self.customer_message.as_ref().map_or(0, String::len)
-                + self
-                    .steps
-                    .iter()
-                    .map(|s| {
-                        let r = match &s.recipient {
-                            wit::Recipient::Agent(x)
-                            | wit::Recipient::Team(x)
-                            | wit::Recipient::Endpoint(x) => x.len(),
-                        };
-                        32 + r + s.title.len() + s.body.len()
-                    })
-                    .sum::<usize>()
-        }
-        fn validate(&self) -> Result<(), String> {
-            for (i, s) in self.steps.iter().enumerate() {
-                let r = match &s.recipient {
-                    wit::Recipient::Agent(x)
-                    | wit::Recipient::Team(x)
-                    | wit::Recipient::Endpoint(x) => x,
-                };
-                if r.trim().is_empty() {
-                    return Err(format!("notification step {i} has no recipient"));
-                }
-                if s.title.trim().is_empty() && s.body.trim().is_empty() {
-                    return Err(format!("notification step {i} has neither title nor body"));
-                }
-            }
-            Ok(())
-        }
-    }
 }

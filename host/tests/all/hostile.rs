@@ -85,7 +85,9 @@ fn deep_recursion_overflows_the_stack() {
 
 #[test]
 fn fifty_megabytes_of_output_is_refused() {
-    let p = hostile("[limits]\nmemory-mib = 128\n");
+    // Building and copying 50 MB takes tens of ms, more on a loaded CI
+    // machine: a roomy deadline keeps this test about size, not time.
+    let p = hostile("[limits]\nmemory-mib = 128\ntimeout-ms = 10_000\n");
     let err = fails_then_recovers(&p, "big-output");
     match err {
         PluginError::OutputTooLarge { size, limit, .. } => {
@@ -148,7 +150,7 @@ fn a_clean_refusal_is_reported_as_the_plugins_error() {
 
 #[test]
 fn every_failure_in_a_row_leaves_the_runtime_healthy() {
-    let p = hostile("[limits]\nfuel = 20_000_000\nmemory-mib = 128\n");
+    let p = hostile("[limits]\nfuel = 20_000_000\nmemory-mib = 128\ntimeout-ms = 10_000\n");
     for subject in [
         "loop",
         "membomb",

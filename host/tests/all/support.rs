@@ -73,19 +73,10 @@ pub fn noon() -> chrono::DateTime<chrono::Utc> {
 pub fn ticket(subject: &str, bodies: &[&str]) -> model::Ticket {
     let t0: chrono::DateTime<chrono::Utc> = "2026-11-27T09:00:00Z".parse().expect("a valid time");
     model::Ticket {
-        id: "T-42".into(),
         tenant: "acme".into(),
         subject: subject.into(),
         category: Some("billing".into()),
         channel: model::TicketChannel::Email,
-        status: model::TicketStatus::Open,
-        status_history: vec![],
-        created_at: t0,
-        updated_at: None,
-        tier: None,
-        assignee: None,
-        claimed_at: None,
-        tags: vec![],
         messages: bodies
             .iter()
             .enumerate()
@@ -98,8 +89,7 @@ pub fn ticket(subject: &str, bodies: &[&str]) -> model::Ticket {
                 sentiment: None,
             })
             .collect(),
-        customer: None,
-        ai_analysis: None,
+        ..model::Ticket::new("T-42", t0)
     }
 }
 

@@ -1,0 +1,225 @@
+//! Every way loading or calling a plugin can fail, as types.
+
+use super::inspect::Kind;
+use super::sandbox::CallState;
+use super::{Plugin, PluginId};
+use std::time::Duration;
+use wasmtime::{Store, Trap};
+
+/// Why a component cannot be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// Not a component at all.
+    #[error("{plugin}: {reason}")]
+    Malformed {
+        /// The plugin.
+        plugin: PluginId,
+        /// What is wrong with the bytes.
+        reason: String,
+    },
+    /// Too big.
+    #[error("{plugin}: component is {size} bytes, over the limit of {limit}")]
+    TooLarge {
+        /// The plugin.
+        plugin: PluginId,
+        /// Its size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// It does not compile.
+    #[error("{plugin}: component does not compile: {source:#}")]
+    Compile {
+        /// The plugin.
+        plugin: PluginId,
+        /// wasmtime's error.
+        source: anyhow::Error,
+    },
+    /// It imports what we do not grant.
+    #[error(
+        "{plugin}: imports {}, which Escalator does not grant (plugins get no sockets, HTTP, files or environment; see `escalator plugin inspect`)",
+        imports.join(", ")
+    )]
+    UngrantedImport {
+        /// The plugin.
+        plugin: PluginId,
+        /// The imports refused.
+        imports: Vec<String>,
+    },
+    /// It implements another world than its manifest says.
+    #[error("{plugin}: manifest says kind = \"{expected}\", but the component {}", match found {
+        Some(k) => format!("implements the {k} world (it exports `{}`)", k.export()),
+        None => format!("exports none of `evaluate`, `route`, `plan` (it exports: {})", exports.join(", ")),
+    })]
+    WrongWorld {
+        /// The plugin.
+        plugin: PluginId,
+        /// The kind the manifest names.
+        expected: Kind,
+        /// The world the component implements, if any.
+        found: Option<Kind>,
+        /// What it exports.
+        exports: Vec<String>,
+    },
+    /// It names the right world but its types do not match this host's
+    /// contract (built against another version?).
+    #[error("{plugin}: does not match the {kind} world of escalator:plugin@0.1.0: {source:#}")]
+    Incompatible {
+        /// The plugin.
+        plugin: PluginId,
+        /// The world.
+        kind: Kind,
+        /// wasmtime's type-check error.
+        source: anyhow::Error,
+    },
+}
+
+/// Why one call failed. Every variant names the plugin and version.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    /// It used up its fuel.
+    #[error("{plugin} ran out of fuel (limit {limit})")]
+    OutOfFuel {
+        /// The plugin.
+        plugin: PluginId,
+        /// The fuel limit.
+        limit: u64,
+    },
+    /// It tried to grow its memory past the limit.
+    #[error("{plugin} hit its memory limit of {limit} bytes (it asked for {requested})")]
+    MemoryLimit {
+        /// The plugin.
+        plugin: PluginId,
+        /// The limit.
+        limit: usize,
+        /// What it asked for.
+        requested: usize,
+    },
+    /// It ran past its wall-clock deadline.
+    #[error("{plugin} ran past its deadline of {timeout:?}")]
+    Deadline {
+        /// The plugin.
+        plugin: PluginId,
+        /// The deadline.
+        timeout: Duration,
+    },
+    /// It recursed too deep.
+    #[error("{plugin} overflowed its stack\n{backtrace}")]
+    StackOverflow {
+        /// The plugin.
+        plugin: PluginId,
+        /// The guest backtrace.
+        backtrace: String,
+    },
+    /// It trapped (a panic, `unreachable`, out-of-bounds access, ...).
+    #[error("{plugin} trapped: {trap}{}\n{backtrace}", message.as_deref().map(|m| format!(" ({m})")).unwrap_or_default())]
+    Trap {
+        /// The plugin.
+        plugin: PluginId,
+        /// The trap, e.g. `wasm \`unreachable\` instruction executed`.
+        trap: String,
+        /// The panic message, when the guest logged one.
+        message: Option<String>,
+        /// The guest backtrace.
+        backtrace: String,
+    },
+    /// Its output is over the size limit.
+    #[error("{plugin} returned {size} bytes of output, over the limit of {limit}")]
+    OutputTooLarge {
+        /// The plugin.
+        plugin: PluginId,
+        /// The output's size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// Its output makes no sense (empty keys, invalid values).
+    #[error("{plugin} returned invalid output: {reason}")]
+    InvalidOutput {
+        /// The plugin.
+        plugin: PluginId,
+        /// What is wrong.
+        reason: String,
+    },
+    /// It returned `err(...)`: a clean refusal.
+    #[error("{plugin} returned an error: {message}")]
+    Refused {
+        /// The plugin.
+        plugin: PluginId,
+        /// Its message.
+        message: String,
+    },
+    /// The host could not instantiate it (e.g. all instance slots busy).
+    #[error("{plugin} could not be instantiated: {source:#}")]
+    Instantiate {
+        /// The plugin.
+        plugin: PluginId,
+        /// wasmtime's error.
+        source: anyhow::Error,
+    },
+}
+
+impl PluginError {
+    /// A short stable name for metrics and the audit log.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PluginError::OutOfFuel { .. } => "out-of-fuel",
+            PluginError::MemoryLimit { .. } => "memory-limit",
+            PluginError::Deadline { .. } => "deadline",
+            PluginError::StackOverflow { .. } => "stack-overflow",
+            PluginError::Trap { .. } => "trap",
+            PluginError::OutputTooLarge { .. } => "output-too-large",
+            PluginError::InvalidOutput { .. } => "invalid-output",
+            PluginError::Refused { .. } => "refused",
+            PluginError::Instantiate { .. } => "instantiate",
+        }
+    }
+}
+
+/// Turn a failed call into its typed error. Traps are matched by type.
+pub(super) fn classify(
+    e: wasmtime::Error,
+    store: &Store<CallState>,
+    plugin: &Plugin,
+) -> PluginError {
+    let id = plugin.id.clone();
+    let limits = plugin.limits;
+    let backtrace = e
+        .downcast_ref::<wasmtime::WasmBacktrace>()
+        .map(|b| b.to_string())
+        .unwrap_or_default();
+    // A denied grow makes the guest's allocator abort: report the cause.
+    if let Some(requested) = store.data().limiter.denied {
+        return PluginError::MemoryLimit {
+            plugin: id,
+            limit: limits.memory_bytes,
+            requested,
+        };
+    }
+    match e.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => PluginError::OutOfFuel {
+            plugin: id,
+            limit: limits.fuel,
+        },
+        Some(Trap::Interrupt) => PluginError::Deadline {
+            plugin: id,
+            timeout: limits.timeout,
+        },
+        Some(Trap::StackOverflow) => PluginError::StackOverflow {
+            plugin: id,
+            backtrace,
+        },
+        Some(trap) => PluginError::Trap {
+            plugin: id,
+            trap: trap.to_string(),
+            message: store.data().log.last_error(),
+            backtrace,
+        },
+        // Not a trap: the output could not be lifted (invalid UTF-8, bad
+        // discriminant, out-of-bounds pointers), i.e. garbage.
+        None => PluginError::InvalidOutput {
+            plugin: id,
+            reason: format!("{e:#}"),
+        },
+    }
+}
