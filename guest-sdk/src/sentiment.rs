@@ -1,0 +1,584 @@
+//! VADER sentiment: a port of vaderSentiment 3.3.2 (Hutto & Gilbert,
+//! ICWSM-14; MIT), rule for rule, so that scores agree with the reference
+//! implementation (see `tests/vader_parity.rs`).
+//!
+//! ```
+//! let s = escalator_guest::sentiment::polarity("This is unacceptable, I am furious!!");
+//! assert!(s.compound < -0.6);
+//! ```
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+mod tables {
+    include!(concat!(env!("OUT_DIR"), "/vader_tables.rs"));
+}
+
+const B_INCR: f64 = 0.293;
+const B_DECR: f64 = -0.293;
+const C_INCR: f64 = 0.733;
+const N_SCALAR: f64 = -0.74;
+
+const NEGATE: &[&str] = &[
+    "aint",
+    "arent",
+    "cannot",
+    "cant",
+    "couldnt",
+    "darent",
+    "didnt",
+    "doesnt",
+    "ain't",
+    "aren't",
+    "can't",
+    "couldn't",
+    "daren't",
+    "didn't",
+    "doesn't",
+    "dont",
+    "hadnt",
+    "hasnt",
+    "havent",
+    "isnt",
+    "mightnt",
+    "mustnt",
+    "neither",
+    "don't",
+    "hadn't",
+    "hasn't",
+    "haven't",
+    "isn't",
+    "mightn't",
+    "mustn't",
+    "neednt",
+    "needn't",
+    "never",
+    "none",
+    "nope",
+    "nor",
+    "not",
+    "nothing",
+    "nowhere",
+    "oughtnt",
+    "shant",
+    "shouldnt",
+    "uhuh",
+    "wasnt",
+    "werent",
+    "oughtn't",
+    "shan't",
+    "shouldn't",
+    "uh-uh",
+    "wasn't",
+    "weren't",
+    "without",
+    "wont",
+    "wouldnt",
+    "won't",
+    "wouldn't",
+    "rarely",
+    "seldom",
+    "despite",
+];
+
+const BOOSTERS: &[(&str, f64)] = &[
+    ("absolutely", B_INCR),
+    ("amazingly", B_INCR),
+    ("awfully", B_INCR),
+    ("completely", B_INCR),
+    ("considerable", B_INCR),
+    ("considerably", B_INCR),
+    ("decidedly", B_INCR),
+    ("deeply", B_INCR),
+    ("effing", B_INCR),
+    ("enormous", B_INCR),
+    ("enormously", B_INCR),
+    ("entirely", B_INCR),
+    ("especially", B_INCR),
+    ("exceptional", B_INCR),
+    ("exceptionally", B_INCR),
+    ("extreme", B_INCR),
+    ("extremely", B_INCR),
+    ("fabulously", B_INCR),
+    ("flipping", B_INCR),
+    ("flippin", B_INCR),
+    ("frackin", B_INCR),
+    ("fracking", B_INCR),
+    ("fricking", B_INCR),
+    ("frickin", B_INCR),
+    ("frigging", B_INCR),
+    ("friggin", B_INCR),
+    ("fully", B_INCR),
+    ("fuckin", B_INCR),
+    ("fucking", B_INCR),
+    ("fuggin", B_INCR),
+    ("fugging", B_INCR),
+    ("greatly", B_INCR),
+    ("hella", B_INCR),
+    ("highly", B_INCR),
+    ("hugely", B_INCR),
+    ("incredible", B_INCR),
+    ("incredibly", B_INCR),
+    ("intensely", B_INCR),
+    ("major", B_INCR),
+    ("majorly", B_INCR),
+    ("more", B_INCR),
+    ("most", B_INCR),
+    ("particularly", B_INCR),
+    ("purely", B_INCR),
+    ("quite", B_INCR),
+    ("really", B_INCR),
+    ("remarkably", B_INCR),
+    ("so", B_INCR),
+    ("substantially", B_INCR),
+    ("thoroughly", B_INCR),
+    ("total", B_INCR),
+    ("totally", B_INCR),
+    ("tremendous", B_INCR),
+    ("tremendously", B_INCR),
+    ("uber", B_INCR),
+    ("unbelievably", B_INCR),
+    ("unusually", B_INCR),
+    ("utter", B_INCR),
+    ("utterly", B_INCR),
+    ("very", B_INCR),
+    ("almost", B_DECR),
+    ("barely", B_DECR),
+    ("hardly", B_DECR),
+    ("just enough", B_DECR),
+    ("kind of", B_DECR),
+    ("kinda", B_DECR),
+    ("kindof", B_DECR),
+    ("kind-of", B_DECR),
+    ("less", B_DECR),
+    ("little", B_DECR),
+    ("marginal", B_DECR),
+    ("marginally", B_DECR),
+    ("occasional", B_DECR),
+    ("occasionally", B_DECR),
+    ("partly", B_DECR),
+    ("scarce", B_DECR),
+    ("scarcely", B_DECR),
+    ("slight", B_DECR),
+    ("slightly", B_DECR),
+    ("somewhat", B_DECR),
+    ("sort of", B_DECR),
+    ("sorta", B_DECR),
+    ("sortof", B_DECR),
+    ("sort-of", B_DECR),
+];
+
+const SPECIAL_CASES: &[(&str, f64)] = &[
+    ("the shit", 3.0),
+    ("the bomb", 3.0),
+    ("bad ass", 1.5),
+    ("badass", 1.5),
+    ("bus stop", 0.0),
+    ("yeah right", -2.0),
+    ("kiss of death", -1.5),
+    ("to die for", 3.0),
+    ("beating heart", 3.5),
+];
+
+/// ASCII punctuation, as Python's `string.punctuation`.
+const PUNCTUATION: &str = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~";
+
+fn lexicon(word: &str) -> Option<f64> {
+    tables::LEXICON
+        .binary_search_by(|(w, _)| (*w).cmp(word))
+        .ok()
+        .map(|i| tables::LEXICON[i].1)
+}
+
+fn emoji(c: char) -> Option<&'static str> {
+    tables::EMOJI
+        .binary_search_by(|(e, _)| e.cmp(&c))
+        .ok()
+        .map(|i| tables::EMOJI[i].1)
+}
+
+fn lookup(table: &[(&str, f64)], key: &str) -> Option<f64> {
+    table.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
+}
+
+/// Python's `str.isupper()`: at least one cased character, none lowercase.
+fn is_upper(word: &str) -> bool {
+    let mut cased = false;
+    for c in word.chars() {
+        if c.is_lowercase() {
+            return false;
+        }
+        cased |= c.is_uppercase();
+    }
+    cased
+}
+
+fn negated(word_lower: &str) -> bool {
+    NEGATE.contains(&word_lower) || word_lower.contains("n't")
+}
+
+/// Strip leading and trailing ASCII punctuation unless that leaves two
+/// characters or fewer (then it was probably an emoticon like `:)`).
+fn strip_punc_if_word(token: &str) -> &str {
+    let stripped = token.trim_matches(|c| PUNCTUATION.contains(c));
+    if stripped.chars().count() <= 2 {
+        token
+    } else {
+        stripped
+    }
+}
+
+fn scalar_inc_dec(word: &str, word_lower: &str, valence: f64, is_cap_diff: bool) -> f64 {
+    let Some(mut scalar) = lookup(BOOSTERS, word_lower) else {
+        return 0.0;
+    };
+    if valence < 0.0 {
+        scalar *= -1.0;
+    }
+    if is_upper(word) && is_cap_diff {
+        if valence > 0.0 {
+            scalar += C_INCR;
+        } else {
+            scalar -= C_INCR;
+        }
+    }
+    scalar
+}
+
+/// VADER's scores of a text.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Scores {
+    /// The normalised, weighted composite score in -1..1, rounded to four
+    /// decimals as the reference does.
+    pub compound: f64,
+    /// Share of positive words.
+    pub pos: f64,
+    /// Share of negative words.
+    pub neg: f64,
+    /// Share of neutral words.
+    pub neu: f64,
+}
+
+/// The compound score of `text` in -1..1.
+pub fn compound(text: &str) -> f64 {
+    polarity(text).compound
+}
+
+/// VADER's scores of `text`.
+pub fn polarity(text: &str) -> Scores {
+    // Emoji become their descriptions ("😠" → "angry face").
+    let mut replaced = String::with_capacity(text.len());
+    let mut prev_space = true;
+    for c in text.chars() {
+        if let Some(description) = emoji(c) {
+            if !prev_space {
+                replaced.push(' ');
+            }
+            replaced.push_str(description);
+            prev_space = false;
+        } else {
+            replaced.push(c);
+            prev_space = c == ' ';
+        }
+    }
+    let text = replaced.trim();
+    let words: Vec<&str> = text.split_whitespace().map(strip_punc_if_word).collect();
+    let lower: Vec<String> = words.iter().map(|w| w.to_lowercase()).collect();
+    let all_caps = words.iter().filter(|w| is_upper(w)).count();
+    let is_cap_diff = all_caps > 0 && all_caps < words.len();
+
+    let mut sentiments: Vec<f64> = Vec::with_capacity(words.len());
+    for i in 0..words.len() {
+        if lookup(BOOSTERS, &lower[i]).is_some()
+            || (i + 1 < words.len() && lower[i] == "kind" && lower[i + 1] == "of")
+        {
+            sentiments.push(0.0);
+            continue;
+        }
+        sentiments.push(valence(&words, &lower, i, is_cap_diff));
+    }
+    but_check(&lower, &mut sentiments);
+    score(&sentiments, text)
+}
+
+/// The valence of word `i` in its context.
+fn valence(words: &[&str], lower: &[String], i: usize, is_cap_diff: bool) -> f64 {
+    let l = |k: usize| lower[k].as_str();
+    let Some(base) = lexicon(l(i)) else {
+        return 0.0;
+    };
+    let mut valence = base;
+    if l(i) == "no" && i != words.len() - 1 && lexicon(l(i + 1)).is_some() {
+        valence = 0.0;
+    }
+    if (i > 0 && l(i - 1) == "no")
+        || (i > 1 && l(i - 2) == "no")
+        || (i > 2 && l(i - 3) == "no" && (l(i - 1) == "or" || l(i - 1) == "nor"))
+    {
+        valence = base * N_SCALAR;
+    }
+    if is_upper(words[i]) && is_cap_diff {
+        if valence > 0.0 {
+            valence += C_INCR;
+        } else {
+            valence -= C_INCR;
+        }
+    }
+    for start_i in 0..3 {
+        if i > start_i && lexicon(l(i - (start_i + 1))).is_none() {
+            let mut s = scalar_inc_dec(
+                words[i - (start_i + 1)],
+                l(i - (start_i + 1)),
+                valence,
+                is_cap_diff,
+            );
+            if start_i == 1 && s != 0.0 {
+                s *= 0.95;
+            }
+            if start_i == 2 && s != 0.0 {
+                s *= 0.9;
+            }
+            valence += s;
+            valence = negation_check(valence, lower, start_i, i);
+            if start_i == 2 {
+                valence = special_idioms_check(valence, lower, i);
+            }
+        }
+    }
+    least_check(valence, lower, i)
+}
+
+fn negation_check(valence: f64, lower: &[String], start_i: usize, i: usize) -> f64 {
+    let l = |k: usize| lower[k].as_str();
+    match start_i {
+        0 if negated(l(i - 1)) => valence * N_SCALAR,
+        1 if l(i - 2) == "never" && (l(i - 1) == "so" || l(i - 1) == "this") => valence * 1.25,
+        1 if l(i - 2) == "without" && l(i - 1) == "doubt" => valence,
+        1 if negated(l(i - 2)) => valence * N_SCALAR,
+        2 if (l(i - 3) == "never" && (l(i - 2) == "so" || l(i - 2) == "this"))
+            || (l(i - 1) == "so" || l(i - 1) == "this") =>
+        {
+            valence * 1.25
+        }
+        2 if l(i - 3) == "without" && (l(i - 2) == "doubt" || l(i - 1) == "doubt") => valence,
+        2 if negated(l(i - 3)) => valence * N_SCALAR,
+        _ => valence,
+    }
+}
+
+fn special_idioms_check(mut valence: f64, lower: &[String], i: usize) -> f64 {
+    let l = |k: usize| lower[k].as_str();
+    let onezero = alloc::format!("{} {}", l(i - 1), l(i));
+    let twoonezero = alloc::format!("{} {} {}", l(i - 2), l(i - 1), l(i));
+    let twoone = alloc::format!("{} {}", l(i - 2), l(i - 1));
+    let threetwoone = alloc::format!("{} {} {}", l(i - 3), l(i - 2), l(i - 1));
+    let threetwo = alloc::format!("{} {}", l(i - 3), l(i - 2));
+    for seq in [&onezero, &twoonezero, &twoone, &threetwoone, &threetwo] {
+        if let Some(v) = lookup(SPECIAL_CASES, seq) {
+            valence = v;
+            break;
+        }
+    }
+    if lower.len() - 1 > i
+        && let Some(v) = lookup(SPECIAL_CASES, &alloc::format!("{} {}", l(i), l(i + 1)))
+    {
+        valence = v;
+    }
+    if lower.len() - 1 > i + 1
+        && let Some(v) = lookup(
+            SPECIAL_CASES,
+            &alloc::format!("{} {} {}", l(i), l(i + 1), l(i + 2)),
+        )
+    {
+        valence = v;
+    }
+    for ngram in [&threetwoone, &threetwo, &twoone] {
+        if let Some(b) = lookup(BOOSTERS, ngram) {
+            valence += b;
+        }
+    }
+    valence
+}
+
+fn least_check(valence: f64, lower: &[String], i: usize) -> f64 {
+    let l = |k: usize| lower[k].as_str();
+    if i > 1 && lexicon(l(i - 1)).is_none() && l(i - 1) == "least" {
+        if l(i - 2) != "at" && l(i - 2) != "very" {
+            return valence * N_SCALAR;
+        }
+    } else if i > 0 && lexicon(l(i - 1)).is_none() && l(i - 1) == "least" {
+        return valence * N_SCALAR;
+    }
+    valence
+}
+
+/// Words before "but" count half, words after it one and a half times.
+/// Kept exactly as the reference: each value is looked up by its first
+/// occurrence, so equal values earlier in the list are the ones scaled.
+fn but_check(lower: &[String], sentiments: &mut [f64]) {
+    let Some(bi) = lower.iter().position(|w| w == "but") else {
+        return;
+    };
+    for k in 0..sentiments.len() {
+        let sentiment = sentiments[k];
+        let si = sentiments.iter().position(|&x| x == sentiment).unwrap_or(k);
+        if si < bi {
+            sentiments[si] = sentiment * 0.5;
+        } else if si > bi {
+            sentiments[si] = sentiment * 1.5;
+        }
+    }
+}
+
+fn punctuation_emphasis(text: &str) -> f64 {
+    let ep = text.matches('!').count().min(4) as f64 * 0.292;
+    let qm = match text.matches('?').count() {
+        0 | 1 => 0.0,
+        n @ 2..=3 => n as f64 * 0.18,
+        _ => 0.96,
+    };
+    ep + qm
+}
+
+fn round_to(x: f64, decimals: i32) -> f64 {
+    let scale = libm_pow10(decimals);
+    let y = x * scale;
+    // Round half to even, like Python's round().
+    let r = y.round();
+    let r = if (y - y.trunc()).abs() == 0.5 && r % 2.0 != 0.0 {
+        r - y.signum()
+    } else {
+        r
+    };
+    r / scale
+}
+
+fn libm_pow10(decimals: i32) -> f64 {
+    (0..decimals).fold(1.0, |acc, _| acc * 10.0)
+}
+
+fn score(sentiments: &[f64], text: &str) -> Scores {
+    if sentiments.is_empty() {
+        return Scores {
+            compound: 0.0,
+            pos: 0.0,
+            neg: 0.0,
+            neu: 0.0,
+        };
+    }
+    let mut sum: f64 = sentiments.iter().sum();
+    let punct = punctuation_emphasis(text);
+    if sum > 0.0 {
+        sum += punct;
+    } else if sum < 0.0 {
+        sum -= punct;
+    }
+    let compound = (sum / sqrt(sum * sum + 15.0)).clamp(-1.0, 1.0);
+    let (mut pos_sum, mut neg_sum, mut neu) = (0.0, 0.0, 0.0);
+    for &s in sentiments {
+        if s > 0.0 {
+            pos_sum += s + 1.0;
+        }
+        if s < 0.0 {
+            neg_sum += s - 1.0;
+        }
+        if s == 0.0 {
+            neu += 1.0;
+        }
+    }
+    if pos_sum > neg_sum.abs() {
+        pos_sum += punct;
+    } else if pos_sum < neg_sum.abs() {
+        neg_sum -= punct;
+    }
+    let total = pos_sum + neg_sum.abs() + neu;
+    Scores {
+        compound: round_to(compound, 4),
+        pos: round_to((pos_sum / total).abs(), 3),
+        neg: round_to((neg_sum / total).abs(), 3),
+        neu: round_to((neu / total).abs(), 3),
+    }
+}
+
+/// Square root without std (Newton's method from a good first guess).
+fn sqrt(x: f64) -> f64 {
+    if x <= 0.0 {
+        return 0.0;
+    }
+    let mut y = f64::from_bits((x.to_bits() >> 1) + (1023_u64 << 51));
+    for _ in 0..6 {
+        y = 0.5 * (y + x / y);
+    }
+    y
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The reference implementation's own examples, with its scores.
+    #[test]
+    fn the_reference_examples_score_as_the_reference_does() {
+        let cases = [
+            ("VADER is smart, handsome, and funny.", 0.8316),
+            ("VADER is smart, handsome, and funny!", 0.8439),
+            ("VADER is very smart, handsome, and funny.", 0.8545),
+            ("VADER is VERY SMART, handsome, and FUNNY.", 0.9227),
+            ("VADER is VERY SMART, handsome, and FUNNY!!!", 0.9342),
+            (
+                "VADER is VERY SMART, uber handsome, and FRIGGIN FUNNY!!!",
+                0.9469,
+            ),
+            ("VADER is not smart, handsome, nor funny.", -0.7424),
+            ("The book was good.", 0.4404),
+            ("At least it isn't a horrible book.", 0.431),
+            ("The book was only kind of good.", 0.3832),
+            (
+                "The plot was good, but the characters are uncompelling and the dialog is not great.",
+                -0.7042,
+            ),
+            ("Today SUX!", -0.5461),
+            ("Today only kinda sux! But I'll get by, lol", 0.5249),
+            ("Make sure you :) or :D today!", 0.8633),
+            ("Catch utf-8 emoji such as 💘 and 💋 and 😁", 0.875),
+            ("Not bad at all", 0.431),
+            ("Sentiment analysis has never been good.", -0.3412),
+            ("Sentiment analysis has never been this good!", 0.5672),
+            ("Most automated sentiment analysis tools are shit.", -0.5574),
+            ("With VADER, sentiment analysis is the shit!", 0.6476),
+            ("Other sentiment analysis tools can be quite bad.", -0.5849),
+            ("On the other hand, VADER is quite bad ass", 0.802),
+            ("VADER is such a badass!", 0.4003),
+            ("Without a doubt, excellent idea.", 0.7013),
+            (
+                "Roger Dodger is one of the least compelling variations on this theme.",
+                -0.1695,
+            ),
+            ("Not such a badass after all.", -0.2584),
+            ("", 0.0),
+        ];
+        for (text, expected) in cases {
+            let got = compound(text);
+            assert!(
+                (got - expected).abs() < 1e-4,
+                "{text:?}: got {got}, reference {expected}"
+            );
+        }
+    }
+
+    #[test]
+    fn sqrt_is_accurate() {
+        for x in [1e-9, 0.25, 2.0, 15.0, 1234.5678, 1e12] {
+            let y = sqrt(x);
+            assert!((y * y - x).abs() <= x * 1e-12, "{x}: {y}");
+        }
+    }
+
+    #[test]
+    fn halves_round_to_even_like_python() {
+        assert_eq!(round_to(0.5, 0), 0.0);
+        assert_eq!(round_to(1.5, 0), 2.0);
+        assert_eq!(round_to(-2.5, 0), -2.0);
+        assert_eq!(round_to(0.12344, 4), 0.1234);
+    }
+}
