@@ -242,6 +242,15 @@ impl Signal {
         }
     }
 
+    /// A raise: if the ticket escalates for another reason, lift it one
+    /// step, to `tier` at most.
+    pub fn raise(tier: Tier, key: impl ToString, reason: impl ToString) -> Signal {
+        Signal {
+            action: SignalAction::Raise,
+            ..Signal::escalate(tier, key, reason)
+        }
+    }
+
     /// Add a piece of evidence.
     pub fn with_evidence(mut self, evidence: impl ToString) -> Signal {
         self.evidence.push(evidence.to_string());
@@ -335,7 +344,7 @@ pub mod prelude {
         Agent, AgentRole, AgentStatus, AuthorKind, Channel, Ctx, Customer, Escalation, Evaluation,
         EventKind, FallbackStep, LogLevel, Message, NotificationPlan, NotificationStep, Notifier,
         Recipient, Router, Routing, Shift, Signal, SignalAction, Target, Ticket, TicketStatus,
-        Tier, Timestamp, Trigger, Weekday, log, sla, text, time,
+        Tier, Timestamp, Trigger, Weekday, log, sentiment, sla, text, time,
     };
     pub use alloc::borrow::ToOwned;
     pub use alloc::boxed::Box;

@@ -440,17 +440,20 @@ fn punctuation_emphasis(text: &str) -> f64 {
     ep + qm
 }
 
+/// Round to `decimals` places, half to even like Python's `round()`.
+/// Core-only (no std on wasm); scores are far inside `i64` range.
 fn round_to(x: f64, decimals: i32) -> f64 {
     let scale = libm_pow10(decimals);
     let y = x * scale;
-    // Round half to even, like Python's round().
-    let r = y.round();
-    let r = if (y - y.trunc()).abs() == 0.5 && r % 2.0 != 0.0 {
-        r - y.signum()
+    let t = y as i64;
+    let frac = y - t as f64;
+    let step = if y < 0.0 { -1 } else { 1 };
+    let r = if frac.abs() > 0.5 || (frac.abs() == 0.5 && t % 2 != 0) {
+        t + step
     } else {
-        r
+        t
     };
-    r / scale
+    r as f64 / scale
 }
 
 fn libm_pow10(decimals: i32) -> f64 {

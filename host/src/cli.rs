@@ -430,7 +430,12 @@ fn demo(runtime: &Runtime, paths: &[PathBuf], roster: Option<&Path>) -> Result<i
             ),
         }
         for s in &d.signals {
-            println!("   • [{}] {}", s.key, s.reason);
+            let action = match s.action {
+                model::SignalAction::Escalate => "",
+                model::SignalAction::Raise => " (raises)",
+                model::SignalAction::Warn => " (warns)",
+            };
+            println!("   • [{}]{action} {}", s.key, s.reason);
             for e in &s.evidence {
                 println!("       {e}");
             }

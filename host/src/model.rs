@@ -214,6 +214,17 @@ pub struct Ticket {
     pub ai_analysis: Option<AiAnalysis>,
 }
 
+impl Tier {
+    /// The next tier up (critical stays critical).
+    pub fn next(self) -> Tier {
+        match self {
+            Tier::Low => Tier::Medium,
+            Tier::Medium => Tier::High,
+            Tier::High | Tier::Critical => Tier::Critical,
+        }
+    }
+}
+
 impl Ticket {
     /// A new, open ticket `id` of tenant `default`, created at `created_at`,
     /// with everything else empty: fill in the rest with struct update
@@ -373,14 +384,16 @@ pub struct Agent {
     pub time_zone: String,
 }
 
-/// Escalate or warn.
+/// What a signal asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SignalAction {
-    /// Escalate.
+    /// Escalate to the signal's tier.
     Escalate,
-    /// Warn.
+    /// Warn without re-tiering.
     Warn,
+    /// Raise an escalating ticket one step, to the signal's tier at most.
+    Raise,
 }
 
 /// A trigger's finding.

@@ -3,6 +3,8 @@
 //! This is the only place that knows that order. Composition rules:
 //! - the highest tier among the *active* triggers' `escalate` signals wins,
 //!   and every signal (with its evidence) is kept;
+//! - if the ticket escalates, `raise` signals lift it one step, to the
+//!   highest raise signal's tier at most (a raise alone escalates nothing);
 //! - shadow-mode plugins run and are recorded, never acted on;
 //! - a failed call gets its manifest's error policy: ignored, or turned into
 //!   an escalation to the policy's tier that says which plugin failed and why.
@@ -173,6 +175,23 @@ fn policy_signal(p: &LoadedPlugin, kind: &str, message: &str) -> Option<model::S
     }
 }
 
+/// The tier of a set of active signals: the highest escalation, raised
+/// one step (to the highest raise's tier at most) if any raise applies.
+pub fn compose(signals: &[model::Signal]) -> Option<Tier> {
+    let of = |action| {
+        signals
+            .iter()
+            .filter(move |s| s.action == action)
+            .map(|s| s.tier)
+            .max()
+    };
+    let base = of(model::SignalAction::Escalate)?;
+    Some(match of(model::SignalAction::Raise) {
+        Some(cap) if cap > base => base.next().min(cap),
+        _ => base,
+    })
+}
+
 /// Evaluate `ticket` at `now` for `event`: run the triggers, compose, and if
 /// the ticket escalates, route and plan notifications.
 pub fn decide(
@@ -236,12 +255,7 @@ pub fn decide(
             .push(run_record(p, &result, kind, outcome.report));
     }
 
-    decision.tier = decision
-        .signals
-        .iter()
-        .filter(|s| s.action == model::SignalAction::Escalate)
-        .map(|s| s.tier)
-        .max();
+    decision.tier = compose(&decision.signals);
     let Some(tier) = decision.tier else {
         return decision;
     };
@@ -304,4 +318,69 @@ pub fn decide(
     }
     decision.routing = Some(routing);
     decision
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use model::SignalAction::{Escalate, Raise, Warn};
+
+    fn signal(action: model::SignalAction, tier: Tier) -> model::Signal {
+        model::Signal {
+            action,
+            tier,
+            key: format!("{action:?}:{tier:?}"),
+            reason: "r".into(),
+            evidence: vec![],
+            target_skill: None,
+            target_queue: None,
+        }
+    }
+
+    #[test]
+    fn the_highest_escalation_wins_and_warnings_do_not_count() {
+        let s = [
+            signal(Escalate, Tier::Medium),
+            signal(Escalate, Tier::High),
+            signal(Warn, Tier::Critical),
+        ];
+        assert_eq!(compose(&s), Some(Tier::High));
+    }
+
+    #[test]
+    fn a_raise_lifts_an_escalation_one_step_up_to_its_tier() {
+        assert_eq!(
+            compose(&[signal(Escalate, Tier::High), signal(Raise, Tier::Critical)]),
+            Some(Tier::Critical)
+        );
+        assert_eq!(
+            compose(&[signal(Escalate, Tier::Low), signal(Raise, Tier::Critical)]),
+            Some(Tier::Medium)
+        );
+        // Two raises still lift one step.
+        let two = [
+            signal(Escalate, Tier::Low),
+            signal(Raise, Tier::Critical),
+            signal(Raise, Tier::High),
+        ];
+        assert_eq!(compose(&two), Some(Tier::Medium));
+        // A raise never lowers, and never lifts past its own tier.
+        assert_eq!(
+            compose(&[signal(Escalate, Tier::High), signal(Raise, Tier::Medium)]),
+            Some(Tier::High)
+        );
+        assert_eq!(
+            compose(&[signal(Escalate, Tier::High), signal(Raise, Tier::High)]),
+            Some(Tier::High)
+        );
+    }
+
+    #[test]
+    fn a_raise_alone_escalates_nothing() {
+        assert_eq!(
+            compose(&[signal(Raise, Tier::Critical), signal(Warn, Tier::High)]),
+            None
+        );
+        assert_eq!(compose(&[]), None);
+    }
 }

@@ -242,6 +242,7 @@ fn signal(s: &Signal) -> wit::Signal {
         action: match s.action {
             SignalAction::Escalate => wit::SignalAction::Escalate,
             SignalAction::Warn => wit::SignalAction::Warn,
+            SignalAction::Raise => wit::SignalAction::Raise,
         },
         tier: tier(s.tier),
         key: s.key.clone(),
@@ -257,6 +258,7 @@ fn signal_from(s: wit::Signal) -> Signal {
         action: match s.action {
             wit::SignalAction::Escalate => SignalAction::Escalate,
             wit::SignalAction::Warn => SignalAction::Warn,
+            wit::SignalAction::Raise => SignalAction::Raise,
         },
         tier: tier_from(s.tier),
         key: s.key,

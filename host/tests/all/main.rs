@@ -4,5 +4,6 @@
 mod cli;
 mod hostile;
 mod loading;
+mod playbook;
 mod sandbox;
 mod support;
