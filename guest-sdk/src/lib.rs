@@ -291,6 +291,15 @@ impl Tier {
         }
     }
 
+    /// The next tier up (critical stays critical).
+    pub fn next(self) -> Tier {
+        match self {
+            Tier::Low => Tier::Medium,
+            Tier::Medium => Tier::High,
+            Tier::High | Tier::Critical => Tier::Critical,
+        }
+    }
+
     /// Parse `low`, `medium`, `high` or `critical`.
     pub fn parse(s: &str) -> Option<Tier> {
         match s {

@@ -370,7 +370,7 @@ fn plugin_list(runtime: &Runtime) -> Result<i32> {
     for p in registry::load_builtin(runtime)? {
         let m = &p.manifest;
         println!(
-            "{:<12} {:<9} {:<8} {:>7} KB  {}",
+            "{:<15} {:<9} {:<8} {:>5} KB  {}",
             m.name,
             m.kind,
             m.version,

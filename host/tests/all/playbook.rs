@@ -234,3 +234,42 @@ fn every_trigger_runs_on_all_525_real_conversations_without_a_plugin_error() {
     eprintln!("top reasons: {top:?}");
     assert_eq!(tiers.values().sum::<usize>(), 525);
 }
+
+#[test]
+fn the_sla_trigger_wakes_the_ticket_when_the_next_warning_is_due_and_escalates_at_breach() {
+    let mut t = ticket("Charged twice", &["help"]);
+    t.tier = Some(Tier::Critical);
+    let at = |minutes: i64| {
+        let now = t.created_at + chrono::Duration::minutes(minutes);
+        pipeline::decide(
+            runtime(),
+            &defaults(),
+            &t,
+            &[],
+            now,
+            model::EventKind::Tick,
+            &ResponseTargets::default(),
+        )
+    };
+    let early = at(10);
+    assert_eq!(
+        early.wake_at,
+        Some(t.created_at + chrono::Duration::minutes(15))
+    );
+    assert_eq!(early.tier, None);
+    let warned = at(16);
+    assert!(
+        warned
+            .signals
+            .iter()
+            .any(|s| s.key == "sla:first-reply:cycle-0:50" && s.action == SignalAction::Warn)
+    );
+    assert_eq!(warned.tier, None, "a warning does not re-tier");
+    let breached = at(31);
+    assert!(
+        keys(&breached).contains(&"sla:first-reply:cycle-0:breach"),
+        "{:?}",
+        keys(&breached)
+    );
+    assert_eq!(breached.tier, Some(Tier::Critical));
+}

@@ -1,0 +1,447 @@
+//! Trigger: SLA clocks.
+//!
+//! Three clocks per ticket, each against the target of the ticket's tier:
+//! - **first reply**: from the start of the cycle to the first human reply;
+//! - **next reply**: from a customer message that follows a human reply to
+//!   the next human reply;
+//! - **resolution**: from the start of the cycle to solved.
+//!
+//! Only a human reply stops a reply clock (an AI answer does not). Clocks
+//! count business time and pause while the ticket is pending or on hold. A
+//! reopened ticket starts a new cycle, so each warning and breach fires once
+//! per cycle (its key names the cycle). The trigger asks to be woken when
+//! the next warning or breach falls due.
+#![cfg_attr(target_arch = "wasm32", no_std)]
+
+extern crate alloc;
+
+use escalator_guest::prelude::*;
+use escalator_guest::sla::{BusinessCalendar, CalendarConfig, cycle, cycle_start, due_at, elapsed};
+
+/// Targets of one tier, in minutes.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Targets {
+    /// First human reply.
+    pub first_reply: Option<u64>,
+    /// Next human reply after a customer message.
+    pub next_reply: Option<u64>,
+    /// Solved.
+    pub resolution: Option<u64>,
+}
+
+/// Targets per tier.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TierTargets {
+    /// Critical.
+    pub critical: Targets,
+    /// High.
+    pub high: Targets,
+    /// Medium.
+    pub medium: Targets,
+    /// Low.
+    pub low: Targets,
+}
+
+/// The plugin's configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Config {
+    /// Tier for tickets not yet tiered.
+    pub default_tier: Tier,
+    /// Fractions at which to warn.
+    pub warn_at: Vec<f64>,
+    /// Targets per tier.
+    pub targets: TierTargets,
+    /// Business hours (none: around the clock).
+    pub calendar: Option<CalendarConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let t = |f, n, r| Targets {
+            first_reply: Some(f),
+            next_reply: Some(n),
+            resolution: Some(r),
+        };
+        Config {
+            default_tier: Tier::Medium,
+            warn_at: vec![0.5, 0.75],
+            targets: TierTargets {
+                critical: t(30, 60, 480),
+                high: t(240, 480, 2880),
+                medium: t(720, 1440, 7200),
+                low: Targets::default(),
+            },
+            calendar: None,
+        }
+    }
+}
+
+impl TierTargets {
+    fn get(&self, tier: Tier) -> &Targets {
+        match tier {
+            Tier::Critical => &self.critical,
+            Tier::High => &self.high,
+            Tier::Medium => &self.medium,
+            Tier::Low => &self.low,
+        }
+    }
+}
+
+/// One running clock: which, since when, against what.
+struct Clock {
+    name: &'static str,
+    what: &'static str,
+    start: Timestamp,
+    target_ms: i64,
+}
+
+/// The clocks still running at `now` (a stopped clock has been met).
+fn running_clocks(ticket: &Ticket, targets: &Targets, start: Timestamp) -> Vec<Clock> {
+    let minutes = |m: u64| m as i64 * 60_000;
+    let in_cycle = |m: &&Message| m.sent_at >= start;
+    let human_replies: Vec<&Message> = ticket
+        .messages
+        .iter()
+        .filter(in_cycle)
+        .filter(|m| m.author == AuthorKind::HumanAgent)
+        .collect();
+    let mut clocks = Vec::new();
+    if let Some(target) = targets.first_reply
+        && human_replies.is_empty()
+    {
+        clocks.push(Clock {
+            name: "first-reply",
+            what: "first reply",
+            start,
+            target_ms: minutes(target),
+        });
+    }
+    if let (Some(target), Some(last_reply)) = (targets.next_reply, human_replies.last()) {
+        let waiting = ticket
+            .messages
+            .iter()
+            .find(|m| m.author == AuthorKind::Customer && m.sent_at > last_reply.sent_at);
+        if let Some(m) = waiting {
+            clocks.push(Clock {
+                name: "next-reply",
+                what: "next reply",
+                start: m.sent_at,
+                target_ms: minutes(target),
+            });
+        }
+    }
+    let done = matches!(ticket.status, TicketStatus::Solved | TicketStatus::Closed);
+    if let Some(target) = targets.resolution
+        && !done
+    {
+        clocks.push(Clock {
+            name: "resolution",
+            what: "resolution",
+            start,
+            target_ms: minutes(target),
+        });
+    }
+    clocks
+}
+
+/// The plugin.
+pub struct Sla;
+
+impl Trigger for Sla {
+    type Config = Config;
+
+    fn evaluate(ticket: &Ticket, ctx: &Ctx<Config>) -> Result<Evaluation, String> {
+        let c = &ctx.config;
+        if c.warn_at.iter().any(|w| !(0.0 < *w && *w < 1.0)) {
+            return Err(format!(
+                "warn-at {:?}: each fraction must be between 0 and 1",
+                c.warn_at
+            ));
+        }
+        let calendar = match &c.calendar {
+            Some(cfg) => BusinessCalendar::from_config(cfg)?,
+            None => BusinessCalendar::always_open(),
+        };
+        let tier = ticket.tier.unwrap_or(c.default_tier);
+        let history = &ticket.status_history;
+        let start = cycle_start(ticket.created_at, history);
+        let n = cycle(history);
+        let now = ctx.now;
+
+        let mut signals = Vec::new();
+        let mut wake_at: Option<Timestamp> = None;
+        let mut wake = |t: Timestamp| {
+            if t > now {
+                wake_at = Some(wake_at.map_or(t, |w| w.min(t)));
+            }
+        };
+        for clock in running_clocks(ticket, c.targets.get(tier), start) {
+            let spent = elapsed(&calendar, history, clock.start, now);
+            let fraction = spent as f64 / clock.target_ms as f64;
+            let status = format!(
+                "{} of {} used ({} target)",
+                time::human_duration(spent),
+                time::human_duration(clock.target_ms),
+                tier.as_str()
+            );
+            for &w in &c.warn_at {
+                let at = (clock.target_ms as f64 * w) as i64;
+                if fraction >= w {
+                    let pct = (w * 100.0 + 0.5) as u32;
+                    signals.push(
+                        Signal::warn(
+                            tier,
+                            format!("sla:{}:cycle-{n}:{pct}", clock.name),
+                            format!("{} SLA {pct}% used", clock.what),
+                        )
+                        .with_evidence(status.clone()),
+                    );
+                } else if let Some(t) = due_at(&calendar, history, clock.start, at, now) {
+                    wake(t);
+                }
+            }
+            if fraction >= 1.0 {
+                let breached_at = due_at(&calendar, history, clock.start, clock.target_ms, now);
+                // A breach escalates one tier up (critical stays critical).
+                let mut s = Signal::escalate(
+                    tier.next(),
+                    format!("sla:{}:cycle-{n}:breach", clock.name),
+                    format!("{} SLA breached", clock.what),
+                )
+                .with_evidence(status);
+                if let Some(t) = breached_at {
+                    s = s.with_evidence(format!("breached {} ago", time::human_duration(now - t)));
+                }
+                signals.push(s);
+            } else if let Some(t) = due_at(&calendar, history, clock.start, clock.target_ms, now) {
+                wake(t);
+            }
+        }
+        Ok(Evaluation { signals, wake_at })
+    }
+}
+
+escalator_guest::export_trigger!(Sla);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use escalator_guest::time::{HOUR, MINUTE, timestamp};
+    use escalator_guest::{StatusChange, testing};
+
+    const T0: i64 = 1_795_770_000_000; // 2026-11-27T09:00:00Z, a Friday
+
+    fn critical_ticket(messages: Vec<Message>) -> Ticket {
+        Ticket {
+            tier: Some(Tier::Critical),
+            created_at: T0,
+            status: TicketStatus::Open,
+            messages,
+            ..testing::ticket()
+        }
+    }
+
+    fn customer(at: i64) -> Message {
+        testing::message(AuthorKind::Customer, "help", at)
+    }
+
+    fn run(t: &Ticket, now: i64, config: Config) -> Evaluation {
+        Sla::evaluate(t, &Ctx::new(now, EventKind::Tick, config)).unwrap()
+    }
+
+    fn keys(e: &Evaluation) -> Vec<String> {
+        e.signals.iter().map(|s| s.key.clone()).collect()
+    }
+
+    #[test]
+    fn critical_first_reply_warns_at_15_and_22_minutes_and_escalates_at_30() {
+        let t = critical_ticket(vec![customer(T0)]);
+        let at = |m: i64| run(&t, T0 + m * MINUTE, Config::default());
+        let early = at(10);
+        assert!(early.signals.is_empty());
+        assert_eq!(
+            early.wake_at,
+            Some(T0 + 15 * MINUTE),
+            "woken exactly when the 50% warning is due"
+        );
+        assert_eq!(keys(&at(15)), ["sla:first-reply:cycle-0:50"]);
+        assert_eq!(at(15).wake_at, Some(T0 + 22 * MINUTE + 30_000));
+        let breach = at(30);
+        assert_eq!(
+            keys(&breach),
+            [
+                "sla:first-reply:cycle-0:50",
+                "sla:first-reply:cycle-0:75",
+                "sla:first-reply:cycle-0:breach"
+            ]
+        );
+        assert_eq!(breach.signals[2].action, SignalAction::Escalate);
+        assert_eq!(breach.signals[2].tier, Tier::Critical);
+        assert_eq!(breach.signals[0].action, SignalAction::Warn);
+    }
+
+    #[test]
+    fn an_ai_answer_does_not_stop_the_clock_but_a_human_reply_does() {
+        let mut t = critical_ticket(vec![
+            customer(T0),
+            testing::message(AuthorKind::AiAgent, "try this", T0 + MINUTE),
+        ]);
+        assert!(
+            keys(&run(&t, T0 + 31 * MINUTE, Config::default()))
+                .contains(&"sla:first-reply:cycle-0:breach".to_string())
+        );
+        t.messages.push(testing::message(
+            AuthorKind::HumanAgent,
+            "on it",
+            T0 + 5 * MINUTE,
+        ));
+        assert!(
+            !keys(&run(&t, T0 + 31 * MINUTE, Config::default()))
+                .iter()
+                .any(|k| k.starts_with("sla:first-reply"))
+        );
+    }
+
+    #[test]
+    fn the_next_reply_clock_starts_when_the_customer_writes_after_a_human_reply() {
+        let t = critical_ticket(vec![
+            customer(T0),
+            testing::message(AuthorKind::HumanAgent, "looking", T0 + 5 * MINUTE),
+            customer(T0 + 10 * MINUTE),
+        ]);
+        let e = run(&t, T0 + 71 * MINUTE, Config::default());
+        assert!(
+            keys(&e).contains(&"sla:next-reply:cycle-0:breach".to_string()),
+            "{:?}",
+            keys(&e)
+        );
+        assert!(!keys(&e).iter().any(|k| k.starts_with("sla:first-reply")));
+    }
+
+    #[test]
+    fn pending_time_pauses_the_clock() {
+        let mut t = critical_ticket(vec![customer(T0)]);
+        t.status_history = vec![
+            StatusChange {
+                status: TicketStatus::Open,
+                at: T0,
+            },
+            StatusChange {
+                status: TicketStatus::Pending,
+                at: T0 + 10 * MINUTE,
+            },
+            StatusChange {
+                status: TicketStatus::Open,
+                at: T0 + 2 * HOUR,
+            },
+        ];
+        // 2h10m of wall time, only 20 minutes on the clock.
+        let e = run(&t, T0 + 2 * HOUR + 10 * MINUTE, Config::default());
+        assert_eq!(keys(&e), ["sla:first-reply:cycle-0:50"]);
+        // While pending, nothing falls due.
+        t.status = TicketStatus::Pending;
+        t.status_history.truncate(2);
+        assert_eq!(run(&t, T0 + HOUR, Config::default()).wake_at, None);
+    }
+
+    #[test]
+    fn a_reopened_ticket_starts_a_new_cycle() {
+        let mut t = critical_ticket(vec![
+            customer(T0),
+            testing::message(AuthorKind::HumanAgent, "done", T0 + MINUTE),
+        ]);
+        t.status_history = vec![
+            StatusChange {
+                status: TicketStatus::Open,
+                at: T0,
+            },
+            StatusChange {
+                status: TicketStatus::Solved,
+                at: T0 + 2 * MINUTE,
+            },
+            StatusChange {
+                status: TicketStatus::Open,
+                at: T0 + HOUR,
+            },
+        ];
+        t.messages.push(customer(T0 + HOUR));
+        let e = run(&t, T0 + HOUR + 31 * MINUTE, Config::default());
+        assert!(
+            keys(&e).contains(&"sla:first-reply:cycle-1:breach".to_string()),
+            "{:?}",
+            keys(&e)
+        );
+    }
+
+    #[test]
+    fn business_hours_stop_the_clock_overnight() {
+        let config = Config {
+            calendar: Some(CalendarConfig {
+                utc_offset_minutes: 0,
+                hours: vec!["mon-fri 09:00-17:00".into()],
+                holidays: vec![],
+            }),
+            ..Config::default()
+        };
+        // Created Friday 16:50 UTC: 10 minutes on Friday, 20 on Monday.
+        let friday = timestamp(2026, 11, 27, 16, 50, 0);
+        let t = Ticket {
+            created_at: friday,
+            ..critical_ticket(vec![customer(friday)])
+        };
+        let e = run(&t, friday + 12 * MINUTE, config.clone());
+        assert_eq!(
+            e.wake_at,
+            Some(timestamp(2026, 11, 30, 9, 5, 0)),
+            "the 50% warning is due Monday 09:05"
+        );
+        assert!(
+            run(&t, timestamp(2026, 11, 29, 12, 0, 0), config.clone())
+                .signals
+                .is_empty(),
+            "Sunday: 10 minutes used"
+        );
+        let monday = run(&t, timestamp(2026, 11, 30, 9, 21, 0), config);
+        assert!(
+            keys(&monday).contains(&"sla:first-reply:cycle-0:breach".to_string()),
+            "{:?}",
+            keys(&monday)
+        );
+    }
+
+    #[test]
+    fn untiered_tickets_use_the_default_tier_and_low_is_not_timed() {
+        let mut t = critical_ticket(vec![customer(T0)]);
+        t.tier = None;
+        assert_eq!(
+            run(&t, T0 + 6 * HOUR, Config::default()).signals.len(),
+            1,
+            "medium: 50% of 12 h"
+        );
+        t.tier = Some(Tier::Low);
+        assert!(
+            run(&t, T0 + 100 * HOUR, Config::default())
+                .signals
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn bad_config_is_refused_with_the_reason() {
+        let e = Sla::evaluate(
+            &testing::ticket(),
+            &Ctx::new(
+                0,
+                EventKind::Tick,
+                Config {
+                    warn_at: vec![1.5],
+                    ..Config::default()
+                },
+            ),
+        );
+        assert!(e.unwrap_err().contains("warn-at"));
+    }
+}
