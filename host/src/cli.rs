@@ -10,6 +10,15 @@ use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 
+/// `println!` that returns the error instead of panicking (a closed pipe,
+/// as in `escalator demo | head`, ends the command quietly in `main`).
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout(), $($arg)*)?
+    }};
+}
+
 /// Escalator: support escalation rules as sandboxed WebAssembly plugins.
 #[derive(Debug, Parser)]
 #[command(name = "escalator", version, about)]
@@ -274,7 +283,7 @@ fn plugin_run(runtime: &Runtime, spec: &str, input: &RunInput) -> Result<i32> {
         "log": report.log,
         "log_dropped_bytes": report.log_dropped_bytes,
     });
-    println!("{}", serde_json::to_string_pretty(&report_json)?);
+    out!("{}", serde_json::to_string_pretty(&report_json)?);
     if let Some((kind, message)) = error {
         eprintln!("error ({kind}): {message}");
     }
@@ -329,29 +338,29 @@ fn plugin_inspect(runtime: &Runtime, path: &Path) -> Result<i32> {
         .compile(&wasm)
         .with_context(|| format!("{} is not a loadable component", path.display()))?;
     let i = inspect::inspect(runtime.engine(), &component);
-    println!("{}", path.display());
-    println!("  size:     {} bytes", wasm.len());
+    out!("{}", path.display());
+    out!("  size:     {} bytes", wasm.len());
     match i.world {
-        Some(k) => println!("  world:    {k} (exports `{}`)", k.export()),
-        None => println!(
+        Some(k) => out!("  world:    {k} (exports `{}`)", k.export()),
+        None => out!(
             "  world:    none of trigger, router, notifier (exports: {})",
             i.exports.join(", ")
         ),
     }
-    println!(
+    out!(
         "  contract: escalator:plugin@{}",
         i.contract.as_deref().unwrap_or("?")
     );
-    println!("  imports:");
+    out!("  imports:");
     for imp in &i.imports {
-        println!(
+        out!(
             "    {} {}",
             if imp.granted { "ok     " } else { "REFUSED" },
             imp.name
         );
     }
     if i.uses_wasi {
-        println!("  note: imports WASI; a build without it instantiates about twice as fast");
+        out!("  note: imports WASI; a build without it instantiates about twice as fast");
     }
     let refused: Vec<&str> = i.ungranted().collect();
     if !refused.is_empty() {
@@ -369,7 +378,7 @@ fn plugin_inspect(runtime: &Runtime, path: &Path) -> Result<i32> {
 fn plugin_list(runtime: &Runtime) -> Result<i32> {
     for p in registry::load_builtin(runtime)? {
         let m = &p.manifest;
-        println!(
+        out!(
             "{:<15} {:<9} {:<8} {:>5} KB  {}",
             m.name,
             m.kind,
@@ -421,10 +430,10 @@ fn demo(runtime: &Runtime, paths: &[PathBuf], roster: Option<&Path>) -> Result<i
             model::EventKind::MessageAdded,
             &ResponseTargets::default(),
         );
-        println!("━━ {} · {}", ticket.id, ticket.subject);
+        out!("━━ {} · {}", ticket.id, ticket.subject);
         match d.tier {
-            None => println!("   stays with the AI agent: no trigger fired"),
-            Some(t) => println!(
+            None => out!("   stays with the AI agent: no trigger fired"),
+            Some(t) => out!(
                 "   tier: {}",
                 serde_json::to_value(t)?.as_str().unwrap_or("?")
             ),
@@ -435,15 +444,15 @@ fn demo(runtime: &Runtime, paths: &[PathBuf], roster: Option<&Path>) -> Result<i
                 model::SignalAction::Raise => " (raises)",
                 model::SignalAction::Warn => " (warns)",
             };
-            println!("   • [{}]{action} {}", s.key, s.reason);
+            out!("   • [{}]{action} {}", s.key, s.reason);
             for e in &s.evidence {
-                println!("       {e}");
+                out!("       {e}");
             }
         }
         if let Some(r) = &d.routing {
-            println!("   → {}: {}", target(&r.target), r.reason);
+            out!("   → {}: {}", target(&r.target), r.reason);
             for f in &r.fallback {
-                println!(
+                out!(
                     "     after {} min → {} ({})",
                     f.after_ms / 60_000,
                     target(&f.target),
@@ -453,7 +462,7 @@ fn demo(runtime: &Runtime, paths: &[PathBuf], roster: Option<&Path>) -> Result<i
         }
         if let Some(p) = &d.plan {
             for s in &p.steps {
-                println!(
+                out!(
                     "   ✉ +{:>3} min {:<8} {:<8} {}",
                     s.delay_ms / 60_000,
                     recipient(&s.recipient),
@@ -462,19 +471,19 @@ fn demo(runtime: &Runtime, paths: &[PathBuf], roster: Option<&Path>) -> Result<i
                 );
             }
             if let Some(m) = &p.customer_message {
-                println!("   customer sees: {m}");
+                out!("   customer sees: {m}");
             }
         }
         for r in &d.runs {
             let status = r.error_kind.unwrap_or("ok");
-            println!(
+            out!(
                 "   [{} {status}: {} fuel, {} µs]",
                 r.plugin,
                 r.report.fuel_used,
                 r.report.duration.as_micros()
             );
         }
-        println!();
+        out!();
     }
     Ok(0)
 }

@@ -12,6 +12,13 @@ fn main() -> std::process::ExitCode {
         .init();
     match escalator::cli::run(escalator::cli::Cli::parse()) {
         Ok(code) => std::process::ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        // The reader went away (`escalator demo | head`): not an error.
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            std::process::ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE

@@ -197,6 +197,18 @@ impl Router for Skills {
 
         let mut steps = path.into_iter();
         let (target, mut reason) = steps.next().ok_or("empty routing path")?;
+        // Routed again because the assignee became unavailable (the host
+        // re-routes unclaimed tickets on availability changes): say so.
+        if ticket.claimed_at.is_none()
+            && let Some(previous) = ticket.assignee.as_deref()
+            && let Some(why) = roster
+                .iter()
+                .find(|a| a.id == previous)
+                .and_then(|a| unavailable_because(a, ctx.now))
+            && target != Target::Agent(previous.to_string())
+        {
+            reason = format!("{reason} (was {previous}, now {why})");
+        }
         if specialists.is_empty() {
             let why: Vec<String> = roster
                 .iter()
@@ -354,6 +366,34 @@ mod tests {
         assert_eq!(
             route(&roster, Config::default()).target,
             Target::Agent("bo".into())
+        );
+    }
+
+    #[test]
+    fn an_unclaimed_ticket_whose_assignee_went_away_is_routed_to_someone_else() {
+        let roster = [
+            Agent {
+                status: AgentStatus::OutOfOffice,
+                last_assigned_at: Some(1),
+                ..agent("ana", &["billing"])
+            },
+            Agent {
+                last_assigned_at: Some(500),
+                ..agent("bo", &["billing"])
+            },
+        ];
+        let ticket = Ticket {
+            category: Some("billing".into()),
+            assignee: Some("ana".into()),
+            ..testing::ticket()
+        };
+        let ctx = Ctx::new(1_000, EventKind::AgentAvailability, Config::default());
+        let r = Skills::route(&ticket, &testing::escalation(Tier::High), &roster, &ctx).unwrap();
+        assert_eq!(r.target, Target::Agent("bo".into()));
+        assert!(
+            r.reason.ends_with("(was ana, now out of office)"),
+            "{}",
+            r.reason
         );
     }
 
