@@ -42,6 +42,19 @@ pub fn ticket() -> Ticket {
     }
 }
 
+/// Ticket `T-1` whose conversation is the customer's `bodies`, one
+/// message a millisecond from time 0.
+pub fn customer_ticket(bodies: &[&str]) -> Ticket {
+    Ticket {
+        messages: bodies
+            .iter()
+            .zip(0..)
+            .map(|(body, at)| message(AuthorKind::Customer, body, at))
+            .collect(),
+        ..ticket()
+    }
+}
+
 /// A message by `author` with `body` sent at `at`.
 pub fn message(author: AuthorKind, body: &str, at: Timestamp) -> Message {
     Message {

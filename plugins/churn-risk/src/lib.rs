@@ -212,12 +212,7 @@ mod tests {
     fn ticket(customer: Customer, bodies: &[&str]) -> Ticket {
         Ticket {
             customer: Some(customer),
-            messages: bodies
-                .iter()
-                .enumerate()
-                .map(|(i, b)| testing::message(AuthorKind::Customer, b, i as i64))
-                .collect(),
-            ..testing::ticket()
+            ..testing::customer_ticket(bodies)
         }
     }
 

@@ -161,12 +161,7 @@ mod tests {
     fn ticket_saying(bodies: &[&str]) -> Ticket {
         Ticket {
             subject: "Help".into(),
-            messages: bodies
-                .iter()
-                .enumerate()
-                .map(|(i, b)| testing::message(AuthorKind::Customer, b, i as i64))
-                .collect(),
-            ..testing::ticket()
+            ..testing::customer_ticket(bodies)
         }
     }
 

@@ -119,14 +119,7 @@ mod tests {
     use escalator_guest::testing;
 
     fn ticket(bodies: &[&str]) -> Ticket {
-        Ticket {
-            messages: bodies
-                .iter()
-                .enumerate()
-                .map(|(i, b)| testing::message(AuthorKind::Customer, b, i as i64))
-                .collect(),
-            ..testing::ticket()
-        }
+        testing::customer_ticket(bodies)
     }
 
     fn run(t: &Ticket, config: Config) -> Vec<(String, Tier)> {
