@@ -1,7 +1,8 @@
 //! The `escalator` command.
 
+use crate::matrix::Matrix;
 use crate::model::{self, contract};
-use crate::pipeline::{self, PluginSet, ResponseTargets};
+use crate::pipeline::{self, PluginSet};
 use crate::registry::{self, LoadedPlugin};
 use crate::runtime::inspect::{self, Kind};
 use crate::runtime::{CallReport, Outcome, Plugin, Runtime, RuntimeConfig};
@@ -29,6 +30,9 @@ pub struct Cli {
     /// Compile every plugin afresh; read and write no cache.
     #[arg(long, global = true)]
     pub no_cache: bool,
+    /// The escalation matrix (default: the built-in plugins/matrix.toml).
+    #[arg(long, global = true, env = "ESCALATOR_MATRIX")]
+    pub matrix: Option<PathBuf>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -40,6 +44,8 @@ pub enum Command {
     /// Tools for plugin authors.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Check the escalation matrix and print it as a table.
+    Matrix,
     /// Run the default plugins on the example tickets and show each decision.
     Demo {
         /// Ticket JSON files to use instead of the built-in examples.
@@ -95,6 +101,14 @@ pub enum PluginCommand {
 
 /// Run the command line; the exit code.
 pub fn run(cli: Cli) -> Result<i32> {
+    let matrix = match &cli.matrix {
+        Some(path) => Matrix::load(path)?,
+        None => Matrix::default_matrix(),
+    };
+    if let Command::Matrix = cli.command {
+        out!("{}", matrix.table());
+        return Ok(0);
+    }
     let runtime = Runtime::new(RuntimeConfig {
         cache_dir: cache_dir(&cli),
         ..RuntimeConfig::default()
@@ -119,11 +133,12 @@ pub fn run(cli: Cli) -> Result<i32> {
                 routing,
                 config,
             };
-            plugin_run(&runtime, &plugin, &input)
+            plugin_run(&runtime, &matrix, &plugin, &input)
         }
+        Command::Matrix => Ok(0),
         Command::Plugin(PluginCommand::Inspect { wasm }) => plugin_inspect(&runtime, &wasm),
         Command::Plugin(PluginCommand::List) => plugin_list(&runtime),
-        Command::Demo { tickets, roster } => demo(&runtime, &tickets, roster.as_deref()),
+        Command::Demo { tickets, roster } => demo(&runtime, &matrix, &tickets, roster.as_deref()),
     }
 }
 
@@ -191,8 +206,8 @@ struct RunInput {
     config: Option<String>,
 }
 
-fn plugin_run(runtime: &Runtime, spec: &str, input: &RunInput) -> Result<i32> {
-    let loaded = load_plugin(runtime, spec)?;
+fn plugin_run(runtime: &Runtime, matrix: &Matrix, spec: &str, input: &RunInput) -> Result<i32> {
+    let loaded = load_plugin(runtime, spec)?.with_matrix(matrix);
     let ticket: model::Ticket = read_json(&input.ticket, "ticket")?;
     let now = input.now.unwrap_or_else(Utc::now);
     let event: model::EventKind = serde_json::from_value(serde_json::Value::String(input.event.clone()))
@@ -220,7 +235,8 @@ fn plugin_run(runtime: &Runtime, spec: &str, input: &RunInput) -> Result<i32> {
         None => model::Escalation {
             tier: ticket.tier.unwrap_or(model::Tier::High),
             signals: Vec::new(),
-            response_target_ms: ResponseTargets::default()
+            response_target_ms: matrix
+                .response_targets()
                 .get(ticket.tier.unwrap_or(model::Tier::High)),
         },
     };
@@ -397,8 +413,17 @@ const DEMO_TICKETS: &[&str] = &[
 ];
 const DEMO_ROSTER: &str = include_str!("../../examples/roster.json");
 
-fn demo(runtime: &Runtime, paths: &[PathBuf], roster: Option<&Path>) -> Result<i32> {
-    let set = PluginSet::new(registry::load_builtin(runtime)?).map_err(anyhow::Error::msg)?;
+fn demo(
+    runtime: &Runtime,
+    matrix: &Matrix,
+    paths: &[PathBuf],
+    roster: Option<&Path>,
+) -> Result<i32> {
+    let plugins = registry::load_builtin(runtime)?
+        .into_iter()
+        .map(|p| p.with_matrix(matrix));
+    let set = PluginSet::new(plugins).map_err(anyhow::Error::msg)?;
+    let targets = matrix.response_targets();
     let tickets: Vec<model::Ticket> = if paths.is_empty() {
         DEMO_TICKETS
             .iter()
@@ -428,7 +453,7 @@ fn demo(runtime: &Runtime, paths: &[PathBuf], roster: Option<&Path>) -> Result<i
             &roster,
             now,
             model::EventKind::MessageAdded,
-            &ResponseTargets::default(),
+            &targets,
         );
         out!("━━ {} · {}", ticket.id, ticket.subject);
         match d.tier {

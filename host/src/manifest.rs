@@ -68,6 +68,14 @@ pub enum ErrorPolicy {
     },
 }
 
+/// Operator data a plugin asks to receive in its configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Uses {
+    /// The escalation matrix, as `config.matrix`.
+    Matrix,
+}
+
 /// `[limits]` as written.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
@@ -103,6 +111,9 @@ pub struct Manifest {
     /// The component file, relative to the manifest.
     #[serde(default)]
     pub component: Option<String>,
+    /// Operator data handed to the plugin in its configuration.
+    #[serde(default)]
+    pub uses: Vec<Uses>,
     /// Limits per call.
     #[serde(default)]
     pub limits: LimitsConfig,
@@ -216,15 +227,18 @@ impl Manifest {
         })
     }
 
-    /// The `[config]` table as the JSON text handed to the plugin.
-    pub fn config_json(&self) -> String {
-        serde_json::Value::Object(
-            self.config
-                .iter()
-                .map(|(k, v)| (k.clone(), toml_to_json(v)))
-                .collect(),
-        )
-        .to_string()
+    /// The `[config]` table as the JSON text handed to the plugin, with the
+    /// matrix under `matrix` if the plugin uses it.
+    pub fn config_json(&self, matrix: &crate::matrix::Matrix) -> String {
+        let mut config: serde_json::Map<String, serde_json::Value> = self
+            .config
+            .iter()
+            .map(|(k, v)| (k.clone(), toml_to_json(v)))
+            .collect();
+        if self.uses.contains(&Uses::Matrix) {
+            config.insert("matrix".into(), matrix.to_json());
+        }
+        serde_json::Value::Object(config).to_string()
     }
 
     /// `name@version`.
@@ -270,7 +284,10 @@ mod tests {
         assert_eq!(m.mode, Mode::Active);
         assert_eq!(m.on_error, ErrorPolicy::Ignore);
         assert_eq!(m.limits().unwrap(), Limits::default());
-        assert_eq!(m.config_json(), "{}");
+        assert_eq!(
+            m.config_json(&crate::matrix::Matrix::default_matrix()),
+            "{}"
+        );
     }
 
     #[test]
@@ -333,11 +350,26 @@ mod tests {
     #[test]
     fn config_becomes_json_with_dates_as_text() {
         let m = parse(&format!("{MINIMAL}[config]\nthreshold = -0.6\nwords = [\"a\"]\nsince = 2026-01-01\n[config.nested]\nk = 1\n")).unwrap();
-        let v: serde_json::Value = serde_json::from_str(&m.config_json()).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&m.config_json(&crate::matrix::Matrix::default_matrix())).unwrap();
         assert_eq!(v["threshold"], -0.6);
         assert_eq!(v["words"][0], "a");
         assert_eq!(v["since"], "2026-01-01");
         assert_eq!(v["nested"]["k"], 1);
+    }
+
+    #[test]
+    fn only_plugins_that_use_the_matrix_get_it() {
+        let matrix = crate::matrix::Matrix::default_matrix();
+        let m = parse(&format!("uses = [\"matrix\"]\n{MINIMAL}[config]\nk = 1\n")).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&m.config_json(&matrix)).unwrap();
+        assert_eq!(v["k"], 1);
+        assert_eq!(v["matrix"]["scenarios"][0]["team"], "engineering");
+        assert!(
+            parse(&format!("uses = [\"crm\"]\n{MINIMAL}"))
+                .unwrap_err()
+                .contains("crm")
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //!   an escalation to the policy's tier that says which plugin failed and why.
 
 use crate::manifest::{ErrorPolicy, Mode};
+pub use crate::matrix::ResponseTargets;
 use crate::model::{self, Tier, contract};
 use crate::registry::LoadedPlugin;
 use crate::runtime::inspect::Kind;
@@ -59,44 +60,6 @@ impl PluginSet {
             *slot = Some(p);
         }
         Ok(set)
-    }
-}
-
-/// Response targets per tier, in ms (issue: the escalation matrix makes
-/// these operator configuration).
-#[derive(Debug, Clone, Copy)]
-pub struct ResponseTargets {
-    /// Critical.
-    pub critical: Option<u64>,
-    /// High.
-    pub high: Option<u64>,
-    /// Medium.
-    pub medium: Option<u64>,
-    /// Low.
-    pub low: Option<u64>,
-}
-
-impl Default for ResponseTargets {
-    fn default() -> Self {
-        const MINUTE: u64 = 60_000;
-        ResponseTargets {
-            critical: Some(30 * MINUTE),
-            high: Some(240 * MINUTE),
-            medium: Some(720 * MINUTE),
-            low: None,
-        }
-    }
-}
-
-impl ResponseTargets {
-    /// The target for `tier`.
-    pub fn get(&self, tier: Tier) -> Option<u64> {
-        match tier {
-            Tier::Critical => self.critical,
-            Tier::High => self.high,
-            Tier::Medium => self.medium,
-            Tier::Low => self.low,
-        }
     }
 }
 

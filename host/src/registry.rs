@@ -2,6 +2,7 @@
 //! the default set built into the binary.
 
 use crate::manifest::{Manifest, ManifestError};
+use crate::matrix::Matrix;
 use crate::runtime::{LoadError, Plugin, Runtime};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -65,7 +66,17 @@ pub struct LoadedPlugin {
     pub config_json: Arc<str>,
 }
 
-/// Load a plugin from its manifest text and component bytes.
+impl LoadedPlugin {
+    /// The same plugin configured with another escalation matrix (a no-op
+    /// for plugins that do not use it).
+    pub fn with_matrix(mut self, matrix: &Matrix) -> LoadedPlugin {
+        self.config_json = self.manifest.config_json(matrix).into();
+        self
+    }
+}
+
+/// Load a plugin from its manifest text and component bytes, configured
+/// with the built-in matrix (see [`LoadedPlugin::with_matrix`]).
 pub fn load_parts(
     runtime: &Runtime,
     manifest_text: &str,
@@ -80,7 +91,7 @@ pub fn load_parts(
     })?;
     let plugin = runtime.load(manifest.id(), manifest.kind, limits, wasm)?;
     Ok(LoadedPlugin {
-        config_json: manifest.config_json().into(),
+        config_json: manifest.config_json(&Matrix::default_matrix()).into(),
         manifest: Arc::new(manifest),
         plugin: Arc::new(plugin),
         source,

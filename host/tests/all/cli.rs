@@ -189,3 +189,29 @@ fn the_demo_escalates_the_legal_threat_and_leaves_the_how_to_with_the_ai() {
         "{t}"
     );
 }
+
+#[test]
+fn the_matrix_prints_as_a_table_and_a_broken_one_is_explained() {
+    let out = escalator(&["matrix"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let t = text(&out);
+    assert!(
+        t.contains("SCENARIO") && t.contains("Billing dispute or refund"),
+        "{t}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("matrix.toml");
+    std::fs::write(
+        &bad,
+        "[tiers.critical]\nresponse-minutes = 30\nalert-minutes = 30\n",
+    )
+    .unwrap();
+    let out = escalator(&["--matrix", bad.to_str().unwrap(), "matrix"]);
+    assert_eq!(out.status.code(), Some(1));
+    let t = text(&out);
+    assert!(
+        t.contains("matrix.toml: tiers.critical: alert-minutes = 30 must come before"),
+        "{t}"
+    );
+}
