@@ -72,6 +72,44 @@ pub struct Config {
     pub reminder_minutes: PerTier<u64>,
     /// Minutes until the team lead is told (the manager at twice this).
     pub next_level_minutes: PerTier<u64>,
+    /// How many more rounds of the whole chain while nobody claims the
+    /// ticket (a round lasts three times `next-level-minutes`).
+    pub repeats: u32,
+    /// No two steps to the same recipient on the same channel closer than
+    /// this: no alert fatigue.
+    pub min_interval_minutes: u64,
+    /// Hours in which agents are not disturbed below critical, in each
+    /// agent's local time.
+    pub quiet_hours: Option<QuietHours>,
+    /// Every team lead sees every critical escalation at once (in-app).
+    pub leads_see_all_critical: bool,
+}
+
+/// Quiet hours, `HH:MM` in the recipient's local time; may span midnight.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuietHours {
+    /// Start, e.g. `22:00`.
+    pub start: String,
+    /// End, e.g. `07:00`.
+    pub end: String,
+}
+
+impl QuietHours {
+    /// Minutes from `ts` until the quiet hours end, if `ts` falls in them
+    /// for someone `offset` minutes ahead of UTC.
+    fn wait(&self, ts: Timestamp, offset: i32) -> Result<Option<u64>, String> {
+        let parse =
+            |s: &str| time::parse_hhmm(s).ok_or_else(|| format!("quiet-hours {s:?} is not HH:MM"));
+        let (start, end) = (parse(&self.start)?, parse(&self.end)?);
+        let now = time::local(ts, offset).minute_of_day;
+        let quiet = if start <= end {
+            start <= now && now < end
+        } else {
+            now >= start || now < end
+        };
+        Ok(quiet.then(|| u64::from((end + 1440 - now) % 1440)))
+    }
 }
 
 impl Default for Config {
@@ -96,6 +134,10 @@ impl Default for Config {
                 medium: 480,
                 low: 960,
             },
+            repeats: 1,
+            min_interval_minutes: 5,
+            quiet_hours: None,
+            leads_see_all_critical: true,
         }
     }
 }
@@ -286,6 +328,63 @@ impl Notifier for Tiered {
                 true,
             );
         }
+        // Later rounds of the same chain while nobody claims the ticket.
+        let round = 3 * next;
+        let first_round = steps.clone();
+        for r in 1..=u64::from(c.repeats) {
+            for step in &first_round {
+                steps.push(NotificationStep {
+                    delay: step.delay + r * round,
+                    title: format!("Still unclaimed (round {}): {}", r + 1, step.title),
+                    stop_when_claimed: true,
+                    ..step.clone()
+                });
+            }
+        }
+        // Every lead hears of every critical escalation at once.
+        if tier == Tier::Critical && c.leads_see_all_critical {
+            for lead in roster.iter().filter(|a| a.role == AgentRole::Lead) {
+                steps.push(NotificationStep {
+                    delay: 0,
+                    recipient: Recipient::Agent(lead.id.clone()),
+                    channel: Channel::InApp,
+                    title: format!("FYI: {title}"),
+                    body: text.clone(),
+                    stop_when_claimed: false,
+                });
+            }
+        }
+        // Quiet hours hold steps below critical until the recipient's
+        // morning.
+        if let (Some(q), true) = (&c.quiet_hours, tier != Tier::Critical) {
+            for step in &mut steps {
+                let Recipient::Agent(id) = &step.recipient else {
+                    continue;
+                };
+                let Some(agent) = roster.iter().find(|a| &a.id == id) else {
+                    continue;
+                };
+                if let Some(wait) = q.wait(ctx.now + step.delay as i64, agent.utc_offset_minutes)? {
+                    step.delay += wait * minute;
+                }
+            }
+        }
+        // No alert fatigue: drop a step that comes too soon after another
+        // to the same recipient on the same channel.
+        steps.sort_by_key(|s| s.delay);
+        let gap = c.min_interval_minutes * minute;
+        let mut kept: Vec<NotificationStep> = Vec::with_capacity(steps.len());
+        for step in steps {
+            let too_soon = kept.iter().any(|k| {
+                k.recipient == step.recipient
+                    && k.channel == step.channel
+                    && step.delay < k.delay + gap
+            });
+            if !too_soon {
+                kept.push(step);
+            }
+        }
+        let steps = kept;
         Ok(NotificationPlan {
             steps,
             customer_message: customer_message(escalation, ticket),
@@ -352,7 +451,15 @@ mod tests {
             &critical(),
             &routing,
             &roster,
-            &Ctx::new(0, EventKind::MessageAdded, Config::default()),
+            &Ctx::new(
+                0,
+                EventKind::MessageAdded,
+                Config {
+                    repeats: 0,
+                    leads_see_all_critical: false,
+                    ..Config::default()
+                },
+            ),
         )
         .unwrap();
         let summary: Vec<(u64, String, Channel, bool)> = plan
@@ -385,6 +492,177 @@ mod tests {
             plan.customer_message
                 .unwrap()
                 .contains("billing specialist")
+        );
+    }
+
+    fn summary(plan: &NotificationPlan) -> Vec<(u64, String, Channel)> {
+        plan.steps
+            .iter()
+            .map(|s| {
+                let who = match &s.recipient {
+                    Recipient::Agent(a) | Recipient::Team(a) | Recipient::Endpoint(a) => a.clone(),
+                };
+                (s.delay / 60_000, who, s.channel)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_unclaimed_chain_repeats_a_bounded_number_of_times() {
+        let roster = [agent("ana", &["billing"])];
+        let routing = Routing {
+            target: Target::Agent("ana".into()),
+            reason: "specialist".into(),
+            fallback: vec![],
+        };
+        let config = Config {
+            repeats: 2,
+            ..Config::default()
+        };
+        let plan = Tiered::plan(
+            &enterprise_billing_ticket(),
+            &critical(),
+            &routing,
+            &roster,
+            &Ctx::new(0, EventKind::MessageAdded, config),
+        )
+        .unwrap();
+        let slack: Vec<u64> = summary(&plan)
+            .into_iter()
+            .filter(|s| s.2 == Channel::Slack)
+            .map(|s| s.0)
+            .collect();
+        // Alert at 0 and reminder at 10, again at 45/55 and 90/100: three rounds.
+        assert_eq!(slack, vec![0, 10, 45, 55, 90, 100]);
+        assert!(
+            plan.steps
+                .iter()
+                .any(|s| s.title.starts_with("Still unclaimed (round 3)"))
+        );
+    }
+
+    #[test]
+    fn every_lead_hears_of_every_critical_escalation_but_not_of_a_high_one() {
+        let lead = |id: &str, team: &str| Agent {
+            role: AgentRole::Lead,
+            team: team.into(),
+            ..agent(id, &[])
+        };
+        let roster = [
+            agent("ana", &["billing"]),
+            lead("lee", "billing"),
+            lead("lia", "technical"),
+        ];
+        let routing = Routing {
+            target: Target::Agent("ana".into()),
+            reason: "specialist".into(),
+            fallback: vec![],
+        };
+        let ctx = Ctx::new(0, EventKind::MessageAdded, Config::default());
+        let plan = Tiered::plan(
+            &enterprise_billing_ticket(),
+            &critical(),
+            &routing,
+            &roster,
+            &ctx,
+        )
+        .unwrap();
+        let fyi: Vec<(u64, String, Channel)> = summary(&plan)
+            .into_iter()
+            .filter(|s| s.0 == 0 && s.1 != "ana")
+            .collect();
+        assert_eq!(
+            fyi,
+            vec![
+                (0, "lee".into(), Channel::InApp),
+                (0, "lia".into(), Channel::InApp)
+            ]
+        );
+        let high = Escalation {
+            tier: Tier::High,
+            ..critical()
+        };
+        let plan =
+            Tiered::plan(&enterprise_billing_ticket(), &high, &routing, &roster, &ctx).unwrap();
+        assert!(summary(&plan).iter().all(|s| s.0 > 0 || s.1 == "ana"));
+    }
+
+    #[test]
+    fn quiet_hours_hold_a_high_alert_until_morning_but_never_a_critical_one() {
+        let roster = [Agent {
+            utc_offset_minutes: 60,
+            ..agent("ana", &["billing"])
+        }];
+        let routing = Routing {
+            target: Target::Agent("ana".into()),
+            reason: "specialist".into(),
+            fallback: vec![],
+        };
+        let config = Config {
+            quiet_hours: Some(QuietHours {
+                start: "22:00".into(),
+                end: "07:00".into(),
+            }),
+            repeats: 0,
+            ..Config::default()
+        };
+        // 22:30 UTC is 23:30 for ana: 7.5 hours until 07:00.
+        let now = time::timestamp(2026, 11, 27, 22, 30, 0);
+        let high = Escalation {
+            tier: Tier::High,
+            ..critical()
+        };
+        let plan = Tiered::plan(
+            &enterprise_billing_ticket(),
+            &high,
+            &routing,
+            &roster,
+            &Ctx::new(now, EventKind::MessageAdded, config.clone()),
+        )
+        .unwrap();
+        assert_eq!(plan.steps[0].delay, 450 * 60_000);
+        let plan = Tiered::plan(
+            &enterprise_billing_ticket(),
+            &critical(),
+            &routing,
+            &roster,
+            &Ctx::new(now, EventKind::MessageAdded, config),
+        )
+        .unwrap();
+        assert_eq!(plan.steps[0].delay, 0);
+    }
+
+    #[test]
+    fn steps_too_close_to_the_same_person_are_dropped() {
+        let roster = [agent("ana", &["billing"])];
+        let routing = Routing {
+            target: Target::Agent("ana".into()),
+            reason: "specialist".into(),
+            fallback: vec![],
+        };
+        let mut config = Config {
+            repeats: 0,
+            min_interval_minutes: 5,
+            ..Config::default()
+        };
+        config.reminder_minutes.critical = 2;
+        let plan = Tiered::plan(
+            &enterprise_billing_ticket(),
+            &critical(),
+            &routing,
+            &roster,
+            &Ctx::new(0, EventKind::MessageAdded, config),
+        )
+        .unwrap();
+        let slack: Vec<u64> = summary(&plan)
+            .into_iter()
+            .filter(|s| s.2 == Channel::Slack)
+            .map(|s| s.0)
+            .collect();
+        assert_eq!(
+            slack,
+            vec![0],
+            "the reminder two minutes after the alert is dropped"
         );
     }
 
