@@ -462,16 +462,7 @@ mod tests {
             ),
         )
         .unwrap();
-        let summary: Vec<(u64, String, Channel, bool)> = plan
-            .steps
-            .iter()
-            .map(|s| {
-                let who = match &s.recipient {
-                    Recipient::Agent(a) | Recipient::Team(a) | Recipient::Endpoint(a) => a.clone(),
-                };
-                (s.delay / 60_000, who, s.channel, s.stop_when_claimed)
-            })
-            .collect();
+        let summary = summary(&plan);
         use Channel::*;
         assert_eq!(
             summary,
@@ -495,14 +486,15 @@ mod tests {
         );
     }
 
-    fn summary(plan: &NotificationPlan) -> Vec<(u64, String, Channel)> {
+    /// Each step as (minutes, recipient, channel, stops when claimed).
+    fn summary(plan: &NotificationPlan) -> Vec<(u64, String, Channel, bool)> {
         plan.steps
             .iter()
             .map(|s| {
                 let who = match &s.recipient {
                     Recipient::Agent(a) | Recipient::Team(a) | Recipient::Endpoint(a) => a.clone(),
                 };
-                (s.delay / 60_000, who, s.channel)
+                (s.delay / 60_000, who, s.channel, s.stop_when_claimed)
             })
             .collect()
     }
@@ -567,15 +559,15 @@ mod tests {
             &ctx,
         )
         .unwrap();
-        let fyi: Vec<(u64, String, Channel)> = summary(&plan)
+        let fyi: Vec<_> = summary(&plan)
             .into_iter()
             .filter(|s| s.0 == 0 && s.1 != "ana")
             .collect();
         assert_eq!(
             fyi,
             vec![
-                (0, "lee".into(), Channel::InApp),
-                (0, "lia".into(), Channel::InApp)
+                (0, "lee".into(), Channel::InApp, false),
+                (0, "lia".into(), Channel::InApp, false)
             ]
         );
         let high = Escalation {
