@@ -323,17 +323,14 @@ fn run_result<T, U: serde::Serialize>(
     outcome: Outcome<T>,
     convert: impl FnOnce(T) -> std::result::Result<U, String>,
 ) -> RunResult {
-    let invalid = |reason: String| {
-        (
-            "invalid-output",
-            format!("{} returned invalid output: {reason}", plugin.id()),
-        )
-    };
-    let result = outcome
-        .result
-        .map_err(|e| (e.kind(), e.to_string()))
-        .and_then(|t| convert(t).map_err(invalid))
-        .and_then(|u| serde_json::to_value(u).map_err(|e| invalid(e.to_string())));
+    let result = pipeline::settle(plugin, outcome.result, convert).and_then(|u| {
+        serde_json::to_value(u).map_err(|e| {
+            (
+                "invalid-output",
+                format!("{} returned invalid output: {e}", plugin.id()),
+            )
+        })
+    });
     match result {
         Ok(v) => RunResult {
             output: Some(v),

@@ -14,7 +14,7 @@ pub use crate::matrix::ResponseTargets;
 use crate::model::{self, Tier, contract};
 use crate::registry::LoadedPlugin;
 use crate::runtime::inspect::Kind;
-use crate::runtime::{CallReport, Runtime};
+use crate::runtime::{CallReport, Plugin, PluginError, Runtime};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
@@ -100,10 +100,26 @@ pub struct Decision {
     pub runs: Vec<PluginRun>,
 }
 
+/// A call's result in the model: its output converted by `convert` (which
+/// may reject it as invalid), or the error's kind and message.
+pub fn settle<T, U>(
+    plugin: &Plugin,
+    result: Result<T, PluginError>,
+    convert: impl FnOnce(T) -> Result<U, String>,
+) -> Result<U, (&'static str, String)> {
+    result.map_err(|e| (e.kind(), e.to_string())).and_then(|t| {
+        convert(t).map_err(|reason| {
+            (
+                "invalid-output",
+                format!("{} returned invalid output: {reason}", plugin.id()),
+            )
+        })
+    })
+}
+
 fn run_record<T: Serialize>(
     p: &LoadedPlugin,
-    result: &Result<T, String>,
-    kind: Option<&'static str>,
+    result: &Result<T, (&'static str, String)>,
     report: CallReport,
 ) -> PluginRun {
     PluginRun {
@@ -113,8 +129,8 @@ fn run_record<T: Serialize>(
             .as_ref()
             .ok()
             .and_then(|o| serde_json::to_value(o).ok()),
-        error_kind: kind,
-        error: result.as_ref().err().cloned(),
+        error_kind: result.as_ref().err().map(|(kind, _)| *kind),
+        error: result.as_ref().err().map(|(_, message)| message.clone()),
         report,
     }
 }
@@ -179,19 +195,7 @@ pub fn decide(
     for p in &set.triggers {
         let ctx = contract::context(now, event, p.config_json.to_string());
         let outcome = runtime.evaluate(&p.plugin, &wit_ticket, &ctx);
-        let (result, kind) = match outcome.result {
-            Ok(e) => match contract::evaluation_from(e) {
-                Ok(e) => (Ok(e), None),
-                Err(reason) => (
-                    Err(format!(
-                        "{} returned invalid output: {reason}",
-                        p.plugin.id()
-                    )),
-                    Some("invalid-output"),
-                ),
-            },
-            Err(e) => (Err(e.to_string()), Some(e.kind())),
-        };
+        let result = settle(&p.plugin, outcome.result, contract::evaluation_from);
         let shadow = p.manifest.mode == Mode::Shadow;
         match &result {
             Ok(evaluation) if shadow => decision
@@ -204,18 +208,14 @@ pub fn decide(
                     (a, b) => a.or(b),
                 };
             }
-            Err(message) => {
-                tracing::warn!(plugin = %p.plugin.id(), kind = kind.unwrap_or("error"), %message, "trigger failed");
-                if let (false, Some(s)) =
-                    (shadow, policy_signal(p, kind.unwrap_or("error"), message))
-                {
+            Err((kind, message)) => {
+                tracing::warn!(plugin = %p.plugin.id(), kind, %message, "trigger failed");
+                if let (false, Some(s)) = (shadow, policy_signal(p, kind, message)) {
                     decision.signals.push(s);
                 }
             }
         }
-        decision
-            .runs
-            .push(run_record(p, &result, kind, outcome.report));
+        decision.runs.push(run_record(p, &result, outcome.report));
     }
 
     decision.tier = compose(&decision.signals);
@@ -243,13 +243,8 @@ pub fn decide(
         Some(r) => {
             let ctx = contract::context(now, event, r.config_json.to_string());
             let outcome = runtime.route(&r.plugin, &wit_ticket, &wit_escalation, &wit_roster, &ctx);
-            let (result, kind) = match outcome.result {
-                Ok(x) => (Ok(contract::routing_from(x)), None),
-                Err(e) => (Err(e.to_string()), Some(e.kind())),
-            };
-            decision
-                .runs
-                .push(run_record(r, &result, kind, outcome.report));
+            let result = settle(&r.plugin, outcome.result, |x| Ok(contract::routing_from(x)));
+            decision.runs.push(run_record(r, &result, outcome.report));
             result.ok()
         }
         None => None,
@@ -270,13 +265,8 @@ pub fn decide(
             &wit_roster,
             &ctx,
         );
-        let (result, kind) = match outcome.result {
-            Ok(x) => (Ok(contract::plan_from(x)), None),
-            Err(e) => (Err(e.to_string()), Some(e.kind())),
-        };
-        decision
-            .runs
-            .push(run_record(n, &result, kind, outcome.report));
+        let result = settle(&n.plugin, outcome.result, |x| Ok(contract::plan_from(x)));
+        decision.runs.push(run_record(n, &result, outcome.report));
         decision.plan = result.ok();
     }
     decision.routing = Some(routing);
