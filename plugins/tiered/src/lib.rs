@@ -486,6 +486,15 @@ mod tests {
         );
     }
 
+    /// The minutes at which Slack steps go out.
+    fn slack_delays(plan: &NotificationPlan) -> Vec<u64> {
+        summary(plan)
+            .into_iter()
+            .filter(|s| s.2 == Channel::Slack)
+            .map(|s| s.0)
+            .collect()
+    }
+
     /// Each step as (minutes, recipient, channel, stops when claimed).
     fn summary(plan: &NotificationPlan) -> Vec<(u64, String, Channel, bool)> {
         plan.steps
@@ -519,11 +528,7 @@ mod tests {
             &Ctx::new(0, EventKind::MessageAdded, config),
         )
         .unwrap();
-        let slack: Vec<u64> = summary(&plan)
-            .into_iter()
-            .filter(|s| s.2 == Channel::Slack)
-            .map(|s| s.0)
-            .collect();
+        let slack = slack_delays(&plan);
         // Alert at 0 and reminder at 10, again at 45/55 and 90/100: three rounds.
         assert_eq!(slack, vec![0, 10, 45, 55, 90, 100]);
         assert!(
@@ -646,11 +651,7 @@ mod tests {
             &Ctx::new(0, EventKind::MessageAdded, config),
         )
         .unwrap();
-        let slack: Vec<u64> = summary(&plan)
-            .into_iter()
-            .filter(|s| s.2 == Channel::Slack)
-            .map(|s| s.0)
-            .collect();
+        let slack = slack_delays(&plan);
         assert_eq!(
             slack,
             vec![0],
