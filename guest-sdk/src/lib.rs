@@ -56,6 +56,7 @@ extern crate alloc;
 #[cfg(all(target_arch = "wasm32", not(feature = "std")))]
 mod abi;
 mod macros;
+pub mod matrix;
 pub mod sentiment;
 pub mod sla;
 pub mod testing;

@@ -6,7 +6,7 @@
 //! ([`cycle`], [`cycle_start`]), so a plugin keyed by cycle fires once per
 //! breach per cycle.
 
-use crate::time::{DAY, MINUTE, local, parse_date, parse_hhmm, parse_weekday};
+use crate::time::{Zone, parse_date, parse_hhmm, parse_weekday};
 use crate::{Shift, StatusChange, TicketStatus, Timestamp};
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -77,12 +77,12 @@ pub fn running_intervals(
     out
 }
 
-/// Business hours: shifts in a zone given as a UTC offset, minus holidays.
-/// With no shifts the calendar is open around the clock.
+/// Business hours: shifts in a time zone, minus holidays. With no shifts
+/// the calendar is open around the clock.
 #[derive(Debug, Clone, Default)]
 pub struct BusinessCalendar {
-    /// The zone's offset from UTC, in minutes.
-    pub utc_offset_minutes: i32,
+    /// The zone the shifts and holidays are in.
+    pub zone: Zone,
     /// Open hours; several on one day make a split shift.
     pub shifts: Vec<Shift>,
     /// Local day numbers (see [`crate::time::days_from_civil`]) on which
@@ -93,14 +93,17 @@ pub struct BusinessCalendar {
 /// A calendar as operators write it in configuration.
 ///
 /// ```toml
-/// utc-offset-minutes = 60
+/// time-zone = "Europe/Berlin"   # or utc-offset-minutes = 60
 /// hours = ["mon-fri 09:00-12:00", "mon-fri 13:00-17:00", "sat 10:00-14:00"]
 /// holidays = ["2026-12-25"]
 /// ```
 #[derive(Debug, Clone, Default, serde::Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct CalendarConfig {
-    /// The zone's offset from UTC, in minutes.
+    /// An IANA time zone, e.g. `Europe/Berlin` (daylight saving time
+    /// followed). Takes precedence over `utc_offset_minutes`.
+    pub time_zone: Option<String>,
+    /// A fixed offset from UTC, in minutes, for zones without a name.
     pub utc_offset_minutes: i32,
     /// Open hours: `DAY[-DAY] HH:MM-HH:MM`.
     pub hours: Vec<String>,
@@ -132,8 +135,12 @@ impl BusinessCalendar {
                     .ok_or_else(|| alloc::format!("invalid holiday {d:?}: expected YYYY-MM-DD"))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let zone = match &config.time_zone {
+            Some(name) => Zone::named(name)?,
+            None => Zone::Fixed(config.utc_offset_minutes),
+        };
         Ok(BusinessCalendar {
-            utc_offset_minutes: config.utc_offset_minutes,
+            zone,
             shifts,
             holidays,
         })
@@ -145,15 +152,14 @@ impl BusinessCalendar {
             return Vec::new();
         }
         let weekday = crate::time::weekday_of_day(day);
-        let base = day * DAY - i64::from(self.utc_offset_minutes) * MINUTE;
         let mut open: Vec<_> = self
             .shifts
             .iter()
             .filter(|s| s.day == weekday && s.start_minute < s.end_minute)
             .map(|s| {
                 (
-                    base + i64::from(s.start_minute) * MINUTE,
-                    base + i64::from(s.end_minute) * MINUTE,
+                    self.zone.to_utc(day, s.start_minute),
+                    self.zone.to_utc(day, s.end_minute),
                 )
             })
             .collect();
@@ -165,7 +171,7 @@ impl BusinessCalendar {
     pub fn is_open(&self, ts: Timestamp) -> bool {
         self.shifts.is_empty()
             || self
-                .open_on_day(local(ts, self.utc_offset_minutes).day)
+                .open_on_day(self.zone.local(ts).day)
                 .iter()
                 .any(|&(a, b)| a <= ts && ts < b)
     }
@@ -178,8 +184,8 @@ impl BusinessCalendar {
         if self.shifts.is_empty() {
             return to - from;
         }
-        let first = local(from, self.utc_offset_minutes).day;
-        let last = local(to, self.utc_offset_minutes).day;
+        let first = self.zone.local(from).day;
+        let last = self.zone.local(to).day;
         (first..=last)
             .flat_map(|day| self.open_on_day(day))
             .map(|(a, b)| (b.min(to) - a.max(from)).max(0))
@@ -193,7 +199,7 @@ impl BusinessCalendar {
             return Some(from + ms);
         }
         let mut remaining = ms.max(0);
-        let first = local(from, self.utc_offset_minutes).day;
+        let first = self.zone.local(from).day;
         for day in first..first + 3660 {
             for (a, b) in self.open_on_day(day) {
                 let start = a.max(from);
@@ -286,7 +292,7 @@ pub fn due_at(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::time::{HOUR, timestamp};
+    use crate::time::{HOUR, MINUTE, timestamp};
     use alloc::vec;
 
     fn change(status: TicketStatus, at: Timestamp) -> StatusChange {
@@ -336,6 +342,7 @@ mod tests {
             utc_offset_minutes: 60,
             hours: vec!["mon-fri 09:00-12:00".into(), "mon-fri 13:00-17:00".into()],
             holidays: vec!["2026-11-30".into()],
+            ..Default::default()
         })
         .unwrap();
         // Friday 2026-11-27 16:00 local = 15:00 UTC. Four business hours
@@ -359,6 +366,46 @@ mod tests {
             cal.add_open_ms(tuesday_9am, 4 * HOUR),
             Some(timestamp(2026, 12, 1, 13, 0, 0))
         );
+    }
+
+    #[test]
+    fn a_named_zone_keeps_local_hours_across_daylight_saving_changes() {
+        let cal = BusinessCalendar::from_config(&CalendarConfig {
+            time_zone: Some("America/New_York".into()),
+            hours: vec!["mon-fri 09:00-17:00".into()],
+            ..Default::default()
+        })
+        .unwrap();
+        // Friday 2026-10-30, EDT (UTC-4): opens 13:00 UTC.
+        assert!(!cal.is_open(timestamp(2026, 10, 30, 12, 59, 0)));
+        assert!(cal.is_open(timestamp(2026, 10, 30, 13, 0, 0)));
+        // DST ends Sunday 2026-11-01. Monday 11-02, EST (UTC-5): opens
+        // 14:00 UTC, an hour later in UTC, at the same local 09:00.
+        assert!(!cal.is_open(timestamp(2026, 11, 2, 13, 30, 0)));
+        assert!(cal.is_open(timestamp(2026, 11, 2, 14, 0, 0)));
+        // Two business hours from Friday 16:00 EDT: one on Friday, one on
+        // Monday, due at 10:00 EST = 15:00 UTC.
+        assert_eq!(
+            cal.add_open_ms(timestamp(2026, 10, 30, 20, 0, 0), 2 * HOUR),
+            Some(timestamp(2026, 11, 2, 15, 0, 0))
+        );
+    }
+
+    #[test]
+    fn wall_times_in_gaps_and_overlaps_resolve_once() {
+        let berlin = Zone::named("Europe/Berlin").unwrap();
+        // 2026-03-29 02:30 does not exist in Berlin (02:00 → 03:00): it
+        // lands after the gap, 01:30 UTC (03:30 CEST).
+        let day = crate::time::days_from_civil(2026, 3, 29);
+        assert_eq!(berlin.to_utc(day, 150), timestamp(2026, 3, 29, 1, 30, 0));
+        // 2026-10-25 02:30 happens twice: the earlier one, 00:30 UTC.
+        let day = crate::time::days_from_civil(2026, 10, 25);
+        assert_eq!(berlin.to_utc(day, 150), timestamp(2026, 10, 25, 0, 30, 0));
+        // An ordinary day.
+        let day = crate::time::days_from_civil(2026, 7, 1);
+        assert_eq!(berlin.to_utc(day, 9 * 60), timestamp(2026, 7, 1, 7, 0, 0));
+        let err = Zone::named("Europe/Atlantis").unwrap_err();
+        assert!(err.contains("Europe/Atlantis"), "{err}");
     }
 
     #[test]

@@ -1,11 +1,14 @@
-//! Calendar arithmetic on [`Timestamp`]s (ms since the Unix epoch, UTC), and
-//! time of day in a zone given as a UTC offset.
+//! Calendar arithmetic on [`Timestamp`]s (ms since the Unix epoch, UTC),
+//! time of day in a zone, and time zones.
 //!
-//! Plugins get no time-zone database: the host resolves each agent's zone to
-//! its offset at the evaluation's `now` (`Agent::utc_offset_minutes`), and a
-//! plugin's own calendars carry an offset in their configuration.
+//! Plugins carry no time-zone database: the host resolves each agent's zone
+//! to its offset at the evaluation's `now` (`Agent::utc_offset_minutes`),
+//! and [`utc_offset`] asks the host for any IANA zone at any instant
+//! (daylight saving time included), so a [`Zone`] can be named in
+//! configuration.
 
 use crate::{Shift, Timestamp, Weekday};
+use alloc::string::String;
 
 /// One second, in ms.
 pub const SECOND: i64 = 1_000;
@@ -253,5 +256,97 @@ mod tests {
         assert_eq!(human_duration(2 * HOUR + 30 * MINUTE), "2h 30m");
         assert_eq!(human_duration(3 * DAY + 4 * HOUR), "3d 4h");
         assert_eq!(human_duration(-5 * MINUTE), "-5m");
+    }
+}
+
+/// The offset from UTC, in minutes, of the IANA zone `zone` (e.g.
+/// `Europe/Berlin`) at `at`; `None` for an unknown zone. On wasm the host
+/// answers (`host.utc-offset`); natively (unit tests) the same database is
+/// linked in, so both give the same answers.
+pub fn utc_offset(zone: &str, at: Timestamp) -> Option<i32> {
+    #[cfg(target_arch = "wasm32")]
+    {
+        crate::bindings::trigger::escalator::plugin::host::utc_offset(zone, at)
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        use chrono::{Offset, TimeZone};
+        let tz: chrono_tz::Tz = zone.parse().ok()?;
+        let at = chrono::DateTime::from_timestamp_millis(at)?;
+        Some(
+            tz.offset_from_utc_datetime(&at.naive_utc())
+                .fix()
+                .local_minus_utc()
+                / 60,
+        )
+    }
+}
+
+/// A time zone: a fixed offset, or an IANA zone whose offset follows its
+/// daylight-saving rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Zone {
+    /// Minutes east of UTC, all year.
+    Fixed(i32),
+    /// An IANA zone, e.g. `America/New_York`.
+    Named(String),
+}
+
+impl Default for Zone {
+    fn default() -> Self {
+        Zone::Fixed(0)
+    }
+}
+
+impl Zone {
+    /// A named zone, checked against the host's database; the error says
+    /// what is wrong.
+    pub fn named(name: &str) -> Result<Zone, String> {
+        match utc_offset(name, 0) {
+            Some(_) => Ok(Zone::Named(name.into())),
+            None => Err(alloc::format!(
+                "unknown time zone {name:?} (use an IANA name like \"Europe/Berlin\")"
+            )),
+        }
+    }
+
+    /// The zone's offset from UTC at `at`, in minutes.
+    pub fn offset_at(&self, at: Timestamp) -> i32 {
+        match self {
+            Zone::Fixed(m) => *m,
+            Zone::Named(name) => utc_offset(name, at).unwrap_or(0),
+        }
+    }
+
+    /// Local time of day at `ts`.
+    pub fn local(&self, ts: Timestamp) -> LocalTime {
+        local(ts, self.offset_at(ts))
+    }
+
+    /// The UTC instant of local day `day` (see [`days_from_civil`]) at
+    /// `minute` after local midnight. In a daylight-saving gap the local time
+    /// does not exist and the instant after the gap's offset change is used;
+    /// in an overlap the earlier instant.
+    pub fn to_utc(&self, day: i64, minute: u16) -> Timestamp {
+        let wall = day * DAY + i64::from(minute) * MINUTE;
+        match self {
+            Zone::Fixed(m) => wall - i64::from(*m) * MINUTE,
+            Zone::Named(_) => {
+                // The offsets in force a day before and a day after: a wall
+                // time maps through one of them (zones change offset at
+                // most once around a given wall time).
+                let before = wall - i64::from(self.offset_at(wall - DAY)) * MINUTE;
+                let after = wall - i64::from(self.offset_at(wall + DAY)) * MINUTE;
+                let valid = |t: Timestamp| t + i64::from(self.offset_at(t)) * MINUTE == wall;
+                match (valid(before), valid(after)) {
+                    (true, true) => before.min(after),
+                    (true, false) => before,
+                    (false, true) => after,
+                    // A gap: the wall time is skipped; read it with the
+                    // offset from before the change, landing after the gap.
+                    (false, false) => before,
+                }
+            }
+        }
     }
 }

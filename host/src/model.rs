@@ -521,6 +521,13 @@ pub struct NotificationStep {
     pub body: String,
     /// Skip once claimed.
     pub stop_when_claimed: bool,
+    /// Skip once a human answered after the plan was made.
+    #[serde(default)]
+    pub stop_when_answered: bool,
+    /// Hold for a digest if the recipient was notified on this channel
+    /// within this many ms (0: never hold).
+    #[serde(default)]
+    pub digest_window_ms: u64,
 }
 
 /// A notifier's output.

@@ -362,6 +362,8 @@ pub fn plan_from(p: wit::NotificationPlan) -> NotificationPlan {
                 title: s.title,
                 body: s.body,
                 stop_when_claimed: s.stop_when_claimed,
+                stop_when_answered: s.stop_when_answered,
+                digest_window_ms: s.digest_window,
             })
             .collect(),
         customer_message: p.customer_message,

@@ -466,6 +466,25 @@ impl wit::Host for CallState {
         };
         self.log.push(LogSource::Plugin, level, message);
     }
+
+    fn utc_offset(&mut self, time_zone: String, at: i64) -> Option<i32> {
+        utc_offset(&time_zone, at)
+    }
+}
+
+/// The offset of IANA zone `zone` from UTC at `at_ms`, in minutes (the
+/// `host.utc-offset` import). Unknown zones and out-of-range instants give
+/// `None`.
+pub fn utc_offset(zone: &str, at_ms: i64) -> Option<i32> {
+    use chrono::{Offset, TimeZone};
+    let tz: chrono_tz::Tz = zone.parse().ok()?;
+    let at = chrono::DateTime::from_timestamp_millis(at_ms)?;
+    Some(
+        tz.offset_from_utc_datetime(&at.naive_utc())
+            .fix()
+            .local_minus_utc()
+            / 60,
+    )
 }
 
 impl wit::trigger::escalator::plugin::types::Host for CallState {}
@@ -473,6 +492,19 @@ impl wit::trigger::escalator::plugin::types::Host for CallState {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn utc_offsets_follow_daylight_saving_time() {
+        // 2026-01-15 and 2026-07-15, noon UTC.
+        let (winter, summer) = (1_768_478_400_000, 1_784_116_800_000);
+        assert_eq!(utc_offset("Europe/Berlin", winter), Some(60));
+        assert_eq!(utc_offset("Europe/Berlin", summer), Some(120));
+        assert_eq!(utc_offset("America/New_York", summer), Some(-240));
+        assert_eq!(utc_offset("Asia/Kolkata", summer), Some(330));
+        assert_eq!(utc_offset("UTC", summer), Some(0));
+        assert_eq!(utc_offset("Mars/Olympus_Mons", summer), None);
+        assert_eq!(utc_offset("Europe/Berlin", i64::MAX), None);
+    }
 
     #[test]
     fn the_log_keeps_lines_up_to_the_cap_and_counts_the_rest() {

@@ -278,3 +278,292 @@ fn the_sla_trigger_wakes_the_ticket_when_the_next_warning_is_due_and_escalates_a
     );
     assert_eq!(breached.tier, Some(Tier::Critical));
 }
+
+// Scenarios with the operator's own configuration, through the compiled
+// plugins (the same scenarios are unit-tested natively in each plugin).
+
+/// Built-in plugin `name` with `patch` merged into its configuration, the
+/// way an operator's `[config]` table overrides the defaults.
+fn configured(name: &str, patch: serde_json::Value) -> registry::LoadedPlugin {
+    let mut p = builtin(name).with_matrix(&escalator::matrix::Matrix::default_matrix());
+    let mut config: serde_json::Value = serde_json::from_str(&p.config_json).unwrap();
+    for (k, v) in patch.as_object().unwrap() {
+        config[k] = v.clone();
+    }
+    p.config_json = config.to_string().into();
+    p
+}
+
+fn at(t: &str) -> chrono::DateTime<chrono::Utc> {
+    t.parse().unwrap()
+}
+
+fn sla_at(p: &registry::LoadedPlugin, t: &model::Ticket, now: &str) -> model::Evaluation {
+    let ctx = contract_ctx(at(now), model::EventKind::Tick, &p.config_json);
+    let out = runtime().evaluate(&p.plugin, &contract::ticket(t), &ctx);
+    contract::evaluation_from(out.result.expect("sla succeeds")).unwrap()
+}
+
+fn contract_ctx(
+    now: chrono::DateTime<chrono::Utc>,
+    event: model::EventKind,
+    config: &str,
+) -> escalator::runtime::wit::Context {
+    contract::context(now, event, config.into())
+}
+
+use escalator::model::contract;
+
+#[test]
+fn the_sla_clock_runs_in_the_owning_teams_time_zone_and_business_hours() {
+    // Billing works 09:00-17:00 New York time and is closed on Thanksgiving.
+    let sla = configured(
+        "sla",
+        serde_json::json!({
+            "calendars": {"billing": {
+                "time-zone": "America/New_York",
+                "hours": ["mon-fri 09:00-12:00", "mon-fri 13:00-17:00"],
+                "holidays": ["2026-11-26"]}},
+            "around-the-clock": []
+        }),
+    );
+    // A high billing ticket on Thanksgiving evening (UTC): the clock starts
+    // Friday 09:00 EST (14:00 UTC). 2 h of 4 h (the 50% warning) with the
+    // lunch break: Friday 16:00 UTC.
+    let mut t = ticket("Charged twice", &["I was charged twice"]);
+    t.tier = Some(Tier::High);
+    t.created_at = at("2026-11-26T22:00:00Z");
+    t.messages[0].sent_at = t.created_at;
+    let e = sla_at(&sla, &t, "2026-11-26T22:05:00Z");
+    assert!(e.signals.is_empty(), "{:?}", e.signals);
+    assert_eq!(e.wake_at, Some(at("2026-11-27T16:00:00Z")));
+    let warned = sla_at(&sla, &t, "2026-11-27T16:00:00Z");
+    assert_eq!(
+        warned
+            .signals
+            .iter()
+            .map(|s| s.key.as_str())
+            .collect::<Vec<_>>(),
+        ["sla:first-reply:cycle-0:50"]
+    );
+    assert!(
+        warned.signals[0]
+            .evidence
+            .iter()
+            .any(|e| e.contains("2h of 4h used (high target, billing business hours)")),
+        "{:?}",
+        warned.signals[0].evidence
+    );
+    // 75% (3 h) at 12:00 EST, the lunch break; the breach after 4 business
+    // hours at 14:00 EST (19:00 UTC), not 13:00.
+    assert_eq!(warned.wake_at, Some(at("2026-11-27T17:00:00Z")));
+    let lunch = sla_at(&sla, &t, "2026-11-27T18:59:00Z");
+    assert!(
+        !lunch
+            .signals
+            .iter()
+            .any(|s| s.action == SignalAction::Escalate)
+    );
+    assert_eq!(lunch.wake_at, Some(at("2026-11-27T19:00:00Z")));
+    let breached = sla_at(&sla, &t, "2026-11-27T19:00:00Z");
+    assert!(
+        breached
+            .signals
+            .iter()
+            .any(|s| s.key == "sla:first-reply:cycle-0:breach" && s.tier == Tier::Critical),
+        "a high breach escalates to critical: {:?}",
+        breached.signals
+    );
+}
+
+#[test]
+fn the_next_reply_clock_runs_from_the_customers_answer_as_wasm() {
+    let sla = configured("sla", serde_json::json!({}));
+    let mut t = ticket("Outage", &["Nothing loads"]);
+    t.tier = Some(Tier::Critical);
+    let t0 = t.created_at;
+    t.messages.push(model::Message {
+        id: "r1".into(),
+        author: model::AuthorKind::HumanAgent,
+        body: "Looking into it".into(),
+        sent_at: t0 + chrono::Duration::minutes(5),
+        ..t.messages[0].clone()
+    });
+    t.messages.push(model::Message {
+        id: "c2".into(),
+        body: "Still down".into(),
+        sent_at: t0 + chrono::Duration::minutes(20),
+        ..t.messages[0].clone()
+    });
+    let now = (t0 + chrono::Duration::minutes(81)).to_rfc3339();
+    let e = sla_at(&sla, &t, &now);
+    let keys: Vec<_> = e.signals.iter().map(|s| s.key.as_str()).collect();
+    assert!(keys.contains(&"sla:next-reply:cycle-0:breach"), "{keys:?}");
+    assert!(
+        !keys.iter().any(|k| k.starts_with("sla:first-reply")),
+        "{keys:?}"
+    );
+}
+
+fn route_with(
+    p: &registry::LoadedPlugin,
+    t: &model::Ticket,
+    roster: &[model::Agent],
+) -> model::Routing {
+    let esc = escalator::runtime::wit::Escalation {
+        tier: escalator::runtime::wit::Tier::High,
+        signals: vec![],
+        response_target: None,
+    };
+    let roster: Vec<_> = roster
+        .iter()
+        .map(|a| contract::agent(a, noon()).unwrap())
+        .collect();
+    let ctx = contract_ctx(noon(), model::EventKind::MessageAdded, &p.config_json);
+    let out = runtime().route(&p.plugin, &contract::ticket(t), &esc, &roster, &ctx);
+    contract::routing_from(out.result.expect("skills succeeds"))
+}
+
+#[test]
+fn round_robin_and_load_balanced_routing_pick_different_specialists_as_wasm() {
+    let mut team = roster();
+    // Ana: assigned recently but holding nothing; Bo: idle longer, busier.
+    team[0].open_tickets = 0;
+    team[0].capacity = 8;
+    team[1].open_tickets = 4;
+    let t = ticket("Charged twice", &["help"]);
+    let rr = route_with(&configured("skills", serde_json::json!({})), &t, &team);
+    assert_eq!(
+        rr.target,
+        model::Target::Agent("bo".into()),
+        "{}",
+        rr.reason
+    );
+    let lb = route_with(
+        &configured("skills", serde_json::json!({"strategy": "load-balanced"})),
+        &t,
+        &team,
+    );
+    assert_eq!(
+        lb.target,
+        model::Target::Agent("ana".into()),
+        "{}",
+        lb.reason
+    );
+    assert!(lb.reason.contains("least loaded"), "{}", lb.reason);
+    // Both specialists away: the fallback path is what is left.
+    team[0].status = model::AgentStatus::OutOfOffice;
+    team[1].status = model::AgentStatus::Away;
+    let nobody = route_with(&configured("skills", serde_json::json!({})), &t, &team);
+    assert_ne!(nobody.target, model::Target::Agent("ana".into()));
+    assert_ne!(nobody.target, model::Target::Agent("bo".into()));
+}
+
+fn plan_with(
+    p: &registry::LoadedPlugin,
+    t: &model::Ticket,
+    tier: Tier,
+    now: chrono::DateTime<chrono::Utc>,
+    event: model::EventKind,
+) -> model::NotificationPlan {
+    use escalator::runtime::wit;
+    let esc = wit::Escalation {
+        tier: contract::tier(tier),
+        signals: vec![],
+        response_target: None,
+    };
+    let routing = wit::Routing {
+        target: wit::Target::Agent("ana".into()),
+        reason: "billing specialist".into(),
+        fallback: vec![],
+    };
+    let roster: Vec<_> = roster()
+        .iter()
+        .map(|a| contract::agent(a, now).unwrap())
+        .collect();
+    let ctx = contract_ctx(now, event, &p.config_json);
+    let out = runtime().plan(
+        &p.plugin,
+        &contract::ticket(t),
+        &esc,
+        &routing,
+        &roster,
+        &ctx,
+    );
+    contract::plan_from(out.result.expect("tiered succeeds"))
+}
+
+fn steps_to(plan: &model::NotificationPlan, who: &str) -> Vec<(u64, model::Channel)> {
+    plan.steps
+        .iter()
+        .filter(|s| s.recipient == model::Recipient::Agent(who.into()))
+        .map(|s| (s.delay_ms / 60_000, s.channel))
+        .collect()
+}
+
+#[test]
+fn quiet_hours_repeats_and_digests_shape_the_plan_as_wasm() {
+    use model::Channel::*;
+    let tiered = configured(
+        "tiered",
+        serde_json::json!({"quiet-hours": {"start": "22:00", "end": "07:00"}, "repeats": 2}),
+    );
+    let t = ticket("Charged twice", &["help"]);
+    // 22:30 UTC is 23:30 in Madrid for ana: a high alert waits 7.5 h for
+    // her morning; a critical one goes now.
+    let late = at("2026-11-27T22:30:00Z");
+    let high = plan_with(
+        &tiered,
+        &t,
+        Tier::High,
+        late,
+        model::EventKind::MessageAdded,
+    );
+    assert_eq!(steps_to(&high, "ana")[0], (450, Slack));
+    assert!(high.steps.iter().all(|s| s.digest_window_ms == 5 * 60_000));
+    let critical = plan_with(
+        &tiered,
+        &t,
+        Tier::Critical,
+        late,
+        model::EventKind::MessageAdded,
+    );
+    let ana: Vec<_> = steps_to(&critical, "ana")
+        .into_iter()
+        .filter(|s| s.1 == Slack)
+        .map(|s| s.0)
+        .collect();
+    // Alert and reminder in each of three rounds (45 minutes apart).
+    assert_eq!(ana, [0, 10, 45, 55, 90, 100]);
+    assert!(critical.steps.iter().all(|s| s.digest_window_ms == 0));
+}
+
+#[test]
+fn a_claimed_but_unanswered_ticket_restarts_the_chain_as_wasm() {
+    use model::Channel::*;
+    let tiered = configured("tiered", serde_json::json!({}));
+    let mut t = ticket("Charged twice", &["help"]);
+    t.assignee = Some("ana".into());
+    t.claimed_at = Some(noon());
+    let plan = plan_with(
+        &tiered,
+        &t,
+        Tier::Critical,
+        noon(),
+        model::EventKind::Claimed,
+    );
+    assert_eq!(steps_to(&plan, "ana"), [(15, Slack)]);
+    assert_eq!(
+        steps_to(&plan, "lee"),
+        [(30, Slack), (30, Email), (30, InApp)]
+    );
+    assert_eq!(
+        steps_to(&plan, "max"),
+        [(45, Slack), (45, Email), (45, InApp)]
+    );
+    assert!(
+        plan.steps
+            .iter()
+            .all(|s| s.stop_when_answered && !s.stop_when_claimed)
+    );
+}

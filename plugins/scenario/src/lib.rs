@@ -8,41 +8,8 @@
 
 extern crate alloc;
 
+use escalator_guest::matrix::{Matrix, category_of};
 use escalator_guest::prelude::*;
-
-/// One tier's targets, in minutes.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
-pub struct TierTargets {
-    /// Respond within.
-    pub response_minutes: Option<u64>,
-    /// Alert after.
-    pub alert_minutes: Option<u64>,
-}
-
-/// One scenario of the matrix.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct Scenario {
-    /// Its name.
-    pub name: String,
-    /// Its categories.
-    pub categories: Vec<String>,
-    /// Its tier.
-    pub tier: Tier,
-    /// Its team.
-    pub team: String,
-}
-
-/// The matrix, as the host hands it over.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Matrix {
-    /// Targets per tier name.
-    pub tiers: BTreeMap<String, TierTargets>,
-    /// The scenarios.
-    pub scenarios: Vec<Scenario>,
-}
 
 /// The plugin's configuration.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -60,27 +27,16 @@ impl Trigger for ScenarioTrigger {
 
     fn evaluate(ticket: &Ticket, ctx: &Ctx<Config>) -> Result<Evaluation, String> {
         let m = &ctx.config.matrix;
-        let category = ticket.category.as_deref().or(ticket
-            .ai_analysis
-            .as_ref()
-            .and_then(|a| a.category.as_deref()));
-        let Some(category) = category else {
+        let Some(category) = category_of(ticket) else {
             return Ok(Evaluation::none());
         };
-        let Some(s) = m.scenarios.iter().find(|s| {
-            s.categories
-                .iter()
-                .any(|c| c.eq_ignore_ascii_case(category))
-        }) else {
+        let Some(s) = m.scenario(category) else {
             return Ok(Evaluation::none());
         };
         if s.tier == Tier::Low {
             return Ok(Evaluation::none());
         }
-        let target = m
-            .tiers
-            .get(s.tier.as_str())
-            .and_then(|t| t.response_minutes);
+        let target = m.targets(s.tier).response_minutes;
         let within = target
             .map(|min| {
                 format!(

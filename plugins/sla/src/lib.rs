@@ -6,8 +6,13 @@
 //!   the next human reply;
 //! - **resolution**: from the start of the cycle to solved.
 //!
-//! Only a human reply stops a reply clock (an AI answer does not). Clocks
-//! count business time and pause while the ticket is pending or on hold. A
+//! The first-reply target of a tier is the escalation matrix's response
+//! target unless this plugin's configuration sets one, and the matrix's
+//! `alert-minutes` adds a warning. Only a human reply stops a reply clock
+//! (an AI answer does not). Clocks count business time in the calendar of
+//! the team that owns the ticket's scenario (each team its own time zone,
+//! hours and holidays; critical tickets around the clock by default) and
+//! pause while the ticket is pending or on hold. A
 //! reopened ticket starts a new cycle, so each warning and breach fires once
 //! per cycle (its key names the cycle). The trigger asks to be woken when
 //! the next warning or breach falls due.
@@ -15,6 +20,7 @@
 
 extern crate alloc;
 
+use escalator_guest::matrix::Matrix;
 use escalator_guest::prelude::*;
 use escalator_guest::sla::{BusinessCalendar, CalendarConfig, cycle, cycle_start, due_at, elapsed};
 
@@ -22,7 +28,7 @@ use escalator_guest::sla::{BusinessCalendar, CalendarConfig, cycle, cycle_start,
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Targets {
-    /// First human reply.
+    /// First human reply (default: the matrix's response target).
     pub first_reply: Option<u64>,
     /// Next human reply after a customer message.
     pub next_reply: Option<u64>,
@@ -54,14 +60,22 @@ pub struct Config {
     pub warn_at: Vec<f64>,
     /// Targets per tier.
     pub targets: TierTargets,
-    /// Business hours (none: around the clock).
+    /// Business hours of teams without their own (none: around the
+    /// clock).
     pub calendar: Option<CalendarConfig>,
+    /// Business hours per team (the team of the ticket's scenario).
+    pub calendars: BTreeMap<String, CalendarConfig>,
+    /// Tiers whose clocks run around the clock whatever the calendar.
+    pub around_the_clock: Vec<Tier>,
+    /// The escalation matrix (the manifest says `uses = ["matrix"]`).
+    pub matrix: Matrix,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        let t = |f, n, r| Targets {
-            first_reply: Some(f),
+        // First reply comes from the matrix.
+        let t = |n, r| Targets {
+            first_reply: None,
             next_reply: Some(n),
             resolution: Some(r),
         };
@@ -69,12 +83,15 @@ impl Default for Config {
             default_tier: Tier::Medium,
             warn_at: vec![0.5, 0.75],
             targets: TierTargets {
-                critical: t(30, 60, 480),
-                high: t(240, 480, 2880),
-                medium: t(720, 1440, 7200),
+                critical: t(60, 480),
+                high: t(480, 2880),
+                medium: t(1440, 7200),
                 low: Targets::default(),
             },
             calendar: None,
+            calendars: BTreeMap::new(),
+            around_the_clock: vec![Tier::Critical],
+            matrix: Matrix::default(),
         }
     }
 }
@@ -96,10 +113,17 @@ struct Clock {
     what: &'static str,
     start: Timestamp,
     target_ms: i64,
+    /// An extra warning, ms into the clock (the matrix's alert).
+    alert_ms: Option<i64>,
 }
 
 /// The clocks still running at `now` (a stopped clock has been met).
-fn running_clocks(ticket: &Ticket, targets: &Targets, start: Timestamp) -> Vec<Clock> {
+fn running_clocks(
+    ticket: &Ticket,
+    targets: &Targets,
+    matrix: &escalator_guest::matrix::TierTargets,
+    start: Timestamp,
+) -> Vec<Clock> {
     let minutes = |m: u64| m as i64 * 60_000;
     let in_cycle = |m: &&Message| m.sent_at >= start;
     let human_replies: Vec<&Message> = ticket
@@ -109,7 +133,7 @@ fn running_clocks(ticket: &Ticket, targets: &Targets, start: Timestamp) -> Vec<C
         .filter(|m| m.author == AuthorKind::HumanAgent)
         .collect();
     let mut clocks = Vec::new();
-    if let Some(target) = targets.first_reply
+    if let Some(target) = targets.first_reply.or(matrix.response_minutes)
         && human_replies.is_empty()
     {
         clocks.push(Clock {
@@ -117,6 +141,11 @@ fn running_clocks(ticket: &Ticket, targets: &Targets, start: Timestamp) -> Vec<C
             what: "first reply",
             start,
             target_ms: minutes(target),
+            // The matrix's alert goes with the matrix's target.
+            alert_ms: matrix
+                .alert_minutes
+                .filter(|_| targets.first_reply.is_none())
+                .map(minutes),
         });
     }
     if let (Some(target), Some(last_reply)) = (targets.next_reply, human_replies.last()) {
@@ -130,6 +159,7 @@ fn running_clocks(ticket: &Ticket, targets: &Targets, start: Timestamp) -> Vec<C
                 what: "next reply",
                 start: m.sent_at,
                 target_ms: minutes(target),
+                alert_ms: None,
             });
         }
     }
@@ -142,9 +172,15 @@ fn running_clocks(ticket: &Ticket, targets: &Targets, start: Timestamp) -> Vec<C
             what: "resolution",
             start,
             target_ms: minutes(target),
+            alert_ms: None,
         });
     }
     clocks
+}
+
+/// A warning fraction as the whole percent its key names.
+fn pct(fraction: f64) -> u32 {
+    (fraction * 100.0 + 0.5) as u32
 }
 
 /// The plugin.
@@ -161,11 +197,24 @@ impl Trigger for Sla {
                 c.warn_at
             ));
         }
-        let calendar = match &c.calendar {
-            Some(cfg) => BusinessCalendar::from_config(cfg)?,
-            None => BusinessCalendar::always_open(),
-        };
         let tier = ticket.tier.unwrap_or(c.default_tier);
+        let team = c.matrix.scenario_of(ticket).map(|s| s.team.as_str());
+        let (calendar, hours) = match team
+            .and_then(|t| c.calendars.get(t))
+            .or(c.calendar.as_ref())
+        {
+            _ if c.around_the_clock.contains(&tier) => {
+                (BusinessCalendar::always_open(), String::new())
+            }
+            Some(cfg) => {
+                let whose = match team {
+                    Some(t) if c.calendars.contains_key(t) => format!(", {t} business hours"),
+                    _ => ", business hours".into(),
+                };
+                (BusinessCalendar::from_config(cfg)?, whose)
+            }
+            None => (BusinessCalendar::always_open(), String::new()),
+        };
         let history = &ticket.status_history;
         let start = cycle_start(ticket.created_at, history);
         let n = cycle(history);
@@ -178,19 +227,29 @@ impl Trigger for Sla {
                 wake_at = Some(wake_at.map_or(t, |w| w.min(t)));
             }
         };
-        for clock in running_clocks(ticket, c.targets.get(tier), start) {
+        let matrix_targets = c.matrix.targets(tier);
+        for clock in running_clocks(ticket, c.targets.get(tier), &matrix_targets, start) {
             let spent = elapsed(&calendar, history, clock.start, now);
             let fraction = spent as f64 / clock.target_ms as f64;
             let status = format!(
-                "{} of {} used ({} target)",
+                "{} of {} used ({} target{hours})",
                 time::human_duration(spent),
                 time::human_duration(clock.target_ms),
                 tier.as_str()
             );
-            for &w in &c.warn_at {
+            // The configured fractions, plus the matrix's alert as a
+            // fraction unless it coincides with one (e.g. 15 of 30 min).
+            let mut levels = c.warn_at.clone();
+            if let Some(alert) = clock.alert_ms.filter(|&a| 0 < a && a < clock.target_ms) {
+                let f = alert as f64 / clock.target_ms as f64;
+                if !levels.iter().any(|w| pct(*w) == pct(f)) {
+                    levels.push(f);
+                }
+            }
+            for &w in &levels {
                 let at = (clock.target_ms as f64 * w) as i64;
                 if fraction >= w {
-                    let pct = (w * 100.0 + 0.5) as u32;
+                    let pct = pct(w);
                     signals.push(
                         Signal::warn(
                             tier,
@@ -252,6 +311,23 @@ mod tests {
         Sla::evaluate(t, &Ctx::new(now, EventKind::Tick, config)).unwrap()
     }
 
+    /// The plugin's defaults with the default matrix's tiers and a billing
+    /// scenario owned by the billing team.
+    fn defaults() -> Config {
+        Config {
+            matrix: escalator_guest::parse_config(
+                r#"{"tiers": {
+                        "critical": {"response-minutes": 30, "alert-minutes": 15},
+                        "high": {"response-minutes": 240, "alert-minutes": 120},
+                        "medium": {"response-minutes": 720}, "low": {}},
+                    "scenarios": [{"name": "Billing", "categories": ["billing"],
+                                   "tier": "high", "team": "billing"}]}"#,
+            )
+            .unwrap(),
+            ..Config::default()
+        }
+    }
+
     fn keys(e: &Evaluation) -> Vec<String> {
         e.signals.iter().map(|s| s.key.clone()).collect()
     }
@@ -259,7 +335,7 @@ mod tests {
     #[test]
     fn critical_first_reply_warns_at_15_and_22_minutes_and_escalates_at_30() {
         let t = critical_ticket(vec![customer(T0)]);
-        let at = |m: i64| run(&t, T0 + m * MINUTE, Config::default());
+        let at = |m: i64| run(&t, T0 + m * MINUTE, defaults());
         let early = at(10);
         assert!(early.signals.is_empty());
         assert_eq!(
@@ -290,7 +366,7 @@ mod tests {
             testing::message(AuthorKind::AiAgent, "try this", T0 + MINUTE),
         ]);
         assert!(
-            keys(&run(&t, T0 + 31 * MINUTE, Config::default()))
+            keys(&run(&t, T0 + 31 * MINUTE, defaults()))
                 .contains(&"sla:first-reply:cycle-0:breach".to_string())
         );
         t.messages.push(testing::message(
@@ -299,7 +375,7 @@ mod tests {
             T0 + 5 * MINUTE,
         ));
         assert!(
-            !keys(&run(&t, T0 + 31 * MINUTE, Config::default()))
+            !keys(&run(&t, T0 + 31 * MINUTE, defaults()))
                 .iter()
                 .any(|k| k.starts_with("sla:first-reply"))
         );
@@ -312,7 +388,7 @@ mod tests {
             testing::message(AuthorKind::HumanAgent, "looking", T0 + 5 * MINUTE),
             customer(T0 + 10 * MINUTE),
         ]);
-        let e = run(&t, T0 + 71 * MINUTE, Config::default());
+        let e = run(&t, T0 + 71 * MINUTE, defaults());
         assert!(
             keys(&e).contains(&"sla:next-reply:cycle-0:breach".to_string()),
             "{:?}",
@@ -339,12 +415,12 @@ mod tests {
             },
         ];
         // 2h10m of wall time, only 20 minutes on the clock.
-        let e = run(&t, T0 + 2 * HOUR + 10 * MINUTE, Config::default());
+        let e = run(&t, T0 + 2 * HOUR + 10 * MINUTE, defaults());
         assert_eq!(keys(&e), ["sla:first-reply:cycle-0:50"]);
         // While pending, nothing falls due.
         t.status = TicketStatus::Pending;
         t.status_history.truncate(2);
-        assert_eq!(run(&t, T0 + HOUR, Config::default()).wake_at, None);
+        assert_eq!(run(&t, T0 + HOUR, defaults()).wake_at, None);
     }
 
     #[test]
@@ -368,7 +444,7 @@ mod tests {
             },
         ];
         t.messages.push(customer(T0 + HOUR));
-        let e = run(&t, T0 + HOUR + 31 * MINUTE, Config::default());
+        let e = run(&t, T0 + HOUR + 31 * MINUTE, defaults());
         assert!(
             keys(&e).contains(&"sla:first-reply:cycle-1:breach".to_string()),
             "{:?}",
@@ -380,11 +456,11 @@ mod tests {
     fn business_hours_stop_the_clock_overnight() {
         let config = Config {
             calendar: Some(CalendarConfig {
-                utc_offset_minutes: 0,
                 hours: vec!["mon-fri 09:00-17:00".into()],
-                holidays: vec![],
+                ..Default::default()
             }),
-            ..Config::default()
+            around_the_clock: vec![],
+            ..defaults()
         };
         // Created Friday 16:50 UTC: 10 minutes on Friday, 20 on Monday.
         let friday = timestamp(2026, 11, 27, 16, 50, 0);
@@ -413,20 +489,126 @@ mod tests {
     }
 
     #[test]
+    fn each_team_has_its_own_zone_and_critical_runs_around_the_clock() {
+        let config = Config {
+            calendar: Some(CalendarConfig {
+                hours: vec!["mon-fri 09:00-17:00".into()],
+                ..Default::default()
+            }),
+            calendars: [(
+                "billing".to_string(),
+                CalendarConfig {
+                    time_zone: Some("America/New_York".into()),
+                    hours: vec!["mon-fri 09:00-17:00".into()],
+                    holidays: vec!["2026-11-26".into()],
+                    ..Default::default()
+                },
+            )]
+            .into(),
+            ..defaults()
+        };
+        // A high billing ticket created Friday 2026-11-27 13:00 UTC, 08:00
+        // in New York (EST): billing's clock starts at 09:00 EST = 14:00
+        // UTC, so the 50% warning (2 of 4 h) is due 16:00 UTC.
+        let created = timestamp(2026, 11, 27, 13, 0, 0);
+        let t = Ticket {
+            tier: Some(Tier::High),
+            category: Some("billing".into()),
+            created_at: created,
+            ..critical_ticket(vec![customer(created)])
+        };
+        let e = run(&t, created + MINUTE, config.clone());
+        assert_eq!(e.wake_at, Some(timestamp(2026, 11, 27, 16, 0, 0)));
+        let warned = run(&t, timestamp(2026, 11, 27, 16, 0, 0), config.clone());
+        assert_eq!(keys(&warned), ["sla:first-reply:cycle-0:50"]);
+        assert!(
+            warned.signals[0].evidence[0].contains("billing business hours"),
+            "{:?}",
+            warned.signals[0].evidence
+        );
+        // Another team's ticket uses the default calendar (UTC): its clock
+        // started at 13:00 UTC, so 50% falls at 15:00.
+        let other = Ticket {
+            category: Some("shipping".into()),
+            ..t.clone()
+        };
+        assert_eq!(
+            run(&other, created + MINUTE, config.clone()).wake_at,
+            Some(timestamp(2026, 11, 27, 15, 0, 0))
+        );
+        // A critical ticket ignores business hours: breached 30 min later,
+        // Saturday night or not.
+        let saturday = timestamp(2026, 11, 28, 23, 0, 0);
+        let critical = Ticket {
+            tier: Some(Tier::Critical),
+            created_at: saturday,
+            messages: vec![customer(saturday)],
+            ..t
+        };
+        assert!(
+            keys(&run(&critical, saturday + 30 * MINUTE, config))
+                .contains(&"sla:first-reply:cycle-0:breach".to_string())
+        );
+    }
+
+    #[test]
+    fn first_reply_targets_come_from_the_matrix_unless_configured() {
+        let mut config = defaults();
+        config
+            .matrix
+            .tiers
+            .get_mut("critical")
+            .unwrap()
+            .alert_minutes = Some(10);
+        let t = critical_ticket(vec![customer(T0)]);
+        // The matrix's alert at 10 of 30 minutes is a 33% warning.
+        assert_eq!(
+            keys(&run(&t, T0 + 10 * MINUTE, config.clone())),
+            ["sla:first-reply:cycle-0:33"]
+        );
+        // The plugin's own first-reply target wins over the matrix's.
+        config.targets.critical.first_reply = Some(60);
+        let e = run(&t, T0 + 31 * MINUTE, config.clone());
+        assert_eq!(keys(&e), ["sla:first-reply:cycle-0:50"], "31 of 60 minutes");
+        // With neither, there is no first-reply clock.
+        config.targets.critical.first_reply = None;
+        config.matrix = Matrix::default();
+        assert!(
+            !keys(&run(&t, T0 + 10 * HOUR, config))
+                .iter()
+                .any(|k| k.starts_with("sla:first-reply"))
+        );
+    }
+
+    #[test]
+    fn an_unknown_time_zone_is_refused_with_its_name() {
+        let config = Config {
+            calendar: Some(CalendarConfig {
+                time_zone: Some("Europe/Atlantis".into()),
+                ..Default::default()
+            }),
+            around_the_clock: vec![],
+            ..defaults()
+        };
+        let err = Sla::evaluate(
+            &critical_ticket(vec![]),
+            &Ctx::new(T0, EventKind::Tick, config),
+        )
+        .unwrap_err();
+        assert!(err.contains("Europe/Atlantis"), "{err}");
+    }
+
+    #[test]
     fn untiered_tickets_use_the_default_tier_and_low_is_not_timed() {
         let mut t = critical_ticket(vec![customer(T0)]);
         t.tier = None;
         assert_eq!(
-            run(&t, T0 + 6 * HOUR, Config::default()).signals.len(),
+            run(&t, T0 + 6 * HOUR, defaults()).signals.len(),
             1,
             "medium: 50% of 12 h"
         );
         t.tier = Some(Tier::Low);
-        assert!(
-            run(&t, T0 + 100 * HOUR, Config::default())
-                .signals
-                .is_empty()
-        );
+        assert!(run(&t, T0 + 100 * HOUR, defaults()).signals.is_empty());
     }
 
     #[test]
@@ -438,7 +620,7 @@ mod tests {
                 EventKind::Tick,
                 Config {
                     warn_at: vec![1.5],
-                    ..Config::default()
+                    ..defaults()
                 },
             ),
         );

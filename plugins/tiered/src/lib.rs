@@ -2,8 +2,11 @@
 //!
 //! The assignee is told at once on every channel of the tier, reminded if
 //! the ticket is not claimed, then the team lead and the manager are told in
-//! turn. Every step but the first stops when a human claims the ticket.
-//! Messages carry what a person needs at a glance: tier, customer, revenue,
+//! turn. Every step but the first stops when a human claims the ticket; a
+//! claimed ticket nobody answers within the acknowledgement timeout brings
+//! a reminder to whoever claimed it, then the chain starts again with the
+//! lead. Below critical, notifications to someone notified moments ago wait
+//! for a digest. Messages carry what a person needs at a glance: tier, customer, revenue,
 //! issue, and time to the SLA.
 #![cfg_attr(target_arch = "wasm32", no_std)]
 
@@ -83,6 +86,12 @@ pub struct Config {
     pub quiet_hours: Option<QuietHours>,
     /// Every team lead sees every critical escalation at once (in-app).
     pub leads_see_all_critical: bool,
+    /// Minutes a claimed ticket may stay unanswered before whoever claimed
+    /// it is reminded; at twice this the chain starts again with the lead.
+    pub ack_timeout_minutes: PerTier<u64>,
+    /// Digest window per tier, in minutes (0: every notification goes out
+    /// on its own).
+    pub digest_minutes: PerTier<u64>,
 }
 
 /// Quiet hours, `HH:MM` in the recipient's local time; may span midnight.
@@ -138,6 +147,18 @@ impl Default for Config {
             min_interval_minutes: 5,
             quiet_hours: None,
             leads_see_all_critical: true,
+            ack_timeout_minutes: PerTier {
+                critical: 15,
+                high: 60,
+                medium: 240,
+                low: 480,
+            },
+            digest_minutes: PerTier {
+                critical: 0,
+                high: 5,
+                medium: 30,
+                low: 60,
+            },
         }
     }
 }
@@ -263,6 +284,10 @@ impl Notifier for Tiered {
         let title = headline(ticket, escalation);
         let text = body(ticket, escalation, routing);
         let minute = 60_000;
+        let digest_window = c.digest_minutes.get(tier) * minute;
+        if ctx.event == EventKind::Claimed {
+            return Ok(claimed_plan(ticket, escalation, roster, c, title, text));
+        }
         let mut steps = Vec::new();
         let mut notify =
             |delay: u64, recipient: Recipient, channels: &[Channel], title: String, stop: bool| {
@@ -274,6 +299,8 @@ impl Notifier for Tiered {
                         title: title.clone(),
                         body: text.clone(),
                         stop_when_claimed: stop,
+                        stop_when_answered: false,
+                        digest_window,
                     });
                 }
             };
@@ -351,6 +378,8 @@ impl Notifier for Tiered {
                     title: format!("FYI: {title}"),
                     body: text.clone(),
                     stop_when_claimed: false,
+                    stop_when_answered: false,
+                    digest_window,
                 });
             }
         }
@@ -389,6 +418,84 @@ impl Notifier for Tiered {
             steps,
             customer_message: customer_message(escalation, ticket),
         })
+    }
+}
+
+/// The plan for a ticket just claimed: if nobody answers the customer
+/// within the acknowledgement timeout, remind whoever claimed it; at twice
+/// the timeout, start the chain again with the lead (and the manager at
+/// three times). Every step stops once the ticket is answered.
+fn claimed_plan(
+    ticket: &Ticket,
+    escalation: &Escalation,
+    roster: &[Agent],
+    c: &Config,
+    title: String,
+    text: String,
+) -> NotificationPlan {
+    let tier = escalation.tier;
+    let timeout = c.ack_timeout_minutes.get(tier) * 60_000;
+    let channels: Vec<Channel> = c.channels.get(tier).iter().map(|&ch| ch.into()).collect();
+    let owner = ticket.assignee.as_ref();
+    let team = owner
+        .and_then(|id| roster.iter().find(|a| &a.id == id))
+        .map(|a| a.team.as_str());
+    let pick = |role: AgentRole| {
+        roster
+            .iter()
+            .filter(|a| a.role == role && Some(&a.id) != owner)
+            .min_by_key(|a| (team != Some(a.team.as_str()), a.id.clone()))
+    };
+    let who = owner.map_or("someone", |o| o.as_str());
+    let mut steps = Vec::new();
+    let mut push = |delay: u64, recipient: String, channels: &[Channel], title: String| {
+        for &channel in channels {
+            steps.push(NotificationStep {
+                delay,
+                recipient: Recipient::Agent(recipient.clone()),
+                channel,
+                title: title.clone(),
+                body: text.clone(),
+                stop_when_claimed: false,
+                stop_when_answered: true,
+                digest_window: 0,
+            });
+        }
+    };
+    let untouched = |d: u64| time::human_duration(d as i64);
+    if let Some(owner) = owner {
+        let first = channels.first().copied().unwrap_or(Channel::InApp);
+        push(
+            timeout,
+            owner.clone(),
+            &[first],
+            format!(
+                "You claimed this {} ago and the customer has no answer yet: {title}",
+                untouched(timeout)
+            ),
+        );
+    }
+    for (n, role) in [AgentRole::Lead, AgentRole::Manager]
+        .into_iter()
+        .enumerate()
+    {
+        if let Some(a) = pick(role) {
+            let delay = (n as u64 + 2) * timeout;
+            push(
+                delay,
+                a.id.clone(),
+                &channels,
+                format!(
+                    "Claimed by {who} but unanswered after {}: {title}",
+                    untouched(delay)
+                ),
+            );
+        }
+    }
+    steps.sort_by_key(|s| s.delay);
+    NotificationPlan {
+        steps,
+        customer_message: None,
     }
 }
 
@@ -676,6 +783,93 @@ mod tests {
         .unwrap();
         assert!(plan.steps.iter().all(|s| s.channel == Channel::InApp));
         assert_eq!(plan.steps[0].recipient, Recipient::Team("general".into()));
+    }
+
+    #[test]
+    fn a_claimed_ticket_left_unanswered_reminds_its_owner_then_restarts_the_chain() {
+        let role = |id: &str, role: AgentRole| Agent {
+            role,
+            team: "billing".into(),
+            ..agent(id, &[])
+        };
+        let roster = [
+            agent("ana", &["billing"]),
+            role("lee", AgentRole::Lead),
+            role("max", AgentRole::Manager),
+        ];
+        let routing = Routing {
+            target: Target::Agent("ana".into()),
+            reason: "specialist".into(),
+            fallback: vec![],
+        };
+        let ticket = Ticket {
+            assignee: Some("ana".into()),
+            claimed_at: Some(0),
+            ..enterprise_billing_ticket()
+        };
+        let plan = Tiered::plan(
+            &ticket,
+            &critical(),
+            &routing,
+            &roster,
+            &Ctx::new(0, EventKind::Claimed, Config::default()),
+        )
+        .unwrap();
+        let steps: Vec<_> = summary(&plan)
+            .into_iter()
+            .map(|(m, who, ch, _)| (m, who, ch))
+            .collect();
+        assert_eq!(
+            steps,
+            vec![
+                (15, "ana".into(), Channel::Slack),
+                (30, "lee".into(), Channel::Slack),
+                (30, "lee".into(), Channel::Email),
+                (30, "lee".into(), Channel::InApp),
+                (45, "max".into(), Channel::Slack),
+                (45, "max".into(), Channel::Email),
+                (45, "max".into(), Channel::InApp),
+            ]
+        );
+        assert!(
+            plan.steps
+                .iter()
+                .all(|s| s.stop_when_answered && !s.stop_when_claimed)
+        );
+        assert!(
+            plan.steps[1]
+                .title
+                .starts_with("Claimed by ana but unanswered after 30m"),
+            "{}",
+            plan.steps[1].title
+        );
+        assert_eq!(plan.customer_message, None, "the customer heard already");
+    }
+
+    #[test]
+    fn below_critical_notifications_may_wait_for_a_digest() {
+        let roster = [agent("ana", &["billing"])];
+        let routing = Routing {
+            target: Target::Agent("ana".into()),
+            reason: "specialist".into(),
+            fallback: vec![],
+        };
+        let windows = |tier: Tier| {
+            let e = Escalation { tier, ..critical() };
+            let ctx = Ctx::new(0, EventKind::MessageAdded, Config::default());
+            let plan =
+                Tiered::plan(&enterprise_billing_ticket(), &e, &routing, &roster, &ctx).unwrap();
+            let mut w: Vec<u64> = plan
+                .steps
+                .iter()
+                .map(|s| s.digest_window / 60_000)
+                .collect();
+            w.dedup();
+            w
+        };
+        assert_eq!(windows(Tier::Critical), [0], "critical is never held");
+        assert_eq!(windows(Tier::High), [5]);
+        assert_eq!(windows(Tier::Medium), [30]);
     }
 
     #[test]
