@@ -46,6 +46,12 @@ pub enum Command {
     Plugin(PluginCommand),
     /// Check the escalation matrix and print it as a table.
     Matrix,
+    /// Run the server: HTTP API, SQLite store, timers and delivery, with
+    /// the default plugins.
+    Serve(crate::server::ServeArgs),
+    /// Load benchmark: a server on loopback driven by a real HTTP client;
+    /// prints events/s and latency percentiles.
+    BenchServe(crate::server::BenchArgs),
     /// Run the default plugins on the example tickets and show each decision.
     Demo {
         /// Ticket JSON files to use instead of the built-in examples.
@@ -105,9 +111,14 @@ pub fn run(cli: Cli) -> Result<i32> {
         Some(path) => Matrix::load(path)?,
         None => Matrix::default_matrix(),
     };
-    if let Command::Matrix = cli.command {
-        out!("{}", matrix.table());
-        return Ok(0);
+    match &cli.command {
+        Command::Matrix => {
+            out!("{}", matrix.table());
+            return Ok(0);
+        }
+        Command::Serve(args) => return crate::server::serve(args, &matrix),
+        Command::BenchServe(args) => return crate::server::bench(args, &matrix),
+        _ => {}
     }
     let runtime = Runtime::new(RuntimeConfig {
         cache_dir: cache_dir(&cli),
@@ -135,7 +146,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             };
             plugin_run(&runtime, &matrix, &plugin, &input)
         }
-        Command::Matrix => Ok(0),
+        Command::Matrix | Command::Serve(_) | Command::BenchServe(_) => Ok(0),
         Command::Plugin(PluginCommand::Inspect { wasm }) => plugin_inspect(&runtime, &wasm),
         Command::Plugin(PluginCommand::List) => plugin_list(&runtime),
         Command::Demo { tickets, roster } => demo(&runtime, &matrix, &tickets, roster.as_deref()),

@@ -7,12 +7,25 @@
 //! - [`matrix`]: the escalation matrix, operator data.
 //! - [`registry`]: loading plugins (from directories and the built-in set).
 //! - [`model`]: tickets, customers, agents as JSON, and their WIT form.
+//! - [`pipeline`]: triggers → compose → route → notify, stateless.
+//! - [`engine`]: events in; durable decisions, timers and deliveries out.
+//! - [`store`]: SQLite persistence.
+//! - [`scheduler`]: fires durable timers when due.
+//! - [`delivery`]: Slack, e-mail, webhook and in-app, with retries.
+//! - [`api`]: the HTTP API; [`server`]: `escalator serve`.
 //! - [`cli`]: the `escalator` command.
 
+pub mod api;
 pub mod cli;
+pub mod clock;
+pub mod delivery;
+pub mod engine;
 pub mod manifest;
 pub mod matrix;
 pub mod model;
 pub mod pipeline;
 pub mod registry;
 pub mod runtime;
+pub mod scheduler;
+pub mod server;
+pub mod store;

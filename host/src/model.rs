@@ -382,6 +382,12 @@ pub struct Agent {
     /// IANA time zone.
     #[serde(default = "default_zone")]
     pub time_zone: String,
+    /// E-mail address for e-mail notifications.
+    #[serde(default)]
+    pub email: Option<String>,
+    /// Slack member id (e.g. `U024BE7LH`), mentioned in Slack messages.
+    #[serde(default)]
+    pub slack_id: Option<String>,
 }
 
 /// What a signal asks for.

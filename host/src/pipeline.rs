@@ -171,8 +171,144 @@ pub fn compose(signals: &[model::Signal]) -> Option<Tier> {
     })
 }
 
+/// What the triggers said about a ticket.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Findings {
+    /// The tier of the active signals (see [`compose`]).
+    pub tier: Option<Tier>,
+    /// Every active signal (escalations, warnings, raises), in plugin order.
+    pub signals: Vec<model::Signal>,
+    /// Signals of shadow plugins: recorded, not acted on.
+    pub shadow_signals: Vec<model::Signal>,
+    /// The earliest time a trigger asked to be woken.
+    pub wake_at: Option<DateTime<Utc>>,
+    /// Every trigger call, in order.
+    pub runs: Vec<PluginRun>,
+}
+
+/// Run every trigger of `set` on `ticket` at `now` for `event`, and compose.
+pub fn run_triggers(
+    runtime: &Runtime,
+    set: &PluginSet,
+    ticket: &model::Ticket,
+    now: DateTime<Utc>,
+    event: model::EventKind,
+) -> Findings {
+    let wit_ticket = contract::ticket(ticket);
+    let mut f = Findings::default();
+    for p in &set.triggers {
+        let ctx = contract::context(now, event, p.config_json.to_string());
+        let outcome = runtime.evaluate(&p.plugin, &wit_ticket, &ctx);
+        let result = settle(&p.plugin, outcome.result, contract::evaluation_from);
+        let shadow = p.manifest.mode == Mode::Shadow;
+        match &result {
+            Ok(evaluation) if shadow => f.shadow_signals.extend(evaluation.signals.iter().cloned()),
+            Ok(evaluation) => {
+                f.signals.extend(evaluation.signals.iter().cloned());
+                f.wake_at = match (f.wake_at, evaluation.wake_at) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+            }
+            Err((kind, message)) => {
+                tracing::warn!(plugin = %p.plugin.id(), kind, %message, "trigger failed");
+                if let (false, Some(s)) = (shadow, policy_signal(p, kind, message)) {
+                    f.signals.push(s);
+                }
+            }
+        }
+        f.runs.push(run_record(p, &result, outcome.report));
+    }
+    f.tier = compose(&f.signals);
+    f
+}
+
+/// The roster as plugins see it at `now`; agents that do not convert (an
+/// unknown time zone) are left out with a warning.
+pub fn wit_roster(roster: &[model::Agent], now: DateTime<Utc>) -> Vec<crate::runtime::wit::Agent> {
+    roster
+        .iter()
+        .filter_map(|a| match contract::agent(a, now) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                tracing::warn!(error = %e, "agent left out of the roster");
+                None
+            }
+        })
+        .collect()
+}
+
+/// Ask the router who gets `ticket` for `escalation`. Without a router, or
+/// when it fails, the ticket goes to the general queue.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one argument per part of the router's input"
+)]
+pub fn route(
+    runtime: &Runtime,
+    set: &PluginSet,
+    ticket: &model::Ticket,
+    escalation: &model::Escalation,
+    roster: &[model::Agent],
+    now: DateTime<Utc>,
+    event: model::EventKind,
+    runs: &mut Vec<PluginRun>,
+) -> model::Routing {
+    let routing = set.router.as_ref().and_then(|r| {
+        let ctx = contract::context(now, event, r.config_json.to_string());
+        let outcome = runtime.route(
+            &r.plugin,
+            &contract::ticket(ticket),
+            &contract::escalation(escalation),
+            &wit_roster(roster, now),
+            &ctx,
+        );
+        let result = settle(&r.plugin, outcome.result, |x| Ok(contract::routing_from(x)));
+        runs.push(run_record(r, &result, outcome.report));
+        result.ok()
+    });
+    routing.unwrap_or_else(|| model::Routing {
+        target: model::Target::Queue("general".into()),
+        reason: "no router answered: general queue".into(),
+        fallback: Vec::new(),
+    })
+}
+
+/// Ask the notifier for the plan of `escalation` routed by `routing`
+/// (`None` without a notifier, or when it fails).
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one argument per part of the notifier's input"
+)]
+pub fn plan(
+    runtime: &Runtime,
+    set: &PluginSet,
+    ticket: &model::Ticket,
+    escalation: &model::Escalation,
+    routing: &model::Routing,
+    roster: &[model::Agent],
+    now: DateTime<Utc>,
+    event: model::EventKind,
+    runs: &mut Vec<PluginRun>,
+) -> Option<model::NotificationPlan> {
+    let n = set.notifier.as_ref()?;
+    let ctx = contract::context(now, event, n.config_json.to_string());
+    let outcome = runtime.plan(
+        &n.plugin,
+        &contract::ticket(ticket),
+        &contract::escalation(escalation),
+        &contract::routing(routing),
+        &wit_roster(roster, now),
+        &ctx,
+    );
+    let result = settle(&n.plugin, outcome.result, |x| Ok(contract::plan_from(x)));
+    runs.push(run_record(n, &result, outcome.report));
+    result.ok()
+}
+
 /// Evaluate `ticket` at `now` for `event`: run the triggers, compose, and if
-/// the ticket escalates, route and plan notifications.
+/// the ticket escalates, route and plan notifications. Stateless: the
+/// engine ([`crate::engine`]) adds what was already acted on.
 pub fn decide(
     runtime: &Runtime,
     set: &PluginSet,
@@ -182,43 +318,16 @@ pub fn decide(
     event: model::EventKind,
     targets: &ResponseTargets,
 ) -> Decision {
-    let wit_ticket = contract::ticket(ticket);
+    let f = run_triggers(runtime, set, ticket, now, event);
     let mut decision = Decision {
-        tier: None,
-        signals: Vec::new(),
-        shadow_signals: Vec::new(),
-        wake_at: None,
+        tier: f.tier,
+        signals: f.signals,
+        shadow_signals: f.shadow_signals,
+        wake_at: f.wake_at,
         routing: None,
         plan: None,
-        runs: Vec::new(),
+        runs: f.runs,
     };
-    for p in &set.triggers {
-        let ctx = contract::context(now, event, p.config_json.to_string());
-        let outcome = runtime.evaluate(&p.plugin, &wit_ticket, &ctx);
-        let result = settle(&p.plugin, outcome.result, contract::evaluation_from);
-        let shadow = p.manifest.mode == Mode::Shadow;
-        match &result {
-            Ok(evaluation) if shadow => decision
-                .shadow_signals
-                .extend(evaluation.signals.iter().cloned()),
-            Ok(evaluation) => {
-                decision.signals.extend(evaluation.signals.iter().cloned());
-                decision.wake_at = match (decision.wake_at, evaluation.wake_at) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                };
-            }
-            Err((kind, message)) => {
-                tracing::warn!(plugin = %p.plugin.id(), kind, %message, "trigger failed");
-                if let (false, Some(s)) = (shadow, policy_signal(p, kind, message)) {
-                    decision.signals.push(s);
-                }
-            }
-        }
-        decision.runs.push(run_record(p, &result, outcome.report));
-    }
-
-    decision.tier = compose(&decision.signals);
     let Some(tier) = decision.tier else {
         return decision;
     };
@@ -227,48 +336,27 @@ pub fn decide(
         signals: decision.signals.clone(),
         response_target_ms: targets.get(tier),
     };
-    let wit_escalation = contract::escalation(&escalation);
-    let wit_roster: Vec<_> = roster
-        .iter()
-        .filter_map(|a| match contract::agent(a, now) {
-            Ok(a) => Some(a),
-            Err(e) => {
-                tracing::warn!(error = %e, "agent left out of the roster");
-                None
-            }
-        })
-        .collect();
-
-    let routing = match &set.router {
-        Some(r) => {
-            let ctx = contract::context(now, event, r.config_json.to_string());
-            let outcome = runtime.route(&r.plugin, &wit_ticket, &wit_escalation, &wit_roster, &ctx);
-            let result = settle(&r.plugin, outcome.result, |x| Ok(contract::routing_from(x)));
-            decision.runs.push(run_record(r, &result, outcome.report));
-            result.ok()
-        }
-        None => None,
-    };
-    let routing = routing.unwrap_or_else(|| model::Routing {
-        target: model::Target::Queue("general".into()),
-        reason: "no router answered: general queue".into(),
-        fallback: Vec::new(),
-    });
-
-    if let Some(n) = &set.notifier {
-        let ctx = contract::context(now, event, n.config_json.to_string());
-        let outcome = runtime.plan(
-            &n.plugin,
-            &wit_ticket,
-            &wit_escalation,
-            &contract::routing(&routing),
-            &wit_roster,
-            &ctx,
-        );
-        let result = settle(&n.plugin, outcome.result, |x| Ok(contract::plan_from(x)));
-        decision.runs.push(run_record(n, &result, outcome.report));
-        decision.plan = result.ok();
-    }
+    let routing = route(
+        runtime,
+        set,
+        ticket,
+        &escalation,
+        roster,
+        now,
+        event,
+        &mut decision.runs,
+    );
+    decision.plan = plan(
+        runtime,
+        set,
+        ticket,
+        &escalation,
+        &routing,
+        roster,
+        now,
+        event,
+        &mut decision.runs,
+    );
     decision.routing = Some(routing);
     decision
 }

@@ -4,6 +4,8 @@
 mod cli;
 mod hostile;
 mod loading;
+mod peers;
 mod playbook;
 mod sandbox;
+mod serve;
 mod support;

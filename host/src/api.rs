@@ -1,0 +1,821 @@
+//! The HTTP API (hyper 1, HTTP/1.1), multi-tenant.
+//!
+//! Every `/v1` request carries `Authorization: Bearer TOKEN`. A tenant's
+//! token sees that tenant's tickets, agents, plugins, deliveries and feeds
+//! and nothing else (every store query is scoped by the token's tenant, and
+//! a ticket of another tenant is simply not found). The admin token manages
+//! tenants (and, on a manual clock, moves time). Errors are JSON
+//! `{"error": "what is wrong"}` with the matching status. Bodies are capped
+//! (`max_body_bytes`). The OpenAPI description is served at
+//! `/openapi.json`.
+
+use crate::delivery::ChannelSettings;
+use crate::engine::{Engine, EngineError, Event, FeedEvent};
+use crate::model::{self, AgentStatus};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited, combinators::BoxBody};
+use hyper::body::{Frame, Incoming};
+use hyper::{Method, Request, Response, StatusCode};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use sha2::Digest;
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::{Arc, RwLock};
+use std::task::{Context, Poll};
+
+/// The OpenAPI description.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// A response body.
+pub type Body = BoxBody<Bytes, Infallible>;
+
+/// The API's state.
+pub struct Api {
+    /// The engine.
+    pub engine: Arc<Engine>,
+    /// SHA-256 (hex) of the admin token.
+    pub admin_hash: String,
+    /// The largest request body accepted.
+    pub max_body_bytes: usize,
+    tokens: RwLock<HashMap<String, String>>,
+}
+
+impl std::fmt::Debug for Api {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Api").finish_non_exhaustive()
+    }
+}
+
+/// An error answer.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> ApiError {
+        match e {
+            EngineError::NotFound(m) => ApiError::new(StatusCode::NOT_FOUND, m),
+            EngineError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, m),
+            EngineError::Invalid(m) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, m),
+            EngineError::Internal(e) => internal(e),
+        }
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(e: anyhow::Error) -> ApiError {
+        internal(e)
+    }
+}
+
+fn internal(e: anyhow::Error) -> ApiError {
+    tracing::error!(error = %format!("{e:#}"), "internal error");
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal error; see the server log",
+    )
+}
+
+type ApiResult = Result<Response<Body>, ApiError>;
+
+/// SHA-256 of a token, hex: what the store keeps instead of the token.
+pub fn token_hash(token: &str) -> String {
+    hex::encode(sha2::Sha256::digest(token.as_bytes()))
+}
+
+/// A fresh random token: `esc_` and 32 random bytes in hex.
+pub fn new_token() -> anyhow::Result<String> {
+    let mut b = [0u8; 32];
+    getrandom::fill(&mut b).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    Ok(format!("esc_{}", hex::encode(b)))
+}
+
+fn json(status: StatusCode, v: &impl serde::Serialize) -> Response<Body> {
+    let body = serde_json::to_vec_pretty(v).unwrap_or_else(|_| b"{}".to_vec());
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body)).boxed())
+        .expect("a valid response")
+}
+
+fn ok(v: &impl serde::Serialize) -> ApiResult {
+    Ok(json(StatusCode::OK, v))
+}
+
+/// Percent-decode a path segment or query value.
+fn decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' if i + 2 < b.len() => {
+                match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or(""), 16) {
+                    Ok(v) => {
+                        out.push(v);
+                        i += 3;
+                        continue;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn query(req: &Request<Incoming>) -> HashMap<String, String> {
+    req.uri()
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (decode(&k.replace('+', " ")), decode(&v.replace('+', " ")))
+        })
+        .collect()
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| internal(anyhow::anyhow!("a request task failed: {e}")))?
+}
+
+impl Api {
+    /// The API over `engine`.
+    pub fn new(engine: Arc<Engine>, admin_hash: String, max_body_bytes: usize) -> Api {
+        Api {
+            engine,
+            admin_hash,
+            max_body_bytes,
+            tokens: RwLock::default(),
+        }
+    }
+
+    /// Answer one request; never fails (errors become JSON answers).
+    pub async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+    ) -> Result<Response<Body>, Infallible> {
+        let (method, path) = (req.method().clone(), req.uri().path().to_string());
+        let started = std::time::Instant::now();
+        let resp = match self.route(req).await {
+            Ok(r) => r,
+            Err(e) => json(e.status, &serde_json::json!({"error": e.message})),
+        };
+        tracing::debug!(%method, %path, status = resp.status().as_u16(),
+            micros = started.elapsed().as_micros() as u64, "request");
+        Ok(resp)
+    }
+
+    fn bearer(req: &Request<Incoming>) -> Result<String, ApiError> {
+        let h = req
+            .headers()
+            .get("authorization")
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "missing Authorization: Bearer TOKEN",
+                )
+            })?
+            .to_str()
+            .unwrap_or("");
+        h.strip_prefix("Bearer ")
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "Authorization must be Bearer TOKEN",
+                )
+            })
+    }
+
+    fn admin(&self, req: &Request<Incoming>) -> Result<(), ApiError> {
+        if token_hash(&Self::bearer(req)?) == self.admin_hash {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "this needs the admin token",
+            ))
+        }
+    }
+
+    async fn tenant(&self, req: &Request<Incoming>) -> Result<String, ApiError> {
+        let hash = token_hash(&Self::bearer(req)?);
+        if let Some(t) = self
+            .tokens
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&hash)
+        {
+            return Ok(t.clone());
+        }
+        let store = self.engine.store.clone();
+        let h = hash.clone();
+        let tenant = blocking(move || Ok(store.tenant_by_token(&h)?)).await?;
+        match tenant {
+            Some(t) => {
+                self.tokens
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(hash, t.id.clone());
+                Ok(t.id)
+            }
+            None if hash == self.admin_hash => Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "the admin token manages tenants; use a tenant's token here",
+            )),
+            None => Err(ApiError::new(StatusCode::UNAUTHORIZED, "unknown token")),
+        }
+    }
+
+    async fn body<T: DeserializeOwned>(&self, req: Request<Incoming>) -> Result<T, ApiError> {
+        if let Some(ct) = req.headers().get("content-type") {
+            let ct = ct.to_str().unwrap_or("");
+            if !ct.starts_with("application/json") {
+                return Err(ApiError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    format!("send JSON (content-type: application/json), not {ct:?}"),
+                ));
+            }
+        }
+        let too_large = || {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the body is larger than {} bytes", self.max_body_bytes),
+            )
+        };
+        if let Some(len) = req
+            .headers()
+            .get("content-length")
+            .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+            && len > self.max_body_bytes
+        {
+            return Err(too_large());
+        }
+        let bytes = Limited::new(req.into_body(), self.max_body_bytes)
+            .collect()
+            .await
+            .map_err(|e| {
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some()
+                {
+                    too_large()
+                } else {
+                    ApiError::new(StatusCode::BAD_REQUEST, format!("reading the body: {e}"))
+                }
+            })?
+            .to_bytes();
+        let de = &mut serde_json::Deserializer::from_slice(&bytes);
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            let at = if path == "." {
+                String::new()
+            } else {
+                format!(" at {path}")
+            };
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("invalid JSON{at}: {inner}"),
+            )
+        })
+    }
+
+    async fn route(self: &Arc<Self>, req: Request<Incoming>) -> ApiResult {
+        let path = req.uri().path().to_string();
+        let segs: Vec<String> = path.trim_matches('/').split('/').map(decode).collect();
+        let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
+        let method = req.method().clone();
+        match (&method, segs.as_slice()) {
+            (&Method::GET, ["healthz"]) => ok(&serde_json::json!({"status": "ok"})),
+            (&Method::GET, ["openapi.json"]) => Ok(Response::builder()
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from_static(OPENAPI.as_bytes())).boxed())
+                .expect("a valid response")),
+            (_, ["v1", "tenants"]) => self.tenants(req, method).await,
+            (_, ["v1", "clock"]) => self.clock(req, method).await,
+            (_, ["v1", ..]) => {
+                let tenant = self.tenant(&req).await?;
+                self.tenant_route(req, method, &segs[1..], tenant).await
+            }
+            _ => Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("no route {method} {path}; see /openapi.json"),
+            )),
+        }
+    }
+
+    async fn tenants(self: &Arc<Self>, req: Request<Incoming>, method: Method) -> ApiResult {
+        self.admin(&req)?;
+        let store = self.engine.store.clone();
+        match method {
+            Method::GET => ok(&blocking(move || Ok(store.tenants()?)).await?),
+            Method::POST => {
+                #[derive(Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct NewTenant {
+                    id: String,
+                    #[serde(default)]
+                    name: Option<String>,
+                }
+                let t: NewTenant = self.body(req).await?;
+                let valid = !t.id.is_empty()
+                    && t.id.len() <= 64
+                    && t.id
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+                if !valid {
+                    return Err(ApiError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "tenant id: 1-64 characters of a-z, A-Z, 0-9, - and _",
+                    ));
+                }
+                let token = new_token()?;
+                let hash = token_hash(&token);
+                let now = self.engine.clock.now();
+                let (id, name) = (t.id.clone(), t.name.unwrap_or_else(|| t.id.clone()));
+                let created = blocking(move || {
+                    Ok(store.write(|tx| tx.create_tenant(&id, &name, &hash, now))?)
+                })
+                .await?;
+                if !created {
+                    return Err(ApiError::new(
+                        StatusCode::CONFLICT,
+                        format!("tenant {} exists", t.id),
+                    ));
+                }
+                Ok(json(
+                    StatusCode::CREATED,
+                    &serde_json::json!({"id": t.id, "token": token}),
+                ))
+            }
+            _ => Err(method_not_allowed()),
+        }
+    }
+
+    async fn clock(self: &Arc<Self>, req: Request<Incoming>, method: Method) -> ApiResult {
+        self.admin(&req)?;
+        if !self.engine.clock.is_manual() {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "the server runs on the system clock; start it with --manual-clock to move time",
+            ));
+        }
+        match method {
+            Method::GET => ok(&serde_json::json!({"now": self.engine.clock.now()})),
+            Method::POST => {
+                #[derive(Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct Move {
+                    #[serde(default)]
+                    advance_ms: Option<u64>,
+                    #[serde(default)]
+                    to: Option<chrono::DateTime<chrono::Utc>>,
+                }
+                let m: Move = self.body(req).await?;
+                let engine = self.engine.clone();
+                let (now, fired) = blocking(move || {
+                    let target = match (m.advance_ms, m.to) {
+                        (Some(ms), None) => {
+                            engine.clock.now() + chrono::Duration::milliseconds(ms as i64)
+                        }
+                        (None, Some(to)) => to,
+                        _ => {
+                            return Err(ApiError::new(
+                                StatusCode::UNPROCESSABLE_ENTITY,
+                                "give advance_ms or to",
+                            ));
+                        }
+                    };
+                    // Step through the timers due before the target, so each
+                    // fires at its own time.
+                    let mut fired = 0;
+                    while let Some(next) = engine.store.next_timer_at()?
+                        && next <= target.timestamp_millis()
+                    {
+                        let at = chrono::DateTime::from_timestamp_millis(next).unwrap_or(target);
+                        engine.clock.set(at);
+                        let n = engine.run_due_timers()?;
+                        if n == 0 {
+                            break;
+                        }
+                        fired += n;
+                    }
+                    let now = engine.clock.set(target).unwrap_or(target);
+                    fired += engine.run_due_timers()?;
+                    Ok((now, fired))
+                })
+                .await?;
+                self.engine.delivery_wake.notify_one();
+                ok(&serde_json::json!({"now": now, "fired": fired}))
+            }
+            _ => Err(method_not_allowed()),
+        }
+    }
+
+    async fn tenant_route(
+        self: &Arc<Self>,
+        req: Request<Incoming>,
+        method: Method,
+        segs: &[&str],
+        tenant: String,
+    ) -> ApiResult {
+        let engine = self.engine.clone();
+        let store = engine.store.clone();
+        let key = req
+            .headers()
+            .get("idempotency-key")
+            .and_then(|v| v.to_str().ok())
+            .map(String::from);
+        match (&method, segs) {
+            (&Method::GET, ["plugins"]) => {
+                let set = engine.plugins(&tenant);
+                let list: Vec<_> = set
+                    .triggers
+                    .iter()
+                    .chain(set.router.iter())
+                    .chain(set.notifier.iter())
+                    .map(|p| {
+                        serde_json::json!({
+                            "name": p.manifest.name, "version": p.manifest.version.to_string(),
+                            "kind": p.manifest.kind, "mode": p.manifest.mode,
+                            "description": p.manifest.description, "source": p.source,
+                            "digest": p.plugin.digest(),
+                        })
+                    })
+                    .collect();
+                ok(&list)
+            }
+            (&Method::GET, ["settings"]) => {
+                let s: ChannelSettings = blocking(move || {
+                    Ok(serde_json::from_value(store.settings(&tenant)?).unwrap_or_default())
+                })
+                .await?;
+                ok(&s.redacted())
+            }
+            (&Method::PUT, ["settings"]) => {
+                let s: ChannelSettings = self.body(req).await?;
+                s.validate()
+                    .map_err(|m| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, m))?;
+                let v = serde_json::to_value(&s).map_err(anyhow::Error::from)?;
+                blocking(move || Ok(store.write(|tx| tx.set_settings(&tenant, &v))?)).await?;
+                ok(&s.redacted())
+            }
+            (&Method::GET, ["agents"]) => ok(&blocking(move || Ok(store.agents(&tenant)?)).await?),
+            (&Method::GET, ["agents", id]) => {
+                let id = id.to_string();
+                let a = blocking(move || Ok(store.agent(&tenant, &id)?)).await?;
+                a.map_or_else(|| Err(not_found("no such agent")), |a| ok(&a))
+            }
+            (&Method::PUT, ["agents", id]) => {
+                let mut a: model::Agent = self.body(req).await?;
+                if a.id.is_empty() {
+                    a.id = id.to_string();
+                }
+                if a.id != *id {
+                    return Err(ApiError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        format!("the body's id {:?} is not the path's {id:?}", a.id),
+                    ));
+                }
+                let out = a.clone();
+                blocking(move || Ok(engine.put_agent(&tenant, a)?)).await?;
+                ok(&out)
+            }
+            (&Method::POST, ["agents", id, "status"]) => {
+                #[derive(Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct Status {
+                    status: AgentStatus,
+                }
+                let s: Status = self.body(req).await?;
+                let id = id.to_string();
+                let moved =
+                    blocking(move || Ok(engine.set_agent_status(&tenant, &id, s.status)?)).await?;
+                ok(&serde_json::json!({"status": s.status, "rerouted": moved}))
+            }
+            (&Method::GET, ["agents", id, "feed"]) => {
+                let id = id.to_string();
+                let (s2, t2, i2) = (store.clone(), tenant.clone(), id.clone());
+                if blocking(move || Ok(s2.agent(&t2, &i2)?)).await?.is_none() {
+                    return Err(not_found("no such agent"));
+                }
+                let after = req
+                    .headers()
+                    .get("last-event-id")
+                    .and_then(|v| v.to_str().ok()?.parse().ok())
+                    .or_else(|| query(&req).get("after").and_then(|a| a.parse().ok()))
+                    .unwrap_or(0i64);
+                let wants_stream = req
+                    .headers()
+                    .get("accept")
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|a| a.contains("text/event-stream"));
+                if wants_stream {
+                    Ok(self.feed_stream(tenant, id, after))
+                } else {
+                    ok(&blocking(move || Ok(store.feed(&tenant, &id, after)?)).await?)
+                }
+            }
+            (&Method::POST, ["tickets"]) => {
+                let t: model::Ticket = self.body(req).await?;
+                let out =
+                    blocking(move || Ok(engine.create_ticket(&tenant, t, key.as_deref())?)).await?;
+                Ok(json(StatusCode::CREATED, &out))
+            }
+            (&Method::GET, ["tickets", id]) => {
+                let id = id.to_string();
+                let v = blocking(move || {
+                    let state = store
+                        .ticket(&tenant, &id)?
+                        .ok_or_else(|| not_found(&format!("no ticket {id}")))?;
+                    Ok(serde_json::json!({
+                        "ticket": state.ticket,
+                        "tier": state.escalation.as_ref().map(|e| e.tier),
+                        "assignee": state.ticket.assignee,
+                        "queue": state.queue,
+                        "escalation": state.escalation,
+                        "history": state.history,
+                        "handoff": crate::engine::handoff(&state),
+                        "events": store.events(&tenant, &id)?,
+                        "decisions": store.decisions(&tenant, &id)?,
+                    }))
+                })
+                .await?;
+                ok(&v)
+            }
+            (&Method::GET, ["tickets", id, "handoff"]) => {
+                let id = id.to_string();
+                let v = blocking(move || {
+                    let state = store
+                        .ticket(&tenant, &id)?
+                        .ok_or_else(|| not_found(&format!("no ticket {id}")))?;
+                    Ok(crate::engine::handoff(&state))
+                })
+                .await?;
+                ok(&v)
+            }
+            (&Method::GET, ["tickets", id, "timers"]) => {
+                let id = id.to_string();
+                ok(&blocking(move || Ok(store.timers(&tenant, &id)?)).await?)
+            }
+            (&Method::POST, ["tickets", id, "events"]) => {
+                let event: Event = self.body(req).await?;
+                let id = id.to_string();
+                let out =
+                    blocking(move || Ok(engine.add_event(&tenant, &id, event, key.as_deref())?))
+                        .await?;
+                ok(&out)
+            }
+            (&Method::GET, ["escalations"]) => {
+                let q = query(&req);
+                let limit = q
+                    .get("limit")
+                    .map(|l| {
+                        l.parse::<u32>().map_err(|_| {
+                            ApiError::new(StatusCode::BAD_REQUEST, "limit must be a number")
+                        })
+                    })
+                    .transpose()?
+                    .unwrap_or(100)
+                    .min(1000);
+                let tier = q.get("tier").cloned();
+                let list = blocking(move || Ok(store.escalated(&tenant, limit)?)).await?;
+                let list: Vec<_> = list
+                    .into_iter()
+                    .filter(|s| {
+                        tier.as_deref().is_none_or(|t| {
+                            s.escalation.as_ref().is_some_and(|e| {
+                                serde_json::to_value(e.tier).ok()
+                                    == Some(serde_json::Value::String(t.into()))
+                            })
+                        })
+                    })
+                    .map(|s| {
+                        serde_json::json!({
+                            "ticket": s.ticket.id, "subject": s.ticket.subject,
+                            "tier": s.escalation.as_ref().map(|e| e.tier),
+                            "escalated_at": s.escalation.as_ref().map(|e| e.escalated_at),
+                            "reasons": s.escalation.as_ref().map(|e| e.reasons.iter().map(|r| &r.reason).collect::<Vec<_>>()),
+                            "assignee": s.ticket.assignee, "queue": s.queue,
+                            "claimed_at": s.ticket.claimed_at, "status": s.ticket.status,
+                        })
+                    })
+                    .collect();
+                ok(&list)
+            }
+            (&Method::GET, ["deliveries"]) => {
+                let ticket = query(&req).get("ticket").cloned();
+                ok(&blocking(move || Ok(store.deliveries(&tenant, ticket.as_deref())?)).await?)
+            }
+            _ => Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "no route {method} /v1/{}; see /openapi.json",
+                    segs.join("/")
+                ),
+            )),
+        }
+    }
+
+    /// The agent's in-app feed as Server-Sent Events: everything after
+    /// `after` (the `Last-Event-ID` on a reconnect), then each new item as
+    /// it is written, with a keep-alive comment every 15 seconds.
+    fn feed_stream(&self, tenant: String, agent: String, after: i64) -> Response<Body> {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
+        let mut live = self.engine.feed.subscribe();
+        let store = self.engine.store.clone();
+        tokio::spawn(async move {
+            let frame = |item: &crate::store::FeedItem| {
+                Bytes::from(format!(
+                    "id: {}\nevent: notification\ndata: {}\n\n",
+                    item.id,
+                    serde_json::to_string(item).unwrap_or_default()
+                ))
+            };
+            let mut last = after;
+            if tx
+                .send(Bytes::from_static(b": connected\n\n"))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            loop {
+                // Catch up from the store (at start, and after falling behind).
+                let (s, t, a) = (store.clone(), tenant.clone(), agent.clone());
+                let backlog = tokio::task::spawn_blocking(move || s.feed(&t, &a, last))
+                    .await
+                    .ok()
+                    .and_then(|r| r.ok())
+                    .unwrap_or_default();
+                for item in &backlog {
+                    if tx.send(frame(item)).await.is_err() {
+                        return;
+                    }
+                    last = item.id;
+                }
+                loop {
+                    tokio::select! {
+                        ev = live.recv() => match ev {
+                            Ok(FeedEvent { tenant: t, item }) => {
+                                if t == tenant && item.agent == agent && item.id > last {
+                                    if tx.send(frame(&item)).await.is_err() {
+                                        return;
+                                    }
+                                    last = item.id;
+                                }
+                            }
+                            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
+                            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                        },
+                        _ = tokio::time::sleep(std::time::Duration::from_secs(15)) => {
+                            if tx.send(Bytes::from_static(b": keep-alive\n\n")).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            }
+        });
+        Response::builder()
+            .header("content-type", "text/event-stream")
+            .header("cache-control", "no-cache")
+            .body(BodyExt::boxed(ChannelBody(rx)))
+            .expect("a valid response")
+    }
+}
+
+fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed here")
+}
+
+fn not_found(m: &str) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, m)
+}
+
+/// A streaming body fed by a channel (the SSE feed).
+struct ChannelBody(tokio::sync::mpsc::Receiver<Bytes>);
+
+impl hyper::body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.0.poll_recv(cx).map(|b| b.map(|b| Ok(Frame::data(b))))
+    }
+}
+
+/// Serve `api` on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    api: Arc<Api>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return,
+            conn = listener.accept() => {
+                let (stream, _) = match conn {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let api = api.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req| api.clone().handle(req));
+                    if let Err(e) = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await
+                    {
+                        tracing::debug!(error = %e, "connection ended");
+                    }
+                });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_decoding_handles_escapes_and_stray_percents() {
+        assert_eq!(decode("T%2D1"), "T-1");
+        assert_eq!(decode("a+b"), "a+b", "a plus in a path stays");
+        assert_eq!(decode("100%"), "100%");
+        assert_eq!(decode("%zz"), "%zz");
+    }
+
+    #[test]
+    fn tokens_are_random_and_stored_as_hashes() {
+        let (a, b) = (new_token().unwrap(), new_token().unwrap());
+        assert_ne!(a, b);
+        assert!(a.starts_with("esc_") && a.len() == 4 + 64);
+        assert_eq!(token_hash(&a).len(), 64);
+        assert_ne!(token_hash(&a), a);
+    }
+
+    #[test]
+    fn the_openapi_description_is_valid_json_and_lists_every_route() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
+        let paths = doc["paths"].as_object().unwrap();
+        for p in [
+            "/healthz",
+            "/openapi.json",
+            "/v1/tenants",
+            "/v1/clock",
+            "/v1/plugins",
+            "/v1/settings",
+            "/v1/agents",
+            "/v1/agents/{id}",
+            "/v1/agents/{id}/status",
+            "/v1/agents/{id}/feed",
+            "/v1/tickets",
+            "/v1/tickets/{id}",
+            "/v1/tickets/{id}/events",
+            "/v1/tickets/{id}/handoff",
+            "/v1/tickets/{id}/timers",
+            "/v1/escalations",
+            "/v1/deliveries",
+        ] {
+            assert!(paths.contains_key(p), "{p} missing from openapi.json");
+        }
+        assert_eq!(
+            paths.len(),
+            17,
+            "a route in openapi.json that the API lacks"
+        );
+    }
+}

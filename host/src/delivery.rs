@@ -1,0 +1,533 @@
+//! Delivery: the channel adapters and the worker that drains the delivery
+//! log with retries.
+//!
+//! - **Slack**: an incoming-webhook POST with Block Kit blocks.
+//! - **E-mail**: SMTP through lettre (plain, STARTTLS or TLS).
+//! - **Webhook**: JSON signed with HMAC-SHA256 over `timestamp.body`, in
+//!   `X-Escalator-Signature: sha256=HEX` with `X-Escalator-Timestamp`.
+//! - **In-app**: written to the agent's feed in the same transaction that
+//!   decides it, and streamed over SSE by the API; it needs no worker.
+//!
+//! Every notification carries an idempotency key (`Idempotency-Key` header,
+//! the e-mail's `Message-ID`); a retry after a timeout or a crash sends the
+//! same key again, so a receiver can drop duplicates. Failures are retried
+//! with exponential backoff (honouring `Retry-After`), up to a limit, and
+//! every attempt is in the delivery log.
+
+use crate::store::{Delivery, Store};
+use anyhow::{Context as _, Result};
+use chrono::Utc;
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// A tenant's channel settings (`PUT /v1/settings`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChannelSettings {
+    /// Slack incoming-webhook URL.
+    pub slack_webhook_url: Option<String>,
+    /// The SMTP server e-mail goes through.
+    pub smtp: Option<SmtpSettings>,
+    /// Named webhook endpoints; `default` gets webhook-channel steps sent
+    /// to agents and teams.
+    pub webhooks: BTreeMap<String, WebhookEndpoint>,
+}
+
+/// An SMTP server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpSettings {
+    /// Host name.
+    pub host: String,
+    /// Port (default 587).
+    #[serde(default = "default_smtp_port")]
+    pub port: u16,
+    /// The From address.
+    pub from: String,
+    /// `none`, `starttls` (default) or `tls`.
+    #[serde(default)]
+    pub tls: SmtpTls,
+    /// User name, if the server wants one.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Password.
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
+fn default_smtp_port() -> u16 {
+    587
+}
+
+/// How SMTP is encrypted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SmtpTls {
+    /// Plain text (a relay on the same host).
+    None,
+    /// STARTTLS, required.
+    #[default]
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
+}
+
+/// A webhook endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookEndpoint {
+    /// Where to POST.
+    pub url: String,
+    /// The HMAC-SHA256 key.
+    pub secret: String,
+    /// Engine events this endpoint gets on its own, besides the steps
+    /// addressed to it: `escalated` (with the handoff packet).
+    #[serde(default)]
+    pub events: Vec<String>,
+}
+
+impl ChannelSettings {
+    /// The settings with secrets replaced by `***`, for reading back.
+    pub fn redacted(&self) -> ChannelSettings {
+        let mut s = self.clone();
+        if let Some(smtp) = &mut s.smtp
+            && smtp.password.is_some()
+        {
+            smtp.password = Some("***".into());
+        }
+        for w in s.webhooks.values_mut() {
+            w.secret = "***".into();
+        }
+        s
+    }
+
+    /// Check URLs and addresses; the error names the bad field.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        let url = |field: &str, u: &str| {
+            reqwest::Url::parse(u)
+                .ok()
+                .filter(|u| matches!(u.scheme(), "http" | "https"))
+                .map(|_| ())
+                .ok_or_else(|| format!("{field}: {u:?} is not an http(s) URL"))
+        };
+        if let Some(u) = &self.slack_webhook_url {
+            url("slack_webhook_url", u)?;
+        }
+        for (name, w) in &self.webhooks {
+            url(&format!("webhooks.{name}.url"), &w.url)?;
+            if w.secret.is_empty() {
+                return Err(format!("webhooks.{name}.secret: must not be empty"));
+            }
+            if let Some(e) = w.events.iter().find(|e| e.as_str() != "escalated") {
+                return Err(format!(
+                    "webhooks.{name}.events: unknown event {e:?} (known: \"escalated\")"
+                ));
+            }
+        }
+        if let Some(smtp) = &self.smtp {
+            smtp.from
+                .parse::<lettre::message::Mailbox>()
+                .map_err(|e| format!("smtp.from: {:?} is not an address: {e}", smtp.from))?;
+        }
+        Ok(())
+    }
+}
+
+/// The signature header value for `body` sent at `timestamp` (seconds):
+/// `sha256=` and the hex HMAC-SHA256 of `"{timestamp}.{body}"` under
+/// `secret`. Receivers recompute it and compare.
+pub fn signature(secret: &str, timestamp: i64, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key");
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// How deliveries are retried.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// The first retry's delay; each next one doubles.
+    pub base: Duration,
+    /// The longest delay between attempts.
+    pub max_delay: Duration,
+    /// Attempts before giving up.
+    pub max_attempts: u32,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            base: Duration::from_secs(2),
+            max_delay: Duration::from_secs(600),
+            max_attempts: 10,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The delay after `attempts` failed attempts, unless the receiver
+    /// asked for `retry_after`; `None` once attempts run out.
+    pub fn delay(&self, attempts: u32, retry_after: Option<Duration>) -> Option<Duration> {
+        if attempts >= self.max_attempts {
+            return None;
+        }
+        let backoff = self
+            .base
+            .saturating_mul(1 << attempts.saturating_sub(1).min(20))
+            .min(self.max_delay);
+        Some(retry_after.map_or(backoff, |r| r.min(Duration::from_secs(3600))))
+    }
+}
+
+/// Why an attempt failed.
+#[derive(Debug)]
+pub struct SendError {
+    /// What happened, for the log.
+    pub message: String,
+    /// Whether trying again may help (timeouts, 5xx, 429).
+    pub retryable: bool,
+    /// The receiver's `Retry-After`.
+    pub retry_after: Option<Duration>,
+}
+
+impl SendError {
+    fn permanent(message: impl Into<String>) -> SendError {
+        SendError {
+            message: message.into(),
+            retryable: false,
+            retry_after: None,
+        }
+    }
+
+    fn transient(message: impl Into<String>) -> SendError {
+        SendError {
+            message: message.into(),
+            retryable: true,
+            retry_after: None,
+        }
+    }
+}
+
+/// Sends deliveries.
+#[derive(Debug, Clone)]
+pub struct Sender {
+    http: reqwest::Client,
+}
+
+impl Sender {
+    /// A sender with a 10-second timeout per attempt.
+    pub fn new() -> Result<Sender> {
+        Ok(Sender {
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .user_agent(concat!("escalator/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .context("building the HTTP client")?,
+        })
+    }
+
+    /// Send one delivery with the tenant's settings.
+    pub async fn send(
+        &self,
+        d: &Delivery,
+        settings: &ChannelSettings,
+    ) -> std::result::Result<(), SendError> {
+        match d.channel.as_str() {
+            "slack" => {
+                let blocks = serde_json::json!({
+                    "text": d.title,
+                    "blocks": [
+                        {"type": "header", "text": {"type": "plain_text", "text": truncate(&d.title, 150)}},
+                        {"type": "section", "text": {"type": "mrkdwn", "text": truncate(&d.body, 3000)}},
+                        {"type": "context", "elements": [{"type": "mrkdwn",
+                            "text": format!("ticket {} · for {} · escalator", d.ticket, d.recipient)}]}
+                    ]
+                });
+                self.post(&d.address, &d.idempotency_key, blocks.to_string(), None)
+                    .await
+            }
+            "webhook" => {
+                let endpoint = settings
+                    .webhooks
+                    .values()
+                    .find(|w| w.url == d.address)
+                    .ok_or_else(|| SendError::permanent("the webhook endpoint was removed"))?;
+                // An escalation event carries the handoff packet as JSON.
+                let handoff = serde_json::from_str::<serde_json::Value>(&d.body)
+                    .ok()
+                    .filter(|v| v.is_object());
+                let body = serde_json::json!({
+                    "id": d.idempotency_key,
+                    "tenant": d.tenant,
+                    "ticket": d.ticket,
+                    "recipient": d.recipient,
+                    "title": d.title,
+                    "body": if handoff.is_some() { None } else { Some(&d.body) },
+                    "handoff": handoff,
+                    "created_at": d.created_at,
+                })
+                .to_string();
+                self.post(
+                    &d.address,
+                    &d.idempotency_key,
+                    body,
+                    Some(endpoint.secret.as_str()),
+                )
+                .await
+            }
+            "email" => {
+                let smtp = settings
+                    .smtp
+                    .as_ref()
+                    .ok_or_else(|| SendError::permanent("no SMTP server configured"))?;
+                send_email(smtp, d).await
+            }
+            other => Err(SendError::permanent(format!(
+                "channel {other} is not delivered by the worker"
+            ))),
+        }
+    }
+
+    async fn post(
+        &self,
+        url: &str,
+        key: &str,
+        body: String,
+        secret: Option<&str>,
+    ) -> std::result::Result<(), SendError> {
+        let mut req = self
+            .http
+            .post(url)
+            .header("content-type", "application/json")
+            .header("idempotency-key", key);
+        if let Some(secret) = secret {
+            let now = Utc::now().timestamp();
+            req = req.header("x-escalator-timestamp", now.to_string()).header(
+                "x-escalator-signature",
+                signature(secret, now, body.as_bytes()),
+            );
+        }
+        let resp = req
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| SendError::transient(format!("POST {url}: {e}")))?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let retry_after = resp
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        Err(SendError {
+            message: format!("POST {url}: HTTP {status}"),
+            retryable: status.is_server_error() || status.as_u16() == 429 || status.as_u16() == 408,
+            retry_after,
+        })
+    }
+}
+
+/// `Retry-After` as seconds or an HTTP date.
+fn parse_retry_after(v: &str) -> Option<Duration> {
+    if let Ok(s) = v.trim().parse::<u64>() {
+        return Some(Duration::from_secs(s));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(v.trim()).ok()?;
+    let secs = (at.with_timezone(&Utc) - Utc::now()).num_seconds().max(0);
+    Some(Duration::from_secs(secs as u64))
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let mut t: String = s.chars().take(max - 1).collect();
+    t.push('…');
+    t
+}
+
+async fn send_email(smtp: &SmtpSettings, d: &Delivery) -> std::result::Result<(), SendError> {
+    use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+    let bad = |what: &str, e: &dyn std::fmt::Display| SendError::permanent(format!("{what}: {e}"));
+    let message = Message::builder()
+        .from(smtp.from.parse().map_err(|e| bad("smtp.from", &e))?)
+        .to(d
+            .address
+            .parse()
+            .map_err(|e| bad("recipient address", &e))?)
+        .subject(&d.title)
+        .message_id(Some(format!("<{}@escalator>", d.idempotency_key)))
+        .header(lettre::message::header::ContentType::TEXT_PLAIN)
+        .body(d.body.clone())
+        .map_err(|e| bad("building the message", &e))?;
+    let builder = match smtp.tls {
+        SmtpTls::None => {
+            AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host).port(smtp.port)
+        }
+        SmtpTls::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&smtp.host)
+            .map_err(|e| bad("smtp.host", &e))?
+            .port(smtp.port),
+        SmtpTls::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&smtp.host)
+            .map_err(|e| bad("smtp.host", &e))?
+            .port(smtp.port),
+    };
+    let builder = match (&smtp.username, &smtp.password) {
+        (Some(u), Some(p)) => builder.credentials(
+            lettre::transport::smtp::authentication::Credentials::new(u.clone(), p.clone()),
+        ),
+        _ => builder,
+    };
+    let transport = builder.timeout(Some(Duration::from_secs(10))).build();
+    match transport.send(message).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.is_permanent() => Err(SendError::permanent(format!("SMTP: {e}"))),
+        Err(e) => Err(SendError::transient(format!("SMTP: {e}"))),
+    }
+}
+
+/// Drain the delivery log forever: send what is due, record every attempt,
+/// sleep until the next retry or until `wake` is notified.
+pub async fn worker(store: Arc<Store>, wake: Arc<Notify>, retry: RetryPolicy) {
+    let sender = match Sender::new() {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "delivery worker cannot start");
+            return;
+        }
+    };
+    loop {
+        let now_ms = Utc::now().timestamp_millis();
+        let due = {
+            let store = store.clone();
+            tokio::task::spawn_blocking(move || store.due_deliveries(now_ms, 64)).await
+        };
+        let due = match due {
+            Ok(Ok(d)) => d,
+            other => {
+                tracing::error!(?other, "reading due deliveries failed");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if due.is_empty() {
+            let next = store.next_delivery_at().ok().flatten();
+            let wait = next.map_or(Duration::from_secs(60), |at| {
+                Duration::from_millis((at - Utc::now().timestamp_millis()).clamp(0, 60_000) as u64)
+            });
+            tokio::select! {
+                _ = wake.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+            continue;
+        }
+        let mut set = tokio::task::JoinSet::new();
+        for d in due {
+            let (store, sender) = (store.clone(), sender.clone());
+            set.spawn(async move {
+                let settings: ChannelSettings = store
+                    .settings(&d.tenant)
+                    .ok()
+                    .and_then(|v| serde_json::from_value(v).ok())
+                    .unwrap_or_default();
+                let result = sender.send(&d, &settings).await;
+                let attempts = d.attempts as u32 + 1;
+                let outcome = match result {
+                    Ok(()) => {
+                        tracing::info!(id = d.id, channel = %d.channel, to = %d.address, "delivered");
+                        Ok(())
+                    }
+                    Err(e) => {
+                        let retry = e
+                            .retryable
+                            .then(|| retry.delay(attempts, e.retry_after))
+                            .flatten();
+                        tracing::warn!(id = d.id, channel = %d.channel, error = %e.message,
+                            attempts, retry_in = ?retry, "delivery failed");
+                        Err((
+                            e.message,
+                            retry.map(|r| Utc::now().timestamp_millis() + r.as_millis() as i64),
+                        ))
+                    }
+                };
+                if let Err(e) = store.delivery_attempted(d.id, Utc::now(), outcome) {
+                    tracing::error!(error = %e, "recording a delivery attempt failed");
+                }
+            });
+        }
+        while set.join_next().await.is_some() {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signatures_are_hmac_sha256_of_timestamp_dot_body() {
+        // RFC 4231-style check against an independent computation.
+        let sig = signature("key", 1_700_000_000, b"{\"a\":1}");
+        assert!(sig.starts_with("sha256=") && sig.len() == 7 + 64, "{sig}");
+        assert_eq!(sig, signature("key", 1_700_000_000, b"{\"a\":1}"));
+        assert_ne!(sig, signature("key", 1_700_000_001, b"{\"a\":1}"));
+        assert_ne!(sig, signature("other", 1_700_000_000, b"{\"a\":1}"));
+        // HMAC-SHA256("key", "The quick brown fox jumps over the lazy dog")
+        let mut mac = Hmac::<Sha256>::new_from_slice(b"key").unwrap();
+        mac.update(b"The quick brown fox jumps over the lazy dog");
+        assert_eq!(
+            hex::encode(mac.finalize().into_bytes()),
+            "f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8"
+        );
+    }
+
+    #[test]
+    fn backoff_doubles_caps_honours_retry_after_and_gives_up() {
+        let p = RetryPolicy {
+            base: Duration::from_secs(1),
+            max_delay: Duration::from_secs(5),
+            max_attempts: 5,
+        };
+        let d = |n| p.delay(n, None).map(|d| d.as_secs());
+        assert_eq!(
+            [d(1), d(2), d(3), d(4)],
+            [Some(1), Some(2), Some(4), Some(5)]
+        );
+        assert_eq!(d(5), None);
+        assert_eq!(
+            p.delay(1, Some(Duration::from_secs(30))),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(parse_retry_after("7"), Some(Duration::from_secs(7)));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
+    }
+
+    #[test]
+    fn settings_are_validated_and_redacted() {
+        let s: ChannelSettings = serde_json::from_value(serde_json::json!({
+            "slack_webhook_url": "http://127.0.0.1:9/slack",
+            "smtp": {"host": "127.0.0.1", "port": 2525, "from": "Escalator <esc@example.com>",
+                     "tls": "none", "username": "u", "password": "p"},
+            "webhooks": {"default": {"url": "http://127.0.0.1:9/hook", "secret": "s3cret"}}
+        }))
+        .unwrap();
+        s.validate().unwrap();
+        let r = s.redacted();
+        assert_eq!(r.webhooks["default"].secret, "***");
+        assert_eq!(r.smtp.unwrap().password.as_deref(), Some("***"));
+        let bad = ChannelSettings {
+            slack_webhook_url: Some("ftp://x".into()),
+            ..Default::default()
+        };
+        assert!(bad.validate().unwrap_err().contains("slack_webhook_url"));
+    }
+}

@@ -1,0 +1,443 @@
+//! `escalator serve`: configuration, start-up and shutdown, and
+//! `escalator bench-serve`, the load benchmark over loopback HTTP.
+//!
+//! Zero configuration works: an SQLite file in `./escalator-data`, the
+//! built-in plugins, `127.0.0.1:8080`, and an admin token printed on the
+//! first start (and kept in `DATA_DIR/admin-token`, mode 0600). A TOML
+//! file (`--config`, or `DATA_DIR/escalator.toml` if present) overrides
+//! the defaults; environment variables and flags override the file.
+
+use crate::api::{self, Api};
+use crate::clock::Clock;
+use crate::engine::Engine;
+use crate::matrix::Matrix;
+use crate::pipeline::PluginSet;
+use crate::registry;
+use crate::runtime::{Runtime, RuntimeConfig};
+use crate::store::{Durability, Store};
+use anyhow::{Context as _, Result, bail};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Flags of `escalator serve` (each also an environment variable).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "ESCALATOR_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Where the database, compiled plugins and admin token live
+    /// [default: ./escalator-data].
+    #[arg(long, env = "ESCALATOR_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// A TOML configuration file [default: DATA_DIR/escalator.toml if it
+    /// exists].
+    #[arg(long, env = "ESCALATOR_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// The admin token (default: generated on first start and printed).
+    #[arg(long, env = "ESCALATOR_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Run on a manual clock starting at this time (RFC 3339, or `now`);
+    /// `POST /v1/clock` moves it. For tests and demos.
+    #[arg(long, env = "ESCALATOR_MANUAL_CLOCK")]
+    pub manual_clock: Option<String>,
+}
+
+/// The configuration file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct FileConfig {
+    /// Address to listen on.
+    pub listen: Option<SocketAddr>,
+    /// Data directory.
+    pub data_dir: Option<PathBuf>,
+    /// Admin token.
+    pub admin_token: Option<String>,
+    /// `process` (default: survives kill -9) or `power` (syncs every
+    /// commit).
+    pub durability: Durability,
+    /// Largest request body, bytes (default 1 MiB).
+    pub max_body_bytes: Option<usize>,
+    /// Delivery retries.
+    pub delivery: DeliveryConfig,
+}
+
+/// Delivery retry settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct DeliveryConfig {
+    /// First retry after this many ms (doubling after).
+    pub retry_base_ms: Option<u64>,
+    /// Longest wait between attempts, ms.
+    pub retry_max_delay_ms: Option<u64>,
+    /// Attempts before a delivery is marked failed.
+    pub max_attempts: Option<u32>,
+}
+
+/// Everything `serve` needs, resolved.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Address.
+    pub listen: SocketAddr,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Admin token, if configured.
+    pub admin_token: Option<String>,
+    /// Durability.
+    pub durability: Durability,
+    /// Body cap.
+    pub max_body_bytes: usize,
+    /// Retries.
+    pub retry: crate::delivery::RetryPolicy,
+    /// Manual clock start.
+    pub manual_clock: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl ServeConfig {
+    /// Defaults < file < environment and flags.
+    pub fn resolve(args: &ServeArgs) -> Result<ServeConfig> {
+        let default_dir = PathBuf::from("escalator-data");
+        let file_path = args.config.clone().or_else(|| {
+            let p = args
+                .data_dir
+                .clone()
+                .unwrap_or_else(|| default_dir.clone())
+                .join("escalator.toml");
+            p.exists().then_some(p)
+        });
+        let file: FileConfig = match &file_path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("reading {}", p.display()))?;
+                toml::from_str(&text).with_context(|| format!("{} is not valid", p.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        let d = crate::delivery::RetryPolicy::default();
+        let manual_clock = match args.manual_clock.as_deref() {
+            None => None,
+            Some("now") => Some(chrono::Utc::now()),
+            Some(t) => Some(t.parse().with_context(|| {
+                format!("--manual-clock {t:?}: expected RFC 3339 (2026-11-27T12:00:00Z) or now")
+            })?),
+        };
+        Ok(ServeConfig {
+            listen: args
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            data_dir: args
+                .data_dir
+                .clone()
+                .or(file.data_dir)
+                .unwrap_or(default_dir),
+            admin_token: args.admin_token.clone().or(file.admin_token),
+            durability: file.durability,
+            max_body_bytes: file.max_body_bytes.unwrap_or(1 << 20),
+            retry: crate::delivery::RetryPolicy {
+                base: file
+                    .delivery
+                    .retry_base_ms
+                    .map_or(d.base, Duration::from_millis),
+                max_delay: file
+                    .delivery
+                    .retry_max_delay_ms
+                    .map_or(d.max_delay, Duration::from_millis),
+                max_attempts: file.delivery.max_attempts.unwrap_or(d.max_attempts),
+            },
+            manual_clock,
+        })
+    }
+}
+
+/// A running server's parts.
+pub struct Server {
+    /// The engine.
+    pub engine: Arc<Engine>,
+    /// The API.
+    pub api: Arc<Api>,
+    /// The admin token if it was generated now (print it once).
+    pub new_admin_token: Option<String>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server").finish_non_exhaustive()
+    }
+}
+
+/// Open the store, load the plugins, settle the admin token and recover
+/// events left undecided by a crash.
+pub fn build(config: &ServeConfig, matrix: &Matrix) -> Result<Server> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating {}", config.data_dir.display()))?;
+    let runtime = Arc::new(Runtime::new(RuntimeConfig {
+        cache_dir: Some(config.data_dir.join("cache")),
+        ..RuntimeConfig::default()
+    })?);
+    let store = Arc::new(Store::open(
+        &config.data_dir.join("escalator.db"),
+        config.durability,
+    )?);
+    let plugins = registry::load_builtin(&runtime)?
+        .into_iter()
+        .map(|p| p.with_matrix(matrix));
+    let set = PluginSet::new(plugins).map_err(anyhow::Error::msg)?;
+    let clock = match config.manual_clock {
+        Some(t) => Clock::manual(t),
+        None => Clock::System,
+    };
+    let engine = Arc::new(Engine::new(
+        store.clone(),
+        runtime,
+        clock,
+        set,
+        matrix.response_targets(),
+    ));
+    let (admin_hash, new_admin_token) = admin_token(&store, config)?;
+    let recovered = engine.recover()?;
+    if recovered > 0 {
+        tracing::warn!(recovered, "decided on events stored before a crash");
+    }
+    let api = Arc::new(Api::new(engine.clone(), admin_hash, config.max_body_bytes));
+    Ok(Server {
+        engine,
+        api,
+        new_admin_token,
+    })
+}
+
+fn admin_token(store: &Store, config: &ServeConfig) -> Result<(String, Option<String>)> {
+    if let Some(t) = &config.admin_token {
+        if t.len() < 16 {
+            bail!("the admin token must be at least 16 characters");
+        }
+        let hash = api::token_hash(t);
+        store.write(|tx| tx.set_meta("admin_token_hash", &hash))?;
+        return Ok((hash, None));
+    }
+    if let Some(hash) = store.meta("admin_token_hash")? {
+        return Ok((hash, None));
+    }
+    let token = api::new_token()?;
+    let hash = api::token_hash(&token);
+    store.write(|tx| tx.set_meta("admin_token_hash", &hash))?;
+    write_secret(&config.data_dir.join("admin-token"), &token)?;
+    Ok((hash, Some(token)))
+}
+
+fn write_secret(path: &Path, secret: &str) -> Result<()> {
+    use std::io::Write as _;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        opts.mode(0o600);
+    }
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    writeln!(f, "{secret}")?;
+    Ok(())
+}
+
+/// Run the server until SIGINT or SIGTERM.
+pub fn serve(args: &ServeArgs, matrix: &Matrix) -> Result<i32> {
+    let config = ServeConfig::resolve(args)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let server = build(&config, matrix)?;
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("listening on {}", config.listen))?;
+        let addr = listener.local_addr()?;
+        let engine = server.engine.clone();
+        tokio::spawn(crate::scheduler::run(engine.clone()));
+        tokio::spawn(crate::delivery::worker(
+            engine.store.clone(),
+            engine.delivery_wake.clone(),
+            config.retry,
+        ));
+        println!("escalator listening on http://{addr}");
+        println!("data: {}", config.data_dir.display());
+        match &server.new_admin_token {
+            Some(t) => println!(
+                "admin token: {t}\n  (shown once; also in {})",
+                config.data_dir.join("admin-token").display()
+            ),
+            None => {
+                println!("admin token: as configured or first printed (see DATA_DIR/admin-token)")
+            }
+        }
+        if engine.clock.is_manual() {
+            println!(
+                "clock: manual, at {} (POST /v1/clock to move it)",
+                engine.clock.now()
+            );
+        }
+        use std::io::Write as _;
+        std::io::stdout().flush()?;
+        api::serve(listener, server.api, shutdown_signal()).await;
+        println!("escalator stopped");
+        Ok(0)
+    })
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async { match &mut term { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Flags of `escalator bench-serve`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// Events to send (each a new ticket with one customer message, or a
+    /// message on an existing ticket).
+    #[arg(long, default_value_t = 2000)]
+    pub events: usize,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: usize,
+}
+
+/// Start a server on loopback with a fresh data directory, drive it with
+/// a real HTTP client, and report events/s and latency percentiles from
+/// request to durable decision.
+pub fn bench(args: &BenchArgs, matrix: &Matrix) -> Result<i32> {
+    let dir = tempfile::Builder::new()
+        .prefix("escalator-bench")
+        .tempdir()?;
+    let config = ServeConfig {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        data_dir: dir.path().to_path_buf(),
+        admin_token: Some("bench-admin-token-0123456789".into()),
+        durability: Durability::Process,
+        max_body_bytes: 1 << 20,
+        retry: Default::default(),
+        manual_clock: None,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let server = build(&config, matrix)?;
+        let listener = tokio::net::TcpListener::bind(config.listen).await?;
+        let base = format!("http://{}", listener.local_addr()?);
+        tokio::spawn(crate::scheduler::run(server.engine.clone()));
+        tokio::spawn(api::serve(listener, server.api.clone(), std::future::pending()));
+        let http = reqwest::Client::new();
+        let admin = config.admin_token.clone().unwrap_or_default();
+        let created: serde_json::Value = http
+            .post(format!("{base}/v1/tenants"))
+            .bearer_auth(&admin)
+            .json(&serde_json::json!({"id": "bench"}))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let token = created["token"].as_str().unwrap_or_default().to_string();
+        let roster: Vec<serde_json::Value> =
+            serde_json::from_str(include_str!("../../examples/roster.json"))?;
+        for a in &roster {
+            http.put(format!("{base}/v1/agents/{}", a["id"].as_str().unwrap_or("")))
+                .bearer_auth(&token)
+                .json(a)
+                .send()
+                .await?
+                .error_for_status()?;
+        }
+        let bodies = [
+            "Hi, how do I export my projects to CSV?",
+            "I was charged twice this month and nobody answers. This is unacceptable, I want a refund now.",
+            "The integration keeps failing with a 500 error since this morning.",
+            "Thanks, that worked!",
+        ];
+        println!(
+            "bench-serve: {} events, {} concurrent clients, loopback HTTP, SQLite WAL, default plugins",
+            args.events, args.concurrency
+        );
+        let started = std::time::Instant::now();
+        let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..args.concurrency {
+            let (http, base, token, next) = (http.clone(), base.clone(), token.clone(), next.clone());
+            let total = args.events;
+            tasks.spawn(async move {
+                let mut lat = Vec::new();
+                let mut errors = 0usize;
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= total {
+                        return (lat, errors);
+                    }
+                    let body = bodies[i % bodies.len()];
+                    let category = ["billing", "technical", "account"][i % 3];
+                    // Every other event adds a message to the previous ticket.
+                    let t0 = std::time::Instant::now();
+                    let resp = if i % 2 == 0 {
+                        http.post(format!("{base}/v1/tickets"))
+                            .bearer_auth(&token)
+                            .json(&serde_json::json!({
+                                "id": format!("B-{i}"), "subject": "bench", "created_at": chrono::Utc::now(),
+                                "category": category,
+                                "messages": [{"author": "customer", "body": body, "sent_at": chrono::Utc::now()}]
+                            }))
+                            .send()
+                            .await
+                    } else {
+                        http.post(format!("{base}/v1/tickets/B-{}/events", i - 1))
+                            .bearer_auth(&token)
+                            .json(&serde_json::json!({"type": "message", "author": "customer", "body": body}))
+                            .send()
+                            .await
+                    };
+                    match resp {
+                        Ok(r) if r.status().is_success() => lat.push(t0.elapsed()),
+                        _ => errors += 1,
+                    }
+                }
+            });
+        }
+        let mut lat = Vec::new();
+        let mut errors = 0;
+        while let Some(r) = tasks.join_next().await {
+            let (l, e) = r?;
+            lat.extend(l);
+            errors += e;
+        }
+        let elapsed = started.elapsed();
+        lat.sort();
+        let pct = |p: f64| {
+            lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
+                .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+        };
+        println!(
+            "{} ok, {errors} failed in {:.2} s: {:.0} events/s; latency p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            lat.len(),
+            elapsed.as_secs_f64(),
+            lat.len() as f64 / elapsed.as_secs_f64(),
+            pct(0.50),
+            pct(0.90),
+            pct(0.99),
+            pct(1.0)
+        );
+        Ok(if errors == 0 { 0 } else { 1 })
+    })
+}

@@ -1,0 +1,1241 @@
+//! Persistence: tenants, tickets, events, decisions with their audit trail,
+//! agents, durable timers, notification deliveries and in-app feeds.
+//!
+//! The default (and for now only) backend is an embedded SQLite file in WAL
+//! mode. Every write happens in one transaction through [`Store::write`],
+//! so an acknowledged change is on disk (in the WAL) before the caller
+//! answers: `kill -9` loses nothing acknowledged. With
+//! `synchronous = NORMAL` (the default) a power cut may lose the last
+//! transactions; `FULL` syncs every commit. The schema is versioned with
+//! `PRAGMA user_version` and migrated forward on open.
+//!
+//! Everything is scoped by tenant: no query here reads across tenants.
+
+use crate::model::{self, Agent, Channel, Signal, Tier};
+use anyhow::{Context as _, Result, bail};
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// Schema migrations, in order; `user_version` counts those applied.
+const MIGRATIONS: &[&str] = &[
+    // 1: the initial schema.
+    r#"
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE tenants (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        token_hash TEXT NOT NULL UNIQUE,
+        settings TEXT NOT NULL DEFAULT '{}',
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE agents (
+        tenant TEXT NOT NULL REFERENCES tenants(id),
+        id TEXT NOT NULL,
+        data TEXT NOT NULL,
+        PRIMARY KEY (tenant, id)
+    );
+    CREATE TABLE tickets (
+        tenant TEXT NOT NULL REFERENCES tenants(id),
+        id TEXT NOT NULL,
+        data TEXT NOT NULL,
+        tier TEXT,
+        assignee TEXT,
+        status TEXT NOT NULL,
+        escalated_at TEXT,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (tenant, id)
+    );
+    CREATE INDEX tickets_escalated ON tickets (tenant, escalated_at);
+    CREATE INDEX tickets_assignee ON tickets (tenant, assignee);
+    CREATE TABLE events (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        tenant TEXT NOT NULL,
+        ticket TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        received_at TEXT NOT NULL,
+        idempotency_key TEXT,
+        processed INTEGER NOT NULL DEFAULT 0,
+        response TEXT
+    );
+    CREATE INDEX events_ticket ON events (tenant, ticket, seq);
+    CREATE UNIQUE INDEX events_idempotency ON events (tenant, idempotency_key)
+        WHERE idempotency_key IS NOT NULL;
+    CREATE INDEX events_unprocessed ON events (processed) WHERE processed = 0;
+    CREATE TABLE decisions (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        tenant TEXT NOT NULL,
+        ticket TEXT NOT NULL,
+        at TEXT NOT NULL,
+        cause TEXT NOT NULL,
+        escalated INTEGER NOT NULL,
+        data TEXT NOT NULL
+    );
+    CREATE INDEX decisions_ticket ON decisions (tenant, ticket, id);
+    CREATE TABLE audit (
+        decision INTEGER NOT NULL REFERENCES decisions(id),
+        idx INTEGER NOT NULL,
+        plugin TEXT NOT NULL,
+        data TEXT NOT NULL,
+        PRIMARY KEY (decision, idx)
+    );
+    CREATE TABLE fired (
+        tenant TEXT NOT NULL,
+        ticket TEXT NOT NULL,
+        key TEXT NOT NULL,
+        decision INTEGER NOT NULL,
+        PRIMARY KEY (tenant, ticket, key)
+    );
+    CREATE TABLE timers (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        tenant TEXT NOT NULL,
+        ticket TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        due_at INTEGER NOT NULL,
+        payload TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'pending',
+        done_at TEXT,
+        outcome TEXT
+    );
+    CREATE INDEX timers_due ON timers (due_at) WHERE state = 'pending';
+    CREATE INDEX timers_ticket ON timers (tenant, ticket, state);
+    CREATE TABLE deliveries (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        tenant TEXT NOT NULL,
+        ticket TEXT NOT NULL,
+        idempotency_key TEXT NOT NULL UNIQUE,
+        channel TEXT NOT NULL,
+        recipient TEXT NOT NULL,
+        address TEXT NOT NULL,
+        title TEXT NOT NULL,
+        body TEXT NOT NULL,
+        status TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at INTEGER NOT NULL,
+        last_error TEXT,
+        created_at TEXT NOT NULL,
+        sent_at TEXT
+    );
+    CREATE INDEX deliveries_pending ON deliveries (next_attempt_at) WHERE status = 'pending';
+    CREATE INDEX deliveries_ticket ON deliveries (tenant, ticket);
+    CREATE INDEX deliveries_recent ON deliveries (tenant, channel, address, created_at);
+    CREATE TABLE feed (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        tenant TEXT NOT NULL,
+        agent TEXT NOT NULL,
+        ticket TEXT NOT NULL,
+        title TEXT NOT NULL,
+        body TEXT NOT NULL,
+        at TEXT NOT NULL
+    );
+    CREATE INDEX feed_agent ON feed (tenant, agent, id);
+    "#,
+];
+
+/// How hard a commit waits for the disk.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Durability {
+    /// Survives a process crash (`kill -9`); a power cut may lose the last
+    /// commits (`synchronous = NORMAL`).
+    #[default]
+    Process,
+    /// Survives a power cut too: every commit is synced (`synchronous =
+    /// FULL`).
+    Power,
+}
+
+/// A tenant.
+#[derive(Debug, Clone, Serialize)]
+pub struct Tenant {
+    /// Id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// When it was created.
+    pub created_at: String,
+}
+
+/// What the engine keeps about a ticket beyond the ticket itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TicketState {
+    /// The ticket as plugins see it.
+    pub ticket: model::Ticket,
+    /// The queue it sits in when no agent has it.
+    #[serde(default)]
+    pub queue: Option<String>,
+    /// The current escalation, if it escalated.
+    #[serde(default)]
+    pub escalation: Option<EscalationState>,
+    /// What happened to it, oldest first: escalations, assignments,
+    /// claims, notifications planned.
+    #[serde(default)]
+    pub history: Vec<HistoryEntry>,
+}
+
+/// An escalation in force.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EscalationState {
+    /// Its tier.
+    pub tier: Tier,
+    /// When it (last) escalated.
+    pub escalated_at: DateTime<Utc>,
+    /// Every reason, with evidence, accumulated over the ticket's life.
+    pub reasons: Vec<Signal>,
+    /// The response target of the tier, ms.
+    pub response_target_ms: Option<u64>,
+    /// Who got it and the fallback path.
+    pub routing: model::Routing,
+    /// The decision whose plan is in force (its steps are timers).
+    pub plan_decision: i64,
+    /// The channels the first recipient was alerted on (a fallback
+    /// assignee is alerted the same way).
+    pub alert_channels: Vec<Channel>,
+    /// The line for the customer, if the notifier gave one.
+    pub customer_message: Option<String>,
+}
+
+/// One line of a ticket's history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    /// When.
+    pub at: DateTime<Utc>,
+    /// What, e.g. `escalated`, `assigned`, `claimed`, `reassigned`.
+    pub what: String,
+    /// Details for people.
+    pub detail: String,
+}
+
+/// A stored event.
+#[derive(Debug, Clone, Serialize)]
+pub struct EventRecord {
+    /// Sequence number (global, increasing).
+    pub seq: i64,
+    /// Ticket.
+    pub ticket: String,
+    /// Kind.
+    pub kind: String,
+    /// The event as received.
+    pub payload: serde_json::Value,
+    /// When it was received.
+    pub received_at: String,
+    /// Whether its decision is stored.
+    pub processed: bool,
+}
+
+/// A durable timer.
+#[derive(Debug, Clone, Serialize)]
+pub struct Timer {
+    /// Id.
+    pub id: i64,
+    /// Tenant.
+    pub tenant: String,
+    /// Ticket.
+    pub ticket: String,
+    /// `wake`, `step`, `fallback` or `digest`.
+    pub kind: String,
+    /// When it is due, ms since the epoch.
+    pub due_at: i64,
+    /// What to do.
+    pub payload: serde_json::Value,
+    /// `pending`, `done` or `cancelled`.
+    pub state: String,
+    /// What happened when it fired.
+    pub outcome: Option<String>,
+}
+
+/// A notification to deliver (or delivered).
+#[derive(Debug, Clone, Serialize)]
+pub struct Delivery {
+    /// Id.
+    pub id: i64,
+    /// Tenant.
+    pub tenant: String,
+    /// Ticket (`*` for a digest of several).
+    pub ticket: String,
+    /// The idempotency key sent with it.
+    pub idempotency_key: String,
+    /// `slack`, `email`, `in-app`, `webhook`.
+    pub channel: String,
+    /// Who it is for (agent id, team, endpoint name).
+    pub recipient: String,
+    /// Where it goes (URL, e-mail address, agent id).
+    pub address: String,
+    /// Title.
+    pub title: String,
+    /// Text.
+    pub body: String,
+    /// `pending`, `held` (waiting for a digest), `sent`, `failed`,
+    /// `skipped`, `digested`.
+    pub status: String,
+    /// Attempts so far.
+    pub attempts: i64,
+    /// Last error.
+    pub last_error: Option<String>,
+    /// Created.
+    pub created_at: String,
+    /// Delivered.
+    pub sent_at: Option<String>,
+}
+
+/// A new delivery.
+#[derive(Debug, Clone)]
+pub struct NewDelivery {
+    /// Ticket.
+    pub ticket: String,
+    /// Idempotency key.
+    pub idempotency_key: String,
+    /// Channel name.
+    pub channel: String,
+    /// Recipient.
+    pub recipient: String,
+    /// Address.
+    pub address: String,
+    /// Title.
+    pub title: String,
+    /// Text.
+    pub body: String,
+    /// Initial status (`pending`, `held`, `sent`, `skipped`).
+    pub status: String,
+    /// Error or note for `skipped`.
+    pub note: Option<String>,
+}
+
+/// One in-app feed item.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FeedItem {
+    /// Id (increasing per store; the SSE event id).
+    pub id: i64,
+    /// Agent.
+    pub agent: String,
+    /// Ticket.
+    pub ticket: String,
+    /// Title.
+    pub title: String,
+    /// Text.
+    pub body: String,
+    /// When.
+    pub at: String,
+}
+
+/// A stored decision with its audit trail.
+#[derive(Debug, Clone, Serialize)]
+pub struct DecisionRecord {
+    /// Id.
+    pub id: i64,
+    /// When.
+    pub at: String,
+    /// What caused it (`event:SEQ`, `timer:ID`, `agent:ID`).
+    pub cause: String,
+    /// Whether the ticket escalated (or re-escalated) here.
+    pub escalated: bool,
+    /// The decision.
+    pub data: serde_json::Value,
+    /// Every plugin call: plugin, version, input event, output, fuel, time,
+    /// error.
+    pub audit: Vec<serde_json::Value>,
+}
+
+fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn name_of<T: Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => String::new(),
+    }
+}
+
+/// The SQLite store.
+#[derive(Debug)]
+pub struct Store {
+    conn: Mutex<Connection>,
+    path: PathBuf,
+}
+
+/// A write transaction (see [`Store::write`]).
+pub struct Tx<'a> {
+    tx: rusqlite::Transaction<'a>,
+}
+
+impl Store {
+    /// Open (creating if needed) the database at `path`, and migrate it.
+    pub fn open(path: &Path, durability: Durability) -> Result<Store> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("creating the data directory {}", dir.display()))?;
+        }
+        let mut conn = Connection::open(path)
+            .with_context(|| format!("opening the database {}", path.display()))?;
+        let sync = match durability {
+            Durability::Process => "NORMAL",
+            Durability::Power => "FULL",
+        };
+        conn.execute_batch(&format!(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; \
+             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;"
+        ))?;
+        let version: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if version > MIGRATIONS.len() {
+            bail!(
+                "{} has schema version {version}, newer than this escalator ({}); upgrade escalator",
+                path.display(),
+                MIGRATIONS.len()
+            );
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+            let tx = conn.transaction()?;
+            tx.execute_batch(sql)
+                .with_context(|| format!("migrating {} to version {}", path.display(), i + 1))?;
+            tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))?;
+            tx.commit()?;
+        }
+        Ok(Store {
+            conn: Mutex::new(conn),
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The schema version.
+    pub fn schema_version(&self) -> Result<i64> {
+        Ok(self
+            .lock()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))?)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Run `f` in one transaction; commit if it returns `Ok`.
+    pub fn write<T>(&self, f: impl FnOnce(&Tx<'_>) -> Result<T>) -> Result<T> {
+        let mut conn = self.lock();
+        let tx = Tx {
+            tx: conn.transaction()?,
+        };
+        let out = f(&tx)?;
+        tx.tx.commit()?;
+        Ok(out)
+    }
+
+    /// A value of the `meta` table.
+    pub fn meta(&self, key: &str) -> Result<Option<String>> {
+        Ok(self
+            .lock()
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// The tenant whose token hashes to `hash`.
+    pub fn tenant_by_token(&self, hash: &str) -> Result<Option<Tenant>> {
+        Ok(self
+            .lock()
+            .query_row(
+                "SELECT id, name, created_at FROM tenants WHERE token_hash = ?1",
+                [hash],
+                |r| {
+                    Ok(Tenant {
+                        id: r.get(0)?,
+                        name: r.get(1)?,
+                        created_at: r.get(2)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// Every tenant.
+    pub fn tenants(&self) -> Result<Vec<Tenant>> {
+        let conn = self.lock();
+        let mut st = conn.prepare("SELECT id, name, created_at FROM tenants ORDER BY id")?;
+        let rows = st.query_map([], |r| {
+            Ok(Tenant {
+                id: r.get(0)?,
+                name: r.get(1)?,
+                created_at: r.get(2)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// A tenant's channel settings (JSON).
+    pub fn settings(&self, tenant: &str) -> Result<serde_json::Value> {
+        let text: Option<String> = self
+            .lock()
+            .query_row(
+                "SELECT settings FROM tenants WHERE id = ?1",
+                [tenant],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(serde_json::from_str(text.as_deref().unwrap_or("{}"))?)
+    }
+
+    /// A tenant's agents.
+    pub fn agents(&self, tenant: &str) -> Result<Vec<Agent>> {
+        let conn = self.lock();
+        let mut st = conn.prepare("SELECT data FROM agents WHERE tenant = ?1 ORDER BY id")?;
+        let rows = st.query_map([tenant], |r| r.get::<_, String>(0))?;
+        rows.map(|r| Ok(serde_json::from_str(&r?)?)).collect()
+    }
+
+    /// One agent.
+    pub fn agent(&self, tenant: &str, id: &str) -> Result<Option<Agent>> {
+        let text: Option<String> = self
+            .lock()
+            .query_row(
+                "SELECT data FROM agents WHERE tenant = ?1 AND id = ?2",
+                [tenant, id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        text.map(|t| Ok(serde_json::from_str(&t)?)).transpose()
+    }
+
+    /// A ticket's state.
+    pub fn ticket(&self, tenant: &str, id: &str) -> Result<Option<TicketState>> {
+        let text: Option<String> = self
+            .lock()
+            .query_row(
+                "SELECT data FROM tickets WHERE tenant = ?1 AND id = ?2",
+                [tenant, id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        text.map(|t| Ok(serde_json::from_str(&t)?)).transpose()
+    }
+
+    /// A ticket's events, oldest first.
+    pub fn events(&self, tenant: &str, ticket: &str) -> Result<Vec<EventRecord>> {
+        let conn = self.lock();
+        let mut st = conn.prepare(
+            "SELECT seq, ticket, kind, payload, received_at, processed FROM events \
+             WHERE tenant = ?1 AND ticket = ?2 ORDER BY seq",
+        )?;
+        let rows = st.query_map([tenant, ticket], event_row)?;
+        rows.map(|r| Ok(r?)).collect()
+    }
+
+    /// Events stored but not yet decided on (after a crash), oldest first,
+    /// as (tenant, event).
+    pub fn unprocessed_events(&self) -> Result<Vec<(String, EventRecord)>> {
+        let conn = self.lock();
+        let mut st = conn.prepare(
+            "SELECT seq, ticket, kind, payload, received_at, processed, tenant FROM events \
+             WHERE processed = 0 ORDER BY seq",
+        )?;
+        let rows = st.query_map([], |r| Ok((r.get::<_, String>(6)?, event_row(r)?)))?;
+        rows.map(|r| Ok(r?)).collect()
+    }
+
+    /// A ticket's decisions with their audit trails, oldest first.
+    pub fn decisions(&self, tenant: &str, ticket: &str) -> Result<Vec<DecisionRecord>> {
+        let conn = self.lock();
+        let mut st = conn.prepare(
+            "SELECT id, at, cause, escalated, data FROM decisions \
+             WHERE tenant = ?1 AND ticket = ?2 ORDER BY id",
+        )?;
+        let rows = st.query_map([tenant, ticket], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, bool>(3)?,
+                r.get::<_, String>(4)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        let mut audit = conn.prepare("SELECT data FROM audit WHERE decision = ?1 ORDER BY idx")?;
+        for row in rows {
+            let (id, at, cause, escalated, data) = row?;
+            let trail = audit
+                .query_map([id], |r| r.get::<_, String>(0))?
+                .map(|t| Ok(serde_json::from_str(&t?)?))
+                .collect::<Result<Vec<_>>>()?;
+            out.push(DecisionRecord {
+                id,
+                at,
+                cause,
+                escalated,
+                data: serde_json::from_str(&data)?,
+                audit: trail,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The tenant's escalated tickets, most recent first.
+    pub fn escalated(&self, tenant: &str, limit: u32) -> Result<Vec<TicketState>> {
+        let conn = self.lock();
+        let mut st = conn.prepare(
+            "SELECT data FROM tickets WHERE tenant = ?1 AND escalated_at IS NOT NULL \
+             ORDER BY escalated_at DESC, id LIMIT ?2",
+        )?;
+        let rows = st.query_map(params![tenant, limit], |r| r.get::<_, String>(0))?;
+        rows.map(|r| Ok(serde_json::from_str(&r?)?)).collect()
+    }
+
+    /// Escalated, unclaimed, unresolved tickets assigned to `agent`.
+    pub fn unclaimed_of(&self, tenant: &str, agent: &str) -> Result<Vec<TicketState>> {
+        let conn = self.lock();
+        let mut st = conn.prepare(
+            "SELECT data FROM tickets WHERE tenant = ?1 AND assignee = ?2 \
+             AND escalated_at IS NOT NULL ORDER BY id",
+        )?;
+        let rows = st.query_map([tenant, agent], |r| r.get::<_, String>(0))?;
+        let all: Vec<TicketState> = rows
+            .map(|r| Ok(serde_json::from_str(&r?)?))
+            .collect::<Result<_>>()?;
+        Ok(all
+            .into_iter()
+            .filter(|s| {
+                s.ticket.claimed_at.is_none()
+                    && !matches!(
+                        s.ticket.status,
+                        model::TicketStatus::Solved | model::TicketStatus::Closed
+                    )
+            })
+            .collect())
+    }
+
+    /// The tenant's deliveries, of one ticket or all, oldest first.
+    pub fn deliveries(&self, tenant: &str, ticket: Option<&str>) -> Result<Vec<Delivery>> {
+        let conn = self.lock();
+        let mut st = conn.prepare(
+            "SELECT id, tenant, ticket, idempotency_key, channel, recipient, address, title, \
+             body, status, attempts, last_error, created_at, sent_at FROM deliveries \
+             WHERE tenant = ?1 AND (?2 IS NULL OR ticket = ?2) ORDER BY id",
+        )?;
+        let rows = st.query_map(params![tenant, ticket], delivery_row)?;
+        rows.map(|r| Ok(r?)).collect()
+    }
+
+    /// Deliveries due for an attempt at `now_ms` (real time).
+    pub fn due_deliveries(&self, now_ms: i64, limit: u32) -> Result<Vec<Delivery>> {
+        let conn = self.lock();
+        let mut st = conn.prepare(
+            "SELECT id, tenant, ticket, idempotency_key, channel, recipient, address, title, \
+             body, status, attempts, last_error, created_at, sent_at FROM deliveries \
+             WHERE status = 'pending' AND next_attempt_at <= ?1 ORDER BY next_attempt_at, id \
+             LIMIT ?2",
+        )?;
+        let rows = st.query_map(params![now_ms, limit], delivery_row)?;
+        rows.map(|r| Ok(r?)).collect()
+    }
+
+    /// When the next pending delivery is due (real time, ms).
+    pub fn next_delivery_at(&self) -> Result<Option<i64>> {
+        Ok(self.lock().query_row(
+            "SELECT min(next_attempt_at) FROM deliveries WHERE status = 'pending'",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Record a delivery attempt: sent, or failed with `error` and retried
+    /// at `retry_at` (ms, real time) unless `retry_at` is `None` (given up).
+    pub fn delivery_attempted(
+        &self,
+        id: i64,
+        now: DateTime<Utc>,
+        result: std::result::Result<(), (String, Option<i64>)>,
+    ) -> Result<()> {
+        let conn = self.lock();
+        match result {
+            Ok(()) => conn.execute(
+                "UPDATE deliveries SET status = 'sent', attempts = attempts + 1, sent_at = ?2, \
+                 last_error = NULL WHERE id = ?1",
+                params![id, ts(now)],
+            )?,
+            Err((error, Some(retry_at))) => conn.execute(
+                "UPDATE deliveries SET attempts = attempts + 1, last_error = ?2, \
+                 next_attempt_at = ?3 WHERE id = ?1",
+                params![id, error, retry_at],
+            )?,
+            Err((error, None)) => conn.execute(
+                "UPDATE deliveries SET status = 'failed', attempts = attempts + 1, \
+                 last_error = ?2 WHERE id = ?1",
+                params![id, error],
+            )?,
+        };
+        Ok(())
+    }
+
+    /// An agent's in-app feed after item `after`, oldest first.
+    pub fn feed(&self, tenant: &str, agent: &str, after: i64) -> Result<Vec<FeedItem>> {
+        let conn = self.lock();
+        let mut st = conn.prepare(
+            "SELECT id, agent, ticket, title, body, at FROM feed \
+             WHERE tenant = ?1 AND agent = ?2 AND id > ?3 ORDER BY id LIMIT 1000",
+        )?;
+        let rows = st.query_map(params![tenant, agent, after], |r| {
+            Ok(FeedItem {
+                id: r.get(0)?,
+                agent: r.get(1)?,
+                ticket: r.get(2)?,
+                title: r.get(3)?,
+                body: r.get(4)?,
+                at: r.get(5)?,
+            })
+        })?;
+        rows.map(|r| Ok(r?)).collect()
+    }
+
+    /// Pending timers due at `now_ms`, oldest first.
+    pub fn due_timers(&self, now_ms: i64, limit: u32) -> Result<Vec<Timer>> {
+        let conn = self.lock();
+        let mut st = conn.prepare(
+            "SELECT id, tenant, ticket, kind, due_at, payload, state, outcome FROM timers \
+             WHERE state = 'pending' AND due_at <= ?1 ORDER BY due_at, id LIMIT ?2",
+        )?;
+        let rows = st.query_map(params![now_ms, limit], timer_row)?;
+        rows.map(|r| Ok(r?)).collect()
+    }
+
+    /// When the next pending timer is due, ms.
+    pub fn next_timer_at(&self) -> Result<Option<i64>> {
+        Ok(self.lock().query_row(
+            "SELECT min(due_at) FROM timers WHERE state = 'pending'",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// A ticket's timers, by due time.
+    pub fn timers(&self, tenant: &str, ticket: &str) -> Result<Vec<Timer>> {
+        let conn = self.lock();
+        let mut st = conn.prepare(
+            "SELECT id, tenant, ticket, kind, due_at, payload, state, outcome FROM timers \
+             WHERE tenant = ?1 AND ticket = ?2 ORDER BY due_at, id",
+        )?;
+        let rows = st.query_map([tenant, ticket], timer_row)?;
+        rows.map(|r| Ok(r?)).collect()
+    }
+
+    /// The response an event with this idempotency key got, if it was
+    /// processed.
+    pub fn event_response(&self, tenant: &str, key: &str) -> Result<Option<Option<String>>> {
+        Ok(self
+            .lock()
+            .query_row(
+                "SELECT response FROM events WHERE tenant = ?1 AND idempotency_key = ?2",
+                [tenant, key],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+}
+
+fn event_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventRecord> {
+    let payload: String = r.get(3)?;
+    Ok(EventRecord {
+        seq: r.get(0)?,
+        ticket: r.get(1)?,
+        kind: r.get(2)?,
+        payload: serde_json::from_str(&payload).unwrap_or(serde_json::Value::Null),
+        received_at: r.get(4)?,
+        processed: r.get(5)?,
+    })
+}
+
+fn timer_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Timer> {
+    let payload: String = r.get(5)?;
+    Ok(Timer {
+        id: r.get(0)?,
+        tenant: r.get(1)?,
+        ticket: r.get(2)?,
+        kind: r.get(3)?,
+        due_at: r.get(4)?,
+        payload: serde_json::from_str(&payload).unwrap_or(serde_json::Value::Null),
+        state: r.get(6)?,
+        outcome: r.get(7)?,
+    })
+}
+
+fn delivery_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Delivery> {
+    Ok(Delivery {
+        id: r.get(0)?,
+        tenant: r.get(1)?,
+        ticket: r.get(2)?,
+        idempotency_key: r.get(3)?,
+        channel: r.get(4)?,
+        recipient: r.get(5)?,
+        address: r.get(6)?,
+        title: r.get(7)?,
+        body: r.get(8)?,
+        status: r.get(9)?,
+        attempts: r.get(10)?,
+        last_error: r.get(11)?,
+        created_at: r.get(12)?,
+        sent_at: r.get(13)?,
+    })
+}
+
+impl Tx<'_> {
+    /// Set a `meta` value.
+    pub fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+        self.tx.execute(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [key, value],
+        )?;
+        Ok(())
+    }
+
+    /// Create a tenant; `false` if the id is taken.
+    pub fn create_tenant(
+        &self,
+        id: &str,
+        name: &str,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let n = self.tx.execute(
+            "INSERT OR IGNORE INTO tenants (id, name, token_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
+            params![id, name, token_hash, ts(now)],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Replace a tenant's channel settings.
+    pub fn set_settings(&self, tenant: &str, settings: &serde_json::Value) -> Result<()> {
+        self.tx.execute(
+            "UPDATE tenants SET settings = ?2 WHERE id = ?1",
+            params![tenant, settings.to_string()],
+        )?;
+        Ok(())
+    }
+
+    /// Insert or replace an agent.
+    pub fn put_agent(&self, tenant: &str, agent: &Agent) -> Result<()> {
+        self.tx.execute(
+            "INSERT INTO agents (tenant, id, data) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (tenant, id) DO UPDATE SET data = excluded.data",
+            params![tenant, agent.id, serde_json::to_string(agent)?],
+        )?;
+        Ok(())
+    }
+
+    /// One agent.
+    pub fn agent(&self, tenant: &str, id: &str) -> Result<Option<Agent>> {
+        let text: Option<String> = self
+            .tx
+            .query_row(
+                "SELECT data FROM agents WHERE tenant = ?1 AND id = ?2",
+                [tenant, id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        text.map(|t| Ok(serde_json::from_str(&t)?)).transpose()
+    }
+
+    /// A tenant's agents.
+    pub fn agents(&self, tenant: &str) -> Result<Vec<Agent>> {
+        let mut st = self
+            .tx
+            .prepare("SELECT data FROM agents WHERE tenant = ?1 ORDER BY id")?;
+        let rows = st.query_map([tenant], |r| r.get::<_, String>(0))?;
+        rows.map(|r| Ok(serde_json::from_str(&r?)?)).collect()
+    }
+
+    /// A ticket's state.
+    pub fn ticket(&self, tenant: &str, id: &str) -> Result<Option<TicketState>> {
+        let text: Option<String> = self
+            .tx
+            .query_row(
+                "SELECT data FROM tickets WHERE tenant = ?1 AND id = ?2",
+                [tenant, id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        text.map(|t| Ok(serde_json::from_str(&t)?)).transpose()
+    }
+
+    /// Insert or replace a ticket's state.
+    pub fn put_ticket(&self, tenant: &str, state: &TicketState) -> Result<()> {
+        let t = &state.ticket;
+        self.tx.execute(
+            "INSERT INTO tickets (tenant, id, data, tier, assignee, status, escalated_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
+             ON CONFLICT (tenant, id) DO UPDATE SET data = excluded.data, tier = excluded.tier, \
+             assignee = excluded.assignee, status = excluded.status, \
+             escalated_at = excluded.escalated_at, updated_at = excluded.updated_at",
+            params![
+                tenant,
+                t.id,
+                serde_json::to_string(state)?,
+                t.tier.map(|x| name_of(&x)),
+                t.assignee,
+                name_of(&t.status),
+                state.escalation.as_ref().map(|e| ts(e.escalated_at)),
+                ts(t.updated_at.unwrap_or(t.created_at)),
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Store an event; returns its sequence number.
+    pub fn insert_event(
+        &self,
+        tenant: &str,
+        ticket: &str,
+        kind: &str,
+        payload: &serde_json::Value,
+        received_at: DateTime<Utc>,
+        idempotency_key: Option<&str>,
+    ) -> Result<i64> {
+        self.tx.execute(
+            "INSERT INTO events (tenant, ticket, kind, payload, received_at, idempotency_key) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                tenant,
+                ticket,
+                kind,
+                payload.to_string(),
+                ts(received_at),
+                idempotency_key
+            ],
+        )?;
+        Ok(self.tx.last_insert_rowid())
+    }
+
+    /// Mark an event decided, with the response its sender got.
+    pub fn event_processed(&self, seq: i64, response: &str) -> Result<()> {
+        self.tx.execute(
+            "UPDATE events SET processed = 1, response = ?2 WHERE seq = ?1",
+            params![seq, response],
+        )?;
+        Ok(())
+    }
+
+    /// Store a decision and its audit trail (one row per plugin call);
+    /// returns its id.
+    #[allow(clippy::too_many_arguments, reason = "the columns of one decision")]
+    pub fn insert_decision(
+        &self,
+        tenant: &str,
+        ticket: &str,
+        at: DateTime<Utc>,
+        cause: &str,
+        escalated: bool,
+        data: &serde_json::Value,
+        audit: &[serde_json::Value],
+    ) -> Result<i64> {
+        self.tx.execute(
+            "INSERT INTO decisions (tenant, ticket, at, cause, escalated, data) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![tenant, ticket, ts(at), cause, escalated, data.to_string()],
+        )?;
+        let id = self.tx.last_insert_rowid();
+        let mut st = self.tx.prepare_cached(
+            "INSERT INTO audit (decision, idx, plugin, data) VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        for (i, a) in audit.iter().enumerate() {
+            let plugin = a["plugin"].as_str().unwrap_or("");
+            st.execute(params![id, i as i64, plugin, a.to_string()])?;
+        }
+        Ok(id)
+    }
+
+    /// The keys already acted on for a ticket.
+    pub fn fired(&self, tenant: &str, ticket: &str) -> Result<std::collections::BTreeSet<String>> {
+        let mut st = self
+            .tx
+            .prepare_cached("SELECT key FROM fired WHERE tenant = ?1 AND ticket = ?2")?;
+        let rows = st.query_map([tenant, ticket], |r| r.get::<_, String>(0))?;
+        rows.map(|r| Ok(r?)).collect()
+    }
+
+    /// Record that `key` was acted on; `false` if it already was.
+    pub fn fire(&self, tenant: &str, ticket: &str, key: &str, decision: i64) -> Result<bool> {
+        let n = self.tx.execute(
+            "INSERT OR IGNORE INTO fired (tenant, ticket, key, decision) VALUES (?1, ?2, ?3, ?4)",
+            params![tenant, ticket, key, decision],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Schedule a timer; returns its id.
+    pub fn insert_timer(
+        &self,
+        tenant: &str,
+        ticket: &str,
+        kind: &str,
+        due_at: DateTime<Utc>,
+        payload: &serde_json::Value,
+    ) -> Result<i64> {
+        self.tx.execute(
+            "INSERT INTO timers (tenant, ticket, kind, due_at, payload) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                tenant,
+                ticket,
+                kind,
+                due_at.timestamp_millis(),
+                payload.to_string()
+            ],
+        )?;
+        Ok(self.tx.last_insert_rowid())
+    }
+
+    /// Cancel a ticket's pending timers of the given kinds, with a reason.
+    pub fn cancel_timers(
+        &self,
+        tenant: &str,
+        ticket: &str,
+        kinds: &[&str],
+        why: &str,
+    ) -> Result<usize> {
+        let mut n = 0;
+        for kind in kinds {
+            n += self.tx.execute(
+                "UPDATE timers SET state = 'cancelled', outcome = ?4 \
+                 WHERE tenant = ?1 AND ticket = ?2 AND kind = ?3 AND state = 'pending'",
+                params![tenant, ticket, kind, why],
+            )?;
+        }
+        Ok(n)
+    }
+
+    /// A ticket's pending timers of one kind.
+    pub fn pending_timers(&self, tenant: &str, ticket: &str, kind: &str) -> Result<Vec<Timer>> {
+        let mut st = self.tx.prepare_cached(
+            "SELECT id, tenant, ticket, kind, due_at, payload, state, outcome FROM timers \
+             WHERE tenant = ?1 AND ticket = ?2 AND kind = ?3 AND state = 'pending' ORDER BY due_at",
+        )?;
+        let rows = st.query_map([tenant, ticket, kind], timer_row)?;
+        rows.map(|r| Ok(r?)).collect()
+    }
+
+    /// Take a due timer: `pending` → `done`. `false` if it was not pending
+    /// (already fired or cancelled), so each timer fires once.
+    pub fn take_timer(&self, id: i64, now: DateTime<Utc>) -> Result<bool> {
+        let n = self.tx.execute(
+            "UPDATE timers SET state = 'done', done_at = ?2 WHERE id = ?1 AND state = 'pending'",
+            params![id, ts(now)],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Say what a fired timer did.
+    pub fn timer_outcome(&self, id: i64, outcome: &str) -> Result<()> {
+        self.tx.execute(
+            "UPDATE timers SET outcome = ?2 WHERE id = ?1",
+            params![id, outcome],
+        )?;
+        Ok(())
+    }
+
+    /// Queue a delivery; `false` if one with the same idempotency key
+    /// exists (a notification is queued once).
+    pub fn insert_delivery(
+        &self,
+        tenant: &str,
+        d: &NewDelivery,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let n = self.tx.execute(
+            "INSERT OR IGNORE INTO deliveries (tenant, ticket, idempotency_key, channel, recipient, \
+             address, title, body, status, last_error, next_attempt_at, created_at, sent_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 0, ?11, \
+             CASE WHEN ?9 = 'sent' THEN ?11 END)",
+            params![
+                tenant,
+                d.ticket,
+                d.idempotency_key,
+                d.channel,
+                d.recipient,
+                d.address,
+                d.title,
+                d.body,
+                d.status,
+                d.note,
+                ts(now),
+            ],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// When `address` last got something on `channel` (not counting held
+    /// ones), at or after `since`.
+    pub fn last_delivery_to(
+        &self,
+        tenant: &str,
+        channel: &str,
+        address: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>> {
+        let at: Option<String> = self.tx.query_row(
+            "SELECT max(created_at) FROM deliveries WHERE tenant = ?1 AND channel = ?2 \
+             AND address = ?3 AND created_at >= ?4 AND status IN ('pending', 'sent')",
+            params![tenant, channel, address, ts(since)],
+            |r| r.get(0),
+        )?;
+        Ok(at.and_then(|a| a.parse().ok()))
+    }
+
+    /// Held deliveries to `address` on `channel`, oldest first; marks them
+    /// `digested`.
+    pub fn take_held(&self, tenant: &str, channel: &str, address: &str) -> Result<Vec<Delivery>> {
+        let held = {
+            let mut st = self.tx.prepare_cached(
+                "SELECT id, tenant, ticket, idempotency_key, channel, recipient, address, title, \
+                 body, status, attempts, last_error, created_at, sent_at FROM deliveries \
+                 WHERE tenant = ?1 AND channel = ?2 AND address = ?3 AND status = 'held' ORDER BY id",
+            )?;
+            st.query_map([tenant, channel, address], delivery_row)?
+                .collect::<Result<Vec<_>, _>>()?
+        };
+        self.tx.execute(
+            "UPDATE deliveries SET status = 'digested' WHERE tenant = ?1 AND channel = ?2 \
+             AND address = ?3 AND status = 'held'",
+            [tenant, channel, address],
+        )?;
+        Ok(held)
+    }
+
+    /// Append to an agent's in-app feed; returns the item.
+    pub fn insert_feed(
+        &self,
+        tenant: &str,
+        agent: &str,
+        ticket: &str,
+        title: &str,
+        body: &str,
+        now: DateTime<Utc>,
+    ) -> Result<FeedItem> {
+        self.tx.execute(
+            "INSERT INTO feed (tenant, agent, ticket, title, body, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![tenant, agent, ticket, title, body, ts(now)],
+        )?;
+        Ok(FeedItem {
+            id: self.tx.last_insert_rowid(),
+            agent: agent.into(),
+            ticket: ticket.into(),
+            title: title.into(),
+            body: body.into(),
+            at: ts(now),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open() -> (Store, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("escalator.db"), Durability::Process).unwrap();
+        (store, dir)
+    }
+
+    fn noon() -> DateTime<Utc> {
+        "2026-11-27T12:00:00Z".parse().unwrap()
+    }
+
+    #[test]
+    fn migrations_run_once_and_a_newer_schema_is_refused() {
+        let (store, dir) = open();
+        assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len() as i64);
+        let path = store.path().to_path_buf();
+        drop(store);
+        // Reopening does not migrate again.
+        let store = Store::open(&path, Durability::Power).unwrap();
+        store
+            .write(|tx| {
+                tx.tx.execute_batch("PRAGMA user_version = 99")?;
+                Ok(())
+            })
+            .unwrap();
+        drop(store);
+        let err = Store::open(&path, Durability::Process).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("newer than this escalator"),
+            "{err:#}"
+        );
+        drop(dir);
+    }
+
+    #[test]
+    fn a_timer_fires_once_and_cancelled_timers_never() {
+        let (store, _dir) = open();
+        let (a, b) = store
+            .write(|tx| {
+                tx.create_tenant("acme", "Acme", "h", noon())?;
+                let a = tx.insert_timer("acme", "T-1", "step", noon(), &serde_json::json!({}))?;
+                let b =
+                    tx.insert_timer("acme", "T-1", "fallback", noon(), &serde_json::json!({}))?;
+                Ok((a, b))
+            })
+            .unwrap();
+        store
+            .write(|tx| {
+                assert_eq!(
+                    tx.cancel_timers("acme", "T-1", &["fallback"], "claimed")?,
+                    1
+                );
+                Ok(())
+            })
+            .unwrap();
+        let due = store.due_timers(noon().timestamp_millis(), 10).unwrap();
+        assert_eq!(due.iter().map(|t| t.id).collect::<Vec<_>>(), [a]);
+        assert!(store.write(|tx| tx.take_timer(a, noon())).unwrap());
+        assert!(!store.write(|tx| tx.take_timer(a, noon())).unwrap(), "once");
+        assert!(!store.write(|tx| tx.take_timer(b, noon())).unwrap());
+        assert_eq!(store.next_timer_at().unwrap(), None);
+    }
+
+    #[test]
+    fn a_failed_transaction_leaves_nothing_behind() {
+        let (store, _dir) = open();
+        let err: Result<()> = store.write(|tx| {
+            tx.create_tenant("acme", "Acme", "h", noon())?;
+            bail!("boom")
+        });
+        assert!(err.is_err());
+        assert!(store.tenants().unwrap().is_empty());
+    }
+
+    #[test]
+    fn deliveries_are_queued_once_per_idempotency_key() {
+        let (store, _dir) = open();
+        let d = NewDelivery {
+            ticket: "T-1".into(),
+            idempotency_key: "k1".into(),
+            channel: "webhook".into(),
+            recipient: "ops".into(),
+            address: "http://127.0.0.1:1/hook".into(),
+            title: "t".into(),
+            body: "b".into(),
+            status: "pending".into(),
+            note: None,
+        };
+        store
+            .write(|tx| {
+                tx.create_tenant("acme", "Acme", "h", noon())?;
+                assert!(tx.insert_delivery("acme", &d, noon())?);
+                assert!(!tx.insert_delivery("acme", &d, noon())?);
+                Ok(())
+            })
+            .unwrap();
+        let due = store.due_deliveries(1, 10).unwrap();
+        assert_eq!(due.len(), 1);
+        store
+            .delivery_attempted(due[0].id, noon(), Err(("503".into(), Some(5_000))))
+            .unwrap();
+        assert!(store.due_deliveries(4_999, 10).unwrap().is_empty());
+        assert_eq!(store.next_delivery_at().unwrap(), Some(5_000));
+        store.delivery_attempted(due[0].id, noon(), Ok(())).unwrap();
+        let all = store.deliveries("acme", Some("T-1")).unwrap();
+        assert_eq!((all[0].status.as_str(), all[0].attempts), ("sent", 2));
+        assert!(store.deliveries("other", None).unwrap().is_empty());
+    }
+}

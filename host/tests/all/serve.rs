@@ -1,0 +1,977 @@
+//! End-to-end: the real `escalator serve` binary over HTTP, on a real
+//! SQLite file, with real Slack/webhook (HTTP) and SMTP peers on loopback,
+//! on a manual clock that the tests move instead of sleeping.
+
+use crate::peers::{Recorder, Smtp, eventually};
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+const ADMIN: &str = "test-admin-token-0123456789abcdef";
+const T0: &str = "2026-11-27T12:00:00Z";
+
+/// A running `escalator serve`.
+pub struct Escalator {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+}
+
+impl Escalator {
+    /// Start the binary on `data` with a manual clock at `clock`.
+    pub fn start(data: &Path, clock: &str, config: Option<&str>) -> Escalator {
+        std::fs::create_dir_all(data).unwrap();
+        if let Some(c) = config {
+            std::fs::write(data.join("escalator.toml"), c).unwrap();
+        }
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(data.join("server.log"))
+            .unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_escalator"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--manual-clock", clock])
+            .arg("--data-dir")
+            .arg(data)
+            .env("ESCALATOR_ADMIN_TOKEN", ADMIN)
+            .env("ESCALATOR_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .expect("the escalator binary starts");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("escalator listening on ") {
+                    let _ = tx.send(url.to_string());
+                }
+            }
+        });
+        let base = rx
+            .recv_timeout(Duration::from_secs(120))
+            .unwrap_or_else(|_| {
+                panic!(
+                    "the server did not start; its log:\n{}",
+                    std::fs::read_to_string(data.join("server.log")).unwrap_or_default()
+                )
+            });
+        Escalator { child, base }
+    }
+
+    /// SIGKILL: no shutdown of any kind.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// A client with the admin token.
+    pub fn admin(&self) -> Api {
+        Api {
+            base: self.base.clone(),
+            token: ADMIN.into(),
+            http: http(),
+        }
+    }
+
+    /// Create tenant `id`; a client with its token.
+    pub fn tenant(&self, id: &str) -> Api {
+        let (status, v) = self
+            .admin()
+            .call("POST", "/v1/tenants", Some(json!({"id": id})));
+        assert_eq!(status, 201, "{v}");
+        Api {
+            base: self.base.clone(),
+            token: v["token"].as_str().unwrap().into(),
+            http: http(),
+        }
+    }
+
+    /// Move the manual clock forward; timers due on the way fire first.
+    pub fn advance(&self, minutes: i64) {
+        let (status, v) = self.admin().call(
+            "POST",
+            "/v1/clock",
+            Some(json!({"advance_ms": minutes * 60_000})),
+        );
+        assert_eq!(status, 200, "{v}");
+    }
+}
+
+impl Drop for Escalator {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn http() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
+}
+
+/// A client with one bearer token.
+pub struct Api {
+    base: String,
+    token: String,
+    http: reqwest::blocking::Client,
+}
+
+impl Api {
+    /// Call and return (status, JSON body).
+    pub fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        self.call_with(method, path, body, &[])
+    }
+
+    /// Call with extra headers.
+    pub fn call_with(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> (u16, Value) {
+        self.try_call(method, path, body, headers)
+            .expect("the server answers")
+    }
+
+    /// Call; `None` if the server did not answer (it died).
+    pub fn try_call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Option<(u16, Value)> {
+        let mut req = self
+            .http
+            .request(method.parse().unwrap(), format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().ok()?;
+        let status = resp.status().as_u16();
+        let text = resp.text().ok()?;
+        Some((
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        ))
+    }
+
+    fn ok(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let (status, v) = self.call(method, path, body);
+        assert!(
+            (200..300).contains(&status),
+            "{method} {path}: {status} {v}"
+        );
+        v
+    }
+
+    /// The example roster, with e-mail addresses and Slack ids.
+    pub fn roster(&self) {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/roster.json");
+        let agents: Vec<Value> =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        for mut a in agents {
+            let id = a["id"].as_str().unwrap().to_string();
+            a["email"] = json!(format!("{id}@example.com"));
+            a["slack_id"] = json!(format!("U-{}", id.to_uppercase()));
+            self.ok("PUT", &format!("/v1/agents/{id}"), Some(a));
+        }
+    }
+
+    /// The in-app feed of `agent` as SSE lines, read on a thread.
+    pub fn sse(&self, agent: &str) -> mpsc::Receiver<String> {
+        let resp = reqwest::blocking::Client::builder()
+            .timeout(None)
+            .build()
+            .unwrap()
+            .get(format!("{}/v1/agents/{agent}/feed", self.base))
+            .bearer_auth(&self.token)
+            .header("accept", "text/event-stream")
+            .send()
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        assert_eq!(
+            resp.headers()["content-type"].to_str().unwrap(),
+            "text/event-stream"
+        );
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(resp).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        rx
+    }
+}
+
+fn example(name: &str) -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/tickets")
+        .join(name);
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn data_dir() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    (dir, data)
+}
+
+fn channels(slack: &Recorder, smtp: &Smtp) -> Value {
+    json!({
+        "slack_webhook_url": format!("{}/slack", slack.url),
+        "smtp": {"host": "127.0.0.1", "port": smtp.port, "tls": "none",
+                 "from": "Escalator <escalator@example.com>"},
+        "webhooks": {"ops": {"url": format!("{}/hook", slack.url), "secret": "s3cret",
+                             "events": ["escalated"]}}
+    })
+}
+
+fn slack_texts(r: &Recorder) -> Vec<String> {
+    r.delivered("/slack")
+        .iter()
+        .map(|x| x.json()["text"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+fn feed_titles(api: &Api, agent: &str) -> Vec<String> {
+    api.ok("GET", &format!("/v1/agents/{agent}/feed"), None)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["title"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn a_critical_escalation_reaches_its_assignee_at_once_then_reminds_falls_back_and_stops_when_claimed()
+ {
+    let (_dir, data) = data_dir();
+    let (slack, smtp) = (Recorder::start(), Smtp::start());
+    let server = Escalator::start(&data, T0, None);
+    let acme = server.tenant("acme");
+    acme.roster();
+    acme.ok("PUT", "/v1/settings", Some(channels(&slack, &smtp)));
+    let bo_feed = acme.sse("bo");
+
+    let out = acme.ok(
+        "POST",
+        "/v1/tickets",
+        Some(example("enterprise-billing-dispute.json")),
+    );
+    assert_eq!(out["tier"], "critical", "{out}");
+    assert_eq!(
+        out["assignee"], "bo",
+        "the least recently assigned billing specialist"
+    );
+    assert!(
+        out["customer_message"]
+            .as_str()
+            .unwrap()
+            .contains("billing specialist"),
+        "{out}"
+    );
+
+    // At once: in-app (streamed), Slack and e-mail to bo.
+    let line = eventually(10, "bo's in-app alert over SSE", || {
+        bo_feed
+            .recv_timeout(Duration::from_millis(200))
+            .ok()
+            .filter(|l| l.starts_with("data:") && l.contains("Critical escalation"))
+    });
+    assert!(line.contains("Acme Corp, $50K MRR"), "{line}");
+    let first = eventually(10, "the Slack alert", || {
+        slack.delivered("/slack").into_iter().find(|r| {
+            r.json()["text"]
+                .as_str()
+                .unwrap()
+                .starts_with("Critical escalation: Enterprise customer (Acme Corp, $50K MRR) reports billing issue — SLA: 30m")
+        })
+    });
+    let blocks = first.json()["blocks"].clone();
+    assert_eq!(blocks[0]["type"], "header");
+    assert!(
+        blocks[1]["text"]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("<@U-BO>"),
+        "{blocks}"
+    );
+    assert!(first.headers.contains_key("idempotency-key"));
+    let mail = eventually(10, "the e-mail to bo", || {
+        smtp.mails()
+            .into_iter()
+            .find(|m| m.to == ["bo@example.com"])
+    });
+    assert_eq!(mail.from, "escalator@example.com");
+    assert!(
+        mail.data.contains("Subject: Critical escalation"),
+        "{}",
+        mail.data
+    );
+    assert!(mail.data.contains("Message-ID: <"), "{}", mail.data);
+    // The ops webhook got the handoff packet, signed.
+    let hook = eventually(10, "the escalation webhook", || {
+        slack.delivered("/hook").into_iter().next()
+    });
+    let (ts, sig) = (
+        hook.headers["x-escalator-timestamp"]
+            .parse::<i64>()
+            .unwrap(),
+        hook.headers["x-escalator-signature"].clone(),
+    );
+    assert_eq!(
+        sig,
+        escalator::delivery::signature("s3cret", ts, hook.body.as_bytes())
+    );
+    assert_eq!(hook.json()["handoff"]["customer"]["name"], "Acme Corp");
+    // The lead hears of it in-app (every critical), nothing louder yet.
+    assert!(
+        feed_titles(&acme, "lee")
+            .iter()
+            .all(|t| t.starts_with("FYI:"))
+    );
+    assert!(!slack_texts(&slack).iter().any(|t| t.contains("Unclaimed")));
+
+    // 10 minutes: one reminder to bo.
+    server.advance(10);
+    let reminders = eventually(10, "the reminder", || {
+        let r: Vec<_> = slack_texts(&slack)
+            .into_iter()
+            .filter(|t| t.starts_with("Reminder:"))
+            .collect();
+        (!r.is_empty()).then_some(r)
+    });
+    assert_eq!(reminders.len(), 1);
+    assert!(!slack_texts(&slack).iter().any(|t| t.contains("Unclaimed")));
+
+    // 15 minutes: the backup specialist gets it; the team lead is told.
+    server.advance(5);
+    let ticket = acme.ok("GET", "/v1/tickets/T-1001", None);
+    assert_eq!(ticket["assignee"], "ana", "{}", ticket["history"]);
+    eventually(10, "ana's alert and the lead's escalation", || {
+        let texts = slack_texts(&slack);
+        (texts.iter().any(|t| t.starts_with("Reassigned to you"))
+            && texts.iter().any(|t| t.starts_with("Unclaimed after 15m")))
+        .then_some(())
+    });
+    eventually(10, "the e-mails to ana and lee", || {
+        let to: Vec<_> = smtp.mails().into_iter().flat_map(|m| m.to).collect();
+        (to.contains(&"ana@example.com".to_string()) && to.contains(&"lee@example.com".to_string()))
+            .then_some(())
+    });
+    assert!(feed_titles(&acme, "ana")[0].starts_with("Reassigned to you"));
+
+    // Ana claims and answers: the chain stops.
+    acme.ok(
+        "POST",
+        "/v1/tickets/T-1001/events",
+        Some(json!({"type": "claim", "agent": "ana"})),
+    );
+    acme.ok(
+        "POST",
+        "/v1/tickets/T-1001/events",
+        Some(json!({"type": "reply", "agent": "ana", "body": "Refund approved, you will see it in 2 days."})),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let (slack_before, mail_before) = (slack.delivered("/slack").len(), smtp.mails().len());
+    server.advance(180);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        slack.delivered("/slack").len(),
+        slack_before,
+        "{:?}",
+        slack_texts(&slack)
+    );
+    assert_eq!(smtp.mails().len(), mail_before);
+    let timers = acme.ok("GET", "/v1/tickets/T-1001/timers", None);
+    let outcomes: Vec<&str> = timers
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["outcome"].as_str())
+        .collect();
+    assert!(outcomes.contains(&"skipped: claimed"), "{outcomes:?}");
+    assert!(outcomes.contains(&"skipped: answered"), "{outcomes:?}");
+    // Every delivery went out once: no failures, no duplicates.
+    let log = acme.ok("GET", "/v1/deliveries?ticket=T-1001", None);
+    assert!(
+        log.as_array()
+            .unwrap()
+            .iter()
+            .all(|d| d["status"] == "sent"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_lead_is_not_sent_a_routine_escalation_claimed_in_time() {
+    let (_dir, data) = data_dir();
+    let (slack, smtp) = (Recorder::start(), Smtp::start());
+    let server = Escalator::start(&data, T0, None);
+    let acme = server.tenant("acme");
+    acme.roster();
+    acme.ok("PUT", "/v1/settings", Some(channels(&slack, &smtp)));
+    let out = acme.ok(
+        "POST",
+        "/v1/tickets",
+        Some(json!({"id": "T-7", "subject": "Invoice address", "category": "billing",
+                    "created_at": T0,
+                    "messages": [{"author": "customer", "body": "Please change the address on my invoice.", "sent_at": T0}]})),
+    );
+    assert_eq!(out["tier"], "high", "{out}");
+    server.advance(5);
+    acme.ok(
+        "POST",
+        "/v1/tickets/T-7/events",
+        Some(json!({"type": "claim", "agent": "bo"})),
+    );
+    acme.ok(
+        "POST",
+        "/v1/tickets/T-7/events",
+        Some(json!({"type": "reply", "agent": "bo", "body": "Done."})),
+    );
+    server.advance(24 * 60);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        feed_titles(&acme, "lee").is_empty(),
+        "{:?}",
+        feed_titles(&acme, "lee")
+    );
+    assert!(feed_titles(&acme, "max").is_empty());
+    assert!(
+        !smtp
+            .mails()
+            .iter()
+            .any(|m| m.to.contains(&"lee@example.com".to_string())),
+        "the lead got mail"
+    );
+}
+
+#[test]
+fn the_handoff_packet_carries_everything_the_ai_collected() {
+    let (_dir, data) = data_dir();
+    let server = Escalator::start(&data, T0, None);
+    let acme = server.tenant("acme");
+    acme.roster();
+    acme.ok(
+        "POST",
+        "/v1/tickets",
+        Some(json!({"id": "H-1", "subject": "Export keeps failing", "category": "technical",
+            "created_at": T0, "channel": "chat",
+            "customer": {"id": "C-9", "name": "Initech", "plan": "pro", "mrr_cents": 120000,
+                         "contacts_this_week": 2, "attributes": {"region": "eu"}},
+            "messages": [
+                {"author": "customer", "body": "The CSV export fails with error E42 on projects over 10k rows.", "sent_at": T0},
+                {"author": "ai-agent", "body": "Please try exporting in smaller batches.", "sent_at": T0}]})),
+    );
+    acme.ok(
+        "POST",
+        "/v1/tickets/H-1/events",
+        Some(json!({"type": "message", "author": "customer",
+        "body": "Batches fail too. Can I talk to a real person?"})),
+    );
+    acme.ok(
+        "POST",
+        "/v1/tickets/H-1/events",
+        Some(json!({"type": "ai-analysis", "confidence": 0.31,
+        "intent": "export-failure", "category": "technical",
+        "reasoning": "E42 is a server-side timeout; nothing the customer can change.",
+        "solutions_tried": ["smaller batches", "different browser"]})),
+    );
+    let h = acme.ok("GET", "/v1/tickets/H-1/handoff", None);
+    let bodies: Vec<&str> = h["conversation"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["body"].as_str().unwrap())
+        .collect();
+    for said in [
+        "The CSV export fails with error E42 on projects over 10k rows.",
+        "Please try exporting in smaller batches.",
+        "Batches fail too. Can I talk to a real person?",
+    ] {
+        assert!(bodies.contains(&said), "{said} missing from {bodies:?}");
+    }
+    assert_eq!(h["ai"]["confidence"].as_f64().unwrap() as f32, 0.31);
+    assert_eq!(h["ai"]["intent"], "export-failure");
+    assert_eq!(
+        h["ai"]["solutions_tried"],
+        json!(["smaller batches", "different browser"])
+    );
+    assert!(
+        h["ai"]["reasoning"]
+            .as_str()
+            .unwrap()
+            .contains("server-side timeout")
+    );
+    assert_eq!(h["customer"]["name"], "Initech");
+    assert_eq!(h["customer"]["mrr_cents"], 120000);
+    assert_eq!(h["customer"]["attributes"]["region"], "eu");
+    let why: Vec<&str> = h["escalation"]["why"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["key"].as_str().unwrap())
+        .collect();
+    assert!(why.contains(&"phrases:human-request"), "{why:?}");
+    assert!(why.contains(&"ai-confidence:technical"), "{why:?}");
+    assert!(h["escalation"]["respond_by"].is_string(), "{h}");
+    assert!(h["assignee"].is_string(), "{h}");
+    assert!(
+        h["summary"]
+            .as_str()
+            .unwrap()
+            .contains("Already tried: smaller batches"),
+        "{h}"
+    );
+    // The customer was told a human is coming, in the conversation too.
+    assert!(
+        bodies
+            .iter()
+            .any(|b| b.starts_with("I'm connecting you with")),
+        "{bodies:?}"
+    );
+    // The full ticket view carries the audit trail of every plugin call.
+    let t = acme.ok("GET", "/v1/tickets/H-1", None);
+    let audit = &t["decisions"][0]["audit"];
+    assert!(audit.as_array().unwrap().len() >= 7, "{audit}");
+    assert!(audit[0]["fuel_used"].as_u64().unwrap() > 0, "{}", audit[0]);
+    assert!(audit[0]["plugin"].as_str().unwrap().contains('@'));
+    assert_eq!(audit[0]["input_event"]["kind"], "ticket-created");
+}
+
+#[test]
+fn tenant_b_sees_nothing_of_tenant_a() {
+    let (_dir, data) = data_dir();
+    let server = Escalator::start(&data, T0, None);
+    let a = server.tenant("alpha");
+    let b = server.tenant("beta");
+    a.roster();
+    a.ok(
+        "POST",
+        "/v1/tickets",
+        Some(example("enterprise-billing-dispute.json")),
+    );
+    a.ok(
+        "PUT",
+        "/v1/settings",
+        Some(json!({"slack_webhook_url": "http://127.0.0.1:9/alpha-secret"})),
+    );
+    for path in [
+        "/v1/tickets/T-1001",
+        "/v1/tickets/T-1001/handoff",
+        "/v1/agents/bo",
+        "/v1/agents/bo/feed",
+    ] {
+        let (status, v) = b.call("GET", path, None);
+        assert_eq!(status, 404, "{path}: {v}");
+    }
+    for path in [
+        "/v1/escalations",
+        "/v1/agents",
+        "/v1/deliveries",
+        "/v1/tickets/T-1001/timers",
+    ] {
+        assert_eq!(b.ok("GET", path, None), json!([]), "{path}");
+    }
+    assert_eq!(
+        b.ok("GET", "/v1/settings", None)["slack_webhook_url"],
+        Value::Null
+    );
+    let (status, _) = b.call(
+        "POST",
+        "/v1/tickets/T-1001/events",
+        Some(json!({"type": "claim", "agent": "bo"})),
+    );
+    assert_eq!(status, 404);
+    // B may create its own T-1001: ids are per tenant.
+    let own = b.ok(
+        "POST",
+        "/v1/tickets",
+        Some(json!({"id": "T-1001", "created_at": T0})),
+    );
+    assert_eq!(own["ticket"], "T-1001");
+    assert_eq!(
+        a.ok("GET", "/v1/tickets/T-1001", None)["ticket"]["subject"],
+        "Charged twice for November — this is unacceptable"
+    );
+    // Plugins: each tenant lists its own set.
+    assert!(
+        !b.ok("GET", "/v1/plugins", None)
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    // Tokens: unknown, missing, and the admin token on tenant routes.
+    let anon = Api {
+        base: server.base.clone(),
+        token: "esc_nope".into(),
+        http: http(),
+    };
+    assert_eq!(anon.call("GET", "/v1/escalations", None).0, 401);
+    assert_eq!(server.admin().call("GET", "/v1/escalations", None).0, 401);
+    assert_eq!(
+        a.call("GET", "/v1/tenants", None).0,
+        401,
+        "a tenant is not an admin"
+    );
+    let raw = http()
+        .get(format!("{}/v1/escalations", server.base))
+        .send()
+        .unwrap();
+    assert_eq!(raw.status().as_u16(), 401);
+}
+
+#[test]
+fn bad_requests_get_clear_errors_and_change_nothing() {
+    let (_dir, data) = data_dir();
+    let server = Escalator::start(&data, T0, Some("max-body-bytes = 4096\n"));
+    let acme = server.tenant("acme");
+    let raw = |body: &str, ct: &str| {
+        let resp = http()
+            .post(format!("{}/v1/tickets", server.base))
+            .bearer_auth(&acme.token)
+            .header("content-type", ct)
+            .body(body.to_string())
+            .send()
+            .unwrap();
+        (resp.status().as_u16(), resp.json::<Value>().unwrap())
+    };
+    let (s, v) = raw("{\"id\": \"X\", ", "application/json");
+    assert_eq!(s, 400);
+    assert!(
+        v["error"].as_str().unwrap().starts_with("invalid JSON"),
+        "{v}"
+    );
+    let (s, v) = raw(
+        &format!("{{\"id\": \"X\", \"subject\": \"{}\"}}", "a".repeat(10_000)),
+        "application/json",
+    );
+    assert_eq!(s, 413, "{v}");
+    let (s, _) = raw("id=X", "application/x-www-form-urlencoded");
+    assert_eq!(s, 415);
+    let (s, v) = raw(
+        r#"{"id": "X", "created_at": "2026-11-27T12:00:00Z", "messages": [{"author": "robot", "body": "x", "sent_at": "2026-11-27T12:00:00Z"}]}"#,
+        "application/json",
+    );
+    assert_eq!(s, 400);
+    let e = v["error"].as_str().unwrap();
+    assert!(
+        e.contains("messages[0].author") && e.contains("robot"),
+        "{e}"
+    );
+    let (s, v) = acme.call(
+        "POST",
+        "/v1/tickets/nope/events",
+        Some(json!({"type": "explode"})),
+    );
+    assert_eq!(s, 400, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("explode"), "{v}");
+    let (s, _) = acme.call(
+        "POST",
+        "/v1/tickets/nope/events",
+        Some(json!({"type": "resolve"})),
+    );
+    assert_eq!(s, 404);
+    let (s, v) = acme.call("GET", "/v1/nothing", None);
+    assert_eq!(s, 404);
+    assert!(v["error"].as_str().unwrap().contains("/openapi.json"));
+    // Nothing was stored by any of that.
+    assert_eq!(acme.ok("GET", "/v1/escalations", None), json!([]));
+    acme.ok(
+        "POST",
+        "/v1/tickets",
+        Some(json!({"id": "X", "created_at": T0})),
+    );
+    let (s, v) = acme.call(
+        "POST",
+        "/v1/tickets",
+        Some(json!({"id": "X", "created_at": T0})),
+    );
+    assert_eq!(s, 409, "{v}");
+    let (s, v) = acme.call(
+        "POST",
+        "/v1/tickets/X/events",
+        Some(json!({"type": "ai-analysis", "confidence": 7.0})),
+    );
+    assert_eq!(s, 422, "{v}");
+    let (s, v) = acme.call(
+        "POST",
+        "/v1/tickets/X/events",
+        Some(json!({"type": "claim", "agent": "ghost"})),
+    );
+    assert_eq!(s, 404, "{v}");
+    // The service endpoints.
+    let h = http()
+        .get(format!("{}/healthz", server.base))
+        .send()
+        .unwrap();
+    assert_eq!(h.status().as_u16(), 200);
+    let doc: Value = http()
+        .get(format!("{}/openapi.json", server.base))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+}
+
+#[test]
+fn a_webhook_that_fails_for_a_while_gets_everything_once_it_recovers() {
+    let (_dir, data) = data_dir();
+    let hook = Recorder::start();
+    let server = Escalator::start(
+        &data,
+        T0,
+        Some("[delivery]\nretry-base-ms = 100\nretry-max-delay-ms = 400\n"),
+    );
+    let acme = server.tenant("acme");
+    acme.roster();
+    acme.ok(
+        "PUT",
+        "/v1/settings",
+        Some(json!({"webhooks": {"ops": {
+        "url": format!("{}/hook", hook.url), "secret": "k", "events": ["escalated"]}}})),
+    );
+    hook.fail_next(4);
+    let mut tickets = Vec::new();
+    for i in 0..3 {
+        let id = format!("W-{i}");
+        acme.ok("POST", "/v1/tickets", Some(json!({"id": id, "created_at": T0, "category": "billing",
+            "messages": [{"author": "customer", "body": "I will talk to my lawyer about this charge.", "sent_at": T0}]})));
+        tickets.push(id);
+    }
+    // Every escalation arrives, after the failures, each once by key.
+    let got = eventually(30, "all three webhooks delivered", || {
+        let ok = hook.delivered("/hook");
+        (ok.len() >= 3).then_some(ok)
+    });
+    let all = hook.requests();
+    assert!(
+        all.iter().filter(|r| r.status == 503).count() == 4,
+        "{}",
+        all.len()
+    );
+    let mut delivered_tickets: Vec<String> = got
+        .iter()
+        .map(|r| r.json()["ticket"].as_str().unwrap().to_string())
+        .collect();
+    delivered_tickets.sort();
+    delivered_tickets.dedup();
+    assert_eq!(delivered_tickets, tickets);
+    // Retries repeat the same idempotency key; distinct notifications never share one.
+    let mut keys_by_ticket =
+        std::collections::BTreeMap::<String, std::collections::BTreeSet<String>>::new();
+    for r in &all {
+        keys_by_ticket
+            .entry(r.json()["ticket"].as_str().unwrap().to_string())
+            .or_default()
+            .insert(r.headers["idempotency-key"].clone());
+    }
+    assert!(
+        keys_by_ticket.values().all(|k| k.len() == 1),
+        "{keys_by_ticket:?}"
+    );
+    let log = acme.ok("GET", "/v1/deliveries", None);
+    let hooks: Vec<&Value> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["channel"] == "webhook")
+        .collect();
+    assert_eq!(hooks.len(), 3);
+    assert!(hooks.iter().all(|d| d["status"] == "sent"), "{hooks:?}");
+    assert_eq!(
+        hooks
+            .iter()
+            .map(|d| d["attempts"].as_i64().unwrap())
+            .sum::<i64>(),
+        3 + 4,
+        "{hooks:?}"
+    );
+}
+
+#[test]
+fn an_agent_going_away_hands_their_unclaimed_escalations_to_someone_else() {
+    let (_dir, data) = data_dir();
+    let server = Escalator::start(&data, T0, None);
+    let acme = server.tenant("acme");
+    acme.roster();
+    let out = acme.ok(
+        "POST",
+        "/v1/tickets",
+        Some(example("enterprise-billing-dispute.json")),
+    );
+    assert_eq!(out["assignee"], "bo");
+    let moved = acme.ok(
+        "POST",
+        "/v1/agents/bo/status",
+        Some(json!({"status": "out-of-office"})),
+    );
+    assert_eq!(moved["rerouted"], json!(["T-1001"]));
+    let t = acme.ok("GET", "/v1/tickets/T-1001", None);
+    assert_eq!(t["assignee"], "ana", "{}", t["history"]);
+    assert!(feed_titles(&acme, "ana")[0].contains("bo is no longer available"));
+    // Steps meant for the first assignee now reach ana.
+    server.advance(10);
+    let log = acme.ok("GET", "/v1/deliveries?ticket=T-1001", None);
+    let reminded: Vec<&Value> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["title"].as_str().unwrap().starts_with("Reminder:"))
+        .collect();
+    assert_eq!(reminded.len(), 1, "{log}");
+    assert_eq!(reminded[0]["recipient"], "ana");
+}
+
+#[test]
+fn notifications_for_one_person_within_the_digest_window_go_out_as_one_digest() {
+    let (_dir, data) = data_dir();
+    let server = Escalator::start(&data, T0, None);
+    let acme = server.tenant("acme");
+    // One billing specialist: every billing escalation is hers.
+    acme.ok(
+        "PUT",
+        "/v1/agents/ana",
+        Some(json!({"id": "ana", "team": "billing", "skills": ["billing"]})),
+    );
+    for i in 0..3 {
+        acme.ok("POST", "/v1/tickets", Some(json!({"id": format!("D-{i}"), "created_at": T0,
+            "category": "billing", "subject": format!("Invoice question {i}"),
+            "messages": [{"author": "customer", "body": "Please fix my invoice.", "sent_at": T0}]})));
+        server.advance(1);
+    }
+    // High tier: the first alert goes now, the next two wait for a digest
+    // at the end of the 5-minute window.
+    let titles = feed_titles(&acme, "ana");
+    assert_eq!(titles.len(), 1, "{titles:?}");
+    server.advance(5);
+    let titles = feed_titles(&acme, "ana");
+    assert_eq!(titles.len(), 2, "{titles:?}");
+    assert_eq!(titles[1], "Digest: 2 escalation notice(s)");
+    let feed = acme.ok("GET", "/v1/agents/ana/feed", None);
+    let body = feed[1]["body"].as_str().unwrap();
+    assert!(body.contains("[D-1]") && body.contains("[D-2]"), "{body}");
+}
+
+#[test]
+fn kill_9_during_a_burst_loses_no_acknowledged_event_and_due_timers_fire_once() {
+    let (_dir, data) = data_dir();
+    let mut server = Escalator::start(&data, T0, None);
+    let acme = server.tenant("acme");
+    acme.roster();
+    let token = acme.token.clone();
+    let base = server.base.clone();
+    // Four clients create critical tickets and add messages, keeping what
+    // was acknowledged, until the server dies under them.
+    let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(String, Option<String>)>::new()));
+    let mut clients = Vec::new();
+    for c in 0..4 {
+        let (base, token, acked) = (base.clone(), token.clone(), acked.clone());
+        clients.push(std::thread::spawn(move || {
+            let api = Api { base, token, http: http() };
+            for i in 0.. {
+                let id = format!("K-{c}-{i}");
+                let create = api.try_call("POST", "/v1/tickets", Some(json!({"id": id, "created_at": T0,
+                        "category": "billing",
+                        "messages": [{"author": "customer", "body": "My lawyer will hear about this.", "sent_at": T0}]})),
+                        &[("idempotency-key", &format!("create-{id}"))]);
+                match create {
+                    Some((201, _)) => acked.lock().unwrap().push((id.clone(), None)),
+                    _ => return,
+                }
+                let body = format!("follow-up {c}-{i}");
+                let add = api.try_call("POST", &format!("/v1/tickets/{id}/events"),
+                        Some(json!({"type": "message", "author": "customer", "body": body})), &[]);
+                match add {
+                    Some((200, _)) => acked.lock().unwrap().push((id.clone(), Some(body))),
+                    _ => return,
+                }
+            }
+        }));
+    }
+    eventually(60, "a burst of acknowledged events", || {
+        (acked.lock().unwrap().len() >= 60).then_some(())
+    });
+    server.kill();
+    for c in clients {
+        let _ = c.join();
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() >= 60);
+
+    // Restart 20 minutes later: reminders (10 min) and fallbacks (15 min)
+    // fell due while the server was down.
+    let server = Escalator::start(&data, "2026-11-27T12:20:00Z", None);
+    let acme = Api {
+        base: server.base.clone(),
+        token,
+        http: http(),
+    };
+    let tickets: std::collections::BTreeSet<&str> = acked.iter().map(|(t, _)| t.as_str()).collect();
+    for (id, body) in &acked {
+        let t = acme.ok("GET", &format!("/v1/tickets/{id}"), None);
+        if let Some(body) = body {
+            assert!(
+                t["ticket"]["messages"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|m| m["body"] == *body.as_str()),
+                "acknowledged message {body} of {id} lost"
+            );
+        }
+        assert_eq!(t["tier"], "critical", "{id}");
+    }
+    let due = chrono::DateTime::parse_from_rfc3339("2026-11-27T12:20:00Z")
+        .unwrap()
+        .timestamp_millis();
+    eventually(60, "every due timer fired", || {
+        tickets
+            .iter()
+            .all(|id| {
+                acme.ok("GET", &format!("/v1/tickets/{id}/timers"), None)
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .all(|t| t["due_at"].as_i64().unwrap() > due || t["state"] != "pending")
+            })
+            .then_some(())
+    });
+    // Each due fallback fired exactly once: one reassignment per ticket
+    // (the 15-minute step; the next is due at 30).
+    for id in &tickets {
+        let t = acme.ok("GET", &format!("/v1/tickets/{id}"), None);
+        let moves = t["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|h| h["what"] == "reassigned")
+            .count();
+        assert_eq!(moves, 1, "{id}: {}", t["history"]);
+    }
+    // A retried create with the same idempotency key returns the first answer.
+    let (id, _) = &acked[0];
+    let (s, v) = acme.call_with(
+        "POST",
+        "/v1/tickets",
+        Some(json!({"id": id, "created_at": T0})),
+        &[("idempotency-key", &format!("create-{id}"))],
+    );
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["ticket"], *id);
+}
