@@ -489,6 +489,7 @@ impl Engine {
                     self.move_load(tx, tenant, previous.as_deref(), Some(agent), now)?;
                 }
                 tx.cancel_timers(tenant, &t.id, &["fallback"], "claimed")?;
+                tx.cancel_steps_on_claim(tenant, &t.id)?;
                 state.history.push(HistoryEntry {
                     at: now,
                     what: "claimed".into(),

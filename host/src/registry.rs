@@ -1,6 +1,8 @@
 //! Finding and loading plugins: a directory (or manifest file) on disk, or
 //! the default set built into the binary.
 
+pub mod fixtures;
+
 use crate::manifest::{Manifest, ManifestError};
 use crate::matrix::Matrix;
 use crate::runtime::{LoadError, Plugin, Runtime};

@@ -382,6 +382,9 @@ pub fn bench(args: &BenchArgs, matrix: &Matrix) -> Result<i32> {
             tasks.spawn(async move {
                 let mut lat = Vec::new();
                 let mut errors = 0usize;
+                // Each client creates a ticket, then adds a message to it:
+                // half the events are creations, half additions.
+                let mut last_ticket = None;
                 loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     if i >= total {
@@ -389,9 +392,15 @@ pub fn bench(args: &BenchArgs, matrix: &Matrix) -> Result<i32> {
                     }
                     let body = bodies[i % bodies.len()];
                     let category = ["billing", "technical", "account"][i % 3];
-                    // Every other event adds a message to the previous ticket.
                     let t0 = std::time::Instant::now();
-                    let resp = if i % 2 == 0 {
+                    let resp = if let Some(t) = last_ticket.take() {
+                        http.post(format!("{base}/v1/tickets/{t}/events"))
+                            .bearer_auth(&token)
+                            .json(&serde_json::json!({"type": "message", "author": "customer", "body": body}))
+                            .send()
+                            .await
+                    } else {
+                        last_ticket = Some(format!("B-{i}"));
                         http.post(format!("{base}/v1/tickets"))
                             .bearer_auth(&token)
                             .json(&serde_json::json!({
@@ -399,12 +408,6 @@ pub fn bench(args: &BenchArgs, matrix: &Matrix) -> Result<i32> {
                                 "category": category,
                                 "messages": [{"author": "customer", "body": body, "sent_at": chrono::Utc::now()}]
                             }))
-                            .send()
-                            .await
-                    } else {
-                        http.post(format!("{base}/v1/tickets/B-{}/events", i - 1))
-                            .bearer_auth(&token)
-                            .json(&serde_json::json!({"type": "message", "author": "customer", "body": body}))
                             .send()
                             .await
                     };

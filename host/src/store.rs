@@ -1005,6 +1005,16 @@ impl Tx<'_> {
         Ok(n)
     }
 
+    /// Cancel a ticket's pending plan steps that stop when it is claimed.
+    pub fn cancel_steps_on_claim(&self, tenant: &str, ticket: &str) -> Result<usize> {
+        Ok(self.tx.execute(
+            "UPDATE timers SET state = 'cancelled', outcome = 'claimed' \
+             WHERE tenant = ?1 AND ticket = ?2 AND kind = 'step' AND state = 'pending' \
+             AND json_extract(payload, '$.step.stop_when_claimed') = 1",
+            [tenant, ticket],
+        )?)
+    }
+
     /// A ticket's pending timers of one kind.
     pub fn pending_timers(&self, tenant: &str, ticket: &str, kind: &str) -> Result<Vec<Timer>> {
         let mut st = self.tx.prepare_cached(
