@@ -39,6 +39,8 @@ pub struct Api {
     pub admin_hash: String,
     /// The largest request body accepted.
     pub max_body_bytes: usize,
+    /// The largest plugin upload accepted.
+    pub max_upload_bytes: usize,
     tokens: RwLock<HashMap<String, String>>,
 }
 
@@ -168,6 +170,7 @@ impl Api {
             engine,
             admin_hash,
             max_body_bytes,
+            max_upload_bytes: 64 << 20,
             tokens: RwLock::default(),
         }
     }
@@ -252,6 +255,14 @@ impl Api {
     }
 
     async fn body<T: DeserializeOwned>(&self, req: Request<Incoming>) -> Result<T, ApiError> {
+        self.body_up_to(req, self.max_body_bytes).await
+    }
+
+    async fn body_up_to<T: DeserializeOwned>(
+        &self,
+        req: Request<Incoming>,
+        limit: usize,
+    ) -> Result<T, ApiError> {
         if let Some(ct) = req.headers().get("content-type") {
             let ct = ct.to_str().unwrap_or("");
             if !ct.starts_with("application/json") {
@@ -264,18 +275,18 @@ impl Api {
         let too_large = || {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                format!("the body is larger than {} bytes", self.max_body_bytes),
+                format!("the body is larger than {limit} bytes"),
             )
         };
         if let Some(len) = req
             .headers()
             .get("content-length")
             .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
-            && len > self.max_body_bytes
+            && len > limit
         {
             return Err(too_large());
         }
-        let bytes = Limited::new(req.into_body(), self.max_body_bytes)
+        let bytes = Limited::new(req.into_body(), limit)
             .collect()
             .await
             .map_err(|e| {
@@ -452,22 +463,116 @@ impl Api {
             .map(String::from);
         match (&method, segs) {
             (&Method::GET, ["plugins"]) => {
-                let set = engine.plugins(&tenant);
-                let list: Vec<_> = set
-                    .triggers
-                    .iter()
-                    .chain(set.router.iter())
-                    .chain(set.notifier.iter())
-                    .map(|p| {
-                        serde_json::json!({
-                            "name": p.manifest.name, "version": p.manifest.version.to_string(),
-                            "kind": p.manifest.kind, "mode": p.manifest.mode,
-                            "description": p.manifest.description, "source": p.source,
-                            "digest": p.plugin.digest(),
-                        })
-                    })
-                    .collect();
-                ok(&list)
+                ok(&blocking(move || Ok(engine.plugin_list(&tenant))).await?)
+            }
+            (&Method::POST, ["plugins"]) => {
+                #[derive(Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct UploadBody {
+                    manifest: String,
+                    component_base64: String,
+                    #[serde(default)]
+                    fixtures: Vec<crate::registry::fixtures::Fixture>,
+                    #[serde(default = "yes")]
+                    activate: bool,
+                }
+                fn yes() -> bool {
+                    true
+                }
+                let u: UploadBody = self.body_up_to(req, self.max_upload_bytes).await?;
+                use base64::Engine as _;
+                let wasm = base64::engine::general_purpose::STANDARD
+                    .decode(u.component_base64.trim())
+                    .map_err(|e| {
+                        ApiError::new(StatusCode::BAD_REQUEST, format!("component_base64: {e}"))
+                    })?;
+                let up = crate::engine::Upload {
+                    manifest: u.manifest,
+                    wasm,
+                    fixtures: u.fixtures,
+                    source: "api".into(),
+                };
+                let out =
+                    blocking(move || Ok(engine.upload(&tenant, up, "api", u.activate)?)).await?;
+                Ok(json(StatusCode::CREATED, &out))
+            }
+            (&Method::GET, ["plugin-changes"]) => {
+                ok(&blocking(move || Ok(store.plugin_changes(&tenant, 500)?)).await?)
+            }
+            (&Method::GET, ["plugins", name, "versions"]) => {
+                let name = name.to_string();
+                ok(&blocking(move || Ok(store.plugin_versions(&tenant, &name)?)).await?)
+            }
+            (&Method::POST, ["plugins", name, "activate"]) => {
+                #[derive(Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct Activate {
+                    version: String,
+                }
+                let a: Activate = self.body(req).await?;
+                let name = name.to_string();
+                let generation =
+                    blocking(move || Ok(engine.activate(&tenant, &name, &a.version, "api")?))
+                        .await?;
+                ok(&serde_json::json!({"generation": generation}))
+            }
+            (&Method::POST, ["plugins", name, "mode"]) => {
+                #[derive(Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct SetMode {
+                    mode: String,
+                }
+                let m: SetMode = self.body(req).await?;
+                let name = name.to_string();
+                let generation =
+                    blocking(move || Ok(engine.set_plugin_mode(&tenant, &name, &m.mode, "api")?))
+                        .await?;
+                ok(&serde_json::json!({"generation": generation}))
+            }
+            (&Method::POST, ["plugins", name, "rollback"]) => {
+                let name = name.to_string();
+                let generation =
+                    blocking(move || Ok(engine.rollback(&tenant, &name, "api")?)).await?;
+                ok(&serde_json::json!({"generation": generation}))
+            }
+            (&Method::DELETE, ["plugins", name, "versions", version]) => {
+                let (name, version) = (name.to_string(), version.to_string());
+                blocking(move || Ok(engine.delete_version(&tenant, &name, &version, "api")?))
+                    .await?;
+                ok(&serde_json::json!({"deleted": true}))
+            }
+            (&Method::DELETE, ["plugins", name]) => {
+                let name = name.to_string();
+                let generation =
+                    blocking(move || Ok(engine.remove_plugin(&tenant, &name, "api")?)).await?;
+                ok(&serde_json::json!({"generation": generation}))
+            }
+            (&Method::GET, ["plugins", name, "shadow-report"]) => {
+                let q = query(&req);
+                let now = engine.clock.now();
+                let since = q
+                    .get("since")
+                    .cloned()
+                    .unwrap_or_else(|| crate::store::ts(now - chrono::Duration::days(7)));
+                let until = q
+                    .get("until")
+                    .cloned()
+                    .unwrap_or_else(|| crate::store::ts(now + chrono::Duration::seconds(1)));
+                for (k, v) in [("since", &since), ("until", &until)] {
+                    if v.parse::<chrono::DateTime<chrono::Utc>>().is_err() {
+                        return Err(ApiError::new(
+                            StatusCode::BAD_REQUEST,
+                            format!("{k}: {v:?} is not an RFC 3339 time"),
+                        ));
+                    }
+                }
+                let name = name.to_string();
+                let since = crate::store::ts(since.parse().expect("checked"));
+                let until = crate::store::ts(until.parse().expect("checked"));
+                ok(
+                    &blocking(move || Ok(engine.shadow_report(&tenant, &name, &since, &until)?))
+                        .await?,
+                )
             }
             (&Method::GET, ["settings"]) => {
                 let s: ChannelSettings = blocking(move || {
@@ -809,6 +914,14 @@ mod tests {
             "/v1/tickets/{id}/timers",
             "/v1/escalations",
             "/v1/deliveries",
+            "/v1/plugin-changes",
+            "/v1/plugins/{name}",
+            "/v1/plugins/{name}/versions",
+            "/v1/plugins/{name}/versions/{version}",
+            "/v1/plugins/{name}/activate",
+            "/v1/plugins/{name}/mode",
+            "/v1/plugins/{name}/rollback",
+            "/v1/plugins/{name}/shadow-report",
         ] {
             assert!(paths.contains_key(p), "{p} missing from openapi.json");
         }

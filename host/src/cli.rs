@@ -52,6 +52,9 @@ pub enum Command {
     /// Load benchmark: a server on loopback driven by a real HTTP client;
     /// prints events/s and latency percentiles.
     BenchServe(crate::server::BenchArgs),
+    /// Hot-swap benchmark: upload → live for 140 KB to 1 MB components, and
+    /// restart time with 100 plugins registered (cached and cold).
+    BenchLifecycle,
     /// Run the default plugins on the example tickets and show each decision.
     Demo {
         /// Ticket JSON files to use instead of the built-in examples.
@@ -103,6 +106,13 @@ pub enum PluginCommand {
     },
     /// List the default plugins built into this binary.
     List,
+    /// Validate a plugin directory the way the server does before a version
+    /// may serve (world, imports, size, limits, compiles) and run its
+    /// `fixtures/*.json`; prints a table of cases. Exits 2 if any fails.
+    Test {
+        /// The plugin directory.
+        dir: PathBuf,
+    },
 }
 
 /// Run the command line; the exit code.
@@ -118,6 +128,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         }
         Command::Serve(args) => return crate::server::serve(args, &matrix),
         Command::BenchServe(args) => return crate::server::bench(args, &matrix),
+        Command::BenchLifecycle => return crate::bench::lifecycle(&matrix),
         _ => {}
     }
     let runtime = Runtime::new(RuntimeConfig {
@@ -146,9 +157,12 @@ pub fn run(cli: Cli) -> Result<i32> {
             };
             plugin_run(&runtime, &matrix, &plugin, &input)
         }
-        Command::Matrix | Command::Serve(_) | Command::BenchServe(_) => Ok(0),
+        Command::Matrix | Command::Serve(_) | Command::BenchServe(_) | Command::BenchLifecycle => {
+            Ok(0)
+        }
         Command::Plugin(PluginCommand::Inspect { wasm }) => plugin_inspect(&runtime, &wasm),
         Command::Plugin(PluginCommand::List) => plugin_list(&runtime),
+        Command::Plugin(PluginCommand::Test { dir }) => plugin_test(&runtime, &matrix, &dir),
         Command::Demo { tickets, roster } => demo(&runtime, &matrix, &tickets, roster.as_deref()),
     }
 }
@@ -412,6 +426,59 @@ fn plugin_list(runtime: &Runtime) -> Result<i32> {
         );
     }
     Ok(0)
+}
+
+fn plugin_test(runtime: &Runtime, matrix: &Matrix, dir: &Path) -> Result<i32> {
+    let plugin = match registry::load_path(runtime, dir) {
+        Ok(p) => p.with_matrix(matrix),
+        Err(e) => {
+            out!("refused: {e}");
+            return Ok(2);
+        }
+    };
+    let cases = match registry::fixtures::read(dir) {
+        Ok(c) => c,
+        Err(e) => {
+            out!("fixtures: {e}");
+            return Ok(2);
+        }
+    };
+    out!(
+        "{} ({}, {} KB): loads and compiles",
+        plugin.plugin.id(),
+        plugin.manifest.kind,
+        plugin.plugin.size() / 1024
+    );
+    if cases.is_empty() {
+        out!("no fixtures in {}", dir.join("fixtures").display());
+        return Ok(0);
+    }
+    let results = registry::fixtures::run(runtime, &plugin, &cases);
+    let width = results
+        .iter()
+        .map(|r| r.name.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    out!(
+        "{:<width$}  result  {:>12}  {:>8}  detail",
+        "case",
+        "fuel",
+        "µs"
+    );
+    for r in &results {
+        out!(
+            "{:<width$}  {:<6}  {:>12}  {:>8}  {}",
+            r.name,
+            if r.passed { "pass" } else { "FAIL" },
+            r.fuel,
+            r.micros,
+            if r.passed { "" } else { r.detail.as_str() }
+        );
+    }
+    let failed = results.iter().filter(|r| !r.passed).count();
+    out!("{} passed, {failed} failed", results.len() - failed);
+    Ok(if failed == 0 { 0 } else { 2 })
 }
 
 const DEMO_TICKETS: &[&str] = &[

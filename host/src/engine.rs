@@ -15,14 +15,19 @@
 //! first assignee was alerted. An agent who goes away or out of office
 //! loses their unclaimed escalated tickets to the router again.
 
+mod lifecycle;
+
+pub use lifecycle::{GUARD_FAILURES, GUARD_WINDOW, Installed, TenantSet, Upload};
+
 use crate::clock::Clock;
 use crate::delivery::ChannelSettings;
-use crate::matrix::ResponseTargets;
+use crate::matrix::{Matrix, ResponseTargets};
 use crate::model::{
     self, AgentStatus, AuthorKind, Channel, EventKind, Recipient, Signal, SignalAction, Target,
     Ticket, TicketStatus, Tier,
 };
 use crate::pipeline::{self, PluginRun, PluginSet};
+use crate::registry::LoadedPlugin;
 use crate::runtime::Runtime;
 use crate::store::{
     EscalationState, FeedItem, HistoryEntry, NewDelivery, Store, TicketState, Timer, Tx,
@@ -214,8 +219,14 @@ pub struct Engine {
     pub clock: Clock,
     /// Response targets per tier (from the matrix).
     pub targets: ResponseTargets,
-    default_plugins: Arc<PluginSet>,
-    tenant_plugins: RwLock<std::collections::HashMap<String, Arc<PluginSet>>>,
+    matrix: Matrix,
+    builtins: Vec<LoadedPlugin>,
+    default_plugins: Arc<TenantSet>,
+    tenant_plugins: RwLock<std::collections::HashMap<String, Arc<TenantSet>>>,
+    generation: std::sync::atomic::AtomicU64,
+    versions: Mutex<std::collections::HashMap<(String, String, String), LoadedPlugin>>,
+    lifecycle: Mutex<()>,
+    health: Mutex<std::collections::HashMap<(String, String), lifecycle::Health>>,
     locks: Vec<Mutex<()>>,
     timers_running: Mutex<()>,
     /// New in-app feed items.
@@ -247,31 +258,43 @@ fn available(s: AgentStatus) -> bool {
 }
 
 impl Engine {
-    /// An engine over `store`, running `plugins` for every tenant.
+    /// An engine over `store`: every tenant runs `builtins` (configured
+    /// with `matrix`) until it changes its plugins.
     pub fn new(
         store: Arc<Store>,
         runtime: Arc<Runtime>,
         clock: Clock,
-        plugins: PluginSet,
-        targets: ResponseTargets,
-    ) -> Engine {
-        Engine {
+        builtins: Vec<LoadedPlugin>,
+        matrix: Matrix,
+    ) -> Result<Engine> {
+        let builtins: Vec<LoadedPlugin> = builtins
+            .into_iter()
+            .map(|p| p.with_matrix(&matrix))
+            .collect();
+        let set = PluginSet::new(builtins.clone()).map_err(anyhow::Error::msg)?;
+        Ok(Engine {
             store,
             runtime,
             clock,
-            targets,
-            default_plugins: Arc::new(plugins),
+            targets: matrix.response_targets(),
+            matrix,
+            builtins,
+            default_plugins: Arc::new(TenantSet { set, generation: 0 }),
             tenant_plugins: RwLock::default(),
+            generation: std::sync::atomic::AtomicU64::new(0),
+            versions: Mutex::default(),
+            lifecycle: Mutex::new(()),
+            health: Mutex::default(),
             locks: (0..LOCK_SHARDS).map(|_| Mutex::new(())).collect(),
             timers_running: Mutex::new(()),
             feed: broadcast::channel(1024).0,
             delivery_wake: Arc::new(Notify::new()),
             timer_wake: Arc::new(Notify::new()),
-        }
+        })
     }
 
-    /// The plugin set of `tenant`.
-    pub fn plugins(&self, tenant: &str) -> Arc<PluginSet> {
+    /// The plugin set of `tenant`: a snapshot; hold it for one evaluation.
+    pub fn plugins(&self, tenant: &str) -> Arc<TenantSet> {
         self.tenant_plugins
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -639,6 +662,7 @@ impl Engine {
         let event_json = serde_json::json!({"kind": kind, "cause": cause.label(), "at": now});
         let data = serde_json::json!({
             "event": event_json,
+            "plugin_set": set.generation,
             "tier": f.tier,
             "signals": f.signals,
             "new_keys": fresh.iter().map(|s| &s.key).collect::<Vec<_>>(),
@@ -762,6 +786,7 @@ impl Engine {
         })?;
         self.publish(tenant, feed);
         self.timer_wake.notify_one();
+        self.observe(tenant, &runs);
         Ok(outcome)
     }
 

@@ -12,10 +12,12 @@
 //! - [`store`]: SQLite persistence.
 //! - [`scheduler`]: fires durable timers when due.
 //! - [`delivery`]: Slack, e-mail, webhook and in-app, with retries.
+//! - [`watcher`]: hot-swaps plugins dropped into a directory.
 //! - [`api`]: the HTTP API; [`server`]: `escalator serve`.
 //! - [`cli`]: the `escalator` command.
 
 pub mod api;
+pub mod bench;
 pub mod cli;
 pub mod clock;
 pub mod delivery;
@@ -29,3 +31,4 @@ pub mod runtime;
 pub mod scheduler;
 pub mod server;
 pub mod store;
+pub mod watcher;

@@ -135,6 +135,23 @@ pub fn load_path(runtime: &Runtime, path: &Path) -> Result<LoadedPlugin, Registr
     )
 }
 
+/// The manifest text and component bytes of a plugin directory, and the
+/// component's path.
+pub fn read_dir_parts(dir: &Path) -> Result<(String, Vec<u8>, PathBuf), RegistryError> {
+    let manifest_path = dir.join("plugin.toml");
+    let text = std::fs::read_to_string(&manifest_path).map_err(|source| RegistryError::Io {
+        path: manifest_path.clone(),
+        source,
+    })?;
+    let manifest = Manifest::parse(&text, &manifest_path)?;
+    let wasm_path = component_path(dir, &manifest)?;
+    let wasm = std::fs::read(&wasm_path).map_err(|source| RegistryError::Io {
+        path: wasm_path.clone(),
+        source,
+    })?;
+    Ok((text, wasm, wasm_path))
+}
+
 /// The component file of a plugin directory.
 fn component_path(dir: &Path, manifest: &Manifest) -> Result<PathBuf, RegistryError> {
     if let Some(name) = &manifest.component {

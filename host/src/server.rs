@@ -11,7 +11,6 @@ use crate::api::{self, Api};
 use crate::clock::Clock;
 use crate::engine::Engine;
 use crate::matrix::Matrix;
-use crate::pipeline::PluginSet;
 use crate::registry;
 use crate::runtime::{Runtime, RuntimeConfig};
 use crate::store::{Durability, Store};
@@ -39,6 +38,9 @@ pub struct ServeArgs {
     /// The admin token (default: generated on first start and printed).
     #[arg(long, env = "ESCALATOR_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+    /// Watch this directory for plugins: `DIR/TENANT/PLUGIN/` (hot swap).
+    #[arg(long, env = "ESCALATOR_PLUGINS_DIR")]
+    pub plugins_dir: Option<PathBuf>,
     /// Run on a manual clock starting at this time (RFC 3339, or `now`);
     /// `POST /v1/clock` moves it. For tests and demos.
     #[arg(long, env = "ESCALATOR_MANUAL_CLOCK")]
@@ -55,6 +57,10 @@ pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
     /// Admin token.
     pub admin_token: Option<String>,
+    /// A directory of plugins to watch.
+    pub plugins_dir: Option<PathBuf>,
+    /// Largest plugin upload, bytes (default 64 MiB).
+    pub max_upload_bytes: Option<usize>,
     /// `process` (default: survives kill -9) or `power` (syncs every
     /// commit).
     pub durability: Durability,
@@ -89,6 +95,10 @@ pub struct ServeConfig {
     pub durability: Durability,
     /// Body cap.
     pub max_body_bytes: usize,
+    /// Upload cap.
+    pub max_upload_bytes: usize,
+    /// Plugin directory to watch.
+    pub plugins_dir: Option<PathBuf>,
     /// Retries.
     pub retry: crate::delivery::RetryPolicy,
     /// Manual clock start.
@@ -136,6 +146,8 @@ impl ServeConfig {
             admin_token: args.admin_token.clone().or(file.admin_token),
             durability: file.durability,
             max_body_bytes: file.max_body_bytes.unwrap_or(1 << 20),
+            max_upload_bytes: file.max_upload_bytes.unwrap_or(64 << 20),
+            plugins_dir: args.plugins_dir.clone().or(file.plugins_dir),
             retry: crate::delivery::RetryPolicy {
                 base: file
                     .delivery
@@ -181,10 +193,7 @@ pub fn build(config: &ServeConfig, matrix: &Matrix) -> Result<Server> {
         &config.data_dir.join("escalator.db"),
         config.durability,
     )?);
-    let plugins = registry::load_builtin(&runtime)?
-        .into_iter()
-        .map(|p| p.with_matrix(matrix));
-    let set = PluginSet::new(plugins).map_err(anyhow::Error::msg)?;
+    let builtins = registry::load_builtin(&runtime)?;
     let clock = match config.manual_clock {
         Some(t) => Clock::manual(t),
         None => Clock::System,
@@ -193,15 +202,18 @@ pub fn build(config: &ServeConfig, matrix: &Matrix) -> Result<Server> {
         store.clone(),
         runtime,
         clock,
-        set,
-        matrix.response_targets(),
-    ));
+        builtins,
+        matrix.clone(),
+    )?);
+    engine.load_tenant_plugins()?;
     let (admin_hash, new_admin_token) = admin_token(&store, config)?;
     let recovered = engine.recover()?;
     if recovered > 0 {
         tracing::warn!(recovered, "decided on events stored before a crash");
     }
-    let api = Arc::new(Api::new(engine.clone(), admin_hash, config.max_body_bytes));
+    let mut api = Api::new(engine.clone(), admin_hash, config.max_body_bytes);
+    api.max_upload_bytes = config.max_upload_bytes;
+    let api = Arc::new(api);
     Ok(Server {
         engine,
         api,
@@ -263,6 +275,16 @@ pub fn serve(args: &ServeArgs, matrix: &Matrix) -> Result<i32> {
             engine.delivery_wake.clone(),
             config.retry,
         ));
+        if let Some(dir) = &config.plugins_dir {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("creating the plugin directory {}", dir.display()))?;
+            tokio::spawn(crate::watcher::run(
+                engine.clone(),
+                dir.clone(),
+                Duration::from_millis(200),
+            ));
+            println!("watching {} for plugins (TENANT/PLUGIN/)", dir.display());
+        }
         println!("escalator listening on http://{addr}");
         println!("data: {}", config.data_dir.display());
         match &server.new_admin_token {
@@ -329,6 +351,8 @@ pub fn bench(args: &BenchArgs, matrix: &Matrix) -> Result<i32> {
         admin_token: Some("bench-admin-token-0123456789".into()),
         durability: Durability::Process,
         max_body_bytes: 1 << 20,
+        max_upload_bytes: 64 << 20,
+        plugins_dir: None,
         retry: Default::default(),
         manual_clock: None,
     };

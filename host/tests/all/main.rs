@@ -3,6 +3,7 @@
 
 mod cli;
 mod hostile;
+mod lifecycle;
 mod loading;
 mod peers;
 mod playbook;

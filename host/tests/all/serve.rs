@@ -23,6 +23,11 @@ pub struct Escalator {
 impl Escalator {
     /// Start the binary on `data` with a manual clock at `clock`.
     pub fn start(data: &Path, clock: &str, config: Option<&str>) -> Escalator {
+        Escalator::start_with(data, clock, config, &[])
+    }
+
+    /// Start with extra flags.
+    pub fn start_with(data: &Path, clock: &str, config: Option<&str>, extra: &[&str]) -> Escalator {
         std::fs::create_dir_all(data).unwrap();
         if let Some(c) = config {
             std::fs::write(data.join("escalator.toml"), c).unwrap();
@@ -36,6 +41,7 @@ impl Escalator {
             .args(["serve", "--listen", "127.0.0.1:0", "--manual-clock", clock])
             .arg("--data-dir")
             .arg(data)
+            .args(extra)
             .env("ESCALATOR_ADMIN_TOKEN", ADMIN)
             .env("ESCALATOR_LOG", "info")
             .stdout(Stdio::piped())
@@ -122,6 +128,20 @@ pub struct Api {
 }
 
 impl Api {
+    /// A client for `base` with `token`.
+    pub fn with_token(base: &str, token: &str) -> Api {
+        Api {
+            base: base.into(),
+            token: token.into(),
+            http: http(),
+        }
+    }
+
+    /// The token.
+    pub fn token(&self) -> String {
+        self.token.clone()
+    }
+
     /// Call and return (status, JSON body).
     pub fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
         self.call_with(method, path, body, &[])
@@ -166,7 +186,8 @@ impl Api {
         ))
     }
 
-    fn ok(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+    /// Call and insist on 2xx.
+    pub fn ok(&self, method: &str, path: &str, body: Option<Value>) -> Value {
         let (status, v) = self.call(method, path, body);
         assert!(
             (200..300).contains(&status),

@@ -1,0 +1,175 @@
+//! `escalator bench-lifecycle`: what hot swap costs.
+//!
+//! - Upload → live: validate (world, imports, limits), compile, run the
+//!   fixtures, store, and publish the new set, for components of about
+//!   140 KB, 410 KB and 1 MB. Each upload has bytes never seen before (a
+//!   unique custom section), so nothing comes from the artifact cache:
+//!   this is the path a new version takes.
+//! - Restart with 100 plugins registered: the engine, the built-in set and
+//!   100 distinct stored components loaded back, with the artifact cache
+//!   warm (a normal restart) and cold (a new machine).
+
+use crate::clock::Clock;
+use crate::engine::{Engine, Upload};
+use crate::matrix::Matrix;
+use crate::registry;
+use crate::runtime::{Runtime, RuntimeConfig};
+use crate::store::{Durability, Store};
+use anyhow::{Context as _, Result};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// `wasm` with a custom section `name` holding `payload` appended (valid
+/// anywhere in a component; changes the bytes, not the code).
+pub fn with_custom_section(wasm: &[u8], name: &str, payload: &[u8]) -> Vec<u8> {
+    fn leb(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    let mut body = Vec::new();
+    leb(name.len(), &mut body);
+    body.extend_from_slice(name.as_bytes());
+    body.extend_from_slice(payload);
+    let mut out = wasm.to_vec();
+    out.push(0);
+    leb(body.len(), &mut out);
+    out.extend(body);
+    out
+}
+
+fn engine(dir: &std::path::Path, matrix: &Matrix) -> Result<(Arc<Engine>, Duration)> {
+    let started = Instant::now();
+    let runtime = Arc::new(Runtime::new(RuntimeConfig {
+        cache_dir: Some(dir.join("cache")),
+        ..RuntimeConfig::default()
+    })?);
+    let store = Arc::new(Store::open(&dir.join("escalator.db"), Durability::Process)?);
+    let builtins = registry::load_builtin(&runtime)?;
+    let engine = Arc::new(Engine::new(
+        store,
+        runtime,
+        Clock::System,
+        builtins,
+        matrix.clone(),
+    )?);
+    engine.load_tenant_plugins()?;
+    Ok((engine, started.elapsed()))
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// Run the benchmark and print its numbers.
+pub fn lifecycle(matrix: &Matrix) -> Result<i32> {
+    let dir = tempfile::Builder::new()
+        .prefix("escalator-bench-lifecycle")
+        .tempdir()?;
+    let (engine, _) = engine(dir.path(), matrix)?;
+    engine.store.write(|tx| {
+        tx.create_tenant("bench", "bench", "-", chrono::Utc::now())?;
+        Ok(())
+    })?;
+    println!(
+        "bench-lifecycle: upload → live (validate, compile, fixtures, store, publish), median of 5"
+    );
+    let mut n = 0;
+    for (label, base, pad_to) in [
+        ("customer-value", "customer-value", 0usize),
+        ("churn-risk", "churn-risk", 0),
+        ("churn-risk padded to 1 MB", "churn-risk", 1 << 20),
+    ] {
+        let b = registry::builtin(base).context("a built-in plugin")?;
+        let mut times = Vec::new();
+        let mut size = 0;
+        for _ in 0..5 {
+            n += 1;
+            let mut wasm = with_custom_section(b.wasm, "bench-id", format!("{n}").as_bytes());
+            if pad_to > wasm.len() {
+                wasm =
+                    with_custom_section(&wasm, "bench-pad", &vec![0u8; pad_to - wasm.len() - 16]);
+            }
+            size = wasm.len();
+            let manifest = format!(
+                "name = \"{base}\"\nkind = \"trigger\"\nversion = \"9.{n}.0\"\n{}",
+                b.manifest
+                    .lines()
+                    .skip_while(|l| !l.starts_with("[limits]"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
+            let t = Instant::now();
+            engine
+                .upload(
+                    "bench",
+                    Upload {
+                        manifest,
+                        wasm,
+                        fixtures: Vec::new(),
+                        source: "bench".into(),
+                    },
+                    "bench",
+                    true,
+                )
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            times.push(t.elapsed());
+        }
+        println!(
+            "  {label:<28} {:>5} KB: {:>7.1} ms",
+            size / 1024,
+            median(times).as_secs_f64() * 1000.0
+        );
+    }
+
+    // 100 plugins registered, each with its own bytes.
+    let phrases = registry::builtin("phrases").context("phrases")?;
+    for i in 0..100 {
+        let wasm = with_custom_section(phrases.wasm, "bench-id", format!("p{i}").as_bytes());
+        let manifest = format!(
+            "name = \"p{i:03}\"\nkind = \"trigger\"\nversion = \"1.0.0\"\nmode = \"shadow\"\n"
+        );
+        engine
+            .upload(
+                "bench",
+                Upload {
+                    manifest,
+                    wasm,
+                    fixtures: Vec::new(),
+                    source: "bench".into(),
+                },
+                "bench",
+                true,
+            )
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    drop(engine);
+    let mut warm = Vec::new();
+    for _ in 0..3 {
+        let (e, took) = self::engine(dir.path(), matrix)?;
+        anyhow::ensure!(
+            e.plugins("bench").triggers.len() == 7 + 100,
+            "the restarted engine lost plugins"
+        );
+        warm.push(took);
+    }
+    let mut cold = Vec::new();
+    for _ in 0..3 {
+        std::fs::remove_dir_all(dir.path().join("cache")).ok();
+        let (_, took) = self::engine(dir.path(), matrix)?;
+        cold.push(took);
+    }
+    println!(
+        "restart with 100 plugins registered (+ 9 built-in): cached {:.0} ms, cold {:.0} ms (median of 3)",
+        median(warm).as_secs_f64() * 1000.0,
+        median(cold).as_secs_f64() * 1000.0
+    );
+    Ok(0)
+}

@@ -1,0 +1,554 @@
+//! Hot swap and the plugin lifecycle: swaps under a steady stream of
+//! events, refused uploads, the directory watcher, shadow reports, the
+//! crash-loop guard, and restarts.
+
+use crate::serve::{Api, Escalator};
+use base64::Engine as _;
+use escalator::clock::Clock;
+use escalator::engine::{Engine, Upload};
+use escalator::matrix::Matrix;
+use escalator::registry::{self, fixtures::Fixture};
+use escalator::runtime::{Runtime, RuntimeConfig};
+use escalator::store::{Durability, Store};
+use serde_json::{Value, json};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+const T0: &str = "2026-11-27T12:00:00Z";
+
+/// A `phrases` manifest at `version` where "lawyer" is a phrase of `tier`.
+fn phrases_manifest(version: &str, tier: &str) -> String {
+    let mut config = String::new();
+    for t in ["critical", "high", "medium"] {
+        let phrases = if t == tier { "[\"lawyer\"]" } else { "[]" };
+        config.push_str(&format!("{t} = {phrases}\n"));
+    }
+    format!(
+        "name = \"phrases\"\nkind = \"trigger\"\nversion = \"{version}\"\n\
+         [on-error]\naction = \"ignore\"\n[config]\n{config}"
+    )
+}
+
+fn builtin_wasm(name: &str) -> Vec<u8> {
+    registry::builtin(name).unwrap().wasm.to_vec()
+}
+
+fn lawyer_fixture(tier: &str) -> Fixture {
+    serde_json::from_value(json!({
+        "name": format!("lawyer is {tier}"),
+        "ticket": {"id": "F-1", "created_at": T0,
+                   "messages": [{"author": "customer", "body": "I will call my lawyer", "sent_at": T0}]},
+        "expect": {"signals": [{"tier": tier, "key": format!("phrases:{tier}")}]}
+    }))
+    .unwrap()
+}
+
+fn upload(version: &str, tier: &str) -> Upload {
+    Upload {
+        manifest: phrases_manifest(version, tier),
+        wasm: builtin_wasm("phrases"),
+        fixtures: vec![lawyer_fixture(tier)],
+        source: "test".into(),
+    }
+}
+
+#[test]
+fn swapping_a_trigger_back_and_forth_under_a_stream_of_events_never_splits_a_decision() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = Arc::new(
+        Runtime::new(RuntimeConfig {
+            cache_dir: Some(dir.path().join("cache")),
+            ..RuntimeConfig::default()
+        })
+        .unwrap(),
+    );
+    let store = Arc::new(Store::open(&dir.path().join("db"), Durability::Process).unwrap());
+    let engine = Arc::new(
+        Engine::new(
+            store.clone(),
+            runtime.clone(),
+            Clock::manual(T0.parse().unwrap()),
+            registry::load_builtin(&runtime).unwrap(),
+            Matrix::default_matrix(),
+        )
+        .unwrap(),
+    );
+    store
+        .write(|tx| tx.create_tenant("acme", "Acme", "x", T0.parse().unwrap()))
+        .unwrap();
+    engine
+        .upload("acme", upload("1.0.0", "critical"), "test", true)
+        .unwrap();
+    engine
+        .upload("acme", upload("2.0.0", "high"), "test", false)
+        .unwrap();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut streams = Vec::new();
+    for c in 0..3 {
+        let (engine, stop) = (engine.clone(), stop.clone());
+        streams.push(std::thread::spawn(move || {
+            let mut latencies = Vec::new();
+            let mut i = 0;
+            let begun = Instant::now();
+            while !stop.load(Ordering::Relaxed) {
+                let ticket: escalator::model::Ticket = serde_json::from_value(json!({
+                    "id": format!("S-{c}-{i}"), "created_at": T0, "category": "account",
+                    "messages": [{"author": "customer", "body": "I will call my lawyer", "sent_at": T0}]
+                }))
+                .unwrap();
+                let t = Instant::now();
+                engine
+                    .create_ticket("acme", ticket, None)
+                    .expect("no evaluation fails during swaps");
+                latencies.push((t.duration_since(begun), t.elapsed()));
+                i += 1;
+            }
+            latencies
+        }));
+    }
+    // A second of the stream alone, then swap back and forth (and roll
+    // back) while it runs.
+    std::thread::sleep(Duration::from_secs(1));
+    let started = Instant::now();
+    let mut swaps = 0;
+    while started.elapsed() < Duration::from_secs(3) {
+        let v = if swaps % 2 == 0 { "2.0.0" } else { "1.0.0" };
+        if swaps % 5 == 4 {
+            engine.rollback("acme", "phrases", "test").unwrap();
+        } else {
+            engine.activate("acme", "phrases", v, "test").unwrap();
+        }
+        swaps += 1;
+        std::thread::sleep(Duration::from_millis(15));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let all: Vec<(Duration, Duration)> = streams
+        .into_iter()
+        .flat_map(|s| s.join().unwrap())
+        .collect();
+    let n = all.len();
+    let summary = |mut l: Vec<Duration>| {
+        l.sort();
+        let k = l.len();
+        format!(
+            "{k} evaluations, p50 {:?} p99 {:?} max {:?}",
+            l[k / 2],
+            l[k * 99 / 100],
+            l[k - 1]
+        )
+    };
+    // Evaluations that started in the first second saw no swap.
+    let before: Vec<Duration> = all
+        .iter()
+        .filter(|(at, _)| *at < Duration::from_millis(950))
+        .map(|x| x.1)
+        .collect();
+    let during: Vec<Duration> = all
+        .iter()
+        .filter(|(at, _)| *at >= Duration::from_millis(1050))
+        .map(|x| x.1)
+        .collect();
+    eprintln!("hot swap: without swaps: {}", summary(before.clone()));
+    eprintln!(
+        "hot swap: during {swaps} swaps in 3 s: {}",
+        summary(during.clone())
+    );
+    assert!(swaps >= 100, "{swaps} swaps");
+    assert!(
+        before.len() >= 100 && during.len() >= 300,
+        "{} / {}",
+        before.len(),
+        during.len()
+    );
+
+    // Every decision ran one phrases version, and its tier is that version's.
+    let mut by_version = std::collections::BTreeMap::<String, usize>::new();
+    for c in 0..3 {
+        for i in 0.. {
+            let id = format!("S-{c}-{i}");
+            let decisions = store.decisions("acme", &id).unwrap();
+            let Some(d) = decisions.first() else { break };
+            let versions: Vec<&str> = d
+                .audit
+                .iter()
+                .filter_map(|a| a["plugin"].as_str())
+                .filter(|p| p.starts_with("phrases@"))
+                .collect();
+            assert_eq!(versions.len(), 1, "{id}: {versions:?}");
+            let keys: Vec<&str> = d.data["signals"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|s| s["key"].as_str())
+                .filter(|k| k.starts_with("phrases:"))
+                .collect();
+            let expected = match versions[0] {
+                "phrases@1.0.0" => "phrases:critical",
+                "phrases@2.0.0" => "phrases:high",
+                other => panic!("{id}: unexpected {other}"),
+            };
+            assert_eq!(keys, [expected], "{id} decided by {}", versions[0]);
+            assert!(d.data["plugin_set"].as_u64().unwrap() > 0);
+            *by_version.entry(versions[0].to_string()).or_default() += 1;
+        }
+    }
+    assert_eq!(by_version.values().sum::<usize>(), n);
+    assert!(
+        by_version.len() == 2,
+        "both versions served: {by_version:?}"
+    );
+}
+
+fn upload_body(manifest: &str, wasm: &[u8], fixtures: Value) -> Value {
+    json!({
+        "manifest": manifest,
+        "component_base64": base64::engine::general_purpose::STANDARD.encode(wasm),
+        "fixtures": fixtures,
+    })
+}
+
+fn active_version(api: &Api, name: &str) -> Option<(String, String)> {
+    let list = api.ok("GET", "/v1/plugins", None);
+    list["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name)
+        .map(|p| {
+            (
+                p["version"].as_str().unwrap().to_string(),
+                p["mode"].as_str().unwrap().to_string(),
+            )
+        })
+}
+
+fn phrase_tier(api: &Api, id: &str) -> Option<String> {
+    let out = api.ok(
+        "POST",
+        "/v1/tickets",
+        Some(json!({"id": id, "created_at": T0, "category": "account",
+            "messages": [{"author": "customer", "body": "I will call my lawyer", "sent_at": T0}]})),
+    );
+    out["new_signals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["key"].as_str().unwrap().starts_with("phrases:"))
+        .map(|s| s["tier"].as_str().unwrap().to_string())
+}
+
+#[test]
+fn refused_uploads_never_serve_and_versions_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Escalator::start(&data, T0, None);
+    let acme = server.tenant("acme");
+    acme.roster();
+    let v1 = upload_body(
+        &phrases_manifest("1.0.0", "high"),
+        &builtin_wasm("phrases"),
+        json!([serde_json::to_value(lawyer_fixture("high")).unwrap()]),
+    );
+    let out = acme.ok("POST", "/v1/plugins", Some(v1));
+    assert_eq!(out["fixtures"][0]["passed"], true, "{out}");
+    assert_eq!(
+        active_version(&acme, "phrases"),
+        Some(("1.0.0".into(), "active".into()))
+    );
+    assert_eq!(phrase_tier(&acme, "A-1").as_deref(), Some("high"));
+
+    // Wrong world: a router's component under a trigger manifest.
+    let (s, v) = acme.call(
+        "POST",
+        "/v1/plugins",
+        Some(upload_body(
+            &phrases_manifest("2.0.0", "critical"),
+            &builtin_wasm("skills"),
+            json!([]),
+        )),
+    );
+    assert_eq!(s, 422, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("router"), "{v}");
+    // A fixture the version does not pass.
+    let (s, v) = acme.call(
+        "POST",
+        "/v1/plugins",
+        Some(upload_body(
+            &phrases_manifest("2.0.1", "critical"),
+            &builtin_wasm("phrases"),
+            json!([serde_json::to_value(lawyer_fixture("high")).unwrap()]),
+        )),
+    );
+    assert_eq!(s, 422, "{v}");
+    let e = v["error"].as_str().unwrap();
+    assert!(
+        e.contains("failed 1 of 1 fixture") && e.contains("lawyer is high"),
+        "{e}"
+    );
+    // Limits over the maximum.
+    let over = format!(
+        "{}[limits]\nfuel = 999_999_999_999_999\n",
+        phrases_manifest("2.0.2", "critical")
+    );
+    let (s, v) = acme.call(
+        "POST",
+        "/v1/plugins",
+        Some(upload_body(&over, &builtin_wasm("phrases"), json!([]))),
+    );
+    assert_eq!(s, 422, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("fuel"), "{v}");
+    // Not a component at all.
+    let (s, _) = acme.call(
+        "POST",
+        "/v1/plugins",
+        Some(upload_body(
+            &phrases_manifest("2.0.3", "critical"),
+            b"\0asm junk",
+            json!([]),
+        )),
+    );
+    assert_eq!(s, 422);
+    // Through all that, 1.0.0 kept serving.
+    assert_eq!(
+        active_version(&acme, "phrases"),
+        Some(("1.0.0".into(), "active".into()))
+    );
+    assert_eq!(phrase_tier(&acme, "A-2").as_deref(), Some("high"));
+    let changes = acme.ok("GET", "/v1/plugin-changes", None);
+    let rejected = changes
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["action"] == "rejected")
+        .count();
+    assert_eq!(rejected, 4, "{changes}");
+
+    // A good 2.0.0, then roll back to 1.0.0, then forward again.
+    let v2 = upload_body(
+        &phrases_manifest("2.0.0", "critical"),
+        &builtin_wasm("phrases"),
+        json!([serde_json::to_value(lawyer_fixture("critical")).unwrap()]),
+    );
+    acme.ok("POST", "/v1/plugins", Some(v2));
+    assert_eq!(phrase_tier(&acme, "A-3").as_deref(), Some("critical"));
+    acme.ok("POST", "/v1/plugins/phrases/rollback", None);
+    assert_eq!(phrase_tier(&acme, "A-4").as_deref(), Some("high"));
+    acme.ok(
+        "POST",
+        "/v1/plugins/phrases/activate",
+        Some(json!({"version": "2.0.0"})),
+    );
+    let (s, _) = acme.call("DELETE", "/v1/plugins/phrases/versions/2.0.0", None);
+    assert_eq!(s, 409, "the serving version cannot be deleted");
+    let versions = acme.ok("GET", "/v1/plugins/phrases/versions", None);
+    assert_eq!(versions.as_array().unwrap().len(), 2);
+
+    // A restart comes back with the same active set.
+    drop(server);
+    let server = Escalator::start(&data, T0, None);
+    let acme = Api::with_token(&server.base, &acme.token());
+    assert_eq!(
+        active_version(&acme, "phrases"),
+        Some(("2.0.0".into(), "active".into()))
+    );
+    assert_eq!(phrase_tier(&acme, "A-5").as_deref(), Some("critical"));
+    // Removing the override brings the built-in phrases back.
+    acme.ok("DELETE", "/v1/plugins/phrases", None);
+    assert_eq!(active_version(&acme, "phrases").unwrap().0, "0.1.0");
+}
+
+#[test]
+fn a_plugin_dropped_into_the_watched_directory_goes_live_within_a_second() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, plugins) = (dir.path().join("data"), dir.path().join("plugins"));
+    std::fs::create_dir_all(&plugins).unwrap();
+    let server = Escalator::start_with(
+        &data,
+        T0,
+        None,
+        &["--plugins-dir", plugins.to_str().unwrap()],
+    );
+    let acme = server.tenant("acme");
+    // Write the plugin beside, then rename it into place in one step.
+    let staging = dir.path().join("staging");
+    write_plugin_dir(
+        &staging,
+        &phrases_manifest("3.0.0", "medium"),
+        &builtin_wasm("phrases"),
+        Some(lawyer_fixture("medium")),
+    );
+    std::fs::create_dir_all(plugins.join("acme")).unwrap();
+    let landed = Instant::now();
+    std::fs::rename(&staging, plugins.join("acme/my-phrases")).unwrap();
+    let live = crate::peers::eventually(10, "the watched plugin to go live", || {
+        (active_version(&acme, "phrases").map(|v| v.0).as_deref() == Some("3.0.0"))
+            .then(|| landed.elapsed())
+    });
+    eprintln!("watcher: file landed → live in {live:?}");
+    assert!(live < Duration::from_secs(3), "{live:?}");
+    assert_eq!(phrase_tier(&acme, "W-1").as_deref(), Some("medium"));
+    // A broken version dropped in is refused; 3.0.0 keeps serving.
+    let staging = dir.path().join("staging2");
+    write_plugin_dir(
+        &staging,
+        &phrases_manifest("3.1.0", "medium"),
+        &builtin_wasm("phrases"),
+        Some(lawyer_fixture("critical")),
+    );
+    std::fs::remove_dir_all(plugins.join("acme/my-phrases")).unwrap();
+    std::fs::rename(&staging, plugins.join("acme/my-phrases")).unwrap();
+    crate::peers::eventually(10, "the refusal in the change log", || {
+        acme.ok("GET", "/v1/plugin-changes", None)
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["action"] == "rejected" && c["version"] == "3.1.0")
+            .cloned()
+    });
+    assert_eq!(active_version(&acme, "phrases").unwrap().0, "3.0.0");
+    // Deleting the directory removes the plugin: the built-in serves again.
+    std::fs::remove_dir_all(plugins.join("acme/my-phrases")).unwrap();
+    crate::peers::eventually(10, "the plugin removed", || {
+        (active_version(&acme, "phrases").unwrap().0 == "0.1.0").then_some(())
+    });
+}
+
+fn write_plugin_dir(dir: &Path, manifest: &str, wasm: &[u8], fixture: Option<Fixture>) {
+    std::fs::create_dir_all(dir.join("fixtures")).unwrap();
+    std::fs::write(dir.join("plugin.toml"), manifest).unwrap();
+    std::fs::write(dir.join("plugin.wasm"), wasm).unwrap();
+    if let Some(f) = fixture {
+        std::fs::write(
+            dir.join("fixtures/case.json"),
+            serde_json::to_string(&f).unwrap(),
+        )
+        .unwrap();
+    }
+}
+
+#[test]
+fn a_shadow_plugin_is_recorded_beside_the_active_set_and_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Escalator::start(&dir.path().join("data"), T0, None);
+    let acme = server.tenant("acme");
+    acme.roster();
+    // A stricter phrases rule, in shadow under another name: "refund" is critical.
+    let manifest = "name = \"strict-phrases\"\nkind = \"trigger\"\nversion = \"1.0.0\"\nmode = \"shadow\"\n\
+                    [config]\ncritical = [\"refund\"]\n";
+    acme.ok(
+        "POST",
+        "/v1/plugins",
+        Some(upload_body(manifest, &builtin_wasm("phrases"), json!([]))),
+    );
+    let bodies = [
+        "Please refund me",           // the shadow rule alone
+        "I will call my lawyer",      // the active set alone
+        "How do I change my avatar",  // neither
+        "Please refund, lawyer next", // both
+    ];
+    for (i, b) in bodies.iter().enumerate() {
+        let out = acme.ok("POST", "/v1/tickets", Some(json!({"id": format!("SH-{i}"), "created_at": T0,
+            "category": "account", "messages": [{"author": "customer", "body": b, "sent_at": T0}]})));
+        // Shadow signals are never acted on.
+        assert!(
+            !out["new_signals"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s["key"] == "phrases:critical" && *b == "Please refund me"),
+            "{out}"
+        );
+    }
+    let r = acme.ok("GET", "/v1/plugins/strict-phrases/shadow-report", None);
+    assert_eq!(r["shadow_runs"], 4, "{r}");
+    // Its critical list is only "refund": the lawyer ticket escalated for
+    // the active set alone.
+    assert_eq!(r["both"], 1, "{r}");
+    assert_eq!(r["shadow_only"], 1, "{r}");
+    assert_eq!(r["active_only"], 1, "{r}");
+    assert_eq!(r["neither"], 1, "{r}");
+    assert_eq!(r["agreement"], 0.5, "{r}");
+    // The ticket the shadow rule alone would have escalated stayed with the AI.
+    let t = acme.ok("GET", "/v1/tickets/SH-0", None);
+    assert_eq!(t["tier"], Value::Null, "{}", t["decisions"][0]["data"]);
+    assert!(
+        !t["decisions"][0]["data"]["shadow_signals"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    // Promote it: set its mode to active.
+    acme.ok(
+        "POST",
+        "/v1/plugins/strict-phrases/mode",
+        Some(json!({"mode": "active"})),
+    );
+    let out = acme.ok("POST", "/v1/tickets", Some(json!({"id": "SH-9", "created_at": T0,
+        "category": "account", "messages": [{"author": "customer", "body": "Please refund me", "sent_at": T0}]})));
+    assert_eq!(out["tier"], "critical", "{out}");
+}
+
+#[test]
+fn a_plugin_failing_most_calls_is_disabled_and_the_leads_are_told() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Escalator::start(&dir.path().join("data"), T0, None);
+    let acme = server.tenant("acme");
+    acme.roster();
+    let manifest = "name = \"hostile\"\nkind = \"trigger\"\nversion = \"1.0.0\"\n[on-error]\naction = \"ignore\"\n";
+    let wasm = crate::support::guest_wasm("hostile");
+    acme.ok(
+        "POST",
+        "/v1/plugins",
+        Some(upload_body(manifest, &wasm, json!([]))),
+    );
+    for i in 0..escalator::engine::GUARD_WINDOW {
+        acme.ok(
+            "POST",
+            "/v1/tickets",
+            Some(json!({"id": format!("P-{i}"), "created_at": T0, "subject": "panic"})),
+        );
+    }
+    assert_eq!(active_version(&acme, "hostile").unwrap().1, "disabled");
+    let changes = acme.ok("GET", "/v1/plugin-changes", None);
+    let auto = changes
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["action"] == "auto-disabled")
+        .cloned();
+    let auto = auto.unwrap_or_else(|| panic!("{changes}"));
+    assert_eq!(auto["actor"], "crash-loop-guard");
+    assert!(
+        auto["detail"]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("boom"),
+        "{auto}"
+    );
+    let lee = acme.ok("GET", "/v1/agents/lee/feed", None);
+    assert!(
+        lee.as_array().unwrap().iter().any(|i| i["title"]
+            .as_str()
+            .unwrap()
+            .starts_with("Plugin hostile@1.0.0 disabled")),
+        "{lee}"
+    );
+    // Disabled, it no longer runs.
+    let t = acme.ok(
+        "POST",
+        "/v1/tickets",
+        Some(json!({"id": "P-after", "created_at": T0, "subject": "panic"})),
+    );
+    let d = acme.ok("GET", "/v1/tickets/P-after", None);
+    assert!(
+        !d["decisions"][0]["audit"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["plugin"] == "hostile@1.0.0"),
+        "{t}"
+    );
+}
