@@ -200,6 +200,34 @@ impl Engine {
     /// Load every tenant's plugin set from the store (at start).
     pub fn load_tenant_plugins(&self) -> anyhow::Result<usize> {
         let tenants = self.store.tenants_with_plugins()?;
+        // Compile (or read from the artifact cache) every stored version in
+        // force on all cores first; building the sets then finds them loaded.
+        let mut wanted = Vec::new();
+        for t in &tenants {
+            for s in self.store.plugin_slots(t)? {
+                if let Some(v) = s.version {
+                    wanted.push((t.clone(), s.name, v));
+                }
+            }
+        }
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|scope| {
+            for _ in 0..threads.min(wanted.len()) {
+                scope.spawn(|| {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some((t, name, v)) = wanted.get(i) else {
+                            return;
+                        };
+                        if let Err(e) = self.loaded_version(t, name, v) {
+                            tracing::error!(tenant = %t, plugin = %name, version = %v, error = %e,
+                                "a stored plugin version does not load");
+                        }
+                    }
+                });
+            }
+        });
         for t in &tenants {
             let slots = self.store.plugin_slots(t)?;
             match self.build_set(t, &slots) {
@@ -499,6 +527,9 @@ impl Engine {
             EngineError::Conflict(format!("plugin {name} has no previous version"))
         })?;
         let to = (previous != "builtin").then_some(previous.clone());
+        // The guard never rolls "forward" onto the version it just took
+        // down: after an automatic rollback there is nothing to go back to.
+        let automatic = action == "auto-rolled-back";
         self.change_slots(
             tenant,
             actor,
@@ -508,7 +539,8 @@ impl Engine {
             detail,
             |slots| {
                 if let Some(s) = slots.iter_mut().find(|s| s.name == name) {
-                    s.previous = s.version.take();
+                    let failed = s.version.take();
+                    s.previous = if automatic { None } else { failed };
                     s.version = to;
                 }
                 Ok(())
