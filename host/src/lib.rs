@@ -27,6 +27,7 @@ pub mod matrix;
 pub mod model;
 pub mod pipeline;
 pub mod registry;
+pub mod replay;
 pub mod runtime;
 pub mod scheduler;
 pub mod server;

@@ -7,7 +7,8 @@
 //! version = "1.2.0"
 //! description = "..."
 //! mode = "active"             # active | shadow | disabled
-//! component = "phrases.wasm"  # default: the only .wasm beside the manifest
+//! component = "phrases.wasm"  # default: the only .wasm beside the manifest;
+//!                               # "builtin:NAME" reuses a built-in component
 //!
 //! [limits]                    # every key optional; defaults shown
 //! fuel = 100_000_000
@@ -180,10 +181,11 @@ impl Manifest {
         }
         m.limits().map_err(err)?;
         if let Some(c) = &m.component
+            && !c.starts_with("builtin:")
             && (c.contains('/') || c.contains('\\') || !c.ends_with(".wasm"))
         {
             return Err(err(format!(
-                "component = {c:?}: name a .wasm file beside the manifest"
+                "component = {c:?}: name a .wasm file beside the manifest, or builtin:NAME"
             )));
         }
         Ok(m)

@@ -121,11 +121,7 @@ pub fn load_path(runtime: &Runtime, path: &Path) -> Result<LoadedPlugin, Registr
     let dir = manifest_path
         .parent()
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-    let wasm_path = component_path(&dir, &manifest)?;
-    let wasm = std::fs::read(&wasm_path).map_err(|source| RegistryError::Io {
-        path: wasm_path.clone(),
-        source,
-    })?;
+    let (wasm, wasm_path) = component_bytes(&dir, &manifest)?;
     load_parts(
         runtime,
         &text,
@@ -144,12 +140,30 @@ pub fn read_dir_parts(dir: &Path) -> Result<(String, Vec<u8>, PathBuf), Registry
         source,
     })?;
     let manifest = Manifest::parse(&text, &manifest_path)?;
-    let wasm_path = component_path(dir, &manifest)?;
+    let (wasm, wasm_path) = component_bytes(dir, &manifest)?;
+    Ok((text, wasm, wasm_path))
+}
+
+/// The component bytes a manifest names: `component = "builtin:NAME"`
+/// reuses a built-in plugin's component (to run it with another
+/// configuration), otherwise the file in `dir`.
+fn component_bytes(dir: &Path, manifest: &Manifest) -> Result<(Vec<u8>, PathBuf), RegistryError> {
+    if let Some(name) = manifest
+        .component
+        .as_deref()
+        .and_then(|c| c.strip_prefix("builtin:"))
+    {
+        let b = builtin(name).ok_or_else(|| RegistryError::NoComponent {
+            dir: dir.join(format!("builtin:{name} (no such built-in plugin)")),
+        })?;
+        return Ok((b.wasm.to_vec(), PathBuf::from(format!("builtin:{name}"))));
+    }
+    let wasm_path = component_path(dir, manifest)?;
     let wasm = std::fs::read(&wasm_path).map_err(|source| RegistryError::Io {
         path: wasm_path.clone(),
         source,
     })?;
-    Ok((text, wasm, wasm_path))
+    Ok((wasm, wasm_path))
 }
 
 /// The component file of a plugin directory.

@@ -7,6 +7,7 @@ mod lifecycle;
 mod loading;
 mod peers;
 mod playbook;
+mod replay;
 mod sandbox;
 mod serve;
 mod support;
