@@ -927,7 +927,7 @@ mod tests {
         }
         assert_eq!(
             paths.len(),
-            17,
+            25,
             "a route in openapi.json that the API lacks"
         );
     }
