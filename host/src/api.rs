@@ -322,6 +322,39 @@ impl Api {
         let method = req.method().clone();
         match (&method, segs.as_slice()) {
             (&Method::GET, ["healthz"]) => ok(&serde_json::json!({"status": "ok"})),
+            (&Method::GET, [""]) | (&Method::GET, ["dashboard"]) => Ok(Response::builder()
+                .header("content-type", "text/html; charset=utf-8")
+                .body(Full::new(Bytes::from_static(crate::dashboard::PAGE.as_bytes())).boxed())
+                .expect("a valid response")),
+            (&Method::GET, ["metrics"]) => {
+                self.admin(&req)?;
+                let engine = self.engine.clone();
+                let text = blocking(move || {
+                    let mut gauges = Vec::new();
+                    for (tenant, a) in engine.store.all_agents()? {
+                        let l = vec![("tenant", tenant.clone()), ("agent", a.id.clone())];
+                        gauges.push((
+                            "escalator_agent_open_tickets",
+                            l.clone(),
+                            f64::from(a.open_tickets),
+                        ));
+                        gauges.push(("escalator_agent_capacity", l, f64::from(a.capacity)));
+                    }
+                    for (tenant, channel, status, n) in engine.store.delivery_counts()? {
+                        gauges.push((
+                            "escalator_notifications",
+                            vec![("tenant", tenant), ("channel", channel), ("status", status)],
+                            n as f64,
+                        ));
+                    }
+                    Ok(engine.metrics.render(&gauges))
+                })
+                .await?;
+                Ok(Response::builder()
+                    .header("content-type", "text/plain; version=0.0.4")
+                    .body(Full::new(Bytes::from(text)).boxed())
+                    .expect("a valid response"))
+            }
             (&Method::GET, ["openapi.json"]) => Ok(Response::builder()
                 .header("content-type", "application/json")
                 .body(Full::new(Bytes::from_static(OPENAPI.as_bytes())).boxed())
@@ -495,6 +528,12 @@ impl Api {
                 let out =
                     blocking(move || Ok(engine.upload(&tenant, up, "api", u.activate)?)).await?;
                 Ok(json(StatusCode::CREATED, &out))
+            }
+            (&Method::GET, ["dashboard"]) => {
+                ok(&blocking(move || Ok(crate::dashboard::data(&engine, &tenant)?)).await?)
+            }
+            (&Method::GET, ["reports", "feedback"]) => {
+                ok(&blocking(move || Ok(crate::dashboard::feedback(&engine, &tenant)?)).await?)
             }
             (&Method::GET, ["plugin-changes"]) => {
                 ok(&blocking(move || Ok(store.plugin_changes(&tenant, 500)?)).await?)
@@ -922,12 +961,16 @@ mod tests {
             "/v1/plugins/{name}/mode",
             "/v1/plugins/{name}/rollback",
             "/v1/plugins/{name}/shadow-report",
+            "/",
+            "/metrics",
+            "/v1/dashboard",
+            "/v1/reports/feedback",
         ] {
             assert!(paths.contains_key(p), "{p} missing from openapi.json");
         }
         assert_eq!(
             paths.len(),
-            25,
+            29,
             "a route in openapi.json that the API lacks"
         );
     }

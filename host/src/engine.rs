@@ -235,6 +235,8 @@ pub struct Engine {
     pub delivery_wake: Arc<Notify>,
     /// Notified when timers are scheduled.
     pub timer_wake: Arc<Notify>,
+    /// Counters and histograms for `/metrics` and the dashboard.
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl std::fmt::Debug for Engine {
@@ -290,6 +292,7 @@ impl Engine {
             feed: broadcast::channel(1024).0,
             delivery_wake: Arc::new(Notify::new()),
             timer_wake: Arc::new(Notify::new()),
+            metrics: crate::metrics::Metrics::default(),
         })
     }
 
@@ -412,6 +415,28 @@ impl Engine {
             Ok(Ok((seq, state)))
         })?;
         let (seq, state) = stored?;
+        if let (Event::Claim { .. }, Some(esc)) = (&event, &state.escalation) {
+            let waited = (now - esc.escalated_at).num_milliseconds().max(0) as f64 / 1000.0;
+            let within = esc
+                .response_target_ms
+                .is_none_or(|t| waited * 1000.0 <= t as f64);
+            let tier = name(&esc.tier);
+            self.metrics.observe(
+                "escalator_time_to_claim_seconds",
+                crate::metrics::TIME_BUCKETS,
+                vec![("tenant", tenant.into()), ("tier", tier.clone())],
+                waited,
+            );
+            self.metrics.add(
+                "escalator_claims_total",
+                vec![
+                    ("tenant", tenant.into()),
+                    ("tier", tier),
+                    ("within_target", within.to_string()),
+                ],
+                1.0,
+            );
+        }
         let outcome = self.evaluate(tenant, state, now, event.kind(), Cause::Event(seq))?;
         if let Event::Claim { .. } = event {
             self.plan_after_claim(tenant, ticket_id, now)?;
@@ -677,6 +702,8 @@ impl Engine {
         let mut feed = Vec::new();
         let mut notified = 0;
         let escalated = escalation.is_some();
+        let first_escalation = (escalated && state.escalation.is_none())
+            .then(|| (now - state.ticket.created_at).num_milliseconds().max(0) as f64 / 1000.0);
         let outcome = self.store.write(|tx| {
             let decision = tx.insert_decision(
                 tenant,
@@ -786,8 +813,85 @@ impl Engine {
         })?;
         self.publish(tenant, feed);
         self.timer_wake.notify_one();
+        self.record(tenant, &runs, &fresh, &outcome, first_escalation);
         self.observe(tenant, &runs);
         Ok(outcome)
+    }
+
+    /// Count an evaluation: plugin calls, escalations, SLA breaches.
+    fn record(
+        &self,
+        tenant: &str,
+        runs: &[PluginRun],
+        fresh: &[Signal],
+        outcome: &Outcome,
+        first_escalation: Option<f64>,
+    ) {
+        use crate::metrics::{CALL_BUCKETS, FUEL_BUCKETS, TIME_BUCKETS};
+        let m = &self.metrics;
+        for r in runs {
+            let l = || vec![("tenant", tenant.to_string()), ("plugin", r.plugin.clone())];
+            m.add("escalator_plugin_calls_total", l(), 1.0);
+            if let Some(kind) = r.error_kind {
+                let mut l = l();
+                l.push(("kind", kind.to_string()));
+                m.add("escalator_plugin_errors_total", l, 1.0);
+            }
+            m.observe(
+                "escalator_plugin_call_seconds",
+                CALL_BUCKETS,
+                l(),
+                r.report.duration.as_secs_f64(),
+            );
+            m.observe(
+                "escalator_plugin_fuel",
+                FUEL_BUCKETS,
+                l(),
+                r.report.fuel_used as f64,
+            );
+        }
+        let tier = outcome.tier.map(|t| name(&t)).unwrap_or_default();
+        if outcome.escalated {
+            let cause = fresh
+                .iter()
+                .filter(|s| s.action == SignalAction::Escalate)
+                .max_by_key(|s| s.tier)
+                .or(fresh.first())
+                .map(|s| s.key.split(':').next().unwrap_or("").to_string())
+                .unwrap_or_else(|| "earlier".into());
+            m.add(
+                "escalator_escalations_total",
+                vec![
+                    ("tenant", tenant.into()),
+                    ("tier", tier.clone()),
+                    ("cause", cause),
+                ],
+                1.0,
+            );
+        }
+        if let Some(secs) = first_escalation {
+            m.observe(
+                "escalator_time_to_escalation_seconds",
+                TIME_BUCKETS,
+                vec![("tenant", tenant.into()), ("tier", tier.clone())],
+                secs,
+            );
+        }
+        for s in fresh
+            .iter()
+            .filter(|s| s.key.starts_with("sla:") && s.key.ends_with(":breach"))
+        {
+            let clock = s.key.split(':').nth(1).unwrap_or("").to_string();
+            m.add(
+                "escalator_sla_breaches_total",
+                vec![
+                    ("tenant", tenant.into()),
+                    ("tier", name(&s.tier)),
+                    ("clock", clock),
+                ],
+                1.0,
+            );
+        }
     }
 
     fn publish(&self, tenant: &str, feed: Vec<FeedItem>) {

@@ -937,6 +937,41 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Every tenant's agents, for the metrics gauges.
+    pub fn all_agents(&self) -> Result<Vec<(String, Agent)>> {
+        let conn = self.lock();
+        let mut st = conn.prepare("SELECT tenant, data FROM agents ORDER BY tenant, id")?;
+        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        rows.map(|r| {
+            let (t, d) = r?;
+            Ok((t, serde_json::from_str(&d)?))
+        })
+        .collect()
+    }
+
+    /// Deliveries by tenant, channel and status.
+    pub fn delivery_counts(&self) -> Result<Vec<(String, String, String, i64)>> {
+        let conn = self.lock();
+        let mut st = conn.prepare(
+            "SELECT tenant, channel, status, count(*) FROM deliveries GROUP BY tenant, channel, status",
+        )?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Tickets created per day (UTC, `YYYY-MM-DD`) of a tenant.
+    pub fn tickets_per_day(&self, tenant: &str) -> Result<Vec<(String, i64)>> {
+        let conn = self.lock();
+        let mut st = conn.prepare(
+            "SELECT substr(json_extract(data, '$.ticket.created_at'), 1, 10) AS day, count(*) \
+             FROM tickets WHERE tenant = ?1 GROUP BY day ORDER BY day",
+        )?;
+        let rows = st.query_map([tenant], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
 const VERSION_COLUMNS: &str = "SELECT name, version, kind, manifest, wasm, digest, validation, \
      source, uploaded_at, uploaded_by FROM plugin_versions";
 

@@ -1008,3 +1008,116 @@ fn kill_9_during_a_burst_loses_no_acknowledged_event_and_due_timers_fire_once() 
     assert_eq!(s, 201, "{v}");
     assert_eq!(v["ticket"], *id);
 }
+
+#[test]
+fn metrics_dashboard_and_feedback_report_what_happened() {
+    let (_dir, data) = data_dir();
+    let server = Escalator::start(&data, T0, None);
+    let acme = server.tenant("acme");
+    acme.roster();
+    acme.ok(
+        "POST",
+        "/v1/tickets",
+        Some(example("enterprise-billing-dispute.json")),
+    );
+    for i in 0..2 {
+        acme.ok(
+            "POST",
+            "/v1/tickets",
+            Some(json!({"id": format!("B-{i}"), "created_at": T0, "category": "billing", "subject": "Refund",
+                "messages": [{"author": "customer", "body": "Please refund my last invoice.", "sent_at": T0}]})),
+        );
+    }
+    acme.ok(
+        "POST",
+        "/v1/tickets",
+        Some(json!({"id": "Q-1", "created_at": T0, "category": "account",
+            "messages": [{"author": "customer", "body": "How do I add a user?", "sent_at": T0}]})),
+    );
+    server.advance(10);
+    acme.ok(
+        "POST",
+        "/v1/tickets/B-0/events",
+        Some(json!({"type": "claim", "agent": "ana"})),
+    );
+
+    // The dashboard's data.
+    let d = acme.ok("GET", "/v1/dashboard", None);
+    assert_eq!(d["totals"]["tickets"], 4, "{d}");
+    assert_eq!(d["totals"]["escalated"], 3);
+    assert_eq!(d["totals"]["open_escalations"], 3);
+    let day = &d["days"][0];
+    assert_eq!(
+        (
+            day["critical"].as_u64(),
+            day["high"].as_u64(),
+            day["created"].as_u64()
+        ),
+        (Some(1), Some(2), Some(4)),
+        "{day}"
+    );
+    assert_eq!(d["queue"][0]["tier"], "critical", "most urgent first");
+    assert_eq!(d["sla"]["high"]["claimed"], 1);
+    assert_eq!(
+        d["sla"]["high"]["within_target"], 1,
+        "claimed 10 minutes into a 4 h target"
+    );
+    assert!(
+        d["plugins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["plugin"] == "phrases@0.1.0" && p["calls"].as_f64() == Some(5.0)),
+        "{}",
+        d["plugins"]
+    );
+    assert_eq!(d["agents"].as_array().unwrap().len(), 7);
+    // The page itself: self-contained, no external resources.
+    let page = http().get(format!("{}/", server.base)).send().unwrap();
+    assert_eq!(page.headers()["content-type"], "text/html; charset=utf-8");
+    let html = page.text().unwrap();
+    assert!(html.contains("<title>Escalator</title>") && html.contains("/v1/dashboard"));
+    assert!(
+        !html.contains("src=\"http") && !html.contains("href=\"http") && !html.contains("<link"),
+        "the page loads nothing from the internet"
+    );
+
+    // Prometheus metrics, for the admin token only.
+    let (s, _) = acme.call("GET", "/metrics", None);
+    assert_eq!(s, 401);
+    let text = http()
+        .get(format!("{}/metrics", server.base))
+        .bearer_auth(ADMIN)
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    for line in [
+        "escalator_escalations_total{tenant=\"acme\",tier=\"critical\",cause=\"phrases\"} 1",
+        "escalator_time_to_claim_seconds_count{tenant=\"acme\",tier=\"high\"} 1",
+        "escalator_claims_total{tenant=\"acme\",tier=\"high\",within_target=\"true\"} 1",
+        "escalator_plugin_calls_total{tenant=\"acme\",plugin=\"phrases@0.1.0\"} 5",
+        "escalator_agent_open_tickets{tenant=\"acme\",agent=\"ana\"}",
+        "escalator_notifications{tenant=\"acme\",channel=\"in-app\",status=\"sent\"}",
+    ] {
+        assert!(text.contains(line), "{line} missing from:\n{text}");
+    }
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.starts_with("escalator_escalations_total{"))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+            .sum::<f64>(),
+        3.0
+    );
+
+    // The feedback report: billing refunds keep escalating.
+    let f = acme.ok("GET", "/v1/reports/feedback", None);
+    let gap = f["recurring"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["category"] == "billing" && g["cause"] == "scenario:billing")
+        .cloned();
+    let gap = gap.unwrap_or_else(|| panic!("{f}"));
+    assert_eq!(gap["tickets"], 3, "{gap}");
+}

@@ -1,0 +1,231 @@
+//! The dashboard: one HTML page (`/`, no external resources: its charts
+//! are drawn as inline SVG by the page's own script) and the JSON it reads
+//! (`GET /v1/dashboard` with the tenant's token), plus the feedback report
+//! of issues that keep escalating.
+
+use crate::engine::Engine;
+use crate::model::{TicketStatus, Tier};
+use crate::store::TicketState;
+use anyhow::Result;
+use std::collections::BTreeMap;
+
+/// The page.
+pub const PAGE: &str = include_str!("dashboard.html");
+
+const TIERS: [Tier; 4] = [Tier::Critical, Tier::High, Tier::Medium, Tier::Low];
+
+fn name(t: Tier) -> &'static str {
+    match t {
+        Tier::Critical => "critical",
+        Tier::High => "high",
+        Tier::Medium => "medium",
+        Tier::Low => "low",
+    }
+}
+
+/// When the ticket first escalated (its history), else the escalation's
+/// time.
+fn first_escalated(s: &TicketState) -> Option<chrono::DateTime<chrono::Utc>> {
+    s.history
+        .iter()
+        .find(|h| h.what == "escalated")
+        .map(|h| h.at)
+        .or_else(|| s.escalation.as_ref().map(|e| e.escalated_at))
+}
+
+/// Everything the dashboard shows for `tenant`.
+pub fn data(engine: &Engine, tenant: &str) -> Result<serde_json::Value> {
+    let escalated = engine.store.escalated(tenant, 100_000)?;
+    let created = engine.store.tickets_per_day(tenant)?;
+    // Escalations by tier per day, and the rate against tickets created.
+    let mut by_day: BTreeMap<String, BTreeMap<&str, usize>> = BTreeMap::new();
+    for (day, _) in &created {
+        by_day.entry(day.clone()).or_default();
+    }
+    let mut tte: BTreeMap<&str, (f64, usize)> = BTreeMap::new();
+    let mut sla: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+    let mut queue = Vec::new();
+    for s in &escalated {
+        let Some(e) = &s.escalation else { continue };
+        let tier = name(e.tier);
+        let first = first_escalated(s).unwrap_or(e.escalated_at);
+        let day = s.ticket.created_at.format("%Y-%m-%d").to_string();
+        *by_day.entry(day).or_default().entry(tier).or_default() += 1;
+        let t = tte.entry(tier).or_default();
+        t.0 += (first - s.ticket.created_at).num_seconds().max(0) as f64 / 60.0;
+        t.1 += 1;
+        if let Some(claimed) = s.ticket.claimed_at {
+            let c = sla.entry(tier).or_default();
+            c.1 += 1;
+            let waited = (claimed - e.escalated_at).num_milliseconds();
+            if e.response_target_ms.is_none_or(|t| waited <= t as i64) {
+                c.0 += 1;
+            }
+        }
+        let open = !matches!(s.ticket.status, TicketStatus::Solved | TicketStatus::Closed);
+        if open {
+            queue.push(serde_json::json!({
+                "ticket": s.ticket.id, "subject": s.ticket.subject, "tier": tier,
+                "assignee": s.ticket.assignee, "queue": s.queue,
+                "claimed": s.ticket.claimed_at.is_some(),
+                "escalated_at": e.escalated_at,
+                "customer": s.ticket.customer.as_ref().map(|c| c.name.clone()),
+                "reasons": e.reasons.iter().filter(|r| r.action == crate::model::SignalAction::Escalate)
+                    .map(|r| r.reason.clone()).collect::<Vec<_>>(),
+            }));
+        }
+    }
+    // Most urgent first, then oldest.
+    let rank = |v: &serde_json::Value| match v["tier"].as_str() {
+        Some("critical") => 0,
+        Some("high") => 1,
+        Some("medium") => 2,
+        _ => 3,
+    };
+    queue.sort_by(|a, b| {
+        rank(a)
+            .cmp(&rank(b))
+            .then(a["escalated_at"].as_str().cmp(&b["escalated_at"].as_str()))
+    });
+    let created: BTreeMap<String, i64> = created.into_iter().collect();
+    let days: Vec<_> = by_day
+        .iter()
+        .map(|(day, tiers)| {
+            let n: usize = tiers.values().sum();
+            let c = created.get(day).copied().unwrap_or(0);
+            let mut v = serde_json::json!({
+                "day": day, "created": c, "escalated": n,
+                "rate": if c > 0 { n as f64 / c as f64 } else { 0.0 },
+            });
+            for t in TIERS {
+                v[name(t)] = tiers.get(name(t)).copied().unwrap_or(0).into();
+            }
+            v
+        })
+        .collect();
+    let agents: Vec<_> = engine
+        .store
+        .agents(tenant)?
+        .into_iter()
+        .map(|a| {
+            serde_json::json!({"id": a.id, "name": a.name, "role": a.role, "team": a.team,
+                "status": a.status, "open_tickets": a.open_tickets, "capacity": a.capacity})
+        })
+        .collect();
+    let calls = engine
+        .metrics
+        .by_label("escalator_plugin_calls_total", tenant, "plugin");
+    let errors = engine
+        .metrics
+        .by_label("escalator_plugin_errors_total", tenant, "plugin");
+    let times = engine
+        .metrics
+        .by_label("escalator_plugin_call_seconds", tenant, "plugin");
+    let plugins: Vec<_> = calls
+        .iter()
+        .map(|(p, (n, _))| {
+            let (count, sum) = times.get(p).copied().unwrap_or((0.0, 0.0));
+            serde_json::json!({
+                "plugin": p, "calls": n, "errors": errors.get(p).map_or(0.0, |e| e.0),
+                "avg_us": if count > 0.0 { sum / count * 1e6 } else { 0.0 },
+            })
+        })
+        .collect();
+    Ok(serde_json::json!({
+        "tenant": tenant,
+        "now": engine.clock.now(),
+        "totals": {
+            "tickets": created.values().sum::<i64>(),
+            "escalated": escalated.len(),
+            "open_escalations": queue.len(),
+        },
+        "days": days,
+        "time_to_escalation_minutes": TIERS.iter().filter_map(|t| {
+            tte.get(name(*t)).map(|(sum, n)| (name(*t).to_string(), serde_json::json!(sum / *n as f64)))
+        }).collect::<serde_json::Map<_, _>>(),
+        "sla": TIERS.iter().filter_map(|t| {
+            sla.get(name(*t)).map(|(ok, n)| (name(*t).to_string(), serde_json::json!({
+                "claimed": n, "within_target": ok, "compliance": *ok as f64 / *n as f64,
+            })))
+        }).collect::<serde_json::Map<_, _>>(),
+        "agents": agents,
+        "plugins": plugins,
+        "queue": queue,
+    }))
+}
+
+/// Issues that keep escalating, as knowledge-base gaps for the AI agent:
+/// (category, reason) pairs by how many tickets they escalated, with the
+/// AI's intents and a few example tickets.
+pub fn feedback(engine: &Engine, tenant: &str) -> Result<serde_json::Value> {
+    let escalated = engine.store.escalated(tenant, 100_000)?;
+    #[derive(Default)]
+    struct Gap {
+        tickets: usize,
+        reason: String,
+        intents: BTreeMap<String, usize>,
+        examples: Vec<String>,
+        low_confidence: usize,
+    }
+    let mut gaps: BTreeMap<(String, String), Gap> = BTreeMap::new();
+    for s in &escalated {
+        let Some(e) = &s.escalation else { continue };
+        let category = s
+            .ticket
+            .category
+            .clone()
+            .or_else(|| {
+                s.ticket
+                    .ai_analysis
+                    .as_ref()
+                    .and_then(|a| a.category.clone())
+            })
+            .unwrap_or_else(|| "uncategorised".into());
+        let mut seen = std::collections::BTreeSet::new();
+        for r in e
+            .reasons
+            .iter()
+            .filter(|r| r.action == crate::model::SignalAction::Escalate)
+        {
+            // The cause, without its cycle or threshold: `sla:first-reply`.
+            let cause: String = r.key.split(':').take(2).collect::<Vec<_>>().join(":");
+            if !seen.insert(cause.clone()) {
+                continue;
+            }
+            let g = gaps.entry((category.clone(), cause)).or_default();
+            g.tickets += 1;
+            if g.reason.is_empty() {
+                g.reason = r.reason.clone();
+            }
+            if let Some(a) = &s.ticket.ai_analysis {
+                if let Some(i) = &a.intent {
+                    *g.intents.entry(i.clone()).or_default() += 1;
+                }
+                if a.confidence < 0.7 {
+                    g.low_confidence += 1;
+                }
+            }
+            if g.examples.len() < 5 {
+                g.examples.push(s.ticket.id.clone());
+            }
+        }
+    }
+    let mut list: Vec<_> = gaps
+        .into_iter()
+        .filter(|(_, g)| g.tickets >= 2)
+        .map(|((category, cause), g)| {
+            serde_json::json!({
+                "category": category, "cause": cause, "tickets": g.tickets,
+                "example_reason": g.reason, "ai_intents": g.intents,
+                "ai_low_confidence": g.low_confidence, "examples": g.examples,
+            })
+        })
+        .collect();
+    list.sort_by(|a, b| {
+        b["tickets"]
+            .as_u64()
+            .cmp(&a["tickets"].as_u64())
+            .then(a["category"].as_str().cmp(&b["category"].as_str()))
+    });
+    Ok(serde_json::json!({"tenant": tenant, "recurring": list}))
+}
