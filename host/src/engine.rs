@@ -1820,7 +1820,7 @@ pub fn handoff(state: &TicketState) -> serde_json::Value {
         summary.push_str(&format!(
             ". AI confidence {:.0}%: {}",
             a.confidence * 100.0,
-            a.reasoning
+            a.reasoning.trim_end_matches('.')
         ));
     }
     if !tried.is_empty() {
@@ -1842,7 +1842,7 @@ pub fn handoff(state: &TicketState) -> serde_json::Value {
         "customer": t.customer,
         "conversation": t.messages,
         "ai": t.ai_analysis.as_ref().map(|a| serde_json::json!({
-            "confidence": a.confidence, "intent": a.intent, "category": a.category,
+            "confidence": (f64::from(a.confidence) * 1000.0).round() / 1000.0, "intent": a.intent, "category": a.category,
             "reasoning": a.reasoning, "solutions_tried": a.solutions_tried,
             "analyzed_at": a.analyzed_at,
         })),

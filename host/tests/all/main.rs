@@ -1,6 +1,7 @@
 //! Integration tests: real components built from this repository, loaded by
 //! the real runtime, and the real `escalator` binary.
 
+mod browser;
 mod cli;
 mod hostile;
 mod lifecycle;

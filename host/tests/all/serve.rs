@@ -538,7 +538,7 @@ fn the_handoff_packet_carries_everything_the_ai_collected() {
     ] {
         assert!(bodies.contains(&said), "{said} missing from {bodies:?}");
     }
-    assert_eq!(h["ai"]["confidence"].as_f64().unwrap() as f32, 0.31);
+    assert_eq!(h["ai"]["confidence"], 0.31);
     assert_eq!(h["ai"]["intent"], "export-failure");
     assert_eq!(
         h["ai"]["solutions_tried"],
