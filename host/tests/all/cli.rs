@@ -215,3 +215,96 @@ fn the_matrix_prints_as_a_table_and_a_broken_one_is_explained() {
         "{t}"
     );
 }
+
+#[test]
+fn plugin_test_prints_a_table_of_fixture_cases_and_fails_on_a_failing_case() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    std::fs::create_dir_all(p.join("fixtures")).unwrap();
+    std::fs::write(
+        p.join("plugin.toml"),
+        "name = \"legal\"\nkind = \"trigger\"\nversion = \"1.0.0\"\ncomponent = \"builtin:phrases\"\n\
+         [config]\ncritical = [\"lawyer\"]\n",
+    )
+    .unwrap();
+    let case = |name: &str, body: &str, tier: &str| {
+        format!(
+            r#"{{"name": "{name}", "ticket": {{"id": "F", "created_at": "2026-11-27T09:00:00Z",
+                "messages": [{{"author": "customer", "body": "{body}", "sent_at": "2026-11-27T09:00:00Z"}}]}},
+                "expect": {{"signals": [{{"tier": "{tier}"}}]}}}}"#
+        )
+    };
+    std::fs::write(
+        p.join("fixtures/a.json"),
+        case("lawyer is critical", "my lawyer", "critical"),
+    )
+    .unwrap();
+    let dir_arg = p.to_str().unwrap();
+    let out = escalator(&["plugin", "test", dir_arg]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert!(
+        t.contains("legal@1.0.0 (trigger") && t.contains("lawyer is critical  pass"),
+        "{t}"
+    );
+    assert!(t.contains("1 passed, 0 failed"), "{t}");
+    std::fs::write(
+        p.join("fixtures/b.json"),
+        case("lawyer is high", "my lawyer", "high"),
+    )
+    .unwrap();
+    let out = escalator(&["plugin", "test", dir_arg]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{t}");
+    assert!(
+        t.contains("lawyer is high      FAIL") && t.contains("expected \"high\", got \"critical\""),
+        "{t}"
+    );
+}
+
+#[test]
+fn replay_against_another_plugin_set_lists_the_tickets_that_change_tier() {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/replay-small.jsonl");
+    let candidate = tempfile::tempdir().unwrap();
+    let phrases = candidate.path().join("phrases");
+    std::fs::create_dir_all(&phrases).unwrap();
+    // The candidate no longer treats "lawyer" as critical.
+    std::fs::write(
+        phrases.join("plugin.toml"),
+        "name = \"phrases\"\nkind = \"trigger\"\nversion = \"2.0.0\"\ncomponent = \"builtin:phrases\"\n\
+         [config]\ncritical = [\"lawsuit\"]\n",
+    )
+    .unwrap();
+    let json = candidate.path().join("report.json");
+    let out = escalator(&[
+        "replay",
+        "--tickets",
+        data.to_str().unwrap(),
+        "--plugins",
+        candidate.path().to_str().unwrap(),
+        "--against",
+        "builtin",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(
+        t.contains("6 tickets from") && t.contains("agreement 33.3 %"),
+        "{t}"
+    );
+    assert!(t.contains("1 ticket(s) change tier"), "{t}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let change = &report["against"]["changes"][0];
+    assert_eq!(change["ticket"], "R-1");
+    assert_eq!(
+        (change["tier"].clone(), change["against"].clone()),
+        (serde_json::Value::Null, "critical".into())
+    );
+    assert_eq!(
+        change["reasons_only_against"],
+        serde_json::json!(["phrases:critical"])
+    );
+    assert_eq!(report["against"]["report"]["agreement"], 0.5);
+}
