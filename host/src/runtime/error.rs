@@ -37,7 +37,7 @@ pub enum LoadError {
     },
     /// It imports what we do not grant.
     #[error(
-        "{plugin}: imports {}, which Escalator does not grant (plugins get no sockets, HTTP, files or environment; see `escalator plugin inspect`)",
+        "{plugin}: imports {}, which Escalator does not grant (plugins get no HTTP, files, environment or network; see `escalator plugin inspect`)",
         imports.join(", ")
     )]
     UngrantedImport {

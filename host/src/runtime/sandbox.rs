@@ -16,13 +16,15 @@ use wasmtime::{ResourceLimiter, Result};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream, WasiCli, WasiCliView};
 use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView};
 use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemView};
-use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, random, sync};
+use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, random, sockets, sync};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
 use wasmtime_wasi::random::WasiRandom;
+use wasmtime_wasi::sockets::{WasiSockets, WasiSocketsView as _};
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, WasiView};
 
 /// Interfaces a plugin may import, by name without the version. Anything
-/// else (sockets, HTTP, a key-value store, ...) is refused at load.
+/// else (HTTP, a key-value store, ...) is refused at load. Sockets are
+/// linked but powerless.
 pub const GRANTED_IMPORTS: &[&str] = &[
     "escalator:plugin/types",
     "escalator:plugin/host",
@@ -46,6 +48,15 @@ pub const GRANTED_IMPORTS: &[&str] = &[
     "wasi:random/random",
     "wasi:random/insecure",
     "wasi:random/insecure-seed",
+    // Linked so that runtimes that import them (Python, JavaScript) load;
+    // every call is denied: no TCP, no UDP, no name lookup.
+    "wasi:sockets/network",
+    "wasi:sockets/instance-network",
+    "wasi:sockets/tcp",
+    "wasi:sockets/tcp-create-socket",
+    "wasi:sockets/udp",
+    "wasi:sockets/udp-create-socket",
+    "wasi:sockets/ip-name-lookup",
 ];
 
 /// Whether an import name (e.g. `wasi:io/streams@0.2.6`) is granted.
@@ -89,6 +100,15 @@ pub fn linker(engine: &wasmtime::Engine) -> Result<Linker<CallState>> {
     )?;
     sync::io::poll::add_to_linker::<T, HasSelf<ResourceTable>>(&mut l, |t| &mut t.table)?;
     sync::io::streams::add_to_linker::<T, HasSelf<ResourceTable>>(&mut l, |t| &mut t.table)?;
+    // Sockets: present, denied (see `build_wasi`).
+    let network = sockets::network::LinkOptions::default();
+    sockets::network::add_to_linker::<T, WasiSockets>(&mut l, &network, T::sockets)?;
+    sockets::instance_network::add_to_linker::<T, WasiSockets>(&mut l, T::sockets)?;
+    sockets::tcp_create_socket::add_to_linker::<T, WasiSockets>(&mut l, T::sockets)?;
+    sockets::ip_name_lookup::add_to_linker::<T, WasiSockets>(&mut l, T::sockets)?;
+    sync::sockets::tcp::add_to_linker::<T, WasiSockets>(&mut l, T::sockets)?;
+    sync::sockets::udp::add_to_linker::<T, WasiSockets>(&mut l, T::sockets)?;
+    sync::sockets::udp_create_socket::add_to_linker::<T, WasiSockets>(&mut l, T::sockets)?;
     Ok(l)
 }
 
@@ -438,7 +458,8 @@ fn build_wasi(now_ms: i64, seed: u64, log: &LogSink) -> WasiCtx {
     .insecure_random_seed(u128::from(seed) << 64 | u128::from(!seed))
     .allow_tcp(false)
     .allow_udp(false)
-    .allow_ip_name_lookup(false);
+    .allow_ip_name_lookup(false)
+    .socket_addr_check(|_, _| Box::pin(async { false }));
     b.build()
 }
 
@@ -538,7 +559,10 @@ mod tests {
     fn only_the_granted_interfaces_pass() {
         assert!(is_granted("wasi:io/streams@0.2.6"));
         assert!(is_granted("escalator:plugin/host@0.1.0"));
-        assert!(!is_granted("wasi:sockets/tcp@0.2.6"));
+        assert!(
+            is_granted("wasi:sockets/tcp@0.2.6"),
+            "linked, every call denied"
+        );
         assert!(!is_granted("wasi:http/outgoing-handler@0.2.6"));
     }
 

@@ -167,11 +167,24 @@ fn plugin_inspect_names_the_world_and_the_imports() {
         "{t}"
     );
 
-    let refused = guest_dir().join("sockets/sockets.wasm");
+    // A component that wants outgoing HTTP: refused.
+    let dir = tempfile::tempdir().unwrap();
+    let refused = dir.path().join("http.wasm");
+    std::fs::write(
+        &refused,
+        wat::parse_str(
+            r#"(component
+                 (import "wasi:http/outgoing-handler@0.2.0" (instance (export "handle" (func))))
+                 (core module $m (func (export "evaluate")))
+               )"#,
+        )
+        .unwrap(),
+    )
+    .unwrap();
     let out = escalator(&["plugin", "inspect", refused.to_str().unwrap()]);
     assert!(!out.status.success());
     let t = text(&out);
-    assert!(t.contains("REFUSED wasi:sockets/"), "{t}");
+    assert!(t.contains("REFUSED wasi:http/outgoing-handler"), "{t}");
 }
 
 #[test]

@@ -641,13 +641,43 @@ fn tenant_b_sees_nothing_of_tenant_a() {
         a.ok("GET", "/v1/tickets/T-1001", None)["ticket"]["subject"],
         "Charged twice for November — this is unacceptable"
     );
-    // Plugins: each tenant lists its own set.
-    assert!(
-        !b.ok("GET", "/v1/plugins", None)
+    // Plugins: A's upload is A's alone.
+    use base64::Engine as _;
+    let wasm = escalator::registry::builtin("phrases").unwrap().wasm;
+    a.ok(
+        "POST",
+        "/v1/plugins",
+        Some(json!({
+            "manifest": "name = \"alpha-rule\"\nkind = \"trigger\"\nversion = \"1.0.0\"\n",
+            "component_base64": base64::engine::general_purpose::STANDARD.encode(wasm),
+        })),
+    );
+    let names = |api: &Api| -> Vec<String> {
+        api.ok("GET", "/v1/plugins", None)["plugins"]
             .as_array()
             .unwrap()
-            .is_empty()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert!(names(&a).contains(&"alpha-rule".to_string()));
+    assert!(
+        !names(&b).contains(&"alpha-rule".to_string()),
+        "{:?}",
+        names(&b)
     );
+    assert!(names(&b).contains(&"phrases".to_string()));
+    assert_eq!(b.ok("GET", "/v1/plugin-changes", None), json!([]));
+    assert_eq!(
+        b.ok("GET", "/v1/plugins/alpha-rule/versions", None),
+        json!([])
+    );
+    let (status, _) = b.call(
+        "POST",
+        "/v1/plugins/alpha-rule/activate",
+        Some(json!({"version": "1.0.0"})),
+    );
+    assert_eq!(status, 404);
     // Tokens: unknown, missing, and the admin token on tenant routes.
     let anon = Api {
         base: server.base.clone(),

@@ -1,4 +1,5 @@
-//! A trigger that tries to phone home. It must never load.
+//! A trigger that tries to phone home. It loads (sockets are linked) but
+//! every connection attempt must be denied.
 
 use escalator_guest::prelude::*;
 
