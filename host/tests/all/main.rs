@@ -8,6 +8,7 @@ mod lifecycle;
 mod loading;
 mod peers;
 mod playbook;
+mod polyglot;
 mod replay;
 mod sandbox;
 mod serve;

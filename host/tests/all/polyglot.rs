@@ -1,0 +1,274 @@
+//! One trigger, four languages: Rust (guest-sdk), Python (componentize-py),
+//! JavaScript (componentize-js) and C (wit-bindgen's C generator + Debian's
+//! clang for wasm32-wasi), each built here from source, loaded by the host
+//! and run on the same fixtures (`tests/polyglot/fixtures`). The test
+//! installs the tools it needs (pip into a virtualenv, npm, apt) under
+//! `target/polyglot`, and caches each build by the hash of its sources.
+
+use crate::support::{guest_wasm, runtime};
+use escalator::registry::{self, LoadedPlugin, fixtures};
+use sha2::Digest;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn work() -> PathBuf {
+    let d = repo().join("target/polyglot");
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn run(cmd: &mut Command, what: &str) {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed: {cmd:?}\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A cache key over files' contents.
+fn hash(files: &[PathBuf]) -> String {
+    let mut h = sha2::Sha256::new();
+    for f in files {
+        h.update(std::fs::read(f).unwrap_or_default());
+    }
+    hex::encode(&h.finalize()[..8])
+}
+
+fn wit_files() -> Vec<PathBuf> {
+    let dir = repo().join("wit/since_v0.1.0");
+    let mut f: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    f.sort();
+    f
+}
+
+fn python() -> Vec<u8> {
+    let src = repo().join("tests/polyglot/python/app.py");
+    let mut inputs = wit_files();
+    inputs.push(src.clone());
+    let out = work().join(format!("refund-py-{}.wasm", hash(&inputs)));
+    if let Ok(b) = std::fs::read(&out) {
+        return b;
+    }
+    let venv = work().join("venv");
+    if !venv.join("bin/componentize-py").exists() {
+        run(
+            Command::new("python3").args(["-m", "venv"]).arg(&venv),
+            "creating a virtualenv",
+        );
+        run(
+            Command::new(venv.join("bin/pip")).args(["install", "-q", "componentize-py==0.25.1"]),
+            "pip install componentize-py",
+        );
+    }
+    run(
+        Command::new(venv.join("bin/componentize-py"))
+            .arg("-d")
+            .arg(repo().join("wit/since_v0.1.0"))
+            .args(["-w", "trigger", "componentize", "app", "-o"])
+            .arg(&out)
+            .current_dir(src.parent().unwrap()),
+        "componentize-py",
+    );
+    std::fs::read(&out).unwrap()
+}
+
+fn javascript() -> Vec<u8> {
+    let src = repo().join("tests/polyglot/js");
+    let mut inputs = wit_files();
+    inputs.extend(["refund.js", "build.mjs", "package.json"].map(|f| src.join(f)));
+    let out = work().join(format!("refund-js-{}.wasm", hash(&inputs)));
+    if let Ok(b) = std::fs::read(&out) {
+        return b;
+    }
+    let dir = work().join("js");
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in ["refund.js", "build.mjs", "package.json"] {
+        std::fs::copy(src.join(f), dir.join(f)).unwrap();
+    }
+    if !dir
+        .join("node_modules/@bytecodealliance/componentize-js")
+        .exists()
+    {
+        run(
+            Command::new("npm")
+                .args(["install", "--no-audit", "--no-fund", "--loglevel=error"])
+                .current_dir(&dir),
+            "npm install componentize-js",
+        );
+    }
+    run(
+        Command::new("node")
+            .args(["build.mjs", "refund.js"])
+            .arg(repo().join("wit/since_v0.1.0"))
+            .arg(&out)
+            .current_dir(&dir),
+        "componentize-js",
+    );
+    std::fs::read(&out).unwrap()
+}
+
+/// Debian's clang for wasm32-wasi, installed if missing.
+fn clang() -> PathBuf {
+    let clang = PathBuf::from("/usr/bin/clang-19");
+    let sysroot_ok = Path::new("/usr/lib/wasm32-wasi/libc.a").exists();
+    let rt_ok =
+        Path::new("/usr/lib/llvm-19/lib/clang/19/lib/wasi/libclang_rt.builtins-wasm32.a").exists();
+    if !(clang.exists() && sysroot_ok && rt_ok && Path::new("/usr/bin/wasm-ld-19").exists()) {
+        let root = Command::new("id")
+            .arg("-u")
+            .output()
+            .map(|o| o.stdout == b"0\n")
+            .unwrap_or(false);
+        let mut cmd = if root {
+            Command::new("apt-get")
+        } else {
+            let mut c = Command::new("sudo");
+            c.args(["-n", "apt-get"]);
+            c
+        };
+        run(
+            cmd.args([
+                "install",
+                "-y",
+                "-q",
+                "clang-19",
+                "lld-19",
+                "libclang-rt-19-dev-wasm32",
+                "wasi-libc",
+            ])
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+            "apt-get install clang-19 lld-19 libclang-rt-19-dev-wasm32 wasi-libc",
+        );
+    }
+    clang
+}
+
+fn c() -> Vec<u8> {
+    let src = repo().join("tests/polyglot/c/refund.c");
+    let mut inputs = wit_files();
+    inputs.push(src.clone());
+    let out = work().join(format!("refund-c-{}.wasm", hash(&inputs)));
+    if let Ok(b) = std::fs::read(&out) {
+        return b;
+    }
+    let dir = work().join("c");
+    std::fs::create_dir_all(&dir).unwrap();
+    // Bindings: wit-bindgen's C generator, as a library.
+    let mut resolve = wit_parser::Resolve::default();
+    let (pkg, _) = resolve.push_dir(repo().join("wit/since_v0.1.0")).unwrap();
+    let world = resolve.select_world(&[pkg], Some("trigger")).unwrap();
+    let mut files = wit_bindgen_core::Files::default();
+    wit_bindgen_c::Opts::default()
+        .build()
+        .generate(&resolve, world, &mut files)
+        .unwrap();
+    for (name, bytes) in files.iter() {
+        std::fs::write(dir.join(name), bytes).unwrap();
+    }
+    std::fs::copy(&src, dir.join("refund.c")).unwrap();
+    let core = dir.join("refund.core.wasm");
+    run(
+        Command::new(clang())
+            .args([
+                "--target=wasm32-wasi",
+                "--sysroot=/usr",
+                "-mexec-model=reactor",
+                "-O2",
+                "-fuse-ld=/usr/bin/wasm-ld-19",
+                "-o",
+            ])
+            .arg(&core)
+            .args(["refund.c", "trigger.c", "trigger_component_type.o"])
+            .current_dir(&dir),
+        "clang (wasm32-wasi)",
+    );
+    let module = std::fs::read(&core).unwrap();
+    let component = wit_component::ComponentEncoder::default()
+        .module(&module)
+        .unwrap()
+        .validate(true)
+        .encode()
+        .unwrap();
+    std::fs::write(&out, &component).unwrap();
+    component
+}
+
+fn load(lang: &str, wasm: &[u8], limits: &str) -> LoadedPlugin {
+    let manifest = format!(
+        "name = \"refund-{lang}\"\nkind = \"trigger\"\nversion = \"1.0.0\"\n[limits]\n{limits}"
+    );
+    registry::load_parts(
+        runtime(),
+        &manifest,
+        &PathBuf::from(format!("polyglot/{lang}/plugin.toml")),
+        wasm,
+        lang.into(),
+    )
+    .unwrap_or_else(|e| panic!("the {lang} component loads: {e}"))
+}
+
+#[test]
+fn the_same_trigger_in_rust_python_javascript_and_c_passes_the_same_fixtures() {
+    let cases = fixtures::read(&repo().join("tests/polyglot")).unwrap();
+    assert_eq!(cases.len(), 6);
+    // Interpreted runtimes get room for their heaps and start-up.
+    let big = "fuel = 2_000_000_000\nmemory-mib = 256\ntimeout-ms = 5000\n";
+    let langs: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("rust", guest_wasm("refund"), ""),
+        ("c", c(), ""),
+        ("python", python(), big),
+        ("javascript", javascript(), big),
+    ];
+    let mut table = vec![format!(
+        "{:<11} {:>10} {:>10} {:>14} {:>12}",
+        "language", "size KB", "compile ms", "fuel/call", "µs/call"
+    )];
+    for (lang, wasm, limits) in &langs {
+        let t = std::time::Instant::now();
+        let p = load(lang, wasm, limits);
+        let compile = t.elapsed();
+        let results = fixtures::run(runtime(), &p, &cases);
+        for r in &results {
+            assert!(r.passed, "{lang}: {}: {}", r.name, r.detail);
+        }
+        // Instantiate + call, the median of 15 rounds over the fixtures.
+        let mut micros = Vec::new();
+        let mut fuel = Vec::new();
+        for _ in 0..15 {
+            for r in fixtures::run(runtime(), &p, &cases) {
+                micros.push(r.micros);
+                fuel.push(r.fuel);
+            }
+        }
+        micros.sort();
+        fuel.sort();
+        table.push(format!(
+            "{:<11} {:>10} {:>10} {:>14} {:>12}",
+            lang,
+            wasm.len() / 1024,
+            compile.as_millis(),
+            fuel[fuel.len() / 2],
+            micros[micros.len() / 2]
+        ));
+        let imports = p.plugin.inspection();
+        if *lang == "rust" || *lang == "c" || *lang == "javascript" {
+            assert!(
+                !imports.uses_wasi,
+                "{lang} imports WASI: {:?}",
+                imports.imports
+            );
+        }
+    }
+    eprintln!("{}", table.join("\n"));
+}
