@@ -13,25 +13,10 @@ fn chromium() -> PathBuf {
     let path =
         PathBuf::from(std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()));
     if !path.exists() {
-        let root = Command::new("id")
-            .arg("-u")
-            .output()
-            .map(|o| o.stdout == b"0\n")
-            .unwrap_or(false);
-        let mut cmd = if root {
-            Command::new("apt-get")
-        } else {
-            let mut c = Command::new("sudo");
-            c.args(["-n", "apt-get"]);
-            c
-        };
-        let status = cmd
-            .args(["install", "-y", "-q", "chromium"])
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status();
+        crate::support::apt_install(&["chromium"]);
         assert!(
-            status.is_ok_and(|s| s.success()) && path.exists(),
-            "the dashboard test needs Chromium at {} (apt-get install chromium, or set CHROMIUM)",
+            path.exists(),
+            "no Chromium at {} after installing it (set CHROMIUM)",
             path.display()
         );
     }

@@ -125,31 +125,12 @@ fn clang() -> PathBuf {
     let rt_ok =
         Path::new("/usr/lib/llvm-19/lib/clang/19/lib/wasi/libclang_rt.builtins-wasm32.a").exists();
     if !(clang.exists() && sysroot_ok && rt_ok && Path::new("/usr/bin/wasm-ld-19").exists()) {
-        let root = Command::new("id")
-            .arg("-u")
-            .output()
-            .map(|o| o.stdout == b"0\n")
-            .unwrap_or(false);
-        let mut cmd = if root {
-            Command::new("apt-get")
-        } else {
-            let mut c = Command::new("sudo");
-            c.args(["-n", "apt-get"]);
-            c
-        };
-        run(
-            cmd.args([
-                "install",
-                "-y",
-                "-q",
-                "clang-19",
-                "lld-19",
-                "libclang-rt-19-dev-wasm32",
-                "wasi-libc",
-            ])
-            .env("DEBIAN_FRONTEND", "noninteractive"),
-            "apt-get install clang-19 lld-19 libclang-rt-19-dev-wasm32 wasi-libc",
-        );
+        crate::support::apt_install(&[
+            "clang-19",
+            "lld-19",
+            "libclang-rt-19-dev-wasm32",
+            "wasi-libc",
+        ]);
     }
     clang
 }

@@ -106,3 +106,43 @@ pub fn evaluate(p: &LoadedPlugin, subject: &str) -> escalator::runtime::Outcome<
         &ctx(&p.config_json),
     )
 }
+
+/// Install Debian packages the test needs (as root, or with passwordless
+/// sudo), waiting for the package lock if another test holds it, and
+/// refreshing the package lists once if the first attempt fails.
+pub fn apt_install(packages: &[&str]) {
+    use std::process::Command;
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout == b"0\n")
+        .unwrap_or(false);
+    let apt = |args: &[&str]| {
+        let mut cmd = if root {
+            Command::new("apt-get")
+        } else {
+            let mut c = Command::new("sudo");
+            c.args(["-n", "apt-get"]);
+            c
+        };
+        cmd.args(["-q", "-y", "-o", "DPkg::Lock::Timeout=600"])
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .output()
+    };
+    let mut install = vec!["install"];
+    install.extend_from_slice(packages);
+    let ok =
+        |o: &std::io::Result<std::process::Output>| o.as_ref().is_ok_and(|o| o.status.success());
+    let first = apt(&install);
+    if ok(&first) {
+        return;
+    }
+    let _ = apt(&["update"]);
+    let second = apt(&install);
+    assert!(
+        ok(&second),
+        "apt-get install {packages:?} failed (the test needs them; install them or run as root): {:?}",
+        second.map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+    );
+}
