@@ -134,6 +134,23 @@ pub enum PluginCommand {
     },
     /// List the default plugins built into this binary.
     List,
+    /// Start a plugin: a directory with a manifest, fixtures, the contract's
+    /// WIT, the source and a build script (`./build.sh && escalator plugin
+    /// test DIR` passes out of the box).
+    New {
+        /// What kind of plugin.
+        #[arg(value_enum)]
+        kind: crate::scaffold::NewKind,
+        /// The language.
+        #[arg(long, value_enum)]
+        lang: crate::scaffold::Lang,
+        /// The directory to create (its name names the plugin).
+        dir: PathBuf,
+        /// Rust: the escalator-guest crate to depend on (default: this
+        /// checkout's guest-sdk if it exists, else the git repository).
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
     /// Validate a plugin directory the way the server does before a version
     /// may serve (world, imports, size, limits, compiles) and run its
     /// `fixtures/*.json`; prints a table of cases. Exits 2 if any fails.
@@ -194,6 +211,30 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Plugin(PluginCommand::Inspect { wasm }) => plugin_inspect(&runtime, &wasm),
         Command::Plugin(PluginCommand::List) => plugin_list(&runtime),
         Command::Plugin(PluginCommand::Test { dir }) => plugin_test(&runtime, &matrix, &dir),
+        Command::Plugin(PluginCommand::New {
+            kind,
+            lang,
+            dir,
+            sdk,
+        }) => {
+            let sdk = sdk.or_else(|| {
+                Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("../guest-sdk")
+                    .canonicalize()
+                    .ok()
+            });
+            let files = crate::scaffold::new(kind, lang, &dir, sdk.as_deref())?;
+            out!("created {} ({} files):", dir.display(), files.len());
+            for f in files {
+                out!("  {f}");
+            }
+            out!(
+                "next: {}/build.sh && escalator plugin test {}",
+                dir.display(),
+                dir.display()
+            );
+            Ok(0)
+        }
         Command::Demo { tickets, roster } => demo(&runtime, &matrix, &tickets, roster.as_deref()),
     }
 }

@@ -31,6 +31,7 @@ pub mod pipeline;
 pub mod registry;
 pub mod replay;
 pub mod runtime;
+pub mod scaffold;
 pub mod scheduler;
 pub mod server;
 pub mod store;

@@ -52,14 +52,8 @@ fn wit_files() -> Vec<PathBuf> {
     f
 }
 
-fn python() -> Vec<u8> {
-    let src = repo().join("tests/polyglot/python/app.py");
-    let mut inputs = wit_files();
-    inputs.push(src.clone());
-    let out = work().join(format!("refund-py-{}.wasm", hash(&inputs)));
-    if let Ok(b) = std::fs::read(&out) {
-        return b;
-    }
+/// componentize-py, installed with pip into a virtualenv if missing.
+fn componentize_py() -> PathBuf {
     let venv = work().join("venv");
     if !venv.join("bin/componentize-py").exists() {
         run(
@@ -71,8 +65,19 @@ fn python() -> Vec<u8> {
             "pip install componentize-py",
         );
     }
+    venv.join("bin/componentize-py")
+}
+
+fn python() -> Vec<u8> {
+    let src = repo().join("tests/polyglot/python/app.py");
+    let mut inputs = wit_files();
+    inputs.push(src.clone());
+    let out = work().join(format!("refund-py-{}.wasm", hash(&inputs)));
+    if let Ok(b) = std::fs::read(&out) {
+        return b;
+    }
     run(
-        Command::new(venv.join("bin/componentize-py"))
+        Command::new(componentize_py())
             .arg("-d")
             .arg(repo().join("wit/since_v0.1.0"))
             .args(["-w", "trigger", "componentize", "app", "-o"])
@@ -83,19 +88,15 @@ fn python() -> Vec<u8> {
     std::fs::read(&out).unwrap()
 }
 
-fn javascript() -> Vec<u8> {
-    let src = repo().join("tests/polyglot/js");
-    let mut inputs = wit_files();
-    inputs.extend(["refund.js", "build.mjs", "package.json"].map(|f| src.join(f)));
-    let out = work().join(format!("refund-js-{}.wasm", hash(&inputs)));
-    if let Ok(b) = std::fs::read(&out) {
-        return b;
-    }
+/// A directory with componentize-js installed by npm.
+fn js_tools() -> PathBuf {
     let dir = work().join("js");
     std::fs::create_dir_all(&dir).unwrap();
-    for f in ["refund.js", "build.mjs", "package.json"] {
-        std::fs::copy(src.join(f), dir.join(f)).unwrap();
-    }
+    std::fs::copy(
+        repo().join("tests/polyglot/js/package.json"),
+        dir.join("package.json"),
+    )
+    .unwrap();
     if !dir
         .join("node_modules/@bytecodealliance/componentize-js")
         .exists()
@@ -106,6 +107,21 @@ fn javascript() -> Vec<u8> {
                 .current_dir(&dir),
             "npm install componentize-js",
         );
+    }
+    dir
+}
+
+fn javascript() -> Vec<u8> {
+    let src = repo().join("tests/polyglot/js");
+    let mut inputs = wit_files();
+    inputs.extend(["refund.js", "build.mjs", "package.json"].map(|f| src.join(f)));
+    let out = work().join(format!("refund-js-{}.wasm", hash(&inputs)));
+    if let Ok(b) = std::fs::read(&out) {
+        return b;
+    }
+    let dir = js_tools();
+    for f in ["refund.js", "build.mjs"] {
+        std::fs::copy(src.join(f), dir.join(f)).unwrap();
     }
     run(
         Command::new("node")
@@ -143,9 +159,16 @@ fn c() -> Vec<u8> {
     if let Ok(b) = std::fs::read(&out) {
         return b;
     }
-    let dir = work().join("c");
-    std::fs::create_dir_all(&dir).unwrap();
-    // Bindings: wit-bindgen's C generator, as a library.
+    let component = c_build(&src, &work().join("c"));
+    std::fs::write(&out, &component).unwrap();
+    component
+}
+
+/// Build the C trigger `src` in `dir`: bindings from wit-bindgen's C
+/// generator (a library here), Debian's clang for wasm32-wasi, and the
+/// component encoder (`wit-component`).
+fn c_build(src: &Path, dir: &Path) -> Vec<u8> {
+    std::fs::create_dir_all(dir).unwrap();
     let mut resolve = wit_parser::Resolve::default();
     let (pkg, _) = resolve.push_dir(repo().join("wit/since_v0.1.0")).unwrap();
     let world = resolve.select_world(&[pkg], Some("trigger")).unwrap();
@@ -157,8 +180,8 @@ fn c() -> Vec<u8> {
     for (name, bytes) in files.iter() {
         std::fs::write(dir.join(name), bytes).unwrap();
     }
-    std::fs::copy(&src, dir.join("refund.c")).unwrap();
-    let core = dir.join("refund.core.wasm");
+    std::fs::copy(src, dir.join("plugin.c")).unwrap();
+    let core = dir.join("plugin.core.wasm");
     run(
         Command::new(clang())
             .args([
@@ -170,19 +193,17 @@ fn c() -> Vec<u8> {
                 "-o",
             ])
             .arg(&core)
-            .args(["refund.c", "trigger.c", "trigger_component_type.o"])
-            .current_dir(&dir),
+            .args(["plugin.c", "trigger.c", "trigger_component_type.o"])
+            .current_dir(dir),
         "clang (wasm32-wasi)",
     );
     let module = std::fs::read(&core).unwrap();
-    let component = wit_component::ComponentEncoder::default()
+    wit_component::ComponentEncoder::default()
         .module(&module)
         .unwrap()
         .validate(true)
         .encode()
-        .unwrap();
-    std::fs::write(&out, &component).unwrap();
-    component
+        .unwrap()
 }
 
 fn load(lang: &str, wasm: &[u8], limits: &str) -> LoadedPlugin {
@@ -252,4 +273,105 @@ fn the_same_trigger_in_rust_python_javascript_and_c_passes_the_same_fixtures() {
         }
     }
     eprintln!("{}", table.join("\n"));
+}
+
+fn escalator(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_escalator"))
+        .args(args)
+        .output()
+        .expect("the escalator binary runs")
+}
+
+fn build_rust_scaffold(dir: &Path) {
+    run(
+        Command::new("sh")
+            .arg(dir.join("build.sh"))
+            .env("CARGO_TARGET_DIR", work().join("scaffold-rust")),
+        "build.sh (rust)",
+    );
+}
+
+#[test]
+fn plugin_new_scaffolds_build_and_pass_their_own_fixtures_in_every_language() {
+    let tmp = tempfile::tempdir().unwrap();
+    for lang in ["rust", "python", "js", "c"] {
+        let dir = tmp.path().join(format!("ask-{lang}"));
+        let d = dir.to_str().unwrap();
+        let out = escalator(&["plugin", "new", "trigger", "--lang", lang, d]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // Build it the way its build.sh does, with the tools installed here.
+        match lang {
+            "rust" => build_rust_scaffold(&dir),
+            "python" => {
+                let bin = componentize_py();
+                let path = format!(
+                    "{}:{}",
+                    bin.parent().unwrap().display(),
+                    std::env::var("PATH").unwrap_or_default()
+                );
+                run(
+                    Command::new("sh")
+                        .arg(dir.join("build.sh"))
+                        .env("PATH", path),
+                    "build.sh (python)",
+                );
+            }
+            "js" => {
+                std::os::unix::fs::symlink(
+                    js_tools().join("node_modules"),
+                    dir.join("node_modules"),
+                )
+                .unwrap();
+                run(
+                    Command::new("sh").arg(dir.join("build.sh")),
+                    "build.sh (js)",
+                );
+            }
+            _ => {
+                // build.sh uses the wit-bindgen and wasm-tools CLIs; here the
+                // same steps run through their libraries.
+                let wasm = c_build(&dir.join("plugin.c"), &dir.join("build"));
+                std::fs::write(dir.join("plugin.wasm"), wasm).unwrap();
+            }
+        }
+        let out = escalator(&["plugin", "test", d]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{lang}: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.contains("2 passed, 0 failed"), "{lang}: {text}");
+    }
+    // Routers and notifiers scaffold in Rust.
+    for kind in ["router", "notifier"] {
+        let dir = tmp.path().join(kind);
+        let out = escalator(&[
+            "plugin",
+            "new",
+            kind,
+            "--lang",
+            "rust",
+            dir.to_str().unwrap(),
+        ]);
+        assert!(out.status.success());
+        build_rust_scaffold(&dir);
+        let out = escalator(&["plugin", "test", dir.to_str().unwrap()]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("1 passed, 0 failed"), "{kind}: {text}");
+    }
+    // A scaffold never overwrites.
+    let again = escalator(&[
+        "plugin",
+        "new",
+        "trigger",
+        "--lang",
+        "rust",
+        tmp.path().join("ask-rust").to_str().unwrap(),
+    ]);
+    assert!(!again.status.success());
 }
