@@ -1,4 +1,5 @@
 //! `escalator plugin new <kind> --lang rust|python|js|c <dir>`: a plugin
+//! (trigger, router or notifier)
 //! directory that builds, with a manifest, a fixture, the contract's WIT
 //! and a build script. `./build.sh && escalator plugin test .` passes out of
 //! the box.
@@ -198,14 +199,161 @@ export function evaluate(ticket, ctx) {
 }
 "#;
 
+const PYTHON_ROUTER: &str = r#"# A router: the first available agent, else the general queue.
+# Build: ./build.sh (needs `pip install componentize-py==0.25.1`).
+import wit_world
+from wit_world.imports import types
+
+
+class WitWorld(wit_world.WitWorld):
+    def route(self, ticket, escalation, roster, ctx):
+        for a in roster:
+            if a.status == types.AgentStatus.AVAILABLE:
+                return types.Routing(target=types.Target_Agent(a.id),
+                                     reason="first available agent", fallback=[])
+        return types.Routing(target=types.Target_Queue("general"),
+                             reason="nobody available: general queue", fallback=[])
+"#;
+
+const PYTHON_NOTIFIER: &str = r#"# A notifier: tells whoever got the ticket, in-app, at once.
+# Build: ./build.sh (needs `pip install componentize-py==0.25.1`).
+import wit_world
+from wit_world.imports import types
+
+
+class WitWorld(wit_world.WitWorld):
+    def plan(self, ticket, escalation, routing, roster, ctx):
+        t = routing.target
+        if isinstance(t, types.Target_Agent):
+            recipient = types.Recipient_Agent(t.value)
+        else:
+            recipient = types.Recipient_Team(t.value)
+        step = types.NotificationStep(
+            delay=0, recipient=recipient, channel=types.Channel.IN_APP,
+            title="Escalated: " + ticket.subject, body=routing.reason,
+            stop_when_claimed=False, stop_when_answered=False, digest_window=0)
+        return types.NotificationPlan(steps=[step], customer_message=None)
+"#;
+
+const JS_ROUTER: &str = r#"// A router: the first available agent, else the general queue.
+// Variants are {tag, val} objects.
+export function route(ticket, escalation, roster, ctx) {
+  const a = roster.find((a) => a.status === "available");
+  return a
+    ? { target: { tag: "agent", val: a.id }, reason: "first available agent", fallback: [] }
+    : { target: { tag: "queue", val: "general" }, reason: "nobody available: general queue", fallback: [] };
+}
+"#;
+
+const JS_NOTIFIER: &str = r#"// A notifier: tells whoever got the ticket, in-app, at once.
+// Durations (u64) are BigInts; variants are {tag, val} objects.
+export function plan(ticket, escalation, routing, roster, ctx) {
+  const t = routing.target;
+  const recipient = t.tag === "agent" ? { tag: "agent", val: t.val } : { tag: "team", val: t.val };
+  return {
+    steps: [{
+      delay: 0n, recipient, channel: "in-app",
+      title: `Escalated: ${ticket.subject}`, body: routing.reason,
+      stopWhenClaimed: false, stopWhenAnswered: false, digestWindow: 0n,
+    }],
+    customerMessage: undefined,
+  };
+}
+"#;
+
+const C_ROUTER: &str = r#"// A router: the first available agent, else the general queue.
+// Build: ./build.sh. Outputs are malloc'ed; the generated post-return
+// function frees them.
+#include "router.h"
+#include <stdlib.h>
+#include <string.h>
+
+static void set(router_string_t *out, const void *bytes, size_t len) {
+  out->ptr = malloc(len ? len : 1);
+  memcpy(out->ptr, bytes, len);
+  out->len = len;
+}
+
+bool exports_router_route(router_ticket_t *t, router_escalation_t *e, router_list_agent_t *roster,
+                          router_context_t *ctx, router_routing_t *ret, router_string_t *err) {
+  (void)t;
+  (void)e;
+  (void)ctx;
+  (void)err;
+  ret->fallback.ptr = NULL;
+  ret->fallback.len = 0;
+  for (size_t i = 0; i < roster->len; i++) {
+    escalator_plugin_types_agent_t *a = &roster->ptr[i];
+    if (a->status != ESCALATOR_PLUGIN_TYPES_AGENT_STATUS_AVAILABLE) continue;
+    ret->target.tag = ESCALATOR_PLUGIN_TYPES_TARGET_AGENT;
+    set(&ret->target.val.agent, a->id.ptr, a->id.len);
+    set(&ret->reason, "first available agent", strlen("first available agent"));
+    return true;
+  }
+  ret->target.tag = ESCALATOR_PLUGIN_TYPES_TARGET_QUEUE;
+  set(&ret->target.val.queue, "general", 7);
+  set(&ret->reason, "nobody available: general queue", strlen("nobody available: general queue"));
+  return true;
+}
+"#;
+
+const C_NOTIFIER: &str = r#"// A notifier: tells whoever got the ticket, in-app, at once.
+// Build: ./build.sh. Outputs are malloc'ed; the generated post-return
+// function frees them.
+#include "notifier.h"
+#include <stdlib.h>
+#include <string.h>
+
+static void set(notifier_string_t *out, const void *bytes, size_t len) {
+  out->ptr = malloc(len ? len : 1);
+  memcpy(out->ptr, bytes, len);
+  out->len = len;
+}
+
+bool exports_notifier_plan(notifier_ticket_t *t, notifier_escalation_t *e, notifier_routing_t *r,
+                           notifier_list_agent_t *roster, notifier_context_t *ctx,
+                           notifier_notification_plan_t *ret, notifier_string_t *err) {
+  (void)e;
+  (void)roster;
+  (void)ctx;
+  (void)err;
+  escalator_plugin_types_notification_step_t *s = calloc(1, sizeof *s);
+  s->delay = 0;
+  if (r->target.tag == ESCALATOR_PLUGIN_TYPES_TARGET_AGENT) {
+    s->recipient.tag = ESCALATOR_PLUGIN_TYPES_RECIPIENT_AGENT;
+    set(&s->recipient.val.agent, r->target.val.agent.ptr, r->target.val.agent.len);
+  } else {
+    s->recipient.tag = ESCALATOR_PLUGIN_TYPES_RECIPIENT_TEAM;
+    set(&s->recipient.val.team, r->target.val.queue.ptr, r->target.val.queue.len);
+  }
+  s->channel = ESCALATOR_PLUGIN_TYPES_CHANNEL_IN_APP;
+  const char *prefix = "Escalated: ";
+  size_t n = strlen(prefix) + t->subject.len;
+  s->title.ptr = malloc(n ? n : 1);
+  memcpy(s->title.ptr, prefix, strlen(prefix));
+  memcpy(s->title.ptr + strlen(prefix), t->subject.ptr, t->subject.len);
+  s->title.len = n;
+  set(&s->body, r->reason.ptr, r->reason.len);
+  s->stop_when_claimed = false;
+  s->stop_when_answered = false;
+  s->digest_window = 0;
+  ret->steps.ptr = s;
+  ret->steps.len = 1;
+  ret->customer_message.is_some = false;
+  return true;
+}
+"#;
+
 const JS_BUILD: &str = r#"// node build.mjs: plugin.js → plugin.wasm, importing only the contract.
 import { componentize } from "@bytecodealliance/componentize-js";
-import { writeFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
 
+// The world is the manifest's kind.
+const kind = (await readFile("plugin.toml", "utf8")).match(/^kind = "(\w+)"/m)[1];
 const { component } = await componentize({
   sourcePath: "plugin.js",
   witPath: "wit",
-  worldName: "trigger",
+  worldName: kind,
   disableFeatures: ["stdio", "random", "clocks", "http", "fetch-event"],
 });
 await writeFile("plugin.wasm", component);
@@ -275,12 +423,6 @@ pub fn new(kind: NewKind, lang: Lang, dir: &Path, sdk: Option<&Path>) -> Result<
         })
         .filter(|n| !n.is_empty())
         .context("the directory needs a name (it names the plugin)")?;
-    if lang != Lang::Rust && kind != NewKind::Trigger {
-        bail!(
-            "scaffolds for {kind:?} plugins exist in Rust only; for {lang:?}, start from a trigger and implement the {} world (see wit/worlds.wit)",
-            format!("{kind:?}").to_lowercase()
-        );
-    }
     let kind_name = format!("{kind:?}").to_lowercase();
     let mut files: Vec<(String, String)> = Vec::new();
     let limits = match lang {
@@ -329,14 +471,24 @@ pub fn new(kind: NewKind, lang: Lang, dir: &Path, sdk: Option<&Path>) -> Result<
             ));
         }
         Lang::Python => {
-            files.push(("app.py".into(), PYTHON_TRIGGER.into()));
+            let source = match kind {
+                NewKind::Trigger => PYTHON_TRIGGER,
+                NewKind::Router => PYTHON_ROUTER,
+                NewKind::Notifier => PYTHON_NOTIFIER,
+            };
+            files.push(("app.py".into(), source.into()));
             files.push((
                 "build.sh".into(),
-                "#!/bin/sh\nset -e\ncd \"$(dirname \"$0\")\"\ncomponentize-py -d wit -w trigger componentize app -o plugin.wasm\n".into(),
+                format!("#!/bin/sh\nset -e\ncd \"$(dirname \"$0\")\"\ncomponentize-py -d wit -w {kind_name} componentize app -o plugin.wasm\n"),
             ));
         }
         Lang::Js => {
-            files.push(("plugin.js".into(), JS_TRIGGER.into()));
+            let source = match kind {
+                NewKind::Trigger => JS_TRIGGER,
+                NewKind::Router => JS_ROUTER,
+                NewKind::Notifier => JS_NOTIFIER,
+            };
+            files.push(("plugin.js".into(), source.into()));
             files.push(("build.mjs".into(), JS_BUILD.into()));
             files.push((
                 "package.json".into(),
@@ -348,10 +500,15 @@ pub fn new(kind: NewKind, lang: Lang, dir: &Path, sdk: Option<&Path>) -> Result<
             ));
         }
         Lang::C => {
-            files.push(("plugin.c".into(), C_TRIGGER.into()));
+            let source = match kind {
+                NewKind::Trigger => C_TRIGGER,
+                NewKind::Router => C_ROUTER,
+                NewKind::Notifier => C_NOTIFIER,
+            };
+            files.push(("plugin.c".into(), source.into()));
             files.push((
                 "build.sh".into(),
-                "#!/bin/sh\nset -e\ncd \"$(dirname \"$0\")\"\nwit-bindgen c wit --world trigger --out-dir gen\nclang-19 --target=wasm32-wasi --sysroot=/usr -mexec-model=reactor -O2 -fuse-ld=/usr/bin/wasm-ld-19 \\\n  -Igen -o plugin.core.wasm plugin.c gen/trigger.c gen/trigger_component_type.o\nwasm-tools component new plugin.core.wasm -o plugin.wasm\n".into(),
+                format!("#!/bin/sh\nset -e\ncd \"$(dirname \"$0\")\"\nwit-bindgen c wit --world {kind_name} --out-dir gen\nclang-19 --target=wasm32-wasi --sysroot=/usr -mexec-model=reactor -O2 -fuse-ld=/usr/bin/wasm-ld-19 \\\n  -Igen -o plugin.core.wasm plugin.c gen/{kind_name}.c gen/{kind_name}_component_type.o\nwasm-tools component new plugin.core.wasm -o plugin.wasm\n"),
             ));
         }
     }

@@ -159,7 +159,7 @@ fn c() -> Vec<u8> {
     if let Ok(b) = std::fs::read(&out) {
         return b;
     }
-    let component = c_build(&src, &work().join("c"));
+    let component = c_build(&src, &work().join("c"), "trigger");
     std::fs::write(&out, &component).unwrap();
     component
 }
@@ -167,15 +167,15 @@ fn c() -> Vec<u8> {
 /// Build the C trigger `src` in `dir`: bindings from wit-bindgen's C
 /// generator (a library here), Debian's clang for wasm32-wasi, and the
 /// component encoder (`wit-component`).
-fn c_build(src: &Path, dir: &Path) -> Vec<u8> {
+fn c_build(src: &Path, dir: &Path, world: &str) -> Vec<u8> {
     std::fs::create_dir_all(dir).unwrap();
     let mut resolve = wit_parser::Resolve::default();
     let (pkg, _) = resolve.push_dir(repo().join("wit/since_v0.1.0")).unwrap();
-    let world = resolve.select_world(&[pkg], Some("trigger")).unwrap();
+    let world_id = resolve.select_world(&[pkg], Some(world)).unwrap();
     let mut files = wit_bindgen_core::Files::default();
     wit_bindgen_c::Opts::default()
         .build()
-        .generate(&resolve, world, &mut files)
+        .generate(&resolve, world_id, &mut files)
         .unwrap();
     for (name, bytes) in files.iter() {
         std::fs::write(dir.join(name), bytes).unwrap();
@@ -193,7 +193,9 @@ fn c_build(src: &Path, dir: &Path) -> Vec<u8> {
                 "-o",
             ])
             .arg(&core)
-            .args(["plugin.c", "trigger.c", "trigger_component_type.o"])
+            .arg("plugin.c")
+            .arg(format!("{world}.c"))
+            .arg(format!("{world}_component_type.o"))
             .current_dir(dir),
         "clang (wasm32-wasi)",
     );
@@ -294,75 +296,64 @@ fn build_rust_scaffold(dir: &Path) {
 #[test]
 fn plugin_new_scaffolds_build_and_pass_their_own_fixtures_in_every_language() {
     let tmp = tempfile::tempdir().unwrap();
-    for lang in ["rust", "python", "js", "c"] {
-        let dir = tmp.path().join(format!("ask-{lang}"));
-        let d = dir.to_str().unwrap();
-        let out = escalator(&["plugin", "new", "trigger", "--lang", lang, d]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        // Build it the way its build.sh does, with the tools installed here.
-        match lang {
-            "rust" => build_rust_scaffold(&dir),
-            "python" => {
-                let bin = componentize_py();
-                let path = format!(
-                    "{}:{}",
-                    bin.parent().unwrap().display(),
-                    std::env::var("PATH").unwrap_or_default()
-                );
-                run(
-                    Command::new("sh")
-                        .arg(dir.join("build.sh"))
-                        .env("PATH", path),
-                    "build.sh (python)",
-                );
+    for kind in ["trigger", "router", "notifier"] {
+        for lang in ["rust", "python", "js", "c"] {
+            let dir = tmp.path().join(format!("{kind}-{lang}"));
+            let d = dir.to_str().unwrap();
+            let out = escalator(&["plugin", "new", kind, "--lang", lang, d]);
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            // Build it the way its build.sh does, with the tools installed here.
+            match lang {
+                "rust" => build_rust_scaffold(&dir),
+                "python" => {
+                    let bin = componentize_py();
+                    let path = format!(
+                        "{}:{}",
+                        bin.parent().unwrap().display(),
+                        std::env::var("PATH").unwrap_or_default()
+                    );
+                    run(
+                        Command::new("sh")
+                            .arg(dir.join("build.sh"))
+                            .env("PATH", path),
+                        "build.sh (python)",
+                    );
+                }
+                "js" => {
+                    std::os::unix::fs::symlink(
+                        js_tools().join("node_modules"),
+                        dir.join("node_modules"),
+                    )
+                    .unwrap();
+                    run(
+                        Command::new("sh").arg(dir.join("build.sh")),
+                        "build.sh (js)",
+                    );
+                }
+                _ => {
+                    // build.sh uses the wit-bindgen and wasm-tools CLIs; here
+                    // the same steps run through their libraries.
+                    let wasm = c_build(&dir.join("plugin.c"), &dir.join("build"), kind);
+                    std::fs::write(dir.join("plugin.wasm"), wasm).unwrap();
+                }
             }
-            "js" => {
-                std::os::unix::fs::symlink(
-                    js_tools().join("node_modules"),
-                    dir.join("node_modules"),
-                )
-                .unwrap();
-                run(
-                    Command::new("sh").arg(dir.join("build.sh")),
-                    "build.sh (js)",
-                );
-            }
-            _ => {
-                // build.sh uses the wit-bindgen and wasm-tools CLIs; here the
-                // same steps run through their libraries.
-                let wasm = c_build(&dir.join("plugin.c"), &dir.join("build"));
-                std::fs::write(dir.join("plugin.wasm"), wasm).unwrap();
-            }
+            let out = escalator(&["plugin", "test", d]);
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success(),
+                "{kind} in {lang}: {text}{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let cases = if kind == "trigger" { 2 } else { 1 };
+            assert!(
+                text.contains(&format!("{cases} passed, 0 failed")),
+                "{kind} in {lang}: {text}"
+            );
         }
-        let out = escalator(&["plugin", "test", d]);
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{lang}: {text}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(text.contains("2 passed, 0 failed"), "{lang}: {text}");
-    }
-    // Routers and notifiers scaffold in Rust.
-    for kind in ["router", "notifier"] {
-        let dir = tmp.path().join(kind);
-        let out = escalator(&[
-            "plugin",
-            "new",
-            kind,
-            "--lang",
-            "rust",
-            dir.to_str().unwrap(),
-        ]);
-        assert!(out.status.success());
-        build_rust_scaffold(&dir);
-        let out = escalator(&["plugin", "test", dir.to_str().unwrap()]);
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(text.contains("1 passed, 0 failed"), "{kind}: {text}");
     }
     // A scaffold never overwrites.
     let again = escalator(&[
@@ -371,7 +362,7 @@ fn plugin_new_scaffolds_build_and_pass_their_own_fixtures_in_every_language() {
         "trigger",
         "--lang",
         "rust",
-        tmp.path().join("ask-rust").to_str().unwrap(),
+        tmp.path().join("trigger-rust").to_str().unwrap(),
     ]);
     assert!(!again.status.success());
 }
