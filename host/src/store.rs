@@ -522,36 +522,17 @@ impl Store {
 
     /// A tenant's agents.
     pub fn agents(&self, tenant: &str) -> Result<Vec<Agent>> {
-        let conn = self.lock();
-        let mut st = conn.prepare("SELECT data FROM agents WHERE tenant = ?1 ORDER BY id")?;
-        let rows = st.query_map([tenant], |r| r.get::<_, String>(0))?;
-        rows.map(|r| Ok(serde_json::from_str(&r?)?)).collect()
+        agents_of(&self.lock(), tenant)
     }
 
     /// One agent.
     pub fn agent(&self, tenant: &str, id: &str) -> Result<Option<Agent>> {
-        let text: Option<String> = self
-            .lock()
-            .query_row(
-                "SELECT data FROM agents WHERE tenant = ?1 AND id = ?2",
-                [tenant, id],
-                |r| r.get(0),
-            )
-            .optional()?;
-        text.map(|t| Ok(serde_json::from_str(&t)?)).transpose()
+        agent_of(&self.lock(), tenant, id)
     }
 
     /// A ticket's state.
     pub fn ticket(&self, tenant: &str, id: &str) -> Result<Option<TicketState>> {
-        let text: Option<String> = self
-            .lock()
-            .query_row(
-                "SELECT data FROM tickets WHERE tenant = ?1 AND id = ?2",
-                [tenant, id],
-                |r| r.get(0),
-            )
-            .optional()?;
-        text.map(|t| Ok(serde_json::from_str(&t)?)).transpose()
+        ticket_of(&self.lock(), tenant, id)
     }
 
     /// A ticket's events, oldest first.
@@ -993,6 +974,41 @@ fn version_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PluginVersion> {
     })
 }
 
+/// The `data` column (JSON) of the one row `sql` selects, parsed.
+fn json_row<T: serde::de::DeserializeOwned>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Option<T>> {
+    let text: Option<String> = conn.query_row(sql, params, |r| r.get(0)).optional()?;
+    text.map(|t| Ok(serde_json::from_str(&t)?)).transpose()
+}
+
+// Queries both the store and a transaction run (a transaction derefs to
+// its connection).
+
+fn agents_of(conn: &Connection, tenant: &str) -> Result<Vec<Agent>> {
+    let mut st = conn.prepare_cached("SELECT data FROM agents WHERE tenant = ?1 ORDER BY id")?;
+    let rows = st.query_map([tenant], |r| r.get::<_, String>(0))?;
+    rows.map(|r| Ok(serde_json::from_str(&r?)?)).collect()
+}
+
+fn agent_of(conn: &Connection, tenant: &str, id: &str) -> Result<Option<Agent>> {
+    json_row(
+        conn,
+        "SELECT data FROM agents WHERE tenant = ?1 AND id = ?2",
+        [tenant, id],
+    )
+}
+
+fn ticket_of(conn: &Connection, tenant: &str, id: &str) -> Result<Option<TicketState>> {
+    json_row(
+        conn,
+        "SELECT data FROM tickets WHERE tenant = ?1 AND id = ?2",
+        [tenant, id],
+    )
+}
+
 fn slots(conn: &Connection, tenant: &str) -> Result<Vec<PluginSlot>> {
     let mut st = conn.prepare(
         "SELECT name, version, mode, previous FROM plugin_slots WHERE tenant = ?1 ORDER BY name",
@@ -1100,37 +1116,17 @@ impl Tx<'_> {
 
     /// One agent.
     pub fn agent(&self, tenant: &str, id: &str) -> Result<Option<Agent>> {
-        let text: Option<String> = self
-            .tx
-            .query_row(
-                "SELECT data FROM agents WHERE tenant = ?1 AND id = ?2",
-                [tenant, id],
-                |r| r.get(0),
-            )
-            .optional()?;
-        text.map(|t| Ok(serde_json::from_str(&t)?)).transpose()
+        agent_of(&self.tx, tenant, id)
     }
 
     /// A tenant's agents.
     pub fn agents(&self, tenant: &str) -> Result<Vec<Agent>> {
-        let mut st = self
-            .tx
-            .prepare("SELECT data FROM agents WHERE tenant = ?1 ORDER BY id")?;
-        let rows = st.query_map([tenant], |r| r.get::<_, String>(0))?;
-        rows.map(|r| Ok(serde_json::from_str(&r?)?)).collect()
+        agents_of(&self.tx, tenant)
     }
 
     /// A ticket's state.
     pub fn ticket(&self, tenant: &str, id: &str) -> Result<Option<TicketState>> {
-        let text: Option<String> = self
-            .tx
-            .query_row(
-                "SELECT data FROM tickets WHERE tenant = ?1 AND id = ?2",
-                [tenant, id],
-                |r| r.get(0),
-            )
-            .optional()?;
-        text.map(|t| Ok(serde_json::from_str(&t)?)).transpose()
+        ticket_of(&self.tx, tenant, id)
     }
 
     /// Insert or replace a ticket's state.
