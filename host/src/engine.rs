@@ -964,10 +964,7 @@ impl Engine {
                 reasons.push(s.clone());
             }
         }
-        let primary = match &routing.target {
-            Target::Agent(a) => Recipient::Agent(a.clone()),
-            Target::Queue(q) => Recipient::Team(q.clone()),
-        };
+        let primary = recipient_of(&routing.target);
         let first: Vec<&model::NotificationStep> = plan
             .map(|p| {
                 p.steps
@@ -1101,11 +1098,7 @@ impl Engine {
         };
         let set = self.plugins(tenant);
         let roster = self.store.agents(tenant)?;
-        let e = model::Escalation {
-            tier: esc.tier,
-            signals: esc.reasons.clone(),
-            response_target_ms: esc.response_target_ms,
-        };
+        let e = esc.as_escalation();
         let routing = model::Routing {
             target: Target::Agent(state.ticket.assignee.clone().unwrap_or_default()),
             reason: "claimed".into(),
@@ -1382,10 +1375,7 @@ impl Engine {
         // a re-route moved it.
         let mut recipient = step.recipient.clone();
         if let Some(esc) = &state.escalation {
-            let first = match &esc.routing.target {
-                Target::Agent(a) => Recipient::Agent(a.clone()),
-                Target::Queue(q) => Recipient::Team(q.clone()),
-            };
+            let first = recipient_of(&esc.routing.target);
             if recipient == first {
                 recipient = match (&ticket.assignee, &state.queue) {
                     (Some(a), _) => Recipient::Agent(a.clone()),
@@ -1636,11 +1626,7 @@ impl Engine {
             let set = self.plugins(tenant);
             let roster = self.store.agents(tenant)?;
             let settings = self.settings(tenant);
-            let e = model::Escalation {
-                tier: esc.tier,
-                signals: esc.reasons.clone(),
-                response_target_ms: esc.response_target_ms,
-            };
+            let e = esc.as_escalation();
             let mut runs = Vec::new();
             let routing = pipeline::route(
                 &self.runtime,
@@ -1726,6 +1712,23 @@ impl Engine {
 impl EscalationState {
     fn tier_name(&self) -> String {
         name(&self.tier)
+    }
+
+    /// The escalation as routers and notifiers see it: every reason so far.
+    fn as_escalation(&self) -> model::Escalation {
+        model::Escalation {
+            tier: self.tier,
+            signals: self.reasons.clone(),
+            response_target_ms: self.response_target_ms,
+        }
+    }
+}
+
+/// Who is told when a ticket goes to `target`: the agent, or the queue's team.
+fn recipient_of(target: &Target) -> Recipient {
+    match target {
+        Target::Agent(a) => Recipient::Agent(a.clone()),
+        Target::Queue(q) => Recipient::Team(q.clone()),
     }
 }
 
