@@ -136,7 +136,7 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("phrases");
     for (label, size) in [("1KB", 1_000), ("100KB", 100_000)] {
         let t = ticket(size);
-        let wit_ticket = contract::ticket(&t);
+        let wit_ticket = std::sync::Arc::new(contract::ticket(&t));
         let native = native_ticket(&t);
         let bytes: usize = t.messages.iter().map(|m| m.body.len()).sum();
         group.throughput(Throughput::Bytes(bytes as u64));
@@ -157,6 +157,18 @@ fn bench(c: &mut Criterion) {
                 black_box(
                     runtime
                         .evaluate(&phrases.plugin, black_box(&wit_ticket), &ctx)
+                        .result
+                        .unwrap(),
+                )
+            })
+        });
+        // The same fresh call on the caller's thread: what the call thread,
+        // the share and the watchdog cost.
+        group.bench_function(BenchmarkId::new("fresh-on-caller-thread", label), |b| {
+            b.iter(|| {
+                black_box(
+                    runtime
+                        .evaluate_on_this_thread(&phrases.plugin, black_box(&wit_ticket), &ctx)
                         .result
                         .unwrap(),
                 )
@@ -186,7 +198,7 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("phrases-defaults");
     for (label, size) in [("1KB", 1_000), ("100KB", 100_000)] {
         let t = ticket(size);
-        let wit_ticket = contract::ticket(&t);
+        let wit_ticket = std::sync::Arc::new(contract::ticket(&t));
         let native = native_ticket(&t);
         group.bench_function(BenchmarkId::new("fresh", label), |b| {
             b.iter(|| {
@@ -224,7 +236,7 @@ fn bench(c: &mut Criterion) {
         registry::load_parts(&runtime, manifest, Path::new("noop"), &wasm, "noop".into()).unwrap();
     let mut t = ticket(1_000);
     t.subject = "behave".into();
-    let wit_ticket = contract::ticket(&t);
+    let wit_ticket = std::sync::Arc::new(contract::ticket(&t));
     let noop_ctx: wit::Context =
         contract::context(now, model::EventKind::MessageAdded, "{}".into());
     let mut group = c.benchmark_group("floor");
@@ -264,7 +276,7 @@ fn bench(c: &mut Criterion) {
     .unwrap();
     let mut bt = ticket(1_000);
     bt.subject = "membomb".into();
-    let bomb_ticket = contract::ticket(&bt);
+    let bomb_ticket = std::sync::Arc::new(contract::ticket(&bt));
     for _ in 0..20 {
         assert!(
             runtime
@@ -273,7 +285,7 @@ fn bench(c: &mut Criterion) {
                 .is_err()
         );
     }
-    let small = contract::ticket(&ticket(1_000));
+    let small = std::sync::Arc::new(contract::ticket(&ticket(1_000)));
     let mut group = c.benchmark_group("after-bomb");
     group.bench_function("phrases-defaults/fresh/1KB", |b| {
         b.iter(|| {

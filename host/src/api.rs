@@ -72,6 +72,12 @@ impl From<EngineError> for ApiError {
             EngineError::NotFound(m) => ApiError::new(StatusCode::NOT_FOUND, m),
             EngineError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, m),
             EngineError::Invalid(m) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, m),
+            EngineError::Failed { event, .. } => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!(
+                    "event {event} was stored, but deciding on it failed; the event is marked failed with its reason (GET the ticket) and will not be retried"
+                ),
+            ),
             EngineError::Internal(e) => internal(e),
         }
     }
@@ -444,7 +450,12 @@ impl Api {
                 let (now, fired) = blocking(move || {
                     let target = match (m.advance_ms, m.to) {
                         (Some(ms), None) => {
-                            engine.clock.now() + chrono::Duration::milliseconds(ms as i64)
+                            crate::engine::later(engine.clock.now(), ms).map_err(|e| {
+                                ApiError::new(
+                                    StatusCode::UNPROCESSABLE_ENTITY,
+                                    format!("advance_ms: {e}"),
+                                )
+                            })?
                         }
                         (None, Some(to)) => to,
                         _ => {
@@ -463,10 +474,12 @@ impl Api {
                         let at = chrono::DateTime::from_timestamp_millis(next).unwrap_or(target);
                         engine.clock.set(at);
                         let n = engine.run_due_timers()?;
-                        if n == 0 {
+                        fired += n;
+                        // The scheduler may have fired them meanwhile; stop
+                        // only when nothing moved on.
+                        if n == 0 && engine.store.next_timer_at()? == Some(next) {
                             break;
                         }
-                        fired += n;
                     }
                     let now = engine.clock.set(target).unwrap_or(target);
                     fired += engine.run_due_timers()?;
@@ -706,6 +719,7 @@ impl Api {
                         "handoff": crate::engine::handoff(&state),
                         "events": store.events(&tenant, &id)?,
                         "decisions": store.decisions(&tenant, &id)?,
+                        "timers": store.timers(&tenant, &id)?,
                     }))
                 })
                 .await?;

@@ -1,4 +1,5 @@
-//! `escalator bench-lifecycle`: what hot swap costs.
+//! `escalator bench-lifecycle`: what hot swap costs; `bench-isolation`
+//! (in [`isolation`]): what a hostile tenant costs a victim.
 //!
 //! - Upload → live: validate (world, imports, limits), compile, run the
 //!   fixtures, store, and publish the new set, for components of about
@@ -8,6 +9,8 @@
 //! - Restart with 100 plugins registered: the engine, the built-in set and
 //!   100 distinct stored components loaded back, with the artifact cache
 //!   warm (a normal restart) and cold (a new machine).
+
+pub mod isolation;
 
 use crate::clock::Clock;
 use crate::engine::{Engine, Upload};

@@ -59,6 +59,9 @@ pub enum Command {
     /// Hot-swap benchmark: upload → live for 140 KB to 1 MB components, and
     /// restart time with 100 plugins registered (cached and cold).
     BenchLifecycle,
+    /// Isolation benchmark: a victim tenant's p50/p99 before and during
+    /// each attack a hostile tenant's plugins can make.
+    BenchIsolation(crate::bench::isolation::IsolationArgs),
     /// Run the default plugins on the example tickets and show each decision.
     Demo {
         /// Ticket JSON files to use instead of the built-in examples.
@@ -174,6 +177,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Serve(args) => return crate::server::serve(args, &matrix),
         Command::BenchServe(args) => return crate::server::bench(args, &matrix),
         Command::BenchLifecycle => return crate::bench::lifecycle(&matrix),
+        Command::BenchIsolation(args) => return crate::bench::isolation::run(args, &matrix),
         Command::Replay(args) => return replay(&cli, &matrix, args),
         _ => {}
     }
@@ -207,6 +211,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         | Command::Serve(_)
         | Command::BenchServe(_)
         | Command::BenchLifecycle
+        | Command::BenchIsolation(_)
         | Command::Replay(_) => Ok(0),
         Command::Plugin(PluginCommand::Inspect { wasm }) => plugin_inspect(&runtime, &wasm),
         Command::Plugin(PluginCommand::List) => plugin_list(&runtime),
@@ -317,7 +322,7 @@ fn plugin_run(runtime: &Runtime, matrix: &Matrix, spec: &str, input: &RunInput) 
         None => loaded.config_json.to_string(),
     };
     let ctx = contract::context(now, event, config);
-    let wit_ticket = contract::ticket(&ticket);
+    let wit_ticket = std::sync::Arc::new(contract::ticket(&ticket));
     let roster: Vec<model::Agent> = match &input.roster {
         Some(p) => read_json(p, "roster")?,
         None => Vec::new(),
@@ -326,6 +331,7 @@ fn plugin_run(runtime: &Runtime, matrix: &Matrix, spec: &str, input: &RunInput) 
         .iter()
         .map(|a| contract::agent(a, now))
         .collect::<Result<Vec<_>, _>>()
+        .map(std::sync::Arc::new)
         .map_err(anyhow::Error::msg)?;
     let escalation: model::Escalation = match &input.escalation {
         Some(p) => read_json(p, "escalation")?,

@@ -150,7 +150,20 @@ pub fn data(engine: &Engine, tenant: &str) -> Result<serde_json::Value> {
         }).collect::<serde_json::Map<_, _>>(),
         "agents": agents,
         "plugins": plugins,
+        "failed_events": failed_events(engine, tenant)?,
         "queue": queue,
+    }))
+}
+
+/// Events whose decision failed: how many, and the newest ten with why.
+fn failed_events(engine: &Engine, tenant: &str) -> Result<serde_json::Value> {
+    let (events, total) = engine.store.failed_events(tenant, 10)?;
+    Ok(serde_json::json!({
+        "total": total,
+        "newest": events.iter().map(|e| serde_json::json!({
+            "seq": e.seq, "ticket": e.ticket, "kind": e.kind,
+            "received_at": e.received_at, "error": e.failed,
+        })).collect::<Vec<_>>(),
     }))
 }
 

@@ -16,8 +16,11 @@
 //! loses their unclaimed escalated tickets to the router again.
 
 mod lifecycle;
+mod locks;
+mod timers;
 
 pub use lifecycle::{GUARD_FAILURES, GUARD_WINDOW, Installed, TenantSet, Upload};
+pub use timers::TIMER_CONCURRENCY;
 
 use crate::clock::Clock;
 use crate::delivery::ChannelSettings;
@@ -150,6 +153,15 @@ pub enum EngineError {
     /// The request is malformed.
     #[error("{0}")]
     Invalid(String),
+    /// The event was stored, but deciding on it failed (an error or a
+    /// panic); it is marked failed with the reason and never retried.
+    #[error("deciding on event {event} failed: {reason}")]
+    Failed {
+        /// The event's sequence number.
+        event: i64,
+        /// Why.
+        reason: String,
+    },
     /// Our fault.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -207,8 +219,6 @@ impl Cause {
     }
 }
 
-const LOCK_SHARDS: usize = 64;
-
 /// The engine.
 pub struct Engine {
     /// The store.
@@ -225,9 +235,11 @@ pub struct Engine {
     tenant_plugins: RwLock<std::collections::HashMap<String, Arc<TenantSet>>>,
     generation: std::sync::atomic::AtomicU64,
     versions: Mutex<std::collections::HashMap<(String, String, String), LoadedPlugin>>,
-    lifecycle: Mutex<()>,
+    /// One plugin change at a time per tenant (compiling may take seconds;
+    /// another tenant never waits for it).
+    lifecycle: locks::TicketLocks,
     health: Mutex<std::collections::HashMap<(String, String), lifecycle::Health>>,
-    locks: Vec<Mutex<()>>,
+    locks: locks::TicketLocks,
     timers_running: Mutex<()>,
     /// New in-app feed items.
     pub feed: broadcast::Sender<FeedEvent>,
@@ -285,9 +297,9 @@ impl Engine {
             tenant_plugins: RwLock::default(),
             generation: std::sync::atomic::AtomicU64::new(0),
             versions: Mutex::default(),
-            lifecycle: Mutex::new(()),
+            lifecycle: locks::TicketLocks::default(),
             health: Mutex::default(),
-            locks: (0..LOCK_SHARDS).map(|_| Mutex::new(())).collect(),
+            locks: locks::TicketLocks::default(),
             timers_running: Mutex::new(()),
             feed: broadcast::channel(1024).0,
             delivery_wake: Arc::new(Notify::new()),
@@ -306,11 +318,8 @@ impl Engine {
             .unwrap_or_else(|| self.default_plugins.clone())
     }
 
-    fn ticket_lock(&self, tenant: &str, ticket: &str) -> std::sync::MutexGuard<'_, ()> {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        (tenant, ticket).hash(&mut h);
-        lock(&self.locks[h.finish() as usize % LOCK_SHARDS])
+    fn ticket_lock(&self, tenant: &str, ticket: &str) -> locks::TicketGuard<'_> {
+        self.locks.lock(tenant, ticket)
     }
 
     fn settings(&self, tenant: &str) -> ChannelSettings {
@@ -380,13 +389,7 @@ impl Engine {
                 state.ticket.id
             )));
         };
-        self.evaluate(
-            tenant,
-            state,
-            now,
-            EventKind::TicketCreated,
-            Cause::Event(seq),
-        )
+        self.decide_event(tenant, state, now, EventKind::TicketCreated, seq)
     }
 
     /// Add an event to a ticket and evaluate it.
@@ -437,12 +440,44 @@ impl Engine {
                 1.0,
             );
         }
-        let outcome = self.evaluate(tenant, state, now, event.kind(), Cause::Event(seq))?;
+        let outcome = self.decide_event(tenant, state, now, event.kind(), seq)?;
         if let Event::Claim { .. } = event {
             self.plan_after_claim(tenant, ticket_id, now)?;
         }
         drop(_g);
         Ok(outcome)
+    }
+
+    /// Decide on a stored event, whatever happens: if deciding fails (an
+    /// error, or a panic anywhere in it), the event is marked failed with
+    /// the reason, so it is never decided again (not at the next start
+    /// either), and the caller hears why.
+    fn decide_event(
+        &self,
+        tenant: &str,
+        state: TicketState,
+        now: DateTime<Utc>,
+        kind: EventKind,
+        seq: i64,
+    ) -> Result<Outcome, EngineError> {
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.evaluate(tenant, state, now, kind, Cause::Event(seq))
+        }));
+        let reason = match run {
+            Ok(Ok(outcome)) => return Ok(outcome),
+            Ok(Err(e)) => format!("{e:#}"),
+            Err(panic) => format!("panicked: {}", timers::panic_text(&*panic)),
+        };
+        tracing::error!(tenant, seq, %reason, "deciding on an event failed; marked failed");
+        if let Err(e) = self.store.event_failed(seq, &reason) {
+            tracing::error!(seq, error = %e, "could not mark an event failed");
+        }
+        self.metrics.add(
+            "escalator_events_failed_total",
+            vec![("tenant", tenant.into())],
+            1.0,
+        );
+        Err(EngineError::Failed { event: seq, reason })
     }
 
     fn replayed(&self, tenant: &str, key: Option<&str>) -> Result<Option<Outcome>, EngineError> {
@@ -688,6 +723,7 @@ impl Engine {
         let data = serde_json::json!({
             "event": event_json,
             "plugin_set": set.generation,
+            "skipped_plugins": set.disabled,
             "tier": f.tier,
             "signals": f.signals,
             "new_keys": fresh.iter().map(|s| &s.key).collect::<Vec<_>>(),
@@ -830,7 +866,8 @@ impl Engine {
         use crate::metrics::{CALL_BUCKETS, FUEL_BUCKETS, TIME_BUCKETS};
         let m = &self.metrics;
         for r in runs {
-            let l = || vec![("tenant", tenant.to_string()), ("plugin", r.plugin.clone())];
+            let plugin = m.bounded("plugin", tenant, &r.plugin);
+            let l = || vec![("tenant", tenant.to_string()), ("plugin", plugin.clone())];
             m.add("escalator_plugin_calls_total", l(), 1.0);
             if let Some(kind) = r.error_kind {
                 let mut l = l();
@@ -857,7 +894,7 @@ impl Engine {
                 .filter(|s| s.action == SignalAction::Escalate)
                 .max_by_key(|s| s.tier)
                 .or(fresh.first())
-                .map(|s| s.key.split(':').next().unwrap_or("").to_string())
+                .map(|s| m.bounded("cause", tenant, s.key.split(':').next().unwrap_or("")))
                 .unwrap_or_else(|| "earlier".into());
             m.add(
                 "escalator_escalations_total",
@@ -881,7 +918,7 @@ impl Engine {
             .iter()
             .filter(|s| s.key.starts_with("sla:") && s.key.ends_with(":breach"))
         {
-            let clock = s.key.split(':').nth(1).unwrap_or("").to_string();
+            let clock = m.bounded("clock", tenant, s.key.split(':').nth(1).unwrap_or(""));
             m.add(
                 "escalator_sla_breaches_total",
                 vec![
@@ -1011,7 +1048,7 @@ impl Engine {
                 tenant,
                 &id,
                 "fallback",
-                now + Duration::milliseconds(step.after_ms as i64),
+                later(now, step.after_ms)?,
                 &serde_json::json!({"decision": decision, "step": step}),
             )?;
         }
@@ -1078,7 +1115,7 @@ impl Engine {
                     tenant,
                     &id,
                     "step",
-                    now + Duration::milliseconds(step.delay_ms as i64),
+                    later(now, step.delay_ms)?,
                     &serde_json::json!({"decision": decision, "plan_at": now, "index": i, "step": step}),
                 )?;
             }
@@ -1133,7 +1170,7 @@ impl Engine {
                     tenant,
                     ticket,
                     "step",
-                    now + Duration::milliseconds(step.delay_ms as i64),
+                    later(now, step.delay_ms)?,
                     &serde_json::json!({"decision": decision, "plan_at": now, "index": i, "step": step}),
                 )?;
             }
@@ -1246,14 +1283,23 @@ impl Engine {
             };
             // Digest: hold it if this address heard on this channel lately.
             if digest_window_ms > 0 && status != "skipped" {
-                let window = Duration::milliseconds(digest_window_ms as i64);
-                if let Some(last) = tx.last_delivery_to(tenant, ch, &address, now - window)? {
+                let window = delta(digest_window_ms)?;
+                let since = now
+                    .checked_sub_signed(window)
+                    .unwrap_or(DateTime::<Utc>::MIN_UTC);
+                if let Some(last) = tx.last_delivery_to(tenant, ch, &address, since)? {
                     status = "held".into();
                     let group =
                         serde_json::json!({"channel": ch, "address": address, "recipient": who});
                     let pending = tx.pending_timers(tenant, "*", "digest")?;
                     if !pending.iter().any(|t| t.payload == group) {
-                        tx.insert_timer(tenant, "*", "digest", last + window, &group)?;
+                        tx.insert_timer(
+                            tenant,
+                            "*",
+                            "digest",
+                            later(last, digest_window_ms)?,
+                            &group,
+                        )?;
                     }
                 }
             }
@@ -1277,35 +1323,6 @@ impl Engine {
             }
         }
         Ok(made)
-    }
-
-    /// Fire every timer due now (each once), oldest first; returns how many
-    /// fired. Timers fire at their own due time: a trigger woken by one
-    /// sees `now` = its due time.
-    pub fn run_due_timers(&self) -> Result<usize> {
-        let _only_one = lock(&self.timers_running);
-        let mut fired = 0;
-        loop {
-            let due = self
-                .store
-                .due_timers(self.clock.now().timestamp_millis(), 100)?;
-            if due.is_empty() {
-                return Ok(fired);
-            }
-            for t in due {
-                if let Err(e) = self.fire(&t) {
-                    tracing::error!(timer = t.id, kind = %t.kind, error = %e, "timer failed");
-                    // Never retry a failing timer in a tight loop.
-                    self.store.write(|tx| {
-                        if tx.take_timer(t.id, self.clock.now())? {
-                            tx.timer_outcome(t.id, &format!("failed: {e}"))?;
-                        }
-                        Ok(())
-                    })?;
-                }
-                fired += 1;
-            }
-        }
     }
 
     fn fire(&self, t: &Timer) -> Result<()> {
@@ -1673,7 +1690,7 @@ impl Engine {
                         tenant,
                         &state.ticket.id,
                         "fallback",
-                        now + Duration::milliseconds(step.after_ms as i64),
+                        later(now, step.after_ms)?,
                         &serde_json::json!({"decision": decision, "step": step}),
                     )?;
                 }
@@ -1693,15 +1710,27 @@ impl Engine {
         let n = pending.len();
         for (tenant, ev) in pending {
             let _g = self.ticket_lock(&tenant, &ev.ticket);
-            let Some(state) = self.store.ticket(&tenant, &ev.ticket)? else {
-                continue;
+            let state = match self.store.ticket(&tenant, &ev.ticket) {
+                Ok(Some(state)) => state,
+                Ok(None) => {
+                    let _ = self.store.event_failed(ev.seq, "its ticket is gone");
+                    continue;
+                }
+                Err(e) => {
+                    let _ = self
+                        .store
+                        .event_failed(ev.seq, &format!("reading its ticket: {e:#}"));
+                    continue;
+                }
             };
             let kind = match serde_json::from_value::<Event>(ev.payload.clone()) {
                 Ok(e) => e.kind(),
                 Err(_) => EventKind::TicketCreated,
             };
             let at = ev.received_at.parse().unwrap_or_else(|_| self.clock.now());
-            if let Err(e) = self.evaluate(&tenant, state, at, kind, Cause::Event(ev.seq)) {
+            // Exactly as live: plugins run on their call threads; a failure
+            // marks the event failed and start-up goes on.
+            if let Err(e) = self.decide_event(&tenant, state, at, kind, ev.seq) {
                 tracing::error!(seq = ev.seq, error = %e, "recovering an event failed");
             }
         }
@@ -1725,6 +1754,22 @@ impl EscalationState {
 }
 
 /// Who is told when a ticket goes to `target`: the agent, or the queue's team.
+/// `ms` milliseconds (from a plugin or a client) as a time delta, checked.
+fn delta(ms: u64) -> anyhow::Result<Duration> {
+    i64::try_from(ms)
+        .ok()
+        .and_then(Duration::try_milliseconds)
+        .ok_or_else(|| anyhow::anyhow!("a duration of {ms} ms is out of range"))
+}
+
+/// `at` plus `ms` milliseconds, checked: never a panic, whatever `ms` is.
+pub fn later(at: DateTime<Utc>, ms: u64) -> anyhow::Result<DateTime<Utc>> {
+    delta(ms).and_then(|d| {
+        at.checked_add_signed(d)
+            .ok_or_else(|| anyhow::anyhow!("{at} + {ms} ms is out of range"))
+    })
+}
+
 fn recipient_of(target: &Target) -> Recipient {
     match target {
         Target::Agent(a) => Recipient::Agent(a.clone()),
@@ -1796,7 +1841,7 @@ pub fn handoff(state: &TicketState) -> serde_json::Value {
     let esc = state.escalation.as_ref();
     let respond_by = esc.and_then(|e| {
         e.response_target_ms
-            .map(|ms| e.escalated_at + Duration::milliseconds(ms as i64))
+            .and_then(|ms| later(e.escalated_at, ms).ok())
     });
     let tried: Vec<&String> = t
         .ai_analysis

@@ -63,7 +63,16 @@ type Labels = Vec<(&'static str, String)>;
 struct Inner {
     counters: BTreeMap<(&'static str, Labels), f64>,
     histograms: BTreeMap<(&'static str, Labels), Histogram>,
+    /// Values seen per (label, scope), for [`Metrics::bounded`].
+    seen: std::collections::HashMap<(&'static str, String), std::collections::HashSet<String>>,
 }
+
+/// Distinct values one label may take per scope (a tenant) before the
+/// rest count as `other`: plugin-chosen strings never grow `/metrics`
+/// without bound.
+pub const MAX_LABEL_VALUES: usize = 32;
+/// Characters of a label value kept.
+pub const MAX_LABEL_CHARS: usize = 64;
 
 /// The engine's metrics.
 #[derive(Debug, Default)]
@@ -137,6 +146,23 @@ impl Metrics {
             .counters
             .entry((name, labels))
             .or_default() += v;
+    }
+
+    /// `value` as a value of `label` within `scope`: itself for the first
+    /// [`MAX_LABEL_VALUES`] distinct values (cut to [`MAX_LABEL_CHARS`]),
+    /// `other` after that.
+    pub fn bounded(&self, label: &'static str, scope: &str, value: &str) -> String {
+        let value: String = value.chars().take(MAX_LABEL_CHARS).collect();
+        let mut inner = lock(&self.inner);
+        let seen = inner.seen.entry((label, scope.to_string())).or_default();
+        if seen.contains(&value) {
+            return value;
+        }
+        if seen.len() >= MAX_LABEL_VALUES {
+            return "other".into();
+        }
+        seen.insert(value.clone());
+        value
     }
 
     /// Observe `v` in histogram `name`.
@@ -266,6 +292,33 @@ fn matches(have: &Labels, want: &[(&str, &str)]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plugin_chosen_label_values_are_bounded_per_scope() {
+        let m = Metrics::default();
+        for i in 0..10_000 {
+            let cause = m.bounded("cause", "attacker", &format!("k{i}"));
+            m.add("escalator_escalations_total", vec![("cause", cause)], 1.0);
+        }
+        assert_eq!(
+            m.bounded("cause", "victim", "sla"),
+            "sla",
+            "scopes are apart"
+        );
+        assert_eq!(
+            m.bounded("cause", "attacker", "k3"),
+            "k3",
+            "seen values stay"
+        );
+        assert_eq!(m.bounded("cause", "attacker", "k9999"), "other");
+        let text = m.render(&[]);
+        let lines = text
+            .lines()
+            .filter(|l| l.starts_with("escalator_escalations_total{"))
+            .count();
+        assert_eq!(lines, MAX_LABEL_VALUES + 1);
+        assert_eq!(m.bounded("x", "s", &"y".repeat(500)).len(), MAX_LABEL_CHARS);
+    }
 
     #[test]
     fn counters_and_histograms_render_as_prometheus_text() {

@@ -27,6 +27,9 @@ pub struct PluginSet {
     pub router: Option<LoadedPlugin>,
     /// The active notifier.
     pub notifier: Option<LoadedPlugin>,
+    /// Plugins of the set that are disabled (by the operator, or by the
+    /// crash-loop guard): every decision names them as skipped.
+    pub disabled: Vec<String>,
 }
 
 impl PluginSet {
@@ -36,6 +39,7 @@ impl PluginSet {
         let mut set = PluginSet::default();
         for p in plugins {
             if p.manifest.mode == Mode::Disabled {
+                set.disabled.push(p.plugin.id().to_string());
                 continue;
             }
             let slot = match p.manifest.kind {
@@ -79,6 +83,10 @@ pub struct PluginRun {
     /// Fuel, memory, time, log.
     #[serde(flatten)]
     pub report: CallReport,
+    /// Whether it is one of the vendor's built-in plugins (never disabled
+    /// by the crash-loop guard).
+    #[serde(skip)]
+    pub vendor: bool,
 }
 
 /// The outcome of one evaluation.
@@ -132,6 +140,7 @@ fn run_record<T: Serialize>(
         error_kind: result.as_ref().err().map(|(kind, _)| *kind),
         error: result.as_ref().err().map(|(_, message)| message.clone()),
         report,
+        vendor: p.source.starts_with("builtin:"),
     }
 }
 
@@ -194,7 +203,7 @@ pub fn run_triggers(
     now: DateTime<Utc>,
     event: model::EventKind,
 ) -> Findings {
-    let wit_ticket = contract::ticket(ticket);
+    let wit_ticket = std::sync::Arc::new(contract::ticket(ticket));
     let mut f = Findings::default();
     for p in &set.triggers {
         let ctx = contract::context(now, event, p.config_json.to_string());
@@ -225,8 +234,11 @@ pub fn run_triggers(
 
 /// The roster as plugins see it at `now`; agents that do not convert (an
 /// unknown time zone) are left out with a warning.
-pub fn wit_roster(roster: &[model::Agent], now: DateTime<Utc>) -> Vec<crate::runtime::wit::Agent> {
-    roster
+pub fn wit_roster(
+    roster: &[model::Agent],
+    now: DateTime<Utc>,
+) -> std::sync::Arc<Vec<crate::runtime::wit::Agent>> {
+    let agents = roster
         .iter()
         .filter_map(|a| match contract::agent(a, now) {
             Ok(a) => Some(a),
@@ -235,7 +247,8 @@ pub fn wit_roster(roster: &[model::Agent], now: DateTime<Utc>) -> Vec<crate::run
                 None
             }
         })
-        .collect()
+        .collect();
+    std::sync::Arc::new(agents)
 }
 
 /// Ask the router who gets `ticket` for `escalation`. Without a router, or
@@ -258,7 +271,7 @@ pub fn route(
         let ctx = contract::context(now, event, r.config_json.to_string());
         let outcome = runtime.route(
             &r.plugin,
-            &contract::ticket(ticket),
+            &std::sync::Arc::new(contract::ticket(ticket)),
             &contract::escalation(escalation),
             &wit_roster(roster, now),
             &ctx,
@@ -295,7 +308,7 @@ pub fn plan(
     let ctx = contract::context(now, event, n.config_json.to_string());
     let outcome = runtime.plan(
         &n.plugin,
-        &contract::ticket(ticket),
+        &std::sync::Arc::new(contract::ticket(ticket)),
         &contract::escalation(escalation),
         &contract::routing(routing),
         &wit_roster(roster, now),

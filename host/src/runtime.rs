@@ -14,8 +14,9 @@ pub mod cache;
 mod engine;
 mod error;
 pub mod inspect;
-mod output;
+pub mod output;
 pub mod sandbox;
+pub mod shares;
 pub mod wit;
 
 use cache::{ArtifactCache, Origin};
@@ -26,6 +27,8 @@ use sandbox::{CallState, LogLine};
 
 use engine::{engine_config, spawn_epoch_ticker};
 use error::classify;
+use shares::{CallThreads, Shares};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, Store, Trap};
@@ -56,6 +59,61 @@ impl Default for Limits {
             output_bytes: 1 << 20,
             log_bytes: 16 << 10,
         }
+    }
+}
+
+impl Limits {
+    /// The default ceiling on what a manifest may ask for: enough for the
+    /// Python and JavaScript runtimes (256 MiB, 10 s), far below what would
+    /// let one plugin crowd out a server.
+    pub fn ceiling() -> Limits {
+        Limits {
+            fuel: 100_000_000_000,
+            memory_bytes: 256 << 20,
+            timeout: Duration::from_secs(10),
+            output_bytes: 16 << 20,
+            log_bytes: 1 << 20,
+        }
+    }
+
+    /// The first limit over `ceiling`, as `(key, asked, allowed)`.
+    pub fn over(&self, ceiling: &Limits) -> Option<(&'static str, String, String)> {
+        let checks = [
+            (
+                "fuel",
+                self.fuel > ceiling.fuel,
+                self.fuel.to_string(),
+                ceiling.fuel.to_string(),
+            ),
+            (
+                "memory-mib",
+                self.memory_bytes > ceiling.memory_bytes,
+                (self.memory_bytes >> 20).to_string(),
+                (ceiling.memory_bytes >> 20).to_string(),
+            ),
+            (
+                "timeout-ms",
+                self.timeout > ceiling.timeout,
+                self.timeout.as_millis().to_string(),
+                ceiling.timeout.as_millis().to_string(),
+            ),
+            (
+                "output-bytes",
+                self.output_bytes > ceiling.output_bytes,
+                self.output_bytes.to_string(),
+                ceiling.output_bytes.to_string(),
+            ),
+            (
+                "log-bytes",
+                self.log_bytes > ceiling.log_bytes,
+                self.log_bytes.to_string(),
+                ceiling.log_bytes.to_string(),
+            ),
+        ];
+        checks
+            .into_iter()
+            .find(|c| c.1)
+            .map(|(key, _, asked, allowed)| (key, asked, allowed))
     }
 }
 
@@ -170,6 +228,8 @@ pub struct Runtime {
     linker: Linker<CallState>,
     cache: Option<ArtifactCache>,
     config: RuntimeConfig,
+    shares: Arc<Shares>,
+    threads: CallThreads,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -193,12 +253,28 @@ impl Runtime {
             .cache_dir
             .as_ref()
             .map(|dir| ArtifactCache::new(dir, &engine));
+        let shares = Shares::new(
+            config.shares,
+            usize::try_from(config.max_concurrent_instances).unwrap_or(usize::MAX),
+        );
         Ok(Runtime {
             engine,
             linker,
             cache,
             config,
+            shares,
+            threads: CallThreads::new(),
         })
+    }
+
+    /// The fair shares of plugin execution.
+    pub fn shares(&self) -> &Arc<Shares> {
+        &self.shares
+    }
+
+    /// The runtime's settings.
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.config
     }
 
     /// The engine.
@@ -239,6 +315,14 @@ impl Runtime {
         }
         if let Err(reason) = check_header(wasm) {
             return Err(LoadError::Malformed { plugin: id, reason });
+        }
+        if let Some((key, asked, allowed)) = limits.over(&self.config.ceiling) {
+            return Err(LoadError::OverCeiling {
+                plugin: id,
+                key,
+                asked,
+                allowed,
+            });
         }
         let digest = cache::wasm_digest(wasm);
         let (component, origin) = match self.compile_unchecked(wasm, &digest) {
@@ -294,17 +378,21 @@ impl Runtime {
     /// Run a trigger on a ticket.
     pub fn evaluate(
         &self,
-        plugin: &Plugin,
-        ticket: &wit::Ticket,
+        plugin: &Arc<Plugin>,
+        ticket: &Arc<wit::Ticket>,
         ctx: &wit::Context,
     ) -> Outcome<wit::Evaluation> {
-        let Pre::Trigger(pre) = &plugin.pre else {
+        if plugin.kind != Kind::Trigger {
             return wrong_kind(plugin, Kind::Trigger);
-        };
-        self.call(plugin, ctx.now, seed(&ticket.id, ctx.now), |store| {
+        }
+        let (t, c) = (ticket.clone(), ctx.clone());
+        self.call(plugin, ticket, ctx.now, move |p, store| {
+            let Pre::Trigger(pre) = &p.pre else {
+                unreachable!("kind checked above")
+            };
             pre.instantiate(&mut *store)
                 .map_err(CallError::Instantiate)?
-                .call_evaluate(store, ticket, ctx)
+                .call_evaluate(store, &t, &c)
                 .map_err(CallError::Run)
         })
     }
@@ -312,19 +400,28 @@ impl Runtime {
     /// Run a router.
     pub fn route(
         &self,
-        plugin: &Plugin,
-        ticket: &wit::Ticket,
+        plugin: &Arc<Plugin>,
+        ticket: &Arc<wit::Ticket>,
         escalation: &wit::Escalation,
-        roster: &[wit::Agent],
+        roster: &Arc<Vec<wit::Agent>>,
         ctx: &wit::Context,
     ) -> Outcome<wit::Routing> {
-        let Pre::Router(pre) = &plugin.pre else {
+        if plugin.kind != Kind::Router {
             return wrong_kind(plugin, Kind::Router);
-        };
-        self.call(plugin, ctx.now, seed(&ticket.id, ctx.now), |store| {
+        }
+        let (t, e, r, c) = (
+            ticket.clone(),
+            escalation.clone(),
+            roster.clone(),
+            ctx.clone(),
+        );
+        self.call(plugin, ticket, ctx.now, move |p, store| {
+            let Pre::Router(pre) = &p.pre else {
+                unreachable!("kind checked above")
+            };
             pre.instantiate(&mut *store)
                 .map_err(CallError::Instantiate)?
-                .call_route(store, ticket, escalation, roster, ctx)
+                .call_route(store, &t, &e, &r, &c)
                 .map_err(CallError::Run)
         })
     }
@@ -332,93 +429,220 @@ impl Runtime {
     /// Run a notifier.
     pub fn plan(
         &self,
-        plugin: &Plugin,
-        ticket: &wit::Ticket,
+        plugin: &Arc<Plugin>,
+        ticket: &Arc<wit::Ticket>,
         escalation: &wit::Escalation,
         routing: &wit::Routing,
-        roster: &[wit::Agent],
+        roster: &Arc<Vec<wit::Agent>>,
         ctx: &wit::Context,
     ) -> Outcome<wit::NotificationPlan> {
-        let Pre::Notifier(pre) = &plugin.pre else {
+        if plugin.kind != Kind::Notifier {
             return wrong_kind(plugin, Kind::Notifier);
-        };
-        self.call(plugin, ctx.now, seed(&ticket.id, ctx.now), |store| {
+        }
+        let (t, e, g, r, c) = (
+            ticket.clone(),
+            escalation.clone(),
+            routing.clone(),
+            roster.clone(),
+            ctx.clone(),
+        );
+        self.call(plugin, ticket, ctx.now, move |p, store| {
+            let Pre::Notifier(pre) = &p.pre else {
+                unreachable!("kind checked above")
+            };
             pre.instantiate(&mut *store)
                 .map_err(CallError::Instantiate)?
-                .call_plan(store, ticket, escalation, routing, roster, ctx)
+                .call_plan(store, &t, &e, &g, &r, &c)
                 .map_err(CallError::Run)
         })
     }
 
-    /// One call in a fresh store: set the limits, run `f`, account, classify.
-    fn call<T: output::Output>(
+    /// One call: take the tenant's share, run `f` on a call thread, and
+    /// wait for it until its deadline (plus four epoch ticks: the epoch
+    /// check itself lags by one or two). A call still running then is left to finish
+    /// on its own thread, holding only its own tenant's share, and reported
+    /// as past its deadline.
+    fn call<T, F>(&self, plugin: &Arc<Plugin>, ticket: &wit::Ticket, now: i64, f: F) -> Outcome<T>
+    where
+        T: output::Output + Send + 'static,
+        F: FnOnce(&Plugin, &mut Store<CallState>) -> Result<Result<T, String>, CallError>
+            + Send
+            + 'static,
+    {
+        let limits = plugin.limits;
+        let failed = |error: PluginError, since: Instant| Outcome {
+            result: Err(error),
+            report: CallReport {
+                duration: since.elapsed(),
+                ..CallReport::default()
+            },
+        };
+        let queued = Instant::now();
+        let permit = match self.shares.admit(&ticket.tenant, limits.memory_bytes) {
+            Ok(p) => p,
+            Err(reason) => {
+                return failed(
+                    PluginError::Overloaded {
+                        plugin: plugin.id.clone(),
+                        reason,
+                    },
+                    queued,
+                );
+            }
+        };
+        // The call's own time starts now; waiting for the share was not it.
+        let start = Instant::now();
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let (engine, p, tick) = (self.engine.clone(), plugin.clone(), self.config.epoch_tick);
+        let seed = seed(&ticket.id, now);
+        let job = Box::new(move || {
+            let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                run_in_store(&engine, &p, tick, now, seed, f)
+            }));
+            drop(permit);
+            let _ = tx.send(run.map_err(|panic| panic_message(&*panic)));
+        });
+        if let Err(e) = self.threads.submit(job) {
+            return failed(
+                PluginError::Overloaded {
+                    plugin: plugin.id.clone(),
+                    reason: format!("no thread to run the call on: {e}"),
+                },
+                start,
+            );
+        }
+        // The epoch stops wasm within a tick or two of the deadline; the
+        // watchdog only has to catch a call stuck in a host function.
+        let wait = limits.timeout.saturating_add(tick.saturating_mul(4));
+        match rx.recv_timeout(wait) {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(message)) => failed(
+                PluginError::HostFault {
+                    plugin: plugin.id.clone(),
+                    message,
+                },
+                start,
+            ),
+            Err(_) => {
+                tracing::warn!(plugin = %plugin.id, timeout = ?limits.timeout, "plugin call abandoned past its deadline (blocked in a host call)");
+                failed(
+                    PluginError::Deadline {
+                        plugin: plugin.id.clone(),
+                        timeout: limits.timeout,
+                    },
+                    start,
+                )
+            }
+        }
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".into())
+}
+
+/// One call in a fresh store: set the limits, run `f`, account, classify.
+fn run_in_store<T: output::Output>(
+    engine: &Engine,
+    plugin: &Plugin,
+    tick: Duration,
+    now: i64,
+    seed: u64,
+    f: impl FnOnce(&Plugin, &mut Store<CallState>) -> Result<Result<T, String>, CallError>,
+) -> Outcome<T> {
+    let limits = plugin.limits;
+    let start = Instant::now();
+    let state = CallState::new(now, seed, limits.memory_bytes, limits.log_bytes);
+    let mut store = Store::new(engine, state);
+    store.limiter(|s| &mut s.limiter);
+    let ticks = limits.timeout.as_nanos().div_ceil(tick.as_nanos().max(1));
+    // +1: the current tick may be about to end.
+    store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX).saturating_add(1));
+    store.epoch_deadline_trap();
+    let raw = match store.set_fuel(limits.fuel) {
+        Ok(()) => f(plugin, &mut store),
+        Err(e) => Err(CallError::Instantiate(e)),
+    };
+    let duration = start.elapsed();
+    let fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
+    let id = || plugin.id.clone();
+    let result = match raw {
+        Ok(Ok(output)) => {
+            let size = output.size();
+            if size > limits.output_bytes {
+                Err(PluginError::OutputTooLarge {
+                    plugin: id(),
+                    size,
+                    limit: limits.output_bytes,
+                })
+            } else {
+                output
+                    .validate(now)
+                    .map(|()| output)
+                    .map_err(|reason| PluginError::InvalidOutput {
+                        plugin: id(),
+                        reason,
+                    })
+            }
+        }
+        Ok(Err(message)) => Err(PluginError::Refused {
+            plugin: id(),
+            message,
+        }),
+        Err(CallError::Instantiate(e)) if e.downcast_ref::<Trap>().is_none() => {
+            Err(PluginError::Instantiate {
+                plugin: id(),
+                source: e.into(),
+            })
+        }
+        Err(CallError::Instantiate(e) | CallError::Run(e)) => Err(classify(e, &store, plugin)),
+    };
+    let state = store.into_data();
+    let (log, log_dropped_bytes) = state.log.finish();
+    Outcome {
+        result,
+        report: CallReport {
+            fuel_used,
+            peak_memory_bytes: state.limiter.peak,
+            duration,
+            log,
+            log_dropped_bytes,
+        },
+    }
+}
+
+impl Runtime {
+    /// For benchmarks only: a trigger call on the caller's thread, without
+    /// the call thread, the share or the watchdog: the baseline the
+    /// production path ([`Runtime::evaluate`]) is measured against.
+    #[doc(hidden)]
+    pub fn evaluate_on_this_thread(
         &self,
         plugin: &Plugin,
-        now: i64,
-        seed: u64,
-        f: impl FnOnce(&mut Store<CallState>) -> Result<Result<T, String>, CallError>,
-    ) -> Outcome<T> {
-        let limits = plugin.limits;
-        let start = Instant::now();
-        let state = CallState::new(now, seed, limits.memory_bytes, limits.log_bytes);
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|s| &mut s.limiter);
-        let ticks = limits
-            .timeout
-            .as_nanos()
-            .div_ceil(self.config.epoch_tick.as_nanos().max(1));
-        // +1: the current tick may be about to end.
-        store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX).saturating_add(1));
-        store.epoch_deadline_trap();
-        let raw = match store.set_fuel(limits.fuel) {
-            Ok(()) => f(&mut store),
-            Err(e) => Err(CallError::Instantiate(e)),
+        ticket: &wit::Ticket,
+        ctx: &wit::Context,
+    ) -> Outcome<wit::Evaluation> {
+        let Pre::Trigger(pre) = &plugin.pre else {
+            return wrong_kind(plugin, Kind::Trigger);
         };
-        let duration = start.elapsed();
-        let fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
-        let id = || plugin.id.clone();
-        let result = match raw {
-            Ok(Ok(output)) => {
-                let size = output.size();
-                if size > limits.output_bytes {
-                    Err(PluginError::OutputTooLarge {
-                        plugin: id(),
-                        size,
-                        limit: limits.output_bytes,
-                    })
-                } else {
-                    output.validate().map(|()| output).map_err(|reason| {
-                        PluginError::InvalidOutput {
-                            plugin: id(),
-                            reason,
-                        }
-                    })
-                }
-            }
-            Ok(Err(message)) => Err(PluginError::Refused {
-                plugin: id(),
-                message,
-            }),
-            Err(CallError::Instantiate(e)) if e.downcast_ref::<Trap>().is_none() => {
-                Err(PluginError::Instantiate {
-                    plugin: id(),
-                    source: e.into(),
-                })
-            }
-            Err(CallError::Instantiate(e) | CallError::Run(e)) => Err(classify(e, &store, plugin)),
-        };
-        let state = store.into_data();
-        let (log, log_dropped_bytes) = state.log.finish();
-        Outcome {
-            result,
-            report: CallReport {
-                fuel_used,
-                peak_memory_bytes: state.limiter.peak,
-                duration,
-                log,
-                log_dropped_bytes,
+        let seed = seed(&ticket.id, ctx.now);
+        run_in_store(
+            &self.engine,
+            plugin,
+            self.config.epoch_tick,
+            ctx.now,
+            seed,
+            |_, store| {
+                pre.instantiate(&mut *store)
+                    .map_err(CallError::Instantiate)?
+                    .call_evaluate(store, ticket, ctx)
+                    .map_err(CallError::Run)
             },
-        }
+        )
     }
 }
 

@@ -68,6 +68,72 @@ pub struct FileConfig {
     pub max_body_bytes: Option<usize>,
     /// Delivery retries.
     pub delivery: DeliveryConfig,
+    /// How plugin execution is shared out, and what a manifest may ask for.
+    pub plugins: PluginsConfig,
+}
+
+/// `[plugins]`: fair shares of plugin execution, and the ceiling on what a
+/// plugin's manifest may ask for.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PluginsConfig {
+    /// Concurrent plugin calls per tenant (default: half the cores, at
+    /// least 1), so one tenant's slow plugins leave the other cores free.
+    pub tenant_concurrency: Option<usize>,
+    /// All running calls' memory caps together, MiB (default 4096).
+    pub memory_budget_mib: Option<usize>,
+    /// How long a call waits for its share before failing, ms (default
+    /// 10000).
+    pub queue_timeout_ms: Option<u64>,
+    /// The most fuel a manifest may ask for (default 100 000 000 000).
+    pub max_fuel: Option<u64>,
+    /// The most memory, MiB (default 256).
+    pub max_memory_mib: Option<usize>,
+    /// The longest timeout, ms (default 10000).
+    pub max_timeout_ms: Option<u64>,
+    /// The largest output, bytes (default 16 MiB).
+    pub max_output_bytes: Option<usize>,
+    /// The largest log per call, bytes (default 1 MiB).
+    pub max_log_bytes: Option<usize>,
+}
+
+impl PluginsConfig {
+    /// The shares and the ceiling, defaults filled in.
+    pub fn resolve(
+        &self,
+    ) -> Result<(crate::runtime::shares::SharesConfig, crate::runtime::Limits)> {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let tenant_concurrency = self.tenant_concurrency.unwrap_or((cores / 2).max(1));
+        if tenant_concurrency == 0 {
+            bail!("plugins.tenant-concurrency must be at least 1");
+        }
+        let d = crate::runtime::Limits::ceiling();
+        let ceiling = crate::runtime::Limits {
+            fuel: self.max_fuel.unwrap_or(d.fuel),
+            memory_bytes: self.max_memory_mib.map_or(d.memory_bytes, |m| m << 20),
+            timeout: self.max_timeout_ms.map_or(d.timeout, Duration::from_millis),
+            output_bytes: self.max_output_bytes.unwrap_or(d.output_bytes),
+            log_bytes: self.max_log_bytes.unwrap_or(d.log_bytes),
+        };
+        let budget = self.memory_budget_mib.map_or(4 << 30, |m| m << 20);
+        if budget < ceiling.memory_bytes {
+            bail!(
+                "plugins.memory-budget-mib ({}) is below plugins.max-memory-mib ({}): no plugin at the ceiling could run",
+                budget >> 20,
+                ceiling.memory_bytes >> 20
+            );
+        }
+        Ok((
+            crate::runtime::shares::SharesConfig {
+                tenant_concurrency: Some(tenant_concurrency),
+                memory_budget_bytes: budget,
+                queue_timeout: self
+                    .queue_timeout_ms
+                    .map_or(Duration::from_secs(10), Duration::from_millis),
+            },
+            ceiling,
+        ))
+    }
 }
 
 /// Delivery retry settings.
@@ -103,6 +169,10 @@ pub struct ServeConfig {
     pub retry: crate::delivery::RetryPolicy,
     /// Manual clock start.
     pub manual_clock: Option<chrono::DateTime<chrono::Utc>>,
+    /// Fair shares of plugin execution.
+    pub shares: crate::runtime::shares::SharesConfig,
+    /// What a manifest may ask for.
+    pub ceiling: crate::runtime::Limits,
 }
 
 impl ServeConfig {
@@ -126,6 +196,15 @@ impl ServeConfig {
             None => FileConfig::default(),
         };
         let d = crate::delivery::RetryPolicy::default();
+        let (shares, ceiling) = file.plugins.resolve().with_context(|| {
+            format!(
+                "{}: [plugins]",
+                file_path
+                    .as_deref()
+                    .unwrap_or(Path::new("defaults"))
+                    .display()
+            )
+        })?;
         let manual_clock = match args.manual_clock.as_deref() {
             None => None,
             Some("now") => Some(chrono::Utc::now()),
@@ -160,6 +239,8 @@ impl ServeConfig {
                 max_attempts: file.delivery.max_attempts.unwrap_or(d.max_attempts),
             },
             manual_clock,
+            shares,
+            ceiling,
         })
     }
 }
@@ -187,6 +268,8 @@ pub fn build(config: &ServeConfig, matrix: &Matrix) -> Result<Server> {
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
     let runtime = Arc::new(Runtime::new(RuntimeConfig {
         cache_dir: Some(config.data_dir.join("cache")),
+        shares: config.shares,
+        ceiling: config.ceiling,
         ..RuntimeConfig::default()
     })?);
     let store = Arc::new(Store::open(
@@ -338,6 +421,72 @@ pub struct BenchArgs {
     pub concurrency: usize,
 }
 
+/// A server in this process on a loopback port, for the benchmarks.
+pub struct BenchServer {
+    /// The server's parts.
+    pub server: Server,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// A client.
+    pub http: reqwest::Client,
+    admin: String,
+}
+
+impl BenchServer {
+    /// Start on `data` (default plugin shares unless `plugins` says
+    /// otherwise), with its scheduler and delivery loops.
+    pub async fn start(
+        data: &Path,
+        matrix: &Matrix,
+        plugins: Option<PluginsConfig>,
+    ) -> Result<BenchServer> {
+        let (shares, ceiling) = plugins.unwrap_or_default().resolve()?;
+        let config = ServeConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir: data.to_path_buf(),
+            admin_token: Some("bench-admin-token-0123456789".into()),
+            durability: Durability::Process,
+            max_body_bytes: 2 << 20,
+            max_upload_bytes: 64 << 20,
+            plugins_dir: None,
+            retry: Default::default(),
+            manual_clock: None,
+            shares,
+            ceiling,
+        };
+        let server = build(&config, matrix)?;
+        let listener = tokio::net::TcpListener::bind(config.listen).await?;
+        let base = format!("http://{}", listener.local_addr()?);
+        tokio::spawn(crate::scheduler::run(server.engine.clone()));
+        tokio::spawn(api::serve(
+            listener,
+            server.api.clone(),
+            std::future::pending(),
+        ));
+        Ok(BenchServer {
+            server,
+            base,
+            http: reqwest::Client::new(),
+            admin: config.admin_token.unwrap_or_default(),
+        })
+    }
+
+    /// Create tenant `id`; its token.
+    pub async fn tenant(&self, id: &str) -> Result<String> {
+        let created: serde_json::Value = self
+            .http
+            .post(format!("{}/v1/tenants", self.base))
+            .bearer_auth(&self.admin)
+            .json(&serde_json::json!({"id": id}))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        Ok(created["token"].as_str().unwrap_or_default().to_string())
+    }
+}
+
 /// Start a server on loopback with a fresh data directory, drive it with
 /// a real HTTP client, and report events/s and latency percentiles from
 /// request to durable decision.
@@ -345,38 +494,13 @@ pub fn bench(args: &BenchArgs, matrix: &Matrix) -> Result<i32> {
     let dir = tempfile::Builder::new()
         .prefix("escalator-bench")
         .tempdir()?;
-    let config = ServeConfig {
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        data_dir: dir.path().to_path_buf(),
-        admin_token: Some("bench-admin-token-0123456789".into()),
-        durability: Durability::Process,
-        max_body_bytes: 1 << 20,
-        max_upload_bytes: 64 << 20,
-        plugins_dir: None,
-        retry: Default::default(),
-        manual_clock: None,
-    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        let server = build(&config, matrix)?;
-        let listener = tokio::net::TcpListener::bind(config.listen).await?;
-        let base = format!("http://{}", listener.local_addr()?);
-        tokio::spawn(crate::scheduler::run(server.engine.clone()));
-        tokio::spawn(api::serve(listener, server.api.clone(), std::future::pending()));
-        let http = reqwest::Client::new();
-        let admin = config.admin_token.clone().unwrap_or_default();
-        let created: serde_json::Value = http
-            .post(format!("{base}/v1/tenants"))
-            .bearer_auth(&admin)
-            .json(&serde_json::json!({"id": "bench"}))
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
-        let token = created["token"].as_str().unwrap_or_default().to_string();
+        let bench = BenchServer::start(dir.path(), matrix, None).await?;
+        let (http, base) = (bench.http.clone(), bench.base.clone());
+        let token = bench.tenant("bench").await?;
         let roster: Vec<serde_json::Value> =
             serde_json::from_str(include_str!("../../examples/roster.json"))?;
         for a in &roster {

@@ -172,7 +172,17 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX plugin_changes_tenant ON plugin_changes (tenant, id);
     CREATE INDEX decisions_at ON decisions (tenant, at);
     "#,
+    // 3: events whose decision failed (processed = 2, with the reason), and
+    // attempts per timer (a failing timer backs off, then is dead-lettered).
+    r#"
+    ALTER TABLE events ADD COLUMN error TEXT;
+    ALTER TABLE timers ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX events_failed ON events (tenant, seq) WHERE processed = 2;
+    "#,
 ];
+
+/// Attempts after which a failing timer is dead-lettered.
+pub const TIMER_MAX_ATTEMPTS: i64 = 5;
 
 /// How hard a commit waits for the disk.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -261,8 +271,11 @@ pub struct EventRecord {
     pub payload: serde_json::Value,
     /// When it was received.
     pub received_at: String,
-    /// Whether its decision is stored.
+    /// Whether its decision is stored (or it failed).
     pub processed: bool,
+    /// Why deciding it failed, if it did: it is then never retried.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failed: Option<String>,
 }
 
 /// A durable timer.
@@ -280,10 +293,12 @@ pub struct Timer {
     pub due_at: i64,
     /// What to do.
     pub payload: serde_json::Value,
-    /// `pending`, `done` or `cancelled`.
+    /// `pending`, `done`, `cancelled`, or `dead` (failed too often).
     pub state: String,
     /// What happened when it fired.
     pub outcome: Option<String>,
+    /// Failed attempts so far.
+    pub attempts: i64,
 }
 
 /// A notification to deliver (or delivered).
@@ -539,7 +554,7 @@ impl Store {
     pub fn events(&self, tenant: &str, ticket: &str) -> Result<Vec<EventRecord>> {
         let conn = self.lock();
         let mut st = conn.prepare(
-            "SELECT seq, ticket, kind, payload, received_at, processed FROM events \
+            "SELECT seq, ticket, kind, payload, received_at, processed, error FROM events \
              WHERE tenant = ?1 AND ticket = ?2 ORDER BY seq",
         )?;
         let rows = st.query_map([tenant, ticket], event_row)?;
@@ -551,10 +566,10 @@ impl Store {
     pub fn unprocessed_events(&self) -> Result<Vec<(String, EventRecord)>> {
         let conn = self.lock();
         let mut st = conn.prepare(
-            "SELECT seq, ticket, kind, payload, received_at, processed, tenant FROM events \
+            "SELECT seq, ticket, kind, payload, received_at, processed, error, tenant FROM events \
              WHERE processed = 0 ORDER BY seq",
         )?;
-        let rows = st.query_map([], |r| Ok((r.get::<_, String>(6)?, event_row(r)?)))?;
+        let rows = st.query_map([], |r| Ok((r.get::<_, String>(7)?, event_row(r)?)))?;
         rows.map(|r| Ok(r?)).collect()
     }
 
@@ -713,13 +728,111 @@ impl Store {
 
     /// Pending timers due at `now_ms`, oldest first.
     pub fn due_timers(&self, now_ms: i64, limit: u32) -> Result<Vec<Timer>> {
+        self.due_timers_except(now_ms, limit, &[])
+    }
+
+    /// Timers due at `now_ms`, oldest first, leaving out those of the
+    /// `(tenant, ticket)` pairs in `busy` (already being fired).
+    pub fn due_timers_except(
+        &self,
+        now_ms: i64,
+        limit: u32,
+        busy: &[(String, String)],
+    ) -> Result<Vec<Timer>> {
         let conn = self.lock();
-        let mut st = conn.prepare(
-            "SELECT id, tenant, ticket, kind, due_at, payload, state, outcome FROM timers \
-             WHERE state = 'pending' AND due_at <= ?1 ORDER BY due_at, id LIMIT ?2",
-        )?;
-        let rows = st.query_map(params![now_ms, limit], timer_row)?;
+        let mut sql = String::from(
+            "SELECT id, tenant, ticket, kind, due_at, payload, state, outcome, attempts FROM timers \
+             WHERE state = 'pending' AND due_at <= ?1",
+        );
+        let mut args: Vec<&dyn rusqlite::ToSql> = vec![&now_ms];
+        if !busy.is_empty() {
+            let pairs: Vec<String> = (0..busy.len())
+                .map(|i| format!("(?{}, ?{})", 3 + 2 * i, 4 + 2 * i))
+                .collect();
+            sql.push_str(&format!(
+                " AND (tenant, ticket) NOT IN (VALUES {})",
+                pairs.join(", ")
+            ));
+        }
+        sql.push_str(" ORDER BY due_at, id LIMIT ?2");
+        args.push(&limit);
+        for (tenant, ticket) in busy {
+            args.push(tenant);
+            args.push(ticket);
+        }
+        let mut st = conn.prepare(&sql)?;
+        let rows = st.query_map(args.as_slice(), timer_row)?;
         rows.map(|r| Ok(r?)).collect()
+    }
+
+    /// A timer failed: back it off by `retry_in_ms`, or dead-letter it after
+    /// [`TIMER_MAX_ATTEMPTS`]. Returns whether it was dead-lettered.
+    pub fn timer_failed(
+        &self,
+        id: i64,
+        now: DateTime<Utc>,
+        retry_in_ms: i64,
+        error: &str,
+    ) -> Result<bool> {
+        let conn = self.lock();
+        let attempts: i64 = conn
+            .query_row(
+                "UPDATE timers SET attempts = attempts + 1 WHERE id = ?1 AND state = 'pending' \
+                 RETURNING attempts",
+                [id],
+                |r| r.get(0),
+            )
+            .optional()?
+            .unwrap_or(TIMER_MAX_ATTEMPTS);
+        let dead = attempts >= TIMER_MAX_ATTEMPTS;
+        if dead {
+            conn.execute(
+                "UPDATE timers SET state = 'dead', done_at = ?2, \
+                 outcome = ?3 WHERE id = ?1 AND state = 'pending'",
+                params![
+                    id,
+                    ts(now),
+                    format!("dead-lettered after {attempts} failed attempts: {error}")
+                ],
+            )?;
+        } else {
+            conn.execute(
+                "UPDATE timers SET due_at = ?2, outcome = ?3 WHERE id = ?1 AND state = 'pending'",
+                params![
+                    id,
+                    now.timestamp_millis().saturating_add(retry_in_ms),
+                    format!("attempt {attempts} failed, retrying: {error}")
+                ],
+            )?;
+        }
+        Ok(dead)
+    }
+
+    /// Mark an event whose decision failed: it is never decided again.
+    pub fn event_failed(&self, seq: i64, error: &str) -> Result<()> {
+        self.lock().execute(
+            "UPDATE events SET processed = 2, error = ?2 WHERE seq = ?1 AND processed = 0",
+            params![seq, error],
+        )?;
+        Ok(())
+    }
+
+    /// The most recent failed events of `tenant` (newest first), at most
+    /// `limit`, and how many there are in all.
+    pub fn failed_events(&self, tenant: &str, limit: u32) -> Result<(Vec<EventRecord>, i64)> {
+        let conn = self.lock();
+        let total: i64 = conn.query_row(
+            "SELECT count(*) FROM events WHERE tenant = ?1 AND processed = 2",
+            [tenant],
+            |r| r.get(0),
+        )?;
+        let mut st = conn.prepare(
+            "SELECT seq, ticket, kind, payload, received_at, processed, error FROM events \
+             WHERE tenant = ?1 AND processed = 2 ORDER BY seq DESC LIMIT ?2",
+        )?;
+        let rows = st.query_map(params![tenant, limit], event_row)?;
+        let events = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok((events, total))
     }
 
     /// When the next pending timer is due, ms.
@@ -735,7 +848,7 @@ impl Store {
     pub fn timers(&self, tenant: &str, ticket: &str) -> Result<Vec<Timer>> {
         let conn = self.lock();
         let mut st = conn.prepare(
-            "SELECT id, tenant, ticket, kind, due_at, payload, state, outcome FROM timers \
+            "SELECT id, tenant, ticket, kind, due_at, payload, state, outcome, attempts FROM timers \
              WHERE tenant = ?1 AND ticket = ?2 ORDER BY due_at, id",
         )?;
         let rows = st.query_map([tenant, ticket], timer_row)?;
@@ -1032,7 +1145,8 @@ fn event_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventRecord> {
         kind: r.get(2)?,
         payload: serde_json::from_str(&payload).unwrap_or(serde_json::Value::Null),
         received_at: r.get(4)?,
-        processed: r.get(5)?,
+        processed: r.get::<_, i64>(5)? != 0,
+        failed: r.get(6)?,
     })
 }
 
@@ -1047,6 +1161,7 @@ fn timer_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Timer> {
         payload: serde_json::from_str(&payload).unwrap_or(serde_json::Value::Null),
         state: r.get(6)?,
         outcome: r.get(7)?,
+        attempts: r.get(8)?,
     })
 }
 
@@ -1287,7 +1402,7 @@ impl Tx<'_> {
     /// A ticket's pending timers of one kind.
     pub fn pending_timers(&self, tenant: &str, ticket: &str, kind: &str) -> Result<Vec<Timer>> {
         let mut st = self.tx.prepare_cached(
-            "SELECT id, tenant, ticket, kind, due_at, payload, state, outcome FROM timers \
+            "SELECT id, tenant, ticket, kind, due_at, payload, state, outcome, attempts FROM timers \
              WHERE tenant = ?1 AND ticket = ?2 AND kind = ?3 AND state = 'pending' ORDER BY due_at",
         )?;
         let rows = st.query_map([tenant, ticket, kind], timer_row)?;

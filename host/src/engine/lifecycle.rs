@@ -255,7 +255,7 @@ impl Engine {
         detail: serde_json::Value,
         f: impl FnOnce(&mut Vec<PluginSlot>) -> Result<(), EngineError>,
     ) -> Result<u64, EngineError> {
-        let _one_change = lock(&self.lifecycle);
+        let _one_change = self.lifecycle.lock(tenant, "");
         let mut slots = self.store.plugin_slots(tenant)?;
         f(&mut slots)?;
         let set = self.build_set(tenant, &slots)?;
@@ -556,7 +556,7 @@ impl Engine {
         version: &str,
         actor: &str,
     ) -> Result<(), EngineError> {
-        let _one_change = lock(&self.lifecycle);
+        let _one_change = self.lifecycle.lock(tenant, "");
         let slots = self.store.plugin_slots(tenant)?;
         if slots
             .iter()
@@ -694,7 +694,16 @@ impl Engine {
         let mut tripped = Vec::new();
         {
             let mut health = lock(&self.health);
-            for r in runs {
+            // Only what a tenant's own plugin did counts: the vendor's
+            // built-ins are never disabled, and a call that never ran (its
+            // share was full) or that the host failed is not the plugin's
+            // fault.
+            let counted = runs.iter().filter(|r| {
+                !r.vendor
+                    && r.error_kind
+                        .is_none_or(crate::runtime::PluginError::is_plugin_fault)
+            });
+            for r in counted {
                 let h = health
                     .entry((tenant.to_string(), r.plugin.clone()))
                     .or_default();

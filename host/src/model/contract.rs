@@ -67,7 +67,68 @@ fn channel_in(c: TicketChannel) -> wit::TicketChannel {
 }
 
 /// A ticket as plugins see it.
+/// How much of a ticket plugins are handed. The newest messages are kept,
+/// up to [`MAX_MESSAGES`] and [`MAX_CONVERSATION_BYTES`] of message text
+/// (a single newer message over the byte cap keeps its first bytes); a
+/// ticket that was cut carries the tag [`CUT_TAG`]. Every plugin's memory
+/// and fuel can then be sized for the largest ticket it will ever see.
+pub const MAX_MESSAGES: usize = 200;
+/// Bytes of message text handed to plugins, at most.
+pub const MAX_CONVERSATION_BYTES: usize = 256 << 10;
+/// Bytes of the subject handed to plugins, at most.
+pub const MAX_SUBJECT_BYTES: usize = 4 << 10;
+/// Status changes handed to plugins, at most (the newest).
+pub const MAX_STATUS_CHANGES: usize = 100;
+/// Tags handed to plugins, at most.
+pub const MAX_TAGS: usize = 64;
+/// The tag a ticket carries when plugins see only part of it.
+pub const CUT_TAG: &str = "escalator:conversation-cut";
+
+fn cut_str(s: &str, max: usize) -> String {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}
+
+/// Which messages of `t` plugins see, newest kept: the index of the first
+/// one, and whether anything was left out.
+fn kept_messages(t: &Ticket) -> (usize, bool) {
+    let mut bytes = 0usize;
+    let mut first = t.messages.len();
+    for (i, m) in t.messages.iter().enumerate().rev() {
+        if t.messages.len() - i > MAX_MESSAGES {
+            break;
+        }
+        if bytes + m.body.len() > MAX_CONVERSATION_BYTES && first < t.messages.len() {
+            break;
+        }
+        bytes += m.body.len();
+        first = i;
+    }
+    let cut = first > 0
+        || t.messages
+            .last()
+            .is_some_and(|m| m.body.len() > MAX_CONVERSATION_BYTES);
+    (first, cut)
+}
+
+/// `t` as plugins see it: bounded (see [`MAX_MESSAGES`]).
 pub fn ticket(t: &Ticket) -> wit::Ticket {
+    let (first, mut cut) = kept_messages(t);
+    cut |= t.subject.len() > MAX_SUBJECT_BYTES
+        || t.status_history.len() > MAX_STATUS_CHANGES
+        || t.tags.len() > MAX_TAGS;
+    let mut tags: Vec<String> = t
+        .tags
+        .iter()
+        .take(MAX_TAGS)
+        .map(|s| cut_str(s, 256))
+        .collect();
+    if cut {
+        tags.push(CUT_TAG.into());
+    }
     let updated = t
         .updated_at
         .or_else(|| t.messages.iter().map(|m| m.sent_at).max())
@@ -75,12 +136,12 @@ pub fn ticket(t: &Ticket) -> wit::Ticket {
     wit::Ticket {
         id: t.id.clone(),
         tenant: t.tenant.clone(),
-        subject: t.subject.clone(),
+        subject: cut_str(&t.subject, MAX_SUBJECT_BYTES),
         category: t.category.clone(),
         channel: channel_in(t.channel),
         status: status(t.status),
-        status_history: t
-            .status_history
+        status_history: t.status_history
+            [t.status_history.len().saturating_sub(MAX_STATUS_CHANGES)..]
             .iter()
             .map(|c| wit::StatusChange {
                 status: status(c.status),
@@ -92,11 +153,12 @@ pub fn ticket(t: &Ticket) -> wit::Ticket {
         tier: t.tier.map(tier),
         assignee: t.assignee.clone(),
         claimed_at: t.claimed_at.map(ms),
-        tags: t.tags.clone(),
+        tags,
         messages: t
             .messages
             .iter()
             .enumerate()
+            .skip(first)
             .map(|(i, m)| wit::Message {
                 id: if m.id.is_empty() {
                     format!("m{}", i + 1)
@@ -105,7 +167,7 @@ pub fn ticket(t: &Ticket) -> wit::Ticket {
                 },
                 author: author(m.author),
                 author_id: m.author_id.clone(),
-                body: m.body.clone(),
+                body: cut_str(&m.body, MAX_CONVERSATION_BYTES),
                 sent_at: ms(m.sent_at),
                 sentiment: m.sentiment,
             })
@@ -389,6 +451,51 @@ mod tests {
         assert_eq!(w.tenant, "default");
         assert_eq!(w.messages[0].id, "m1");
         assert_eq!(w.updated_at, ms(at("2026-11-27T09:05:00Z")));
+    }
+
+    fn ticket_with(bodies: &[usize]) -> Ticket {
+        let messages: Vec<String> = bodies
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                format!(
+                    r#"{{"id":"m{i}","author":"customer","body":"{}","sent_at":"2026-11-27T09:05:00Z"}}"#,
+                    "x".repeat(*n)
+                )
+            })
+            .collect();
+        serde_json::from_str(&format!(
+            r#"{{"id":"T","created_at":"2026-11-27T09:00:00Z","messages":[{}]}}"#,
+            messages.join(",")
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn plugins_see_the_newest_messages_up_to_the_caps_and_a_cut_tag() {
+        let small = ticket(&ticket_with(&[10, 10]));
+        assert_eq!(small.messages.len(), 2);
+        assert!(!small.tags.iter().any(|t| t == CUT_TAG));
+
+        let many = ticket(&ticket_with(&vec![5; MAX_MESSAGES + 50]));
+        assert_eq!(many.messages.len(), MAX_MESSAGES);
+        assert_eq!(many.messages[0].id, "m50", "the newest are kept");
+        assert!(many.tags.iter().any(|t| t == CUT_TAG));
+
+        let big = ticket(&ticket_with(&[
+            MAX_CONVERSATION_BYTES / 2,
+            MAX_CONVERSATION_BYTES / 2,
+            100,
+        ]));
+        assert_eq!(big.messages.len(), 2);
+        assert_eq!(big.messages[1].id, "m2");
+        let bytes: usize = big.messages.iter().map(|m| m.body.len()).sum();
+        assert!(bytes <= MAX_CONVERSATION_BYTES, "{bytes}");
+
+        let huge = ticket(&ticket_with(&[10, MAX_CONVERSATION_BYTES * 3]));
+        assert_eq!(huge.messages.len(), 1);
+        assert_eq!(huge.messages[0].body.len(), MAX_CONVERSATION_BYTES);
+        assert!(huge.tags.iter().any(|t| t == CUT_TAG));
     }
 
     #[test]

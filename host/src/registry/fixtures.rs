@@ -158,7 +158,7 @@ fn run_one(runtime: &Runtime, p: &LoadedPlugin, f: &Fixture) -> CaseResult {
             .max()
             .unwrap_or(f.ticket.created_at)
     });
-    let ticket = contract::ticket(&f.ticket);
+    let ticket = std::sync::Arc::new(contract::ticket(&f.ticket));
     let ctx = contract::context(now, f.event, p.config_json.to_string());
     let escalation = f.escalation.clone().unwrap_or(model::Escalation {
         tier: model::Tier::High,

@@ -21,6 +21,11 @@ pub struct RuntimeConfig {
     /// Write `/tmp/perf-PID.map` so `perf` can name plugin functions
     /// (`ESCALATOR_PERFMAP=1`).
     pub perf_map: bool,
+    /// How plugin execution is shared between tenants.
+    pub shares: super::shares::SharesConfig,
+    /// The most a manifest may ask for; a plugin asking for more is refused
+    /// at load.
+    pub ceiling: super::Limits,
 }
 
 impl Default for RuntimeConfig {
@@ -37,6 +42,8 @@ impl Default for RuntimeConfig {
             max_memory_bytes: 512 << 20,
             max_component_bytes: 64 << 20,
             perf_map: std::env::var_os("ESCALATOR_PERFMAP").is_some_and(|v| v == "1"),
+            shares: super::shares::SharesConfig::default(),
+            ceiling: super::Limits::ceiling(),
         }
     }
 }

@@ -27,6 +27,18 @@ pub enum LoadError {
         /// The limit.
         limit: usize,
     },
+    /// Its manifest asks for more than this server allows.
+    #[error("{plugin}: limits.{key} = {asked} is over this server's ceiling of {allowed}")]
+    OverCeiling {
+        /// The plugin.
+        plugin: PluginId,
+        /// The manifest key.
+        key: &'static str,
+        /// What it asked for.
+        asked: String,
+        /// The most allowed.
+        allowed: String,
+    },
     /// It does not compile.
     #[error("{plugin}: component does not compile: {source:#}")]
     Compile {
@@ -149,6 +161,25 @@ pub enum PluginError {
         /// Its message.
         message: String,
     },
+    /// Its tenant's share of plugin calls, or the process's plugin-memory
+    /// budget, stayed full for longer than a call may wait: the call never
+    /// ran. Not the plugin's fault; the crash-loop guard does not count it.
+    #[error("{plugin} did not run: {reason}")]
+    Overloaded {
+        /// The plugin.
+        plugin: PluginId,
+        /// Which share was full, and for how long it waited.
+        reason: String,
+    },
+    /// The host failed while running it (a bug in the host, never the
+    /// plugin's doing); the call's thread was thrown away.
+    #[error("{plugin}: the host failed during the call: {message}")]
+    HostFault {
+        /// The plugin.
+        plugin: PluginId,
+        /// What the host said.
+        message: String,
+    },
     /// The host could not instantiate it (e.g. all instance slots busy).
     #[error("{plugin} could not be instantiated: {source:#}")]
     Instantiate {
@@ -172,7 +203,17 @@ impl PluginError {
             PluginError::InvalidOutput { .. } => "invalid-output",
             PluginError::Refused { .. } => "refused",
             PluginError::Instantiate { .. } => "instantiate",
+            PluginError::Overloaded { .. } => "overloaded",
+            PluginError::HostFault { .. } => "host-fault",
         }
+    }
+
+    /// Whether the plugin itself caused this failure (a trap, fuel, its
+    /// deadline, memory, invalid or oversized output, a refusal), as
+    /// opposed to the host being busy or failing. Only these count for the
+    /// crash-loop guard.
+    pub fn is_plugin_fault(kind: &str) -> bool {
+        !matches!(kind, "overloaded" | "host-fault" | "instantiate")
     }
 }
 

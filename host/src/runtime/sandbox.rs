@@ -1,23 +1,29 @@
 //! What a plugin instance can reach: the store state of one call.
 //!
 //! - `escalator:plugin/host`: a capped log.
-//! - The WASI p2 subset that language runtimes need and nothing more: clocks
-//!   frozen at the evaluation's `now`, randomness seeded per evaluation,
+//! - The WASI p2 subset that language runtimes need and nothing more:
+//!   virtual clocks (wall and monotonic read the evaluation's `now` plus
+//!   whatever the guest slept; a pollable for a duration or an instant is
+//!   ready at once and moves virtual time to its deadline, so a guest that
+//!   sleeps costs nothing, and a replay sees the same times), randomness
+//!   seeded per evaluation,
 //!   stdout/stderr captured into the same capped log, an empty environment,
 //!   no arguments, no preopened directories, no stdin. Sockets and HTTP are
 //!   not linked at all, and components importing them are refused at load.
 //! - A memory limiter that records the peak and whether a grow was denied.
 
 use super::wit;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
-use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use wasmtime::component::{HasData, HasSelf, Linker, Resource, ResourceTable};
 use wasmtime::{ResourceLimiter, Result};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream, WasiCli, WasiCliView};
 use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView};
 use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemView};
+use wasmtime_wasi::p2::bindings::clocks::monotonic_clock;
 use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, random, sockets, sync};
-use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
+use wasmtime_wasi::p2::{DynPollable, OutputStream, Pollable, StreamError, StreamResult};
 use wasmtime_wasi::random::WasiRandom;
 use wasmtime_wasi::sockets::{WasiSockets, WasiSocketsView as _};
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, WasiView};
@@ -78,7 +84,12 @@ pub fn linker(engine: &wasmtime::Engine) -> Result<Linker<CallState>> {
 
     type T = CallState;
     clocks::wall_clock::add_to_linker::<T, WasiClocks>(&mut l, T::clocks)?;
-    clocks::monotonic_clock::add_to_linker::<T, WasiClocks>(&mut l, T::clocks)?;
+    // Our own monotonic clock, not wasmtime-wasi's: its pollables sleep in
+    // real time (on the host thread, where epochs cannot interrupt them).
+    clocks::monotonic_clock::add_to_linker::<T, VirtualMonotonic>(&mut l, |t| MonotonicView {
+        time: &t.time,
+        table: &mut t.table,
+    })?;
     filesystem::preopens::add_to_linker::<T, WasiFilesystem>(&mut l, T::filesystem)?;
     sync::filesystem::types::add_to_linker::<T, WasiFilesystem>(&mut l, T::filesystem)?;
     random::random::add_to_linker::<T, WasiRandom>(&mut l, |t| t.ctx().ctx.random())?;
@@ -323,28 +334,127 @@ impl tokio::io::AsyncWrite for CapturedStream {
     }
 }
 
-/// The wall clock, frozen at the evaluation's `now`.
-struct FrozenWallClock(Duration);
+/// Virtual time of one call, in nanoseconds since the Unix epoch: the
+/// evaluation's `now` plus whatever the guest slept. Clones share it.
+#[derive(Clone, Debug)]
+pub struct VirtualTime {
+    base_ns: u64,
+    slept_ns: Arc<AtomicU64>,
+}
 
-impl HostWallClock for FrozenWallClock {
+impl VirtualTime {
+    /// Time that starts at `now_ms`.
+    pub fn at(now_ms: i64) -> VirtualTime {
+        let base_ns = u64::try_from(now_ms).unwrap_or(0).saturating_mul(1_000_000);
+        VirtualTime {
+            base_ns,
+            slept_ns: Arc::default(),
+        }
+    }
+
+    /// Now, in nanoseconds since the epoch.
+    pub fn now_ns(&self) -> u64 {
+        self.base_ns
+            .saturating_add(self.slept_ns.load(Ordering::Relaxed))
+    }
+
+    /// How long the guest has slept, in virtual nanoseconds.
+    pub fn slept_ns(&self) -> u64 {
+        self.slept_ns.load(Ordering::Relaxed)
+    }
+
+    /// Move time forward to `at_ns` (never back).
+    fn advance_to(&self, at_ns: u64) {
+        let slept = at_ns.saturating_sub(self.base_ns);
+        self.slept_ns.fetch_max(slept, Ordering::Relaxed);
+    }
+}
+
+/// The wall clock: virtual time.
+struct VirtualWallClock(VirtualTime);
+
+impl HostWallClock for VirtualWallClock {
     fn resolution(&self) -> Duration {
         Duration::from_millis(1)
     }
     fn now(&self) -> Duration {
-        self.0
+        Duration::from_nanos(self.0.now_ns())
     }
 }
 
-/// The monotonic clock, frozen too: a plugin measuring its own run time sees
-/// zero, and the same input always gives the same output.
-struct FrozenMonotonicClock(u64);
+/// The monotonic clock for anything inside wasmtime-wasi that reads it:
+/// virtual time too.
+struct VirtualMonotonicClock(VirtualTime);
 
-impl HostMonotonicClock for FrozenMonotonicClock {
+impl HostMonotonicClock for VirtualMonotonicClock {
     fn resolution(&self) -> u64 {
         1
     }
     fn now(&self) -> u64 {
-        self.0
+        self.0.now_ns()
+    }
+}
+
+/// `wasi:clocks/monotonic-clock` on virtual time.
+struct VirtualMonotonic;
+
+impl HasData for VirtualMonotonic {
+    type Data<'a> = MonotonicView<'a>;
+}
+
+/// What the monotonic clock's host functions see of the call.
+struct MonotonicView<'a> {
+    time: &'a VirtualTime,
+    table: &'a mut ResourceTable,
+}
+
+/// A pollable that is ready at once and, when polled, moves virtual time
+/// to its deadline: sleeping costs the guest nothing and the host no
+/// thread.
+struct VirtualDeadline {
+    time: VirtualTime,
+    at_ns: u64,
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for VirtualDeadline {
+    async fn ready(&mut self) {
+        self.time.advance_to(self.at_ns);
+    }
+}
+
+impl MonotonicView<'_> {
+    fn deadline(&mut self, at_ns: u64) -> Result<Resource<DynPollable>> {
+        let deadline = self.table.push(VirtualDeadline {
+            time: self.time.clone(),
+            at_ns,
+        })?;
+        wasmtime_wasi_io::poll::subscribe(self.table, deadline)
+    }
+}
+
+impl monotonic_clock::Host for MonotonicView<'_> {
+    fn now(&mut self) -> Result<monotonic_clock::Instant> {
+        Ok(self.time.now_ns())
+    }
+
+    fn resolution(&mut self) -> Result<monotonic_clock::Duration> {
+        Ok(1)
+    }
+
+    fn subscribe_instant(
+        &mut self,
+        when: monotonic_clock::Instant,
+    ) -> Result<Resource<DynPollable>> {
+        self.deadline(when)
+    }
+
+    fn subscribe_duration(
+        &mut self,
+        duration: monotonic_clock::Duration,
+    ) -> Result<Resource<DynPollable>> {
+        let at = self.time.now_ns().saturating_add(duration);
+        self.deadline(at)
     }
 }
 
@@ -409,7 +519,8 @@ pub struct CallState {
     /// (the SDK's default) never pay for it.
     wasi: Option<WasiCtx>,
     table: ResourceTable,
-    now_ms: i64,
+    /// The call's virtual time (wall and monotonic clocks).
+    pub time: VirtualTime,
     seed: u64,
     /// The memory limiter.
     pub limiter: Limiter,
@@ -423,7 +534,7 @@ impl CallState {
         CallState {
             wasi: None,
             table: ResourceTable::new(),
-            now_ms,
+            time: VirtualTime::at(now_ms),
             seed,
             limiter: Limiter {
                 max_bytes: memory_bytes,
@@ -436,10 +547,9 @@ impl CallState {
     }
 }
 
-/// The sandbox's WASI context: frozen clocks, seeded randomness, captured
+/// The sandbox's WASI context: virtual clocks, seeded randomness, captured
 /// stdio, and nothing else.
-fn build_wasi(now_ms: i64, seed: u64, log: &LogSink) -> WasiCtx {
-    let now = Duration::from_millis(u64::try_from(now_ms).unwrap_or(0));
+fn build_wasi(time: &VirtualTime, seed: u64, log: &LogSink) -> WasiCtx {
     let mut b = WasiCtx::builder();
     b.stdout(CapturedStream {
         sink: log.clone(),
@@ -449,10 +559,8 @@ fn build_wasi(now_ms: i64, seed: u64, log: &LogSink) -> WasiCtx {
         sink: log.clone(),
         source: LogSource::Stderr,
     })
-    .wall_clock(FrozenWallClock(now))
-    .monotonic_clock(FrozenMonotonicClock(
-        u64::try_from(now.as_nanos()).unwrap_or(u64::MAX),
-    ))
+    .wall_clock(VirtualWallClock(time.clone()))
+    .monotonic_clock(VirtualMonotonicClock(time.clone()))
     .secure_random(wasmtime_wasi::Deterministic::new(seeded_bytes(seed, 256)))
     .insecure_random(wasmtime_wasi::Deterministic::new(seeded_bytes(!seed, 256)))
     .insecure_random_seed(u128::from(seed) << 64 | u128::from(!seed))
@@ -465,10 +573,8 @@ fn build_wasi(now_ms: i64, seed: u64, log: &LogSink) -> WasiCtx {
 
 impl WasiView for CallState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        let (now_ms, seed, log) = (self.now_ms, self.seed, &self.log);
-        let wasi = self
-            .wasi
-            .get_or_insert_with(|| build_wasi(now_ms, seed, log));
+        let (time, seed, log) = (&self.time, self.seed, &self.log);
+        let wasi = self.wasi.get_or_insert_with(|| build_wasi(time, seed, log));
         WasiCtxView {
             ctx: wasi,
             table: &mut self.table,
@@ -547,6 +653,19 @@ mod tests {
         let (lines, _) = sink.finish();
         let texts: Vec<_> = lines.iter().map(|l| l.message.as_str()).collect();
         assert_eq!(texts, ["one", "two", "three"]);
+    }
+
+    #[test]
+    fn virtual_time_moves_only_forward_and_only_when_slept() {
+        let t = VirtualTime::at(1_000);
+        assert_eq!(t.now_ns(), 1_000_000_000);
+        t.advance_to(1_500_000_000);
+        assert_eq!(t.slept_ns(), 500_000_000);
+        t.advance_to(1_200_000_000);
+        assert_eq!(t.now_ns(), 1_500_000_000, "never back");
+        t.advance_to(u64::MAX);
+        assert_eq!(t.now_ns(), u64::MAX, "saturates");
+        assert_eq!(VirtualTime::at(-5).now_ns(), 0);
     }
 
     #[test]

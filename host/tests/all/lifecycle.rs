@@ -581,4 +581,47 @@ fn a_plugin_failing_most_calls_is_rolled_back_then_disabled_and_the_leads_are_to
         "{}",
         d["decisions"][0]["audit"]
     );
+    // ... and the decision says it was skipped.
+    assert_eq!(
+        d["decisions"][0]["data"]["skipped_plugins"],
+        json!(["hostile@1.0.0"]),
+        "{}",
+        d["decisions"][0]["data"]
+    );
+}
+
+#[test]
+fn the_guard_never_disables_a_vendor_plugin_however_often_it_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Escalator::start(&dir.path().join("data"), T0, None);
+    let acme = server.tenant("acme");
+    // ai-confidence refuses a confidence outside 0..1: make it fail every
+    // call, twice the guard's window.
+    for i in 0..2 * escalator::engine::GUARD_WINDOW {
+        acme.ok(
+            "POST",
+            "/v1/tickets",
+            Some(json!({"id": format!("AI-{i}"), "created_at": T0, "category": "billing",
+                "ai_analysis": {"confidence": 7.5, "intent": "refund", "reasoning": "?", "solutions_tried": []}})),
+        );
+    }
+    let t = acme.ok("GET", "/v1/tickets/AI-0", None);
+    let run = t["decisions"][0]["audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["plugin"].as_str().unwrap().starts_with("ai-confidence@"))
+        .cloned()
+        .unwrap();
+    assert!(!run["error"].is_null(), "the built-in failed: {run}");
+    let plugins = acme.ok("GET", "/v1/plugins", None);
+    let ai = plugins["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "ai-confidence")
+        .cloned()
+        .unwrap();
+    assert_eq!(ai["mode"], "active", "{ai}");
+    assert_eq!(acme.ok("GET", "/v1/plugin-changes", None), json!([]));
 }

@@ -24,7 +24,11 @@ fn load_error(r: Result<registry::LoadedPlugin, RegistryError>) -> (LoadError, S
 fn a_trigger_returns_typed_signals() {
     let p = builtin("phrases");
     let t = ticket("Refund", &["I will talk to my lawyer about this"]);
-    let out = runtime().evaluate(&p.plugin, &contract::ticket(&t), &ctx(&p.config_json));
+    let out = runtime().evaluate(
+        &p.plugin,
+        &std::sync::Arc::new(contract::ticket(&t)),
+        &ctx(&p.config_json),
+    );
     let eval = out.result.expect("phrases succeeds");
     assert_eq!(eval.signals.len(), 1);
     let s = &eval.signals[0];
@@ -57,9 +61,15 @@ fn a_router_returns_a_typed_routing_with_fallbacks() {
         signals: vec![],
         response_target: Some(1_800_000),
     };
-    let t = contract::ticket(&ticket("Charged twice", &["help"]));
+    let t = std::sync::Arc::new(contract::ticket(&ticket("Charged twice", &["help"])));
     let routing = runtime()
-        .route(&p.plugin, &t, &esc, &roster, &ctx(&p.config_json))
+        .route(
+            &p.plugin,
+            &t,
+            &esc,
+            &std::sync::Arc::new(roster),
+            &ctx(&p.config_json),
+        )
         .result
         .expect("skills succeeds");
     assert_eq!(routing.target, wit::Target::Agent("ana".into()));
@@ -90,9 +100,16 @@ fn a_notifier_returns_a_typed_plan() {
         reason: "specialist".into(),
         fallback: vec![],
     };
-    let t = contract::ticket(&ticket("Charged twice", &["help"]));
+    let t = std::sync::Arc::new(contract::ticket(&ticket("Charged twice", &["help"])));
     let plan = runtime()
-        .plan(&p.plugin, &t, &esc, &routing, &[], &ctx(&p.config_json))
+        .plan(
+            &p.plugin,
+            &t,
+            &esc,
+            &routing,
+            &std::sync::Arc::new(vec![]),
+            &ctx(&p.config_json),
+        )
         .result
         .expect("tiered succeeds");
     let first: Vec<_> = plan
@@ -244,10 +261,10 @@ fn the_same_ticket_at_the_same_time_gives_the_same_output_and_fuel() {
         builtin("phrases"),
         load("probe", "trigger", "", &guest_wasm("wasi-probe")).unwrap(),
     ] {
-        let t = contract::ticket(&ticket(
+        let t = std::sync::Arc::new(contract::ticket(&ticket(
             "This is unacceptable",
             &["cancel my account", "GDPR request now"],
-        ));
+        )));
         let a = runtime().evaluate(&p.plugin, &t, &ctx(&p.config_json));
         let b = runtime().evaluate(&p.plugin, &t, &ctx(&p.config_json));
         assert_eq!(
@@ -280,7 +297,7 @@ fn compiled_components_are_cached_on_disk_and_survive_corruption() {
     let second = Runtime::new(config()).unwrap();
     let p2 = registry::load_parts(&second, manifest, path, wasm, "b".into()).unwrap();
     assert_eq!(p2.plugin.origin(), Origin::Cached);
-    let t = contract::ticket(&ticket("x", &["my lawyer"]));
+    let t = std::sync::Arc::new(contract::ticket(&ticket("x", &["my lawyer"])));
     let out = second
         .evaluate(&p2.plugin, &t, &ctx(&p2.config_json))
         .result
@@ -315,7 +332,7 @@ fn many_threads_share_one_plugin_without_interference() {
                     } else {
                         "thanks"
                     };
-                    let t = contract::ticket(&ticket("q", &[body]));
+                    let t = std::sync::Arc::new(contract::ticket(&ticket("q", &[body])));
                     let out = runtime()
                         .evaluate(&p.plugin, &t, &ctx(&p.config_json))
                         .result

@@ -4,6 +4,7 @@
 mod browser;
 mod cli;
 mod hostile;
+mod isolation;
 mod lifecycle;
 mod loading;
 mod peers;

@@ -300,7 +300,7 @@ fn at(t: &str) -> chrono::DateTime<chrono::Utc> {
 
 fn sla_at(p: &registry::LoadedPlugin, t: &model::Ticket, now: &str) -> model::Evaluation {
     let ctx = contract_ctx(at(now), model::EventKind::Tick, &p.config_json);
-    let out = runtime().evaluate(&p.plugin, &contract::ticket(t), &ctx);
+    let out = runtime().evaluate(&p.plugin, &std::sync::Arc::new(contract::ticket(t)), &ctx);
     contract::evaluation_from(out.result.expect("sla succeeds")).unwrap()
 }
 
@@ -420,7 +420,13 @@ fn route_with(
         .map(|a| contract::agent(a, noon()).unwrap())
         .collect();
     let ctx = contract_ctx(noon(), model::EventKind::MessageAdded, &p.config_json);
-    let out = runtime().route(&p.plugin, &contract::ticket(t), &esc, &roster, &ctx);
+    let out = runtime().route(
+        &p.plugin,
+        &std::sync::Arc::new(contract::ticket(t)),
+        &esc,
+        &std::sync::Arc::new(roster),
+        &ctx,
+    );
     contract::routing_from(out.result.expect("skills succeeds"))
 }
 
@@ -484,10 +490,10 @@ fn plan_with(
     let ctx = contract_ctx(now, event, &p.config_json);
     let out = runtime().plan(
         &p.plugin,
-        &contract::ticket(t),
+        &std::sync::Arc::new(contract::ticket(t)),
         &esc,
         &routing,
-        &roster,
+        &std::sync::Arc::new(roster),
         &ctx,
     );
     contract::plan_from(out.result.expect("tiered succeeds"))

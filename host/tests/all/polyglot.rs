@@ -88,8 +88,12 @@ fn python() -> Vec<u8> {
     std::fs::read(&out).unwrap()
 }
 
-/// A directory with componentize-js installed by npm.
+/// A directory with componentize-js installed by npm. Tests call this at
+/// the same time: one installs while the others wait, and an install
+/// counts only once it finished (a marker file), never half-way.
 fn js_tools() -> PathBuf {
+    static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = INSTALLING.lock().unwrap_or_else(|e| e.into_inner());
     let dir = work().join("js");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::copy(
@@ -97,16 +101,15 @@ fn js_tools() -> PathBuf {
         dir.join("package.json"),
     )
     .unwrap();
-    if !dir
-        .join("node_modules/@bytecodealliance/componentize-js")
-        .exists()
-    {
+    let done = dir.join("node_modules/.escalator-installed");
+    if !done.exists() {
         run(
             Command::new("npm")
                 .args(["install", "--no-audit", "--no-fund", "--loglevel=error"])
                 .current_dir(&dir),
             "npm install componentize-js",
         );
+        std::fs::write(&done, b"").unwrap();
     }
     dir
 }

@@ -13,7 +13,11 @@ fn probe(subject: &str, id: &str) -> (HashMap<String, String>, escalator::runtim
     let p = load("probe", "trigger", limits, &guest_wasm("wasi-probe")).unwrap();
     let mut t = ticket(subject, &["hi"]);
     t.id = id.into();
-    let out = runtime().evaluate(&p.plugin, &contract::ticket(&t), &ctx("{}"));
+    let out = runtime().evaluate(
+        &p.plugin,
+        &std::sync::Arc::new(contract::ticket(&t)),
+        &ctx("{}"),
+    );
     let eval = out
         .result
         .unwrap_or_else(|e| panic!("the probe failed: {e}"));

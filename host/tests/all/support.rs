@@ -102,7 +102,7 @@ pub fn ctx(config: &str) -> wit::Context {
 pub fn evaluate(p: &LoadedPlugin, subject: &str) -> escalator::runtime::Outcome<wit::Evaluation> {
     runtime().evaluate(
         &p.plugin,
-        &contract::ticket(&ticket(subject, &["hello"])),
+        &std::sync::Arc::new(contract::ticket(&ticket(subject, &["hello"]))),
         &ctx(&p.config_json),
     )
 }

@@ -60,6 +60,26 @@ impl Trigger for Hostile {
                 wake_at: None,
             }),
             "refuse" => Err(String::from("refusing this ticket on purpose")),
+            "wake-far" => Ok(Evaluation {
+                signals: vec![],
+                wake_at: Some(i64::MAX),
+            }),
+            "keys" => Ok(Evaluation {
+                signals: (0..10_000)
+                    .map(|i| Signal::warn(Tier::Low, format!("k{i}"), "one of many"))
+                    .collect(),
+                wake_at: None,
+            }),
+            // A distinct key per ticket: across many tickets, as many
+            // distinct keys as tickets.
+            "distinct-key" => Ok(Evaluation {
+                signals: vec![Signal::escalate(
+                    Tier::Low,
+                    format!("distinct-{}", ticket.id),
+                    "a key of its own",
+                )],
+                wake_at: None,
+            }),
             other => Ok(Evaluation {
                 signals: vec![
                     Signal::escalate(Tier::Low, "hostile:ok", "behaved").with_evidence(other),
@@ -111,5 +131,7 @@ mod tests {
             "refusing this ticket on purpose"
         );
         assert_eq!(run("garbage").unwrap().signals[0].key, "");
+        assert_eq!(run("wake-far").unwrap().wake_at, Some(i64::MAX));
+        assert_eq!(run("keys").unwrap().signals.len(), 10_000);
     }
 }

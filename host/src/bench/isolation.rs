@@ -1,0 +1,313 @@
+//! `escalator bench-isolation`: a victim tenant's latency before and during
+//! each attack a hostile tenant's plugins can make, on one in-process
+//! server over loopback HTTP.
+//!
+//! For every attack the victim sends the same sequence of events (a ticket,
+//! then a message on it, alternately) from one client while the attacker's
+//! clients keep sending tickets that trigger the attack, and the report
+//! says the victim's p50 and p99 against its baseline, and how long the
+//! attacker's own calls took.
+
+use crate::matrix::Matrix;
+use crate::server::{BenchServer, PluginsConfig};
+use anyhow::{Context as _, Result};
+use base64::Engine as _;
+use serde_json::json;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// Flags of `escalator bench-isolation`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct IsolationArgs {
+    /// Victim events per attack.
+    #[arg(long, default_value_t = 300)]
+    pub events: usize,
+    /// Concurrent attacker clients.
+    #[arg(long, default_value_t = 8)]
+    pub attackers: usize,
+    /// Where the test guests' components are (built by the host's build
+    /// script into `target/wasm-guests/guest`).
+    #[arg(long)]
+    pub guests: Option<PathBuf>,
+    /// Run only the attacks whose name contains this.
+    #[arg(long)]
+    pub only: Option<String>,
+}
+
+/// One attack: the plugin the attacker uploads and the ticket subject that
+/// sets it off.
+struct Attack {
+    name: &'static str,
+    guest: &'static str,
+    plugin: &'static str,
+    kind: &'static str,
+    limits: &'static str,
+    subject: &'static str,
+    big: bool,
+}
+
+const ATTACKS: &[Attack] = &[
+    Attack {
+        name: "sleep 30 s (timeout 100 ms)",
+        guest: "sleeper",
+        plugin: "sleeper",
+        kind: "trigger",
+        limits: "[limits]\ntimeout-ms = 100\n",
+        subject: "sleep",
+        big: false,
+    },
+    Attack {
+        name: "spin on the clock (timeout 100 ms)",
+        guest: "sleeper",
+        plugin: "sleeper",
+        kind: "trigger",
+        limits: "[limits]\ntimeout-ms = 100\nfuel = 100_000_000_000\n",
+        subject: "spin-clock",
+        big: false,
+    },
+    Attack {
+        name: "busy loop (timeout 100 ms)",
+        guest: "hostile",
+        plugin: "hostile",
+        kind: "trigger",
+        limits: "[limits]\ntimeout-ms = 100\nfuel = 100_000_000_000\n",
+        subject: "loop",
+        big: false,
+    },
+    Attack {
+        name: "delay >= 2^63 ms (notifier)",
+        guest: "rogue-notifier",
+        plugin: "tiered",
+        kind: "notifier",
+        limits: "",
+        subject: "far-delay",
+        big: false,
+    },
+    Attack {
+        name: "fallback >= 2^63 ms (router)",
+        guest: "rogue-router",
+        plugin: "skills",
+        kind: "router",
+        limits: "",
+        subject: "far-fallback",
+        big: false,
+    },
+    Attack {
+        name: "hoard 200 MiB (cap 256 MiB)",
+        guest: "sleeper",
+        plugin: "sleeper",
+        kind: "trigger",
+        limits: "[limits]\nmemory-mib = 256\ntimeout-ms = 2000\n",
+        subject: "hoard:200",
+        big: false,
+    },
+    Attack {
+        name: "10,000 signal keys",
+        guest: "hostile",
+        plugin: "hostile",
+        kind: "trigger",
+        limits: "",
+        subject: "keys",
+        big: false,
+    },
+    Attack {
+        name: "1 MiB tickets, 4,000 messages",
+        guest: "",
+        plugin: "",
+        kind: "",
+        limits: "",
+        subject: "big",
+        big: true,
+    },
+];
+
+/// Latencies, ms, sorted.
+struct Sample(Vec<f64>);
+
+impl Sample {
+    fn pct(&self, p: f64) -> f64 {
+        let i = ((self.0.len() as f64 * p) as usize).min(self.0.len().saturating_sub(1));
+        self.0.get(i).copied().unwrap_or(0.0)
+    }
+}
+
+fn ticket(id: &str, subject: &str, body: &str) -> serde_json::Value {
+    let now = chrono::Utc::now();
+    json!({
+        "id": id, "subject": subject, "category": "billing", "created_at": now,
+        "messages": [{"author": "customer", "body": body, "sent_at": now}],
+    })
+}
+
+fn big_ticket(id: &str) -> serde_json::Value {
+    let body = "I have been waiting for days and nobody answers my billing question, ".repeat(3);
+    let now = chrono::Utc::now();
+    let messages: Vec<_> = (0..4_000)
+        .map(|_| json!({"author": "customer", "body": body, "sent_at": now}))
+        .collect();
+    json!({"id": id, "subject": "big", "category": "billing", "created_at": now, "messages": messages})
+}
+
+/// The victim's events: create a ticket, add a message to it, repeat.
+async fn victim(b: &BenchServer, token: &str, round: &str, n: usize) -> Result<(Sample, usize)> {
+    let bodies = [
+        "I was charged twice this month and nobody answers. This is unacceptable, I want a refund now.",
+        "Hi, how do I export my projects to CSV?",
+    ];
+    let mut lat = Vec::with_capacity(n);
+    let mut errors = 0;
+    for i in 0..n {
+        let body = bodies[i % 2];
+        let t0 = Instant::now();
+        let resp = if i % 2 == 0 {
+            b.http
+                .post(format!("{}/v1/tickets", b.base))
+                .bearer_auth(token)
+                .json(&ticket(&format!("{round}-{i}"), "ordinary", body))
+                .send()
+                .await
+        } else {
+            b.http
+                .post(format!("{}/v1/tickets/{round}-{}/events", b.base, i - 1))
+                .bearer_auth(token)
+                .json(&json!({"type": "message", "author": "customer", "body": body}))
+                .send()
+                .await
+        };
+        match resp {
+            Ok(r) if r.status().is_success() => lat.push(t0.elapsed().as_secs_f64() * 1000.0),
+            _ => errors += 1,
+        }
+    }
+    lat.sort_by(f64::total_cmp);
+    Ok((Sample(lat), errors))
+}
+
+/// Run every attack and print the table.
+pub fn run(args: &IsolationArgs, matrix: &Matrix) -> Result<i32> {
+    let guests = args
+        .guests
+        .clone()
+        .or_else(|| option_env!("ESCALATOR_TEST_GUESTS").map(PathBuf::from))
+        .context("--guests DIR: where the test guests were built")?;
+    let dir = tempfile::Builder::new()
+        .prefix("escalator-bench-isolation")
+        .tempdir()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let b = BenchServer::start(dir.path(), matrix, Some(PluginsConfig::default())).await?;
+        let victim_token = b.tenant("victim").await?;
+        let shares = b.server.engine.runtime.shares().config();
+        println!(
+            "bench-isolation: victim {} events per round from 1 client; attacker {} clients; tenant concurrency {:?}, plugin-memory budget {} MiB",
+            args.events,
+            args.attackers,
+            shares.tenant_concurrency,
+            shares.memory_budget_bytes >> 20
+        );
+        // Warm up, then the baseline.
+        victim(&b, &victim_token, "warm", 40).await?;
+        let (base, base_errors) = victim(&b, &victim_token, "base", args.events).await?;
+        println!(
+            "\n| attack | victim p50 | victim p99 | p99 / baseline | victim errors | attacker requests | attacker p99 |"
+        );
+        println!("|---|---|---|---|---|---|---|");
+        println!(
+            "| none (baseline) | {:.2} ms | {:.2} ms | 1.00 | {base_errors} | | |",
+            base.pct(0.5),
+            base.pct(0.99)
+        );
+        let mut worst: f64 = 0.0;
+        for (n, attack) in ATTACKS.iter().enumerate() {
+            if args.only.as_deref().is_some_and(|o| !attack.name.contains(o)) {
+                continue;
+            }
+            let tenant = format!("attacker{n}");
+            let token = b.tenant(&tenant).await?;
+            if !attack.big {
+                let wasm = std::fs::read(guests.join(attack.guest).join(format!("{}.wasm", attack.guest)))
+                    .with_context(|| format!("reading guest {} from {}", attack.guest, guests.display()))?;
+                let manifest = format!(
+                    "name = \"{}\"\nkind = \"{}\"\nversion = \"1.0.0\"\n{}",
+                    attack.plugin, attack.kind, attack.limits
+                );
+                b.http
+                    .post(format!("{}/v1/plugins", b.base))
+                    .bearer_auth(&token)
+                    .json(&json!({"manifest": manifest, "component_base64": base64::engine::general_purpose::STANDARD.encode(wasm)}))
+                    .send()
+                    .await?
+                    .error_for_status()
+                    .with_context(|| format!("uploading {}", attack.plugin))?;
+            }
+            let stop = Arc::new(AtomicBool::new(false));
+            let sent = Arc::new(AtomicUsize::new(0));
+            let mut clients = tokio::task::JoinSet::new();
+            for c in 0..args.attackers {
+                let (http, base_url, token, stop, sent) =
+                    (b.http.clone(), b.base.clone(), token.clone(), stop.clone(), sent.clone());
+                let (subject, big) = (attack.subject, attack.big);
+                clients.spawn(async move {
+                    let mut lat = Vec::new();
+                    let mut i = 0;
+                    while !stop.load(Ordering::Relaxed) {
+                        let id = format!("A{c}-{i}");
+                        let body = if big {
+                            big_ticket(&id)
+                        } else {
+                            ticket(&id, subject, "This is unacceptable, I want a refund")
+                        };
+                        let t0 = Instant::now();
+                        let r = http
+                            .post(format!("{base_url}/v1/tickets"))
+                            .bearer_auth(&token)
+                            .timeout(Duration::from_secs(120))
+                            .json(&body)
+                            .send()
+                            .await;
+                        if r.is_ok() {
+                            lat.push(t0.elapsed().as_secs_f64() * 1000.0);
+                        }
+                        sent.fetch_add(1, Ordering::Relaxed);
+                        i += 1;
+                    }
+                    lat
+                });
+            }
+            // Let the attack get going before measuring.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let (during, errors) = victim(&b, &victim_token, &format!("v{n}"), args.events).await?;
+            stop.store(true, Ordering::Relaxed);
+            let mut attacker = Vec::new();
+            while let Some(l) = clients.join_next().await {
+                attacker.extend(l?);
+            }
+            attacker.sort_by(f64::total_cmp);
+            let ratio = during.pct(0.99) / base.pct(0.99).max(0.001);
+            worst = worst.max(ratio);
+            println!(
+                "| {} | {:.2} ms | {:.2} ms | {:.2} | {errors} | {} | {:.0} ms |",
+                attack.name,
+                during.pct(0.5),
+                during.pct(0.99),
+                ratio,
+                sent.load(Ordering::Relaxed),
+                Sample(attacker).pct(0.99),
+            );
+        }
+        let rss = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("VmHWM:"))
+                    .map(|v| v.trim().to_string())
+            })
+            .unwrap_or_default();
+        println!("\nworst victim p99 ratio {worst:.2}; peak RSS {rss}");
+        Ok(0)
+    })
+}

@@ -1,0 +1,326 @@
+//! Fair shares of plugin execution, and the threads calls run on.
+//!
+//! - **Admission**: before a call runs it takes a permit: one of its
+//!   tenant's concurrent-call slots, one of the process's call slots (the
+//!   pooling allocator's instances), and its memory cap out of the
+//!   process-wide plugin-memory budget. A permit is given back when the call
+//!   has really ended, so a tenant whose calls are slow or blocked waits
+//!   behind itself, never in front of anyone else. A call that cannot be
+//!   admitted within the queue timeout fails as `Overloaded` without running.
+//! - **Threads**: every call runs on a dedicated call thread, never on the
+//!   caller's thread (an async runtime's worker, or `main` inside
+//!   `block_on`). The caller waits for the result until the call's deadline
+//!   and then walks away, so no host call, however long it blocks, holds the
+//!   caller; a thread whose call overran is simply not reused until it
+//!   returns, and a fresh thread takes its place.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+/// How plugin execution is shared out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SharesConfig {
+    /// Concurrent calls one tenant may have running (`None`: no cap, for
+    /// the CLI and replay, where one operator owns everything).
+    pub tenant_concurrency: Option<usize>,
+    /// The memory caps of all calls running at once, added up, in bytes.
+    pub memory_budget_bytes: usize,
+    /// How long a call may wait for its share before it fails.
+    pub queue_timeout: Duration,
+}
+
+impl Default for SharesConfig {
+    fn default() -> Self {
+        SharesConfig {
+            tenant_concurrency: None,
+            // 4 GiB: a sixth of a 24 GiB machine; 64 calls of the default
+            // 64 MiB cap, or 16 at the 256 MiB ceiling.
+            memory_budget_bytes: 4 << 30,
+            queue_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+struct State {
+    per_tenant: HashMap<String, usize>,
+    calls: usize,
+    memory: usize,
+}
+
+/// The shares of one runtime.
+pub struct Shares {
+    config: SharesConfig,
+    max_calls: usize,
+    state: Mutex<State>,
+    freed: Condvar,
+}
+
+/// A running call's share; given back on drop.
+pub struct Permit {
+    shares: Arc<Shares>,
+    tenant: String,
+    memory: usize,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Shares {
+    /// Shares for at most `max_calls` calls at once in the whole process.
+    pub fn new(config: SharesConfig, max_calls: usize) -> Arc<Shares> {
+        Arc::new(Shares {
+            config,
+            max_calls: max_calls.max(1),
+            state: Mutex::new(State {
+                per_tenant: HashMap::new(),
+                calls: 0,
+                memory: 0,
+            }),
+            freed: Condvar::new(),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> SharesConfig {
+        self.config
+    }
+
+    /// Take a share for one call of `tenant` that may use `memory` bytes;
+    /// waits up to the queue timeout. The error says which share was full.
+    pub fn admit(self: &Arc<Self>, tenant: &str, memory: usize) -> Result<Permit, String> {
+        // A call bigger than the whole budget could never run; let it run
+        // alone rather than never.
+        let memory = memory.min(self.config.memory_budget_bytes);
+        let until = Instant::now() + self.config.queue_timeout;
+        let mut s = lock(&self.state);
+        loop {
+            let mine = s.per_tenant.get(tenant).copied().unwrap_or(0);
+            let full = if self
+                .config
+                .tenant_concurrency
+                .is_some_and(|cap| mine >= cap)
+            {
+                Some("its tenant's share of concurrent plugin calls")
+            } else if s.calls >= self.max_calls {
+                Some("every plugin call slot of the process")
+            } else if s.memory + memory > self.config.memory_budget_bytes {
+                Some("the process's plugin-memory budget")
+            } else {
+                None
+            };
+            let Some(full) = full else { break };
+            let now = Instant::now();
+            if now >= until {
+                return Err(format!(
+                    "{full} stayed in use for {:?}",
+                    self.config.queue_timeout
+                ));
+            }
+            s = self
+                .freed
+                .wait_timeout(s, until - now)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        *s.per_tenant.entry(tenant.to_string()).or_default() += 1;
+        s.calls += 1;
+        s.memory += memory;
+        Ok(Permit {
+            shares: self.clone(),
+            tenant: tenant.to_string(),
+            memory,
+        })
+    }
+
+    /// Calls running now: (all tenants, this tenant).
+    pub fn running(&self, tenant: &str) -> (usize, usize) {
+        let s = lock(&self.state);
+        (s.calls, s.per_tenant.get(tenant).copied().unwrap_or(0))
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        let mut s = lock(&self.shares.state);
+        if let Some(n) = s.per_tenant.get_mut(&self.tenant) {
+            *n -= 1;
+            if *n == 0 {
+                s.per_tenant.remove(&self.tenant);
+            }
+        }
+        s.calls -= 1;
+        s.memory -= self.memory;
+        drop(s);
+        self.shares.freed.notify_all();
+    }
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+struct Queue {
+    jobs: VecDeque<Job>,
+    idle: usize,
+}
+
+/// The threads plugin calls run on: grown on demand (a thread stuck in an
+/// overrunning call is not waited for), shrunk when idle.
+pub struct CallThreads {
+    queue: Arc<(Mutex<Queue>, Condvar)>,
+}
+
+/// An idle call thread exits after this long.
+const IDLE_EXIT: Duration = Duration::from_secs(60);
+/// Stack of a call thread: wasm's own stack (1 MiB, `max_wasm_stack`) plus
+/// room for the host functions it calls.
+const STACK_BYTES: usize = 8 << 20;
+
+impl CallThreads {
+    /// No threads yet.
+    pub fn new() -> CallThreads {
+        CallThreads {
+            queue: Arc::new((
+                Mutex::new(Queue {
+                    jobs: VecDeque::new(),
+                    idle: 0,
+                }),
+                Condvar::new(),
+            )),
+        }
+    }
+
+    /// Run `job` on a call thread.
+    pub fn submit(&self, job: Job) -> std::io::Result<()> {
+        let (m, cv) = &*self.queue;
+        let mut q = lock(m);
+        q.jobs.push_back(job);
+        let spawn = q.idle < q.jobs.len();
+        drop(q);
+        if spawn {
+            let queue = self.queue.clone();
+            let spawned = std::thread::Builder::new()
+                .name("escalator-plugin".into())
+                .stack_size(STACK_BYTES)
+                .spawn(move || work(&queue));
+            if let Err(e) = spawned {
+                // Take the job back out if no thread can be had and none
+                // is idle: the caller reports it.
+                let mut q = lock(m);
+                if q.idle == 0 {
+                    q.jobs.pop_back();
+                    return Err(e);
+                }
+            }
+        }
+        cv.notify_one();
+        Ok(())
+    }
+}
+
+impl Default for CallThreads {
+    fn default() -> Self {
+        CallThreads::new()
+    }
+}
+
+fn work(queue: &(Mutex<Queue>, Condvar)) {
+    let (m, cv) = queue;
+    loop {
+        let mut q = lock(m);
+        let job = loop {
+            if let Some(job) = q.jobs.pop_front() {
+                break job;
+            }
+            q.idle += 1;
+            let (next, timeout) = cv
+                .wait_timeout(q, IDLE_EXIT)
+                .unwrap_or_else(PoisonError::into_inner);
+            q = next;
+            q.idle -= 1;
+            if timeout.timed_out() && q.jobs.is_empty() {
+                return;
+            }
+        };
+        drop(q);
+        job();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(cap: Option<usize>, budget: usize) -> SharesConfig {
+        SharesConfig {
+            tenant_concurrency: cap,
+            memory_budget_bytes: budget,
+            queue_timeout: Duration::from_millis(50),
+        }
+    }
+
+    #[test]
+    fn a_tenant_at_its_cap_waits_while_another_tenant_runs() {
+        let shares = Shares::new(config(Some(2), 1 << 30), 100);
+        let a1 = shares.admit("a", 1).unwrap();
+        let _a2 = shares.admit("a", 1).unwrap();
+        let err = shares.admit("a", 1).err().unwrap();
+        assert!(err.contains("tenant's share"), "{err}");
+        let _b = shares.admit("b", 1).expect("another tenant is not held up");
+        drop(a1);
+        let _a3 = shares.admit("a", 1).expect("a slot came back");
+        assert_eq!(shares.running("a"), (3, 2));
+    }
+
+    #[test]
+    fn the_memory_budget_bounds_all_calls_together() {
+        let shares = Shares::new(config(None, 100), 100);
+        let big = shares.admit("a", 70).unwrap();
+        let err = shares.admit("b", 40).err().unwrap();
+        assert!(err.contains("plugin-memory budget"), "{err}");
+        let _small = shares.admit("b", 30).unwrap();
+        drop(big);
+        let _again = shares.admit("b", 70).unwrap();
+    }
+
+    #[test]
+    fn a_waiting_call_runs_as_soon_as_a_share_is_freed() {
+        let shares = Shares::new(
+            SharesConfig {
+                queue_timeout: Duration::from_secs(10),
+                ..config(Some(1), 1 << 30)
+            },
+            100,
+        );
+        let held = shares.admit("a", 1).unwrap();
+        let s2 = shares.clone();
+        let waiter = std::thread::spawn(move || s2.admit("a", 1).map(drop));
+        std::thread::sleep(Duration::from_millis(20));
+        drop(held);
+        waiter.join().unwrap().expect("admitted after the release");
+    }
+
+    #[test]
+    fn call_threads_run_jobs_and_do_not_wait_for_a_stuck_one() {
+        let threads = CallThreads::new();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (release, stuck) = std::sync::mpsc::channel::<()>();
+        threads
+            .submit(Box::new(move || {
+                let _ = stuck.recv();
+            }))
+            .unwrap();
+        for i in 0..4 {
+            let tx = tx.clone();
+            threads
+                .submit(Box::new(move || tx.send(i).unwrap()))
+                .unwrap();
+        }
+        let mut got: Vec<i32> = (0..4)
+            .map(|_| rx.recv_timeout(Duration::from_secs(10)).unwrap())
+            .collect();
+        got.sort();
+        assert_eq!(got, [0, 1, 2, 3]);
+        release.send(()).unwrap();
+    }
+}
