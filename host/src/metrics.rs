@@ -97,6 +97,11 @@ const HELP: &[(&str, &str, &str)] = &[
         "SLA breach signals, by the ticket's tier and clock.",
     ),
     (
+        "escalator_events_failed_total",
+        "counter",
+        "Events whose decision failed (marked failed, never retried).",
+    ),
+    (
         "escalator_time_to_escalation_seconds",
         "histogram",
         "From ticket creation to its (first) escalation.",

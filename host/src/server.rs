@@ -423,8 +423,8 @@ pub struct BenchArgs {
 
 /// A server in this process on a loopback port, for the benchmarks.
 pub struct BenchServer {
-    /// The server's parts.
-    pub server: Server,
+    /// The server's parts (`None`: a server in another process).
+    pub server: Option<Server>,
     /// `http://127.0.0.1:PORT`.
     pub base: String,
     /// A client.
@@ -464,11 +464,22 @@ impl BenchServer {
             std::future::pending(),
         ));
         Ok(BenchServer {
-            server,
+            server: Some(server),
             base,
             http: reqwest::Client::new(),
             admin: config.admin_token.unwrap_or_default(),
         })
+    }
+
+    /// A server already running at `base` (another process, another
+    /// build), driven with `admin_token`.
+    pub fn external(base: &str, admin_token: &str) -> BenchServer {
+        BenchServer {
+            server: None,
+            base: base.trim_end_matches('/').to_string(),
+            http: reqwest::Client::new(),
+            admin: admin_token.to_string(),
+        }
     }
 
     /// Create tenant `id`; its token.

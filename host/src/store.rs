@@ -728,16 +728,18 @@ impl Store {
 
     /// Pending timers due at `now_ms`, oldest first.
     pub fn due_timers(&self, now_ms: i64, limit: u32) -> Result<Vec<Timer>> {
-        self.due_timers_except(now_ms, limit, &[])
+        self.due_timers_except(now_ms, limit, &[], &[])
     }
 
     /// Timers due at `now_ms`, oldest first, leaving out those of the
-    /// `(tenant, ticket)` pairs in `busy` (already being fired).
+    /// `(tenant, ticket)` pairs in `busy` (already being fired) and of the
+    /// tenants in `full` (at their share of timer slots).
     pub fn due_timers_except(
         &self,
         now_ms: i64,
         limit: u32,
         busy: &[(String, String)],
+        full: &[String],
     ) -> Result<Vec<Timer>> {
         let conn = self.lock();
         let mut sql = String::from(
@@ -754,11 +756,19 @@ impl Store {
                 pairs.join(", ")
             ));
         }
+        if !full.is_empty() {
+            let first = 3 + 2 * busy.len();
+            let marks: Vec<String> = (0..full.len()).map(|i| format!("?{}", first + i)).collect();
+            sql.push_str(&format!(" AND tenant NOT IN ({})", marks.join(", ")));
+        }
         sql.push_str(" ORDER BY due_at, id LIMIT ?2");
         args.push(&limit);
         for (tenant, ticket) in busy {
             args.push(tenant);
             args.push(ticket);
+        }
+        for tenant in full {
+            args.push(tenant);
         }
         let mut st = conn.prepare(&sql)?;
         let rows = st.query_map(args.as_slice(), timer_row)?;
@@ -1639,6 +1649,71 @@ mod tests {
             "{err:#}"
         );
         drop(dir);
+    }
+
+    #[test]
+    fn due_timers_leave_out_busy_tickets_and_full_tenants_and_failures_back_off() {
+        let (store, _dir) = open();
+        let ids = store
+            .write(|tx| {
+                let mut ids = Vec::new();
+                for (tenant, ticket) in [("a", "T-1"), ("a", "T-2"), ("b", "T-1"), ("c", "T-9")] {
+                    ids.push(tx.insert_timer(
+                        tenant,
+                        ticket,
+                        "step",
+                        noon(),
+                        &serde_json::json!({}),
+                    )?);
+                }
+                Ok(ids)
+            })
+            .unwrap();
+        let at = noon().timestamp_millis();
+        let keys = |busy: &[(String, String)], full: &[String]| -> Vec<(String, String)> {
+            store
+                .due_timers_except(at, 10, busy, full)
+                .unwrap()
+                .into_iter()
+                .map(|t| (t.tenant, t.ticket))
+                .collect()
+        };
+        assert_eq!(keys(&[], &[]).len(), 4);
+        let busy = [("a".to_string(), "T-1".to_string())];
+        let left = keys(&busy, &[]);
+        assert_eq!(left.len(), 3);
+        assert!(!left.contains(&busy[0]));
+        assert!(
+            left.contains(&("b".into(), "T-1".into())),
+            "same ticket id, another tenant"
+        );
+        assert_eq!(
+            keys(&busy, &["a".into(), "c".into()]),
+            [("b".to_string(), "T-1".to_string())]
+        );
+
+        // Back-off, then the dead letter.
+        for attempt in 1..TIMER_MAX_ATTEMPTS {
+            assert!(
+                !store.timer_failed(ids[3], noon(), 1_000, "boom").unwrap(),
+                "{attempt}"
+            );
+        }
+        assert!(
+            keys(&[], &[]).iter().all(|k| k.0 != "c"),
+            "backed off: not due now"
+        );
+        assert!(store.timer_failed(ids[3], noon(), 1_000, "boom").unwrap());
+        let later = store
+            .due_timers_except(at + 3_600_000, 10, &[], &[])
+            .unwrap();
+        assert!(
+            later.iter().all(|t| t.id != ids[3]),
+            "dead letters never fire"
+        );
+        let dead = store.timers("c", "T-9").unwrap();
+        assert_eq!(dead[0].state, "dead");
+        assert_eq!(dead[0].attempts, TIMER_MAX_ATTEMPTS);
     }
 
     #[test]

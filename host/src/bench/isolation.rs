@@ -34,6 +34,13 @@ pub struct IsolationArgs {
     /// Run only the attacks whose name contains this.
     #[arg(long)]
     pub only: Option<String>,
+    /// Drive a server already running here (e.g. another build of
+    /// escalator) instead of one in this process.
+    #[arg(long, requires = "admin_token")]
+    pub url: Option<String>,
+    /// The admin token of the server at `--url`.
+    #[arg(long)]
+    pub admin_token: Option<String>,
 }
 
 /// One attack: the plugin the attacker uploads and the ticket subject that
@@ -199,15 +206,27 @@ pub fn run(args: &IsolationArgs, matrix: &Matrix) -> Result<i32> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        let b = BenchServer::start(dir.path(), matrix, Some(PluginsConfig::default())).await?;
-        let victim_token = b.tenant("victim").await?;
-        let shares = b.server.engine.runtime.shares().config();
+        let b = match (&args.url, &args.admin_token) {
+            (Some(url), Some(admin)) => BenchServer::external(url, admin),
+            _ => BenchServer::start(dir.path(), matrix, Some(PluginsConfig::default())).await?,
+        };
+        // Tenant names unique per run, so an external server can be reused.
+        let run_id = chrono::Utc::now().timestamp_millis();
+        let victim_token = b.tenant(&format!("victim-{run_id}")).await?;
+        let shares = match &b.server {
+            Some(s) => {
+                let c = s.engine.runtime.shares().config();
+                format!(
+                    "tenant concurrency {:?}, plugin-memory budget {} MiB",
+                    c.tenant_concurrency,
+                    c.memory_budget_bytes >> 20
+                )
+            }
+            None => format!("external server at {}", b.base),
+        };
         println!(
-            "bench-isolation: victim {} events per round from 1 client; attacker {} clients; tenant concurrency {:?}, plugin-memory budget {} MiB",
-            args.events,
-            args.attackers,
-            shares.tenant_concurrency,
-            shares.memory_budget_bytes >> 20
+            "bench-isolation: victim {} events per round from 1 client; attacker {} clients; {shares}",
+            args.events, args.attackers,
         );
         // Warm up, then the baseline.
         victim(&b, &victim_token, "warm", 40).await?;
@@ -226,7 +245,7 @@ pub fn run(args: &IsolationArgs, matrix: &Matrix) -> Result<i32> {
             if args.only.as_deref().is_some_and(|o| !attack.name.contains(o)) {
                 continue;
             }
-            let tenant = format!("attacker{n}");
+            let tenant = format!("attacker{n}-{run_id}");
             let token = b.tenant(&tenant).await?;
             if !attack.big {
                 let wasm = std::fs::read(guests.join(attack.guest).join(format!("{}.wasm", attack.guest)))

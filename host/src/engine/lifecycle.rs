@@ -338,7 +338,13 @@ impl Engine {
             )
             .map_err(|e| fail(format!("{name}@{version} refused: {e}")))?
             .with_matrix(&self.matrix);
-            let results = fixtures::run(&self.runtime, &p, &up.fixtures);
+            // Fixtures run as the uploading tenant, whatever their tickets
+            // say: validation spends that tenant's share of plugin calls.
+            let mut cases = up.fixtures.clone();
+            for f in &mut cases {
+                f.ticket.tenant = tenant.to_string();
+            }
+            let results = fixtures::run(&self.runtime, &p, &cases);
             let failed: Vec<String> = results
                 .iter()
                 .filter(|r| !r.passed)

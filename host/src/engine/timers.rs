@@ -1,9 +1,10 @@
 //! Firing due timers: tickets side by side, each ticket's timers in order.
 //!
 //! Due timers are grouped by ticket; up to [`TIMER_CONCURRENCY`] tickets
-//! fire at once, and a ticket whose timers are still firing is left out of
-//! the next look-up, so one slow or failing ticket delays no other
-//! ticket's timers. A timer that fails (an error or a panic, in the engine
+//! fire at once, at most [`TIMER_CONCURRENCY_PER_TENANT`] of one tenant,
+//! and a ticket whose timers are still firing (or a tenant at its share) is
+//! left out of the next look-up, so one slow or failing ticket, or one
+//! tenant's many, delays no other tenant's timers. A timer that fails (an error or a panic, in the engine
 //! or in what a plugin planned) backs off (1 s, 2 s, 4 s, ...) and is
 //! dead-lettered after [`TIMER_MAX_ATTEMPTS`] attempts: it never spins,
 //! and it never stops other timers or a restart.
@@ -17,6 +18,9 @@ use std::time::Duration;
 
 /// Tickets whose timers fire at once.
 pub const TIMER_CONCURRENCY: usize = 8;
+/// Of those, at most this many of one tenant: the others always find a
+/// free slot, however many slow tickets one tenant has.
+pub const TIMER_CONCURRENCY_PER_TENANT: usize = 2;
 /// Due timers read per look-up.
 const BATCH: u32 = 500;
 /// The first retry of a failed timer; doubles per attempt.
@@ -36,11 +40,21 @@ impl Engine {
             let mut running: HashMap<Key, ()> = HashMap::new();
             loop {
                 let busy: Vec<Key> = running.keys().cloned().collect();
+                let per_tenant = |tenant: &str, running: &HashMap<Key, ()>| {
+                    running.keys().filter(|(t, _)| t == tenant).count()
+                };
+                let mut full: Vec<String> = busy
+                    .iter()
+                    .map(|(t, _)| t.clone())
+                    .filter(|t| per_tenant(t, &running) >= TIMER_CONCURRENCY_PER_TENANT)
+                    .collect();
+                full.dedup();
                 let due = if running.len() < TIMER_CONCURRENCY {
                     self.store.due_timers_except(
                         self.clock.now().timestamp_millis(),
                         BATCH,
                         &busy,
+                        &full,
                     )?
                 } else {
                     Vec::new()
@@ -56,6 +70,9 @@ impl Engine {
                 for (key, group) in groups {
                     if running.len() >= TIMER_CONCURRENCY {
                         break;
+                    }
+                    if per_tenant(&key.0, &running) >= TIMER_CONCURRENCY_PER_TENANT {
+                        continue;
                     }
                     running.insert(key.clone(), ());
                     let done = done_tx.clone();

@@ -52,6 +52,28 @@ fn runs_of(api: &Api, ticket: &str, name: &str) -> Vec<Value> {
         .collect()
 }
 
+/// `n` attacker clients at once, each creating ticket `A-i` with
+/// `subject`; join them for their (status, body).
+fn attack(
+    server: &Escalator,
+    attacker: &Api,
+    n: usize,
+    subject: &'static str,
+) -> Vec<std::thread::JoinHandle<(u16, Value)>> {
+    (0..n)
+        .map(|i| {
+            let (base, token) = (server.base.clone(), attacker.token());
+            std::thread::spawn(move || {
+                Api::with_token(&base, &token).call(
+                    "POST",
+                    "/v1/tickets",
+                    Some(ticket(&format!("A-{i}"), subject)),
+                )
+            })
+        })
+        .collect()
+}
+
 /// The victim creates `n` tickets; each must be answered 201.
 fn victim_works(victim: &Api, prefix: &str, n: usize) {
     for i in 0..n {
@@ -140,20 +162,7 @@ fn a_plugin_spinning_on_the_clock_ends_by_its_deadline_while_the_victim_is_serve
         "sleeper",
         "[limits]\ntimeout-ms = 1500\nfuel = 100_000_000_000\n",
     );
-    let base = server.base.clone();
-    let token = attacker.token();
-    let attack: Vec<_> = (0..6)
-        .map(|i| {
-            let (base, token) = (base.clone(), token.clone());
-            std::thread::spawn(move || {
-                Api::with_token(&base, &token).call(
-                    "POST",
-                    "/v1/tickets",
-                    Some(ticket(&format!("A-{i}"), "spin-clock")),
-                )
-            })
-        })
-        .collect();
+    let attack = attack(&server, &attacker, 6, "spin-clock");
     std::thread::sleep(Duration::from_millis(200));
     victim_works(&victim, "V", 5);
     assert!(
@@ -230,7 +239,8 @@ fn a_restart_decides_events_left_in_flight_for_plugins_that_log_sleep_and_spin()
         "sleeper",
         "[limits]\ntimeout-ms = 300\nfuel = 100_000_000_000\n",
     );
-    for subject in ["chatty", "sleep", "spin-clock", "nap"] {
+    upload(&attacker, "tiered", "notifier", "rogue-notifier", "");
+    for subject in ["chatty", "sleep", "spin-clock", "nap", "far-delay"] {
         attacker.ok(
             "POST",
             "/v1/tickets",
@@ -245,13 +255,13 @@ fn a_restart_decides_events_left_in_flight_for_plugins_that_log_sleep_and_spin()
     let undecided = db
         .execute("UPDATE events SET processed = 0, response = NULL", [])
         .unwrap();
-    assert!(undecided >= 5, "{undecided}");
+    assert!(undecided >= 6, "{undecided}");
     drop(db);
     let mut server = Escalator::start(dir.path(), T0, None);
     let attacker = Api::with_token(&server.base, &attacker.token());
     let victim = Api::with_token(&server.base, &victim.token());
     victim_works(&victim, "V1", 2);
-    for subject in ["chatty", "sleep", "spin-clock", "nap"] {
+    for subject in ["chatty", "sleep", "spin-clock", "nap", "far-delay"] {
         let t = attacker.ok("GET", &format!("/v1/tickets/A-{subject}"), None);
         assert!(
             t["events"]
@@ -358,20 +368,7 @@ fn memory_hoarded_by_many_calls_at_once_stays_within_the_budget() {
         "sleeper",
         "[limits]\nmemory-mib = 256\ntimeout-ms = 2000\n",
     );
-    let base = server.base.clone();
-    let token = attacker.token();
-    let attack: Vec<_> = (0..8)
-        .map(|i| {
-            let (base, token) = (base.clone(), token.clone());
-            std::thread::spawn(move || {
-                Api::with_token(&base, &token).call(
-                    "POST",
-                    "/v1/tickets",
-                    Some(ticket(&format!("A-{i}"), "hoard:200")),
-                )
-            })
-        })
-        .collect();
+    let attack = attack(&server, &attacker, 8, "hoard:200");
     victim_works(&victim, "V", 5);
     for t in attack {
         assert_eq!(t.join().unwrap().0, 201);
