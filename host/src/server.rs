@@ -446,7 +446,7 @@ impl BenchServer {
             data_dir: data.to_path_buf(),
             admin_token: Some("bench-admin-token-0123456789".into()),
             durability: Durability::Process,
-            max_body_bytes: 2 << 20,
+            max_body_bytes: 1 << 20,
             max_upload_bytes: 64 << 20,
             plugins_dir: None,
             retry: Default::default(),

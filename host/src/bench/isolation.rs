@@ -27,6 +27,12 @@ pub struct IsolationArgs {
     /// Concurrent attacker clients.
     #[arg(long, default_value_t = 8)]
     pub attackers: usize,
+    /// Requests per second each attacker client sends at most (0: as fast
+    /// as answers come). Paced, an attack measures what its plugin does; a
+    /// flood of requests is a matter of request quotas, measured by the
+    /// control row at the same rate.
+    #[arg(long, default_value_t = 10.0)]
+    pub attacker_rate: f64,
     /// Where the test guests' components are (built by the host's build
     /// script into `target/wasm-guests/guest`).
     #[arg(long)]
@@ -57,6 +63,15 @@ struct Attack {
 
 const ATTACKS: &[Attack] = &[
     Attack {
+        name: "control: ordinary tickets at the same rate",
+        guest: "",
+        plugin: "",
+        kind: "",
+        limits: "",
+        subject: "ordinary",
+        big: false,
+    },
+    Attack {
         name: "sleep 30 s (timeout 100 ms)",
         guest: "sleeper",
         plugin: "sleeper",
@@ -84,21 +99,21 @@ const ATTACKS: &[Attack] = &[
         big: false,
     },
     Attack {
-        name: "delay >= 2^63 ms (notifier)",
+        name: "delay = 2^63 ms (notifier)",
         guest: "rogue-notifier",
         plugin: "tiered",
         kind: "notifier",
         limits: "",
-        subject: "far-delay",
+        subject: "delay-2^63",
         big: false,
     },
     Attack {
-        name: "fallback >= 2^63 ms (router)",
+        name: "fallback = 2^63 ms (router)",
         guest: "rogue-router",
         plugin: "skills",
         kind: "router",
         limits: "",
-        subject: "far-fallback",
+        subject: "fallback-2^63",
         big: false,
     },
     Attack {
@@ -120,7 +135,7 @@ const ATTACKS: &[Attack] = &[
         big: false,
     },
     Attack {
-        name: "1 MiB tickets, 4,000 messages",
+        name: "~1 MiB tickets, 3,500 messages",
         guest: "",
         plugin: "",
         kind: "",
@@ -151,7 +166,8 @@ fn ticket(id: &str, subject: &str, body: &str) -> serde_json::Value {
 fn big_ticket(id: &str) -> serde_json::Value {
     let body = "I have been waiting for days and nobody answers my billing question, ".repeat(3);
     let now = chrono::Utc::now();
-    let messages: Vec<_> = (0..4_000)
+    // Just under the default 1 MiB body limit.
+    let messages: Vec<_> = (0..3_500)
         .map(|_| json!({"author": "customer", "body": body, "sent_at": now}))
         .collect();
     json!({"id": id, "subject": "big", "category": "billing", "created_at": now, "messages": messages})
@@ -225,8 +241,8 @@ pub fn run(args: &IsolationArgs, matrix: &Matrix) -> Result<i32> {
             None => format!("external server at {}", b.base),
         };
         println!(
-            "bench-isolation: victim {} events per round from 1 client; attacker {} clients; {shares}",
-            args.events, args.attackers,
+            "bench-isolation: victim {} events per round from 1 client; attacker {} clients at {} requests/s each; {shares}",
+            args.events, args.attackers, args.attacker_rate,
         );
         // Warm up, then the baseline.
         victim(&b, &victim_token, "warm", 40).await?;
@@ -247,7 +263,7 @@ pub fn run(args: &IsolationArgs, matrix: &Matrix) -> Result<i32> {
             }
             let tenant = format!("attacker{n}-{run_id}");
             let token = b.tenant(&tenant).await?;
-            if !attack.big {
+            if !attack.guest.is_empty() {
                 let wasm = std::fs::read(guests.join(attack.guest).join(format!("{}.wasm", attack.guest)))
                     .with_context(|| format!("reading guest {} from {}", attack.guest, guests.display()))?;
                 let manifest = format!(
@@ -270,8 +286,11 @@ pub fn run(args: &IsolationArgs, matrix: &Matrix) -> Result<i32> {
                 let (http, base_url, token, stop, sent) =
                     (b.http.clone(), b.base.clone(), token.clone(), stop.clone(), sent.clone());
                 let (subject, big) = (attack.subject, attack.big);
+                let pace = (args.attacker_rate > 0.0)
+                    .then(|| Duration::from_secs_f64(1.0 / args.attacker_rate));
                 clients.spawn(async move {
                     let mut lat = Vec::new();
+                    let mut failed = 0usize;
                     let mut i = 0;
                     while !stop.load(Ordering::Relaxed) {
                         let id = format!("A{c}-{i}");
@@ -281,6 +300,7 @@ pub fn run(args: &IsolationArgs, matrix: &Matrix) -> Result<i32> {
                             ticket(&id, subject, "This is unacceptable, I want a refund")
                         };
                         let t0 = Instant::now();
+                        let next = pace.map(|p| tokio::time::Instant::now() + p);
                         let r = http
                             .post(format!("{base_url}/v1/tickets"))
                             .bearer_auth(&token)
@@ -288,13 +308,19 @@ pub fn run(args: &IsolationArgs, matrix: &Matrix) -> Result<i32> {
                             .json(&body)
                             .send()
                             .await;
-                        if r.is_ok() {
-                            lat.push(t0.elapsed().as_secs_f64() * 1000.0);
+                        match r {
+                            Ok(r) if r.status().is_success() => {
+                                lat.push(t0.elapsed().as_secs_f64() * 1000.0)
+                            }
+                            _ => failed += 1,
                         }
                         sent.fetch_add(1, Ordering::Relaxed);
                         i += 1;
+                        if let Some(next) = next {
+                            tokio::time::sleep_until(next).await;
+                        }
                     }
-                    lat
+                    (lat, failed)
                 });
             }
             // Let the attack get going before measuring.
@@ -302,14 +328,17 @@ pub fn run(args: &IsolationArgs, matrix: &Matrix) -> Result<i32> {
             let (during, errors) = victim(&b, &victim_token, &format!("v{n}"), args.events).await?;
             stop.store(true, Ordering::Relaxed);
             let mut attacker = Vec::new();
+            let mut attacker_failed = 0;
             while let Some(l) = clients.join_next().await {
-                attacker.extend(l?);
+                let (l, f) = l?;
+                attacker.extend(l);
+                attacker_failed += f;
             }
             attacker.sort_by(f64::total_cmp);
             let ratio = during.pct(0.99) / base.pct(0.99).max(0.001);
             worst = worst.max(ratio);
             println!(
-                "| {} | {:.2} ms | {:.2} ms | {:.2} | {errors} | {} | {:.0} ms |",
+                "| {} | {:.2} ms | {:.2} ms | {:.2} | {errors} | {} ({attacker_failed} failed) | {:.0} ms |",
                 attack.name,
                 during.pct(0.5),
                 during.pct(0.99),
