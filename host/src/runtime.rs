@@ -492,7 +492,8 @@ impl Runtime {
         };
         // The call's own time starts now; waiting for the share was not it.
         let start = Instant::now();
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let slot = shares::Oneshot::new();
+        let tx = slot.clone();
         let (engine, p, tick) = (self.engine.clone(), plugin.clone(), self.config.epoch_tick);
         let seed = seed(&ticket.id, now);
         let job = Box::new(move || {
@@ -500,7 +501,7 @@ impl Runtime {
                 run_in_store(&engine, &p, tick, now, seed, f)
             }));
             drop(permit);
-            let _ = tx.send(run.map_err(|panic| panic_message(&*panic)));
+            tx.send(run.map_err(|panic| panic_message(&*panic)));
         });
         if let Err(e) = self.threads.submit(job) {
             return failed(
@@ -514,16 +515,16 @@ impl Runtime {
         // The epoch stops wasm within a tick or two of the deadline; the
         // watchdog only has to catch a call stuck in a host function.
         let wait = limits.timeout.saturating_add(tick.saturating_mul(4));
-        match rx.recv_timeout(wait) {
-            Ok(Ok(outcome)) => outcome,
-            Ok(Err(message)) => failed(
+        match slot.wait(wait) {
+            Some(Ok(outcome)) => outcome,
+            Some(Err(message)) => failed(
                 PluginError::HostFault {
                     plugin: plugin.id.clone(),
                     message,
                 },
                 start,
             ),
-            Err(_) => {
+            None => {
                 tracing::warn!(plugin = %plugin.id, timeout = ?limits.timeout, "plugin call abandoned past its deadline (blocked in a host call)");
                 failed(
                     PluginError::Deadline {

@@ -161,7 +161,76 @@ type Job = Box<dyn FnOnce() + Send>;
 
 struct Queue {
     jobs: VecDeque<Job>,
+    /// Threads free for a job: spinning for one, or asleep.
     idle: usize,
+    /// Of those, asleep on the condition variable (need a notify).
+    asleep: usize,
+}
+
+/// How long a free thread (or a caller waiting for its result) keeps
+/// looking before it sleeps: the calls of one event come back to back, and
+/// a futex wake-up costs tens of µs on a VM. It yields while it looks, so
+/// under load the time goes to whoever has work.
+const SPIN: Duration = Duration::from_micros(200);
+
+/// Look at `ready` until it says yes or [`SPIN`] is over.
+fn spin_until(ready: impl Fn() -> bool) -> bool {
+    let until = Instant::now() + SPIN;
+    loop {
+        if ready() {
+            return true;
+        }
+        if Instant::now() >= until {
+            return false;
+        }
+        std::thread::yield_now();
+    }
+}
+
+/// A result handed from a call thread to its caller once.
+pub struct Oneshot<T> {
+    value: Mutex<Option<T>>,
+    ready: std::sync::atomic::AtomicBool,
+    cv: Condvar,
+}
+
+impl<T> Oneshot<T> {
+    /// An empty slot.
+    pub fn new() -> Arc<Oneshot<T>> {
+        Arc::new(Oneshot {
+            value: Mutex::new(None),
+            ready: std::sync::atomic::AtomicBool::new(false),
+            cv: Condvar::new(),
+        })
+    }
+
+    /// Hand over the result.
+    pub fn send(&self, value: T) {
+        *lock(&self.value) = Some(value);
+        self.ready.store(true, std::sync::atomic::Ordering::Release);
+        self.cv.notify_one();
+    }
+
+    /// The result, if it comes within `timeout`.
+    pub fn wait(&self, timeout: Duration) -> Option<T> {
+        let until = Instant::now() + timeout;
+        spin_until(|| self.ready.load(std::sync::atomic::Ordering::Acquire));
+        let mut v = lock(&self.value);
+        loop {
+            if let Some(value) = v.take() {
+                return Some(value);
+            }
+            let now = Instant::now();
+            if now >= until {
+                return None;
+            }
+            v = self
+                .cv
+                .wait_timeout(v, until - now)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
 }
 
 /// The threads plugin calls run on: grown on demand (a thread stuck in an
@@ -184,6 +253,7 @@ impl CallThreads {
                 Mutex::new(Queue {
                     jobs: VecDeque::new(),
                     idle: 0,
+                    asleep: 0,
                 }),
                 Condvar::new(),
             )),
@@ -196,6 +266,7 @@ impl CallThreads {
         let mut q = lock(m);
         q.jobs.push_back(job);
         let spawn = q.idle < q.jobs.len();
+        let wake = q.asleep > 0;
         drop(q);
         if spawn {
             let queue = self.queue.clone();
@@ -213,7 +284,9 @@ impl CallThreads {
                 }
             }
         }
-        cv.notify_one();
+        if wake {
+            cv.notify_one();
+        }
         Ok(())
     }
 }
@@ -232,11 +305,21 @@ fn work(queue: &(Mutex<Queue>, Condvar)) {
             if let Some(job) = q.jobs.pop_front() {
                 break job;
             }
+            // Free: look for the next job a little, then sleep.
             q.idle += 1;
+            drop(q);
+            spin_until(|| !lock(m).jobs.is_empty());
+            q = lock(m);
+            if !q.jobs.is_empty() {
+                q.idle -= 1;
+                continue;
+            }
+            q.asleep += 1;
             let (next, timeout) = cv
                 .wait_timeout(q, IDLE_EXIT)
                 .unwrap_or_else(PoisonError::into_inner);
             q = next;
+            q.asleep -= 1;
             q.idle -= 1;
             if timeout.timed_out() && q.jobs.is_empty() {
                 return;
