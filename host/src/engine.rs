@@ -338,13 +338,14 @@ impl Engine {
         mut ticket: Ticket,
         key: Option<&str>,
     ) -> Result<Outcome, EngineError> {
-        if let Some(done) = self.replayed(tenant, key)? {
-            return Ok(done);
-        }
         if ticket.id.trim().is_empty() {
             return Err(EngineError::Invalid("ticket id must not be empty".into()));
         }
+        let key = key.map(|k| IdempotencyKey::new("create", &ticket.id, k, &ticket));
         let _g = self.ticket_lock(tenant, &ticket.id);
+        if let Some(done) = self.replayed(tenant, key.as_ref())? {
+            return Ok(done);
+        }
         let now = self.clock.now();
         ticket.tenant = tenant.to_string();
         ticket.tier = None;
@@ -380,7 +381,7 @@ impl Engine {
                 "ticket-created",
                 &payload,
                 now,
-                key,
+                key.as_ref().map(IdempotencyKey::columns),
             )?))
         })?;
         let Some(seq) = seq else {
@@ -400,10 +401,11 @@ impl Engine {
         event: Event,
         key: Option<&str>,
     ) -> Result<Outcome, EngineError> {
-        if let Some(done) = self.replayed(tenant, key)? {
+        let key = key.map(|k| IdempotencyKey::new("event", ticket_id, k, &event));
+        let _g = self.ticket_lock(tenant, ticket_id);
+        if let Some(done) = self.replayed(tenant, key.as_ref())? {
             return Ok(done);
         }
-        let _g = self.ticket_lock(tenant, ticket_id);
         let now = self.clock.now();
         let payload = serde_json::to_value(&event).map_err(anyhow::Error::from)?;
         let stored = self.store.write(|tx| {
@@ -414,7 +416,14 @@ impl Engine {
                 return Ok(Err(e));
             }
             tx.put_ticket(tenant, &state)?;
-            let seq = tx.insert_event(tenant, ticket_id, event.name(), &payload, now, key)?;
+            let seq = tx.insert_event(
+                tenant,
+                ticket_id,
+                event.name(),
+                &payload,
+                now,
+                key.as_ref().map(IdempotencyKey::columns),
+            )?;
             Ok(Ok((seq, state)))
         })?;
         let (seq, state) = stored?;
@@ -480,16 +489,36 @@ impl Engine {
         Err(EngineError::Failed { event: seq, reason })
     }
 
-    fn replayed(&self, tenant: &str, key: Option<&str>) -> Result<Option<Outcome>, EngineError> {
+    /// The first answer to a request with this idempotency key, if there
+    /// was one. Called under the ticket's lock, so a concurrent duplicate
+    /// waits for the first and gets its answer.
+    fn replayed(
+        &self,
+        tenant: &str,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<Option<Outcome>, EngineError> {
         let Some(key) = key else { return Ok(None) };
-        match self.store.event_response(tenant, key)? {
-            Some(Some(response)) => Ok(Some(
+        let Some(first) = self.store.event_by_key(tenant, &key.scoped)? else {
+            return Ok(None);
+        };
+        if first.request_hash.as_deref() != Some(key.request_hash.as_str()) {
+            return Err(EngineError::Invalid(format!(
+                "idempotency key {:?} was already used for a different request on this ticket; use a new key for a new request",
+                key.key
+            )));
+        }
+        match (first.processed, first.response) {
+            (1, Some(response)) => Ok(Some(
                 serde_json::from_str(&response).map_err(anyhow::Error::from)?,
             )),
-            Some(None) => Err(EngineError::Conflict(format!(
-                "an event with idempotency key {key:?} is being processed; retry shortly"
+            (2, _) => Err(EngineError::Failed {
+                event: first.seq,
+                reason: first.error.unwrap_or_default(),
+            }),
+            _ => Err(EngineError::Conflict(format!(
+                "the event with idempotency key {:?} is being decided; retry shortly",
+                key.key
             ))),
-            None => Ok(None),
         }
     }
 
@@ -1754,6 +1783,30 @@ impl EscalationState {
 }
 
 /// Who is told when a ticket goes to `target`: the agent, or the queue's team.
+/// A client's idempotency key, scoped to the endpoint and the ticket, with
+/// the hash of the request it came with.
+struct IdempotencyKey {
+    key: String,
+    scoped: String,
+    request_hash: String,
+}
+
+impl IdempotencyKey {
+    fn new(endpoint: &str, ticket: &str, key: &str, request: &impl Serialize) -> IdempotencyKey {
+        use sha2::Digest as _;
+        let body = serde_json::to_vec(request).unwrap_or_default();
+        IdempotencyKey {
+            key: key.to_string(),
+            scoped: format!("{endpoint}\n{ticket}\n{key}"),
+            request_hash: hex::encode(sha2::Sha256::digest(&body)),
+        }
+    }
+
+    fn columns(&self) -> (&str, &str) {
+        (&self.scoped, &self.request_hash)
+    }
+}
+
 /// `ms` milliseconds (from a plugin or a client) as a time delta, checked.
 fn delta(ms: u64) -> anyhow::Result<Duration> {
     i64::try_from(ms)

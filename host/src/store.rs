@@ -172,10 +172,12 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX plugin_changes_tenant ON plugin_changes (tenant, id);
     CREATE INDEX decisions_at ON decisions (tenant, at);
     "#,
-    // 3: events whose decision failed (processed = 2, with the reason), and
-    // attempts per timer (a failing timer backs off, then is dead-lettered).
+    // 3: events whose decision failed (processed = 2, with the reason),
+    // the hash of the request an idempotency key came with, and attempts
+    // per timer (a failing timer backs off, then is dead-lettered).
     r#"
     ALTER TABLE events ADD COLUMN error TEXT;
+    ALTER TABLE events ADD COLUMN request_hash TEXT;
     ALTER TABLE timers ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX events_failed ON events (tenant, seq) WHERE processed = 2;
     "#,
@@ -865,18 +867,41 @@ impl Store {
         rows.map(|r| Ok(r?)).collect()
     }
 
-    /// The response an event with this idempotency key got, if it was
-    /// processed.
-    pub fn event_response(&self, tenant: &str, key: &str) -> Result<Option<Option<String>>> {
+    /// The event stored with this idempotency key, if any.
+    pub fn event_by_key(&self, tenant: &str, key: &str) -> Result<Option<KeyedEvent>> {
         Ok(self
             .lock()
             .query_row(
-                "SELECT response FROM events WHERE tenant = ?1 AND idempotency_key = ?2",
+                "SELECT seq, processed, response, error, request_hash FROM events \
+                 WHERE tenant = ?1 AND idempotency_key = ?2",
                 [tenant, key],
-                |r| r.get(0),
+                |r| {
+                    Ok(KeyedEvent {
+                        seq: r.get(0)?,
+                        processed: r.get(1)?,
+                        response: r.get(2)?,
+                        error: r.get(3)?,
+                        request_hash: r.get(4)?,
+                    })
+                },
             )
             .optional()?)
     }
+}
+
+/// An event found by its idempotency key.
+#[derive(Debug, Clone)]
+pub struct KeyedEvent {
+    /// Its sequence number.
+    pub seq: i64,
+    /// 0 undecided, 1 decided, 2 failed.
+    pub processed: i64,
+    /// The answer it got, once decided.
+    pub response: Option<String>,
+    /// Why deciding it failed.
+    pub error: Option<String>,
+    /// The hash of the request it came with.
+    pub request_hash: Option<String>,
 }
 
 /// A stored plugin version.
@@ -1285,18 +1310,19 @@ impl Tx<'_> {
         kind: &str,
         payload: &serde_json::Value,
         received_at: DateTime<Utc>,
-        idempotency_key: Option<&str>,
+        idempotency_key: Option<(&str, &str)>,
     ) -> Result<i64> {
         self.tx.execute(
-            "INSERT INTO events (tenant, ticket, kind, payload, received_at, idempotency_key) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO events (tenant, ticket, kind, payload, received_at, idempotency_key, \
+             request_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![
                 tenant,
                 ticket,
                 kind,
                 payload.to_string(),
                 ts(received_at),
-                idempotency_key
+                idempotency_key.map(|k| k.0),
+                idempotency_key.map(|k| k.1),
             ],
         )?;
         Ok(self.tx.last_insert_rowid())

@@ -453,3 +453,74 @@ fn a_ticket_at_the_body_limit_with_thousands_of_messages_disables_no_builtin() {
     victim_works(&victim, "V", 2);
     restarts_cleanly(&mut server, dir.path(), &victim);
 }
+
+#[test]
+fn concurrent_duplicates_get_the_first_answer_and_a_key_is_scoped_to_its_ticket_and_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Escalator::start(dir.path(), T0, None);
+    let acme = server.tenant("acme");
+    acme.ok("POST", "/v1/tickets", Some(ticket("T-1", "ordinary")));
+    acme.ok("POST", "/v1/tickets", Some(ticket("T-2", "ordinary")));
+    let event = json!({"type": "message", "author": "customer", "body": "any news?"});
+    // 100 trials of the same event with the same key, sent at once.
+    let (base, token) = (server.base.clone(), acme.token());
+    let answers: Vec<(u16, Value)> = (0..100)
+        .map(|_| {
+            let (base, token, event) = (base.clone(), token.clone(), event.clone());
+            std::thread::spawn(move || {
+                Api::with_token(&base, &token).call_with(
+                    "POST",
+                    "/v1/tickets/T-1/events",
+                    Some(event),
+                    &[("idempotency-key", "retry-1")],
+                )
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .collect();
+    assert!(
+        answers.iter().all(|(s, _)| *s == 201 || *s == 200),
+        "{answers:?}"
+    );
+    let firsts: std::collections::BTreeSet<String> = answers
+        .iter()
+        .map(|(_, v)| v["event"].to_string())
+        .collect();
+    assert_eq!(
+        firsts.len(),
+        1,
+        "every duplicate got the first answer: {firsts:?}"
+    );
+    let stored = |id: &str| {
+        acme.ok("GET", &format!("/v1/tickets/{id}"), None)["events"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    assert_eq!(stored("T-1"), 2, "one event stored (after the creation)");
+    // The same key on another ticket is another request.
+    let (status, other) = acme.call_with(
+        "POST",
+        "/v1/tickets/T-2/events",
+        Some(event.clone()),
+        &[("idempotency-key", "retry-1")],
+    );
+    assert_eq!(status, 200, "{other}");
+    assert_eq!(other["ticket"], "T-2");
+    assert_eq!(stored("T-2"), 2);
+    // The same key with another body is refused, and says why.
+    let (status, v) = acme.call_with(
+        "POST",
+        "/v1/tickets/T-1/events",
+        Some(json!({"type": "message", "author": "customer", "body": "something else"})),
+        &[("idempotency-key", "retry-1")],
+    );
+    assert_eq!(status, 422, "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("different request"),
+        "{v}"
+    );
+    assert_eq!(stored("T-1"), 2);
+}
