@@ -41,7 +41,49 @@ pub struct Api {
     pub max_body_bytes: usize,
     /// The largest plugin upload accepted.
     pub max_upload_bytes: usize,
+    /// The edge: connections, and how long a client may take to send.
+    pub edge: Edge,
     tokens: RwLock<HashMap<String, String>>,
+}
+
+/// Bounds of the HTTP edge, so slow or idle clients cannot hold the server.
+#[derive(Debug, Clone, Copy)]
+pub struct Edge {
+    /// Connections open at once; past it the server stops accepting until
+    /// one closes (new ones wait in the kernel's backlog).
+    pub max_connections: usize,
+    /// Time to send a request's headers, and the longest an idle
+    /// keep-alive connection is kept.
+    pub header_timeout: std::time::Duration,
+    /// Time to send a request's body.
+    pub body_timeout: std::time::Duration,
+}
+
+impl Default for Edge {
+    fn default() -> Self {
+        Edge {
+            max_connections: default_max_connections(),
+            header_timeout: std::time::Duration::from_secs(10),
+            body_timeout: std::time::Duration::from_secs(30),
+        }
+    }
+}
+
+/// The process's open-file limit less 64 for the database, the artifact
+/// cache and outbound calls (at least 16, at most 4096; 1024 if the limit
+/// cannot be read).
+pub fn default_max_connections() -> usize {
+    let soft = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|l| {
+            l.lines()
+                .find(|l| l.starts_with("Max open files"))?
+                .split_whitespace()
+                .nth(3)?
+                .parse::<usize>()
+                .ok()
+        });
+    soft.map_or(1024, |n| n.saturating_sub(64).clamp(16, 4096))
 }
 
 impl std::fmt::Debug for Api {
@@ -177,6 +219,7 @@ impl Api {
             admin_hash,
             max_body_bytes,
             max_upload_bytes: 64 << 20,
+            edge: Edge::default(),
             tokens: RwLock::default(),
         }
     }
@@ -292,9 +335,18 @@ impl Api {
         {
             return Err(too_large());
         }
-        let bytes = Limited::new(req.into_body(), limit)
-            .collect()
+        let collect = Limited::new(req.into_body(), limit).collect();
+        let bytes = tokio::time::timeout(self.edge.body_timeout, collect)
             .await
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!(
+                        "the body did not arrive within {:?}",
+                        self.edge.body_timeout
+                    ),
+                )
+            })?
             .map_err(|e| {
                 if e.downcast_ref::<http_body_util::LengthLimitError>()
                     .is_some()
@@ -897,30 +949,52 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
+    let edge = api.edge;
+    let open = Arc::new(tokio::sync::Semaphore::new(edge.max_connections));
+    let mut last_warning: Option<std::time::Instant> = None;
+    let mut failed_accepts = 0u64;
     loop {
-        tokio::select! {
+        // A connection slot first: at the cap, new clients wait in the
+        // backlog instead of taking file descriptors the server needs.
+        let permit = tokio::select! {
             _ = &mut shutdown => return,
-            conn = listener.accept() => {
-                let (stream, _) = match conn {
-                    Ok(c) => c,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let api = api.clone();
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req| api.clone().handle(req));
-                    if let Err(e) = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                        .await
-                    {
-                        tracing::debug!(error = %e, "connection ended");
-                    }
-                });
+            p = open.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+        };
+        let conn = tokio::select! {
+            _ = &mut shutdown => return,
+            conn = listener.accept() => conn,
+        };
+        let stream = match conn {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of file descriptors, or the like: back off, and say
+                // so at most once a second.
+                failed_accepts += 1;
+                if last_warning.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(1)) {
+                    tracing::warn!(error = %e, failed_accepts, "accept failed; backing off");
+                    last_warning = Some(std::time::Instant::now());
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
             }
-        }
+        };
+        let _ = stream.set_nodelay(true);
+        let api = api.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let service = hyper::service::service_fn(move |req| api.clone().handle(req));
+            if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(edge.header_timeout)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await
+            {
+                tracing::debug!(error = %e, "connection ended");
+            }
+        });
     }
 }
 

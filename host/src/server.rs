@@ -66,6 +66,13 @@ pub struct FileConfig {
     pub durability: Durability,
     /// Largest request body, bytes (default 1 MiB).
     pub max_body_bytes: Option<usize>,
+    /// Connections open at once (default: the open-file limit less 64).
+    pub max_connections: Option<usize>,
+    /// Time a client has to send a request's headers, and the longest an
+    /// idle connection is kept, ms (default 10000).
+    pub header_timeout_ms: Option<u64>,
+    /// Time a client has to send a request's body, ms (default 30000).
+    pub body_timeout_ms: Option<u64>,
     /// Delivery retries.
     pub delivery: DeliveryConfig,
     /// How plugin execution is shared out, and what a manifest may ask for.
@@ -163,6 +170,8 @@ pub struct ServeConfig {
     pub max_body_bytes: usize,
     /// Upload cap.
     pub max_upload_bytes: usize,
+    /// Bounds of the HTTP edge.
+    pub edge: api::Edge,
     /// Plugin directory to watch.
     pub plugins_dir: Option<PathBuf>,
     /// Retries.
@@ -226,6 +235,18 @@ impl ServeConfig {
             durability: file.durability,
             max_body_bytes: file.max_body_bytes.unwrap_or(1 << 20),
             max_upload_bytes: file.max_upload_bytes.unwrap_or(64 << 20),
+            edge: {
+                let d = api::Edge::default();
+                api::Edge {
+                    max_connections: file.max_connections.unwrap_or(d.max_connections).max(1),
+                    header_timeout: file
+                        .header_timeout_ms
+                        .map_or(d.header_timeout, Duration::from_millis),
+                    body_timeout: file
+                        .body_timeout_ms
+                        .map_or(d.body_timeout, Duration::from_millis),
+                }
+            },
             plugins_dir: args.plugins_dir.clone().or(file.plugins_dir),
             retry: crate::delivery::RetryPolicy {
                 base: file
@@ -296,6 +317,7 @@ pub fn build(config: &ServeConfig, matrix: &Matrix) -> Result<Server> {
     }
     let mut api = Api::new(engine.clone(), admin_hash, config.max_body_bytes);
     api.max_upload_bytes = config.max_upload_bytes;
+    api.edge = config.edge;
     let api = Arc::new(api);
     Ok(Server {
         engine,
@@ -448,6 +470,7 @@ impl BenchServer {
             durability: Durability::Process,
             max_body_bytes: 1 << 20,
             max_upload_bytes: 64 << 20,
+            edge: api::Edge::default(),
             plugins_dir: None,
             retry: Default::default(),
             manual_clock: None,

@@ -524,3 +524,45 @@ fn concurrent_duplicates_get_the_first_answer_and_a_key_is_scoped_to_its_ticket_
     );
     assert_eq!(stored("T-1"), 2);
 }
+
+#[test]
+fn a_legitimate_request_is_served_while_more_slow_clients_are_held_than_the_server_has_files() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Escalator::start_under(
+        dir.path(),
+        T0,
+        Some("header-timeout-ms = 2000\n"),
+        &[],
+        &["prlimit", "--nofile=128:128", "--"],
+    );
+    let addr = server.base.trim_start_matches("http://").to_string();
+    // 200 slow-loris clients: each sends half a request line and stops.
+    let held: Vec<std::net::TcpStream> = (0..200)
+        .filter_map(|_| {
+            let mut c = std::net::TcpStream::connect(&addr).ok()?;
+            let _ = c.write_all(b"GET /healthz HTTP/1.1\r\n");
+            Some(c)
+        })
+        .collect();
+    assert!(held.len() > 128, "only {} connections held", held.len());
+    let started = Instant::now();
+    let (status, v) = server
+        .admin()
+        .try_call("GET", "/healthz", None, &[])
+        .expect("a legitimate request is answered while the slow clients hang on");
+    assert_eq!(status, 200, "{v}");
+    // Served once the header timeout freed slots: seconds, not never.
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(held);
+    let log = std::fs::read_to_string(dir.path().join("server.log")).unwrap();
+    let warnings = log.matches("accept failed").count();
+    assert!(
+        warnings < 50,
+        "{warnings} accept warnings: the accept loop backs off"
+    );
+}

@@ -28,6 +28,17 @@ impl Escalator {
 
     /// Start with extra flags.
     pub fn start_with(data: &Path, clock: &str, config: Option<&str>, extra: &[&str]) -> Escalator {
+        Escalator::start_under(data, clock, config, extra, &[])
+    }
+
+    /// Start under a wrapper command (e.g. `prlimit --nofile=128 --`).
+    pub fn start_under(
+        data: &Path,
+        clock: &str,
+        config: Option<&str>,
+        extra: &[&str],
+        wrapper: &[&str],
+    ) -> Escalator {
         std::fs::create_dir_all(data).unwrap();
         if let Some(c) = config {
             std::fs::write(data.join("escalator.toml"), c).unwrap();
@@ -37,7 +48,16 @@ impl Escalator {
             .append(true)
             .open(data.join("server.log"))
             .unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_escalator"))
+        let bin = env!("CARGO_BIN_EXE_escalator");
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
+        let mut child = cmd
             .args(["serve", "--listen", "127.0.0.1:0", "--manual-clock", clock])
             .arg("--data-dir")
             .arg(data)
