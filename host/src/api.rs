@@ -686,7 +686,13 @@ impl Api {
                 ok(&s.redacted())
             }
             (&Method::PUT, ["settings"]) => {
-                let s: ChannelSettings = self.body(req).await?;
+                let mut s: ChannelSettings = self.body(req).await?;
+                let (t, reader) = (tenant.clone(), store.clone());
+                let stored: ChannelSettings = blocking(move || {
+                    Ok(serde_json::from_value(reader.settings(&t)?).unwrap_or_default())
+                })
+                .await?;
+                s.keep_secrets_from(&stored);
                 s.validate()
                     .map_err(|m| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, m))?;
                 let v = serde_json::to_value(&s).map_err(anyhow::Error::from)?;

@@ -92,9 +92,17 @@ pub struct WebhookEndpoint {
 }
 
 impl ChannelSettings {
-    /// The settings with secrets replaced by `***`, for reading back.
+    /// The settings with secrets replaced by `***`, for reading back: the
+    /// SMTP password, webhook signing secrets, and the Slack URL's path
+    /// (the URL is itself the credential; its host stays, to say which).
     pub fn redacted(&self) -> ChannelSettings {
         let mut s = self.clone();
+        if let Some(u) = &mut s.slack_webhook_url {
+            *u = match reqwest::Url::parse(u) {
+                Ok(p) => format!("{}://{}/***", p.scheme(), p.host_str().unwrap_or("")),
+                Err(_) => "***".into(),
+            };
+        }
         if let Some(smtp) = &mut s.smtp
             && smtp.password.is_some()
         {
@@ -104,6 +112,31 @@ impl ChannelSettings {
             w.secret = "***".into();
         }
         s
+    }
+
+    /// Secrets are write-only: where `self` (a PUT) carries the redacted
+    /// placeholder read back from [`ChannelSettings::redacted`], keep what
+    /// `stored` has, so a read-modify-write never stores `***`.
+    pub fn keep_secrets_from(&mut self, stored: &ChannelSettings) {
+        if self
+            .slack_webhook_url
+            .as_deref()
+            .is_some_and(|u| u.ends_with("/***") || u == "***")
+        {
+            self.slack_webhook_url = stored.slack_webhook_url.clone();
+        }
+        if let (Some(new), Some(old)) = (&mut self.smtp, &stored.smtp)
+            && new.password.as_deref() == Some("***")
+        {
+            new.password = old.password.clone();
+        }
+        for (name, w) in &mut self.webhooks {
+            if w.secret == "***"
+                && let Some(old) = stored.webhooks.get(name)
+            {
+                w.secret = old.secret.clone();
+            }
+        }
     }
 
     /// Check URLs and addresses; the error names the bad field.
@@ -522,7 +555,14 @@ mod tests {
         .unwrap();
         s.validate().unwrap();
         let r = s.redacted();
+        let mut back = r.clone();
+        back.keep_secrets_from(&s);
+        assert_eq!(back, s, "a redacted read written back changes nothing");
         assert_eq!(r.webhooks["default"].secret, "***");
+        if s.slack_webhook_url.is_some() {
+            let slack = r.slack_webhook_url.clone().unwrap();
+            assert_eq!(slack, "http://127.0.0.1/***");
+        }
         assert_eq!(r.smtp.unwrap().password.as_deref(), Some("***"));
         let bad = ChannelSettings {
             slack_webhook_url: Some("ftp://x".into()),

@@ -324,6 +324,17 @@ fn a_critical_escalation_reaches_its_assignee_at_once_then_reminds_falls_back_an
     let acme = server.tenant("acme");
     acme.roster();
     acme.ok("PUT", "/v1/settings", Some(channels(&slack, &smtp)));
+    // Secrets are write-only: the read hides the Slack URL, and writing the
+    // read back keeps the real one (the deliveries below still arrive).
+    let read = acme.ok("GET", "/v1/settings", None);
+    assert!(
+        read["slack_webhook_url"]
+            .as_str()
+            .unwrap()
+            .ends_with("/***"),
+        "{read}"
+    );
+    acme.ok("PUT", "/v1/settings", Some(read));
     let bo_feed = acme.sse("bo");
 
     let out = acme.ok(
