@@ -1077,16 +1077,27 @@ fn kill_9_during_a_burst_loses_no_acknowledged_event_and_due_timers_fire_once() 
             .count();
         assert_eq!(moves, 1, "{id}: {}", t["history"]);
     }
-    // A retried create with the same idempotency key returns the first answer.
+    // A retried create (the same request, the same idempotency key) returns
+    // the first answer; the same key with another request is refused.
     let (id, _) = &acked[0];
+    let first = json!({"id": id, "created_at": T0, "category": "billing",
+        "messages": [{"author": "customer", "body": "My lawyer will hear about this.", "sent_at": T0}]});
+    let key = format!("create-{id}");
+    let (s, v) = acme.call_with(
+        "POST",
+        "/v1/tickets",
+        Some(first),
+        &[("idempotency-key", &key)],
+    );
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["ticket"], *id);
     let (s, v) = acme.call_with(
         "POST",
         "/v1/tickets",
         Some(json!({"id": id, "created_at": T0})),
-        &[("idempotency-key", &format!("create-{id}"))],
+        &[("idempotency-key", &key)],
     );
-    assert_eq!(s, 201, "{v}");
-    assert_eq!(v["ticket"], *id);
+    assert_eq!(s, 422, "{v}");
 }
 
 #[test]
