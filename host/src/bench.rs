@@ -12,6 +12,33 @@
 
 pub mod isolation;
 
+/// Latencies in ms, sorted once: percentiles for the benchmarks' reports.
+pub struct Sample(Vec<f64>);
+
+impl Sample {
+    /// Latencies in ms, in any order.
+    pub fn from_ms(mut ms: Vec<f64>) -> Sample {
+        ms.sort_by(f64::total_cmp);
+        Sample(ms)
+    }
+
+    /// How many there are.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The `p` quantile (0..=1), ms; 0 with no latencies.
+    pub fn pct(&self, p: f64) -> f64 {
+        let i = ((self.0.len() as f64 * p) as usize).min(self.0.len().saturating_sub(1));
+        self.0.get(i).copied().unwrap_or(0.0)
+    }
+}
+
 use crate::clock::Clock;
 use crate::engine::{Engine, Upload};
 use crate::matrix::Matrix;

@@ -475,7 +475,7 @@ impl Engine {
         let reason = match run {
             Ok(Ok(outcome)) => return Ok(outcome),
             Ok(Err(e)) => format!("{e:#}"),
-            Err(panic) => format!("panicked: {}", timers::panic_text(&*panic)),
+            Err(panic) => format!("panicked: {}", crate::runtime::panic_message(&*panic)),
         };
         tracing::error!(tenant, seq, %reason, "deciding on an event failed; marked failed");
         if let Err(e) = self.store.event_failed(seq, &reason) {

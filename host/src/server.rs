@@ -608,11 +608,10 @@ pub fn bench(args: &BenchArgs, matrix: &Matrix) -> Result<i32> {
             errors += e;
         }
         let elapsed = started.elapsed();
-        lat.sort();
-        let pct = |p: f64| {
-            lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
-                .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
-        };
+        let lat = crate::bench::Sample::from_ms(
+            lat.iter().map(|d| d.as_secs_f64() * 1000.0).collect(),
+        );
+        let pct = |p: f64| lat.pct(p);
         println!(
             "{} ok, {errors} failed in {:.2} s: {:.0} events/s; latency p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
             lat.len(),

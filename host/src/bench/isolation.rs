@@ -8,6 +8,7 @@
 //! says the victim's p50 and p99 against its baseline, and how long the
 //! attacker's own calls took.
 
+use super::Sample;
 use crate::matrix::Matrix;
 use crate::server::{BenchServer, PluginsConfig};
 use anyhow::{Context as _, Result};
@@ -145,16 +146,6 @@ const ATTACKS: &[Attack] = &[
     },
 ];
 
-/// Latencies, ms, sorted.
-struct Sample(Vec<f64>);
-
-impl Sample {
-    fn pct(&self, p: f64) -> f64 {
-        let i = ((self.0.len() as f64 * p) as usize).min(self.0.len().saturating_sub(1));
-        self.0.get(i).copied().unwrap_or(0.0)
-    }
-}
-
 fn ticket(id: &str, subject: &str, body: &str) -> serde_json::Value {
     let now = chrono::Utc::now();
     json!({
@@ -204,8 +195,7 @@ async fn victim(b: &BenchServer, token: &str, round: &str, n: usize) -> Result<(
             _ => errors += 1,
         }
     }
-    lat.sort_by(f64::total_cmp);
-    Ok((Sample(lat), errors))
+    Ok((Sample::from_ms(lat), errors))
 }
 
 /// Run every attack and print the table.
@@ -334,7 +324,6 @@ pub fn run(args: &IsolationArgs, matrix: &Matrix) -> Result<i32> {
                 attacker.extend(l);
                 attacker_failed += f;
             }
-            attacker.sort_by(f64::total_cmp);
             let ratio = during.pct(0.99) / base.pct(0.99).max(0.001);
             worst = worst.max(ratio);
             println!(
@@ -344,7 +333,7 @@ pub fn run(args: &IsolationArgs, matrix: &Matrix) -> Result<i32> {
                 during.pct(0.99),
                 ratio,
                 sent.load(Ordering::Relaxed),
-                Sample(attacker).pct(0.99),
+                Sample::from_ms(attacker).pct(0.99),
             );
         }
         let rss = std::fs::read_to_string("/proc/self/status")

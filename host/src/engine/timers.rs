@@ -10,9 +10,10 @@
 //! and it never stops other timers or a restart.
 
 use super::{Engine, lock};
+use crate::runtime::panic_message;
 use crate::store::{TIMER_MAX_ATTEMPTS, Timer};
 use anyhow::Result;
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -37,11 +38,11 @@ impl Engine {
         let mut fired = 0;
         std::thread::scope(|scope| -> Result<()> {
             let (done_tx, done_rx) = mpsc::channel::<(Key, usize)>();
-            let mut running: HashMap<Key, ()> = HashMap::new();
+            let mut running: HashSet<Key> = HashSet::new();
             loop {
-                let busy: Vec<Key> = running.keys().cloned().collect();
-                let per_tenant = |tenant: &str, running: &HashMap<Key, ()>| {
-                    running.keys().filter(|(t, _)| t == tenant).count()
+                let busy: Vec<Key> = running.iter().cloned().collect();
+                let per_tenant = |tenant: &str, running: &HashSet<Key>| {
+                    running.iter().filter(|(t, _)| t == tenant).count()
                 };
                 let mut full: Vec<String> = busy
                     .iter()
@@ -74,7 +75,7 @@ impl Engine {
                     if per_tenant(&key.0, &running) >= TIMER_CONCURRENCY_PER_TENANT {
                         continue;
                     }
-                    running.insert(key.clone(), ());
+                    running.insert(key.clone());
                     let done = done_tx.clone();
                     scope.spawn(move || {
                         let n = group.len();
@@ -112,7 +113,7 @@ impl Engine {
         let error = match run {
             Ok(Ok(())) => return,
             Ok(Err(e)) => format!("{e:#}"),
-            Err(panic) => format!("panicked: {}", panic_text(&*panic)),
+            Err(panic) => format!("panicked: {}", panic_message(&*panic)),
         };
         let attempt = t.attempts.clamp(0, 20);
         let retry_in = RETRY_BASE_MS.saturating_mul(1 << attempt);
@@ -133,13 +134,4 @@ impl Engine {
             }
         }
     }
-}
-
-/// The text of a panic's payload.
-pub(super) fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic".into())
 }
