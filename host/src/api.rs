@@ -9,6 +9,8 @@
 //! (`max_body_bytes`). The OpenAPI description is served at
 //! `/openapi.json`.
 
+pub mod quota;
+
 use crate::delivery::ChannelSettings;
 use crate::engine::{Engine, EngineError, Event, FeedEvent};
 use crate::model::{self, AgentStatus};
@@ -43,6 +45,14 @@ pub struct Api {
     pub max_upload_bytes: usize,
     /// The edge: connections, and how long a client may take to send.
     pub edge: Edge,
+    /// Where tenants' destinations may point.
+    pub outbound: Arc<crate::delivery::Policy>,
+    /// Per-tenant quotas.
+    pub quotas: quota::Quotas,
+    /// SHA-256 (hex) of the read-only token for `/metrics`, if set.
+    pub metrics_hash: Option<String>,
+    rates: quota::RateLimiter,
+    feeds: Arc<quota::FeedSlots>,
     tokens: RwLock<HashMap<String, String>>,
 }
 
@@ -97,6 +107,8 @@ impl std::fmt::Debug for Api {
 pub struct ApiError {
     status: StatusCode,
     message: String,
+    /// Seconds, for `Retry-After` (429, 503).
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -104,6 +116,16 @@ impl ApiError {
         ApiError {
             status,
             message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// A 429 that says when to come back.
+    fn too_many(message: impl Into<String>, retry_after: std::time::Duration) -> ApiError {
+        ApiError {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            message: message.into(),
+            retry_after: Some(retry_after.as_secs_f64().ceil().max(1.0) as u64),
         }
     }
 }
@@ -203,6 +225,83 @@ fn query(req: &Request<Incoming>) -> HashMap<String, String> {
         .collect()
 }
 
+/// `?limit=N&after=CURSOR` of a list: at most `limit` items (default 100,
+/// at most the operator's page size) after the cursor. The answer is the
+/// array; a `Link: <…>; rel="next"` header points at the next page.
+struct Page {
+    after: Option<String>,
+    limit: usize,
+}
+
+impl Page {
+    fn of(req: &Request<Incoming>, max: usize) -> Result<Page, ApiError> {
+        let q = query(req);
+        let limit = match q.get("limit") {
+            Some(l) => l
+                .parse::<usize>()
+                .ok()
+                .filter(|l| (1..=max).contains(l))
+                .ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        format!("limit must be a number from 1 to {max}"),
+                    )
+                })?,
+            None => 100.min(max),
+        };
+        Ok(Page {
+            after: q.get("after").cloned(),
+            limit,
+        })
+    }
+
+    /// The page of `all` (sorted by `key`) after the cursor, and the
+    /// cursor of the next page if there is more.
+    fn cut<T>(&self, all: Vec<T>, key: impl Fn(&T) -> String) -> (Vec<T>, Option<String>) {
+        let mut rest: Vec<T> = all
+            .into_iter()
+            .filter(|t| self.after.as_ref().is_none_or(|a| key(t) > *a))
+            .collect();
+        let more = rest.len() > self.limit;
+        rest.truncate(self.limit);
+        let next = if more { rest.last().map(&key) } else { None };
+        (rest, next)
+    }
+
+    fn answer(
+        &self,
+        req: &Request<Incoming>,
+        list: &impl serde::Serialize,
+        next: Option<String>,
+    ) -> Response<Body> {
+        let mut r = json(StatusCode::OK, list);
+        if let Some(next) = next {
+            let link = format!(
+                "<{}?limit={}&after={}>; rel=\"next\"",
+                req.uri().path(),
+                self.limit,
+                encode(&next)
+            );
+            if let Ok(v) = hyper::header::HeaderValue::from_str(&link) {
+                r.headers_mut().insert("link", v);
+            }
+        }
+        r
+    }
+}
+
+/// Percent-encode a query value.
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
@@ -220,6 +319,11 @@ impl Api {
             max_body_bytes,
             max_upload_bytes: 64 << 20,
             edge: Edge::default(),
+            outbound: Arc::default(),
+            quotas: quota::Quotas::default(),
+            metrics_hash: None,
+            rates: quota::RateLimiter::default(),
+            feeds: Arc::default(),
             tokens: RwLock::default(),
         }
     }
@@ -233,7 +337,14 @@ impl Api {
         let started = std::time::Instant::now();
         let resp = match self.route(req).await {
             Ok(r) => r,
-            Err(e) => json(e.status, &serde_json::json!({"error": e.message})),
+            Err(e) => {
+                let mut r = json(e.status, &serde_json::json!({"error": e.message}));
+                if let Some(secs) = e.retry_after {
+                    r.headers_mut()
+                        .insert("retry-after", hyper::header::HeaderValue::from(secs));
+                }
+                r
+            }
         };
         tracing::debug!(%method, %path, status = resp.status().as_u16(),
             micros = started.elapsed().as_micros() as u64, "request");
@@ -272,6 +383,43 @@ impl Api {
                 "this needs the admin token",
             ))
         }
+    }
+
+    /// The admin token or the read-only metrics token.
+    fn scraper(&self, req: &Request<Incoming>) -> Result<(), ApiError> {
+        let hash = token_hash(&Self::bearer(req)?);
+        if hash == self.admin_hash || self.metrics_hash.as_deref() == Some(hash.as_str()) {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "this needs the metrics token (or the admin token)",
+            ))
+        }
+    }
+
+    /// Take one event from the tenant's rate.
+    fn event_rate(&self, tenant: &str) -> Result<(), ApiError> {
+        let q = self.quotas;
+        self.rates
+            .take(tenant, q.events_per_second, q.event_burst)
+            .map_err(|wait| {
+                ApiError::too_many(
+                    format!(
+                        "over {} events per second (burst {}); retry after the Retry-After seconds",
+                        q.events_per_second, q.event_burst
+                    ),
+                    wait,
+                )
+            })
+    }
+
+    /// Forget cached tokens of `tenant` (rotated or revoked).
+    fn forget_tokens(&self, tenant: &str) {
+        self.tokens
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, t| t != tenant);
     }
 
     async fn tenant(&self, req: &Request<Incoming>) -> Result<String, ApiError> {
@@ -385,7 +533,7 @@ impl Api {
                 .body(Full::new(Bytes::from_static(crate::dashboard::PAGE.as_bytes())).boxed())
                 .expect("a valid response")),
             (&Method::GET, ["metrics"]) => {
-                self.admin(&req)?;
+                self.scraper(&req)?;
                 let engine = self.engine.clone();
                 let text = blocking(move || {
                     let mut gauges = Vec::new();
@@ -418,6 +566,10 @@ impl Api {
                 .body(Full::new(Bytes::from_static(OPENAPI.as_bytes())).boxed())
                 .expect("a valid response")),
             (_, ["v1", "tenants"]) => self.tenants(req, method).await,
+            (_, ["v1", "tenants", id, "token"]) => {
+                let id = id.to_string();
+                self.tenant_token(req, method, id).await
+            }
             (_, ["v1", "clock"]) => self.clock(req, method).await,
             (_, ["v1", ..]) => {
                 let tenant = self.tenant(&req).await?;
@@ -434,7 +586,13 @@ impl Api {
         self.admin(&req)?;
         let store = self.engine.store.clone();
         match method {
-            Method::GET => ok(&blocking(move || Ok(store.tenants()?)).await?),
+            Method::GET => {
+                let page = Page::of(&req, self.quotas.max_page)?;
+                let (list, next) = page.cut(blocking(move || Ok(store.tenants()?)).await?, |t| {
+                    t.id.clone()
+                });
+                Ok(page.answer(&req, &list, next))
+            }
             Method::POST => {
                 #[derive(Deserialize)]
                 #[serde(deny_unknown_fields)]
@@ -475,6 +633,46 @@ impl Api {
                 ))
             }
             _ => Err(method_not_allowed()),
+        }
+    }
+
+    /// `POST /v1/tenants/{id}/token` issues a new token (the old one stops
+    /// working at once); `DELETE` revokes the token (the tenant's requests
+    /// fail until a new one is issued).
+    async fn tenant_token(
+        self: &Arc<Self>,
+        req: Request<Incoming>,
+        method: Method,
+        id: String,
+    ) -> ApiResult {
+        self.admin(&req)?;
+        let store = self.engine.store.clone();
+        let now = self.engine.clock.now();
+        let (token, hash) = match method {
+            Method::POST => {
+                let token = new_token()?;
+                let hash = token_hash(&token);
+                (Some(token), hash)
+            }
+            // A hash no token has: nothing authenticates as the tenant.
+            Method::DELETE => (None, format!("revoked:{}", new_token()?)),
+            _ => return Err(method_not_allowed()),
+        };
+        let (t, revoked) = (id.clone(), token.is_none());
+        let found = blocking(move || {
+            Ok(store.write(|tx| tx.set_tenant_token(&t, &hash, revoked.then_some(now)))?)
+        })
+        .await?;
+        if !found {
+            return Err(not_found(&format!("no tenant {id}")));
+        }
+        // Before answering: no request after this one gets in with the old
+        // token, cached or not.
+        self.forget_tokens(&id);
+        tracing::info!(tenant = %id, revoked, "tenant token changed");
+        match token {
+            Some(token) => ok(&serde_json::json!({"id": id, "token": token})),
+            None => ok(&serde_json::json!({"id": id, "revoked": true})),
         }
     }
 
@@ -584,14 +782,46 @@ impl Api {
                     .map_err(|e| {
                         ApiError::new(StatusCode::BAD_REQUEST, format!("component_base64: {e}"))
                     })?;
+                // The text is decoded: do not hold it beside the bytes.
+                drop(u.component_base64);
+                let q = self.quotas;
+                let name = toml::from_str::<toml::Table>(&u.manifest)
+                    .ok()
+                    .and_then(|t| t.get("name")?.as_str().map(String::from));
+                let (e2, t2) = (engine.clone(), tenant.clone());
+                let names = blocking(move || Ok(e2.uploaded_plugins(&t2)?)).await?;
+                if let Some(name) = &name
+                    && !names.contains(name)
+                    && names.len() >= q.plugins_per_tenant
+                {
+                    return Err(ApiError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        format!(
+                            "at most {} plugins per tenant (the operator's [limits] plugins-per-tenant); delete one first",
+                            q.plugins_per_tenant
+                        ),
+                    ));
+                }
                 let up = crate::engine::Upload {
                     manifest: u.manifest,
                     wasm,
                     fixtures: u.fixtures,
                     source: "api".into(),
                 };
-                let out =
-                    blocking(move || Ok(engine.upload(&tenant, up, "api", u.activate)?)).await?;
+                let out = blocking(move || {
+                    let out = engine.upload(&tenant, up, "api", u.activate)?;
+                    // Older versions beyond the quota go, from memory and
+                    // from the artifact cache.
+                    if let Some(name) = &name {
+                        let pruned =
+                            engine.prune_versions(&tenant, name, q.versions_per_plugin, "quota")?;
+                        if !pruned.is_empty() {
+                            tracing::info!(%tenant, plugin = %name, ?pruned, "pruned old versions");
+                        }
+                    }
+                    Ok(out)
+                })
+                .await?;
                 Ok(json(StatusCode::CREATED, &out))
             }
             (&Method::GET, ["dashboard"]) => {
@@ -601,7 +831,10 @@ impl Api {
                 ok(&blocking(move || Ok(crate::dashboard::feedback(&engine, &tenant)?)).await?)
             }
             (&Method::GET, ["plugin-changes"]) => {
-                ok(&blocking(move || Ok(store.plugin_changes(&tenant, 500)?)).await?)
+                let page = Page::of(&req, self.quotas.max_page)?;
+                let limit = page.limit as u32;
+                let list = blocking(move || Ok(store.plugin_changes(&tenant, limit)?)).await?;
+                ok(&list)
             }
             (&Method::GET, ["plugins", name, "versions"]) => {
                 let name = name.to_string();
@@ -693,13 +926,32 @@ impl Api {
                 })
                 .await?;
                 s.keep_secrets_from(&stored);
+                if s.webhooks.len() > self.quotas.webhooks_per_tenant {
+                    return Err(ApiError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        format!(
+                            "webhooks: at most {} per tenant (the operator's [limits] webhooks-per-tenant)",
+                            self.quotas.webhooks_per_tenant
+                        ),
+                    ));
+                }
                 s.validate()
+                    .map_err(|m| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, m))?;
+                s.check_destinations(&self.outbound)
+                    .await
                     .map_err(|m| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, m))?;
                 let v = serde_json::to_value(&s).map_err(anyhow::Error::from)?;
                 blocking(move || Ok(store.write(|tx| tx.set_settings(&tenant, &v))?)).await?;
                 ok(&s.redacted())
             }
-            (&Method::GET, ["agents"]) => ok(&blocking(move || Ok(store.agents(&tenant)?)).await?),
+            (&Method::GET, ["agents"]) => {
+                let page = Page::of(&req, self.quotas.max_page)?;
+                let (list, next) = page
+                    .cut(blocking(move || Ok(store.agents(&tenant)?)).await?, |a| {
+                        a.id.clone()
+                    });
+                Ok(page.answer(&req, &list, next))
+            }
             (&Method::GET, ["agents", id]) => {
                 let id = id.to_string();
                 let a = blocking(move || Ok(store.agent(&tenant, &id)?)).await?;
@@ -750,12 +1002,28 @@ impl Api {
                     .and_then(|v| v.to_str().ok())
                     .is_some_and(|a| a.contains("text/event-stream"));
                 if wants_stream {
-                    Ok(self.feed_stream(tenant, id, after))
+                    let q = self.quotas;
+                    let slot = self
+                        .feeds
+                        .take(&tenant, q.sse_per_tenant, q.sse_total)
+                        .map_err(|r| match r {
+                            quota::FeedRefusal::Tenant(n) => ApiError::too_many(
+                                format!("at most {n} live feeds per tenant are open; close one"),
+                                std::time::Duration::from_secs(5),
+                            ),
+                            quota::FeedRefusal::Total(n) => ApiError {
+                                status: StatusCode::SERVICE_UNAVAILABLE,
+                                message: format!("the server has {n} live feeds open; try later"),
+                                retry_after: Some(5),
+                            },
+                        })?;
+                    Ok(self.feed_stream(tenant, id, after, slot))
                 } else {
                     ok(&blocking(move || Ok(store.feed(&tenant, &id, after)?)).await?)
                 }
             }
             (&Method::POST, ["tickets"]) => {
+                self.event_rate(&tenant)?;
                 let t: model::Ticket = self.body(req).await?;
                 let out =
                     blocking(move || Ok(engine.create_ticket(&tenant, t, key.as_deref())?)).await?;
@@ -799,6 +1067,7 @@ impl Api {
                 ok(&blocking(move || Ok(store.timers(&tenant, &id)?)).await?)
             }
             (&Method::POST, ["tickets", id, "events"]) => {
+                self.event_rate(&tenant)?;
                 let event: Event = self.body(req).await?;
                 let id = id.to_string();
                 let out =
@@ -817,7 +1086,7 @@ impl Api {
                     })
                     .transpose()?
                     .unwrap_or(100)
-                    .min(1000);
+                    .min(self.quotas.max_page as u32);
                 let tier = q.get("tier").cloned();
                 let list = blocking(move || Ok(store.escalated(&tenant, limit)?)).await?;
                 let list: Vec<_> = list
@@ -844,8 +1113,22 @@ impl Api {
                 ok(&list)
             }
             (&Method::GET, ["deliveries"]) => {
+                let page = Page::of(&req, self.quotas.max_page)?;
                 let ticket = query(&req).get("ticket").cloned();
-                ok(&blocking(move || Ok(store.deliveries(&tenant, ticket.as_deref())?)).await?)
+                let after = match &page.after {
+                    Some(a) => a.parse::<i64>().map_err(|_| {
+                        ApiError::new(StatusCode::BAD_REQUEST, "after must be a delivery id")
+                    })?,
+                    None => 0,
+                };
+                let limit = page.limit;
+                let list = blocking(move || {
+                    Ok(store.deliveries(&tenant, ticket.as_deref(), after, limit + 1)?)
+                })
+                .await?;
+                let plain = Page { after: None, limit };
+                let (list, next) = plain.cut(list, |d| d.id.to_string());
+                Ok(page.answer(&req, &list, next))
             }
             _ => Err(ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -860,11 +1143,19 @@ impl Api {
     /// The agent's in-app feed as Server-Sent Events: everything after
     /// `after` (the `Last-Event-ID` on a reconnect), then each new item as
     /// it is written, with a keep-alive comment every 15 seconds.
-    fn feed_stream(&self, tenant: String, agent: String, after: i64) -> Response<Body> {
+    fn feed_stream(
+        &self,
+        tenant: String,
+        agent: String,
+        after: i64,
+        slot: quota::FeedSlot,
+    ) -> Response<Body> {
         let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
         let mut live = self.engine.feed.subscribe();
         let store = self.engine.store.clone();
         tokio::spawn(async move {
+            // Held while the stream lives.
+            let _slot = slot;
             let frame = |item: &crate::store::FeedItem| {
                 Bytes::from(format!(
                     "id: {}\nevent: notification\ndata: {}\n\n",

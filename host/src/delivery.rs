@@ -14,7 +14,13 @@
 //! with exponential backoff (honouring `Retry-After`), up to a limit, and
 //! every attempt is in the delivery log.
 
-use crate::store::{Delivery, Store};
+pub mod outbound;
+pub mod queue;
+
+pub use outbound::Policy;
+pub use queue::{QueueConfig, worker};
+
+use crate::store::Delivery;
 use anyhow::{Context as _, Result};
 use chrono::Utc;
 use hmac::{Hmac, Mac};
@@ -23,7 +29,6 @@ use sha2::Sha256;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Notify;
 
 /// A tenant's channel settings (`PUT /v1/settings`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -171,6 +176,38 @@ impl ChannelSettings {
     }
 }
 
+impl ChannelSettings {
+    /// Check every destination against the outbound policy (resolving
+    /// names): the configuration-time half of the check that every
+    /// connection repeats.
+    pub async fn check_destinations(&self, policy: &Policy) -> std::result::Result<(), String> {
+        let mut urls: Vec<(String, &str)> = Vec::new();
+        if let Some(u) = &self.slack_webhook_url {
+            urls.push(("slack_webhook_url".into(), u));
+        }
+        for (name, w) in &self.webhooks {
+            urls.push((format!("webhooks.{name}.url"), &w.url));
+        }
+        for (field, u) in urls {
+            let url = reqwest::Url::parse(u).map_err(|_| format!("{field}: not a URL"))?;
+            let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
+                return Err(format!("{field}: the URL has no host"));
+            };
+            policy
+                .check_destination(host, port)
+                .await
+                .map_err(|r| format!("{field}: {r}"))?;
+        }
+        if let Some(smtp) = &self.smtp {
+            policy
+                .check_destination(&smtp.host, smtp.port)
+                .await
+                .map_err(|r| format!("smtp.host: {r}"))?;
+        }
+        Ok(())
+    }
+}
+
 /// The signature header value for `body` sent at `timestamp` (seconds):
 /// `sha256=` and the hex HMAC-SHA256 of `"{timestamp}.{body}"` under
 /// `secret`. Receivers recompute it and compare.
@@ -238,6 +275,10 @@ impl SendError {
         }
     }
 
+    fn refused(r: &outbound::Refusal) -> SendError {
+        SendError::permanent(r.to_string())
+    }
+
     fn transient(message: impl Into<String>) -> SendError {
         SendError {
             message: message.into(),
@@ -247,21 +288,35 @@ impl SendError {
     }
 }
 
-/// Sends deliveries.
-#[derive(Debug, Clone)]
+/// Sends deliveries, only where the outbound policy allows.
+#[derive(Clone)]
 pub struct Sender {
     http: reqwest::Client,
+    policy: Arc<Policy>,
+}
+
+impl std::fmt::Debug for Sender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sender").finish_non_exhaustive()
+    }
 }
 
 impl Sender {
-    /// A sender with a 10-second timeout per attempt.
-    pub fn new() -> Result<Sender> {
+    /// A sender under `policy`: names resolve only to allowed addresses,
+    /// redirects are not followed, no proxy from the environment, 3 s to
+    /// connect and 10 s per attempt.
+    pub fn new(policy: Arc<Policy>) -> Result<Sender> {
         Ok(Sender {
             http: reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(3))
                 .timeout(Duration::from_secs(10))
+                .redirect(reqwest::redirect::Policy::none())
+                .no_proxy()
+                .dns_resolver(policy.resolver())
                 .user_agent(concat!("escalator/", env!("CARGO_PKG_VERSION")))
                 .build()
                 .context("building the HTTP client")?,
+            policy,
         })
     }
 
@@ -282,8 +337,7 @@ impl Sender {
                             "text": format!("ticket {} · for {} · escalator", d.ticket, d.recipient)}]}
                     ]
                 });
-                self.post(&d.address, &d.idempotency_key, blocks.to_string(), None)
-                    .await
+                self.post(d, blocks.to_string(), None).await
             }
             "webhook" => {
                 let endpoint = settings
@@ -306,20 +360,14 @@ impl Sender {
                     "created_at": d.created_at,
                 })
                 .to_string();
-                self.post(
-                    &d.address,
-                    &d.idempotency_key,
-                    body,
-                    Some(endpoint.secret.as_str()),
-                )
-                .await
+                self.post(d, body, Some(endpoint.secret.as_str())).await
             }
             "email" => {
                 let smtp = settings
                     .smtp
                     .as_ref()
                     .ok_or_else(|| SendError::permanent("no SMTP server configured"))?;
-                send_email(smtp, d).await
+                self.send_email(smtp, d).await
             }
             other => Err(SendError::permanent(format!(
                 "channel {other} is not delivered by the worker"
@@ -327,18 +375,32 @@ impl Sender {
         }
     }
 
+    /// POST `body` to the delivery's address. What the tenant reads back
+    /// is "refused by policy", the HTTP status or "no response": never a
+    /// response body or a connect-level detail (which would make the
+    /// delivery log a port scanner); the detail goes to the server log.
     async fn post(
         &self,
-        url: &str,
-        key: &str,
+        d: &Delivery,
         body: String,
         secret: Option<&str>,
     ) -> std::result::Result<(), SendError> {
+        let url = reqwest::Url::parse(&d.address)
+            .map_err(|_| SendError::permanent("the address is not a URL"))?;
+        let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
+            return Err(SendError::permanent("the address has no host"));
+        };
+        // Addresses in the URL never reach the resolver: check them (and
+        // the server's own port) here; names are checked again on connect.
+        self.policy
+            .resolve(host, port)
+            .await
+            .map_err(|r| SendError::refused(&r))?;
         let mut req = self
             .http
             .post(url)
             .header("content-type", "application/json")
-            .header("idempotency-key", key);
+            .header("idempotency-key", &d.idempotency_key);
         if let Some(secret) = secret {
             let now = Utc::now().timestamp();
             req = req.header("x-escalator-timestamp", now.to_string()).header(
@@ -346,14 +408,26 @@ impl Sender {
                 signature(secret, now, body.as_bytes()),
             );
         }
-        let resp = req
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| SendError::transient(format!("POST {url}: {e}")))?;
+        let resp = match req.body(body).send().await {
+            Ok(r) => r,
+            Err(e) => {
+                if let Some(r) = outbound::refusal_in(&e) {
+                    return Err(SendError::refused(r));
+                }
+                tracing::warn!(tenant = %d.tenant, id = d.id, error = %error_chain(&e),
+                    "delivery got no response");
+                return Err(SendError::transient("no response from the endpoint"));
+            }
+        };
         let status = resp.status();
         if status.is_success() {
             return Ok(());
+        }
+        if status.is_redirection() {
+            return Err(SendError::permanent(format!(
+                "HTTP {} (redirects are not followed)",
+                status.as_u16()
+            )));
         }
         let retry_after = resp
             .headers()
@@ -361,11 +435,93 @@ impl Sender {
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
         Err(SendError {
-            message: format!("POST {url}: HTTP {status}"),
+            message: format!("HTTP {}", status.as_u16()),
             retryable: status.is_server_error() || status.as_u16() == 429 || status.as_u16() == 408,
             retry_after,
         })
     }
+
+    async fn send_email(
+        &self,
+        smtp: &SmtpSettings,
+        d: &Delivery,
+    ) -> std::result::Result<(), SendError> {
+        use lettre::transport::smtp::client::{Tls, TlsParameters};
+        use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+        let bad =
+            |what: &str, e: &dyn std::fmt::Display| SendError::permanent(format!("{what}: {e}"));
+        let message = Message::builder()
+            .from(smtp.from.parse().map_err(|e| bad("smtp.from", &e))?)
+            .to(d
+                .address
+                .parse()
+                .map_err(|e| bad("recipient address", &e))?)
+            .subject(&d.title)
+            .message_id(Some(format!("<{}@escalator>", d.idempotency_key)))
+            .header(lettre::message::header::ContentType::TEXT_PLAIN)
+            .body(d.body.clone())
+            .map_err(|e| bad("building the message", &e))?;
+        // Connect to an address the policy allowed (lettre would resolve
+        // the name again itself); TLS still verifies the host name.
+        let addr = self
+            .policy
+            .resolve(&smtp.host, smtp.port)
+            .await
+            .map_err(|r| SendError::refused(&r))?[0];
+        let tls =
+            |host: &str| TlsParameters::new(host.to_string()).map_err(|e| bad("smtp.host", &e));
+        let tls = match smtp.tls {
+            SmtpTls::None => Tls::None,
+            SmtpTls::Starttls => Tls::Required(tls(&smtp.host)?),
+            SmtpTls::Tls => Tls::Wrapper(tls(&smtp.host)?),
+        };
+        let builder =
+            AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(addr.ip().to_string())
+                .port(addr.port())
+                .tls(tls);
+        let builder = match (&smtp.username, &smtp.password) {
+            (Some(u), Some(p)) => builder.credentials(
+                lettre::transport::smtp::authentication::Credentials::new(u.clone(), p.clone()),
+            ),
+            _ => builder,
+        };
+        let transport = builder.timeout(Some(Duration::from_secs(10))).build();
+        match transport.send(message).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                tracing::warn!(tenant = %d.tenant, id = d.id, error = %error_chain(&e),
+                    "e-mail delivery failed");
+                // The reply code, not the server's text.
+                let code = e
+                    .status()
+                    .map(|c| format!(" (SMTP {c})"))
+                    .unwrap_or_default();
+                if e.is_permanent() {
+                    Err(SendError::permanent(format!(
+                        "the SMTP server refused it{code}"
+                    )))
+                } else if e.is_transient() {
+                    Err(SendError::transient(format!(
+                        "the SMTP server deferred it{code}"
+                    )))
+                } else {
+                    Err(SendError::transient("no response from the SMTP server"))
+                }
+            }
+        }
+    }
+}
+
+/// `e` and its sources, for the server log.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        cur = s.source();
+    }
+    out
 }
 
 /// `Retry-After` as seconds or an HTTP date.
@@ -385,118 +541,6 @@ fn truncate(s: &str, max: usize) -> String {
     let mut t: String = s.chars().take(max - 1).collect();
     t.push('…');
     t
-}
-
-async fn send_email(smtp: &SmtpSettings, d: &Delivery) -> std::result::Result<(), SendError> {
-    use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-    let bad = |what: &str, e: &dyn std::fmt::Display| SendError::permanent(format!("{what}: {e}"));
-    let message = Message::builder()
-        .from(smtp.from.parse().map_err(|e| bad("smtp.from", &e))?)
-        .to(d
-            .address
-            .parse()
-            .map_err(|e| bad("recipient address", &e))?)
-        .subject(&d.title)
-        .message_id(Some(format!("<{}@escalator>", d.idempotency_key)))
-        .header(lettre::message::header::ContentType::TEXT_PLAIN)
-        .body(d.body.clone())
-        .map_err(|e| bad("building the message", &e))?;
-    let builder = match smtp.tls {
-        SmtpTls::None => {
-            AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host).port(smtp.port)
-        }
-        SmtpTls::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&smtp.host)
-            .map_err(|e| bad("smtp.host", &e))?
-            .port(smtp.port),
-        SmtpTls::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&smtp.host)
-            .map_err(|e| bad("smtp.host", &e))?
-            .port(smtp.port),
-    };
-    let builder = match (&smtp.username, &smtp.password) {
-        (Some(u), Some(p)) => builder.credentials(
-            lettre::transport::smtp::authentication::Credentials::new(u.clone(), p.clone()),
-        ),
-        _ => builder,
-    };
-    let transport = builder.timeout(Some(Duration::from_secs(10))).build();
-    match transport.send(message).await {
-        Ok(_) => Ok(()),
-        Err(e) if e.is_permanent() => Err(SendError::permanent(format!("SMTP: {e}"))),
-        Err(e) => Err(SendError::transient(format!("SMTP: {e}"))),
-    }
-}
-
-/// Drain the delivery log forever: send what is due, record every attempt,
-/// sleep until the next retry or until `wake` is notified.
-pub async fn worker(store: Arc<Store>, wake: Arc<Notify>, retry: RetryPolicy) {
-    let sender = match Sender::new() {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "delivery worker cannot start");
-            return;
-        }
-    };
-    loop {
-        let now_ms = Utc::now().timestamp_millis();
-        let due = {
-            let store = store.clone();
-            tokio::task::spawn_blocking(move || store.due_deliveries(now_ms, 64)).await
-        };
-        let due = match due {
-            Ok(Ok(d)) => d,
-            other => {
-                tracing::error!(?other, "reading due deliveries failed");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-        };
-        if due.is_empty() {
-            let next = store.next_delivery_at().ok().flatten();
-            let wait = next.map_or(Duration::from_secs(60), |at| {
-                Duration::from_millis((at - Utc::now().timestamp_millis()).clamp(0, 60_000) as u64)
-            });
-            tokio::select! {
-                _ = wake.notified() => {}
-                _ = tokio::time::sleep(wait) => {}
-            }
-            continue;
-        }
-        let mut set = tokio::task::JoinSet::new();
-        for d in due {
-            let (store, sender) = (store.clone(), sender.clone());
-            set.spawn(async move {
-                let settings: ChannelSettings = store
-                    .settings(&d.tenant)
-                    .ok()
-                    .and_then(|v| serde_json::from_value(v).ok())
-                    .unwrap_or_default();
-                let result = sender.send(&d, &settings).await;
-                let attempts = d.attempts as u32 + 1;
-                let outcome = match result {
-                    Ok(()) => {
-                        tracing::info!(id = d.id, channel = %d.channel, to = %d.address, "delivered");
-                        Ok(())
-                    }
-                    Err(e) => {
-                        let retry = e
-                            .retryable
-                            .then(|| retry.delay(attempts, e.retry_after))
-                            .flatten();
-                        tracing::warn!(id = d.id, channel = %d.channel, error = %e.message,
-                            attempts, retry_in = ?retry, "delivery failed");
-                        Err((
-                            e.message,
-                            retry.map(|r| Utc::now().timestamp_millis() + r.as_millis() as i64),
-                        ))
-                    }
-                };
-                if let Err(e) = store.delivery_attempted(d.id, Utc::now(), outcome) {
-                    tracing::error!(error = %e, "recording a delivery attempt failed");
-                }
-            });
-        }
-        while set.join_next().await.is_some() {}
-    }
 }
 
 #[cfg(test)]

@@ -827,6 +827,7 @@ impl Engine {
                             &evidence_text(&news),
                             0,
                             &format!("update:{decision}"),
+                            Tier::send_priority(Some(esc.tier)),
                             now,
                             &settings,
                             &roster,
@@ -1112,6 +1113,7 @@ impl Engine {
                 body: handoff(state).to_string(),
                 status: "pending".into(),
                 note: None,
+                priority: Tier::send_priority(Some(e.tier)),
             };
             if tx.insert_delivery(tenant, &d, now)? {
                 sent += 1;
@@ -1134,6 +1136,7 @@ impl Engine {
                     &step.body,
                     step.digest_window_ms,
                     &format!("d{decision}:s{i}"),
+                    Tier::send_priority(Some(e.tier)),
                     now,
                     settings,
                     roster,
@@ -1223,6 +1226,7 @@ impl Engine {
         body: &str,
         digest_window_ms: u64,
         key: &str,
+        priority: i64,
         now: DateTime<Utc>,
         settings: &ChannelSettings,
         roster: &[model::Agent],
@@ -1343,6 +1347,7 @@ impl Engine {
                 body: body.clone(),
                 status: status.clone(),
                 note,
+                priority,
             };
             if tx.insert_delivery(tenant, &d, now)? {
                 made += 1;
@@ -1440,6 +1445,7 @@ impl Engine {
             &step.body,
             step.digest_window_ms,
             &format!("t{}", t.id),
+            Tier::send_priority(state.escalation.as_ref().map(|e| e.tier)),
             at,
             settings,
             roster,
@@ -1562,6 +1568,7 @@ impl Engine {
                 &body,
                 0,
                 key,
+                Tier::send_priority(Some(esc.tier)),
                 at,
                 settings,
                 roster,
@@ -1606,6 +1613,8 @@ impl Engine {
                 }
                 .into(),
                 note: None,
+                // As urgent as the most urgent notice it gathers.
+                priority: held.iter().map(|d| d.priority).min().unwrap_or(2),
             };
             tx.insert_delivery(&t.tenant, &d, at)?;
             if channel == "in-app" {

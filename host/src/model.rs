@@ -21,6 +21,18 @@ pub enum Tier {
     Critical,
 }
 
+impl Tier {
+    /// The delivery queue's order: 0 (critical, sent first) to 3 (low).
+    pub fn send_priority(tier: Option<Tier>) -> i64 {
+        match tier {
+            Some(Tier::Critical) => 0,
+            Some(Tier::High) => 1,
+            Some(Tier::Medium) | None => 2,
+            Some(Tier::Low) => 3,
+        }
+    }
+}
+
 /// Who wrote a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

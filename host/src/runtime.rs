@@ -282,6 +282,14 @@ impl Runtime {
         &self.engine
     }
 
+    /// Forget the compiled artifact of `digest` (no stored plugin uses it
+    /// any more).
+    pub fn forget_artifact(&self, digest: &str) {
+        if let Some(cache) = &self.cache {
+            cache.remove(digest);
+        }
+    }
+
     /// Compile (or fetch from the cache) a component without checking it
     /// against a manifest: for `escalator plugin inspect`.
     pub fn compile(&self, wasm: &[u8]) -> anyhow::Result<(Component, Origin)> {

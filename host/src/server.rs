@@ -38,6 +38,10 @@ pub struct ServeArgs {
     /// The admin token (default: generated on first start and printed).
     #[arg(long, env = "ESCALATOR_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+    /// A read-only token for `GET /metrics` (a scraper needs no admin
+    /// token).
+    #[arg(long, env = "ESCALATOR_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
     /// Watch this directory for plugins: `DIR/TENANT/PLUGIN/` (hot swap).
     #[arg(long, env = "ESCALATOR_PLUGINS_DIR")]
     pub plugins_dir: Option<PathBuf>,
@@ -73,8 +77,14 @@ pub struct FileConfig {
     pub header_timeout_ms: Option<u64>,
     /// Time a client has to send a request's body, ms (default 30000).
     pub body_timeout_ms: Option<u64>,
-    /// Delivery retries.
+    /// Delivery retries, shares and circuit breakers.
     pub delivery: DeliveryConfig,
+    /// Where tenants' webhooks, Slack and SMTP may go.
+    pub outbound: OutboundConfig,
+    /// Per-tenant quotas.
+    pub limits: LimitsConfig,
+    /// A read-only token for `GET /metrics`.
+    pub metrics_token: Option<String>,
     /// How plugin execution is shared out, and what a manifest may ask for.
     pub plugins: PluginsConfig,
 }
@@ -143,16 +153,120 @@ impl PluginsConfig {
     }
 }
 
-/// Delivery retry settings.
+/// `[delivery]`: retries, fair shares of senders, circuit breakers.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct DeliveryConfig {
-    /// First retry after this many ms (doubling after).
+    /// First retry after this many ms (doubling after; default 2000).
     pub retry_base_ms: Option<u64>,
-    /// Longest wait between attempts, ms.
+    /// Longest wait between attempts, ms (default 600000).
     pub retry_max_delay_ms: Option<u64>,
-    /// Attempts before a delivery is marked failed.
+    /// Attempts before a delivery is marked failed (default 10).
     pub max_attempts: Option<u32>,
+    /// Attempts in flight at once (default 64).
+    pub senders: Option<usize>,
+    /// Attempts in flight at once for one tenant (default 8).
+    pub tenant_senders: Option<usize>,
+    /// Attempts in flight at once for one endpoint (default 2).
+    pub endpoint_senders: Option<usize>,
+    /// Failures in a row that open an endpoint's circuit (default 5).
+    pub breaker_failures: Option<u32>,
+    /// An open circuit's first rest, ms (default 30000; doubles per
+    /// failed probe up to 600000).
+    pub breaker_cooldown_ms: Option<u64>,
+}
+
+impl DeliveryConfig {
+    /// The queue's settings, defaults filled in.
+    pub fn resolve(&self) -> Result<crate::delivery::QueueConfig> {
+        let d = crate::delivery::QueueConfig::default();
+        let r = d.retry;
+        let q = crate::delivery::QueueConfig {
+            senders: self.senders.unwrap_or(d.senders),
+            tenant_senders: self.tenant_senders.unwrap_or(d.tenant_senders),
+            endpoint_senders: self.endpoint_senders.unwrap_or(d.endpoint_senders),
+            breaker_failures: self.breaker_failures.unwrap_or(d.breaker_failures),
+            breaker_cooldown: self
+                .breaker_cooldown_ms
+                .map_or(d.breaker_cooldown, Duration::from_millis),
+            breaker_max_cooldown: d.breaker_max_cooldown,
+            retry: crate::delivery::RetryPolicy {
+                base: self.retry_base_ms.map_or(r.base, Duration::from_millis),
+                max_delay: self
+                    .retry_max_delay_ms
+                    .map_or(r.max_delay, Duration::from_millis),
+                max_attempts: self.max_attempts.unwrap_or(r.max_attempts),
+            },
+        };
+        if q.senders == 0 || q.tenant_senders == 0 || q.endpoint_senders == 0 {
+            bail!("delivery.senders, tenant-senders and endpoint-senders must be at least 1");
+        }
+        if q.breaker_failures == 0 {
+            bail!("delivery.breaker-failures must be at least 1");
+        }
+        Ok(q)
+    }
+}
+
+/// `[limits]`: per-tenant quotas (defaults in [`crate::api::quota::Quotas`]).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct LimitsConfig {
+    /// Events per second per tenant, sustained (default 50).
+    pub events_per_second: Option<f64>,
+    /// Events at once above the rate (default 200).
+    pub event_burst: Option<u32>,
+    /// Webhook endpoints per tenant (default 20).
+    pub webhooks_per_tenant: Option<usize>,
+    /// Plugins per tenant (default 32).
+    pub plugins_per_tenant: Option<usize>,
+    /// Versions kept per plugin (default 5).
+    pub versions_per_plugin: Option<usize>,
+    /// Live feeds per tenant (default 16).
+    pub sse_per_tenant: Option<usize>,
+    /// Live feeds in all (default 1024).
+    pub sse_total: Option<usize>,
+    /// The most items of one list answer (default 1000).
+    pub max_page: Option<usize>,
+}
+
+impl LimitsConfig {
+    /// The quotas, defaults filled in.
+    pub fn resolve(&self) -> Result<crate::api::quota::Quotas> {
+        let d = crate::api::quota::Quotas::default();
+        let q = crate::api::quota::Quotas {
+            events_per_second: self.events_per_second.unwrap_or(d.events_per_second),
+            event_burst: self.event_burst.map_or(d.event_burst, f64::from),
+            webhooks_per_tenant: self.webhooks_per_tenant.unwrap_or(d.webhooks_per_tenant),
+            plugins_per_tenant: self.plugins_per_tenant.unwrap_or(d.plugins_per_tenant),
+            versions_per_plugin: self.versions_per_plugin.unwrap_or(d.versions_per_plugin),
+            sse_per_tenant: self.sse_per_tenant.unwrap_or(d.sse_per_tenant),
+            sse_total: self.sse_total.unwrap_or(d.sse_total),
+            max_page: self.max_page.unwrap_or(d.max_page),
+        };
+        if !(q.events_per_second.is_finite() && q.events_per_second > 0.0) || q.event_burst < 1.0 {
+            bail!("limits.events-per-second must be above 0 and limits.event-burst at least 1");
+        }
+        if q.versions_per_plugin < 2 {
+            bail!(
+                "limits.versions-per-plugin must be at least 2 (the version in force and one to roll back to)"
+            );
+        }
+        if q.max_page == 0 || q.plugins_per_tenant == 0 || q.sse_total == 0 {
+            bail!("limits.max-page, plugins-per-tenant and sse-total must be at least 1");
+        }
+        Ok(q)
+    }
+}
+
+/// `[outbound]`: the operator's exceptions to the outbound policy.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct OutboundConfig {
+    /// Addresses (`10.1.2.3`), ranges (`10.0.0.0/8`), host names
+    /// (`hooks.internal.example`) and domains (`*.corp.example`) tenants'
+    /// destinations may use although they are private or reserved.
+    pub allow: Vec<String>,
 }
 
 /// Everything `serve` needs, resolved.
@@ -174,8 +288,14 @@ pub struct ServeConfig {
     pub edge: api::Edge,
     /// Plugin directory to watch.
     pub plugins_dir: Option<PathBuf>,
-    /// Retries.
-    pub retry: crate::delivery::RetryPolicy,
+    /// Delivery retries, shares and breakers.
+    pub queue: crate::delivery::QueueConfig,
+    /// The outbound policy's allow-list.
+    pub outbound_allow: Vec<String>,
+    /// Per-tenant quotas.
+    pub quotas: crate::api::quota::Quotas,
+    /// The read-only metrics token.
+    pub metrics_token: Option<String>,
     /// Manual clock start.
     pub manual_clock: Option<chrono::DateTime<chrono::Utc>>,
     /// Fair shares of plugin execution.
@@ -204,7 +324,6 @@ impl ServeConfig {
             }
             None => FileConfig::default(),
         };
-        let d = crate::delivery::RetryPolicy::default();
         let (shares, ceiling) = file.plugins.resolve().with_context(|| {
             format!(
                 "{}: [plugins]",
@@ -248,16 +367,12 @@ impl ServeConfig {
                 }
             },
             plugins_dir: args.plugins_dir.clone().or(file.plugins_dir),
-            retry: crate::delivery::RetryPolicy {
-                base: file
-                    .delivery
-                    .retry_base_ms
-                    .map_or(d.base, Duration::from_millis),
-                max_delay: file
-                    .delivery
-                    .retry_max_delay_ms
-                    .map_or(d.max_delay, Duration::from_millis),
-                max_attempts: file.delivery.max_attempts.unwrap_or(d.max_attempts),
+            queue: file.delivery.resolve().context("[delivery]")?,
+            quotas: file.limits.resolve().context("[limits]")?,
+            metrics_token: args.metrics_token.clone().or(file.metrics_token.clone()),
+            outbound_allow: {
+                crate::delivery::Policy::new(&file.outbound.allow).map_err(anyhow::Error::msg)?;
+                file.outbound.allow.clone()
             },
             manual_clock,
             shares,
@@ -274,6 +389,8 @@ pub struct Server {
     pub api: Arc<Api>,
     /// The admin token if it was generated now (print it once).
     pub new_admin_token: Option<String>,
+    /// Where outbound calls may go.
+    pub policy: Arc<crate::delivery::Policy>,
 }
 
 impl std::fmt::Debug for Server {
@@ -315,14 +432,25 @@ pub fn build(config: &ServeConfig, matrix: &Matrix) -> Result<Server> {
     if recovered > 0 {
         tracing::warn!(recovered, "decided on events stored before a crash");
     }
+    let policy =
+        Arc::new(crate::delivery::Policy::new(&config.outbound_allow).map_err(anyhow::Error::msg)?);
     let mut api = Api::new(engine.clone(), admin_hash, config.max_body_bytes);
     api.max_upload_bytes = config.max_upload_bytes;
     api.edge = config.edge;
+    api.outbound = policy.clone();
+    api.quotas = config.quotas;
+    if let Some(t) = &config.metrics_token {
+        if t.len() < 16 {
+            bail!("the metrics token must be at least 16 characters");
+        }
+        api.metrics_hash = Some(api::token_hash(t));
+    }
     let api = Arc::new(api);
     Ok(Server {
         engine,
         api,
         new_admin_token,
+        policy,
     })
 }
 
@@ -357,6 +485,13 @@ fn write_secret(path: &Path, secret: &str) -> Result<()> {
     let mut f = opts
         .open(path)
         .with_context(|| format!("writing {}", path.display()))?;
+    // `mode` applies only to a new file: an existing one is narrowed too.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("making {} private", path.display()))?;
+    }
     writeln!(f, "{secret}")?;
     Ok(())
 }
@@ -373,12 +508,14 @@ pub fn serve(args: &ServeArgs, matrix: &Matrix) -> Result<i32> {
             .await
             .with_context(|| format!("listening on {}", config.listen))?;
         let addr = listener.local_addr()?;
+        server.policy.set_own_address(addr);
         let engine = server.engine.clone();
         tokio::spawn(crate::scheduler::run(engine.clone()));
         tokio::spawn(crate::delivery::worker(
             engine.store.clone(),
             engine.delivery_wake.clone(),
-            config.retry,
+            server.policy.clone(),
+            config.queue,
         ));
         if let Some(dir) = &config.plugins_dir {
             std::fs::create_dir_all(dir)
@@ -472,7 +609,18 @@ impl BenchServer {
             max_upload_bytes: 64 << 20,
             edge: api::Edge::default(),
             plugins_dir: None,
-            retry: Default::default(),
+            queue: Default::default(),
+            // The benchmarks' receivers listen on loopback.
+            outbound_allow: vec!["127.0.0.1".into()],
+            // The benchmarks measure the engine, not the rate limiter; the
+            // delivery attack needs its 1,000 endpoints.
+            quotas: crate::api::quota::Quotas {
+                events_per_second: 1e6,
+                event_burst: 1e6,
+                webhooks_per_tenant: 1000,
+                ..Default::default()
+            },
+            metrics_token: None,
             manual_clock: None,
             shares,
             ceiling,
@@ -480,7 +628,14 @@ impl BenchServer {
         let server = build(&config, matrix)?;
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
         let base = format!("http://{}", listener.local_addr()?);
+        server.policy.set_own_address(listener.local_addr()?);
         tokio::spawn(crate::scheduler::run(server.engine.clone()));
+        tokio::spawn(crate::delivery::worker(
+            server.engine.store.clone(),
+            server.engine.delivery_wake.clone(),
+            server.policy.clone(),
+            config.queue,
+        ));
         tokio::spawn(api::serve(
             listener,
             server.api.clone(),

@@ -181,6 +181,15 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE timers ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX events_failed ON events (tenant, seq) WHERE processed = 2;
     "#,
+    // 4: deliveries carry their ticket's urgency (0 critical … 3 low) so
+    // critical notifications are sent first; a tenant's token can be
+    // revoked.
+    r#"
+    ALTER TABLE deliveries ADD COLUMN priority INTEGER NOT NULL DEFAULT 2;
+    CREATE INDEX deliveries_queue ON deliveries (priority, next_attempt_at)
+        WHERE status = 'pending';
+    ALTER TABLE tenants ADD COLUMN revoked_at TEXT;
+    "#,
 ];
 
 /// Attempts after which a failing timer is dead-lettered.
@@ -335,6 +344,8 @@ pub struct Delivery {
     pub created_at: String,
     /// Delivered.
     pub sent_at: Option<String>,
+    /// Urgency: 0 (critical) to 3 (low); lower is sent first.
+    pub priority: i64,
 }
 
 /// A new delivery.
@@ -358,6 +369,8 @@ pub struct NewDelivery {
     pub status: String,
     /// Error or note for `skipped`.
     pub note: Option<String>,
+    /// Urgency: 0 (critical) to 3 (low); lower is sent first.
+    pub priority: i64,
 }
 
 /// One in-app feed item.
@@ -497,7 +510,8 @@ impl Store {
         Ok(self
             .lock()
             .query_row(
-                "SELECT id, name, created_at FROM tenants WHERE token_hash = ?1",
+                "SELECT id, name, created_at FROM tenants WHERE token_hash = ?1 \
+                 AND revoked_at IS NULL",
                 [hash],
                 |r| {
                     Ok(Tenant {
@@ -645,29 +659,99 @@ impl Store {
             .collect())
     }
 
-    /// The tenant's deliveries, of one ticket or all, oldest first.
-    pub fn deliveries(&self, tenant: &str, ticket: Option<&str>) -> Result<Vec<Delivery>> {
+    /// The tenant's deliveries, of one ticket or all, oldest first: at
+    /// most `limit` with ids above `after`.
+    pub fn deliveries(
+        &self,
+        tenant: &str,
+        ticket: Option<&str>,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<Delivery>> {
         let conn = self.lock();
         let mut st = conn.prepare(
             "SELECT id, tenant, ticket, idempotency_key, channel, recipient, address, title, \
-             body, status, attempts, last_error, created_at, sent_at FROM deliveries \
-             WHERE tenant = ?1 AND (?2 IS NULL OR ticket = ?2) ORDER BY id",
+             body, status, attempts, last_error, created_at, sent_at, priority FROM deliveries \
+             WHERE tenant = ?1 AND (?2 IS NULL OR ticket = ?2) AND id > ?3 ORDER BY id LIMIT ?4",
         )?;
-        let rows = st.query_map(params![tenant, ticket], delivery_row)?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = st.query_map(params![tenant, ticket, after, limit], delivery_row)?;
         rows.map(|r| Ok(r?)).collect()
     }
 
-    /// Deliveries due for an attempt at `now_ms` (real time).
+    /// Deliveries due for an attempt at `now_ms` (real time), most urgent
+    /// first, then oldest.
     pub fn due_deliveries(&self, now_ms: i64, limit: u32) -> Result<Vec<Delivery>> {
+        self.due_deliveries_except(now_ms, limit, &[], &[], &[])
+    }
+
+    /// Due deliveries, most urgent first, leaving out the ids in `busy`
+    /// (being sent), the tenants in `full` (at their share of senders) and
+    /// the `(tenant, address)` endpoints in `full_endpoints`.
+    pub fn due_deliveries_except(
+        &self,
+        now_ms: i64,
+        limit: u32,
+        busy: &[i64],
+        full: &[String],
+        full_endpoints: &[(String, String)],
+    ) -> Result<Vec<Delivery>> {
         let conn = self.lock();
-        let mut st = conn.prepare(
+        let mut sql = String::from(
             "SELECT id, tenant, ticket, idempotency_key, channel, recipient, address, title, \
-             body, status, attempts, last_error, created_at, sent_at FROM deliveries \
-             WHERE status = 'pending' AND next_attempt_at <= ?1 ORDER BY next_attempt_at, id \
-             LIMIT ?2",
-        )?;
-        let rows = st.query_map(params![now_ms, limit], delivery_row)?;
+             body, status, attempts, last_error, created_at, sent_at, priority FROM deliveries \
+             WHERE status = 'pending' AND next_attempt_at <= ?1",
+        );
+        let mut args: Vec<&dyn rusqlite::ToSql> = vec![&now_ms, &limit];
+        // Placeholders are numbered in the order the values are pushed.
+        let mut n = 2;
+        let mut next = || {
+            n += 1;
+            format!("?{n}")
+        };
+        if !busy.is_empty() {
+            let marks: Vec<String> = busy.iter().map(|_| next()).collect();
+            sql.push_str(&format!(" AND id NOT IN ({})", marks.join(", ")));
+        }
+        if !full.is_empty() {
+            let marks: Vec<String> = full.iter().map(|_| next()).collect();
+            sql.push_str(&format!(" AND tenant NOT IN ({})", marks.join(", ")));
+        }
+        if !full_endpoints.is_empty() {
+            let pairs: Vec<String> = full_endpoints
+                .iter()
+                .map(|_| format!("({}, {})", next(), next()))
+                .collect();
+            sql.push_str(&format!(
+                " AND (tenant, address) NOT IN (VALUES {})",
+                pairs.join(", ")
+            ));
+        }
+        sql.push_str(" ORDER BY priority, next_attempt_at, id LIMIT ?2");
+        for id in busy {
+            args.push(id);
+        }
+        for t in full {
+            args.push(t);
+        }
+        for (t, a) in full_endpoints {
+            args.push(t);
+            args.push(a);
+        }
+        let mut st = conn.prepare(&sql)?;
+        let rows = st.query_map(args.as_slice(), delivery_row)?;
         rows.map(|r| Ok(r?)).collect()
+    }
+
+    /// Put a pending delivery off until `until_ms` without counting an
+    /// attempt (its endpoint's circuit is open), saying why.
+    pub fn delivery_postponed(&self, id: i64, until_ms: i64, why: &str) -> Result<()> {
+        self.lock().execute(
+            "UPDATE deliveries SET next_attempt_at = ?2, last_error = ?3 \
+             WHERE id = ?1 AND status = 'pending'",
+            params![id, until_ms, why],
+        )?;
+        Ok(())
     }
 
     /// When the next pending delivery is due (real time, ms).
@@ -1012,6 +1096,15 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// The names of the plugins a tenant has uploaded versions of.
+    pub fn uploaded_plugin_names(&self, tenant: &str) -> Result<Vec<String>> {
+        let conn = self.lock();
+        let mut st = conn
+            .prepare("SELECT DISTINCT name FROM plugin_versions WHERE tenant = ?1 ORDER BY name")?;
+        let rows = st.query_map([tenant], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// The change log of a tenant's plugins, newest first.
     pub fn plugin_changes(&self, tenant: &str, limit: u32) -> Result<Vec<PluginChange>> {
         let conn = self.lock();
@@ -1216,6 +1309,7 @@ fn delivery_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Delivery> {
         last_error: r.get(11)?,
         created_at: r.get(12)?,
         sent_at: r.get(13)?,
+        priority: r.get(14)?,
     })
 }
 
@@ -1243,6 +1337,20 @@ impl Tx<'_> {
             params![id, name, token_hash, ts(now)],
         )?;
         Ok(n == 1)
+    }
+
+    /// Give a tenant a new token hash (`revoked_at` set: the token is
+    /// revoked); `false` if there is no such tenant.
+    pub fn set_tenant_token(
+        &self,
+        id: &str,
+        token_hash: &str,
+        revoked_at: Option<DateTime<Utc>>,
+    ) -> Result<bool> {
+        Ok(self.tx.execute(
+            "UPDATE tenants SET token_hash = ?2, revoked_at = ?3 WHERE id = ?1",
+            params![id, token_hash, revoked_at.map(ts)],
+        )? == 1)
     }
 
     /// Replace a tenant's channel settings.
@@ -1474,9 +1582,10 @@ impl Tx<'_> {
     ) -> Result<bool> {
         let n = self.tx.execute(
             "INSERT OR IGNORE INTO deliveries (tenant, ticket, idempotency_key, channel, recipient, \
-             address, title, body, status, last_error, next_attempt_at, created_at, sent_at) \
+             address, title, body, status, last_error, next_attempt_at, created_at, sent_at, \
+             priority) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 0, ?11, \
-             CASE WHEN ?9 = 'sent' THEN ?11 END)",
+             CASE WHEN ?9 = 'sent' THEN ?11 END, ?12)",
             params![
                 tenant,
                 d.ticket,
@@ -1489,6 +1598,7 @@ impl Tx<'_> {
                 d.status,
                 d.note,
                 ts(now),
+                d.priority,
             ],
         )?;
         Ok(n == 1)
@@ -1518,7 +1628,7 @@ impl Tx<'_> {
         let held = {
             let mut st = self.tx.prepare_cached(
                 "SELECT id, tenant, ticket, idempotency_key, channel, recipient, address, title, \
-                 body, status, attempts, last_error, created_at, sent_at FROM deliveries \
+                 body, status, attempts, last_error, created_at, sent_at, priority FROM deliveries \
                  WHERE tenant = ?1 AND channel = ?2 AND address = ?3 AND status = 'held' ORDER BY id",
             )?;
             st.query_map([tenant, channel, address], delivery_row)?
@@ -1567,6 +1677,32 @@ impl Tx<'_> {
             "DELETE FROM plugin_versions WHERE tenant = ?1 AND name = ?2 AND version = ?3",
             [tenant, name, version],
         )? == 1)
+    }
+
+    /// The digest of a stored version.
+    pub fn version_digest(
+        &self,
+        tenant: &str,
+        name: &str,
+        version: &str,
+    ) -> Result<Option<String>> {
+        Ok(self
+            .tx
+            .query_row(
+                "SELECT digest FROM plugin_versions WHERE tenant = ?1 AND name = ?2 AND version = ?3",
+                [tenant, name, version],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Whether any stored version of any tenant has `digest`.
+    pub fn digest_in_use(&self, digest: &str) -> Result<bool> {
+        Ok(self.tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM plugin_versions WHERE digest = ?1)",
+            [digest],
+            |r| r.get(0),
+        )?)
     }
 
     /// A tenant's plugin slots.
@@ -1795,6 +1931,7 @@ mod tests {
             body: "b".into(),
             status: "pending".into(),
             note: None,
+            priority: 2,
         };
         store
             .write(|tx| {
@@ -1812,8 +1949,8 @@ mod tests {
         assert!(store.due_deliveries(4_999, 10).unwrap().is_empty());
         assert_eq!(store.next_delivery_at().unwrap(), Some(5_000));
         store.delivery_attempted(due[0].id, noon(), Ok(())).unwrap();
-        let all = store.deliveries("acme", Some("T-1")).unwrap();
+        let all = store.deliveries("acme", Some("T-1"), 0, 100).unwrap();
         assert_eq!((all[0].status.as_str(), all[0].attempts), ("sent", 2));
-        assert!(store.deliveries("other", None).unwrap().is_empty());
+        assert!(store.deliveries("other", None, 0, 100).unwrap().is_empty());
     }
 }

@@ -573,8 +573,15 @@ impl Engine {
             )));
         }
         let now = self.clock.now();
+        let mut unused = None;
         let deleted = self.store.write(|tx| {
+            let digest = tx.version_digest(tenant, name, version)?;
             let d = tx.delete_plugin_version(tenant, name, version)?;
+            if let Some(digest) = digest
+                && !tx.digest_in_use(&digest)?
+            {
+                unused = Some(digest);
+            }
             if d {
                 tx.plugin_change(
                     tenant,
@@ -589,6 +596,9 @@ impl Engine {
             Ok(d)
         })?;
         lock(&self.versions).remove(&(tenant.into(), name.into(), version.into()));
+        if let Some(digest) = unused {
+            self.runtime.forget_artifact(&digest);
+        }
         if deleted {
             Ok(())
         } else {
@@ -596,6 +606,45 @@ impl Engine {
                 "no version {version} of plugin {name}"
             )))
         }
+    }
+
+    /// Keep at most `keep` versions of plugin `name`: delete the oldest of
+    /// the others, never the one in force nor the one a rollback returns
+    /// to. Returns the versions deleted.
+    pub fn prune_versions(
+        &self,
+        tenant: &str,
+        name: &str,
+        keep: usize,
+        actor: &str,
+    ) -> Result<Vec<String>, EngineError> {
+        let slots = self.store.plugin_slots(tenant)?;
+        let slot = slots.iter().find(|s| s.name == name);
+        let pinned = |v: &str| {
+            slot.is_some_and(|s| {
+                s.version.as_deref() == Some(v) || s.previous.as_deref() == Some(v)
+            })
+        };
+        let versions = self.store.plugin_versions(tenant, name)?;
+        let mut excess = versions.len().saturating_sub(keep);
+        let mut pruned = Vec::new();
+        for v in versions {
+            if excess == 0 {
+                break;
+            }
+            if pinned(&v.version) {
+                continue;
+            }
+            self.delete_version(tenant, name, &v.version, actor)?;
+            pruned.push(v.version);
+            excess -= 1;
+        }
+        Ok(pruned)
+    }
+
+    /// How many plugin names the tenant has uploaded.
+    pub fn uploaded_plugins(&self, tenant: &str) -> Result<Vec<String>, EngineError> {
+        Ok(self.store.uploaded_plugin_names(tenant)?)
     }
 
     /// Remove a tenant's override of a plugin name: an uploaded plugin

@@ -92,6 +92,16 @@ impl ArtifactCache {
         Ok((component, Origin::Compiled))
     }
 
+    /// Drop the compiled artifact of `digest`, if there is one.
+    pub fn remove(&self, digest: &str) {
+        let path = self.path_for(digest);
+        if let Err(e) = std::fs::remove_file(&path)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(path = %path.display(), error = %e, "could not remove a cached artifact");
+        }
+    }
+
     /// Write atomically: a crash mid-write leaves no half artifact behind.
     fn store(&self, component: &Component, path: &Path) -> anyhow::Result<()> {
         std::fs::create_dir_all(&self.dir)?;

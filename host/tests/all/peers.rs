@@ -86,7 +86,18 @@ impl Recorder {
                                         n.checked_sub(1)
                                     })
                                     .is_ok();
-                                let status = if failing { 503 } else { 200 };
+                                // `/redirect…` answers a redirect to an internal
+                                // path; `/leak…` a 500 whose body must never reach
+                                // the tenant.
+                                let status = if failing {
+                                    503
+                                } else if path.starts_with("/redirect") {
+                                    307
+                                } else if path.starts_with("/leak") {
+                                    500
+                                } else {
+                                    200
+                                };
                                 reqs.lock().unwrap().push(Recorded {
                                     path,
                                     headers,
@@ -97,8 +108,16 @@ impl Recorder {
                                 if failing {
                                     resp = resp.header("retry-after", "1");
                                 }
+                                if status == 307 {
+                                    resp = resp.header("location", "/internal/admin?op=1");
+                                }
+                                let text: &'static [u8] = if status == 500 {
+                                    b"internal: db password hunter2"
+                                } else {
+                                    b"ok"
+                                };
                                 Ok::<_, std::convert::Infallible>(
-                                    resp.body(Full::new(Bytes::from_static(b"ok"))).unwrap(),
+                                    resp.body(Full::new(Bytes::from_static(text))).unwrap(),
                                 )
                             }
                         },
@@ -133,6 +152,47 @@ impl Recorder {
             .into_iter()
             .filter(|r| r.path == path && r.status == 200)
             .collect()
+    }
+}
+
+/// A port that accepts connections and never answers (a dead endpoint
+/// that still completes the TCP handshake).
+pub struct BlackHole {
+    /// Its base URL.
+    pub url: String,
+    held: Arc<AtomicUsize>,
+    _rt: tokio::runtime::Runtime,
+}
+
+impl BlackHole {
+    /// Start one.
+    pub fn start() -> BlackHole {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let held = Arc::new(AtomicUsize::new(0));
+        let h = held.clone();
+        rt.spawn(async move {
+            let mut open = Vec::new();
+            loop {
+                if let Ok((stream, _)) = listener.accept().await {
+                    h.fetch_add(1, Ordering::SeqCst);
+                    open.push(stream);
+                }
+            }
+        });
+        BlackHole { url, held, _rt: rt }
+    }
+
+    /// Connections accepted so far.
+    pub fn accepted(&self) -> usize {
+        self.held.load(Ordering::SeqCst)
     }
 }
 

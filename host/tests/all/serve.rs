@@ -13,6 +13,10 @@ use std::time::Duration;
 const ADMIN: &str = "test-admin-token-0123456789abcdef";
 const T0: &str = "2026-11-27T12:00:00Z";
 
+/// The outbound policy refuses loopback: tests whose receivers listen on
+/// 127.0.0.1 allow it, as an operator would allow an internal host.
+pub const LOOPBACK_RECEIVERS: &str = "[outbound]\nallow = [\"127.0.0.1\"]\n";
+
 /// A running `escalator serve`.
 pub struct Escalator {
     child: Child,
@@ -320,7 +324,7 @@ fn a_critical_escalation_reaches_its_assignee_at_once_then_reminds_falls_back_an
  {
     let (_dir, data) = data_dir();
     let (slack, smtp) = (Recorder::start(), Smtp::start());
-    let server = Escalator::start(&data, T0, None);
+    let server = Escalator::start(&data, T0, Some(LOOPBACK_RECEIVERS));
     let acme = server.tenant("acme");
     acme.roster();
     acme.ok("PUT", "/v1/settings", Some(channels(&slack, &smtp)));
@@ -503,7 +507,7 @@ fn a_critical_escalation_reaches_its_assignee_at_once_then_reminds_falls_back_an
 fn a_lead_is_not_sent_a_routine_escalation_claimed_in_time() {
     let (_dir, data) = data_dir();
     let (slack, smtp) = (Recorder::start(), Smtp::start());
-    let server = Escalator::start(&data, T0, None);
+    let server = Escalator::start(&data, T0, Some(LOOPBACK_RECEIVERS));
     let acme = server.tenant("acme");
     acme.roster();
     acme.ok("PUT", "/v1/settings", Some(channels(&slack, &smtp)));
@@ -639,7 +643,7 @@ fn the_handoff_packet_carries_everything_the_ai_collected() {
 #[test]
 fn tenant_b_sees_nothing_of_tenant_a() {
     let (_dir, data) = data_dir();
-    let server = Escalator::start(&data, T0, None);
+    let server = Escalator::start(&data, T0, Some(LOOPBACK_RECEIVERS));
     let a = server.tenant("alpha");
     let b = server.tenant("beta");
     a.roster();
@@ -849,7 +853,9 @@ fn a_webhook_that_fails_for_a_while_gets_everything_once_it_recovers() {
     let server = Escalator::start(
         &data,
         T0,
-        Some("[delivery]\nretry-base-ms = 100\nretry-max-delay-ms = 400\n"),
+        Some(&format!(
+            "{LOOPBACK_RECEIVERS}[delivery]\nretry-base-ms = 100\nretry-max-delay-ms = 400\n"
+        )),
     );
     let acme = server.tenant("acme");
     acme.roster();

@@ -1,0 +1,166 @@
+//! Per-tenant quotas of the API: how fast a tenant may send events, how
+//! many webhooks, plugins, versions and live feeds it may have, and how
+//! much one list answer may hold.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The quotas, each with its default.
+#[derive(Debug, Clone, Copy)]
+pub struct Quotas {
+    /// Events (new tickets and ticket events) per second per tenant,
+    /// sustained (default 50).
+    pub events_per_second: f64,
+    /// Events a tenant may send at once above the rate (default 200).
+    pub event_burst: f64,
+    /// Webhook endpoints per tenant (default 20).
+    pub webhooks_per_tenant: usize,
+    /// Plugins per tenant (default 32).
+    pub plugins_per_tenant: usize,
+    /// Versions kept per plugin; older inactive ones are pruned (default
+    /// 5).
+    pub versions_per_plugin: usize,
+    /// Live feed (SSE) connections per tenant (default 16).
+    pub sse_per_tenant: usize,
+    /// Live feed connections in all (default 1024).
+    pub sse_total: usize,
+    /// The most items one list answer holds (`?limit=`; default 100, at
+    /// most this, default 1000).
+    pub max_page: usize,
+}
+
+impl Default for Quotas {
+    fn default() -> Self {
+        Quotas {
+            events_per_second: 50.0,
+            event_burst: 200.0,
+            webhooks_per_tenant: 20,
+            plugins_per_tenant: 32,
+            versions_per_plugin: 5,
+            sse_per_tenant: 16,
+            sse_total: 1024,
+            max_page: 1000,
+        }
+    }
+}
+
+/// A token bucket per tenant.
+#[derive(Debug, Default)]
+pub struct RateLimiter {
+    buckets: Mutex<HashMap<String, (f64, Instant)>>,
+}
+
+impl RateLimiter {
+    /// Take one event for `tenant`; when its bucket is empty, how long
+    /// until it holds one again.
+    pub fn take(&self, tenant: &str, rate: f64, burst: f64) -> Result<(), Duration> {
+        let now = Instant::now();
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let (tokens, at) = buckets.entry(tenant.to_string()).or_insert((burst, now));
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * rate).min(burst);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - *tokens) / rate.max(1e-9)))
+        }
+    }
+}
+
+/// Live feed connections, per tenant and in all.
+#[derive(Debug, Default)]
+pub struct FeedSlots {
+    total: AtomicUsize,
+    per_tenant: Mutex<HashMap<String, usize>>,
+}
+
+/// A held feed slot; dropping it frees the slot.
+#[derive(Debug)]
+pub struct FeedSlot {
+    slots: Arc<FeedSlots>,
+    tenant: String,
+}
+
+/// Why a feed was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub enum FeedRefusal {
+    /// The tenant has its share open.
+    Tenant(usize),
+    /// The server has all it takes.
+    Total(usize),
+}
+
+impl FeedSlots {
+    /// Take a slot for `tenant`.
+    pub fn take(
+        self: &Arc<Self>,
+        tenant: &str,
+        per_tenant: usize,
+        total: usize,
+    ) -> Result<FeedSlot, FeedRefusal> {
+        let mut map = self.per_tenant.lock().unwrap_or_else(|e| e.into_inner());
+        let n = map.get(tenant).copied().unwrap_or(0);
+        if n >= per_tenant {
+            return Err(FeedRefusal::Tenant(per_tenant));
+        }
+        if self.total.load(Ordering::SeqCst) >= total {
+            return Err(FeedRefusal::Total(total));
+        }
+        self.total.fetch_add(1, Ordering::SeqCst);
+        map.insert(tenant.to_string(), n + 1);
+        Ok(FeedSlot {
+            slots: self.clone(),
+            tenant: tenant.to_string(),
+        })
+    }
+}
+
+impl Drop for FeedSlot {
+    fn drop(&mut self) {
+        let mut map = self
+            .slots
+            .per_tenant
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = map.get_mut(&self.tenant) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.tenant);
+            }
+        }
+        self.slots.total.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bucket_allows_its_burst_then_says_when_to_come_back() {
+        let r = RateLimiter::default();
+        for _ in 0..5 {
+            r.take("a", 10.0, 5.0).unwrap();
+        }
+        let wait = r.take("a", 10.0, 5.0).unwrap_err();
+        assert!(wait <= Duration::from_millis(100), "{wait:?}");
+        assert!(r.take("b", 10.0, 5.0).is_ok(), "each tenant has its own");
+        std::thread::sleep(Duration::from_millis(120));
+        assert!(r.take("a", 10.0, 5.0).is_ok(), "refilled");
+    }
+
+    #[test]
+    fn feed_slots_are_counted_per_tenant_and_in_all_and_freed_on_drop() {
+        let s = Arc::new(FeedSlots::default());
+        let a1 = s.take("a", 2, 3).unwrap();
+        let _a2 = s.take("a", 2, 3).unwrap();
+        assert_eq!(s.take("a", 2, 3).unwrap_err(), FeedRefusal::Tenant(2));
+        let _b1 = s.take("b", 2, 3).unwrap();
+        assert_eq!(s.take("c", 2, 3).unwrap_err(), FeedRefusal::Total(3));
+        drop(a1);
+        assert!(s.take("c", 2, 3).is_ok());
+    }
+}

@@ -1,0 +1,422 @@
+//! The delivery queue: which notification is sent next, by how many
+//! senders at once, and which endpoints are resting.
+//!
+//! - **Urgency first**: due deliveries are taken most urgent first
+//!   (critical, high, medium, low), then oldest.
+//! - **Fair shares**: at most `senders` attempts run at once, at most
+//!   `tenant_senders` of them for one tenant and `endpoint_senders` for one
+//!   endpoint. A tenant whose endpoints are slow or dead fills only its own
+//!   share; everyone else's deliveries are taken past it.
+//! - **Circuit breaker** per endpoint: after `breaker_failures` failed
+//!   attempts in a row (no response, 5xx, 429) it opens; its deliveries are
+//!   put off, without using up attempts, until the cool-down ends; then
+//!   one attempt probes it: success closes it, failure reopens it for
+//!   twice as long (up to `breaker_max_cooldown`).
+
+use super::{ChannelSettings, Policy, RetryPolicy, Sender};
+use crate::store::{Delivery, Store};
+use chrono::Utc;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// How deliveries are shared out and retried.
+#[derive(Debug, Clone, Copy)]
+pub struct QueueConfig {
+    /// Attempts in flight at once, in all.
+    pub senders: usize,
+    /// Attempts in flight at once for one tenant.
+    pub tenant_senders: usize,
+    /// Attempts in flight at once for one endpoint (a URL or an address).
+    pub endpoint_senders: usize,
+    /// Failed attempts in a row that open an endpoint's circuit.
+    pub breaker_failures: u32,
+    /// How long an open circuit rests first.
+    pub breaker_cooldown: Duration,
+    /// The longest rest (each failed probe doubles it).
+    pub breaker_max_cooldown: Duration,
+    /// Retries of a failed delivery.
+    pub retry: RetryPolicy,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            senders: 64,
+            tenant_senders: 8,
+            endpoint_senders: 2,
+            breaker_failures: 5,
+            breaker_cooldown: Duration::from_secs(30),
+            breaker_max_cooldown: Duration::from_secs(600),
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+/// A tenant's endpoint.
+type Endpoint = (String, String);
+
+/// One endpoint's circuit.
+#[derive(Debug, Clone, Copy)]
+struct Breaker {
+    /// Failed attempts in a row.
+    failures: u32,
+    /// While open: until when (ms, real time).
+    open_until: Option<i64>,
+    /// The next rest.
+    cooldown: Duration,
+}
+
+/// What a finished attempt reports back.
+struct Done {
+    id: i64,
+    endpoint: Endpoint,
+    /// Sent.
+    ok: bool,
+    /// Failed in a way that says the endpoint is unwell.
+    unwell: bool,
+}
+
+/// The queue's state between rounds.
+struct Queue {
+    config: QueueConfig,
+    running: HashSet<i64>,
+    per_tenant: HashMap<String, usize>,
+    per_endpoint: HashMap<Endpoint, usize>,
+    breakers: HashMap<Endpoint, Breaker>,
+}
+
+impl Queue {
+    fn new(config: QueueConfig) -> Queue {
+        Queue {
+            config,
+            running: HashSet::new(),
+            per_tenant: HashMap::new(),
+            per_endpoint: HashMap::new(),
+            breakers: HashMap::new(),
+        }
+    }
+
+    /// How many attempts `endpoint` may have in flight now: none while its
+    /// circuit is open, one probe once the rest is over.
+    fn endpoint_limit(&self, endpoint: &Endpoint, now_ms: i64) -> usize {
+        match self.breakers.get(endpoint).and_then(|b| b.open_until) {
+            Some(until) if until > now_ms => 0,
+            Some(_) => 1,
+            None => self.config.endpoint_senders,
+        }
+    }
+
+    fn full_tenants(&self) -> Vec<String> {
+        self.per_tenant
+            .iter()
+            .filter(|(_, n)| **n >= self.config.tenant_senders)
+            .map(|(t, _)| t.clone())
+            .collect()
+    }
+
+    fn full_endpoints(&self, now_ms: i64) -> Vec<Endpoint> {
+        self.per_endpoint
+            .iter()
+            .filter(|(e, n)| **n >= self.endpoint_limit(e, now_ms))
+            .map(|(e, _)| e.clone())
+            .collect()
+    }
+
+    fn start(&mut self, d: &Delivery) {
+        self.running.insert(d.id);
+        *self.per_tenant.entry(d.tenant.clone()).or_default() += 1;
+        *self
+            .per_endpoint
+            .entry((d.tenant.clone(), d.address.clone()))
+            .or_default() += 1;
+    }
+
+    fn finish(&mut self, done: &Done, now_ms: i64) {
+        self.running.remove(&done.id);
+        let tenant = &done.endpoint.0;
+        if let Some(n) = self.per_tenant.get_mut(tenant) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_tenant.remove(tenant);
+            }
+        }
+        if let Some(n) = self.per_endpoint.get_mut(&done.endpoint) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_endpoint.remove(&done.endpoint);
+            }
+        }
+        if done.ok {
+            self.breakers.remove(&done.endpoint);
+            return;
+        }
+        if !done.unwell {
+            return;
+        }
+        let c = self.config;
+        let b = self
+            .breakers
+            .entry(done.endpoint.clone())
+            .or_insert(Breaker {
+                failures: 0,
+                open_until: None,
+                cooldown: c.breaker_cooldown,
+            });
+        b.failures += 1;
+        // A failed probe (the circuit was open) or too many failures in a
+        // row open it.
+        if b.open_until.is_some() || b.failures >= c.breaker_failures {
+            b.open_until = Some(now_ms.saturating_add(b.cooldown.as_millis() as i64));
+            tracing::warn!(tenant = %done.endpoint.0, endpoint = %done.endpoint.1,
+                failures = b.failures, rest = ?b.cooldown, "endpoint circuit open");
+            b.cooldown = (b.cooldown * 2).min(c.breaker_max_cooldown);
+        }
+    }
+}
+
+/// Drain the delivery log forever: send what is due, most urgent first and
+/// in fair shares, record every attempt, and sleep until something is due
+/// or `wake` is notified.
+pub async fn worker(
+    store: Arc<Store>,
+    wake: Arc<Notify>,
+    policy: Arc<Policy>,
+    config: QueueConfig,
+) {
+    let sender = match Sender::new(policy) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "delivery worker cannot start");
+            return;
+        }
+    };
+    let mut queue = Queue::new(config);
+    let mut set: tokio::task::JoinSet<Done> = tokio::task::JoinSet::new();
+    loop {
+        let now_ms = Utc::now().timestamp_millis();
+        let mut started = 0;
+        let free = config.senders.saturating_sub(queue.running.len());
+        if free > 0 {
+            let busy: Vec<i64> = queue.running.iter().copied().collect();
+            let (full, full_endpoints) = (queue.full_tenants(), queue.full_endpoints(now_ms));
+            let reader = store.clone();
+            let limit = (free * 2 + 16).min(512) as u32;
+            let due = tokio::task::spawn_blocking(move || {
+                reader.due_deliveries_except(now_ms, limit, &busy, &full, &full_endpoints)
+            })
+            .await;
+            let due = match due {
+                Ok(Ok(d)) => d,
+                other => {
+                    tracing::error!(?other, "reading due deliveries failed");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            for d in due {
+                if queue.running.len() >= config.senders {
+                    break;
+                }
+                let endpoint = (d.tenant.clone(), d.address.clone());
+                if queue.per_tenant.get(&d.tenant).copied().unwrap_or(0) >= config.tenant_senders
+                    || queue.per_endpoint.get(&endpoint).copied().unwrap_or(0)
+                        >= queue.endpoint_limit(&endpoint, now_ms)
+                {
+                    if let Some(until) = queue
+                        .breakers
+                        .get(&endpoint)
+                        .and_then(|b| b.open_until)
+                        .filter(|u| *u > now_ms)
+                    {
+                        // Resting: put it off without using an attempt.
+                        let store = store.clone();
+                        let _ = tokio::task::spawn_blocking(move || {
+                            store.delivery_postponed(
+                                d.id,
+                                until,
+                                "the endpoint failed repeatedly: its circuit is open, \
+                                 sending resumes after a rest",
+                            )
+                        })
+                        .await;
+                    }
+                    continue;
+                }
+                queue.start(&d);
+                started += 1;
+                let (store, sender) = (store.clone(), sender.clone());
+                set.spawn(attempt(store, sender, d, config.retry));
+            }
+        }
+        // Wait for an attempt to finish, new work, or the next due time.
+        let wait = if !set.is_empty() {
+            Duration::from_millis(250)
+        } else {
+            let store = store.clone();
+            let next = tokio::task::spawn_blocking(move || store.next_delivery_at())
+                .await
+                .ok()
+                .and_then(|r| r.ok())
+                .flatten();
+            let ms = next.map_or(60_000, |at| {
+                (at - Utc::now().timestamp_millis()).clamp(0, 60_000)
+            });
+            // Due work that could not start (a resting endpoint was just
+            // put off): never spin.
+            Duration::from_millis(if started == 0 { ms.max(50) } else { ms } as u64)
+        };
+        tokio::select! {
+            Some(done) = set.join_next() => {
+                if let Ok(done) = done {
+                    queue.finish(&done, Utc::now().timestamp_millis());
+                }
+                while let Some(Ok(done)) = set.try_join_next() {
+                    queue.finish(&done, Utc::now().timestamp_millis());
+                }
+            }
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// One attempt: send, record it, report back.
+async fn attempt(store: Arc<Store>, sender: Sender, d: Delivery, retry: RetryPolicy) -> Done {
+    let endpoint = (d.tenant.clone(), d.address.clone());
+    let reader = store.clone();
+    let tenant = d.tenant.clone();
+    let settings: ChannelSettings = tokio::task::spawn_blocking(move || reader.settings(&tenant))
+        .await
+        .ok()
+        .and_then(|r| r.ok())
+        .and_then(|v| serde_json::from_value(v).ok())
+        .unwrap_or_default();
+    let result = sender.send(&d, &settings).await;
+    let attempts = d.attempts as u32 + 1;
+    let (ok, unwell) = match &result {
+        Ok(()) => (true, false),
+        Err(e) => (false, e.retryable),
+    };
+    let outcome = match result {
+        Ok(()) => {
+            tracing::info!(id = d.id, channel = %d.channel, "delivered");
+            Ok(())
+        }
+        Err(e) => {
+            let retry = e
+                .retryable
+                .then(|| retry.delay(attempts, e.retry_after))
+                .flatten();
+            tracing::warn!(id = d.id, tenant = %d.tenant, channel = %d.channel,
+                error = %e.message, attempts, retry_in = ?retry, "delivery failed");
+            Err((
+                e.message,
+                retry.map(|r| Utc::now().timestamp_millis() + r.as_millis() as i64),
+            ))
+        }
+    };
+    let id = d.id;
+    let recorded =
+        tokio::task::spawn_blocking(move || store.delivery_attempted(id, Utc::now(), outcome))
+            .await;
+    if !matches!(recorded, Ok(Ok(()))) {
+        tracing::error!(id, ?recorded, "recording a delivery attempt failed");
+    }
+    Done {
+        id,
+        endpoint,
+        ok,
+        unwell,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn done(tenant: &str, address: &str, ok: bool) -> Done {
+        Done {
+            id: 1,
+            endpoint: (tenant.into(), address.into()),
+            ok,
+            unwell: !ok,
+        }
+    }
+
+    #[test]
+    fn a_circuit_opens_after_failures_in_a_row_probes_once_and_backs_off() {
+        let mut q = Queue::new(QueueConfig {
+            breaker_failures: 3,
+            breaker_cooldown: Duration::from_secs(10),
+            breaker_max_cooldown: Duration::from_secs(25),
+            ..QueueConfig::default()
+        });
+        let e: Endpoint = ("t".into(), "http://x/".into());
+        for _ in 0..2 {
+            q.finish(&done("t", "http://x/", false), 0);
+        }
+        assert_eq!(q.endpoint_limit(&e, 0), 2, "closed after two failures");
+        q.finish(&done("t", "http://x/", false), 0);
+        assert_eq!(q.endpoint_limit(&e, 9_999), 0, "open for the rest");
+        assert_eq!(q.endpoint_limit(&e, 10_000), 1, "one probe after it");
+        // A failed probe reopens it for twice as long, then at most 25 s.
+        q.finish(&done("t", "http://x/", false), 10_000);
+        assert_eq!(q.endpoint_limit(&e, 29_999), 0);
+        assert_eq!(q.endpoint_limit(&e, 30_000), 1);
+        q.finish(&done("t", "http://x/", false), 30_000);
+        assert_eq!(q.endpoint_limit(&e, 54_999), 0);
+        assert_eq!(q.endpoint_limit(&e, 55_000), 1);
+        // A success closes it.
+        q.finish(&done("t", "http://x/", true), 55_000);
+        assert_eq!(q.endpoint_limit(&e, 55_000), 2);
+        // A refusal (the endpoint answered 4xx) says nothing about health.
+        let mut d = done("t", "http://x/", false);
+        d.unwell = false;
+        for _ in 0..10 {
+            q.finish(&d, 60_000);
+        }
+        assert_eq!(q.endpoint_limit(&e, 60_000), 2);
+    }
+
+    #[test]
+    fn shares_fill_per_tenant_and_per_endpoint() {
+        let mut q = Queue::new(QueueConfig {
+            tenant_senders: 2,
+            endpoint_senders: 1,
+            ..QueueConfig::default()
+        });
+        let d = |id, tenant: &str, address: &str| Delivery {
+            id,
+            tenant: tenant.into(),
+            ticket: "t".into(),
+            idempotency_key: id.to_string(),
+            channel: "webhook".into(),
+            recipient: "r".into(),
+            address: address.into(),
+            title: String::new(),
+            body: String::new(),
+            status: "pending".into(),
+            attempts: 0,
+            last_error: None,
+            created_at: String::new(),
+            sent_at: None,
+            priority: 2,
+        };
+        q.start(&d(1, "a", "u1"));
+        assert_eq!(
+            q.full_endpoints(0),
+            vec![("a".to_string(), "u1".to_string())]
+        );
+        assert!(q.full_tenants().is_empty());
+        q.start(&d(2, "a", "u2"));
+        assert_eq!(q.full_tenants(), vec!["a".to_string()]);
+        q.finish(&done("a", "u1", true), 0);
+        assert!(q.full_tenants().is_empty());
+        assert_eq!(
+            q.full_endpoints(0),
+            vec![("a".to_string(), "u2".to_string())]
+        );
+    }
+}

@@ -1,0 +1,238 @@
+//! Per-tenant quotas and credentials, against a live server: each quota's
+//! 4xx (429 with `Retry-After` for rates) while another tenant is served,
+//! version pruning, pages, and tokens that rotate and revoke at once.
+
+use crate::serve::{Api, Escalator};
+use crate::support::guest_wasm;
+use base64::Engine as _;
+use serde_json::{Value, json};
+
+const T0: &str = "2026-11-27T12:00:00Z";
+
+fn ticket(id: &str) -> Value {
+    json!({"id": id, "created_at": T0,
+        "messages": [{"author": "customer", "body": "How do I export a CSV?", "sent_at": T0}]})
+}
+
+/// POST with the raw response, for its headers.
+fn post_raw(base: &str, token: &str, path: &str, body: &Value) -> reqwest::blocking::Response {
+    reqwest::blocking::Client::new()
+        .post(format!("{base}{path}"))
+        .bearer_auth(token)
+        .json(body)
+        .send()
+        .unwrap()
+}
+
+fn upload(api: &Api, name: &str, version: &str) -> (u16, Value) {
+    let manifest = format!("name = \"{name}\"\nkind = \"trigger\"\nversion = \"{version}\"\n");
+    api.call(
+        "POST",
+        "/v1/plugins",
+        Some(json!({
+            "manifest": manifest,
+            "component_base64": base64::engine::general_purpose::STANDARD
+                .encode(guest_wasm("refund")),
+        })),
+    )
+}
+
+#[test]
+fn a_tenant_over_its_event_rate_gets_429_with_retry_after_and_the_other_tenant_is_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Escalator::start(
+        dir.path(),
+        T0,
+        Some("[limits]\nevents-per-second = 2\nevent-burst = 5\n"),
+    );
+    let attacker = server.tenant("attacker");
+    let victim = server.tenant("victim");
+    let mut limited = Vec::new();
+    for i in 0..20 {
+        let r = post_raw(
+            &server.base,
+            &attacker.token(),
+            "/v1/tickets",
+            &ticket(&format!("A-{i}")),
+        );
+        if r.status().as_u16() == 429 {
+            let retry: u64 = r.headers()["retry-after"]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!((1..=60).contains(&retry), "{retry}");
+            limited.push(format!("A-{i}"));
+        } else {
+            assert_eq!(r.status().as_u16(), 201);
+        }
+    }
+    assert!(limited.len() >= 10, "{} of 20 refused", limited.len());
+    // A refused event is not stored.
+    let (status, _) = attacker.call("GET", &format!("/v1/tickets/{}", limited[0]), None);
+    assert_eq!(status, 404);
+    // The victim's own bucket is full.
+    for i in 0..5 {
+        victim.ok("POST", "/v1/tickets", Some(ticket(&format!("V-{i}"))));
+    }
+}
+
+#[test]
+fn webhooks_plugins_and_feeds_have_quotas_and_old_versions_are_pruned() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Escalator::start(
+        dir.path(),
+        T0,
+        Some(
+            "[limits]\nwebhooks-per-tenant = 2\nplugins-per-tenant = 1\nversions-per-plugin = 3\n\
+             sse-per-tenant = 2\n",
+        ),
+    );
+    let acme = server.tenant("acme");
+    acme.roster();
+    let hooks: serde_json::Map<String, Value> = (0..3)
+        .map(|i| {
+            (
+                format!("h{i}"),
+                json!({"url": format!("https://hooks{i}.example.com/"), "secret": "k"}),
+            )
+        })
+        .collect();
+    let (status, body) = acme.call("PUT", "/v1/settings", Some(json!({"webhooks": hooks})));
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("at most 2"),
+        "{body}"
+    );
+
+    // Versions beyond three go: not the one in force, not the one a
+    // rollback returns to; their compiled artifacts go too.
+    for minor in 0..6 {
+        let (status, body) = upload(&acme, "refund", &format!("1.{minor}.0"));
+        assert_eq!(status, 201, "{body}");
+    }
+    let versions: Vec<String> = acme
+        .ok("GET", "/v1/plugins/refund/versions", None)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["version"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(versions, ["1.3.0", "1.4.0", "1.5.0"]);
+    acme.ok("POST", "/v1/plugins/refund/rollback", None);
+    let (status, body) = upload(&acme, "another", "1.0.0");
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("at most 1 plugins"),
+        "{body}"
+    );
+
+    // Two live feeds, then 429 until one closes.
+    let agent = acme.ok("GET", "/v1/agents?limit=1", None)[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let feed = || {
+        reqwest::blocking::Client::builder()
+            .timeout(None)
+            .build()
+            .unwrap()
+            .get(format!("{}/v1/agents/{agent}/feed", server.base))
+            .bearer_auth(acme.token())
+            .header("accept", "text/event-stream")
+            .send()
+            .unwrap()
+    };
+    let first = feed();
+    let second = feed();
+    assert_eq!(
+        (first.status().as_u16(), second.status().as_u16()),
+        (200, 200)
+    );
+    let third = feed();
+    assert_eq!(third.status().as_u16(), 429);
+    assert!(third.headers().contains_key("retry-after"));
+    // Another tenant's feeds are not counted against this one.
+    let other = server.tenant("other");
+    other.roster();
+    let _theirs = other.sse(&agent);
+    drop(first);
+    crate::peers::eventually(30, "a closed feed frees its slot", || {
+        let r = feed();
+        (r.status().as_u16() == 200).then_some(r)
+    });
+}
+
+#[test]
+fn lists_come_in_pages_linked_to_the_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Escalator::start(dir.path(), T0, Some("[limits]\nmax-page = 50\n"));
+    let acme = server.tenant("acme");
+    acme.roster();
+    let all: Vec<String> = acme
+        .ok("GET", "/v1/agents", None)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(all.len() > 2);
+    let mut seen = Vec::new();
+    let mut next = Some("/v1/agents?limit=2".to_string());
+    while let Some(path) = next.take() {
+        let r = reqwest::blocking::Client::new()
+            .get(format!("{}{path}", server.base))
+            .bearer_auth(acme.token())
+            .send()
+            .unwrap();
+        next = r.headers().get("link").map(|l| {
+            let l = l.to_str().unwrap();
+            l[l.find('<').unwrap() + 1..l.find('>').unwrap()].to_string()
+        });
+        let page: Vec<Value> = r.json().unwrap();
+        assert!(page.len() <= 2);
+        seen.extend(page.iter().map(|a| a["id"].as_str().unwrap().to_string()));
+    }
+    assert_eq!(seen, all, "every agent once, in order");
+    let (status, body) = acme.call("GET", "/v1/deliveries?limit=51", None);
+    assert_eq!(status, 400, "{body}");
+}
+
+#[test]
+fn a_rotated_or_revoked_token_stops_working_at_once_and_metrics_have_their_own_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Escalator::start_with(
+        dir.path(),
+        T0,
+        None,
+        &["--metrics-token", "metrics-scrape-token-0123456789"],
+    );
+    let admin = server.admin();
+    let acme = server.tenant("acme");
+    // Used once, so it sits in the token cache.
+    acme.ok("GET", "/v1/agents", None);
+    let rotated = admin.ok("POST", "/v1/tenants/acme/token", None);
+    let new = Api::with_token(&server.base, rotated["token"].as_str().unwrap());
+    assert_eq!(acme.call("GET", "/v1/agents", None).0, 401, "the old token");
+    new.ok("GET", "/v1/agents", None);
+    admin.ok("DELETE", "/v1/tenants/acme/token", None);
+    assert_eq!(new.call("GET", "/v1/agents", None).0, 401, "revoked");
+    assert_eq!(admin.call("POST", "/v1/tenants/nobody/token", None).0, 404);
+    // Issuing a new token after a revocation lets the tenant back in.
+    let again = admin.ok("POST", "/v1/tenants/acme/token", None);
+    Api::with_token(&server.base, again["token"].as_str().unwrap()).ok("GET", "/v1/agents", None);
+
+    let scraper = Api::with_token(&server.base, "metrics-scrape-token-0123456789");
+    let (status, _) = scraper.call("GET", "/metrics", None);
+    assert_eq!(status, 200);
+    assert_eq!(
+        scraper.call("GET", "/v1/tenants", None).0,
+        401,
+        "it reads metrics only"
+    );
+    let tenant = Api::with_token(&server.base, again["token"].as_str().unwrap());
+    assert_eq!(tenant.call("GET", "/metrics", None).0, 401);
+}
