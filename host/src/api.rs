@@ -15,7 +15,7 @@ use crate::delivery::ChannelSettings;
 use crate::engine::{Engine, EngineError, Event, FeedEvent};
 use crate::model::{self, AgentStatus};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited, combinators::BoxBody};
+use http_body_util::{BodyExt, Full, combinators::BoxBody};
 use hyper::body::{Frame, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Deserialize;
@@ -460,6 +460,12 @@ impl Api {
         req: Request<Incoming>,
         limit: usize,
     ) -> Result<T, ApiError> {
+        let bytes = self.raw_body(req, limit).await?;
+        parse_json(&bytes)
+    }
+
+    /// The body's bytes, at most `limit`, within the body timeout.
+    async fn raw_body(&self, req: Request<Incoming>, limit: usize) -> Result<Bytes, ApiError> {
         if let Some(ct) = req.headers().get("content-type") {
             let ct = ct.to_str().unwrap_or("");
             if !ct.starts_with("application/json") {
@@ -475,16 +481,33 @@ impl Api {
                 format!("the body is larger than {limit} bytes"),
             )
         };
-        if let Some(len) = req
+        let declared = req
             .headers()
             .get("content-length")
-            .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
-            && len > limit
-        {
+            .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+        if declared.is_some_and(|len| len > limit) {
             return Err(too_large());
         }
-        let collect = Limited::new(req.into_body(), limit).collect();
-        let bytes = tokio::time::timeout(self.edge.body_timeout, collect)
+        // Frames go straight into one buffer sized from Content-Length (up
+        // to 16 MiB before any byte arrives): the body is held once, never
+        // as chunks and a copy of them.
+        let mut body = req.into_body();
+        let read = async {
+            let mut buf = Vec::with_capacity(declared.unwrap_or(0).min(limit).min(16 << 20));
+            while let Some(frame) = body.frame().await {
+                let frame = frame.map_err(|e| {
+                    ApiError::new(StatusCode::BAD_REQUEST, format!("reading the body: {e}"))
+                })?;
+                if let Ok(data) = frame.into_data() {
+                    if buf.len() + data.len() > limit {
+                        return Err(too_large());
+                    }
+                    buf.extend_from_slice(&data);
+                }
+            }
+            Ok(Bytes::from(buf))
+        };
+        tokio::time::timeout(self.edge.body_timeout, read)
             .await
             .map_err(|_| {
                 ApiError::new(
@@ -495,17 +518,14 @@ impl Api {
                     ),
                 )
             })?
-            .map_err(|e| {
-                if e.downcast_ref::<http_body_util::LengthLimitError>()
-                    .is_some()
-                {
-                    too_large()
-                } else {
-                    ApiError::new(StatusCode::BAD_REQUEST, format!("reading the body: {e}"))
-                }
-            })?
-            .to_bytes();
-        let de = &mut serde_json::Deserializer::from_slice(&bytes);
+    }
+}
+
+/// JSON from `bytes`, borrowing from them where the type allows; the
+/// error names where it went wrong.
+fn parse_json<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, ApiError> {
+    {
+        let de = &mut serde_json::Deserializer::from_slice(bytes);
         serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner();
@@ -520,7 +540,9 @@ impl Api {
             )
         })
     }
+}
 
+impl Api {
     async fn route(self: &Arc<Self>, req: Request<Incoming>) -> ApiResult {
         let path = req.uri().path().to_string();
         let segs: Vec<String> = path.trim_matches('/').split('/').map(decode).collect();
@@ -764,9 +786,13 @@ impl Api {
             (&Method::POST, ["plugins"]) => {
                 #[derive(Deserialize)]
                 #[serde(deny_unknown_fields)]
-                struct UploadBody {
+                struct UploadBody<'a> {
                     manifest: String,
-                    component_base64: String,
+                    // Borrowed from the body (base64 has nothing to
+                    // unescape): the upload is held once as text, once as
+                    // bytes, never copied in between.
+                    #[serde(borrow)]
+                    component_base64: std::borrow::Cow<'a, str>,
                     #[serde(default)]
                     fixtures: Vec<crate::registry::fixtures::Fixture>,
                     #[serde(default = "yes")]
@@ -775,17 +801,24 @@ impl Api {
                 fn yes() -> bool {
                     true
                 }
-                let u: UploadBody = self.body_up_to(req, self.max_upload_bytes).await?;
+                let raw = self.raw_body(req, self.max_upload_bytes).await?;
+                let UploadBody {
+                    manifest,
+                    component_base64,
+                    fixtures,
+                    activate,
+                } = parse_json(&raw)?;
                 use base64::Engine as _;
                 let wasm = base64::engine::general_purpose::STANDARD
-                    .decode(u.component_base64.trim())
+                    .decode(component_base64.trim())
                     .map_err(|e| {
                         ApiError::new(StatusCode::BAD_REQUEST, format!("component_base64: {e}"))
                     })?;
-                // The text is decoded: do not hold it beside the bytes.
-                drop(u.component_base64);
+                // Decoded: the text goes before the plugin is compiled.
+                drop(component_base64);
+                drop(raw);
                 let q = self.quotas;
-                let name = toml::from_str::<toml::Table>(&u.manifest)
+                let name = toml::from_str::<toml::Table>(&manifest)
                     .ok()
                     .and_then(|t| t.get("name")?.as_str().map(String::from));
                 let (e2, t2) = (engine.clone(), tenant.clone());
@@ -803,13 +836,13 @@ impl Api {
                     ));
                 }
                 let up = crate::engine::Upload {
-                    manifest: u.manifest,
+                    manifest,
                     wasm,
-                    fixtures: u.fixtures,
+                    fixtures,
                     source: "api".into(),
                 };
                 let out = blocking(move || {
-                    let out = engine.upload(&tenant, up, "api", u.activate)?;
+                    let out = engine.upload(&tenant, up, "api", activate)?;
                     // Older versions beyond the quota go, from memory and
                     // from the artifact cache.
                     if let Some(name) = &name {

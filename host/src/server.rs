@@ -780,3 +780,38 @@ pub fn bench(args: &BenchArgs, matrix: &Matrix) -> Result<i32> {
         Ok(if errors == 0 { 0 } else { 1 })
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn a_secret_file_is_private_even_when_it_existed_readable() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("admin-token");
+        std::fs::write(&path, "old").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        write_secret(&path, "esc_new").unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "esc_new\n");
+    }
+
+    #[test]
+    fn limits_and_delivery_settings_are_checked() {
+        let bad: FileConfig = toml::from_str("[limits]\nversions-per-plugin = 1\n").unwrap();
+        assert!(bad.limits.resolve().is_err());
+        let bad: FileConfig = toml::from_str("[limits]\nevents-per-second = 0\n").unwrap();
+        assert!(bad.limits.resolve().is_err());
+        let bad: FileConfig = toml::from_str("[delivery]\ntenant-senders = 0\n").unwrap();
+        assert!(bad.delivery.resolve().is_err());
+        assert!(toml::from_str::<FileConfig>("[limits]\nwebhooks = 3\n").is_err());
+        let ok: FileConfig =
+            toml::from_str("[outbound]\nallow = [\"10.0.0.0/8\"]\n[limits]\nevent-burst = 9\n")
+                .unwrap();
+        assert_eq!(ok.limits.resolve().unwrap().event_burst, 9.0);
+        assert!(crate::delivery::Policy::new(&ok.outbound.allow).is_ok());
+    }
+}

@@ -424,8 +424,16 @@ fn name_of<T: Serialize>(v: &T) -> String {
 #[derive(Debug)]
 pub struct Store {
     conn: Mutex<Connection>,
+    /// Read-only connections: WAL lets them read while the writer writes,
+    /// so list endpoints, the dashboard and the delivery queue never wait
+    /// behind a long transaction.
+    readers: Vec<Mutex<Connection>>,
+    next_reader: std::sync::atomic::AtomicUsize,
     path: PathBuf,
 }
+
+/// Read-only connections per store.
+const READERS: usize = 4;
 
 /// A write transaction (see [`Store::write`]).
 pub struct Tx<'a> {
@@ -464,8 +472,22 @@ impl Store {
             tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))?;
             tx.commit()?;
         }
+        let readers = (0..READERS)
+            .map(|_| {
+                let r = Connection::open_with_flags(
+                    path,
+                    rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                        | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )
+                .with_context(|| format!("opening a reader of {}", path.display()))?;
+                r.execute_batch("PRAGMA busy_timeout = 5000;")?;
+                Ok(Mutex::new(r))
+            })
+            .collect::<Result<Vec<_>>>()?;
         Ok(Store {
             conn: Mutex::new(conn),
+            readers,
+            next_reader: std::sync::atomic::AtomicUsize::new(0),
             path: path.to_path_buf(),
         })
     }
@@ -484,6 +506,21 @@ impl Store {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A read-only connection: a free one if there is, else the next in
+    /// turn.
+    fn read(&self) -> std::sync::MutexGuard<'_, Connection> {
+        for r in &self.readers {
+            if let Ok(g) = r.try_lock() {
+                return g;
+            }
+        }
+        let i = self
+            .next_reader
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            % self.readers.len();
+        self.readers[i].lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Run `f` in one transaction; commit if it returns `Ok`.
@@ -508,7 +545,7 @@ impl Store {
     /// The tenant whose token hashes to `hash`.
     pub fn tenant_by_token(&self, hash: &str) -> Result<Option<Tenant>> {
         Ok(self
-            .lock()
+            .read()
             .query_row(
                 "SELECT id, name, created_at FROM tenants WHERE token_hash = ?1 \
                  AND revoked_at IS NULL",
@@ -526,7 +563,7 @@ impl Store {
 
     /// Every tenant.
     pub fn tenants(&self) -> Result<Vec<Tenant>> {
-        let conn = self.lock();
+        let conn = self.read();
         let mut st = conn.prepare("SELECT id, name, created_at FROM tenants ORDER BY id")?;
         let rows = st.query_map([], |r| {
             Ok(Tenant {
@@ -541,7 +578,7 @@ impl Store {
     /// A tenant's channel settings (JSON).
     pub fn settings(&self, tenant: &str) -> Result<serde_json::Value> {
         let text: Option<String> = self
-            .lock()
+            .read()
             .query_row(
                 "SELECT settings FROM tenants WHERE id = ?1",
                 [tenant],
@@ -553,22 +590,22 @@ impl Store {
 
     /// A tenant's agents.
     pub fn agents(&self, tenant: &str) -> Result<Vec<Agent>> {
-        agents_of(&self.lock(), tenant)
+        agents_of(&self.read(), tenant)
     }
 
     /// One agent.
     pub fn agent(&self, tenant: &str, id: &str) -> Result<Option<Agent>> {
-        agent_of(&self.lock(), tenant, id)
+        agent_of(&self.read(), tenant, id)
     }
 
     /// A ticket's state.
     pub fn ticket(&self, tenant: &str, id: &str) -> Result<Option<TicketState>> {
-        ticket_of(&self.lock(), tenant, id)
+        ticket_of(&self.read(), tenant, id)
     }
 
     /// A ticket's events, oldest first.
     pub fn events(&self, tenant: &str, ticket: &str) -> Result<Vec<EventRecord>> {
-        let conn = self.lock();
+        let conn = self.read();
         let mut st = conn.prepare(
             "SELECT seq, ticket, kind, payload, received_at, processed, error FROM events \
              WHERE tenant = ?1 AND ticket = ?2 ORDER BY seq",
@@ -591,7 +628,7 @@ impl Store {
 
     /// A ticket's decisions with their audit trails, oldest first.
     pub fn decisions(&self, tenant: &str, ticket: &str) -> Result<Vec<DecisionRecord>> {
-        let conn = self.lock();
+        let conn = self.read();
         let mut st = conn.prepare(
             "SELECT id, at, cause, escalated, data FROM decisions \
              WHERE tenant = ?1 AND ticket = ?2 ORDER BY id",
@@ -627,7 +664,7 @@ impl Store {
 
     /// The tenant's escalated tickets, most recent first.
     pub fn escalated(&self, tenant: &str, limit: u32) -> Result<Vec<TicketState>> {
-        let conn = self.lock();
+        let conn = self.read();
         let mut st = conn.prepare(
             "SELECT data FROM tickets WHERE tenant = ?1 AND escalated_at IS NOT NULL \
              ORDER BY escalated_at DESC, id LIMIT ?2",
@@ -668,7 +705,7 @@ impl Store {
         after: i64,
         limit: usize,
     ) -> Result<Vec<Delivery>> {
-        let conn = self.lock();
+        let conn = self.read();
         let mut st = conn.prepare(
             "SELECT id, tenant, ticket, idempotency_key, channel, recipient, address, title, \
              body, status, attempts, last_error, created_at, sent_at, priority FROM deliveries \
@@ -696,7 +733,7 @@ impl Store {
         full: &[String],
         full_endpoints: &[(String, String)],
     ) -> Result<Vec<Delivery>> {
-        let conn = self.lock();
+        let conn = self.read();
         let mut sql = String::from(
             "SELECT id, tenant, ticket, idempotency_key, channel, recipient, address, title, \
              body, status, attempts, last_error, created_at, sent_at, priority FROM deliveries \
@@ -756,7 +793,7 @@ impl Store {
 
     /// When the next pending delivery is due (real time, ms).
     pub fn next_delivery_at(&self) -> Result<Option<i64>> {
-        Ok(self.lock().query_row(
+        Ok(self.read().query_row(
             "SELECT min(next_attempt_at) FROM deliveries WHERE status = 'pending'",
             [],
             |r| r.get(0),
@@ -794,7 +831,7 @@ impl Store {
 
     /// An agent's in-app feed after item `after`, oldest first.
     pub fn feed(&self, tenant: &str, agent: &str, after: i64) -> Result<Vec<FeedItem>> {
-        let conn = self.lock();
+        let conn = self.read();
         let mut st = conn.prepare(
             "SELECT id, agent, ticket, title, body, at FROM feed \
              WHERE tenant = ?1 AND agent = ?2 AND id > ?3 ORDER BY id LIMIT 1000",
@@ -916,7 +953,7 @@ impl Store {
     /// The most recent failed events of `tenant` (newest first), at most
     /// `limit`, and how many there are in all.
     pub fn failed_events(&self, tenant: &str, limit: u32) -> Result<(Vec<EventRecord>, i64)> {
-        let conn = self.lock();
+        let conn = self.read();
         let total: i64 = conn.query_row(
             "SELECT count(*) FROM events WHERE tenant = ?1 AND processed = 2",
             [tenant],
@@ -933,7 +970,7 @@ impl Store {
 
     /// When the next pending timer is due, ms.
     pub fn next_timer_at(&self) -> Result<Option<i64>> {
-        Ok(self.lock().query_row(
+        Ok(self.read().query_row(
             "SELECT min(due_at) FROM timers WHERE state = 'pending'",
             [],
             |r| r.get(0),
@@ -942,7 +979,7 @@ impl Store {
 
     /// A ticket's timers, by due time.
     pub fn timers(&self, tenant: &str, ticket: &str) -> Result<Vec<Timer>> {
-        let conn = self.lock();
+        let conn = self.read();
         let mut st = conn.prepare(
             "SELECT id, tenant, ticket, kind, due_at, payload, state, outcome, attempts FROM timers \
              WHERE tenant = ?1 AND ticket = ?2 ORDER BY due_at, id",
@@ -1084,7 +1121,7 @@ impl Store {
 
     /// A plugin's stored versions, oldest first, without their bytes.
     pub fn plugin_versions(&self, tenant: &str, name: &str) -> Result<Vec<PluginVersion>> {
-        let conn = self.lock();
+        let conn = self.read();
         let mut st = conn.prepare(&format!(
             "{VERSION_COLUMNS} WHERE tenant = ?1 AND name = ?2 ORDER BY uploaded_at, rowid"
         ))?;
@@ -1098,7 +1135,7 @@ impl Store {
 
     /// The names of the plugins a tenant has uploaded versions of.
     pub fn uploaded_plugin_names(&self, tenant: &str) -> Result<Vec<String>> {
-        let conn = self.lock();
+        let conn = self.read();
         let mut st = conn
             .prepare("SELECT DISTINCT name FROM plugin_versions WHERE tenant = ?1 ORDER BY name")?;
         let rows = st.query_map([tenant], |r| r.get(0))?;
@@ -1107,7 +1144,7 @@ impl Store {
 
     /// The change log of a tenant's plugins, newest first.
     pub fn plugin_changes(&self, tenant: &str, limit: u32) -> Result<Vec<PluginChange>> {
-        let conn = self.lock();
+        let conn = self.read();
         let mut st = conn.prepare(
             "SELECT id, at, actor, action, name, version, detail FROM plugin_changes \
              WHERE tenant = ?1 ORDER BY id DESC LIMIT ?2",
@@ -1162,7 +1199,7 @@ impl Store {
 impl Store {
     /// Every tenant's agents, for the metrics gauges.
     pub fn all_agents(&self) -> Result<Vec<(String, Agent)>> {
-        let conn = self.lock();
+        let conn = self.read();
         let mut st = conn.prepare("SELECT tenant, data FROM agents ORDER BY tenant, id")?;
         let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
         rows.map(|r| {
@@ -1174,7 +1211,7 @@ impl Store {
 
     /// Deliveries by tenant, channel and status.
     pub fn delivery_counts(&self) -> Result<Vec<(String, String, String, i64)>> {
-        let conn = self.lock();
+        let conn = self.read();
         let mut st = conn.prepare(
             "SELECT tenant, channel, status, count(*) FROM deliveries GROUP BY tenant, channel, status",
         )?;
@@ -1184,7 +1221,7 @@ impl Store {
 
     /// Tickets created per day (UTC, `YYYY-MM-DD`) of a tenant.
     pub fn tickets_per_day(&self, tenant: &str) -> Result<Vec<(String, i64)>> {
-        let conn = self.lock();
+        let conn = self.read();
         let mut st = conn.prepare(
             "SELECT substr(json_extract(data, '$.ticket.created_at'), 1, 10) AS day, count(*) \
              FROM tickets WHERE tenant = ?1 GROUP BY day ORDER BY day",
@@ -1580,12 +1617,14 @@ impl Tx<'_> {
         d: &NewDelivery,
         now: DateTime<Utc>,
     ) -> Result<bool> {
-        let n = self.tx.execute(
+        // Cached: an escalation fans out to every subscribed endpoint.
+        let n = self.tx.prepare_cached(
             "INSERT OR IGNORE INTO deliveries (tenant, ticket, idempotency_key, channel, recipient, \
              address, title, body, status, last_error, next_attempt_at, created_at, sent_at, \
              priority) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 0, ?11, \
              CASE WHEN ?9 = 'sent' THEN ?11 END, ?12)",
+        )?.execute(
             params![
                 tenant,
                 d.ticket,

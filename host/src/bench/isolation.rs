@@ -48,6 +48,12 @@ pub struct IsolationArgs {
     /// The admin token of the server at `--url`.
     #[arg(long)]
     pub admin_token: Option<String>,
+    /// Dead webhook endpoints of the attacker in the delivery attack.
+    #[arg(long, default_value_t = 1000)]
+    pub dead_endpoints: usize,
+    /// Victim escalations per round of the delivery attack.
+    #[arg(long, default_value_t = 20)]
+    pub deliveries: usize,
 }
 
 /// One attack: the plugin the attacker uploads and the ticket subject that
@@ -336,6 +342,9 @@ pub fn run(args: &IsolationArgs, matrix: &Matrix) -> Result<i32> {
                 Sample::from_ms(attacker).pct(0.99),
             );
         }
+        if args.only.as_deref().is_none_or(|o| "deliveries".contains(o)) {
+            deliveries(&b, run_id, args).await?;
+        }
         let rss = std::fs::read_to_string("/proc/self/status")
             .ok()
             .and_then(|s| {
@@ -347,4 +356,206 @@ pub fn run(args: &IsolationArgs, matrix: &Matrix) -> Result<i32> {
         println!("\nworst victim p99 ratio {worst:.2}; peak RSS {rss}");
         Ok(0)
     })
+}
+
+/// A webhook receiver on loopback that notes when each ticket's
+/// notification arrived.
+async fn receiver() -> Result<(
+    String,
+    Arc<std::sync::Mutex<std::collections::HashMap<String, Instant>>>,
+)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/hook", listener.local_addr()?);
+    let arrived: Arc<std::sync::Mutex<std::collections::HashMap<String, Instant>>> = Arc::default();
+    let seen = arrived.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let seen = seen.clone();
+                        async move {
+                            use http_body_util::BodyExt as _;
+                            let body = req
+                                .into_body()
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
+                            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body)
+                                && let Some(t) = v["ticket"].as_str()
+                            {
+                                seen.lock()
+                                    .unwrap_or_else(|e| e.into_inner())
+                                    .entry(t.to_string())
+                                    .or_insert_with(Instant::now);
+                            }
+                            Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                                http_body_util::Full::new(bytes::Bytes::from_static(b"ok")),
+                            ))
+                        }
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Ok((url, arrived))
+}
+
+/// A port that accepts connections and never answers; returns its base
+/// URL and how many connections it holds.
+async fn black_hole() -> Result<(String, Arc<AtomicUsize>)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let held = Arc::new(AtomicUsize::new(0));
+    let h = held.clone();
+    tokio::spawn(async move {
+        let mut open = Vec::new();
+        loop {
+            if let Ok((stream, _)) = listener.accept().await {
+                h.fetch_add(1, Ordering::Relaxed);
+                open.push(stream);
+            }
+        }
+    });
+    Ok((url, held))
+}
+
+/// The victim's escalations, one at a time: how long from sending the
+/// event to its webhook arriving.
+async fn victim_deliveries(
+    b: &BenchServer,
+    token: &str,
+    round: &str,
+    n: usize,
+    arrived: &std::sync::Mutex<std::collections::HashMap<String, Instant>>,
+) -> Result<(Sample, usize)> {
+    let mut delays = Vec::with_capacity(n);
+    let mut lost = 0;
+    for i in 0..n {
+        let id = format!("{round}-{i}");
+        let t0 = Instant::now();
+        b.http
+            .post(format!("{}/v1/tickets", b.base))
+            .bearer_auth(token)
+            .json(&ticket(
+                &id,
+                "dispute",
+                "I will talk to my lawyer about this charge.",
+            ))
+            .send()
+            .await?
+            .error_for_status()?;
+        let deadline = t0 + Duration::from_secs(60);
+        loop {
+            if let Some(at) = arrived.lock().unwrap_or_else(|e| e.into_inner()).get(&id) {
+                delays.push(at.duration_since(t0).as_secs_f64() * 1000.0);
+                break;
+            }
+            if Instant::now() > deadline {
+                lost += 1;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    Ok((Sample::from_ms(delays), lost))
+}
+
+/// Delivery starvation: the victim's webhook delay before and while an
+/// attacker's escalations fan out to its dead endpoints.
+async fn deliveries(b: &BenchServer, run_id: i64, args: &IsolationArgs) -> Result<()> {
+    let (hook, arrived) = receiver().await?;
+    let (dead, held) = black_hole().await?;
+    let victim = b.tenant(&format!("victim-deliveries-{run_id}")).await?;
+    b.http
+        .put(format!("{}/v1/settings", b.base))
+        .bearer_auth(&victim)
+        .json(&json!({"webhooks": {"ops": {"url": hook, "secret": "k", "events": ["escalated"]}}}))
+        .send()
+        .await?
+        .error_for_status()
+        .context("the victim's webhook")?;
+    let attacker = b.tenant(&format!("attacker-deliveries-{run_id}")).await?;
+    let hooks: serde_json::Map<String, serde_json::Value> = (0..args.dead_endpoints)
+        .map(|i| {
+            (
+                format!("d{i}"),
+                json!({"url": format!("{dead}/dead/{i}"), "secret": "k", "events": ["escalated"]}),
+            )
+        })
+        .collect();
+    b.http
+        .put(format!("{}/v1/settings", b.base))
+        .bearer_auth(&attacker)
+        .json(&json!({"webhooks": hooks}))
+        .send()
+        .await?
+        .error_for_status()
+        .context("the attacker's dead endpoints (raise [limits] webhooks-per-tenant on a server at --url)")?;
+    let (base, base_lost) =
+        victim_deliveries(b, &victim, "dbase", args.deliveries, &arrived).await?;
+    // Three escalations fan out to every dead endpoint, then one a second.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (http, base_url, token, s) = (
+        b.http.clone(),
+        b.base.clone(),
+        attacker.clone(),
+        stop.clone(),
+    );
+    let flood = tokio::spawn(async move {
+        let mut i = 0;
+        while !s.load(Ordering::Relaxed) {
+            let _ = http
+                .post(format!("{base_url}/v1/tickets"))
+                .bearer_auth(&token)
+                .json(&ticket(
+                    &format!("AD-{i}"),
+                    "dispute",
+                    "I will talk to my lawyer about this charge.",
+                ))
+                .send()
+                .await;
+            i += 1;
+            if i >= 3 {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+        i
+    });
+    // Until the attacker's attempts hang on the dead endpoints.
+    let t0 = Instant::now();
+    while held.load(Ordering::Relaxed) == 0 && t0.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (during, lost) =
+        victim_deliveries(b, &victim, "dattack", args.deliveries, &arrived).await?;
+    stop.store(true, Ordering::Relaxed);
+    let escalations = flood.await?;
+    println!("\n| delivery starvation | victim webhook p50 | p99 | max | p99 / baseline | lost |");
+    println!("|---|---|---|---|---|---|");
+    println!(
+        "| none (baseline) | {:.1} ms | {:.1} ms | {:.1} ms | 1.00 | {base_lost} |",
+        base.pct(0.5),
+        base.pct(0.99),
+        base.pct(1.0)
+    );
+    println!(
+        "| {} dead endpoints, {escalations} attacker escalations ({} deliveries), {} connections held | {:.1} ms | {:.1} ms | {:.1} ms | {:.2} | {lost} |",
+        args.dead_endpoints,
+        escalations * args.dead_endpoints,
+        held.load(Ordering::Relaxed),
+        during.pct(0.5),
+        during.pct(0.99),
+        during.pct(1.0),
+        during.pct(0.99) / base.pct(0.99).max(0.001),
+    );
+    Ok(())
 }

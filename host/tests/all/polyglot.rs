@@ -296,12 +296,12 @@ fn build_rust_scaffold(dir: &Path) {
     );
 }
 
-#[test]
-fn plugin_new_scaffolds_build_and_pass_their_own_fixtures_in_every_language() {
-    let tmp = tempfile::tempdir().unwrap();
-    for kind in ["trigger", "router", "notifier"] {
+/// `plugin new KIND` in every language builds and passes its own fixtures
+/// (one test per kind, so the kinds build side by side).
+fn scaffolds_of(kind: &str, tmp: &Path) {
+    {
         for lang in ["rust", "python", "js", "c"] {
-            let dir = tmp.path().join(format!("{kind}-{lang}"));
+            let dir = tmp.join(format!("{kind}-{lang}"));
             let d = dir.to_str().unwrap();
             let out = escalator(&["plugin", "new", kind, "--lang", lang, d]);
             assert!(
@@ -358,6 +358,22 @@ fn plugin_new_scaffolds_build_and_pass_their_own_fixtures_in_every_language() {
             );
         }
     }
+}
+
+#[test]
+fn plugin_new_router_scaffolds_build_and_pass_their_own_fixtures_in_every_language() {
+    scaffolds_of("router", tempfile::tempdir().unwrap().path());
+}
+
+#[test]
+fn plugin_new_notifier_scaffolds_build_and_pass_their_own_fixtures_in_every_language() {
+    scaffolds_of("notifier", tempfile::tempdir().unwrap().path());
+}
+
+#[test]
+fn plugin_new_trigger_scaffolds_build_and_pass_their_own_fixtures_and_never_overwrite() {
+    let tmp = tempfile::tempdir().unwrap();
+    scaffolds_of("trigger", tmp.path());
     // A scaffold never overwrites.
     let again = escalator(&[
         "plugin",
