@@ -33,9 +33,13 @@ fn first_escalated(s: &TicketState) -> Option<chrono::DateTime<chrono::Utc>> {
         .or_else(|| s.escalation.as_ref().map(|e| e.escalated_at))
 }
 
+/// The dashboard and the feedback report read at most this many of the
+/// newest escalations: one bounded query, whatever the history.
+pub const NEWEST: u32 = 10_000;
+
 /// Everything the dashboard shows for `tenant`.
 pub fn data(engine: &Engine, tenant: &str) -> Result<serde_json::Value> {
-    let escalated = engine.store.escalated(tenant, 100_000)?;
+    let escalated = engine.store.escalated(tenant, NEWEST)?;
     let created = engine.store.tickets_per_day(tenant)?;
     // Escalations by tier per day, and the rate against tickets created.
     let mut by_day: BTreeMap<String, BTreeMap<&str, usize>> = BTreeMap::new();
@@ -171,7 +175,7 @@ fn failed_events(engine: &Engine, tenant: &str) -> Result<serde_json::Value> {
 /// (category, reason) pairs by how many tickets they escalated, with the
 /// AI's intents and a few example tickets.
 pub fn feedback(engine: &Engine, tenant: &str) -> Result<serde_json::Value> {
-    let escalated = engine.store.escalated(tenant, 100_000)?;
+    let escalated = engine.store.escalated(tenant, NEWEST)?;
     #[derive(Default)]
     struct Gap {
         tickets: usize,

@@ -414,6 +414,8 @@ impl Sender {
                 if let Some(r) = outbound::refusal_in(&e) {
                     return Err(SendError::refused(r));
                 }
+                // Without the URL: a Slack URL is a credential.
+                let e = e.without_url();
                 tracing::warn!(tenant = %d.tenant, id = d.id, error = %error_chain(&e),
                     "delivery got no response");
                 return Err(SendError::transient("no response from the endpoint"));

@@ -169,10 +169,24 @@ impl Queue {
         // row open it.
         if b.open_until.is_some() || b.failures >= c.breaker_failures {
             b.open_until = Some(now_ms.saturating_add(b.cooldown.as_millis() as i64));
-            tracing::warn!(tenant = %done.endpoint.0, endpoint = %done.endpoint.1,
+            tracing::warn!(tenant = %done.endpoint.0, endpoint = %host_of(&done.endpoint.1),
                 failures = b.failures, rest = ?b.cooldown, "endpoint circuit open");
             b.cooldown = (b.cooldown * 2).min(c.breaker_max_cooldown);
         }
+    }
+}
+
+/// An endpoint for the log: a URL's scheme, host and port only (a Slack
+/// URL's path is a credential).
+fn host_of(address: &str) -> String {
+    match reqwest::Url::parse(address) {
+        Ok(u) => format!(
+            "{}://{}:{}",
+            u.scheme(),
+            u.host_str().unwrap_or(""),
+            u.port_or_known_default().unwrap_or(0)
+        ),
+        Err(_) => address.to_string(),
     }
 }
 
@@ -194,6 +208,9 @@ pub async fn worker(
     };
     let mut queue = Queue::new(config);
     let mut set: tokio::task::JoinSet<Done> = tokio::task::JoinSet::new();
+    // Which delivery each task sends, so even a task that panicked gives
+    // its slots back.
+    let mut tasks: HashMap<tokio::task::Id, (i64, Endpoint)> = HashMap::new();
     loop {
         let now_ms = Utc::now().timestamp_millis();
         let mut started = 0;
@@ -247,7 +264,9 @@ pub async fn worker(
                 queue.start(&d);
                 started += 1;
                 let (store, sender) = (store.clone(), sender.clone());
-                set.spawn(attempt(store, sender, d, config.retry));
+                let slot = (d.id, (d.tenant.clone(), d.address.clone()));
+                let handle = set.spawn(attempt(store, sender, d, config.retry));
+                tasks.insert(handle.id(), slot);
             }
         }
         // Wait for an attempt to finish, new work, or the next due time.
@@ -268,12 +287,28 @@ pub async fn worker(
             Duration::from_millis(if started == 0 { ms.max(50) } else { ms } as u64)
         };
         tokio::select! {
-            Some(done) = set.join_next() => {
-                if let Ok(done) = done {
-                    queue.finish(&done, Utc::now().timestamp_millis());
-                }
-                while let Some(Ok(done)) = set.try_join_next() {
-                    queue.finish(&done, Utc::now().timestamp_millis());
+            Some(first) = set.join_next_with_id() => {
+                let mut next = Some(first);
+                while let Some(joined) = next.take() {
+                    let done = match joined {
+                        Ok((task, done)) => {
+                            tasks.remove(&task);
+                            Some(done)
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "a delivery attempt failed to finish");
+                            tasks.remove(&e.id()).map(|(id, endpoint)| Done {
+                                id,
+                                endpoint,
+                                ok: false,
+                                unwell: false,
+                            })
+                        }
+                    };
+                    if let Some(done) = done {
+                        queue.finish(&done, Utc::now().timestamp_millis());
+                    }
+                    next = set.try_join_next_with_id();
                 }
             }
             _ = wake.notified() => {}

@@ -25,6 +25,10 @@ fn post_raw(base: &str, token: &str, path: &str, body: &Value) -> reqwest::block
 }
 
 fn upload(api: &Api, name: &str, version: &str) -> (u16, Value) {
+    upload_guest(api, name, version, "refund")
+}
+
+fn upload_guest(api: &Api, name: &str, version: &str, guest: &str) -> (u16, Value) {
     let manifest = format!("name = \"{name}\"\nkind = \"trigger\"\nversion = \"{version}\"\n");
     api.call(
         "POST",
@@ -32,7 +36,7 @@ fn upload(api: &Api, name: &str, version: &str) -> (u16, Value) {
         Some(json!({
             "manifest": manifest,
             "component_base64": base64::engine::general_purpose::STANDARD
-                .encode(guest_wasm("refund")),
+                .encode(guest_wasm(guest)),
         })),
     )
 }
@@ -107,10 +111,29 @@ fn webhooks_plugins_and_feeds_have_quotas_and_old_versions_are_pruned() {
 
     // Versions beyond three go: not the one in force, not the one a
     // rollback returns to; their compiled artifacts go too.
-    for minor in 0..6 {
+    // The first version is another component: once pruned, no version
+    // uses its compiled artifact.
+    let (status, body) = upload_guest(&acme, "refund", "1.0.0", "sleeper");
+    assert_eq!(status, 201, "{body}");
+    let cache = dir.path().join("cache");
+    let first = {
+        use sha2::Digest as _;
+        hex::encode(sha2::Sha256::digest(guest_wasm("sleeper")))
+    };
+    let cached = |digest: &str| {
+        std::fs::read_dir(&cache)
+            .unwrap()
+            .any(|e| e.unwrap().file_name().to_string_lossy().starts_with(digest))
+    };
+    assert!(cached(&first));
+    for minor in 1..6 {
         let (status, body) = upload(&acme, "refund", &format!("1.{minor}.0"));
         assert_eq!(status, 201, "{body}");
     }
+    assert!(
+        !cached(&first),
+        "the pruned version's artifact left the cache"
+    );
     let versions: Vec<String> = acme
         .ok("GET", "/v1/plugins/refund/versions", None)
         .as_array()
