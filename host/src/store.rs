@@ -192,6 +192,9 @@ const MIGRATIONS: &[&str] = &[
     "#,
 ];
 
+/// How many of a ticket's newest events and decisions its detail shows.
+pub const TICKET_HISTORY: i64 = 500;
+
 /// Attempts after which a failing timer is dead-lettered.
 pub const TIMER_MAX_ATTEMPTS: i64 = 5;
 
@@ -603,14 +606,15 @@ impl Store {
         ticket_of(&self.read(), tenant, id)
     }
 
-    /// A ticket's events, oldest first.
+    /// A ticket's newest [`TICKET_HISTORY`] events, oldest first.
     pub fn events(&self, tenant: &str, ticket: &str) -> Result<Vec<EventRecord>> {
         let conn = self.read();
         let mut st = conn.prepare(
-            "SELECT seq, ticket, kind, payload, received_at, processed, error FROM events \
-             WHERE tenant = ?1 AND ticket = ?2 ORDER BY seq",
+            "SELECT * FROM (SELECT seq, ticket, kind, payload, received_at, processed, error \
+             FROM events WHERE tenant = ?1 AND ticket = ?2 ORDER BY seq DESC LIMIT ?3) \
+             ORDER BY seq",
         )?;
-        let rows = st.query_map([tenant, ticket], event_row)?;
+        let rows = st.query_map(params![tenant, ticket, TICKET_HISTORY], event_row)?;
         rows.map(|r| Ok(r?)).collect()
     }
 
@@ -626,14 +630,15 @@ impl Store {
         rows.map(|r| Ok(r?)).collect()
     }
 
-    /// A ticket's decisions with their audit trails, oldest first.
+    /// A ticket's newest [`TICKET_HISTORY`] decisions with their audit
+    /// trails, oldest first.
     pub fn decisions(&self, tenant: &str, ticket: &str) -> Result<Vec<DecisionRecord>> {
         let conn = self.read();
         let mut st = conn.prepare(
-            "SELECT id, at, cause, escalated, data FROM decisions \
-             WHERE tenant = ?1 AND ticket = ?2 ORDER BY id",
+            "SELECT * FROM (SELECT id, at, cause, escalated, data FROM decisions \
+             WHERE tenant = ?1 AND ticket = ?2 ORDER BY id DESC LIMIT ?3) ORDER BY id",
         )?;
-        let rows = st.query_map([tenant, ticket], |r| {
+        let rows = st.query_map(params![tenant, ticket, TICKET_HISTORY], |r| {
             Ok((
                 r.get::<_, i64>(0)?,
                 r.get::<_, String>(1)?,

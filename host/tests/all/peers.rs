@@ -39,17 +39,24 @@ pub struct Recorder {
     _rt: tokio::runtime::Runtime,
 }
 
+/// A one-thread runtime for a peer, and a listener on a free loopback
+/// port.
+fn loopback() -> (tokio::runtime::Runtime, tokio::net::TcpListener) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    (rt, listener)
+}
+
 impl Recorder {
     /// Start one.
     pub fn start() -> Recorder {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
+        let (rt, listener) = loopback();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let requests: Arc<Mutex<Vec<Recorded>>> = Arc::default();
         let fail = Arc::new(AtomicUsize::new(0));
@@ -167,14 +174,7 @@ pub struct BlackHole {
 impl BlackHole {
     /// Start one.
     pub fn start() -> BlackHole {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
+        let (rt, listener) = loopback();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let held = Arc::new(AtomicUsize::new(0));
         let h = held.clone();
@@ -218,14 +218,7 @@ pub struct Smtp {
 impl Smtp {
     /// Start one.
     pub fn start() -> Smtp {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
+        let (rt, listener) = loopback();
         let port = listener.local_addr().unwrap().port();
         let mails: Arc<Mutex<Vec<Mail>>> = Arc::default();
         let m = mails.clone();
