@@ -1357,6 +1357,7 @@ mod tests {
             "/healthz",
             "/openapi.json",
             "/v1/tenants",
+            "/v1/tenants/{id}/token",
             "/v1/clock",
             "/v1/plugins",
             "/v1/settings",
@@ -1388,7 +1389,7 @@ mod tests {
         }
         assert_eq!(
             paths.len(),
-            29,
+            30,
             "a route in openapi.json that the API lacks"
         );
     }
