@@ -258,10 +258,16 @@ impl Page {
     /// The page of `all` (sorted by `key`) after the cursor, and the
     /// cursor of the next page if there is more.
     fn cut<T>(&self, all: Vec<T>, key: impl Fn(&T) -> String) -> (Vec<T>, Option<String>) {
-        let mut rest: Vec<T> = all
+        let rest: Vec<T> = all
             .into_iter()
             .filter(|t| self.after.as_ref().is_none_or(|a| key(t) > *a))
             .collect();
+        self.trim(rest, key)
+    }
+
+    /// Items already after the cursor (a query fetched `limit + 1`): the
+    /// page, and the cursor of the next page if there is more.
+    fn trim<T>(&self, mut rest: Vec<T>, key: impl Fn(&T) -> String) -> (Vec<T>, Option<String>) {
         let more = rest.len() > self.limit;
         rest.truncate(self.limit);
         let next = if more { rest.last().map(&key) } else { None };
@@ -300,6 +306,25 @@ fn encode(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+/// JSON from `bytes`, borrowing from them where the type allows; the
+/// error names where it went wrong.
+fn parse_json<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let at = if path == "." {
+            String::new()
+        } else {
+            format!(" at {path}")
+        };
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("invalid JSON{at}: {inner}"),
+        )
+    })
 }
 
 async fn blocking<T: Send + 'static>(
@@ -519,30 +544,7 @@ impl Api {
                 )
             })?
     }
-}
 
-/// JSON from `bytes`, borrowing from them where the type allows; the
-/// error names where it went wrong.
-fn parse_json<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, ApiError> {
-    {
-        let de = &mut serde_json::Deserializer::from_slice(bytes);
-        serde_path_to_error::deserialize(de).map_err(|e| {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
-            let at = if path == "." {
-                String::new()
-            } else {
-                format!(" at {path}")
-            };
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                format!("invalid JSON{at}: {inner}"),
-            )
-        })
-    }
-}
-
-impl Api {
     async fn route(self: &Arc<Self>, req: Request<Incoming>) -> ApiResult {
         let path = req.uri().path().to_string();
         let segs: Vec<String> = path.trim_matches('/').split('/').map(decode).collect();
@@ -1109,18 +1111,8 @@ impl Api {
                 ok(&out)
             }
             (&Method::GET, ["escalations"]) => {
-                let q = query(&req);
-                let limit = q
-                    .get("limit")
-                    .map(|l| {
-                        l.parse::<u32>().map_err(|_| {
-                            ApiError::new(StatusCode::BAD_REQUEST, "limit must be a number")
-                        })
-                    })
-                    .transpose()?
-                    .unwrap_or(100)
-                    .min(self.quotas.max_page as u32);
-                let tier = q.get("tier").cloned();
+                let limit = Page::of(&req, self.quotas.max_page)?.limit as u32;
+                let tier = query(&req).get("tier").cloned();
                 let list = blocking(move || Ok(store.escalated(&tenant, limit)?)).await?;
                 let list: Vec<_> = list
                     .into_iter()
@@ -1159,8 +1151,7 @@ impl Api {
                     Ok(store.deliveries(&tenant, ticket.as_deref(), after, limit + 1)?)
                 })
                 .await?;
-                let plain = Page { after: None, limit };
-                let (list, next) = plain.cut(list, |d| d.id.to_string());
+                let (list, next) = page.trim(list, |d| d.id.to_string());
                 Ok(page.answer(&req, &list, next))
             }
             _ => Err(ApiError::new(

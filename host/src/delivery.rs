@@ -174,9 +174,7 @@ impl ChannelSettings {
         }
         Ok(())
     }
-}
 
-impl ChannelSettings {
     /// Check every destination against the outbound policy (resolving
     /// names): the configuration-time half of the check that every
     /// connection repeats.
@@ -390,10 +388,8 @@ impl Sender {
         let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
             return Err(SendError::permanent("the address has no host"));
         };
-        // Addresses in the URL never reach the resolver: check them (and
-        // the server's own port) here; names are checked again on connect.
         self.policy
-            .resolve(host, port)
+            .before_connect(host, port)
             .await
             .map_err(|r| SendError::refused(&r))?;
         let mut req = self

@@ -290,8 +290,8 @@ pub struct ServeConfig {
     pub plugins_dir: Option<PathBuf>,
     /// Delivery retries, shares and breakers.
     pub queue: crate::delivery::QueueConfig,
-    /// The outbound policy's allow-list.
-    pub outbound_allow: Vec<String>,
+    /// Where outbound calls may go (the allow-list, parsed).
+    pub outbound: Arc<crate::delivery::Policy>,
     /// Per-tenant quotas.
     pub quotas: crate::api::quota::Quotas,
     /// The read-only metrics token.
@@ -370,10 +370,9 @@ impl ServeConfig {
             queue: file.delivery.resolve().context("[delivery]")?,
             quotas: file.limits.resolve().context("[limits]")?,
             metrics_token: args.metrics_token.clone().or(file.metrics_token.clone()),
-            outbound_allow: {
-                crate::delivery::Policy::new(&file.outbound.allow).map_err(anyhow::Error::msg)?;
-                file.outbound.allow.clone()
-            },
+            outbound: Arc::new(
+                crate::delivery::Policy::new(&file.outbound.allow).map_err(anyhow::Error::msg)?,
+            ),
             manual_clock,
             shares,
             ceiling,
@@ -432,8 +431,7 @@ pub fn build(config: &ServeConfig, matrix: &Matrix) -> Result<Server> {
     if recovered > 0 {
         tracing::warn!(recovered, "decided on events stored before a crash");
     }
-    let policy =
-        Arc::new(crate::delivery::Policy::new(&config.outbound_allow).map_err(anyhow::Error::msg)?);
+    let policy = config.outbound.clone();
     let mut api = Api::new(engine.clone(), admin_hash, config.max_body_bytes);
     api.max_upload_bytes = config.max_upload_bytes;
     api.edge = config.edge;
@@ -611,7 +609,9 @@ impl BenchServer {
             plugins_dir: None,
             queue: Default::default(),
             // The benchmarks' receivers listen on loopback.
-            outbound_allow: vec!["127.0.0.1".into()],
+            outbound: Arc::new(
+                crate::delivery::Policy::new(&["127.0.0.1".into()]).map_err(anyhow::Error::msg)?,
+            ),
             // The benchmarks measure the engine, not the rate limiter; the
             // delivery attack needs its 1,000 endpoints.
             quotas: crate::api::quota::Quotas {

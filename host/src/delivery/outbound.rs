@@ -293,6 +293,20 @@ impl Policy {
         Ok(allowed)
     }
 
+    /// What the HTTP client's resolver cannot check, before a request to
+    /// `host:port`: an address written in the URL (it never reaches the
+    /// resolver) and the server's own port (the resolver does not know
+    /// the port). A name on another port is left to the resolver, so it is
+    /// looked up once, on connect.
+    pub async fn before_connect(&self, host: &str, port: u16) -> Result<(), Refusal> {
+        let literal = host.trim_matches(['[', ']']).parse::<IpAddr>().is_ok();
+        let own_port = self.own.get().is_some_and(|own| own.port() == port);
+        if literal || own_port {
+            self.resolve(host, port).await?;
+        }
+        Ok(())
+    }
+
     /// The configuration-time check: every address `host` resolves to must
     /// be allowed (a name that mixes public and private answers is
     /// refused outright).

@@ -642,7 +642,7 @@ impl Engine {
         Ok(pruned)
     }
 
-    /// How many plugin names the tenant has uploaded.
+    /// The names of the plugins the tenant has uploaded versions of.
     pub fn uploaded_plugins(&self, tenant: &str) -> Result<Vec<String>, EngineError> {
         Ok(self.store.uploaded_plugin_names(tenant)?)
     }
