@@ -52,6 +52,8 @@ pub struct Api {
     /// SHA-256 (hex) of the read-only token for `/metrics`, if set.
     pub metrics_hash: Option<String>,
     rates: quota::RateLimiter,
+    /// Each tenant's server time deciding events (ms).
+    work: quota::RateLimiter,
     feeds: Arc<quota::FeedSlots>,
     tokens: RwLock<HashMap<String, String>>,
 }
@@ -348,6 +350,7 @@ impl Api {
             quotas: quota::Quotas::default(),
             metrics_hash: None,
             rates: quota::RateLimiter::default(),
+            work: quota::RateLimiter::default(),
             feeds: Arc::default(),
             tokens: RwLock::default(),
         }
@@ -437,6 +440,35 @@ impl Api {
                     wait,
                 )
             })
+    }
+
+    /// Run `decide` (reading, parsing and deciding one event) on the
+    /// tenant's budget of server time: refused while the tenant is in
+    /// debt, and charged what it took, whatever the answer.
+    async fn metered<T>(
+        &self,
+        tenant: &str,
+        decide: impl std::future::Future<Output = Result<T, ApiError>>,
+    ) -> Result<T, ApiError> {
+        let q = self.quotas;
+        self.work
+            .admit(tenant, q.work_ms_per_second, q.work_burst_ms)
+            .map_err(|wait| {
+                ApiError::too_many(
+                    format!(
+                        "this tenant's events took more than {} ms of server time per second \
+                         (burst {} ms); retry after the Retry-After seconds",
+                        q.work_ms_per_second, q.work_burst_ms
+                    ),
+                    wait,
+                )
+            })?;
+        let started = std::time::Instant::now();
+        let out = decide.await;
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        self.work
+            .charge(tenant, ms, q.work_ms_per_second, q.work_burst_ms);
+        out
     }
 
     /// Forget cached tokens of `tenant` (rotated or revoked).
@@ -820,43 +852,18 @@ impl Api {
                 drop(component_base64);
                 drop(raw);
                 let q = self.quotas;
-                let name = toml::from_str::<toml::Table>(&manifest)
-                    .ok()
-                    .and_then(|t| t.get("name")?.as_str().map(String::from));
-                let (e2, t2) = (engine.clone(), tenant.clone());
-                let names = blocking(move || Ok(e2.uploaded_plugins(&t2)?)).await?;
-                if let Some(name) = &name
-                    && !names.contains(name)
-                    && names.len() >= q.plugins_per_tenant
-                {
-                    return Err(ApiError::new(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        format!(
-                            "at most {} plugins per tenant (the operator's [limits] plugins-per-tenant); delete one first",
-                            q.plugins_per_tenant
-                        ),
-                    ));
-                }
                 let up = crate::engine::Upload {
                     manifest,
                     wasm,
                     fixtures,
                     source: "api".into(),
+                    quota: Some(crate::engine::PluginQuota {
+                        plugins: q.plugins_per_tenant,
+                        versions: q.versions_per_plugin,
+                    }),
                 };
-                let out = blocking(move || {
-                    let out = engine.upload(&tenant, up, "api", activate)?;
-                    // Older versions beyond the quota go, from memory and
-                    // from the artifact cache.
-                    if let Some(name) = &name {
-                        let pruned =
-                            engine.prune_versions(&tenant, name, q.versions_per_plugin, "quota")?;
-                        if !pruned.is_empty() {
-                            tracing::info!(%tenant, plugin = %name, ?pruned, "pruned old versions");
-                        }
-                    }
-                    Ok(out)
-                })
-                .await?;
+                let out =
+                    blocking(move || Ok(engine.upload(&tenant, up, "api", activate)?)).await?;
                 Ok(json(StatusCode::CREATED, &out))
             }
             (&Method::GET, ["dashboard"]) => {
@@ -1059,9 +1066,13 @@ impl Api {
             }
             (&Method::POST, ["tickets"]) => {
                 self.event_rate(&tenant)?;
-                let t: model::Ticket = self.body(req).await?;
-                let out =
-                    blocking(move || Ok(engine.create_ticket(&tenant, t, key.as_deref())?)).await?;
+                let out = self
+                    .metered(&tenant.clone(), async {
+                        let t: model::Ticket = self.body(req).await?;
+                        blocking(move || Ok(engine.create_ticket(&tenant, t, key.as_deref())?))
+                            .await
+                    })
+                    .await?;
                 Ok(json(StatusCode::CREATED, &out))
             }
             (&Method::GET, ["tickets", id]) => {
@@ -1103,11 +1114,16 @@ impl Api {
             }
             (&Method::POST, ["tickets", id, "events"]) => {
                 self.event_rate(&tenant)?;
-                let event: Event = self.body(req).await?;
                 let id = id.to_string();
-                let out =
-                    blocking(move || Ok(engine.add_event(&tenant, &id, event, key.as_deref())?))
-                        .await?;
+                let out = self
+                    .metered(&tenant.clone(), async {
+                        let event: Event = self.body(req).await?;
+                        blocking(move || {
+                            Ok(engine.add_event(&tenant, &id, event, key.as_deref())?)
+                        })
+                        .await
+                    })
+                    .await?;
                 ok(&out)
             }
             (&Method::GET, ["escalations"]) => {

@@ -20,14 +20,14 @@ pub mod queue;
 pub use outbound::Policy;
 pub use queue::{QueueConfig, worker};
 
-use crate::store::Delivery;
+use crate::store::{Delivery, Store};
 use anyhow::{Context as _, Result};
 use chrono::Utc;
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// A tenant's channel settings (`PUT /v1/settings`).
@@ -41,6 +41,44 @@ pub struct ChannelSettings {
     /// Named webhook endpoints; `default` gets webhook-channel steps sent
     /// to agents and teams.
     pub webhooks: BTreeMap<String, WebhookEndpoint>,
+}
+
+/// Each tenant's channel settings, parsed once per change: every event
+/// and every delivery attempt reads them, and a tenant's settings may list
+/// many endpoints.
+#[derive(Debug, Default)]
+pub struct SettingsCache(Mutex<HashMap<String, (i64, Arc<ChannelSettings>)>>);
+
+impl SettingsCache {
+    /// `tenant`'s settings as stored now (the defaults if it has none or
+    /// they cannot be read).
+    pub fn get(&self, store: &Store, tenant: &str) -> Arc<ChannelSettings> {
+        let known = self
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(tenant)
+            .cloned();
+        match store.settings_if_changed(tenant, known.as_ref().map(|k| k.0)) {
+            Ok(Some((_, None))) => known.map(|k| k.1).unwrap_or_default(),
+            Ok(Some((rev, Some(v)))) => {
+                let parsed = Arc::new(serde_json::from_value(v).unwrap_or_else(|e| {
+                    tracing::error!(tenant, error = %e, "stored channel settings do not parse");
+                    ChannelSettings::default()
+                }));
+                self.0
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(tenant.to_string(), (rev, parsed.clone()));
+                parsed
+            }
+            Ok(None) => Arc::default(),
+            Err(e) => {
+                tracing::error!(tenant, error = %e, "reading channel settings failed");
+                known.map(|k| k.1).unwrap_or_default()
+            }
+        }
+    }
 }
 
 /// An SMTP server.

@@ -19,7 +19,7 @@ mod lifecycle;
 mod locks;
 mod timers;
 
-pub use lifecycle::{GUARD_FAILURES, GUARD_WINDOW, Installed, TenantSet, Upload};
+pub use lifecycle::{GUARD_FAILURES, GUARD_WINDOW, Installed, PluginQuota, TenantSet, Upload};
 pub use timers::TIMER_CONCURRENCY;
 
 use crate::clock::Clock;
@@ -245,6 +245,8 @@ pub struct Engine {
     pub feed: broadcast::Sender<FeedEvent>,
     /// Notified when deliveries are queued.
     pub delivery_wake: Arc<Notify>,
+    /// Parsed channel settings, per tenant.
+    pub channels: Arc<crate::delivery::SettingsCache>,
     /// Notified when timers are scheduled.
     pub timer_wake: Arc<Notify>,
     /// Counters and histograms for `/metrics` and the dashboard.
@@ -303,6 +305,7 @@ impl Engine {
             timers_running: Mutex::new(()),
             feed: broadcast::channel(1024).0,
             delivery_wake: Arc::new(Notify::new()),
+            channels: Arc::default(),
             timer_wake: Arc::new(Notify::new()),
             metrics: crate::metrics::Metrics::default(),
         })
@@ -322,12 +325,8 @@ impl Engine {
         self.locks.lock(tenant, ticket)
     }
 
-    fn settings(&self, tenant: &str) -> ChannelSettings {
-        self.store
-            .settings(tenant)
-            .ok()
-            .and_then(|v| serde_json::from_value(v).ok())
-            .unwrap_or_default()
+    fn settings(&self, tenant: &str) -> Arc<ChannelSettings> {
+        self.channels.get(&self.store, tenant)
     }
 
     /// Create a ticket and evaluate it. `key` makes a retried request
@@ -1093,32 +1092,18 @@ impl Engine {
                 sentiment: None,
             });
         }
-        let mut sent = 0;
         // Endpoints subscribed to escalations get the handoff packet.
-        for (name, w) in &settings.webhooks {
-            if !w.events.iter().any(|e| e == "escalated") {
-                continue;
-            }
-            let title = first.first().map_or_else(
+        let hooks = WebhookFanout {
+            decision,
+            priority: Tier::send_priority(Some(e.tier)),
+            title: first.first().map_or_else(
                 || format!("{} escalation: ticket {id}", name_of_tier(e.tier)),
                 |s| s.title.clone(),
-            );
-            let d = NewDelivery {
-                ticket: id.clone(),
-                idempotency_key: hex_key(&format!("{tenant}:{id}:d{decision}:hook:{name}")),
-                channel: "webhook".into(),
-                recipient: name.clone(),
-                address: w.url.clone(),
-                title,
-                body: handoff(state).to_string(),
-                status: "pending".into(),
-                note: None,
-                priority: Tier::send_priority(Some(e.tier)),
-            };
-            if tx.insert_delivery(tenant, &d, now)? {
-                sent += 1;
-            }
-        }
+            ),
+            body: handoff(state).to_string(),
+            after: None,
+        };
+        let mut sent = self.fan_out(tx, tenant, &id, &hooks, settings, now)?;
         for (i, step) in plan
             .map(|p| p.steps.as_slice())
             .unwrap_or_default()
@@ -1390,13 +1375,78 @@ impl Engine {
                 "fallback" => {
                     self.fire_fallback(tx, t, &mut state, at, &settings, &roster, &mut feed)?
                 }
+                "fanout" => {
+                    let hooks: WebhookFanout = serde_json::from_value(t.payload.clone())?;
+                    let n = self.fan_out(tx, &t.tenant, &t.ticket, &hooks, &settings, at)?;
+                    format!("queued {n} more webhook deliveries")
+                }
                 other => format!("skipped: unknown timer kind {other}"),
             };
             tx.timer_outcome(t.id, &outcome)?;
             Ok(())
         })?;
         self.publish(&t.tenant, feed);
+        if t.kind == "fanout" {
+            // Its continuation is due at once, on a manual clock too.
+            self.timer_wake.notify_one();
+        }
         Ok(())
+    }
+
+    /// Queue the handoff packet for the next [`FANOUT_CHUNK`] endpoints
+    /// subscribed to escalations (in name order, after `hooks.after`), and
+    /// leave a `fanout` timer, due at once, for the rest: a tenant with a
+    /// thousand endpoints writes them in short transactions that other
+    /// tenants' events pass between, not in one long one.
+    fn fan_out(
+        &self,
+        tx: &Tx<'_>,
+        tenant: &str,
+        ticket: &str,
+        hooks: &WebhookFanout,
+        settings: &ChannelSettings,
+        now: DateTime<Utc>,
+    ) -> Result<usize> {
+        let after = hooks.after.as_deref();
+        let mut subscribed = settings
+            .webhooks
+            .iter()
+            .filter(|(name, w)| {
+                after.is_none_or(|a| name.as_str() > a) && w.events.iter().any(|e| e == "escalated")
+            })
+            .peekable();
+        let mut queued = 0;
+        let mut last = None;
+        for (name, w) in subscribed.by_ref().take(FANOUT_CHUNK) {
+            let d = NewDelivery {
+                ticket: ticket.to_string(),
+                idempotency_key: hex_key(&format!(
+                    "{tenant}:{ticket}:d{}:hook:{name}",
+                    hooks.decision
+                )),
+                channel: "webhook".into(),
+                recipient: name.clone(),
+                address: w.url.clone(),
+                title: hooks.title.clone(),
+                body: hooks.body.clone(),
+                status: "pending".into(),
+                note: None,
+                priority: hooks.priority,
+            };
+            if tx.insert_delivery(tenant, &d, now)? {
+                queued += 1;
+            }
+            last = Some(name.clone());
+        }
+        if subscribed.peek().is_some() {
+            let rest = WebhookFanout {
+                after: last,
+                ..hooks.clone()
+            };
+            // The timer and delivery workers are woken after the commit.
+            tx.insert_timer(tenant, ticket, "fanout", now, &serde_json::to_value(&rest)?)?;
+        }
+        Ok(queued)
     }
 
     #[allow(clippy::too_many_arguments, reason = "a timer's context")]
@@ -1844,6 +1894,21 @@ fn name<T: Serialize>(v: &T) -> String {
         .ok()
         .and_then(|v| v.as_str().map(String::from))
         .unwrap_or_default()
+}
+
+/// Endpoints one transaction queues an escalation for; a `fanout` timer
+/// queues the rest.
+const FANOUT_CHUNK: usize = 32;
+
+/// An escalation's handoff packet on its way to the subscribed endpoints.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct WebhookFanout {
+    decision: i64,
+    priority: i64,
+    title: String,
+    body: String,
+    /// The last endpoint (by name) already queued.
+    after: Option<String>,
 }
 
 fn name_of_tier(t: Tier) -> String {

@@ -216,6 +216,11 @@ pub struct LimitsConfig {
     pub events_per_second: Option<f64>,
     /// Events at once above the rate (default 200).
     pub event_burst: Option<u32>,
+    /// Server time per second a tenant's events may take, in ms (default
+    /// 500).
+    pub work_ms_per_second: Option<f64>,
+    /// Server time at once above that rate, in ms (default 2000).
+    pub work_burst_ms: Option<f64>,
     /// Webhook endpoints per tenant (default 20).
     pub webhooks_per_tenant: Option<usize>,
     /// Plugins per tenant (default 32).
@@ -237,6 +242,8 @@ impl LimitsConfig {
         let q = crate::api::quota::Quotas {
             events_per_second: self.events_per_second.unwrap_or(d.events_per_second),
             event_burst: self.event_burst.map_or(d.event_burst, f64::from),
+            work_ms_per_second: self.work_ms_per_second.unwrap_or(d.work_ms_per_second),
+            work_burst_ms: self.work_burst_ms.unwrap_or(d.work_burst_ms),
             webhooks_per_tenant: self.webhooks_per_tenant.unwrap_or(d.webhooks_per_tenant),
             plugins_per_tenant: self.plugins_per_tenant.unwrap_or(d.plugins_per_tenant),
             versions_per_plugin: self.versions_per_plugin.unwrap_or(d.versions_per_plugin),
@@ -246,6 +253,10 @@ impl LimitsConfig {
         };
         if !(q.events_per_second.is_finite() && q.events_per_second > 0.0) || q.event_burst < 1.0 {
             bail!("limits.events-per-second must be above 0 and limits.event-burst at least 1");
+        }
+        let positive = |x: f64| x.is_finite() && x > 0.0;
+        if !positive(q.work_ms_per_second) || !positive(q.work_burst_ms) {
+            bail!("limits.work-ms-per-second and limits.work-burst-ms must be above 0");
         }
         if q.versions_per_plugin < 2 {
             bail!(
@@ -511,6 +522,7 @@ pub fn serve(args: &ServeArgs, matrix: &Matrix) -> Result<i32> {
         tokio::spawn(crate::scheduler::run(engine.clone()));
         tokio::spawn(crate::delivery::worker(
             engine.store.clone(),
+            engine.channels.clone(),
             engine.delivery_wake.clone(),
             server.policy.clone(),
             config.queue,
@@ -613,7 +625,9 @@ impl BenchServer {
                 crate::delivery::Policy::new(&["127.0.0.1".into()]).map_err(anyhow::Error::msg)?,
             ),
             // The benchmarks measure the engine, not the rate limiter; the
-            // delivery attack needs its 1,000 endpoints.
+            // delivery attack needs its 1,000 endpoints. The budget of
+            // server time stays as it is by default: it is what holds the
+            // request-volume attack (~1 MiB tickets).
             quotas: crate::api::quota::Quotas {
                 events_per_second: 1e6,
                 event_burst: 1e6,
@@ -632,6 +646,7 @@ impl BenchServer {
         tokio::spawn(crate::scheduler::run(server.engine.clone()));
         tokio::spawn(crate::delivery::worker(
             server.engine.store.clone(),
+            server.engine.channels.clone(),
             server.engine.delivery_wake.clone(),
             server.policy.clone(),
             config.queue,

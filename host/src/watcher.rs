@@ -150,5 +150,6 @@ fn load(dir: &Path) -> Result<Upload, String> {
         wasm,
         fixtures: fixtures::read(dir)?,
         source: path.display().to_string(),
+        quota: None,
     })
 }

@@ -15,6 +15,14 @@ pub struct Quotas {
     pub events_per_second: f64,
     /// Events a tenant may send at once above the rate (default 200).
     pub event_burst: f64,
+    /// Milliseconds of server time per second a tenant's events may take,
+    /// sustained (default 500: half a core). What an event costs is known
+    /// only once it is decided, so each is charged after the fact, and a
+    /// tenant in debt is refused until it has paid it back.
+    pub work_ms_per_second: f64,
+    /// Milliseconds of server time a tenant may use at once above the
+    /// rate (default 2000).
+    pub work_burst_ms: f64,
     /// Webhook endpoints per tenant (default 20).
     pub webhooks_per_tenant: usize,
     /// Plugins per tenant (default 32).
@@ -36,6 +44,8 @@ impl Default for Quotas {
         Quotas {
             events_per_second: 50.0,
             event_burst: 200.0,
+            work_ms_per_second: 500.0,
+            work_burst_ms: 2000.0,
             webhooks_per_tenant: 20,
             plugins_per_tenant: 32,
             versions_per_plugin: 5,
@@ -53,20 +63,46 @@ pub struct RateLimiter {
 }
 
 impl RateLimiter {
-    /// Take one event for `tenant`; when its bucket is empty, how long
-    /// until it holds one again.
-    pub fn take(&self, tenant: &str, rate: f64, burst: f64) -> Result<(), Duration> {
+    /// `tenant`'s bucket, refilled to now.
+    fn with<T>(&self, tenant: &str, rate: f64, burst: f64, f: impl FnOnce(&mut f64) -> T) -> T {
         let now = Instant::now();
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         let (tokens, at) = buckets.entry(tenant.to_string()).or_insert((burst, now));
         *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * rate).min(burst);
         *at = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(Duration::from_secs_f64((1.0 - *tokens) / rate.max(1e-9)))
-        }
+        f(tokens)
+    }
+
+    /// Take one event for `tenant`; when its bucket is empty, how long
+    /// until it holds one again.
+    pub fn take(&self, tenant: &str, rate: f64, burst: f64) -> Result<(), Duration> {
+        self.with(tenant, rate, burst, |tokens| {
+            if *tokens >= 1.0 {
+                *tokens -= 1.0;
+                Ok(())
+            } else {
+                Err(Duration::from_secs_f64((1.0 - *tokens) / rate.max(1e-9)))
+            }
+        })
+    }
+
+    /// Whether `tenant` may start something whose cost is charged later:
+    /// yes unless its bucket is in debt; else how long until it is not.
+    pub fn admit(&self, tenant: &str, rate: f64, burst: f64) -> Result<(), Duration> {
+        self.with(tenant, rate, burst, |tokens| {
+            if *tokens > 0.0 {
+                Ok(())
+            } else {
+                Err(Duration::from_secs_f64(
+                    (-*tokens).max(1.0) / rate.max(1e-9),
+                ))
+            }
+        })
+    }
+
+    /// Charge `cost` to `tenant`'s bucket; it may go into debt.
+    pub fn charge(&self, tenant: &str, cost: f64, rate: f64, burst: f64) {
+        self.with(tenant, rate, burst, |tokens| *tokens -= cost);
     }
 }
 

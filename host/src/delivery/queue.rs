@@ -13,7 +13,7 @@
 //!   one attempt probes it: success closes it, failure reopens it for
 //!   twice as long (up to `breaker_max_cooldown`).
 
-use super::{ChannelSettings, Policy, RetryPolicy, Sender};
+use super::{Policy, RetryPolicy, Sender, SettingsCache};
 use crate::store::{Delivery, Store};
 use chrono::Utc;
 use std::collections::{HashMap, HashSet};
@@ -108,15 +108,15 @@ impl Queue {
         }
     }
 
-    fn full_tenants(&self) -> Vec<String> {
-        self.per_tenant
-            .iter()
-            .filter(|(_, n)| **n >= self.config.tenant_senders)
-            .map(|(t, _)| t.clone())
-            .collect()
+    /// Attempts `tenant` may still start.
+    #[cfg(test)]
+    fn tenant_free(&self, tenant: &str) -> usize {
+        self.config
+            .tenant_senders
+            .saturating_sub(self.per_tenant.get(tenant).copied().unwrap_or(0))
     }
 
-    fn full_endpoints(&self, now_ms: i64) -> Vec<Endpoint> {
+    fn full_endpoints(&self, now_ms: i64) -> HashSet<Endpoint> {
         self.per_endpoint
             .iter()
             .filter(|(e, n)| **n >= self.endpoint_limit(e, now_ms))
@@ -195,6 +195,7 @@ fn host_of(address: &str) -> String {
 /// or `wake` is notified.
 pub async fn worker(
     store: Arc<Store>,
+    settings: Arc<SettingsCache>,
     wake: Arc<Notify>,
     policy: Arc<Policy>,
     config: QueueConfig,
@@ -215,13 +216,25 @@ pub async fn worker(
         let now_ms = Utc::now().timestamp_millis();
         let mut started = 0;
         let free = config.senders.saturating_sub(queue.running.len());
-        if free > 0 {
-            let busy: Vec<i64> = queue.running.iter().copied().collect();
-            let (full, full_endpoints) = (queue.full_tenants(), queue.full_endpoints(now_ms));
+        // With every sender busy, a tenant with nothing in flight may
+        // still start one: many tenants' dead endpoints together cannot
+        // hold everyone else's notifications back either.
+        let idle_tenants_only = free == 0;
+        {
+            let busy = queue.running.clone();
+            let (running, full_endpoints) =
+                (queue.per_tenant.clone(), queue.full_endpoints(now_ms));
+            let share = config.tenant_senders;
             let reader = store.clone();
             let limit = (free * 2 + 16).min(512) as u32;
             let due = tokio::task::spawn_blocking(move || {
-                reader.due_deliveries_except(now_ms, limit, &busy, &full, &full_endpoints)
+                // A tenant's free share, and a few more: some picks may be
+                // put off (a resting endpoint).
+                let free = |t: &str| match running.get(t).copied().unwrap_or(0) {
+                    n if n >= share || (idle_tenants_only && n > 0) => 0,
+                    n => share - n + 8,
+                };
+                reader.due_deliveries_except(now_ms, limit, &busy, &free, &full_endpoints)
             })
             .await;
             let due = match due {
@@ -233,8 +246,9 @@ pub async fn worker(
                 }
             };
             for d in due {
-                if queue.running.len() >= config.senders {
-                    break;
+                if queue.running.len() >= config.senders && queue.per_tenant.contains_key(&d.tenant)
+                {
+                    continue;
                 }
                 let endpoint = (d.tenant.clone(), d.address.clone());
                 if queue.per_tenant.get(&d.tenant).copied().unwrap_or(0) >= config.tenant_senders
@@ -265,7 +279,7 @@ pub async fn worker(
                 started += 1;
                 let (store, sender) = (store.clone(), sender.clone());
                 let slot = (d.id, (d.tenant.clone(), d.address.clone()));
-                let handle = set.spawn(attempt(store, sender, d, config.retry));
+                let handle = set.spawn(attempt(store, settings.clone(), sender, d, config.retry));
                 tasks.insert(handle.id(), slot);
             }
         }
@@ -318,15 +332,17 @@ pub async fn worker(
 }
 
 /// One attempt: send, record it, report back.
-async fn attempt(store: Arc<Store>, sender: Sender, d: Delivery, retry: RetryPolicy) -> Done {
+async fn attempt(
+    store: Arc<Store>,
+    cache: Arc<SettingsCache>,
+    sender: Sender,
+    d: Delivery,
+    retry: RetryPolicy,
+) -> Done {
     let endpoint = (d.tenant.clone(), d.address.clone());
-    let reader = store.clone();
-    let tenant = d.tenant.clone();
-    let settings: ChannelSettings = tokio::task::spawn_blocking(move || reader.settings(&tenant))
+    let (reader, tenant) = (store.clone(), d.tenant.clone());
+    let settings = tokio::task::spawn_blocking(move || cache.get(&reader, &tenant))
         .await
-        .ok()
-        .and_then(|r| r.ok())
-        .and_then(|v| serde_json::from_value(v).ok())
         .unwrap_or_default();
     let result = sender.send(&d, &settings).await;
     let attempts = d.attempts as u32 + 1;
@@ -439,19 +455,15 @@ mod tests {
             sent_at: None,
             priority: 2,
         };
+        let endpoint = |a: &str| HashSet::from([("a".to_string(), a.to_string())]);
         q.start(&d(1, "a", "u1"));
-        assert_eq!(
-            q.full_endpoints(0),
-            vec![("a".to_string(), "u1".to_string())]
-        );
-        assert!(q.full_tenants().is_empty());
+        assert_eq!(q.full_endpoints(0), endpoint("u1"));
+        assert_eq!(q.tenant_free("a"), 1);
         q.start(&d(2, "a", "u2"));
-        assert_eq!(q.full_tenants(), vec!["a".to_string()]);
+        assert_eq!(q.tenant_free("a"), 0);
+        assert_eq!(q.tenant_free("b"), 2);
         q.finish(&done("a", "u1", true), 0);
-        assert!(q.full_tenants().is_empty());
-        assert_eq!(
-            q.full_endpoints(0),
-            vec![("a".to_string(), "u2".to_string())]
-        );
+        assert_eq!(q.tenant_free("a"), 1);
+        assert_eq!(q.full_endpoints(0), endpoint("u2"));
     }
 }

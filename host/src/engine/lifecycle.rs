@@ -48,6 +48,19 @@ pub struct Upload {
     pub fixtures: Vec<fixtures::Fixture>,
     /// Where it came from (`api`, `watcher:PATH`).
     pub source: String,
+    /// The tenant's quota, for uploads through the API (the operator's
+    /// own plugin directory has none).
+    pub quota: Option<PluginQuota>,
+}
+
+/// How many plugins a tenant may upload, and how many versions of each
+/// are kept.
+#[derive(Debug, Clone, Copy)]
+pub struct PluginQuota {
+    /// Distinct uploaded plugin names.
+    pub plugins: usize,
+    /// Versions kept per plugin; older ones that do not serve are pruned.
+    pub versions: usize,
 }
 
 /// What an upload did.
@@ -316,6 +329,19 @@ impl Engine {
             self.reject(tenant, actor, &name, Some(&version), &why);
             EngineError::Invalid(why)
         };
+        // One upload of a tenant at a time: its quota is counted and its
+        // old versions pruned with no other upload in between.
+        let _one_upload = self.lifecycle.lock(tenant, "upload");
+        if let Some(q) = up.quota {
+            let names = self.store.uploaded_plugin_names(tenant)?;
+            if !names.contains(&name) && names.len() >= q.plugins {
+                return Err(fail(format!(
+                    "at most {} plugins per tenant (the operator's [limits] plugins-per-tenant); \
+                     delete one first",
+                    q.plugins
+                )));
+            }
+        }
         let digest = {
             use sha2::Digest;
             hex::encode(sha2::Sha256::digest(&up.wasm))
@@ -396,6 +422,14 @@ impl Engine {
         };
         if activate {
             self.activate(tenant, &name, &version, actor)?;
+        }
+        if let Some(q) = up.quota {
+            // Older versions beyond the quota go, from memory and from
+            // the artifact cache.
+            let pruned = self.prune_versions(tenant, &name, q.versions, "quota")?;
+            if !pruned.is_empty() {
+                tracing::info!(%tenant, plugin = %name, ?pruned, "pruned old versions");
+            }
         }
         Ok(Installed {
             kind: manifest.kind.to_string(),
@@ -635,16 +669,17 @@ impl Engine {
             if pinned(&v.version) {
                 continue;
             }
-            self.delete_version(tenant, name, &v.version, actor)?;
-            pruned.push(v.version);
-            excess -= 1;
+            match self.delete_version(tenant, name, &v.version, actor) {
+                Ok(()) => {
+                    pruned.push(v.version);
+                    excess -= 1;
+                }
+                // Activated since the slots were read: it stays.
+                Err(EngineError::Conflict(_)) => {}
+                Err(e) => return Err(e),
+            }
         }
         Ok(pruned)
-    }
-
-    /// The names of the plugins the tenant has uploaded versions of.
-    pub fn uploaded_plugins(&self, tenant: &str) -> Result<Vec<String>, EngineError> {
-        Ok(self.store.uploaded_plugin_names(tenant)?)
     }
 
     /// Remove a tenant's override of a plugin name: an uploaded plugin

@@ -51,6 +51,7 @@ fn upload(version: &str, tier: &str) -> Upload {
         wasm: builtin_wasm("phrases"),
         fixtures: vec![lawyer_fixture(tier)],
         source: "test".into(),
+        quota: None,
     }
 }
 

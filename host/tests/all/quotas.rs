@@ -82,6 +82,51 @@ fn a_tenant_over_its_event_rate_gets_429_with_retry_after_and_the_other_tenant_i
 }
 
 #[test]
+fn a_tenant_over_its_budget_of_server_time_gets_429_and_the_other_tenant_is_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Escalator::start(
+        dir.path(),
+        T0,
+        Some("[limits]\nwork-ms-per-second = 5\nwork-burst-ms = 5\n"),
+    );
+    let attacker = server.tenant("attacker");
+    let victim = server.tenant("victim");
+    // A big ticket (2,000 messages) takes far more than 5 ms to decide.
+    let big = |id: &str| {
+        let messages: Vec<Value> = (0..2000)
+            .map(|i| json!({"author": "customer", "body": format!("message {i}: where is my refund?"), "sent_at": T0}))
+            .collect();
+        json!({"id": id, "created_at": T0, "messages": messages})
+    };
+    let first = post_raw(&server.base, &attacker.token(), "/v1/tickets", &big("A-0"));
+    assert_eq!(first.status().as_u16(), 201);
+    // Its cost was charged after the answer: the tenant is in debt.
+    let r = post_raw(&server.base, &attacker.token(), "/v1/tickets", &big("A-1"));
+    assert_eq!(r.status().as_u16(), 429);
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry >= 1, "{retry}");
+    let body: Value = r.json().unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("server time"),
+        "{body}"
+    );
+    let (status, _) = attacker.call("GET", "/v1/tickets/A-1", None);
+    assert_eq!(status, 404, "a refused event is not stored");
+    let (status, body) = attacker.call(
+        "POST",
+        "/v1/tickets/A-0/events",
+        Some(json!({"type": "message", "message": {"author": "customer", "body": "?", "sent_at": T0}})),
+    );
+    assert_eq!(status, 429, "events on a ticket share the budget: {body}");
+    // The victim's budget is its own.
+    victim.ok("POST", "/v1/tickets", Some(ticket("V-0")));
+}
+
+#[test]
 fn webhooks_plugins_and_feeds_have_quotas_and_old_versions_are_pruned() {
     let dir = tempfile::tempdir().unwrap();
     let server = Escalator::start(
@@ -89,7 +134,7 @@ fn webhooks_plugins_and_feeds_have_quotas_and_old_versions_are_pruned() {
         T0,
         Some(
             "[limits]\nwebhooks-per-tenant = 2\nplugins-per-tenant = 1\nversions-per-plugin = 3\n\
-             sse-per-tenant = 2\n",
+             sse-per-tenant = 2\nsse-total = 3\n",
         ),
     );
     let acme = server.tenant("acme");
@@ -158,17 +203,18 @@ fn webhooks_plugins_and_feeds_have_quotas_and_old_versions_are_pruned() {
         .as_str()
         .unwrap()
         .to_string();
-    let feed = || {
+    let feed_of = |token: &str| {
         reqwest::blocking::Client::builder()
             .timeout(None)
             .build()
             .unwrap()
             .get(format!("{}/v1/agents/{agent}/feed", server.base))
-            .bearer_auth(acme.token())
+            .bearer_auth(token)
             .header("accept", "text/event-stream")
             .send()
             .unwrap()
     };
+    let feed = || feed_of(&acme.token());
     let first = feed();
     let second = feed();
     assert_eq!(
@@ -182,6 +228,10 @@ fn webhooks_plugins_and_feeds_have_quotas_and_old_versions_are_pruned() {
     let other = server.tenant("other");
     other.roster();
     let _theirs = other.sse(&agent);
+    // Three feeds are the server's total: the next is 503, whoever asks.
+    let over = feed_of(&other.token());
+    assert_eq!(over.status().as_u16(), 503);
+    assert!(over.headers().contains_key("retry-after"));
     drop(first);
     crate::peers::eventually(30, "a closed feed frees its slot", || {
         let r = feed();
