@@ -371,6 +371,15 @@ impl Api {
                     r.headers_mut()
                         .insert("retry-after", hyper::header::HeaderValue::from(secs));
                 }
+                if e.retry_after.is_some() || e.status == StatusCode::UNAUTHORIZED {
+                    // Refused before its body was read: the connection
+                    // cannot carry another request, so the client must
+                    // not reuse it.
+                    r.headers_mut().insert(
+                        hyper::header::CONNECTION,
+                        hyper::header::HeaderValue::from_static("close"),
+                    );
+                }
                 r
             }
         };

@@ -1093,17 +1093,24 @@ impl Engine {
             });
         }
         // Endpoints subscribed to escalations get the handoff packet.
-        let hooks = WebhookFanout {
-            decision,
-            priority: Tier::send_priority(Some(e.tier)),
-            title: first.first().map_or_else(
-                || format!("{} escalation: ticket {id}", name_of_tier(e.tier)),
-                |s| s.title.clone(),
-            ),
-            body: handoff(state).to_string(),
-            after: None,
-        };
-        let mut sent = self.fan_out(tx, tenant, &id, &hooks, settings, now)?;
+        let mut sent = 0;
+        if settings
+            .webhooks
+            .values()
+            .any(|w| w.events.iter().any(|e| e == "escalated"))
+        {
+            let hooks = WebhookFanout {
+                decision,
+                priority: Tier::send_priority(Some(e.tier)),
+                title: first.first().map_or_else(
+                    || format!("{} escalation: ticket {id}", name_of_tier(e.tier)),
+                    |s| s.title.clone(),
+                ),
+                body: handoff(state).to_string(),
+                after: None,
+            };
+            sent += self.fan_out(tx, tenant, &id, &hooks, settings, now)?;
+        }
         for (i, step) in plan
             .map(|p| p.steps.as_slice())
             .unwrap_or_default()

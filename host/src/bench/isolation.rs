@@ -34,6 +34,11 @@ pub struct IsolationArgs {
     /// control row at the same rate.
     #[arg(long, default_value_t = 10.0)]
     pub attacker_rate: f64,
+    /// Events per second the victim sends at most (0: back to back). The
+    /// default is the default event quota: an ordinary tenant's pace,
+    /// within its default budget of server time.
+    #[arg(long, default_value_t = 50.0)]
+    pub victim_rate: f64,
     /// Where the test guests' components are (built by the host's build
     /// script into `target/wasm-guests/guest`).
     #[arg(long)]
@@ -160,18 +165,36 @@ fn ticket(id: &str, subject: &str, body: &str) -> serde_json::Value {
     })
 }
 
-fn big_ticket(id: &str) -> serde_json::Value {
+/// A ~1 MiB ticket's JSON after its id: built once, so the attacker's
+/// clients spend no time making bodies (they share the process, and the
+/// runtime, with the victim's client being measured).
+fn big_ticket_rest() -> String {
     let body = "I have been waiting for days and nobody answers my billing question, ".repeat(3);
     let now = chrono::Utc::now();
     // Just under the default 1 MiB body limit.
     let messages: Vec<_> = (0..3_500)
         .map(|_| json!({"author": "customer", "body": body, "sent_at": now}))
         .collect();
-    json!({"id": id, "subject": "big", "category": "billing", "created_at": now, "messages": messages})
+    let rest =
+        json!({"subject": "big", "category": "billing", "created_at": now, "messages": messages})
+            .to_string();
+    rest[1..].to_string()
+}
+
+/// A ~1 MiB ticket with this id.
+fn big_ticket(id: &str, rest: &str) -> Vec<u8> {
+    format!("{{\"id\":{},{rest}", serde_json::Value::from(id)).into_bytes()
 }
 
 /// The victim's events: create a ticket, add a message to it, repeat.
-async fn victim(b: &BenchServer, token: &str, round: &str, n: usize) -> Result<(Sample, usize)> {
+async fn victim(
+    b: &BenchServer,
+    token: &str,
+    round: &str,
+    n: usize,
+    rate: f64,
+) -> Result<(Sample, usize)> {
+    let pace = (rate > 0.0).then(|| Duration::from_secs_f64(1.0 / rate));
     let bodies = [
         "I was charged twice this month and nobody answers. This is unacceptable, I want a refund now.",
         "Hi, how do I export my projects to CSV?",
@@ -181,6 +204,7 @@ async fn victim(b: &BenchServer, token: &str, round: &str, n: usize) -> Result<(
     for i in 0..n {
         let body = bodies[i % 2];
         let t0 = Instant::now();
+        let next = pace.map(|p| tokio::time::Instant::now() + p);
         let resp = if i % 2 == 0 {
             b.http
                 .post(format!("{}/v1/tickets", b.base))
@@ -198,7 +222,21 @@ async fn victim(b: &BenchServer, token: &str, round: &str, n: usize) -> Result<(
         };
         match resp {
             Ok(r) if r.status().is_success() => lat.push(t0.elapsed().as_secs_f64() * 1000.0),
-            _ => errors += 1,
+            other => {
+                if errors == 0 {
+                    let why = match other {
+                        Ok(r) => format!("{} {}", r.status(), r.text().await.unwrap_or_default()),
+                        Err(e) => format!("{e:?}"),
+                    };
+                    eprintln!(
+                        "bench-isolation: the victim's first failed request ({round}): {why}"
+                    );
+                }
+                errors += 1;
+            }
+        }
+        if let Some(next) = next {
+            tokio::time::sleep_until(next).await;
         }
     }
     Ok((Sample::from_ms(lat), errors))
@@ -237,12 +275,12 @@ pub fn run(args: &IsolationArgs, matrix: &Matrix) -> Result<i32> {
             None => format!("external server at {}", b.base),
         };
         println!(
-            "bench-isolation: victim {} events per round from 1 client; attacker {} clients at {} requests/s each; {shares}",
-            args.events, args.attackers, args.attacker_rate,
+            "bench-isolation: victim {} events per round from 1 client at most {}/s; attacker {} clients at {} requests/s each; {shares}",
+            args.events, args.victim_rate, args.attackers, args.attacker_rate,
         );
         // Warm up, then the baseline.
-        victim(&b, &victim_token, "warm", 40).await?;
-        let (base, base_errors) = victim(&b, &victim_token, "base", args.events).await?;
+        victim(&b, &victim_token, "warm", 40, args.victim_rate).await?;
+        let (base, base_errors) = victim(&b, &victim_token, "base", args.events, args.victim_rate).await?;
         println!(
             "\n| attack | victim p50 | victim p99 | p99 / baseline | victim errors | attacker requests | attacker p99 |"
         );
@@ -253,6 +291,7 @@ pub fn run(args: &IsolationArgs, matrix: &Matrix) -> Result<i32> {
             base.pct(0.99)
         );
         let mut worst: f64 = 0.0;
+        let big_rest = Arc::new(big_ticket_rest());
         for (n, attack) in ATTACKS.iter().enumerate() {
             if args.only.as_deref().is_some_and(|o| !attack.name.contains(o)) {
                 continue;
@@ -281,7 +320,7 @@ pub fn run(args: &IsolationArgs, matrix: &Matrix) -> Result<i32> {
             for c in 0..args.attackers {
                 let (http, base_url, token, stop, sent) =
                     (b.http.clone(), b.base.clone(), token.clone(), stop.clone(), sent.clone());
-                let (subject, big) = (attack.subject, attack.big);
+                let (subject, big) = (attack.subject, attack.big.then(|| big_rest.clone()));
                 let pace = (args.attacker_rate > 0.0)
                     .then(|| Duration::from_secs_f64(1.0 / args.attacker_rate));
                 clients.spawn(async move {
@@ -290,10 +329,11 @@ pub fn run(args: &IsolationArgs, matrix: &Matrix) -> Result<i32> {
                     let mut i = 0;
                     while !stop.load(Ordering::Relaxed) {
                         let id = format!("A{c}-{i}");
-                        let body = if big {
-                            big_ticket(&id)
-                        } else {
-                            ticket(&id, subject, "This is unacceptable, I want a refund")
+                        let body = match &big {
+                            Some(rest) => big_ticket(&id, rest),
+                            None => ticket(&id, subject, "This is unacceptable, I want a refund")
+                                .to_string()
+                                .into_bytes(),
                         };
                         let t0 = Instant::now();
                         let next = pace.map(|p| tokio::time::Instant::now() + p);
@@ -301,7 +341,8 @@ pub fn run(args: &IsolationArgs, matrix: &Matrix) -> Result<i32> {
                             .post(format!("{base_url}/v1/tickets"))
                             .bearer_auth(&token)
                             .timeout(Duration::from_secs(120))
-                            .json(&body)
+                            .header("content-type", "application/json")
+                            .body(body)
                             .send()
                             .await;
                         match r {
@@ -321,7 +362,8 @@ pub fn run(args: &IsolationArgs, matrix: &Matrix) -> Result<i32> {
             }
             // Let the attack get going before measuring.
             tokio::time::sleep(Duration::from_millis(300)).await;
-            let (during, errors) = victim(&b, &victim_token, &format!("v{n}"), args.events).await?;
+            let (during, errors) = victim(&b, &victim_token, &format!("v{n}"), args.events, args.victim_rate)
+                .await?;
             stop.store(true, Ordering::Relaxed);
             let mut attacker = Vec::new();
             let mut attacker_failed = 0;
