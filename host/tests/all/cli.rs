@@ -172,13 +172,7 @@ fn plugin_inspect_names_the_world_and_the_imports() {
     let refused = dir.path().join("http.wasm");
     std::fs::write(
         &refused,
-        wat::parse_str(
-            r#"(component
-                 (import "wasi:http/outgoing-handler@0.2.0" (instance (export "handle" (func))))
-                 (core module $m (func (export "evaluate")))
-               )"#,
-        )
-        .unwrap(),
+        crate::support::component_importing(Some("wasi:http/outgoing-handler@0.2.0")),
     )
     .unwrap();
     let out = escalator(&["plugin", "inspect", refused.to_str().unwrap()]);

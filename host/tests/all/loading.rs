@@ -140,7 +140,7 @@ fn a_component_of_the_wrong_world_is_refused_at_load() {
 
 #[test]
 fn a_component_implementing_no_plugin_world_is_refused() {
-    let wasm = wat::parse_str("(component)").unwrap();
+    let wasm = crate::support::component_importing(None);
     let (err, msg) = load_error(load("empty", "trigger", "", &wasm));
     assert!(
         matches!(err, LoadError::WrongWorld { found: None, .. }),
@@ -154,7 +154,7 @@ fn malformed_files_are_refused_with_what_is_wrong() {
     let (_, msg) = load_error(load("junk", "trigger", "", b"definitely not wasm"));
     assert!(msg.contains("not a WebAssembly file"), "{msg}");
 
-    let core = wat::parse_str("(module (func (export \"evaluate\")))").unwrap();
+    let core = crate::support::core_module_exporting("evaluate");
     let (_, msg) = load_error(load("core", "trigger", "", &core));
     assert!(
         msg.contains("core WebAssembly module, not a component"),

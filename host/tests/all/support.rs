@@ -146,3 +146,59 @@ pub fn apt_install(packages: &[&str]) {
         second.map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
     );
 }
+
+/// A core module whose one function, taking and returning nothing, is
+/// exported as `name`.
+fn module_exporting(name: &str) -> wasm_encoder::Module {
+    use wasm_encoder::{
+        CodeSection, ExportKind, ExportSection, Function, FunctionSection, Instruction, Module,
+        TypeSection,
+    };
+    let mut types = TypeSection::new();
+    types.ty().function([], []);
+    let mut funcs = FunctionSection::new();
+    funcs.function(0);
+    let mut exports = ExportSection::new();
+    exports.export(name, ExportKind::Func, 0);
+    let mut code = CodeSection::new();
+    let mut f = Function::new([]);
+    f.instruction(&Instruction::End);
+    code.function(&f);
+    let mut m = Module::new();
+    m.section(&types)
+        .section(&funcs)
+        .section(&exports)
+        .section(&code);
+    m
+}
+
+/// The bytes of a core module (not a component) exporting `name`.
+pub fn core_module_exporting(name: &str) -> Vec<u8> {
+    module_exporting(name).finish()
+}
+
+/// A component that imports `instance` (an instance exporting one function
+/// `handle`) and holds a core module exporting `evaluate`; `None`: an
+/// empty component.
+pub fn component_importing(instance: Option<&str>) -> Vec<u8> {
+    use wasm_encoder::{
+        Component, ComponentImportSection, ComponentTypeRef, ComponentTypeSection, InstanceType,
+        ModuleSection,
+    };
+    let mut c = Component::new();
+    if let Some(name) = instance {
+        let mut inst = InstanceType::new();
+        inst.ty()
+            .function()
+            .params(std::iter::empty::<(&str, wasm_encoder::ComponentValType)>())
+            .result(None);
+        inst.export("handle", ComponentTypeRef::Func(0));
+        let mut types = ComponentTypeSection::new();
+        types.instance(&inst);
+        let mut imports = ComponentImportSection::new();
+        imports.import(name, ComponentTypeRef::Instance(0));
+        c.section(&types).section(&imports);
+        c.section(&ModuleSection(&module_exporting("evaluate")));
+    }
+    c.finish()
+}
