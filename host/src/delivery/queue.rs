@@ -108,6 +108,17 @@ impl Queue {
         }
     }
 
+    /// Whether an attempt to `endpoint` may start now: within its tenant's
+    /// and its own share, and within the total unless its tenant has
+    /// nothing in flight.
+    fn has_room(&self, endpoint: &Endpoint, now_ms: i64) -> bool {
+        let tenant_running = self.per_tenant.get(&endpoint.0).copied().unwrap_or(0);
+        (self.running.len() < self.config.senders || tenant_running == 0)
+            && tenant_running < self.config.tenant_senders
+            && self.per_endpoint.get(endpoint).copied().unwrap_or(0)
+                < self.endpoint_limit(endpoint, now_ms)
+    }
+
     /// Attempts `tenant` may still start.
     #[cfg(test)]
     fn tenant_free(&self, tenant: &str) -> usize {
@@ -246,15 +257,8 @@ pub async fn worker(
                 }
             };
             for d in due {
-                if queue.running.len() >= config.senders && queue.per_tenant.contains_key(&d.tenant)
-                {
-                    continue;
-                }
                 let endpoint = (d.tenant.clone(), d.address.clone());
-                if queue.per_tenant.get(&d.tenant).copied().unwrap_or(0) >= config.tenant_senders
-                    || queue.per_endpoint.get(&endpoint).copied().unwrap_or(0)
-                        >= queue.endpoint_limit(&endpoint, now_ms)
-                {
+                if !queue.has_room(&endpoint, now_ms) {
                     if let Some(until) = queue
                         .breakers
                         .get(&endpoint)
@@ -387,6 +391,26 @@ async fn attempt(
 mod tests {
     use super::*;
 
+    fn delivery(id: i64, tenant: &str, address: &str) -> Delivery {
+        Delivery {
+            id,
+            tenant: tenant.into(),
+            ticket: "t".into(),
+            idempotency_key: id.to_string(),
+            channel: "webhook".into(),
+            recipient: "r".into(),
+            address: address.into(),
+            title: String::new(),
+            body: String::new(),
+            status: "pending".into(),
+            attempts: 0,
+            last_error: None,
+            created_at: String::new(),
+            sent_at: None,
+            priority: 2,
+        }
+    }
+
     fn done(tenant: &str, address: &str, ok: bool) -> Done {
         Done {
             id: 1,
@@ -438,23 +462,7 @@ mod tests {
             endpoint_senders: 1,
             ..QueueConfig::default()
         });
-        let d = |id, tenant: &str, address: &str| Delivery {
-            id,
-            tenant: tenant.into(),
-            ticket: "t".into(),
-            idempotency_key: id.to_string(),
-            channel: "webhook".into(),
-            recipient: "r".into(),
-            address: address.into(),
-            title: String::new(),
-            body: String::new(),
-            status: "pending".into(),
-            attempts: 0,
-            last_error: None,
-            created_at: String::new(),
-            sent_at: None,
-            priority: 2,
-        };
+        let d = delivery;
         let endpoint = |a: &str| HashSet::from([("a".to_string(), a.to_string())]);
         q.start(&d(1, "a", "u1"));
         assert_eq!(q.full_endpoints(0), endpoint("u1"));
@@ -465,5 +473,22 @@ mod tests {
         q.finish(&done("a", "u1", true), 0);
         assert_eq!(q.tenant_free("a"), 1);
         assert_eq!(q.full_endpoints(0), endpoint("u2"));
+    }
+
+    #[test]
+    fn with_every_sender_busy_only_a_tenant_with_nothing_in_flight_starts_one() {
+        let mut q = Queue::new(QueueConfig {
+            senders: 2,
+            ..QueueConfig::default()
+        });
+        let d = delivery;
+        let e = |t: &str, a: &str| (t.to_string(), a.to_string());
+        q.start(&d(1, "a", "u1"));
+        q.start(&d(2, "a", "u2"));
+        assert!(!q.has_room(&e("a", "u3"), 0), "the total is reached");
+        assert!(q.has_room(&e("b", "v1"), 0), "b has nothing in flight");
+        q.start(&d(3, "b", "v1"));
+        assert!(!q.has_room(&e("b", "v2"), 0), "b has one now");
+        assert!(q.has_room(&e("c", "w1"), 0));
     }
 }
