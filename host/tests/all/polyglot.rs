@@ -53,9 +53,16 @@ fn wit_files() -> Vec<PathBuf> {
 }
 
 /// componentize-py, installed with pip into a virtualenv if missing.
+/// Tests call this at the same time: one installs while the others wait,
+/// and an install counts only once it finished (a marker file). Running
+/// the entry script while pip is still writing its native library ended in
+/// a bus error.
 fn componentize_py() -> PathBuf {
+    static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = INSTALLING.lock().unwrap_or_else(|e| e.into_inner());
     let venv = work().join("venv");
-    if !venv.join("bin/componentize-py").exists() {
+    let done = venv.join(".escalator-installed");
+    if !done.exists() {
         run(
             Command::new("python3").args(["-m", "venv"]).arg(&venv),
             "creating a virtualenv",
@@ -64,6 +71,7 @@ fn componentize_py() -> PathBuf {
             Command::new(venv.join("bin/pip")).args(["install", "-q", "componentize-py==0.25.1"]),
             "pip install componentize-py",
         );
+        std::fs::write(&done, b"").unwrap();
     }
     venv.join("bin/componentize-py")
 }
