@@ -453,13 +453,11 @@ impl Api {
 
     /// Run `decide` (reading, parsing and deciding one event) on the
     /// tenant's budget of server time: refused while the tenant is in
-    /// debt, and charged the CPU time it reports (parsing and deciding;
-    /// not time spent waiting, so a tenant's concurrent requests, or other
-    /// tenants' load, do not run its bill up).
+    /// debt, and charged what it took, whatever the answer.
     async fn metered<T>(
         &self,
         tenant: &str,
-        decide: impl std::future::Future<Output = Result<(T, std::time::Duration), ApiError>>,
+        decide: impl std::future::Future<Output = Result<T, ApiError>>,
     ) -> Result<T, ApiError> {
         let q = self.quotas;
         self.work
@@ -474,15 +472,12 @@ impl Api {
                     wait,
                 )
             })?;
+        let started = std::time::Instant::now();
         let out = decide.await;
-        let cpu = out.as_ref().map_or(std::time::Duration::ZERO, |o| o.1);
-        self.work.charge(
-            tenant,
-            cpu.as_secs_f64() * 1000.0,
-            q.work_ms_per_second,
-            q.work_burst_ms,
-        );
-        out.map(|o| o.0)
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        self.work
+            .charge(tenant, ms, q.work_ms_per_second, q.work_burst_ms);
+        out
     }
 
     /// Forget cached tokens of `tenant` (rotated or revoked).
@@ -1082,15 +1077,9 @@ impl Api {
                 self.event_rate(&tenant)?;
                 let out = self
                     .metered(&tenant.clone(), async {
-                        let raw = self.raw_body(req, self.max_body_bytes).await?;
-                        blocking(move || {
-                            let (out, cpu) = quota::cpu_of(|| -> Result<_, ApiError> {
-                                let t: model::Ticket = parse_json(&raw)?;
-                                Ok(engine.create_ticket(&tenant, t, key.as_deref())?)
-                            });
-                            Ok((out?, cpu))
-                        })
-                        .await
+                        let t: model::Ticket = self.body(req).await?;
+                        blocking(move || Ok(engine.create_ticket(&tenant, t, key.as_deref())?))
+                            .await
                     })
                     .await?;
                 Ok(json(StatusCode::CREATED, &out))
@@ -1137,13 +1126,9 @@ impl Api {
                 let id = id.to_string();
                 let out = self
                     .metered(&tenant.clone(), async {
-                        let raw = self.raw_body(req, self.max_body_bytes).await?;
+                        let event: Event = self.body(req).await?;
                         blocking(move || {
-                            let (out, cpu) = quota::cpu_of(|| -> Result<_, ApiError> {
-                                let event: Event = parse_json(&raw)?;
-                                Ok(engine.add_event(&tenant, &id, event, key.as_deref())?)
-                            });
-                            Ok((out?, cpu))
+                            Ok(engine.add_event(&tenant, &id, event, key.as_deref())?)
                         })
                         .await
                     })

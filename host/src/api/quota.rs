@@ -106,26 +106,6 @@ impl RateLimiter {
     }
 }
 
-/// CPU time this thread has used, from `/proc/thread-self/schedstat`
-/// (nanoseconds on the CPU); `None` where that cannot be read.
-pub fn thread_cpu() -> Option<Duration> {
-    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
-    let ns: u64 = text.split_whitespace().next()?.parse().ok()?;
-    Some(Duration::from_nanos(ns))
-}
-
-/// Run `work` and say how much CPU time it took on this thread (its wall
-/// time where the CPU time cannot be read).
-pub fn cpu_of<T>(work: impl FnOnce() -> T) -> (T, Duration) {
-    let (wall, cpu) = (Instant::now(), thread_cpu());
-    let out = work();
-    let took = match (cpu, thread_cpu()) {
-        (Some(a), Some(b)) => b.saturating_sub(a),
-        _ => wall.elapsed(),
-    };
-    (out, took)
-}
-
 /// Live feed connections, per tenant and in all.
 #[derive(Debug, Default)]
 pub struct FeedSlots {
@@ -194,21 +174,6 @@ impl Drop for FeedSlot {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cpu_time_counts_work_and_not_waiting() {
-        let ((), slept) = cpu_of(|| std::thread::sleep(Duration::from_millis(200)));
-        assert!(slept < Duration::from_millis(50), "{slept:?}");
-        let (_, spun) = cpu_of(|| {
-            let t = Instant::now();
-            let mut x = 0u64;
-            while t.elapsed() < Duration::from_millis(100) {
-                x = std::hint::black_box(x.wrapping_add(1));
-            }
-            x
-        });
-        assert!(spun >= Duration::from_millis(20), "{spun:?}");
-    }
 
     #[test]
     fn a_bucket_allows_its_burst_then_says_when_to_come_back() {
