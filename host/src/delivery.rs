@@ -134,6 +134,13 @@ pub struct WebhookEndpoint {
     pub events: Vec<String>,
 }
 
+impl WebhookEndpoint {
+    /// Whether it gets the handoff packet of every escalation.
+    pub fn wants_escalations(&self) -> bool {
+        self.events.iter().any(|e| e == "escalated")
+    }
+}
+
 impl ChannelSettings {
     /// The settings with secrets replaced by `***`, for reading back: the
     /// SMTP password, webhook signing secrets, and the Slack URL's path

@@ -1094,11 +1094,7 @@ impl Engine {
         }
         // Endpoints subscribed to escalations get the handoff packet.
         let mut sent = 0;
-        if settings
-            .webhooks
-            .values()
-            .any(|w| w.events.iter().any(|e| e == "escalated"))
-        {
+        if settings.webhooks.values().any(|w| w.wants_escalations()) {
             let hooks = WebhookFanout {
                 decision,
                 priority: Tier::send_priority(Some(e.tier)),
@@ -1418,9 +1414,7 @@ impl Engine {
         let mut subscribed = settings
             .webhooks
             .iter()
-            .filter(|(name, w)| {
-                after.is_none_or(|a| name.as_str() > a) && w.events.iter().any(|e| e == "escalated")
-            })
+            .filter(|(name, w)| after.is_none_or(|a| name.as_str() > a) && w.wants_escalations())
             .peekable();
         let mut queued = 0;
         let mut last = None;
