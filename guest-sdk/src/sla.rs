@@ -7,7 +7,7 @@
 //! breach per cycle.
 
 use crate::time::{Zone, parse_date, parse_hhmm, parse_weekday};
-use crate::{Shift, StatusChange, TicketStatus, Timestamp};
+use crate::{AuthorKind, Shift, StatusChange, Ticket, TicketStatus, Timestamp};
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -38,6 +38,26 @@ pub fn cycle_start(created_at: Timestamp, history: &[StatusChange]) -> Timestamp
         .map(|w| w[1].at)
         .next_back()
         .unwrap_or(created_at)
+}
+
+/// The id prefix of the note the host adds to the conversation each time
+/// the ticket escalates (first, or to a higher tier): a `system` message
+/// from `escalator` whose id is `escalation-` and the decision's number.
+pub const ESCALATION_NOTE: &str = "escalation-";
+
+/// When the ticket last escalated (reached its current tier): the time of
+/// the host's latest escalation note, if there is one.
+pub fn escalated_at(ticket: &Ticket) -> Option<Timestamp> {
+    ticket
+        .messages
+        .iter()
+        .filter(|m| {
+            m.author == AuthorKind::System
+                && m.author_id.as_deref() == Some("escalator")
+                && m.id.starts_with(ESCALATION_NOTE)
+        })
+        .map(|m| m.sent_at)
+        .max()
 }
 
 /// The status at time `t` according to `history` (`New` before the first

@@ -37,6 +37,19 @@ fn first_escalated(s: &TicketState) -> Option<chrono::DateTime<chrono::Utc>> {
 /// newest escalations: one bounded query, whatever the history.
 pub const NEWEST: u32 = 10_000;
 
+/// Escalations of one tier by how their response target went.
+#[derive(Default)]
+struct SlaCount {
+    /// Claimed within the target (or the tier has none).
+    within: usize,
+    /// Claimed after the target.
+    late: usize,
+    /// Never claimed, and the target has passed.
+    never: usize,
+    /// Not claimed yet, still within the target.
+    pending: usize,
+}
+
 /// Everything the dashboard shows for `tenant`.
 pub fn data(engine: &Engine, tenant: &str) -> Result<serde_json::Value> {
     let escalated = engine.store.escalated(tenant, NEWEST)?;
@@ -47,7 +60,8 @@ pub fn data(engine: &Engine, tenant: &str) -> Result<serde_json::Value> {
         by_day.entry(day.clone()).or_default();
     }
     let mut tte: BTreeMap<&str, (f64, usize)> = BTreeMap::new();
-    let mut sla: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+    let now = engine.clock.now();
+    let mut sla: BTreeMap<&str, SlaCount> = BTreeMap::new();
     let mut queue = Vec::new();
     for s in &escalated {
         let Some(e) = &s.escalation else { continue };
@@ -58,13 +72,24 @@ pub fn data(engine: &Engine, tenant: &str) -> Result<serde_json::Value> {
         let t = tte.entry(tier).or_default();
         t.0 += (first - s.ticket.created_at).num_seconds().max(0) as f64 / 60.0;
         t.1 += 1;
-        if let Some(claimed) = s.ticket.claimed_at {
-            let c = sla.entry(tier).or_default();
-            c.1 += 1;
-            let waited = (claimed - e.escalated_at).num_milliseconds();
-            if e.response_target_ms.is_none_or(|t| waited <= t as i64) {
-                c.0 += 1;
+        // Claimed within the target, claimed late, or never claimed and
+        // past the target (the worst: they count as missed). A ticket
+        // still unclaimed within its target is not judged yet.
+        let c = sla.entry(tier).or_default();
+        let target = e.response_target_ms.and_then(|t| i64::try_from(t).ok());
+        match (s.ticket.claimed_at, target) {
+            (Some(claimed), _) => {
+                let waited = (claimed - e.escalated_at).num_milliseconds();
+                if target.is_none_or(|t| waited <= t) {
+                    c.within += 1;
+                } else {
+                    c.late += 1;
+                }
             }
+            (None, Some(t)) if (now - e.escalated_at).num_milliseconds() > t => {
+                c.never += 1;
+            }
+            (None, _) => c.pending += 1,
         }
         let open = !matches!(s.ticket.status, TicketStatus::Solved | TicketStatus::Closed);
         if open {
@@ -137,7 +162,7 @@ pub fn data(engine: &Engine, tenant: &str) -> Result<serde_json::Value> {
         .collect();
     Ok(serde_json::json!({
         "tenant": tenant,
-        "now": engine.clock.now(),
+        "now": now,
         "totals": {
             "tickets": created.values().sum::<i64>(),
             "escalated": escalated.len(),
@@ -148,9 +173,15 @@ pub fn data(engine: &Engine, tenant: &str) -> Result<serde_json::Value> {
             tte.get(name(*t)).map(|(sum, n)| (name(*t).to_string(), serde_json::json!(sum / *n as f64)))
         }).collect::<serde_json::Map<_, _>>(),
         "sla": TIERS.iter().filter_map(|t| {
-            sla.get(name(*t)).map(|(ok, n)| (name(*t).to_string(), serde_json::json!({
-                "claimed": n, "within_target": ok, "compliance": *ok as f64 / *n as f64,
-            })))
+            sla.get(name(*t)).map(|c| {
+                let judged = c.within + c.late + c.never;
+                (name(*t).to_string(), serde_json::json!({
+                    "claimed": c.within + c.late, "within_target": c.within,
+                    "claimed_late": c.late, "never_claimed": c.never,
+                    "unclaimed_within_target": c.pending,
+                    "compliance": (judged > 0).then(|| c.within as f64 / judged as f64),
+                }))
+            })
         }).collect::<serde_json::Map<_, _>>(),
         "agents": agents,
         "plugins": plugins,

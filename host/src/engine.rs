@@ -190,6 +190,26 @@ pub struct Outcome {
     pub customer_message: Option<String>,
     /// Notifications sent or queued right away.
     pub notified: usize,
+    /// Set when the event was already applied (a message with the same
+    /// source id, a second claim by the same agent): why it was ignored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duplicate: Option<String>,
+}
+
+/// Why `event` changes nothing because the ticket already has it, if so.
+fn already_applied(state: &TicketState, event: &Event) -> Option<String> {
+    let t = &state.ticket;
+    match event {
+        Event::Message { id: Some(id), .. } if t.messages.iter().any(|m| &m.id == id) => {
+            Some(format!("message {id} is already on the ticket"))
+        }
+        Event::Claim { agent }
+            if t.claimed_at.is_some() && t.assignee.as_deref() == Some(agent.as_str()) =>
+        {
+            Some(format!("already claimed by {agent}"))
+        }
+        _ => None,
+    }
 }
 
 /// An in-app feed item for the SSE stream, with its tenant.
@@ -218,6 +238,13 @@ impl Cause {
         }
     }
 }
+
+/// The most queued tickets offered again when an agent becomes available.
+const QUEUED_OFFERED: u32 = 100;
+
+/// The id prefix of the conversation note an escalation adds (the guest
+/// SDK's `sla::ESCALATION_NOTE`).
+pub const ESCALATION_NOTE: &str = "escalation-";
 
 /// The engine.
 pub struct Engine {
@@ -361,6 +388,9 @@ impl Engine {
                 m.id = format!("m{}", i + 1);
             }
         }
+        // A message the desk sent twice (same source id) is kept once.
+        let mut seen = std::collections::HashSet::new();
+        ticket.messages.retain(|m| seen.insert(m.id.clone()));
         ticket.updated_at = Some(now);
         let payload = serde_json::to_value(&ticket).map_err(anyhow::Error::from)?;
         let state = TicketState {
@@ -411,6 +441,9 @@ impl Engine {
             let Some(mut state) = tx.ticket(tenant, ticket_id)? else {
                 return Ok(Err(EngineError::NotFound(format!("no ticket {ticket_id}"))));
             };
+            if let Some(why) = already_applied(&state, &event) {
+                return Ok(Ok(Err((why, state))));
+            }
             if let Err(e) = self.apply(tx, tenant, &mut state, &event, now) {
                 return Ok(Err(e));
             }
@@ -423,9 +456,29 @@ impl Engine {
                 now,
                 key.as_ref().map(IdempotencyKey::columns),
             )?;
-            Ok(Ok((seq, state)))
+            Ok(Ok(Ok((seq, state))))
         })?;
-        let (seq, state) = stored?;
+        let (seq, state) = match stored? {
+            Ok(stored) => stored,
+            // A desk's retry or a double click: nothing stored, nothing
+            // decided, the ticket as it stands.
+            Err((why, state)) => {
+                tracing::debug!(tenant, ticket = ticket_id, why, "duplicate event ignored");
+                return Ok(Outcome {
+                    ticket: state.ticket.id.clone(),
+                    event: 0,
+                    decision: 0,
+                    tier: state.escalation.as_ref().map(|e| e.tier),
+                    escalated: false,
+                    new_signals: Vec::new(),
+                    assignee: state.ticket.assignee.clone(),
+                    queue: state.queue.clone(),
+                    customer_message: None,
+                    notified: 0,
+                    duplicate: Some(why),
+                });
+            }
+        };
         if let (Event::Claim { .. }, Some(esc)) = (&event, &state.escalation) {
             let waited = (now - esc.escalated_at).num_milliseconds().max(0) as f64 / 1000.0;
             let within = esc
@@ -847,12 +900,17 @@ impl Engine {
                     });
                 }
             }
-            // One pending wake-up per ticket: the earliest a trigger asked for.
+            // One pending wake-up per ticket: the earliest a trigger asked
+            // for; at once when the tier just changed, since the triggers
+            // answered for the old tier (the SLA clocks of the new one start
+            // now).
             tx.cancel_timers(tenant, &state.ticket.id, &["wake"], "superseded")?;
-            if let Some(at) = f
-                .wake_at
-                .filter(|at| *at > now && unresolved(&state.ticket))
-            {
+            let wake = if escalated {
+                Some(now)
+            } else {
+                f.wake_at.filter(|at| *at > now)
+            };
+            if let Some(at) = wake.filter(|_| unresolved(&state.ticket)) {
                 tx.insert_timer(tenant, &state.ticket.id, "wake", at, &serde_json::json!({}))?;
             }
             tx.put_ticket(tenant, &state)?;
@@ -870,6 +928,7 @@ impl Engine {
                 queue: state.queue.clone(),
                 customer_message,
                 notified,
+                duplicate: None,
             };
             if let Cause::Event(seq) = cause {
                 tx.event_processed(seq, &serde_json::to_string(&outcome)?)?;
@@ -1081,17 +1140,21 @@ impl Engine {
                 &serde_json::json!({"decision": decision, "step": step}),
             )?;
         }
-        if let Some(line) = plan.and_then(|p| p.customer_message.clone()) {
-            let n = state.ticket.messages.len() + 1;
-            state.ticket.messages.push(model::Message {
-                id: format!("m{n}"),
-                author: AuthorKind::System,
-                author_id: Some("escalator".into()),
-                body: line,
-                sent_at: now,
-                sentiment: None,
-            });
-        }
+        // The escalation goes in the conversation: the line for the
+        // customer if the notifier wrote one, else a note. Triggers read its
+        // time as the moment the ticket reached its tier (the SLA clocks
+        // start the tier's response target there).
+        let note = plan
+            .and_then(|p| p.customer_message.clone())
+            .unwrap_or_else(|| format!("Escalated to the {} tier.", name(&e.tier)));
+        state.ticket.messages.push(model::Message {
+            id: format!("{ESCALATION_NOTE}{decision}"),
+            author: AuthorKind::System,
+            author_id: Some("escalator".into()),
+            body: note,
+            sent_at: now,
+            sentiment: None,
+        });
         // Endpoints subscribed to escalations get the handoff packet.
         let mut sent = 0;
         if settings.webhooks.values().any(|w| w.wants_escalations()) {
@@ -1222,7 +1285,13 @@ impl Engine {
     ) -> Result<usize> {
         let agents: Vec<&model::Agent> = match recipient {
             Recipient::Agent(id) => roster.iter().filter(|a| &a.id == id).collect(),
-            Recipient::Team(t) => roster.iter().filter(|a| &a.team == t).collect(),
+            // A team (a queue): in-app to every member, to read when back;
+            // e-mail only to those available now.
+            Recipient::Team(t) => roster
+                .iter()
+                .filter(|a| &a.team == t)
+                .filter(|a| channel == Channel::InApp || available(a.status))
+                .collect(),
             Recipient::Endpoint(_) => Vec::new(),
         };
         let who = match recipient {
@@ -1686,8 +1755,14 @@ impl Engine {
         crate::model::contract::agent(&agent, self.clock.now()).map_err(EngineError::Invalid)?;
         let was = self.store.agent(tenant, &agent.id)?;
         self.store.write(|tx| tx.put_agent(tenant, &agent))?;
-        if was.is_some_and(|w| available(w.status)) && !available(agent.status) {
-            self.reroute_from(tenant, &agent.id)?;
+        match was.map(|w| available(w.status)) {
+            Some(true) if !available(agent.status) => {
+                self.reroute_from(tenant, &agent.id)?;
+            }
+            Some(false) | None if available(agent.status) => {
+                self.offer_queued(tenant, &agent.id)?;
+            }
+            _ => {}
         }
         Ok(())
     }
@@ -1711,12 +1786,39 @@ impl Engine {
         if available(was) && !available(status) {
             return self.reroute_from(tenant, id);
         }
+        if !available(was) && available(status) {
+            return self.offer_queued(tenant, id);
+        }
         Ok(Vec::new())
     }
 
+    /// Route again the unclaimed escalated tickets of `agent`, who just
+    /// became unavailable.
     fn reroute_from(&self, tenant: &str, agent: &str) -> Result<Vec<String>, EngineError> {
+        let tickets = self.store.unclaimed_of(tenant, agent)?;
+        self.reroute(tenant, tickets, agent, false)
+    }
+
+    /// Offer the tickets waiting in a queue again now that `agent` is
+    /// available: each goes to whoever the router picks now (most often
+    /// the agent who just came back), the longest waiting first.
+    fn offer_queued(&self, tenant: &str, agent: &str) -> Result<Vec<String>, EngineError> {
+        let tickets = self.store.queued(tenant, QUEUED_OFFERED)?;
+        self.reroute(tenant, tickets, agent, true)
+    }
+
+    /// Route `tickets` again because `agent` left (`back` false: the
+    /// tickets are theirs) or came back (`back` true: the tickets wait in a
+    /// queue).
+    fn reroute(
+        &self,
+        tenant: &str,
+        tickets: Vec<TicketState>,
+        agent: &str,
+        back: bool,
+    ) -> Result<Vec<String>, EngineError> {
         let mut moved = Vec::new();
-        for s in self.store.unclaimed_of(tenant, agent)? {
+        for s in tickets {
             let _g = self.ticket_lock(tenant, &s.ticket.id);
             let Some(mut state) = self.store.ticket(tenant, &s.ticket.id)? else {
                 continue;
@@ -1724,8 +1826,12 @@ impl Engine {
             let Some(esc) = state.escalation.clone() else {
                 continue;
             };
-            if state.ticket.claimed_at.is_some() || state.ticket.assignee.as_deref() != Some(agent)
-            {
+            let still = if back {
+                state.ticket.assignee.is_none() && state.queue.is_some()
+            } else {
+                state.ticket.assignee.as_deref() == Some(agent)
+            };
+            if state.ticket.claimed_at.is_some() || !still || !unresolved(&state.ticket) {
                 continue;
             }
             let now = self.clock.now();
@@ -1744,7 +1850,12 @@ impl Engine {
                 EventKind::AgentAvailability,
                 &mut runs,
             );
-            if routing.target == Target::Agent(agent.to_string()) {
+            let unchanged = if back {
+                matches!(routing.target, Target::Queue(_))
+            } else {
+                routing.target == Target::Agent(agent.to_string())
+            };
+            if unchanged {
                 continue;
             }
             let event_json = serde_json::json!({"kind": EventKind::AgentAvailability, "agent": agent, "at": now});
@@ -1761,7 +1872,11 @@ impl Engine {
                     &audit,
                 )?;
                 tx.cancel_timers(tenant, &state.ticket.id, &["fallback"], "rerouted")?;
-                let why = format!("{agent} is no longer available");
+                let why = if back {
+                    format!("waiting in the queue; {agent} is available again")
+                } else {
+                    format!("{agent} is no longer available")
+                };
                 self.reassign(
                     tx,
                     tenant,

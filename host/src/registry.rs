@@ -121,7 +121,19 @@ pub fn load_path(runtime: &Runtime, path: &Path) -> Result<LoadedPlugin, Registr
     let dir = manifest_path
         .parent()
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-    let (wasm, wasm_path) = component_bytes(&dir, &manifest)?;
+    let (wasm, wasm_path) = match component_bytes(&dir, &manifest) {
+        // A default plugin's source directory (or a copy of it to change
+        // its configuration): no component beside the manifest, so the
+        // built-in one of the same name.
+        Err(RegistryError::NoComponent { .. })
+            if manifest.component.is_none() && builtin(&manifest.name).is_some() =>
+        {
+            let b = builtin(&manifest.name)
+                .ok_or_else(|| RegistryError::NoComponent { dir: dir.clone() })?;
+            (b.wasm.to_vec(), PathBuf::from(format!("builtin:{}", b.dir)))
+        }
+        other => other?,
+    };
     load_parts(
         runtime,
         &text,

@@ -403,12 +403,14 @@ pub fn replay_case(runtime: &Runtime, set: &PluginSet, case: &Case) -> Replayed 
     let preset = t.tier;
     let (mut tier, mut first, mut fired) = (None::<Tier>, None, BTreeSet::<String>::new());
     let (mut reasons, mut sla_breach, mut evaluations, mut errors) = (Vec::new(), false, 0, 0);
+    let mut notes: Vec<model::Message> = Vec::new();
     while let Some(now) = moments.pop_first() {
         if now > end || evaluations >= MAX_EVALUATIONS {
             break;
         }
         evaluations += 1;
-        let snapshot = at(t, now, tier.max(preset));
+        let mut snapshot = at(t, now, tier.max(preset));
+        snapshot.messages.extend(notes.iter().cloned());
         let kind = if now == t.created_at {
             EventKind::TicketCreated
         } else {
@@ -429,6 +431,19 @@ pub fn replay_case(runtime: &Runtime, set: &PluginSet, case: &Case) -> Replayed 
         if f.tier > tier {
             tier = f.tier;
             first.get_or_insert(now);
+            // As the server does: the escalation's note in the
+            // conversation, and the triggers asked again at once for the
+            // new tier (its response clock starts now).
+            notes.push(model::Message {
+                id: format!("{}{evaluations}", crate::engine::ESCALATION_NOTE),
+                author: model::AuthorKind::System,
+                author_id: Some("escalator".into()),
+                body: "Escalated".into(),
+                sent_at: now,
+                sentiment: None,
+            });
+            moments.insert(now);
+            continue;
         }
         if let Some(w) = f.wake_at.filter(|w| *w > now && *w <= end) {
             moments.insert(w);

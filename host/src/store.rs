@@ -780,6 +780,23 @@ impl Store {
             .collect())
     }
 
+    /// Escalated tickets nobody has (they wait in a queue), unresolved,
+    /// the longest waiting first: at most `limit`.
+    pub fn queued(&self, tenant: &str, limit: u32) -> Result<Vec<TicketState>> {
+        let conn = self.lock();
+        let mut st = conn.prepare_cached(
+            "SELECT data FROM tickets WHERE tenant = ?1 AND assignee IS NULL              AND escalated_at IS NOT NULL AND status NOT IN ('solved', 'closed')              ORDER BY escalated_at, id LIMIT ?2",
+        )?;
+        let rows = st.query_map(params![tenant, limit], |r| r.get::<_, String>(0))?;
+        let all: Vec<TicketState> = rows
+            .map(|r| Ok(serde_json::from_str(&r?)?))
+            .collect::<Result<_>>()?;
+        Ok(all
+            .into_iter()
+            .filter(|s| s.ticket.claimed_at.is_none() && s.queue.is_some())
+            .collect())
+    }
+
     /// The tenant's deliveries, of one ticket or all, oldest first: at
     /// most `limit` with ids above `after`.
     pub fn deliveries(

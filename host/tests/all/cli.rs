@@ -315,3 +315,28 @@ fn replay_against_another_plugin_set_lists_the_tickets_that_change_tier() {
     );
     assert_eq!(report["against"]["report"]["agreement"], 0.5);
 }
+
+#[test]
+fn plugin_test_passes_every_default_plugins_own_fixtures_on_its_source_directory() {
+    let plugins = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins");
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&plugins)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.join("plugin.toml").is_file())
+        .collect();
+    dirs.sort();
+    assert_eq!(dirs.len(), 9, "{dirs:?}");
+    for dir in dirs {
+        // No component sits beside the manifest: the built-in one runs.
+        let out = escalator(&["plugin", "test", dir.to_str().unwrap()]);
+        let t = text(&out);
+        assert_eq!(out.status.code(), Some(0), "{}: {t}", dir.display());
+        let passed: usize = t
+            .lines()
+            .find_map(|l| l.strip_suffix(" passed, 0 failed"))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{}: {t}", dir.display()));
+        assert!(passed >= 2, "{}: only {passed} fixture(s)", dir.display());
+    }
+}

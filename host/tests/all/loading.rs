@@ -48,8 +48,9 @@ fn a_trigger_returns_typed_signals() {
 fn a_router_returns_a_typed_routing_with_fallbacks() {
     let p = builtin("skills");
     let roster: Vec<model::Agent> = serde_json::from_str(
-        r#"[{"id":"ana","skills":["billing"]},{"id":"bo","skills":["billing"],"status":"away"},
-            {"id":"lee","role":"lead"}]"#,
+        r#"[{"id":"ana","team":"billing","skills":["billing"]},
+            {"id":"bo","team":"billing","skills":["billing"],"status":"away"},
+            {"id":"lee","team":"billing","role":"lead"}]"#,
     )
     .unwrap();
     let roster: Vec<_> = roster
@@ -82,7 +83,7 @@ fn a_router_returns_a_typed_routing_with_fallbacks() {
         path,
         vec![
             (900_000, wit::Target::Agent("lee".into())),
-            (1_800_000, wit::Target::Queue("general".into()))
+            (1_800_000, wit::Target::Queue("support".into()))
         ]
     );
 }
@@ -401,7 +402,7 @@ fn composition_keeps_every_reason_takes_the_highest_tier_and_applies_error_polic
     );
     assert_eq!(
         d.routing.as_ref().unwrap().target,
-        model::Target::Queue("general".into())
+        model::Target::Queue("support".into())
     );
     assert!(
         d.plan

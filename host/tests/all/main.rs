@@ -3,6 +3,7 @@
 
 mod browser;
 mod cli;
+mod defaults;
 mod hostile;
 mod isolation;
 mod lifecycle;

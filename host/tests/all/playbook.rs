@@ -267,12 +267,13 @@ fn the_sla_trigger_wakes_the_ticket_when_the_next_warning_is_due_and_escalates_a
         warned
             .signals
             .iter()
-            .any(|s| s.key == "sla:first-reply:cycle-0:50" && s.action == SignalAction::Warn)
+            .any(|s| s.key == "sla:first-reply:cycle-0:critical:50"
+                && s.action == SignalAction::Warn)
     );
     assert_eq!(warned.tier, None, "a warning does not re-tier");
     let breached = at(31);
     assert!(
-        keys(&breached).contains(&"sla:first-reply:cycle-0:breach"),
+        keys(&breached).contains(&"sla:first-reply:cycle-0:critical:breach"),
         "{:?}",
         keys(&breached)
     );
@@ -344,7 +345,7 @@ fn the_sla_clock_runs_in_the_owning_teams_time_zone_and_business_hours() {
             .iter()
             .map(|s| s.key.as_str())
             .collect::<Vec<_>>(),
-        ["sla:first-reply:cycle-0:50"]
+        ["sla:first-reply:cycle-0:high:50"]
     );
     assert!(
         warned.signals[0]
@@ -370,7 +371,7 @@ fn the_sla_clock_runs_in_the_owning_teams_time_zone_and_business_hours() {
         breached
             .signals
             .iter()
-            .any(|s| s.key == "sla:first-reply:cycle-0:breach" && s.tier == Tier::Critical),
+            .any(|s| s.key == "sla:first-reply:cycle-0:high:breach" && s.tier == Tier::Critical),
         "a high breach escalates to critical: {:?}",
         breached.signals
     );
@@ -398,7 +399,10 @@ fn the_next_reply_clock_runs_from_the_customers_answer_as_wasm() {
     let now = (t0 + chrono::Duration::minutes(81)).to_rfc3339();
     let e = sla_at(&sla, &t, &now);
     let keys: Vec<_> = e.signals.iter().map(|s| s.key.as_str()).collect();
-    assert!(keys.contains(&"sla:next-reply:cycle-0:breach"), "{keys:?}");
+    assert!(
+        keys.contains(&"sla:next-reply:cycle-0:critical:breach"),
+        "{keys:?}"
+    );
     assert!(
         !keys.iter().any(|k| k.starts_with("sla:first-reply")),
         "{keys:?}"

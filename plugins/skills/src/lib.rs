@@ -8,6 +8,7 @@
 
 extern crate alloc;
 
+use escalator_guest::matrix::Matrix;
 use escalator_guest::prelude::*;
 
 /// How to choose among equally skilled agents.
@@ -63,10 +64,17 @@ impl ClaimTimeouts {
 pub struct Config {
     /// How to choose among equals.
     pub strategy: Strategy,
-    /// The queue of last resort.
+    /// The queue of last resort. A queue is a team: the roster's members
+    /// of the team of this name get its notifications.
     pub general_queue: String,
+    /// Teams that help a team none of whose agents can take a ticket, in
+    /// order: e.g. `billing = ["support"]`.
+    pub backup_teams: BTreeMap<String, Vec<String>>,
     /// Claim timeouts per tier.
     pub claim_timeout_minutes: ClaimTimeouts,
+    /// The escalation matrix (the manifest says `uses = ["matrix"]`): the
+    /// team that owns the ticket's scenario.
+    pub matrix: Matrix,
 }
 
 impl Default for Config {
@@ -74,22 +82,33 @@ impl Default for Config {
         Config {
             strategy: Strategy::RoundRobin,
             general_queue: "general".into(),
+            backup_teams: BTreeMap::new(),
             claim_timeout_minutes: ClaimTimeouts::default(),
+            matrix: Matrix::default(),
         }
     }
 }
 
 /// Whether `agent` can take a ticket at `now`, and if not, why.
 pub fn unavailable_because(agent: &Agent, now: Timestamp) -> Option<&'static str> {
+    if let Some(why) = unreachable_because(agent, now) {
+        return Some(why);
+    }
+    if agent.open_tickets >= agent.capacity {
+        return Some("at capacity");
+    }
+    None
+}
+
+/// Whether `agent` (a lead, a manager) can be reached now, and if not,
+/// why: signed in, available, within working hours.
+pub fn unreachable_because(agent: &Agent, now: Timestamp) -> Option<&'static str> {
     match agent.status {
         AgentStatus::Available => {}
         AgentStatus::Away => return Some("away"),
         AgentStatus::Meeting => return Some("in a meeting"),
         AgentStatus::OutOfOffice => return Some("out of office"),
         AgentStatus::Offline => return Some("offline"),
-    }
-    if agent.open_tickets >= agent.capacity {
-        return Some("at capacity");
     }
     if !time::within_shifts(now, agent.utc_offset_minutes, &agent.working_hours) {
         return Some("outside working hours");
@@ -112,6 +131,35 @@ pub fn needed_skill(ticket: &Ticket, escalation: &Escalation) -> Option<String> 
         .or_else(|| ticket.ai_analysis.as_ref().and_then(|a| a.category.clone()))
 }
 
+/// The team that owns the ticket: the matrix's team for its scenario, else
+/// a team a trigger named as the target queue, else the team of the agents
+/// with the needed skill.
+pub fn owning_team(
+    ticket: &Ticket,
+    escalation: &Escalation,
+    roster: &[Agent],
+    skill: Option<&str>,
+    matrix: &Matrix,
+) -> Option<String> {
+    if let Some(s) = matrix.scenario_of(ticket) {
+        return Some(s.team.clone());
+    }
+    let is_team = |t: &str| roster.iter().any(|a| a.team.eq_ignore_ascii_case(t));
+    escalation
+        .signals
+        .iter()
+        .filter_map(|s| s.target_queue.as_deref())
+        .find(|q| is_team(q))
+        .map(String::from)
+        .or_else(|| {
+            roster
+                .iter()
+                .filter(|a| a.role == AgentRole::Agent)
+                .find(|a| skill.is_some_and(|s| has_skill(a, s)))
+                .map(|a| a.team.clone())
+        })
+}
+
 /// The plugin.
 pub struct Skills;
 
@@ -125,48 +173,71 @@ impl Router for Skills {
         ctx: &Ctx<Config>,
     ) -> Result<Routing, String> {
         let c = &ctx.config;
+        let now = ctx.now;
         let skill = needed_skill(ticket, escalation);
-        let mut specialists: Vec<&Agent> = roster
-            .iter()
-            .filter(|a| a.role == AgentRole::Agent)
-            .filter(|a| skill.as_deref().is_none_or(|s| has_skill(a, s)))
-            .filter(|a| unavailable_because(a, ctx.now).is_none())
-            .collect();
-        match c.strategy {
-            Strategy::RoundRobin => specialists.sort_by(|a, b| {
-                a.last_assigned_at
-                    .unwrap_or(i64::MIN)
-                    .cmp(&b.last_assigned_at.unwrap_or(i64::MIN))
-                    .then(a.id.cmp(&b.id))
-            }),
-            Strategy::LoadBalanced => specialists.sort_by(|a, b| {
-                // a.open / a.cap < b.open / b.cap, without division.
-                (u64::from(a.open_tickets) * u64::from(b.capacity.max(1)))
+        let skilled = |a: &Agent| skill.as_deref().is_some_and(|s| has_skill(a, s));
+        let team = owning_team(ticket, escalation, roster, skill.as_deref(), &c.matrix);
+        let in_team = |a: &Agent, t: &str| a.team.eq_ignore_ascii_case(t);
+        let can_take =
+            |a: &&Agent| a.role == AgentRole::Agent && unavailable_because(a, now).is_none();
+        // Those with the skill first, then the strategy's order.
+        let order = |agents: &mut Vec<&Agent>| {
+            agents.sort_by(|a, b| {
+                let by_strategy = match c.strategy {
+                    Strategy::RoundRobin => a
+                        .last_assigned_at
+                        .unwrap_or(i64::MIN)
+                        .cmp(&b.last_assigned_at.unwrap_or(i64::MIN)),
+                    // a.open / a.cap < b.open / b.cap, without division.
+                    Strategy::LoadBalanced => (u64::from(a.open_tickets)
+                        * u64::from(b.capacity.max(1)))
                     .cmp(&(u64::from(b.open_tickets) * u64::from(a.capacity.max(1))))
                     .then(
                         a.last_assigned_at
                             .unwrap_or(i64::MIN)
                             .cmp(&b.last_assigned_at.unwrap_or(i64::MIN)),
-                    )
+                    ),
+                };
+                skilled(b)
+                    .cmp(&skilled(a))
+                    .then(by_strategy)
                     .then(a.id.cmp(&b.id))
-            }),
+            })
+        };
+        // The owning team's agents who can take it now (skills refine
+        // within the team); without a team, whoever has the skill.
+        let mut specialists: Vec<&Agent> = roster
+            .iter()
+            .filter(can_take)
+            .filter(|a| match &team {
+                Some(t) => in_team(a, t),
+                None => skill.is_none() || skilled(a),
+            })
+            .collect();
+        order(&mut specialists);
+        // Then the backup teams', in the order configured.
+        let mut helpers: Vec<(&Agent, &str)> = Vec::new();
+        for b in team
+            .as_ref()
+            .and_then(|t| c.backup_teams.get(t))
+            .into_iter()
+            .flatten()
+        {
+            let mut of_b: Vec<&Agent> = roster
+                .iter()
+                .filter(can_take)
+                .filter(|a| in_team(a, b))
+                .collect();
+            order(&mut of_b);
+            helpers.extend(of_b.into_iter().map(|a| (a, b.as_str())));
         }
         let skill_text = skill.as_deref().unwrap_or("any");
+        let team_text = team.as_deref().unwrap_or(skill_text);
         let step_ms = c.claim_timeout_minutes.for_tier(escalation.tier) * 60_000;
-
-        // Leads of the team that owns the skill (the first specialist's team,
-        // else any lead with the skill, else any lead), who are reachable.
-        let team = specialists.first().map(|a| a.team.clone()).or_else(|| {
-            roster
-                .iter()
-                .find(|a| skill.as_deref().is_some_and(|s| has_skill(a, s)))
-                .map(|a| a.team.clone())
-        });
-        let lead = roster
-            .iter()
-            .filter(|a| a.role == AgentRole::Lead)
-            .filter(|a| !matches!(a.status, AgentStatus::OutOfOffice | AgentStatus::Offline))
-            .min_by_key(|a| (team.as_deref() != Some(a.team.as_str()), a.id.clone()));
+        let how = match c.strategy {
+            Strategy::RoundRobin => "least recently assigned",
+            Strategy::LoadBalanced => "least loaded",
+        };
 
         let mut path: Vec<(Target, String)> = Vec::new();
         for (i, a) in specialists.iter().take(2).enumerate() {
@@ -175,20 +246,72 @@ impl Router for Skills {
             } else {
                 "backup specialist"
             };
-            let how = match c.strategy {
-                Strategy::RoundRobin => "least recently assigned",
-                Strategy::LoadBalanced => "least loaded",
+            let what = match &team {
+                Some(t) if !skilled(a) && skill.is_some() => format!("{t} team agent"),
+                Some(t) => format!("{t} {skill_text} {role}"),
+                None => format!("{skill_text} {role}"),
             };
             path.push((
                 Target::Agent(a.id.clone()),
-                format!("{how} available {skill_text} {role}"),
+                format!("{how} available {what}"),
             ));
         }
+        for (a, b) in helpers.iter().take(2 - path.len().min(2)) {
+            path.push((
+                Target::Agent(a.id.clone()),
+                format!("{how} available agent of the backup team {b}"),
+            ));
+        }
+        // The owning team's lead (with no owner known, the first
+        // specialist's), if they can be reached: never another team's by
+        // accident.
+        let lead_team = team
+            .clone()
+            .or_else(|| specialists.first().map(|a| a.team.clone()));
+        let lead = roster
+            .iter()
+            .filter(|a| a.role == AgentRole::Lead)
+            .filter(|a| lead_team.as_deref().is_some_and(|t| in_team(a, t)))
+            .filter(|a| unreachable_because(a, now).is_none())
+            .min_by_key(|a| a.id.clone());
         if let Some(l) = lead {
             path.push((
                 Target::Agent(l.id.clone()),
                 format!("team lead of {}", l.team),
             ));
+        }
+        // A critical ticket reaches someone available now: nobody of the
+        // team can take it, so the nearest person who can.
+        if escalation.tier == Tier::Critical && path.is_empty() {
+            let mut anyone: Vec<&Agent> = roster.iter().filter(can_take).collect();
+            order(&mut anyone);
+            let reachable = |role: AgentRole| {
+                roster
+                    .iter()
+                    .filter(move |a| a.role == role && unreachable_because(a, now).is_none())
+                    .min_by_key(|a| a.id.clone())
+            };
+            let nearest = anyone
+                .first()
+                .map(|a| (*a, format!("{how} available agent of any team")))
+                .or_else(|| {
+                    reachable(AgentRole::Lead).map(|l| {
+                        (
+                            l,
+                            format!("team lead of {}, the only lead available", l.team),
+                        )
+                    })
+                })
+                .or_else(|| {
+                    reachable(AgentRole::Manager)
+                        .map(|m| (m, String::from("manager, the only one available")))
+                });
+            if let Some((a, why)) = nearest {
+                path.push((
+                    Target::Agent(a.id.clone()),
+                    format!("{why}: a critical ticket goes to someone available now"),
+                ));
+            }
         }
         path.push((
             Target::Queue(c.general_queue.clone()),
@@ -204,7 +327,7 @@ impl Router for Skills {
             && let Some(why) = roster
                 .iter()
                 .find(|a| a.id == previous)
-                .and_then(|a| unavailable_because(a, ctx.now))
+                .and_then(|a| unavailable_because(a, now))
             && target != Target::Agent(previous.to_string())
         {
             reason = format!("{reason} (was {previous}, now {why})");
@@ -213,15 +336,19 @@ impl Router for Skills {
             let why: Vec<String> = roster
                 .iter()
                 .filter(|a| {
-                    a.role == AgentRole::Agent && skill.as_deref().is_none_or(|s| has_skill(a, s))
+                    a.role == AgentRole::Agent
+                        && match &team {
+                            Some(t) => in_team(a, t),
+                            None => skill.is_none() || skilled(a),
+                        }
                 })
-                .filter_map(|a| unavailable_because(a, ctx.now).map(|w| format!("{} {w}", a.name)))
+                .filter_map(|a| unavailable_because(a, now).map(|w| format!("{} {w}", a.name)))
                 .collect();
             reason = if why.is_empty() {
-                format!("{reason}: no agent has the {skill_text} skill")
+                format!("{reason}: no agent in {team_text}")
             } else {
                 format!(
-                    "{reason}: no {skill_text} specialist available ({})",
+                    "{reason}: no {team_text} agent available ({})",
                     why.join(", ")
                 )
             };
@@ -402,5 +529,148 @@ mod tests {
         let r = route(&[], Config::default());
         assert_eq!(r.target, Target::Queue("general".into()));
         assert!(r.fallback.is_empty());
+    }
+
+    fn matrix() -> Matrix {
+        escalator_guest::parse_config(
+            r#"{"scenarios": [
+                {"name": "Billing", "categories": ["billing"], "tier": "high", "team": "billing"},
+                {"name": "Technical", "categories": ["bug", "technical"], "tier": "medium", "team": "technical"},
+                {"name": "Outage", "categories": ["outage"], "tier": "critical", "team": "engineering"}]}"#,
+        )
+        .unwrap()
+    }
+
+    fn member(id: &str, team: &str, role: AgentRole, skills: &[&str]) -> Agent {
+        Agent {
+            team: team.into(),
+            role,
+            ..agent(id, skills)
+        }
+    }
+
+    /// The example roster's shape: skills named after teams.
+    fn teams() -> Vec<Agent> {
+        vec![
+            member("ana", "billing", AgentRole::Agent, &["billing"]),
+            member("dee", "technical", AgentRole::Agent, &["technical"]),
+            member("lee", "billing", AgentRole::Lead, &[]),
+            member("tam", "technical", AgentRole::Lead, &[]),
+            member("max", "support", AgentRole::Manager, &[]),
+        ]
+    }
+
+    fn route_ticket(category: &str, tier: Tier, roster: &[Agent], config: Config) -> Routing {
+        let ticket = Ticket {
+            category: Some(category.into()),
+            ..testing::ticket()
+        };
+        let config = Config {
+            matrix: matrix(),
+            ..config
+        };
+        Skills::route(
+            &ticket,
+            &testing::escalation(tier),
+            roster,
+            &Ctx::new(1_000, EventKind::MessageAdded, config),
+        )
+        .unwrap()
+    }
+
+    fn targets(r: &Routing) -> Vec<Target> {
+        core::iter::once(r.target.clone())
+            .chain(r.fallback.iter().map(|f| f.target.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn the_matrix_team_owns_the_ticket_even_when_no_skill_is_named_like_the_category() {
+        let r = route_ticket("bug", Tier::Medium, &teams(), Config::default());
+        assert_eq!(
+            targets(&r),
+            [
+                Target::Agent("dee".into()),
+                Target::Agent("tam".into()),
+                Target::Queue("general".into())
+            ],
+            "{}",
+            r.reason
+        );
+        assert!(r.reason.contains("technical team agent"), "{}", r.reason);
+    }
+
+    #[test]
+    fn another_teams_lead_never_gets_a_ticket_by_accident() {
+        let mut roster = teams();
+        roster[1].status = AgentStatus::Away;
+        roster[3].status = AgentStatus::OutOfOffice;
+        let r = route_ticket("bug", Tier::High, &roster, Config::default());
+        assert_eq!(
+            targets(&r),
+            [Target::Queue("general".into())],
+            "{}",
+            r.reason
+        );
+        assert!(r.reason.contains("dee away"), "{}", r.reason);
+    }
+
+    #[test]
+    fn a_backup_team_helps_before_the_lead() {
+        let mut roster = teams();
+        roster[1].status = AgentStatus::Meeting;
+        roster.push(member("sue", "support", AgentRole::Agent, &[]));
+        let config = Config {
+            backup_teams: [("technical".to_string(), vec!["support".to_string()])].into(),
+            ..Config::default()
+        };
+        let r = route_ticket("technical", Tier::High, &roster, config);
+        assert_eq!(
+            targets(&r),
+            [
+                Target::Agent("sue".into()),
+                Target::Agent("tam".into()),
+                Target::Queue("general".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn a_critical_ticket_nobody_of_its_team_can_take_goes_to_someone_available_now() {
+        // Nobody is on the engineering team; the billing lead is out.
+        let mut roster = teams();
+        roster[2].status = AgentStatus::OutOfOffice;
+        let r = route_ticket("outage", Tier::Critical, &roster, Config::default());
+        assert_eq!(r.target, Target::Agent("ana".into()), "{}", r.reason);
+        assert!(r.reason.contains("someone available now"), "{}", r.reason);
+        // With every agent away, a lead who is in, of whichever team.
+        for a in roster.iter_mut().filter(|a| a.role == AgentRole::Agent) {
+            a.status = AgentStatus::Away;
+        }
+        let r = route_ticket("outage", Tier::Critical, &roster, Config::default());
+        assert_eq!(r.target, Target::Agent("tam".into()), "{}", r.reason);
+        // A high ticket waits in the queue instead.
+        let r = route_ticket("outage", Tier::High, &roster, Config::default());
+        assert_eq!(r.target, Target::Queue("general".into()));
+    }
+
+    #[test]
+    fn without_an_owning_team_the_first_specialists_lead_is_on_the_path() {
+        let roster = [agent("ana", &[]), lead("lee")];
+        let r = Skills::route(
+            &testing::ticket(),
+            &testing::escalation(Tier::Critical),
+            &roster,
+            &Ctx::new(1_000, EventKind::MessageAdded, Config::default()),
+        )
+        .unwrap();
+        assert_eq!(
+            targets(&r),
+            [
+                Target::Agent("ana".into()),
+                Target::Agent("lee".into()),
+                Target::Queue("general".into())
+            ]
+        );
     }
 }

@@ -1,10 +1,12 @@
 //! Trigger: SLA clocks.
 //!
 //! Three clocks per ticket, each against the target of the ticket's tier:
-//! - **first reply**: from the start of the cycle to the first human reply;
+//! - **first reply**: from the start of the cycle, or from the escalation
+//!   to the ticket's tier when that came later, to the first human reply
+//!   since (each tier an escalation reaches gets its own response clock);
 //! - **next reply**: from a customer message that follows a human reply to
 //!   the next human reply;
-//! - **resolution**: from the start of the cycle to solved.
+//! - **resolution**: from the same start as the first reply to solved.
 //!
 //! The first-reply target of a tier is the escalation matrix's response
 //! target unless this plugin's configuration sets one, and the matrix's
@@ -14,15 +16,18 @@
 //! hours and holidays; critical tickets around the clock by default) and
 //! pause while the ticket is pending or on hold. A
 //! reopened ticket starts a new cycle, so each warning and breach fires once
-//! per cycle (its key names the cycle). The trigger asks to be woken when
-//! the next warning or breach falls due.
+//! per cycle and tier (its key names both). Tickets no trigger tiered are
+//! not timed unless `default-tier` says so: they stay with the AI agent. The
+//! trigger asks to be woken when the next warning or breach falls due.
 #![cfg_attr(target_arch = "wasm32", no_std)]
 
 extern crate alloc;
 
 use escalator_guest::matrix::Matrix;
 use escalator_guest::prelude::*;
-use escalator_guest::sla::{BusinessCalendar, CalendarConfig, cycle, cycle_start, due_at, elapsed};
+use escalator_guest::sla::{
+    BusinessCalendar, CalendarConfig, cycle, cycle_start, due_at, elapsed, escalated_at,
+};
 
 /// Targets of one tier, in minutes.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -54,8 +59,9 @@ pub struct TierTargets {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Config {
-    /// Tier for tickets not yet tiered.
-    pub default_tier: Tier,
+    /// Time tickets not yet tiered as this tier (none: they are not timed,
+    /// they stay with the AI agent).
+    pub default_tier: Option<Tier>,
     /// Fractions at which to warn.
     pub warn_at: Vec<f64>,
     /// Targets per tier.
@@ -80,7 +86,7 @@ impl Default for Config {
             resolution: Some(r),
         };
         Config {
-            default_tier: Tier::Medium,
+            default_tier: None,
             warn_at: vec![0.5, 0.75],
             targets: TierTargets {
                 critical: t(60, 480),
@@ -132,14 +138,16 @@ fn running_clocks(
         .filter(in_cycle)
         .filter(|m| m.author == AuthorKind::HumanAgent)
         .collect();
+    // The tier's clocks start when the ticket reached the tier.
+    let responding_from = escalated_at(ticket).map_or(start, |e| e.max(start));
     let mut clocks = Vec::new();
     if let Some(target) = targets.first_reply.or(matrix.response_minutes)
-        && human_replies.is_empty()
+        && !human_replies.iter().any(|m| m.sent_at >= responding_from)
     {
         clocks.push(Clock {
             name: "first-reply",
             what: "first reply",
-            start,
+            start: responding_from,
             target_ms: minutes(target),
             // The matrix's alert goes with the matrix's target.
             alert_ms: matrix
@@ -170,7 +178,7 @@ fn running_clocks(
         clocks.push(Clock {
             name: "resolution",
             what: "resolution",
-            start,
+            start: responding_from,
             target_ms: minutes(target),
             alert_ms: None,
         });
@@ -197,7 +205,10 @@ impl Trigger for Sla {
                 c.warn_at
             ));
         }
-        let tier = ticket.tier.unwrap_or(c.default_tier);
+        let Some(tier) = ticket.tier.or(c.default_tier) else {
+            // Nobody tiered it: it stays with the AI agent, untimed.
+            return Ok(Evaluation::none());
+        };
         let team = c.matrix.scenario_of(ticket).map(|s| s.team.as_str());
         let (calendar, hours) = match team
             .and_then(|t| c.calendars.get(t))
@@ -253,7 +264,7 @@ impl Trigger for Sla {
                     signals.push(
                         Signal::warn(
                             tier,
-                            format!("sla:{}:cycle-{n}:{pct}", clock.name),
+                            format!("sla:{}:cycle-{n}:{}:{pct}", clock.name, tier.as_str()),
                             format!("{} SLA {pct}% used", clock.what),
                         )
                         .with_evidence(status.clone()),
@@ -267,7 +278,7 @@ impl Trigger for Sla {
                 // A breach escalates one tier up (critical stays critical).
                 let mut s = Signal::escalate(
                     tier.next(),
-                    format!("sla:{}:cycle-{n}:breach", clock.name),
+                    format!("sla:{}:cycle-{n}:{}:breach", clock.name, tier.as_str()),
                     format!("{} SLA breached", clock.what),
                 )
                 .with_evidence(status);
@@ -343,15 +354,15 @@ mod tests {
             Some(T0 + 15 * MINUTE),
             "woken exactly when the 50% warning is due"
         );
-        assert_eq!(keys(&at(15)), ["sla:first-reply:cycle-0:50"]);
+        assert_eq!(keys(&at(15)), ["sla:first-reply:cycle-0:critical:50"]);
         assert_eq!(at(15).wake_at, Some(T0 + 22 * MINUTE + 30_000));
         let breach = at(30);
         assert_eq!(
             keys(&breach),
             [
-                "sla:first-reply:cycle-0:50",
-                "sla:first-reply:cycle-0:75",
-                "sla:first-reply:cycle-0:breach"
+                "sla:first-reply:cycle-0:critical:50",
+                "sla:first-reply:cycle-0:critical:75",
+                "sla:first-reply:cycle-0:critical:breach"
             ]
         );
         assert_eq!(breach.signals[2].action, SignalAction::Escalate);
@@ -367,7 +378,7 @@ mod tests {
         ]);
         assert!(
             keys(&run(&t, T0 + 31 * MINUTE, defaults()))
-                .contains(&"sla:first-reply:cycle-0:breach".to_string())
+                .contains(&"sla:first-reply:cycle-0:critical:breach".to_string())
         );
         t.messages.push(testing::message(
             AuthorKind::HumanAgent,
@@ -390,7 +401,7 @@ mod tests {
         ]);
         let e = run(&t, T0 + 71 * MINUTE, defaults());
         assert!(
-            keys(&e).contains(&"sla:next-reply:cycle-0:breach".to_string()),
+            keys(&e).contains(&"sla:next-reply:cycle-0:critical:breach".to_string()),
             "{:?}",
             keys(&e)
         );
@@ -416,7 +427,7 @@ mod tests {
         ];
         // 2h10m of wall time, only 20 minutes on the clock.
         let e = run(&t, T0 + 2 * HOUR + 10 * MINUTE, defaults());
-        assert_eq!(keys(&e), ["sla:first-reply:cycle-0:50"]);
+        assert_eq!(keys(&e), ["sla:first-reply:cycle-0:critical:50"]);
         // While pending, nothing falls due.
         t.status = TicketStatus::Pending;
         t.status_history.truncate(2);
@@ -446,7 +457,7 @@ mod tests {
         t.messages.push(customer(T0 + HOUR));
         let e = run(&t, T0 + HOUR + 31 * MINUTE, defaults());
         assert!(
-            keys(&e).contains(&"sla:first-reply:cycle-1:breach".to_string()),
+            keys(&e).contains(&"sla:first-reply:cycle-1:critical:breach".to_string()),
             "{:?}",
             keys(&e)
         );
@@ -482,7 +493,7 @@ mod tests {
         );
         let monday = run(&t, timestamp(2026, 11, 30, 9, 21, 0), config);
         assert!(
-            keys(&monday).contains(&"sla:first-reply:cycle-0:breach".to_string()),
+            keys(&monday).contains(&"sla:first-reply:cycle-0:critical:breach".to_string()),
             "{:?}",
             keys(&monday)
         );
@@ -520,7 +531,7 @@ mod tests {
         let e = run(&t, created + MINUTE, config.clone());
         assert_eq!(e.wake_at, Some(timestamp(2026, 11, 27, 16, 0, 0)));
         let warned = run(&t, timestamp(2026, 11, 27, 16, 0, 0), config.clone());
-        assert_eq!(keys(&warned), ["sla:first-reply:cycle-0:50"]);
+        assert_eq!(keys(&warned), ["sla:first-reply:cycle-0:high:50"]);
         assert!(
             warned.signals[0].evidence[0].contains("billing business hours"),
             "{:?}",
@@ -547,7 +558,7 @@ mod tests {
         };
         assert!(
             keys(&run(&critical, saturday + 30 * MINUTE, config))
-                .contains(&"sla:first-reply:cycle-0:breach".to_string())
+                .contains(&"sla:first-reply:cycle-0:critical:breach".to_string())
         );
     }
 
@@ -564,12 +575,16 @@ mod tests {
         // The matrix's alert at 10 of 30 minutes is a 33% warning.
         assert_eq!(
             keys(&run(&t, T0 + 10 * MINUTE, config.clone())),
-            ["sla:first-reply:cycle-0:33"]
+            ["sla:first-reply:cycle-0:critical:33"]
         );
         // The plugin's own first-reply target wins over the matrix's.
         config.targets.critical.first_reply = Some(60);
         let e = run(&t, T0 + 31 * MINUTE, config.clone());
-        assert_eq!(keys(&e), ["sla:first-reply:cycle-0:50"], "31 of 60 minutes");
+        assert_eq!(
+            keys(&e),
+            ["sla:first-reply:cycle-0:critical:50"],
+            "31 of 60 minutes"
+        );
         // With neither, there is no first-reply clock.
         config.targets.critical.first_reply = None;
         config.matrix = Matrix::default();
@@ -599,16 +614,77 @@ mod tests {
     }
 
     #[test]
-    fn untiered_tickets_use_the_default_tier_and_low_is_not_timed() {
-        let mut t = critical_ticket(vec![customer(T0)]);
+    fn untiered_tickets_stay_with_the_ai_unless_a_default_tier_is_set() {
+        let mut t = critical_ticket(vec![
+            customer(T0),
+            testing::message(AuthorKind::AiAgent, "Settings, then Security", T0 + 5_000),
+        ]);
         t.tier = None;
+        let e = run(&t, T0 + 100 * HOUR, defaults());
+        assert!(
+            e.signals.is_empty() && e.wake_at.is_none(),
+            "{:?}",
+            keys(&e)
+        );
+        let timed = Config {
+            default_tier: Some(Tier::Medium),
+            ..defaults()
+        };
         assert_eq!(
-            run(&t, T0 + 6 * HOUR, defaults()).signals.len(),
-            1,
-            "medium: 50% of 12 h"
+            keys(&run(&t, T0 + 6 * HOUR, timed)),
+            ["sla:first-reply:cycle-0:medium:50"],
+            "timed as medium when configured: 50% of 12 h"
         );
         t.tier = Some(Tier::Low);
         assert!(run(&t, T0 + 100 * HOUR, defaults()).signals.is_empty());
+    }
+
+    /// The note the host adds to the conversation when the ticket escalates.
+    fn escalation_note(at: i64, decision: u32) -> Message {
+        Message {
+            id: format!("escalation-{decision}"),
+            author_id: Some("escalator".into()),
+            ..testing::message(AuthorKind::System, "Escalated", at)
+        }
+    }
+
+    #[test]
+    fn escalating_to_a_tier_starts_its_response_clock_at_the_escalation() {
+        // Created at T0, escalated to critical at T0 + 5 h 30.
+        let escalated = T0 + 5 * HOUR + 30 * MINUTE;
+        let t = critical_ticket(vec![customer(T0), escalation_note(escalated, 7)]);
+        let just = run(&t, escalated, defaults());
+        assert!(just.signals.is_empty(), "{:?}", keys(&just));
+        assert_eq!(just.wake_at, Some(escalated + 15 * MINUTE), "50% of 30 min");
+        assert_eq!(
+            keys(&run(&t, escalated + 30 * MINUTE, defaults())),
+            [
+                "sla:first-reply:cycle-0:critical:50",
+                "sla:first-reply:cycle-0:critical:75",
+                "sla:first-reply:cycle-0:critical:breach"
+            ]
+        );
+        // A human reply before the escalation does not answer it; one after
+        // does.
+        let mut answered = t.clone();
+        answered
+            .messages
+            .insert(1, testing::message(AuthorKind::HumanAgent, "hi", T0 + HOUR));
+        assert!(
+            keys(&run(&answered, escalated + 31 * MINUTE, defaults()))
+                .iter()
+                .any(|k| k.ends_with("critical:breach"))
+        );
+        answered.messages.push(testing::message(
+            AuthorKind::HumanAgent,
+            "on it",
+            escalated + 10 * MINUTE,
+        ));
+        assert!(
+            !keys(&run(&answered, escalated + 31 * MINUTE, defaults()))
+                .iter()
+                .any(|k| k.starts_with("sla:first-reply"))
+        );
     }
 
     #[test]

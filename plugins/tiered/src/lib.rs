@@ -309,7 +309,7 @@ impl Notifier for Tiered {
                 Recipient::Agent(id.clone()),
                 roster.iter().find(|a| &a.id == id).map(|a| a.team.clone()),
             ),
-            Target::Queue(q) => (Recipient::Team(q.clone()), None),
+            Target::Queue(q) => (Recipient::Team(q.clone()), Some(q.clone())),
         };
         notify(0, first.clone(), &channels, title.clone(), false);
         let reminder_channel = [*channels
@@ -325,13 +325,25 @@ impl Notifier for Tiered {
         );
 
         let next = c.next_level_minutes.get(tier) * minute;
-        let pick = |role: AgentRole| {
-            roster
-                .iter()
-                .filter(|a| a.role == role)
-                .min_by_key(|a| (team.as_deref() != Some(a.team.as_str()), a.id.clone()))
+        // Only people who can be reached now (not away, in a meeting, out
+        // of office, off shift): the team's lead, never another team's; a
+        // manager, of the team's department first.
+        let reachable = |a: &&Agent| {
+            a.status == AgentStatus::Available
+                && time::within_shifts(ctx.now, a.utc_offset_minutes, &a.working_hours)
         };
-        if let Some(lead) = pick(AgentRole::Lead) {
+        let same_team = |a: &Agent| team.as_deref() == Some(a.team.as_str());
+        let lead = roster
+            .iter()
+            .filter(|a| a.role == AgentRole::Lead && same_team(a))
+            .filter(reachable)
+            .min_by_key(|a| a.id.clone());
+        let manager = roster
+            .iter()
+            .filter(|a| a.role == AgentRole::Manager)
+            .filter(reachable)
+            .min_by_key(|a| (!same_team(a), a.id.clone()));
+        if let Some(lead) = lead {
             notify(
                 next,
                 Recipient::Agent(lead.id.clone()),
@@ -343,7 +355,7 @@ impl Notifier for Tiered {
                 true,
             );
         }
-        if let Some(manager) = pick(AgentRole::Manager) {
+        if let Some(manager) = manager {
             notify(
                 2 * next,
                 Recipient::Agent(manager.id.clone()),
@@ -360,9 +372,15 @@ impl Notifier for Tiered {
         let first_round = steps.clone();
         for r in 1..=u64::from(c.repeats) {
             for step in &first_round {
+                let delay = step.delay + r * round;
                 steps.push(NotificationStep {
-                    delay: step.delay + r * round,
-                    title: format!("Still unclaimed (round {}): {}", r + 1, step.title),
+                    delay,
+                    // The time as it will be then, not the first round's.
+                    title: format!(
+                        "Still unclaimed after {} (round {}): {title}",
+                        time::human_duration(delay as i64),
+                        r + 1
+                    ),
                     stop_when_claimed: true,
                     ..step.clone()
                 });
@@ -440,10 +458,14 @@ fn claimed_plan(
     let team = owner
         .and_then(|id| roster.iter().find(|a| &a.id == id))
         .map(|a| a.team.as_str());
+    // The owner's own lead (never another team's), a manager; not those
+    // gone for longer (out of office, signed out).
     let pick = |role: AgentRole| {
         roster
             .iter()
             .filter(|a| a.role == role && Some(&a.id) != owner)
+            .filter(|a| role != AgentRole::Lead || team == Some(a.team.as_str()))
+            .filter(|a| !matches!(a.status, AgentStatus::OutOfOffice | AgentStatus::Offline))
             .min_by_key(|a| (team != Some(a.team.as_str()), a.id.clone()))
     };
     let who = owner.map_or("someone", |o| o.as_str());
@@ -638,10 +660,19 @@ mod tests {
         let slack = slack_delays(&plan);
         // Alert at 0 and reminder at 10, again at 45/55 and 90/100: three rounds.
         assert_eq!(slack, vec![0, 10, 45, 55, 90, 100]);
+        let titles: Vec<&str> = plan.steps.iter().map(|s| s.title.as_str()).collect();
         assert!(
-            plan.steps
+            titles
                 .iter()
-                .any(|s| s.title.starts_with("Still unclaimed (round 3)"))
+                .any(|t| t.starts_with("Still unclaimed after 1h 30m (round 3)")),
+            "{titles:?}"
+        );
+        // Each round's titles say the time as it is then.
+        assert!(
+            !titles
+                .iter()
+                .any(|t| t.starts_with("Still") && t.contains("Unclaimed after 15m")),
+            "{titles:?}"
         );
     }
 
@@ -793,7 +824,7 @@ mod tests {
             ..agent(id, &[])
         };
         let roster = [
-            agent("ana", &["billing"]),
+            role("ana", AgentRole::Agent),
             role("lee", AgentRole::Lead),
             role("max", AgentRole::Manager),
         ];
@@ -877,5 +908,54 @@ mod tests {
         assert_eq!(money(95_000), "$950");
         assert_eq!(money(5_000_000), "$50K");
         assert_eq!(money(123_000_000), "$1.2M");
+    }
+
+    #[test]
+    fn the_chain_skips_leads_who_are_out_and_never_takes_another_teams_lead() {
+        let lead = |id: &str, team: &str, status: AgentStatus| Agent {
+            role: AgentRole::Lead,
+            team: team.into(),
+            status,
+            ..agent(id, &[])
+        };
+        let roster = [
+            Agent {
+                team: "billing".into(),
+                ..agent("ana", &["billing"])
+            },
+            lead("lee", "billing", AgentStatus::OutOfOffice),
+            lead("tam", "technical", AgentStatus::Available),
+            Agent {
+                role: AgentRole::Manager,
+                team: "support".into(),
+                ..agent("max", &[])
+            },
+        ];
+        let routing = Routing {
+            target: Target::Agent("ana".into()),
+            reason: String::new(),
+            fallback: vec![],
+        };
+        let escalation = Escalation {
+            tier: Tier::High,
+            ..critical()
+        };
+        let plan = Tiered::plan(
+            &enterprise_billing_ticket(),
+            &escalation,
+            &routing,
+            &roster,
+            &Ctx::new(0, EventKind::MessageAdded, Config::default()),
+        )
+        .unwrap();
+        let who: Vec<String> = plan
+            .steps
+            .iter()
+            .map(|s| match &s.recipient {
+                Recipient::Agent(a) | Recipient::Team(a) | Recipient::Endpoint(a) => a.clone(),
+            })
+            .collect();
+        assert!(!who.iter().any(|w| w == "lee" || w == "tam"), "{who:?}");
+        assert!(who.iter().any(|w| w == "max"), "{who:?}");
     }
 }
