@@ -111,6 +111,8 @@ pub struct ApiError {
     message: String,
     /// Seconds, for `Retry-After` (429, 503).
     retry_after: Option<u64>,
+    /// The methods the path takes, for `Allow` (405).
+    allow: Option<String>,
 }
 
 impl ApiError {
@@ -119,6 +121,7 @@ impl ApiError {
             status,
             message: message.into(),
             retry_after: None,
+            allow: None,
         }
     }
 
@@ -128,6 +131,7 @@ impl ApiError {
             status: StatusCode::TOO_MANY_REQUESTS,
             message: message.into(),
             retry_after: Some(retry_after.as_secs_f64().ceil().max(1.0) as u64),
+            allow: None,
         }
     }
 }
@@ -370,6 +374,13 @@ impl Api {
                 if let Some(secs) = e.retry_after {
                     r.headers_mut()
                         .insert("retry-after", hyper::header::HeaderValue::from(secs));
+                }
+                if let Some(v) = e
+                    .allow
+                    .as_deref()
+                    .and_then(|a| hyper::header::HeaderValue::from_str(a).ok())
+                {
+                    r.headers_mut().insert(hyper::header::ALLOW, v);
                 }
                 if e.retry_after.is_some() || e.status == StatusCode::UNAUTHORIZED {
                     // Refused before its body was read: the connection
@@ -640,10 +651,7 @@ impl Api {
                 let tenant = self.tenant(&req).await?;
                 self.tenant_route(req, method, &segs[1..], tenant).await
             }
-            _ => Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                format!("no route {method} {path}; see /openapi.json"),
-            )),
+            _ => Err(no_route(&method, &path)),
         }
     }
 
@@ -697,7 +705,7 @@ impl Api {
                     &serde_json::json!({"id": t.id, "token": token}),
                 ))
             }
-            _ => Err(method_not_allowed()),
+            _ => Err(no_route(&method, req.uri().path())),
         }
     }
 
@@ -721,7 +729,7 @@ impl Api {
             }
             // A hash no token has: nothing authenticates as the tenant.
             Method::DELETE => (None, format!("revoked:{}", new_token()?)),
-            _ => return Err(method_not_allowed()),
+            _ => return Err(no_route(&method, req.uri().path())),
         };
         let (t, revoked) = (id.clone(), token.is_none());
         let found = blocking(move || {
@@ -804,7 +812,7 @@ impl Api {
                 self.engine.delivery_wake.notify_one();
                 ok(&serde_json::json!({"now": now, "fired": fired}))
             }
-            _ => Err(method_not_allowed()),
+            _ => Err(no_route(&method, req.uri().path())),
         }
     }
 
@@ -1066,6 +1074,7 @@ impl Api {
                                 status: StatusCode::SERVICE_UNAVAILABLE,
                                 message: format!("the server has {n} live feeds open; try later"),
                                 retry_after: Some(5),
+                                allow: None,
                             },
                         })?;
                     Ok(self.feed_stream(tenant, id, after, slot))
@@ -1179,13 +1188,7 @@ impl Api {
                 let (list, next) = page.trim(list, |d| d.id.to_string());
                 Ok(page.answer(&req, &list, next))
             }
-            _ => Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                format!(
-                    "no route {method} /v1/{}; see /openapi.json",
-                    segs.join("/")
-                ),
-            )),
+            _ => Err(no_route(&method, &format!("/v1/{}", segs.join("/")))),
         }
     }
 
@@ -1265,8 +1268,73 @@ impl Api {
     }
 }
 
-fn method_not_allowed() -> ApiError {
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed here")
+/// The routes of the API description: each path's segments (`{x}` for a
+/// parameter) and its methods, upper case.
+fn routes() -> &'static [(Vec<String>, Vec<String>)] {
+    static ROUTES: std::sync::OnceLock<Vec<(Vec<String>, Vec<String>)>> =
+        std::sync::OnceLock::new();
+    ROUTES.get_or_init(|| {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).unwrap_or_default();
+        doc["paths"]
+            .as_object()
+            .map(|paths| {
+                paths
+                    .iter()
+                    .map(|(path, ops)| {
+                        let segs = path
+                            .trim_matches('/')
+                            .split('/')
+                            .map(String::from)
+                            .collect();
+                        let methods = ops
+                            .as_object()
+                            .map(|o| {
+                                o.keys()
+                                    .filter(|k| *k != "parameters")
+                                    .map(|k| k.to_uppercase())
+                                    .collect()
+                            })
+                            .unwrap_or_default();
+                        (segs, methods)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    })
+}
+
+/// No handler for `method` on `path`: 405 with `Allow` when the API
+/// describes the path with other methods, else 404.
+fn no_route(method: &Method, path: &str) -> ApiError {
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let matches = |template: &[String]| {
+        template.len() == segs.len()
+            && template
+                .iter()
+                .zip(&segs)
+                .all(|(t, s)| (t.starts_with('{') && !s.is_empty()) || t == s)
+    };
+    let mut allowed: Vec<&str> = routes()
+        .iter()
+        .filter(|(t, _)| matches(t))
+        .flat_map(|(_, m)| m.iter().map(String::as_str))
+        .collect();
+    allowed.sort_unstable();
+    allowed.dedup();
+    if allowed.is_empty() {
+        return ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no route {method} {path}; see /openapi.json"),
+        );
+    }
+    let allow = allowed.join(", ");
+    ApiError {
+        allow: Some(allow.clone()),
+        ..ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("{path} takes {allow}, not {method}"),
+        )
+    }
 }
 
 fn not_found(m: &str) -> ApiError {
@@ -1363,6 +1431,18 @@ mod tests {
         assert!(a.starts_with("esc_") && a.len() == 4 + 64);
         assert_eq!(token_hash(&a).len(), 64);
         assert_ne!(token_hash(&a), a);
+    }
+
+    #[test]
+    fn a_described_path_with_another_method_is_405_with_allow_and_an_unknown_one_404() {
+        let e = no_route(&Method::TRACE, "/v1/settings");
+        assert_eq!(e.status, StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(e.allow.as_deref(), Some("GET, PUT"));
+        let e = no_route(&Method::PATCH, "/v1/tickets/T-1/events");
+        assert_eq!(e.allow.as_deref(), Some("POST"));
+        let e = no_route(&Method::GET, "/v1/no-such-thing");
+        assert_eq!(e.status, StatusCode::NOT_FOUND);
+        assert!(e.allow.is_none());
     }
 
     #[test]
