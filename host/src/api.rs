@@ -9,6 +9,7 @@
 //! (`max_body_bytes`). The OpenAPI description is served at
 //! `/openapi.json`.
 
+pub mod openapi;
 pub mod quota;
 
 use crate::delivery::ChannelSettings;
@@ -27,8 +28,9 @@ use std::pin::Pin;
 use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
 
-/// The OpenAPI description.
-pub const OPENAPI: &str = include_str!("openapi.json");
+/// The hand-written part of the OpenAPI description (the served one adds
+/// the schemas generated from the types: [`openapi::document`]).
+pub use openapi::PATHS as OPENAPI;
 
 /// A response body.
 pub type Body = BoxBody<Bytes, Infallible>;
@@ -317,20 +319,69 @@ fn encode(s: &str) -> String {
 /// JSON from `bytes`, borrowing from them where the type allows; the
 /// error names where it went wrong.
 fn parse_json<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, ApiError> {
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        let at = if path == "." {
-            String::new()
-        } else {
-            format!(" at {path}")
-        };
-        ApiError::new(
+    // Every request body is an object (serde would also read a struct
+    // from an array of its fields, which no client means).
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
-            format!("invalid JSON{at}: {inner}"),
-        )
-    })
+            "invalid JSON: the body must be a JSON object",
+        ));
+    }
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    let typed: Result<T, _> = serde_path_to_error::deserialize(de);
+    match typed {
+        // A whole number written with a fraction (`587.0`) is still the
+        // number JSON means: read it again with such numbers as integers
+        // (only then: the fast path parses once).
+        Err(e)
+            if e.inner()
+                .to_string()
+                .starts_with("invalid type: floating point") =>
+        {
+            let mut v: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
+                ApiError::new(StatusCode::BAD_REQUEST, format!("invalid JSON: {e}"))
+            })?;
+            whole_numbers_as_integers(&mut v);
+            serde_path_to_error::deserialize(v).map_err(|e| {
+                let path = e.path().to_string();
+                invalid_json(&path, &e.into_inner())
+            })
+        }
+        other => other.map_err(|e| {
+            let path = e.path().to_string();
+            invalid_json(&path, &e.into_inner())
+        }),
+    }
+}
+
+/// Replace every float with no fraction (within ±2^53) by the integer.
+fn whole_numbers_as_integers(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Number(n) if n.is_f64() => {
+            if let Some(f) = n.as_f64()
+                && f.fract() == 0.0
+                && f.abs() <= 9_007_199_254_740_992.0
+            {
+                *v = serde_json::Value::from(f as i64);
+            }
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(whole_numbers_as_integers),
+        serde_json::Value::Object(m) => m.values_mut().for_each(whole_numbers_as_integers),
+        _ => {}
+    }
+}
+
+/// 400 for a body that does not parse as its type, naming where.
+fn invalid_json(path: &str, inner: &dyn std::fmt::Display) -> ApiError {
+    let at = if path == "." {
+        String::new()
+    } else {
+        format!(" at {path}")
+    };
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        format!("invalid JSON{at}: {inner}"),
+    )
 }
 
 async fn blocking<T: Send + 'static>(
@@ -639,7 +690,7 @@ impl Api {
             }
             (&Method::GET, ["openapi.json"]) => Ok(Response::builder()
                 .header("content-type", "application/json")
-                .body(Full::new(Bytes::from_static(OPENAPI.as_bytes())).boxed())
+                .body(Full::new(Bytes::from_static(openapi::document().as_bytes())).boxed())
                 .expect("a valid response")),
             (_, ["v1", "tenants"]) => self.tenants(req, method).await,
             (_, ["v1", "tenants", id, "token"]) => {
@@ -860,11 +911,16 @@ impl Api {
                     activate,
                 } = parse_json(&raw)?;
                 use base64::Engine as _;
-                let wasm = base64::engine::general_purpose::STANDARD
-                    .decode(component_base64.trim())
-                    .map_err(|e| {
-                        ApiError::new(StatusCode::BAD_REQUEST, format!("component_base64: {e}"))
-                    })?;
+                // Standard base64; bits after the last byte need not be zero
+                // (the bytes are the same either way).
+                const BASE64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+                    &base64::alphabet::STANDARD,
+                    base64::engine::GeneralPurposeConfig::new()
+                        .with_decode_allow_trailing_bits(true),
+                );
+                let wasm = BASE64.decode(component_base64.trim()).map_err(|e| {
+                    ApiError::new(StatusCode::BAD_REQUEST, format!("component_base64: {e}"))
+                })?;
                 // Decoded: the text goes before the plugin is compiled.
                 drop(component_base64);
                 drop(raw);
@@ -1049,12 +1105,24 @@ impl Api {
                 if blocking(move || Ok(s2.agent(&t2, &i2)?)).await?.is_none() {
                     return Err(not_found("no such agent"));
                 }
-                let after = req
-                    .headers()
-                    .get("last-event-id")
-                    .and_then(|v| v.to_str().ok()?.parse().ok())
-                    .or_else(|| query(&req).get("after").and_then(|a| a.parse().ok()))
-                    .unwrap_or(0i64);
+                // The feed item to start after: `Last-Event-ID` on a
+                // reconnect, else `after`; anything but a number is refused.
+                let cursor = |v: &str, what: &str| {
+                    v.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
+                        ApiError::new(
+                            StatusCode::BAD_REQUEST,
+                            format!("{what} must be a feed item id (a number)"),
+                        )
+                    })
+                };
+                let from_query = query(&req)
+                    .get("after")
+                    .map(|a| cursor(a, "after"))
+                    .transpose()?;
+                let after = match req.headers().get("last-event-id") {
+                    Some(h) => cursor(h.to_str().unwrap_or(""), "Last-Event-ID")?,
+                    None => from_query.unwrap_or(0),
+                };
                 let wants_stream = req
                     .headers()
                     .get("accept")
@@ -1147,6 +1215,15 @@ impl Api {
             (&Method::GET, ["escalations"]) => {
                 let limit = Page::of(&req, self.quotas.max_page)?.limit as u32;
                 let tier = query(&req).get("tier").cloned();
+                if let Some(t) = &tier
+                    && serde_json::from_value::<model::Tier>(serde_json::Value::String(t.clone()))
+                        .is_err()
+                {
+                    return Err(ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        format!("tier {t:?}: must be one of low, medium, high, critical"),
+                    ));
+                }
                 let list = blocking(move || Ok(store.escalated(&tenant, limit)?)).await?;
                 let list: Vec<_> = list
                     .into_iter()
@@ -1175,7 +1252,7 @@ impl Api {
                 let page = Page::of(&req, self.quotas.max_page)?;
                 let ticket = query(&req).get("ticket").cloned();
                 let after = match &page.after {
-                    Some(a) => a.parse::<i64>().map_err(|_| {
+                    Some(a) => a.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
                         ApiError::new(StatusCode::BAD_REQUEST, "after must be a delivery id")
                     })?,
                     None => 0,
@@ -1431,6 +1508,21 @@ mod tests {
         assert!(a.starts_with("esc_") && a.len() == 4 + 64);
         assert_eq!(token_hash(&a).len(), 64);
         assert_ne!(token_hash(&a), a);
+    }
+
+    #[test]
+    fn bodies_are_objects_and_whole_numbers_with_a_fraction_are_integers() {
+        let s: crate::delivery::SmtpSettings =
+            parse_json(br#"{"host": "h", "port": 587.0, "from": "a@b"}"#).unwrap();
+        assert_eq!(s.port, 587);
+        let e = parse_json::<crate::delivery::SmtpSettings>(
+            br#"{"host": "h", "port": 587.5, "from": "a@b"}"#,
+        )
+        .unwrap_err();
+        assert!(e.message.contains("port"), "{}", e.message);
+        let e = parse_json::<crate::delivery::ChannelSettings>(b" [null, null]").unwrap_err();
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        assert!(e.message.contains("must be a JSON object"), "{}", e.message);
     }
 
     #[test]

@@ -24,6 +24,7 @@ use crate::store::{Delivery, Store};
 use anyhow::{Context as _, Result};
 use chrono::Utc;
 use hmac::{Hmac, Mac};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use std::collections::{BTreeMap, HashMap};
@@ -31,7 +32,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// A tenant's channel settings (`PUT /v1/settings`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct ChannelSettings {
     /// Slack incoming-webhook URL.
@@ -82,7 +83,7 @@ impl SettingsCache {
 }
 
 /// An SMTP server.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SmtpSettings {
     /// Host name.
@@ -108,7 +109,7 @@ fn default_smtp_port() -> u16 {
 }
 
 /// How SMTP is encrypted.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum SmtpTls {
     /// Plain text (a relay on the same host).
@@ -121,16 +122,19 @@ pub enum SmtpTls {
 }
 
 /// A webhook endpoint.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookEndpoint {
     /// Where to POST.
+    #[schemars(regex(pattern = r"^[Hh][Tt][Tt][Pp][Ss]?://[^\s/?#]+"))]
     pub url: String,
     /// The HMAC-SHA256 key.
+    #[schemars(length(min = 1))]
     pub secret: String,
     /// Engine events this endpoint gets on its own, besides the steps
     /// addressed to it: `escalated` (with the handoff packet).
     #[serde(default)]
+    #[schemars(inner(regex(pattern = r"^escalated$")))]
     pub events: Vec<String>,
 }
 

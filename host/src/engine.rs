@@ -37,13 +37,14 @@ use crate::store::{
 };
 use anyhow::Result;
 use chrono::{DateTime, Duration, Utc};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::{Notify, broadcast};
 
 /// An event about a ticket, as the API receives it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum Event {
     /// A message in the conversation.
@@ -68,6 +69,7 @@ pub enum Event {
     /// The AI agent's analysis.
     AiAnalysis {
         /// Confidence 0..1.
+        #[schemars(range(min = 0.0, max = 1.0))]
         confidence: f32,
         /// Intent.
         #[serde(default)]
@@ -104,6 +106,7 @@ pub enum Event {
     /// The customer rated the support, 1..5.
     Csat {
         /// The score.
+        #[schemars(range(min = 1, max = 5))]
         score: u8,
         /// The comment.
         #[serde(default)]
@@ -168,7 +171,7 @@ pub enum EngineError {
 }
 
 /// What the sender of an event gets back, once its decision is durable.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Outcome {
     /// The ticket.
     pub ticket: String,

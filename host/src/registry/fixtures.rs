@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 /// One case.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Fixture {
     /// What it checks (default: the file name).
