@@ -1289,12 +1289,22 @@ impl Engine {
         let agents: Vec<&model::Agent> = match recipient {
             Recipient::Agent(id) => roster.iter().filter(|a| &a.id == id).collect(),
             // A team (a queue): in-app to every member, to read when back;
-            // e-mail only to those available now.
-            Recipient::Team(t) => roster
-                .iter()
-                .filter(|a| &a.team == t)
-                .filter(|a| channel == Channel::InApp || available(a.status))
-                .collect(),
+            // e-mail only to those available now. A queue no team of the
+            // roster is named after still has members: the team leads.
+            Recipient::Team(t) => {
+                let named = roster.iter().any(|a| &a.team == t);
+                roster
+                    .iter()
+                    .filter(|a| {
+                        if named {
+                            &a.team == t
+                        } else {
+                            a.role == model::AgentRole::Lead
+                        }
+                    })
+                    .filter(|a| channel == Channel::InApp || available(a.status))
+                    .collect()
+            }
             Recipient::Endpoint(_) => Vec::new(),
         };
         let who = match recipient {

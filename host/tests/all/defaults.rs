@@ -313,3 +313,34 @@ fn dashboard_sla_compliance_counts_the_escalations_nobody_claimed() {
     assert_eq!(critical["never_claimed"], 1, "{critical}");
     assert_eq!(critical["compliance"], 0.5, "{critical}");
 }
+
+#[test]
+fn a_queue_no_team_is_named_after_reaches_the_team_leads() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Escalator::start(&dir.path().join("data"), T0, Some(LOOPBACK_RECEIVERS));
+    let acme = server.tenant("acme");
+    // Nobody is on the `support` team, the general queue's; billing is away.
+    for a in [
+        json!({"id": "ana", "team": "billing", "skills": ["billing"], "status": "away"}),
+        json!({"id": "lee", "team": "billing", "role": "lead", "status": "out-of-office"}),
+        json!({"id": "tam", "team": "technical", "role": "lead"}),
+    ] {
+        let id = a["id"].as_str().unwrap().to_string();
+        acme.ok("PUT", &format!("/v1/agents/{id}"), Some(a));
+    }
+    let out = acme.ok(
+        "POST",
+        "/v1/tickets",
+        Some(ticket("Q-1", "refund", "Please refund the double charge.")),
+    );
+    assert_eq!(out["queue"], "support", "{out}");
+    let in_app: Vec<String> = deliveries(&acme, "Q-1")
+        .into_iter()
+        .filter(|d| d["channel"] == "in-app")
+        .map(|d| d["address"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        in_app.contains(&"lee".to_string()) && in_app.contains(&"tam".to_string()),
+        "the leads are the queue's members: {in_app:?}"
+    );
+}
