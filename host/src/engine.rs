@@ -395,19 +395,22 @@ impl Engine {
         let mut seen = std::collections::HashSet::new();
         ticket.messages.retain(|m| seen.insert(m.id.clone()));
         ticket.updated_at = Some(now);
-        let payload = serde_json::to_value(&ticket).map_err(anyhow::Error::from)?;
+        // Serialized before the writer is taken: a ticket may be a
+        // megabyte, and every tenant's commits wait for the writer.
+        let payload = serde_json::to_string(&ticket).map_err(anyhow::Error::from)?;
         let state = TicketState {
             ticket,
             queue: None,
             escalation: None,
             history: Vec::new(),
         };
+        let state_json = serde_json::to_string(&state).map_err(anyhow::Error::from)?;
         let seq = self.store.write(|tx| {
-            if tx.ticket(tenant, &state.ticket.id)?.is_some() {
+            if tx.ticket_exists(tenant, &state.ticket.id)? {
                 return Ok(None);
             }
-            tx.put_ticket(tenant, &state)?;
-            Ok(Some(tx.insert_event(
+            tx.put_ticket_json(tenant, &state, &state_json)?;
+            Ok(Some(tx.insert_event_json(
                 tenant,
                 &state.ticket.id,
                 "ticket-created",
@@ -761,6 +764,7 @@ impl Engine {
             && (current.is_none() || f.tier > current)
             && (!fresh.is_empty() || current.is_none());
         let mut escalation = None;
+        let mut escalated_wake = None;
         if let (true, Some(tier)) = (escalates, f.tier) {
             let e = model::Escalation {
                 tier,
@@ -800,6 +804,27 @@ impl Engine {
                 kind,
                 &mut runs,
             );
+            // The triggers again on the ticket as it now stands (the new
+            // tier, the escalation's note): the new tier's clocks start
+            // now, and their next threshold is the ticket's wake-up. In
+            // this evaluation, not a second one: a big ticket is read and
+            // written once.
+            planned.messages.push(model::Message {
+                id: format!("{ESCALATION_NOTE}new"),
+                author: AuthorKind::System,
+                author_id: Some("escalator".into()),
+                body: String::new(),
+                sent_at: now,
+                sentiment: None,
+            });
+            let again = pipeline::run_triggers(&self.runtime, &set, &planned, now, kind);
+            runs.extend(again.runs.iter().cloned());
+            escalated_wake = if again.tier > Some(tier) {
+                // Higher still at once (rare): decide again now.
+                Some(now)
+            } else {
+                again.wake_at.filter(|at| *at > now)
+            };
             escalation = Some((e, routing, plan));
         }
 
@@ -904,12 +929,10 @@ impl Engine {
                 }
             }
             // One pending wake-up per ticket: the earliest a trigger asked
-            // for; at once when the tier just changed, since the triggers
-            // answered for the old tier (the SLA clocks of the new one start
-            // now).
+            // for (after an escalation, for the new tier).
             tx.cancel_timers(tenant, &state.ticket.id, &["wake"], "superseded")?;
             let wake = if escalated {
-                Some(now)
+                escalated_wake
             } else {
                 f.wake_at.filter(|at| *at > now)
             };

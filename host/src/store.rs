@@ -1536,8 +1536,23 @@ impl Tx<'_> {
         ticket_of(&self.tx, tenant, id)
     }
 
+    /// Whether the ticket exists (without reading its state).
+    pub fn ticket_exists(&self, tenant: &str, id: &str) -> Result<bool> {
+        Ok(self
+            .tx
+            .prepare_cached("SELECT 1 FROM tickets WHERE tenant = ?1 AND id = ?2")?
+            .exists(params![tenant, id])?)
+    }
+
     /// Insert or replace a ticket's state.
     pub fn put_ticket(&self, tenant: &str, state: &TicketState) -> Result<()> {
+        self.put_ticket_json(tenant, state, &serde_json::to_string(state)?)
+    }
+
+    /// [`Tx::put_ticket`] with the state already serialized (`json` is
+    /// `state` as JSON), so a big ticket is not serialized while the
+    /// writer is held.
+    pub fn put_ticket_json(&self, tenant: &str, state: &TicketState, json: &str) -> Result<()> {
         let t = &state.ticket;
         self.tx.execute(
             "INSERT INTO tickets (tenant, id, data, tier, assignee, status, escalated_at, updated_at) \
@@ -1548,7 +1563,7 @@ impl Tx<'_> {
             params![
                 tenant,
                 t.id,
-                serde_json::to_string(state)?,
+                json,
                 t.tier.map(|x| name_of(&x)),
                 t.assignee,
                 name_of(&t.status),
@@ -1569,6 +1584,26 @@ impl Tx<'_> {
         received_at: DateTime<Utc>,
         idempotency_key: Option<(&str, &str)>,
     ) -> Result<i64> {
+        self.insert_event_json(
+            tenant,
+            ticket,
+            kind,
+            &payload.to_string(),
+            received_at,
+            idempotency_key,
+        )
+    }
+
+    /// [`Tx::insert_event`] with the payload already serialized.
+    pub fn insert_event_json(
+        &self,
+        tenant: &str,
+        ticket: &str,
+        kind: &str,
+        payload: &str,
+        received_at: DateTime<Utc>,
+        idempotency_key: Option<(&str, &str)>,
+    ) -> Result<i64> {
         self.tx.execute(
             "INSERT INTO events (tenant, ticket, kind, payload, received_at, idempotency_key, \
              request_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -1576,7 +1611,7 @@ impl Tx<'_> {
                 tenant,
                 ticket,
                 kind,
-                payload.to_string(),
+                payload,
                 ts(received_at),
                 idempotency_key.map(|k| k.0),
                 idempotency_key.map(|k| k.1),
