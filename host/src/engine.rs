@@ -245,10 +245,6 @@ impl Cause {
 /// The most queued tickets offered again when an agent becomes available.
 const QUEUED_OFFERED: u32 = 100;
 
-/// The id prefix of the conversation note an escalation adds (the guest
-/// SDK's `sla::ESCALATION_NOTE`).
-pub const ESCALATION_NOTE: &str = "escalation-";
-
 /// The engine.
 pub struct Engine {
     /// The store.
@@ -809,22 +805,17 @@ impl Engine {
             // now, and their next threshold is the ticket's wake-up. In
             // this evaluation, not a second one: a big ticket is read and
             // written once.
-            planned.messages.push(model::Message {
-                id: format!("{ESCALATION_NOTE}new"),
-                author: AuthorKind::System,
-                author_id: Some("escalator".into()),
-                body: String::new(),
-                sent_at: now,
-                sentiment: None,
-            });
+            planned
+                .messages
+                .push(model::Message::escalation_note("new", String::new(), now));
             let again = pipeline::run_triggers(&self.runtime, &set, &planned, now, kind);
-            runs.extend(again.runs.iter().cloned());
             escalated_wake = if again.tier > Some(tier) {
                 // Higher still at once (rare): decide again now.
                 Some(now)
             } else {
                 again.wake_at.filter(|at| *at > now)
             };
+            runs.extend(again.runs);
             escalation = Some((e, routing, plan));
         }
 
@@ -1173,14 +1164,10 @@ impl Engine {
         let note = plan
             .and_then(|p| p.customer_message.clone())
             .unwrap_or_else(|| format!("Escalated to the {} tier.", name(&e.tier)));
-        state.ticket.messages.push(model::Message {
-            id: format!("{ESCALATION_NOTE}{decision}"),
-            author: AuthorKind::System,
-            author_id: Some("escalator".into()),
-            body: note,
-            sent_at: now,
-            sentiment: None,
-        });
+        state
+            .ticket
+            .messages
+            .push(model::Message::escalation_note(decision, note, now));
         // Endpoints subscribed to escalations get the handoff packet.
         let mut sent = 0;
         if settings.webhooks.values().any(|w| w.wants_escalations()) {

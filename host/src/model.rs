@@ -241,6 +241,31 @@ impl Tier {
     }
 }
 
+/// The id prefix of the conversation note an escalation adds (the guest
+/// SDK's `sla::ESCALATION_NOTE`).
+pub const ESCALATION_NOTE: &str = "escalation-";
+
+impl Message {
+    /// The note Escalator adds to the conversation when the ticket
+    /// escalates (first, or to a higher tier) at `at`: triggers read its
+    /// time as the moment the ticket reached its tier. `suffix` makes the
+    /// id unique (the decision's number).
+    pub fn escalation_note(
+        suffix: impl std::fmt::Display,
+        body: String,
+        at: DateTime<Utc>,
+    ) -> Message {
+        Message {
+            id: format!("{ESCALATION_NOTE}{suffix}"),
+            author: AuthorKind::System,
+            author_id: Some("escalator".into()),
+            body,
+            sent_at: at,
+            sentiment: None,
+        }
+    }
+}
+
 impl Ticket {
     /// A new, open ticket `id` of tenant `default`, created at `created_at`,
     /// with everything else empty: fill in the rest with struct update

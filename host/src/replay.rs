@@ -434,14 +434,11 @@ pub fn replay_case(runtime: &Runtime, set: &PluginSet, case: &Case) -> Replayed 
             // As the server does: the escalation's note in the
             // conversation, and the triggers asked again at once for the
             // new tier (its response clock starts now).
-            notes.push(model::Message {
-                id: format!("{}{evaluations}", crate::engine::ESCALATION_NOTE),
-                author: model::AuthorKind::System,
-                author_id: Some("escalator".into()),
-                body: "Escalated".into(),
-                sent_at: now,
-                sentiment: None,
-            });
+            notes.push(Message::escalation_note(
+                evaluations,
+                "Escalated".into(),
+                now,
+            ));
             moments.insert(now);
             continue;
         }
