@@ -11,7 +11,8 @@
 //! Run: `cargo bench -p escalator --bench runtime`.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use escalator::model::{self, contract};
+use escalator::model;
+use escalator::pipeline::contract;
 use escalator::registry;
 use escalator::runtime::{Runtime, RuntimeConfig, wit};
 use escalator_guest as guest;

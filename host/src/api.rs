@@ -13,7 +13,8 @@ pub mod openapi;
 pub mod quota;
 
 use crate::delivery::ChannelSettings;
-use crate::engine::{Engine, EngineError, Event, FeedEvent};
+use crate::engine::{Engine, EngineError, FeedEvent};
+use crate::model::Event;
 use crate::model::{self, AgentStatus};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, combinators::BoxBody};

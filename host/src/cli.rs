@@ -1,11 +1,12 @@
 //! The `escalator` command.
 
 use crate::matrix::Matrix;
-use crate::model::{self, contract};
-use crate::pipeline::{self, PluginSet};
+use crate::model;
+use crate::pipeline::contract;
+use crate::pipeline::{self, Call, Deadlines, PluginSet};
 use crate::registry::{self, LoadedPlugin};
 use crate::runtime::inspect::{self, Kind};
-use crate::runtime::{CallReport, Outcome, Plugin, Runtime, RuntimeConfig};
+use crate::runtime::{Runtime, RuntimeConfig};
 use anyhow::{Context as _, Result, bail};
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
@@ -94,6 +95,11 @@ pub struct ReplayArgs {
     /// Replay only the first N tickets.
     #[arg(long)]
     pub limit: Option<usize>,
+    /// The roster routers see (a JSON array of agents, as `PUT
+    /// /v1/agents` takes them); default: none, so escalations go to the
+    /// general queue.
+    #[arg(long)]
+    pub roster: Option<PathBuf>,
 }
 
 /// `escalator plugin ...`
@@ -321,18 +327,14 @@ fn plugin_run(runtime: &Runtime, matrix: &Matrix, spec: &str, input: &RunInput) 
         }
         None => loaded.config_json.to_string(),
     };
-    let ctx = contract::context(now, event, config);
-    let wit_ticket = std::sync::Arc::new(contract::ticket(&ticket));
     let roster: Vec<model::Agent> = match &input.roster {
         Some(p) => read_json(p, "roster")?,
         None => Vec::new(),
     };
-    let wit_roster = roster
-        .iter()
-        .map(|a| contract::agent(a, now))
-        .collect::<Result<Vec<_>, _>>()
-        .map(std::sync::Arc::new)
-        .map_err(anyhow::Error::msg)?;
+    // Here a roster entry that does not convert is an error, not left out.
+    for a in &roster {
+        contract::agent(a, now).map_err(anyhow::Error::msg)?;
+    }
     let escalation: model::Escalation = match &input.escalation {
         Some(p) => read_json(p, "escalation")?,
         None => model::Escalation {
@@ -343,49 +345,36 @@ fn plugin_run(runtime: &Runtime, matrix: &Matrix, spec: &str, input: &RunInput) 
                 .get(ticket.tier.unwrap_or(model::Tier::High)),
         },
     };
+    let routing: model::Routing = match &input.routing {
+        Some(p) => read_json(p, "routing")?,
+        None => model::Routing {
+            target: ticket
+                .assignee
+                .clone()
+                .map_or(model::Target::Queue("general".into()), model::Target::Agent),
+            reason: "given".into(),
+            fallback: Vec::new(),
+        },
+    };
     let plugin = &loaded.plugin;
-    let RunResult {
-        output,
-        error,
-        report,
-    } = match plugin.kind() {
-        Kind::Trigger => run_result(
-            plugin,
-            runtime.evaluate(plugin, &wit_ticket, &ctx),
-            contract::evaluation_from,
+    let what = match plugin.kind() {
+        Kind::Trigger => Call::Trigger,
+        Kind::Router => Call::Router(&escalation),
+        Kind::Notifier => Call::Notifier(&escalation, &routing),
+    };
+    let input = pipeline::Input::new(&ticket, &roster, now, event);
+    let called = pipeline::call(runtime, plugin, &config, what, &input, Deadlines::Retried);
+    let report = called.report;
+    let (output, error) = match called.result.map(serde_json::to_value) {
+        Ok(Ok(v)) => (Some(v), None),
+        Ok(Err(e)) => (
+            None,
+            Some((
+                "invalid-output",
+                format!("{} returned invalid output: {e}", plugin.id()),
+            )),
         ),
-        Kind::Router => {
-            let o = runtime.route(
-                plugin,
-                &wit_ticket,
-                &contract::escalation(&escalation),
-                &wit_roster,
-                &ctx,
-            );
-            run_result(plugin, o, |r| Ok(contract::routing_from(r)))
-        }
-        Kind::Notifier => {
-            let routing: model::Routing = match &input.routing {
-                Some(p) => read_json(p, "routing")?,
-                None => model::Routing {
-                    target: ticket
-                        .assignee
-                        .clone()
-                        .map_or(model::Target::Queue("general".into()), model::Target::Agent),
-                    reason: "given".into(),
-                    fallback: Vec::new(),
-                },
-            };
-            let o = runtime.plan(
-                plugin,
-                &wit_ticket,
-                &contract::escalation(&escalation),
-                &contract::routing(&routing),
-                &wit_roster,
-                &ctx,
-            );
-            run_result(plugin, o, |p| Ok(contract::plan_from(p)))
-        }
+        Err(e) => (None, Some(e)),
     };
     let failed = error.is_some();
     let report_json = serde_json::json!({
@@ -407,45 +396,6 @@ fn plugin_run(runtime: &Runtime, matrix: &Matrix, spec: &str, input: &RunInput) 
         eprintln!("error ({kind}): {message}");
     }
     Ok(if failed { 2 } else { 0 })
-}
-
-/// What `plugin run` reports of one call.
-struct RunResult {
-    /// The output as JSON, if the call succeeded.
-    output: Option<serde_json::Value>,
-    /// The error kind and message, if it failed.
-    error: Option<(&'static str, String)>,
-    /// Fuel, memory, time, log.
-    report: CallReport,
-}
-
-/// Convert a call's output to the model (`convert` may reject it as
-/// invalid) and then to JSON.
-fn run_result<T, U: serde::Serialize>(
-    plugin: &Plugin,
-    outcome: Outcome<T>,
-    convert: impl FnOnce(T) -> std::result::Result<U, String>,
-) -> RunResult {
-    let result = pipeline::settle(plugin, outcome.result, convert).and_then(|u| {
-        serde_json::to_value(u).map_err(|e| {
-            (
-                "invalid-output",
-                format!("{} returned invalid output: {e}", plugin.id()),
-            )
-        })
-    });
-    match result {
-        Ok(v) => RunResult {
-            output: Some(v),
-            error: None,
-            report: outcome.report,
-        },
-        Err(e) => RunResult {
-            output: None,
-            error: Some(e),
-            report: outcome.report,
-        },
-    }
 }
 
 fn plugin_inspect(runtime: &Runtime, path: &Path) -> Result<i32> {
@@ -579,16 +529,27 @@ fn replay(cli: &Cli, matrix: &Matrix, args: &ReplayArgs) -> Result<i32> {
         .as_deref()
         .map(|d| set_of(Some(d)))
         .transpose()?;
+    let roster: Vec<model::Agent> = match &args.roster {
+        Some(p) => read_json(p, "roster")?,
+        None => Vec::new(),
+    };
+    let targets = matrix.response_targets();
+    let offline = |set| replay::Offline {
+        runtime: &runtime,
+        set,
+        roster: &roster,
+        targets: &targets,
+    };
     let started = std::time::Instant::now();
     let (mut agg, mut agg_other) = (Aggregate::default(), Aggregate::default());
     let mut changes: Vec<serde_json::Value> = Vec::new();
     let mut changed = 0usize;
     let mut done = 0usize;
     replay::read(&args.tickets, format, args.limit, 512, |cases| {
-        let results = replay::replay_batch(&runtime, &set, &cases);
+        let results = replay::replay_batch(&offline(&set), &cases);
         agg.add(&results);
         if let Some(other) = &other {
-            let theirs = replay::replay_batch(&runtime, other, &cases);
+            let theirs = replay::replay_batch(&offline(other), &cases);
             for (a, b) in results.iter().zip(&theirs) {
                 if a.tier != b.tier {
                     changed += 1;
@@ -758,15 +719,17 @@ fn demo(
             .map(|m| m.sent_at)
             .max()
             .unwrap_or(ticket.created_at);
-        let d = pipeline::decide(
+        let ask = pipeline::Ask {
             runtime,
-            &set,
-            ticket,
-            &roster,
+            set: &set,
+            roster: &roster,
+            targets: &targets,
             now,
-            model::EventKind::MessageAdded,
-            &targets,
-        );
+            event: model::EventKind::MessageAdded,
+            deadlines: Deadlines::Retried,
+        };
+        let state = pipeline::apply::created(ticket.clone(), &ticket.tenant, ticket.created_at);
+        let d = pipeline::decide(&ask, &state, &Default::default());
         out!("━━ {} · {}", ticket.id, ticket.subject);
         match d.tier {
             None => out!("   stays with the AI agent: no trigger fired"),
@@ -786,18 +749,23 @@ fn demo(
                 out!("       {e}");
             }
         }
-        if let Some(r) = &d.routing {
-            out!("   → {}: {}", target(&r.target), r.reason);
+        let routing = d.escalation.as_ref().map(|e| &e.routing);
+        if let Some(r) = routing {
+            out!(
+                "   → {}: {}",
+                pipeline::apply::target_name(&r.target),
+                r.reason
+            );
             for f in &r.fallback {
                 out!(
                     "     after {} min → {} ({})",
                     f.after_ms / 60_000,
-                    target(&f.target),
+                    pipeline::apply::target_name(&f.target),
                     f.reason
                 );
             }
         }
-        if let Some(p) = &d.plan {
+        if let Some(p) = d.escalation.as_ref().and_then(|e| e.plan.as_ref()) {
             for s in &p.steps {
                 out!(
                     "   ✉ +{:>3} min {:<8} {:<8} {}",
@@ -823,13 +791,6 @@ fn demo(
         out!();
     }
     Ok(0)
-}
-
-fn target(t: &model::Target) -> String {
-    match t {
-        model::Target::Agent(a) => a.clone(),
-        model::Target::Queue(q) => format!("queue {q}"),
-    }
 }
 
 fn recipient(r: &model::Recipient) -> String {

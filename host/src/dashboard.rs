@@ -4,8 +4,8 @@
 //! of issues that keep escalating.
 
 use crate::engine::Engine;
+use crate::model::TicketState;
 use crate::model::{TicketStatus, Tier};
-use crate::store::TicketState;
 use anyhow::Result;
 use std::collections::BTreeMap;
 

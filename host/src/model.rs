@@ -1,8 +1,10 @@
 //! Tickets, customers, agents and plugin outputs as Escalator speaks them in
 //! JSON: times in RFC 3339, enums in kebab-case, durations in ms with an
-//! `_ms` suffix. [`contract`] converts to and from the WIT types.
+//! `_ms` suffix. The WIT types of the contract are converted in
+//! `pipeline::contract`; the model knows nothing of the runtime.
 
-pub mod contract;
+mod state;
+pub use state::*;
 
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
@@ -25,6 +27,16 @@ pub enum Tier {
 }
 
 impl Tier {
+    /// Its name, as in JSON: `critical`, `high`, `medium`, `low`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Tier::Low => "low",
+            Tier::Medium => "medium",
+            Tier::High => "high",
+            Tier::Critical => "critical",
+        }
+    }
+
     /// The delivery queue's order: 0 (critical, sent first) to 3 (low).
     pub fn send_priority(tier: Option<Tier>) -> i64 {
         match tier {
@@ -241,6 +253,11 @@ impl Tier {
     }
 }
 
+/// `at` plus `ms` milliseconds, if representable.
+pub fn after(at: DateTime<Utc>, ms: u64) -> Option<DateTime<Utc>> {
+    at.checked_add_signed(chrono::Duration::try_milliseconds(i64::try_from(ms).ok()?)?)
+}
+
 /// The id prefix of the conversation note an escalation adds (the guest
 /// SDK's `sla::ESCALATION_NOTE`).
 pub const ESCALATION_NOTE: &str = "escalation-";
@@ -267,6 +284,11 @@ impl Message {
 }
 
 impl Ticket {
+    /// Whether the ticket is still to be worked on (not solved or closed).
+    pub fn unresolved(&self) -> bool {
+        !matches!(self.status, TicketStatus::Solved | TicketStatus::Closed)
+    }
+
     /// A new, open ticket `id` of tenant `default`, created at `created_at`,
     /// with everything else empty: fill in the rest with struct update
     /// syntax.

@@ -11,7 +11,7 @@
 //!
 //! Everything is scoped by tenant: no query here reads across tenants.
 
-use crate::model::{self, Agent, Channel, Signal, Tier};
+use crate::model::{self, Agent, TicketState};
 use anyhow::{Context as _, Result, bail};
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -232,56 +232,6 @@ pub struct Tenant {
     pub name: String,
     /// When it was created.
     pub created_at: String,
-}
-
-/// What the engine keeps about a ticket beyond the ticket itself.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TicketState {
-    /// The ticket as plugins see it.
-    pub ticket: model::Ticket,
-    /// The queue it sits in when no agent has it.
-    #[serde(default)]
-    pub queue: Option<String>,
-    /// The current escalation, if it escalated.
-    #[serde(default)]
-    pub escalation: Option<EscalationState>,
-    /// What happened to it, oldest first: escalations, assignments,
-    /// claims, notifications planned.
-    #[serde(default)]
-    pub history: Vec<HistoryEntry>,
-}
-
-/// An escalation in force.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EscalationState {
-    /// Its tier.
-    pub tier: Tier,
-    /// When it (last) escalated.
-    pub escalated_at: DateTime<Utc>,
-    /// Every reason, with evidence, accumulated over the ticket's life.
-    pub reasons: Vec<Signal>,
-    /// The response target of the tier, ms.
-    pub response_target_ms: Option<u64>,
-    /// Who got it and the fallback path.
-    pub routing: model::Routing,
-    /// The decision whose plan is in force (its steps are timers).
-    pub plan_decision: i64,
-    /// The channels the first recipient was alerted on (a fallback
-    /// assignee is alerted the same way).
-    pub alert_channels: Vec<Channel>,
-    /// The line for the customer, if the notifier gave one.
-    pub customer_message: Option<String>,
-}
-
-/// One line of a ticket's history.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct HistoryEntry {
-    /// When.
-    pub at: DateTime<Utc>,
-    /// What, e.g. `escalated`, `assigned`, `claimed`, `reassigned`.
-    pub what: String,
-    /// Details for people.
-    pub detail: String,
 }
 
 /// A stored event.

@@ -5,7 +5,8 @@
 //! `Ticket` is in the description the moment it is in the code).
 
 use crate::delivery::ChannelSettings;
-use crate::engine::{Event, Outcome};
+use crate::engine::Outcome;
+use crate::model::Event;
 use crate::model::{Agent, Ticket};
 use schemars::generate::SchemaSettings;
 use serde_json::Value;

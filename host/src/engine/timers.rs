@@ -9,7 +9,7 @@
 //! dead-lettered after [`TIMER_MAX_ATTEMPTS`] attempts: it never spins,
 //! and it never stops other timers or a restart.
 
-use super::{Engine, lock};
+use super::*;
 use crate::runtime::panic_message;
 use crate::store::{TIMER_MAX_ATTEMPTS, Timer};
 use anyhow::Result;
@@ -134,4 +134,187 @@ impl Engine {
             }
         }
     }
+}
+
+impl Engine {
+    pub(super) fn fire(&self, t: &Timer) -> Result<()> {
+        let at = DateTime::from_timestamp_millis(t.due_at).unwrap_or_else(|| self.clock.now());
+        if t.kind == "digest" {
+            return self.fire_digest(t, at);
+        }
+        let _g = self.ticket_lock(&t.tenant, &t.ticket);
+        if t.kind == "wake" {
+            let state = self.store.ticket(&t.tenant, &t.ticket)?;
+            let taken = self.store.write(|tx| tx.take_timer(t.id, at))?;
+            if let (true, Some(state)) = (taken, state) {
+                self.evaluate(&t.tenant, state, at, EventKind::Tick, Cause::Timer(t.id))
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+            }
+            return Ok(());
+        }
+        let settings = self.settings(&t.tenant);
+        let roster = self.store.agents(&t.tenant)?;
+        let mut feed = Vec::new();
+        self.store.write(|tx| {
+            if !tx.take_timer(t.id, at)? {
+                return Ok(());
+            }
+            let Some(mut state) = tx.ticket(&t.tenant, &t.ticket)? else {
+                tx.timer_outcome(t.id, "skipped: no such ticket")?;
+                return Ok(());
+            };
+            let act = Act {
+                tx,
+                tenant: &t.tenant,
+                settings: &settings,
+                roster: &roster,
+                now: at,
+            };
+            let outcome = match t.kind.as_str() {
+                "step" => self.fire_step(&act, t, &state, &mut feed)?,
+                "fallback" => self.fire_fallback(&act, t, &mut state, &mut feed)?,
+                "fanout" => {
+                    let hooks: WebhookFanout = serde_json::from_value(t.payload.clone())?;
+                    let n = self.fan_out(&act, &t.ticket, &hooks)?;
+                    format!("queued {n} more webhook deliveries")
+                }
+                other => format!("skipped: unknown timer kind {other}"),
+            };
+            tx.timer_outcome(t.id, &outcome)?;
+            Ok(())
+        })?;
+        self.publish(&t.tenant, feed);
+        if t.kind == "fanout" {
+            // Its continuation is due at once, on a manual clock too.
+            self.timer_wake.notify_one();
+        }
+        Ok(())
+    }
+
+    pub(super) fn fire_step(
+        &self,
+        act: &Act<'_, '_>,
+        t: &Timer,
+        state: &TicketState,
+        feed: &mut Vec<FeedItem>,
+    ) -> Result<String> {
+        let at = act.now;
+        let step: model::NotificationStep = serde_json::from_value(t.payload["step"].clone())?;
+        let plan_at: DateTime<Utc> = serde_json::from_value(t.payload["plan_at"].clone())?;
+        let ticket = &state.ticket;
+        if !ticket.unresolved() {
+            return Ok("skipped: resolved".into());
+        }
+        if step.stop_when_claimed && ticket.claimed_at.is_some_and(|c| c <= at) {
+            return Ok("skipped: claimed".into());
+        }
+        if step.stop_when_answered && answered_since(ticket, plan_at) {
+            return Ok("skipped: answered".into());
+        }
+        // Steps for the first assignee follow the ticket when a fallback or
+        // a re-route moved it.
+        let mut recipient = step.recipient.clone();
+        if let Some(esc) = &state.escalation {
+            let first = apply::recipient_of(&esc.routing.target);
+            if recipient == first {
+                recipient = match (&ticket.assignee, &state.queue) {
+                    (Some(a), _) => Recipient::Agent(a.clone()),
+                    (None, Some(q)) => Recipient::Team(q.clone()),
+                    (None, None) => recipient,
+                };
+            }
+        }
+        let n = self.notify(
+            act,
+            &t.ticket,
+            &Notice {
+                recipient: &recipient,
+                channel: step.channel,
+                title: &step.title,
+                body: &step.body,
+                digest_window_ms: step.digest_window_ms,
+                key: &format!("t{}", t.id),
+                priority: Tier::send_priority(state.escalation.as_ref().map(|e| e.tier)),
+            },
+            feed,
+        )?;
+        Ok(format!("sent: {n} notification(s)"))
+    }
+
+    pub(super) fn fire_fallback(
+        &self,
+        act: &Act<'_, '_>,
+        t: &Timer,
+        state: &mut TicketState,
+        feed: &mut Vec<FeedItem>,
+    ) -> Result<String> {
+        let step: model::FallbackStep = serde_json::from_value(t.payload["step"].clone())?;
+        if let Some(skipped) = apply::fallback_skipped(&state.ticket) {
+            return Ok(skipped.into());
+        }
+        let why = apply::fallback_reason(&step);
+        let sent = self.reassign(act, state, &step.target, &why, &format!("t{}", t.id), feed)?;
+        act.tx.put_ticket(act.tenant, state)?;
+        Ok(format!(
+            "reassigned to {}; {sent} notification(s)",
+            apply::target_name(&step.target)
+        ))
+    }
+
+    pub(super) fn fire_digest(&self, t: &Timer, at: DateTime<Utc>) -> Result<()> {
+        let mut feed = Vec::new();
+        self.store.write(|tx| {
+            if !tx.take_timer(t.id, at)? {
+                return Ok(());
+            }
+            let channel = t.payload["channel"].as_str().unwrap_or_default();
+            let address = t.payload["address"].as_str().unwrap_or_default();
+            let recipient = t.payload["recipient"].as_str().unwrap_or_default();
+            let held = tx.take_held(&t.tenant, channel, address)?;
+            if held.is_empty() {
+                tx.timer_outcome(t.id, "nothing held")?;
+                return Ok(());
+            }
+            let title = format!("Digest: {} escalation notice(s)", held.len());
+            let body = held
+                .iter()
+                .map(|d| format!("• [{}] {}", d.ticket, d.title))
+                .collect::<Vec<_>>()
+                .join("\n");
+            let d = NewDelivery {
+                ticket: "*".into(),
+                idempotency_key: hex_key(&format!("{}:digest:{}", t.tenant, t.id)),
+                channel: channel.into(),
+                recipient: recipient.into(),
+                address: address.into(),
+                title: title.clone(),
+                body: body.clone(),
+                status: if channel == "in-app" {
+                    "sent"
+                } else {
+                    "pending"
+                }
+                .into(),
+                note: None,
+                // As urgent as the most urgent notice it gathers.
+                priority: held.iter().map(|d| d.priority).min().unwrap_or(2),
+            };
+            tx.insert_delivery(&t.tenant, &d, at)?;
+            if channel == "in-app" {
+                feed.push(tx.insert_feed(&t.tenant, address, "*", &title, &body, at)?);
+            }
+            tx.timer_outcome(t.id, &format!("digest of {}", held.len()))?;
+            Ok(())
+        })?;
+        self.publish(&t.tenant, feed);
+        Ok(())
+    }
+}
+
+/// Whether a human answered (or the ticket left new/open) since `since`.
+pub(super) fn answered_since(t: &Ticket, since: DateTime<Utc>) -> bool {
+    t.messages
+        .iter()
+        .any(|m| m.author == AuthorKind::HumanAgent && m.sent_at >= since)
+        || !matches!(t.status, TicketStatus::New | TicketStatus::Open)
 }

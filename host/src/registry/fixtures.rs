@@ -19,8 +19,8 @@
 //! instead names the error kind the call must fail with (e.g. `refused`).
 //! Routers and notifiers may give `roster`, `escalation` and `routing`.
 
-use crate::model::{self, contract};
-use crate::pipeline::{self, wit_roster};
+use crate::model;
+use crate::pipeline::{self, Call, Deadlines, Input};
 use crate::registry::LoadedPlugin;
 use crate::runtime::Runtime;
 use crate::runtime::inspect::Kind;
@@ -158,8 +158,6 @@ fn run_one(runtime: &Runtime, p: &LoadedPlugin, f: &Fixture) -> CaseResult {
             .max()
             .unwrap_or(f.ticket.created_at)
     });
-    let ticket = std::sync::Arc::new(contract::ticket(&f.ticket));
-    let ctx = contract::context(now, f.event, p.config_json.to_string());
     let escalation = f.escalation.clone().unwrap_or(model::Escalation {
         tier: model::Tier::High,
         signals: Vec::new(),
@@ -170,40 +168,24 @@ fn run_one(runtime: &Runtime, p: &LoadedPlugin, f: &Fixture) -> CaseResult {
         reason: "fixture".into(),
         fallback: Vec::new(),
     });
-    let roster = wit_roster(&f.roster, now);
-    let (result, report) = match p.manifest.kind {
-        Kind::Trigger => {
-            let o = runtime.evaluate(&p.plugin, &ticket, &ctx);
-            let r = pipeline::settle(&p.plugin, o.result, contract::evaluation_from)
-                .map(|v| serde_json::to_value(v).unwrap_or_default());
-            (r, o.report)
-        }
-        Kind::Router => {
-            let o = runtime.route(
-                &p.plugin,
-                &ticket,
-                &contract::escalation(&escalation),
-                &roster,
-                &ctx,
-            );
-            let r = pipeline::settle(&p.plugin, o.result, |x| Ok(contract::routing_from(x)))
-                .map(|v| serde_json::to_value(v).unwrap_or_default());
-            (r, o.report)
-        }
-        Kind::Notifier => {
-            let o = runtime.plan(
-                &p.plugin,
-                &ticket,
-                &contract::escalation(&escalation),
-                &contract::routing(&routing),
-                &roster,
-                &ctx,
-            );
-            let r = pipeline::settle(&p.plugin, o.result, |x| Ok(contract::plan_from(x)))
-                .map(|v| serde_json::to_value(v).unwrap_or_default());
-            (r, o.report)
-        }
+    let what = match p.manifest.kind {
+        Kind::Trigger => Call::Trigger,
+        Kind::Router => Call::Router(&escalation),
+        Kind::Notifier => Call::Notifier(&escalation, &routing),
     };
+    let input = Input::new(&f.ticket, &f.roster, now, f.event);
+    let called = pipeline::call(
+        runtime,
+        &p.plugin,
+        &p.config_json,
+        what,
+        &input,
+        Deadlines::Retried,
+    );
+    let report = called.report;
+    let result = called
+        .result
+        .map(|v| serde_json::to_value(v).unwrap_or_default());
     let (passed, detail) = match (&result, &f.expect, &f.expect_error) {
         (Ok(out), Some(expect), None) => match contains(expect, out) {
             Ok(()) => (true, "ok".to_string()),

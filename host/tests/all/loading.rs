@@ -2,8 +2,9 @@
 //! components are refused at load with a clear message; the artifact cache.
 
 use crate::support::*;
-use escalator::model::{self, contract};
-use escalator::pipeline::{self, PluginSet, ResponseTargets};
+use escalator::model;
+use escalator::pipeline::PluginSet;
+use escalator::pipeline::contract;
 use escalator::registry::{self, RegistryError};
 use escalator::runtime::cache::Origin;
 use escalator::runtime::wit;
@@ -373,15 +374,7 @@ fn composition_keeps_every_reason_takes_the_highest_tier_and_applies_error_polic
     ];
     let set = PluginSet::new(plugins).unwrap();
     let t = ticket("panic", &["speak to your manager", "or a real person"]);
-    let d = pipeline::decide(
-        runtime(),
-        &set,
-        &t,
-        &[],
-        noon(),
-        model::EventKind::MessageAdded,
-        &ResponseTargets::default(),
-    );
+    let d = crate::support::decide(&set, &t, &[], noon(), model::EventKind::MessageAdded);
     assert_eq!(d.tier, Some(model::Tier::High));
     let keys: Vec<&str> = d.signals.iter().map(|s| s.key.as_str()).collect();
     assert_eq!(
@@ -393,20 +386,22 @@ fn composition_keeps_every_reason_takes_the_highest_tier_and_applies_error_polic
         ]
     );
     assert_eq!(d.shadow_signals.len(), 2);
+    // The active and the shadow trap each fail once per trigger pass: the
+    // ticket escalates, so the triggers are asked again for the new tier
+    // (as the server always did; the decider is now the same everywhere).
     assert_eq!(
         d.runs
             .iter()
             .filter(|r| r.error_kind == Some("trap"))
             .count(),
-        2
+        4
     );
     assert_eq!(
-        d.routing.as_ref().unwrap().target,
+        d.routing().unwrap().target,
         model::Target::Queue("support".into())
     );
     assert!(
-        d.plan
-            .as_ref()
+        d.plan()
             .unwrap()
             .steps
             .iter()

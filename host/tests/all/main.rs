@@ -4,6 +4,7 @@
 mod browser;
 mod cli;
 mod defaults;
+mod differential;
 mod fuzz;
 mod hostile;
 mod isolation;

@@ -4,7 +4,7 @@
 
 use crate::support::*;
 use escalator::model::{self, SignalAction, Tier};
-use escalator::pipeline::{self, Decision, PluginSet, ResponseTargets};
+use escalator::pipeline::{Decision, PluginSet};
 use escalator::registry;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -20,15 +20,7 @@ fn decide(t: &model::Ticket, roster: &[model::Agent]) -> Decision {
         .map(|m| m.sent_at)
         .max()
         .unwrap_or(t.created_at);
-    pipeline::decide(
-        runtime(),
-        &defaults(),
-        t,
-        roster,
-        now,
-        model::EventKind::MessageAdded,
-        &ResponseTargets::default(),
-    )
+    crate::support::decide(&defaults(), t, roster, now, model::EventKind::MessageAdded)
 }
 
 fn example(name: &str) -> model::Ticket {
@@ -81,14 +73,17 @@ fn an_enterprise_billing_dispute_with_a_legal_threat_is_critical_with_every_reas
         "{:?}",
         ai.evidence
     );
-    assert_eq!(d.routing.unwrap().target, model::Target::Agent("bo".into()));
+    assert_eq!(
+        d.routing().unwrap().target,
+        model::Target::Agent("bo".into())
+    );
 }
 
 #[test]
 fn a_calm_how_to_question_stays_with_the_ai() {
     let d = decide(&example("password-reset.json"), &roster());
     assert_eq!(d.tier, None, "{:?}", keys(&d));
-    assert!(d.routing.is_none() && d.plan.is_none());
+    assert!(d.routing().is_none() && d.plan().is_none());
 }
 
 #[test]
@@ -151,7 +146,7 @@ fn an_explicit_request_for_a_human_moves_a_low_ticket_to_a_human() {
     );
     assert!(d.tier.is_some());
     assert_eq!(
-        d.routing.unwrap().target,
+        d.routing().unwrap().target,
         model::Target::Agent("dee".into())
     );
 }
@@ -209,15 +204,7 @@ fn every_trigger_runs_on_all_525_real_conversations_without_a_plugin_error() {
     let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
     for t in &tickets {
         let now = t.messages.iter().map(|m| m.sent_at).max().unwrap();
-        let d = pipeline::decide(
-            runtime(),
-            &set,
-            t,
-            &[],
-            now,
-            model::EventKind::MessageAdded,
-            &ResponseTargets::default(),
-        );
+        let d = crate::support::decide(&set, t, &[], now, model::EventKind::MessageAdded);
         for r in &d.runs {
             assert!(r.error.is_none(), "{} on {}: {:?}", r.plugin, t.id, r.error);
         }
@@ -246,15 +233,7 @@ fn the_sla_trigger_wakes_the_ticket_when_the_next_warning_is_due_and_escalates_a
     t.category = Some("account".into());
     let at = |minutes: i64| {
         let now = t.created_at + chrono::Duration::minutes(minutes);
-        pipeline::decide(
-            runtime(),
-            &defaults(),
-            &t,
-            &[],
-            now,
-            model::EventKind::Tick,
-            &ResponseTargets::default(),
-        )
+        crate::support::decide(&defaults(), &t, &[], now, model::EventKind::Tick)
     };
     let early = at(10);
     assert_eq!(
@@ -313,7 +292,7 @@ fn contract_ctx(
     contract::context(now, event, config.into())
 }
 
-use escalator::model::contract;
+use escalator::pipeline::contract;
 
 #[test]
 fn the_sla_clock_runs_in_the_owning_teams_time_zone_and_business_hours() {

@@ -25,11 +25,23 @@ fn shared(name: &str) -> PathBuf {
     p
 }
 
+/// A replay with no roster and the default matrix's targets.
+fn offline(set: &escalator::pipeline::PluginSet) -> replay::Offline<'_> {
+    static TARGETS: std::sync::OnceLock<escalator::matrix::ResponseTargets> =
+        std::sync::OnceLock::new();
+    replay::Offline {
+        runtime: runtime(),
+        set,
+        roster: &[],
+        targets: TARGETS.get_or_init(|| Matrix::default_matrix().response_targets()),
+    }
+}
+
 fn run(path: &Path, format: Format, plugins: Option<&Path>, limit: Option<usize>) -> Report {
     let set = replay::plugin_set(runtime(), &Matrix::default_matrix(), plugins).unwrap();
     let mut agg = Aggregate::default();
     replay::read(path, format, limit, 64, |cases| {
-        agg.add(&replay::replay_batch(runtime(), &set, &cases));
+        agg.add(&replay::replay_batch(&offline(&set), &cases));
         Ok(())
     })
     .unwrap();
@@ -107,7 +119,7 @@ fn the_sla_clock_follows_the_tickets_own_timestamps() {
         Some(1),
         8,
         |cases| {
-            out = replay::replay_batch(runtime(), &set, &cases);
+            out = replay::replay_batch(&offline(&set), &cases);
             Ok(())
         },
     )

@@ -2,7 +2,7 @@
 //! `now`, seeded randomness, no environment, no files, captured stdio.
 
 use crate::support::*;
-use escalator::model::contract;
+use escalator::pipeline::contract;
 use escalator::runtime::sandbox::LogSource;
 use std::collections::HashMap;
 

@@ -1,7 +1,8 @@
 //! Shared helpers: one runtime per test process (with its own artifact
 //! cache), the built guests, and ticket builders.
 
-use escalator::model::{self, contract};
+use escalator::model;
+use escalator::pipeline::contract;
 use escalator::registry::{self, LoadedPlugin};
 use escalator::runtime::{Runtime, RuntimeConfig, wit};
 use std::path::PathBuf;
@@ -16,6 +17,28 @@ pub fn guest_dir() -> PathBuf {
 pub fn guest_wasm(name: &str) -> Vec<u8> {
     let path = guest_dir().join(name).join(format!("{name}.wasm"));
     std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}
+
+/// The pipeline's decision on `ticket` as a new ticket (nothing fired
+/// yet, no escalation) at `now`.
+pub fn decide(
+    set: &escalator::pipeline::PluginSet,
+    ticket: &model::Ticket,
+    roster: &[model::Agent],
+    now: chrono::DateTime<chrono::Utc>,
+    event: model::EventKind,
+) -> escalator::pipeline::Decision {
+    let ask = escalator::pipeline::Ask {
+        runtime: runtime(),
+        set,
+        roster,
+        targets: &Default::default(),
+        now,
+        event,
+        deadlines: escalator::pipeline::Deadlines::Live,
+    };
+    let state = model::TicketState::new(ticket.clone());
+    escalator::pipeline::decide(&ask, &state, &Default::default())
 }
 
 /// The process-wide runtime, caching compiled components in a temp dir.

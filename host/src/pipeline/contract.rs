@@ -1,7 +1,8 @@
 //! Conversions between the JSON model and the WIT types of the contract.
 
-use super::*;
+use crate::model::*;
 use crate::runtime::wit;
+use chrono::{DateTime, Utc};
 use chrono::{Offset, TimeZone};
 
 /// ms since the epoch.

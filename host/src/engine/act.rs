@@ -1,0 +1,484 @@
+//! Acting on an escalation and telling people: fallback timers, the
+//! handoff packet to subscribed endpoints (in chunks), the plan's steps,
+//! and each notification's deliveries (digests, channels, addresses).
+
+use super::*;
+
+impl Engine {
+    pub(super) fn publish(&self, tenant: &str, feed: Vec<FeedItem>) {
+        let queued = !feed.is_empty();
+        for item in feed {
+            let _ = self.feed.send(FeedEvent {
+                tenant: tenant.to_string(),
+                item,
+            });
+        }
+        if queued {
+            tracing::debug!(tenant, "in-app items published");
+        }
+        self.delivery_wake.notify_one();
+    }
+
+    /// Act on an escalation already applied to `state`: its fallbacks, the
+    /// handoff packet to subscribed endpoints, the plan's steps (now or as
+    /// timers). Returns the notifications sent now.
+    pub(super) fn escalate(
+        &self,
+        act: &Act<'_, '_>,
+        state: &TicketState,
+        x: &pipeline::Escalated,
+        decision: i64,
+        feed: &mut Vec<FeedItem>,
+    ) -> Result<usize> {
+        let Act {
+            tx, tenant, now, ..
+        } = *act;
+        let (e, routing, plan) = (&x.escalation, &x.routing, x.plan.as_ref());
+        let id = &state.ticket.id;
+        for step in &routing.fallback {
+            tx.insert_timer(
+                tenant,
+                id,
+                "fallback",
+                later(now, step.after_ms)?,
+                &serde_json::json!({"decision": decision, "step": step}),
+            )?;
+        }
+        // Endpoints subscribed to escalations get the handoff packet.
+        let mut sent = 0;
+        if act
+            .settings
+            .webhooks
+            .values()
+            .any(|w| w.wants_escalations())
+        {
+            let hooks = WebhookFanout {
+                decision,
+                priority: Tier::send_priority(Some(e.tier)),
+                title: apply::first_steps(plan, routing).first().map_or_else(
+                    || format!("{} escalation: ticket {id}", name_of_tier(e.tier)),
+                    |s| s.title.clone(),
+                ),
+                body: handoff(state).to_string(),
+                after: None,
+            };
+            sent += self.fan_out(act, id, &hooks)?;
+        }
+        for (i, step) in plan
+            .map(|p| p.steps.as_slice())
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+        {
+            if step.delay_ms == 0 {
+                sent += self.notify(
+                    act,
+                    id,
+                    &Notice {
+                        recipient: &step.recipient,
+                        channel: step.channel,
+                        title: &step.title,
+                        body: &step.body,
+                        digest_window_ms: step.digest_window_ms,
+                        key: &format!("d{decision}:s{i}"),
+                        priority: Tier::send_priority(Some(e.tier)),
+                    },
+                    feed,
+                )?;
+            } else {
+                tx.insert_timer(
+                    tenant,
+                    id,
+                    "step",
+                    later(now, step.delay_ms)?,
+                    &serde_json::json!({"decision": decision, "plan_at": now, "index": i, "step": step}),
+                )?;
+            }
+        }
+        Ok(sent)
+    }
+
+    /// Queue (or, in-app, write) one notification to `recipient` on
+    /// `channel`; returns how many deliveries it made.
+    pub(super) fn notify(
+        &self,
+        act: &Act<'_, '_>,
+        ticket: &str,
+        notice: &Notice<'_>,
+        feed: &mut Vec<FeedItem>,
+    ) -> Result<usize> {
+        let Act {
+            tx,
+            tenant,
+            settings,
+            roster,
+            now,
+        } = *act;
+        let Notice {
+            recipient,
+            channel,
+            title,
+            body,
+            digest_window_ms,
+            key,
+            priority,
+        } = *notice;
+        let agents: Vec<&model::Agent> = match recipient {
+            Recipient::Agent(id) => roster.iter().filter(|a| &a.id == id).collect(),
+            // A team (a queue): in-app to every member, to read when back;
+            // e-mail only to those available now. A queue no team of the
+            // roster is named after still has members: the team leads.
+            Recipient::Team(t) => {
+                let named = roster.iter().any(|a| &a.team == t);
+                roster
+                    .iter()
+                    .filter(|a| {
+                        if named {
+                            &a.team == t
+                        } else {
+                            a.role == model::AgentRole::Lead
+                        }
+                    })
+                    .filter(|a| channel == Channel::InApp || available(a.status))
+                    .collect()
+            }
+            Recipient::Endpoint(_) => Vec::new(),
+        };
+        let who = match recipient {
+            Recipient::Agent(x) | Recipient::Team(x) | Recipient::Endpoint(x) => x.clone(),
+        };
+        // (channel, address, status, note)
+        let mut targets: Vec<(&str, String, &str, Option<String>)> = Vec::new();
+        match (recipient, channel) {
+            (Recipient::Endpoint(name), _) => match settings.webhooks.get(name) {
+                Some(w) => targets.push(("webhook", w.url.clone(), "pending", None)),
+                None => targets.push((
+                    "webhook",
+                    name.clone(),
+                    "skipped",
+                    Some(format!("no webhook endpoint {name:?} configured")),
+                )),
+            },
+            (_, Channel::InApp) => {
+                for a in &agents {
+                    targets.push(("in-app", a.id.clone(), "sent", None));
+                }
+            }
+            (_, Channel::Email) => {
+                for a in &agents {
+                    match &a.email {
+                        Some(_) if settings.smtp.is_none() => targets.push((
+                            "email",
+                            a.id.clone(),
+                            "skipped",
+                            Some("no SMTP server configured".into()),
+                        )),
+                        Some(addr) => targets.push(("email", addr.clone(), "pending", None)),
+                        None => targets.push((
+                            "email",
+                            a.id.clone(),
+                            "skipped",
+                            Some(format!("agent {} has no e-mail address", a.id)),
+                        )),
+                    }
+                }
+            }
+            (_, Channel::Slack) => match &settings.slack_webhook_url {
+                Some(url) => targets.push(("slack", url.clone(), "pending", None)),
+                None => targets.push((
+                    "slack",
+                    "-".into(),
+                    "skipped",
+                    Some("no Slack webhook configured".into()),
+                )),
+            },
+            (_, Channel::Webhook) => match settings.webhooks.get("default") {
+                Some(w) => targets.push(("webhook", w.url.clone(), "pending", None)),
+                None => targets.push((
+                    "webhook",
+                    "default".into(),
+                    "skipped",
+                    Some("no default webhook configured".into()),
+                )),
+            },
+        }
+        let slack_text = |body: &str| {
+            let mentions: Vec<String> = agents
+                .iter()
+                .filter_map(|a| a.slack_id.as_ref().map(|s| format!("<@{s}>")))
+                .collect();
+            if mentions.is_empty() {
+                body.to_string()
+            } else {
+                format!("{} {body}", mentions.join(" "))
+            }
+        };
+        let mut made = 0;
+        for (ch, address, status, note) in targets {
+            let mut status = status.to_string();
+            let body = if ch == "slack" {
+                slack_text(body)
+            } else {
+                body.to_string()
+            };
+            // Digest: hold it if this address heard on this channel lately.
+            if digest_window_ms > 0 && status != "skipped" {
+                let window = delta(digest_window_ms)?;
+                let since = now
+                    .checked_sub_signed(window)
+                    .unwrap_or(DateTime::<Utc>::MIN_UTC);
+                if let Some(last) = tx.last_delivery_to(tenant, ch, &address, since)? {
+                    status = "held".into();
+                    let group =
+                        serde_json::json!({"channel": ch, "address": address, "recipient": who});
+                    let pending = tx.pending_timers(tenant, "*", "digest")?;
+                    if !pending.iter().any(|t| t.payload == group) {
+                        tx.insert_timer(
+                            tenant,
+                            "*",
+                            "digest",
+                            later(last, digest_window_ms)?,
+                            &group,
+                        )?;
+                    }
+                }
+            }
+            let key = format!("{tenant}:{ticket}:{key}:{ch}:{address}");
+            let d = NewDelivery {
+                ticket: ticket.to_string(),
+                idempotency_key: hex_key(&key),
+                channel: ch.to_string(),
+                recipient: who.clone(),
+                address: address.clone(),
+                title: title.to_string(),
+                body: body.clone(),
+                status: status.clone(),
+                note,
+                priority,
+            };
+            if tx.insert_delivery(tenant, &d, now)? {
+                made += 1;
+                if ch == "in-app" && status == "sent" {
+                    feed.push(tx.insert_feed(tenant, &address, ticket, title, &body, now)?);
+                }
+            }
+        }
+        Ok(made)
+    }
+
+    /// Queue the handoff packet for the next [`FANOUT_CHUNK`] endpoints
+    /// subscribed to escalations (in name order, after `hooks.after`), and
+    /// leave a `fanout` timer, due at once, for the rest: a tenant with a
+    /// thousand endpoints writes them in short transactions that other
+    /// tenants' events pass between, not in one long one.
+    pub(super) fn fan_out(
+        &self,
+        act: &Act<'_, '_>,
+        ticket: &str,
+        hooks: &WebhookFanout,
+    ) -> Result<usize> {
+        let Act {
+            tx,
+            tenant,
+            settings,
+            now,
+            ..
+        } = *act;
+        let after = hooks.after.as_deref();
+        let mut subscribed = settings
+            .webhooks
+            .iter()
+            .filter(|(name, w)| after.is_none_or(|a| name.as_str() > a) && w.wants_escalations())
+            .peekable();
+        let mut queued = 0;
+        let mut last = None;
+        for (name, w) in subscribed.by_ref().take(FANOUT_CHUNK) {
+            let d = NewDelivery {
+                ticket: ticket.to_string(),
+                idempotency_key: hex_key(&format!(
+                    "{tenant}:{ticket}:d{}:hook:{name}",
+                    hooks.decision
+                )),
+                channel: "webhook".into(),
+                recipient: name.clone(),
+                address: w.url.clone(),
+                title: hooks.title.clone(),
+                body: hooks.body.clone(),
+                status: "pending".into(),
+                note: None,
+                priority: hooks.priority,
+            };
+            if tx.insert_delivery(tenant, &d, now)? {
+                queued += 1;
+            }
+            last = Some(name.clone());
+        }
+        if subscribed.peek().is_some() {
+            let rest = WebhookFanout {
+                after: last,
+                ..hooks.clone()
+            };
+            // The timer and delivery workers are woken after the commit.
+            tx.insert_timer(tenant, ticket, "fanout", now, &serde_json::to_value(&rest)?)?;
+        }
+        Ok(queued)
+    }
+}
+
+/// `ms` milliseconds (from a plugin or a client) as a time delta, checked.
+pub(super) fn delta(ms: u64) -> anyhow::Result<Duration> {
+    i64::try_from(ms)
+        .ok()
+        .and_then(Duration::try_milliseconds)
+        .ok_or_else(|| anyhow::anyhow!("a duration of {ms} ms is out of range"))
+}
+
+pub(super) fn name<T: Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default()
+}
+
+/// Where the engine acts: the write transaction, the tenant with its
+/// channel settings and roster, and the moment.
+#[derive(Clone, Copy)]
+pub(super) struct Act<'a, 't> {
+    pub(super) tx: &'a Tx<'t>,
+    pub(super) tenant: &'a str,
+    pub(super) settings: &'a ChannelSettings,
+    pub(super) roster: &'a [model::Agent],
+    pub(super) now: DateTime<Utc>,
+}
+
+/// One notification: to whom, on which channel, what, and how it is
+/// grouped (digest window), deduplicated (key) and ordered (priority).
+#[derive(Clone, Copy)]
+pub(super) struct Notice<'a> {
+    pub(super) recipient: &'a Recipient,
+    pub(super) channel: Channel,
+    pub(super) title: &'a str,
+    pub(super) body: &'a str,
+    pub(super) digest_window_ms: u64,
+    pub(super) key: &'a str,
+    pub(super) priority: i64,
+}
+
+/// Endpoints one transaction queues an escalation for; a `fanout` timer
+/// queues the rest.
+pub(super) const FANOUT_CHUNK: usize = 32;
+
+/// An escalation's handoff packet on its way to the subscribed endpoints.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct WebhookFanout {
+    pub(super) decision: i64,
+    pub(super) priority: i64,
+    pub(super) title: String,
+    pub(super) body: String,
+    /// The last endpoint (by name) already queued.
+    pub(super) after: Option<String>,
+}
+
+pub(super) fn name_of_tier(t: Tier) -> String {
+    let n = name(&t);
+    let mut c = n.chars();
+    c.next()
+        .map(|f| f.to_uppercase().chain(c).collect())
+        .unwrap_or_default()
+}
+
+pub(super) fn evidence_text(signals: &[&Signal]) -> String {
+    signals
+        .iter()
+        .map(|s| {
+            let mut line = format!("• {} ({})", s.reason, name(&s.tier));
+            for e in &s.evidence {
+                line.push_str(&format!("\n    {e}"));
+            }
+            line
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+pub(super) fn hex_key(s: &str) -> String {
+    use sha2::Digest;
+    hex::encode(&sha2::Sha256::digest(s.as_bytes())[..16])
+}
+
+/// The handoff packet: everything a human needs to take the ticket over
+/// from the AI without asking the customer to repeat anything.
+pub fn handoff(state: &TicketState) -> serde_json::Value {
+    let t = &state.ticket;
+    let esc = state.escalation.as_ref();
+    let respond_by = esc.and_then(|e| {
+        e.response_target_ms
+            .and_then(|ms| later(e.escalated_at, ms).ok())
+    });
+    let tried: Vec<&String> = t
+        .ai_analysis
+        .as_ref()
+        .map(|a| a.solutions_tried.iter().collect())
+        .unwrap_or_default();
+    let mut summary = match (esc, &t.customer) {
+        (Some(e), Some(c)) => format!(
+            "{} escalation for {} ({} plan{}): {}",
+            name(&e.tier),
+            c.name,
+            c.plan,
+            if c.mrr_cents > 0 {
+                format!(", ${} MRR", c.mrr_cents / 100)
+            } else {
+                String::new()
+            },
+            t.subject
+        ),
+        (Some(e), None) => format!("{} escalation: {}", name(&e.tier), t.subject),
+        (None, _) => format!("Not escalated: {}", t.subject),
+    };
+    if let Some(a) = &t.ai_analysis {
+        summary.push_str(&format!(
+            ". AI confidence {:.0}%: {}",
+            a.confidence * 100.0,
+            a.reasoning.trim_end_matches('.')
+        ));
+    }
+    if !tried.is_empty() {
+        summary.push_str(&format!(
+            ". Already tried: {}",
+            tried
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join("; ")
+        ));
+    }
+    serde_json::json!({
+        "ticket": {
+            "id": t.id, "subject": t.subject, "category": t.category, "channel": t.channel,
+            "status": t.status, "created_at": t.created_at, "tags": t.tags,
+        },
+        "summary": summary,
+        "customer": t.customer,
+        "conversation": t.messages,
+        "ai": t.ai_analysis.as_ref().map(|a| serde_json::json!({
+            "confidence": (f64::from(a.confidence) * 1000.0).round() / 1000.0, "intent": a.intent, "category": a.category,
+            "reasoning": a.reasoning, "solutions_tried": a.solutions_tried,
+            "analyzed_at": a.analyzed_at,
+        })),
+        "escalation": esc.map(|e| serde_json::json!({
+            "tier": e.tier,
+            "escalated_at": e.escalated_at,
+            "respond_by": respond_by,
+            "why": e.reasons.iter().map(|s| serde_json::json!({
+                "reason": s.reason, "tier": s.tier, "action": s.action, "key": s.key,
+                "evidence": s.evidence,
+            })).collect::<Vec<_>>(),
+            "routing": e.routing,
+        })),
+        "assignee": t.assignee,
+        "queue": state.queue,
+        "claimed_at": t.claimed_at,
+        "customer_message": esc.and_then(|e| e.customer_message.clone()),
+    })
+}

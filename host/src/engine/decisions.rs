@@ -1,0 +1,284 @@
+//! Asking the pipeline and acting on its answer: the decision and its
+//! audit trail, the keys acted on, the escalation's effects, the wake-up,
+//! the answer to the sender, and the metrics of the calls.
+
+use super::*;
+
+impl Engine {
+    /// Ask the pipeline for its decision on the ticket and act on it.
+    pub(super) fn evaluate(
+        &self,
+        tenant: &str,
+        mut state: TicketState,
+        now: DateTime<Utc>,
+        kind: EventKind,
+        cause: Cause,
+    ) -> Result<Outcome, EngineError> {
+        let set = self.plugins(tenant);
+        let roster = self.store.agents(tenant)?;
+        let settings = self.settings(tenant);
+        let fired: BTreeSet<String> = self.store.write(|tx| tx.fired(tenant, &state.ticket.id))?;
+        let ask = self.ask(&set, &roster, now, kind);
+        let d = pipeline::decide(&ask, &state, &fired);
+        let event_json = serde_json::json!({"kind": kind, "cause": cause.label(), "at": now});
+        let data = serde_json::json!({
+            "event": event_json,
+            "plugin_set": set.generation,
+            "skipped_plugins": set.disabled,
+            "tier": d.tier,
+            "signals": d.signals,
+            "new_keys": d.fresh.iter().map(|s| &s.key).collect::<Vec<_>>(),
+            "shadow_signals": d.shadow_signals,
+            "wake_at": d.wake_at,
+            "escalated": d.escalation.is_some(),
+            "routing": d.escalation.as_ref().map(|e| &e.routing),
+            "plan": d.escalation.as_ref().map(|e| &e.plan),
+        });
+        let audit: Vec<serde_json::Value> =
+            d.runs.iter().map(|r| audit_entry(r, &event_json)).collect();
+        let mut feed = Vec::new();
+        let mut notified = 0;
+        let escalated = d.escalation.is_some();
+        let first_escalation = (escalated && state.escalation.is_none())
+            .then(|| (now - state.ticket.created_at).num_milliseconds().max(0) as f64 / 1000.0);
+        let outcome = self.store.write(|tx| {
+            let decision = tx.insert_decision(
+                tenant,
+                &state.ticket.id,
+                now,
+                &cause.label(),
+                escalated,
+                &data,
+                &audit,
+            )?;
+            for s in &d.fresh {
+                tx.fire(tenant, &state.ticket.id, &s.key, decision)?;
+            }
+            let fx = apply::decision(&mut state, &d, decision, now);
+            self.carry_out(tx, tenant, &state.ticket.id, &fx, now)?;
+            let act = Act {
+                tx,
+                tenant,
+                settings: &settings,
+                roster: &roster,
+                now,
+            };
+            if let Some(e) = &d.escalation {
+                notified += self.escalate(&act, &state, e, decision, &mut feed)?;
+            } else if let (Some(esc), false) = (&state.escalation, d.update.is_empty()) {
+                // New causes on an escalated ticket: tell whoever has it.
+                let news: Vec<&Signal> = d.update.iter().collect();
+                let title = format!(
+                    "Update on {} ticket {}: {}",
+                    esc.tier.name(),
+                    state.ticket.id,
+                    news.iter()
+                        .map(|s| s.reason.as_str())
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                );
+                if let Some(a) = state.ticket.assignee.clone() {
+                    notified += self.notify(
+                        &act,
+                        &state.ticket.id,
+                        &Notice {
+                            recipient: &Recipient::Agent(a),
+                            channel: Channel::InApp,
+                            title: &title,
+                            body: &evidence_text(&news),
+                            digest_window_ms: 0,
+                            key: &format!("update:{decision}"),
+                            priority: Tier::send_priority(Some(esc.tier)),
+                        },
+                        &mut feed,
+                    )?;
+                }
+            }
+            // One pending wake-up per ticket: the earliest a trigger asked
+            // for (after an escalation, for the new tier).
+            tx.cancel_timers(tenant, &state.ticket.id, &["wake"], "superseded")?;
+            if let Some(at) = d.wake {
+                tx.insert_timer(tenant, &state.ticket.id, "wake", at, &serde_json::json!({}))?;
+            }
+            tx.put_ticket(tenant, &state)?;
+            let outcome = Outcome {
+                ticket: state.ticket.id.clone(),
+                event: match cause {
+                    Cause::Event(seq) => seq,
+                    _ => 0,
+                },
+                decision,
+                tier: state.escalation.as_ref().map(|e| e.tier),
+                escalated,
+                new_signals: d.fresh.clone(),
+                assignee: state.ticket.assignee.clone(),
+                queue: state.queue.clone(),
+                customer_message: d
+                    .escalation
+                    .as_ref()
+                    .and_then(|e| e.plan.as_ref())
+                    .and_then(|p| p.customer_message.clone()),
+                notified,
+                duplicate: None,
+            };
+            if let Cause::Event(seq) = cause {
+                tx.event_processed(seq, &serde_json::to_string(&outcome)?)?;
+            }
+            Ok(outcome)
+        })?;
+        self.publish(tenant, feed);
+        self.timer_wake.notify_one();
+        self.record(tenant, &d.runs, &d.fresh, &outcome, first_escalation);
+        self.observe(tenant, &d.runs);
+        Ok(outcome)
+    }
+
+    /// Count an evaluation: plugin calls, escalations, SLA breaches.
+    pub(super) fn record(
+        &self,
+        tenant: &str,
+        runs: &[PluginRun],
+        fresh: &[Signal],
+        outcome: &Outcome,
+        first_escalation: Option<f64>,
+    ) {
+        use crate::metrics::{CALL_BUCKETS, FUEL_BUCKETS, TIME_BUCKETS};
+        let m = &self.metrics;
+        for r in runs {
+            let plugin = m.bounded("plugin", tenant, &r.plugin);
+            let l = || vec![("tenant", tenant.to_string()), ("plugin", plugin.clone())];
+            m.add("escalator_plugin_calls_total", l(), 1.0);
+            if let Some(kind) = r.error_kind {
+                let mut l = l();
+                l.push(("kind", kind.to_string()));
+                m.add("escalator_plugin_errors_total", l, 1.0);
+            }
+            m.observe(
+                "escalator_plugin_call_seconds",
+                CALL_BUCKETS,
+                l(),
+                r.report.duration.as_secs_f64(),
+            );
+            m.observe(
+                "escalator_plugin_fuel",
+                FUEL_BUCKETS,
+                l(),
+                r.report.fuel_used as f64,
+            );
+        }
+        let tier = outcome.tier.map(|t| name(&t)).unwrap_or_default();
+        if outcome.escalated {
+            let cause = fresh
+                .iter()
+                .filter(|s| s.action == SignalAction::Escalate)
+                .max_by_key(|s| s.tier)
+                .or(fresh.first())
+                .map(|s| m.bounded("cause", tenant, s.key.split(':').next().unwrap_or("")))
+                .unwrap_or_else(|| "earlier".into());
+            m.add(
+                "escalator_escalations_total",
+                vec![
+                    ("tenant", tenant.into()),
+                    ("tier", tier.clone()),
+                    ("cause", cause),
+                ],
+                1.0,
+            );
+        }
+        if let Some(secs) = first_escalation {
+            m.observe(
+                "escalator_time_to_escalation_seconds",
+                TIME_BUCKETS,
+                vec![("tenant", tenant.into()), ("tier", tier.clone())],
+                secs,
+            );
+        }
+        for s in fresh
+            .iter()
+            .filter(|s| s.key.starts_with("sla:") && s.key.ends_with(":breach"))
+        {
+            let clock = m.bounded("clock", tenant, s.key.split(':').nth(1).unwrap_or(""));
+            m.add(
+                "escalator_sla_breaches_total",
+                vec![
+                    ("tenant", tenant.into()),
+                    ("tier", name(&s.tier)),
+                    ("clock", clock),
+                ],
+                1.0,
+            );
+        }
+    }
+
+    /// After a claim, ask the pipeline for the acknowledgement plan
+    /// (reminders if the claimed ticket stays unanswered) and schedule it.
+    /// The caller holds the ticket's lock.
+    pub(super) fn plan_after_claim(
+        &self,
+        tenant: &str,
+        ticket: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let Some(state) = self.store.ticket(tenant, ticket)? else {
+            return Ok(());
+        };
+        let set = self.plugins(tenant);
+        let roster = self.store.agents(tenant)?;
+        let ask = self.ask(&set, &roster, now, EventKind::Claimed);
+        let Some((plan, runs)) = pipeline::after_claim(&ask, &state) else {
+            return Ok(());
+        };
+        let event_json = serde_json::json!({"kind": EventKind::Claimed, "at": now});
+        let audit: Vec<_> = runs.iter().map(|r| audit_entry(r, &event_json)).collect();
+        self.store.write(|tx| {
+            let decision = tx.insert_decision(
+                tenant,
+                ticket,
+                now,
+                "claim-plan",
+                false,
+                &serde_json::json!({"event": event_json, "plan": plan}),
+                &audit,
+            )?;
+            for (i, step) in plan.iter().flat_map(|p| p.steps.iter()).enumerate() {
+                tx.insert_timer(
+                    tenant,
+                    ticket,
+                    "step",
+                    later(now, step.delay_ms)?,
+                    &serde_json::json!({"decision": decision, "plan_at": now, "index": i, "step": step}),
+                )?;
+            }
+            Ok(())
+        })?;
+        self.timer_wake.notify_one();
+        Ok(())
+    }
+
+    /// What the pipeline is asked with, live.
+    pub(super) fn ask<'a>(
+        &'a self,
+        set: &'a PluginSet,
+        roster: &'a [model::Agent],
+        now: DateTime<Utc>,
+        event: EventKind,
+    ) -> pipeline::Ask<'a> {
+        pipeline::Ask {
+            runtime: &self.runtime,
+            set,
+            roster,
+            targets: &self.targets,
+            now,
+            event,
+            deadlines: pipeline::Deadlines::Live,
+        }
+    }
+}
+
+pub(super) fn audit_entry(r: &PluginRun, event: &serde_json::Value) -> serde_json::Value {
+    let mut v = serde_json::to_value(r).unwrap_or(serde_json::Value::Null);
+    if let Some(o) = v.as_object_mut() {
+        o.insert("input_event".into(), event.clone());
+    }
+    v
+}

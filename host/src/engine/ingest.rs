@@ -1,0 +1,338 @@
+//! Events in: a new ticket or an event is stored durably (with its
+//! idempotency key) before anything is decided, applied to the ticket
+//! ([`crate::pipeline::apply`]), then decided; events stored before a
+//! crash are decided at the next start.
+
+use super::*;
+
+impl Engine {
+    /// Create a ticket and evaluate it. `key` makes a retried request
+    /// return the first answer instead of creating anything twice.
+    pub fn create_ticket(
+        &self,
+        tenant: &str,
+        ticket: Ticket,
+        key: Option<&str>,
+    ) -> Result<Outcome, EngineError> {
+        if ticket.id.trim().is_empty() {
+            return Err(EngineError::Invalid("ticket id must not be empty".into()));
+        }
+        let key = key.map(|k| IdempotencyKey::new("create", &ticket.id, k, &ticket));
+        let _g = self.ticket_lock(tenant, &ticket.id);
+        if let Some(done) = self.replayed(tenant, key.as_ref())? {
+            return Ok(done);
+        }
+        let now = self.clock.now();
+        let state = apply::created(ticket, tenant, now);
+        // Serialized before the writer is taken: a ticket may be a
+        // megabyte, and every tenant's commits wait for the writer.
+        let payload = serde_json::to_string(&state.ticket).map_err(anyhow::Error::from)?;
+        let state_json = serde_json::to_string(&state).map_err(anyhow::Error::from)?;
+        let seq = self.store.write(|tx| {
+            if tx.ticket_exists(tenant, &state.ticket.id)? {
+                return Ok(None);
+            }
+            tx.put_ticket_json(tenant, &state, &state_json)?;
+            Ok(Some(tx.insert_event_json(
+                tenant,
+                &state.ticket.id,
+                "ticket-created",
+                &payload,
+                now,
+                key.as_ref().map(IdempotencyKey::columns),
+            )?))
+        })?;
+        let Some(seq) = seq else {
+            return Err(EngineError::Conflict(format!(
+                "ticket {} exists; add events to it instead",
+                state.ticket.id
+            )));
+        };
+        self.decide_event(tenant, state, now, EventKind::TicketCreated, seq)
+    }
+
+    /// Add an event to a ticket and evaluate it.
+    pub fn add_event(
+        &self,
+        tenant: &str,
+        ticket_id: &str,
+        event: Event,
+        key: Option<&str>,
+    ) -> Result<Outcome, EngineError> {
+        let key = key.map(|k| IdempotencyKey::new("event", ticket_id, k, &event));
+        let _g = self.ticket_lock(tenant, ticket_id);
+        if let Some(done) = self.replayed(tenant, key.as_ref())? {
+            return Ok(done);
+        }
+        let now = self.clock.now();
+        let payload = serde_json::to_value(&event).map_err(anyhow::Error::from)?;
+        let stored = self.store.write(|tx| {
+            let Some(mut state) = tx.ticket(tenant, ticket_id)? else {
+                return Ok(Err(EngineError::NotFound(format!("no ticket {ticket_id}"))));
+            };
+            if let Some(why) = apply::already_applied(&state, &event) {
+                return Ok(Ok(Err((why, state))));
+            }
+            if let Err(e) = self.apply(tx, tenant, &mut state, &event, now) {
+                return Ok(Err(e));
+            }
+            tx.put_ticket(tenant, &state)?;
+            let seq = tx.insert_event(
+                tenant,
+                ticket_id,
+                event.name(),
+                &payload,
+                now,
+                key.as_ref().map(IdempotencyKey::columns),
+            )?;
+            Ok(Ok(Ok((seq, state))))
+        })?;
+        let (seq, state) = match stored? {
+            Ok(stored) => stored,
+            // A desk's retry or a double click: nothing stored, nothing
+            // decided, the ticket as it stands.
+            Err((why, state)) => {
+                tracing::debug!(tenant, ticket = ticket_id, why, "duplicate event ignored");
+                return Ok(Outcome {
+                    ticket: state.ticket.id.clone(),
+                    event: 0,
+                    decision: 0,
+                    tier: state.escalation.as_ref().map(|e| e.tier),
+                    escalated: false,
+                    new_signals: Vec::new(),
+                    assignee: state.ticket.assignee.clone(),
+                    queue: state.queue.clone(),
+                    customer_message: None,
+                    notified: 0,
+                    duplicate: Some(why),
+                });
+            }
+        };
+        if let (Event::Claim { .. }, Some(esc)) = (&event, &state.escalation) {
+            let waited = (now - esc.escalated_at).num_milliseconds().max(0) as f64 / 1000.0;
+            let within = esc
+                .response_target_ms
+                .is_none_or(|t| waited * 1000.0 <= t as f64);
+            let tier = name(&esc.tier);
+            self.metrics.observe(
+                "escalator_time_to_claim_seconds",
+                crate::metrics::TIME_BUCKETS,
+                vec![("tenant", tenant.into()), ("tier", tier.clone())],
+                waited,
+            );
+            self.metrics.add(
+                "escalator_claims_total",
+                vec![
+                    ("tenant", tenant.into()),
+                    ("tier", tier),
+                    ("within_target", within.to_string()),
+                ],
+                1.0,
+            );
+        }
+        let outcome = self.decide_event(tenant, state, now, event.kind(), seq)?;
+        if let Event::Claim { .. } = event {
+            self.plan_after_claim(tenant, ticket_id, now)?;
+        }
+        drop(_g);
+        Ok(outcome)
+    }
+
+    /// Decide on a stored event, whatever happens: if deciding fails (an
+    /// error, or a panic anywhere in it), the event is marked failed with
+    /// the reason, so it is never decided again (not at the next start
+    /// either), and the caller hears why.
+    pub(super) fn decide_event(
+        &self,
+        tenant: &str,
+        state: TicketState,
+        now: DateTime<Utc>,
+        kind: EventKind,
+        seq: i64,
+    ) -> Result<Outcome, EngineError> {
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.evaluate(tenant, state, now, kind, Cause::Event(seq))
+        }));
+        let reason = match run {
+            Ok(Ok(outcome)) => return Ok(outcome),
+            Ok(Err(e)) => format!("{e:#}"),
+            Err(panic) => format!("panicked: {}", crate::runtime::panic_message(&*panic)),
+        };
+        tracing::error!(tenant, seq, %reason, "deciding on an event failed; marked failed");
+        if let Err(e) = self.store.event_failed(seq, &reason) {
+            tracing::error!(seq, error = %e, "could not mark an event failed");
+        }
+        self.metrics.add(
+            "escalator_events_failed_total",
+            vec![("tenant", tenant.into())],
+            1.0,
+        );
+        Err(EngineError::Failed { event: seq, reason })
+    }
+
+    /// The first answer to a request with this idempotency key, if there
+    /// was one. Called under the ticket's lock, so a concurrent duplicate
+    /// waits for the first and gets its answer.
+    pub(super) fn replayed(
+        &self,
+        tenant: &str,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<Option<Outcome>, EngineError> {
+        let Some(key) = key else { return Ok(None) };
+        let Some(first) = self.store.event_by_key(tenant, &key.scoped)? else {
+            return Ok(None);
+        };
+        if first.request_hash.as_deref() != Some(key.request_hash.as_str()) {
+            return Err(EngineError::Invalid(format!(
+                "idempotency key {:?} was already used for a different request on this ticket; use a new key for a new request",
+                key.key
+            )));
+        }
+        match (first.processed, first.response) {
+            (1, Some(response)) => Ok(Some(
+                serde_json::from_str(&response).map_err(anyhow::Error::from)?,
+            )),
+            (2, _) => Err(EngineError::Failed {
+                event: first.seq,
+                reason: first.error.unwrap_or_default(),
+            }),
+            _ => Err(EngineError::Conflict(format!(
+                "the event with idempotency key {:?} is being decided; retry shortly",
+                key.key
+            ))),
+        }
+    }
+
+    /// Apply an event to the ticket (in the same transaction that stores
+    /// the event), and carry out its effects.
+    pub(super) fn apply(
+        &self,
+        tx: &Tx<'_>,
+        tenant: &str,
+        state: &mut TicketState,
+        event: &Event,
+        now: DateTime<Utc>,
+    ) -> Result<(), EngineError> {
+        if let Event::Claim { agent } = event
+            && tx.agent(tenant, agent)?.is_none()
+        {
+            return Err(EngineError::NotFound(format!("no agent {agent}")));
+        }
+        let fx = apply::event(state, event, now).map_err(EngineError::Invalid)?;
+        self.carry_out(tx, tenant, &state.ticket.id, &fx, now)?;
+        Ok(())
+    }
+
+    /// Carry out what an event or a decision means beyond the ticket: the
+    /// agents' load, the timers it ends.
+    pub(super) fn carry_out(
+        &self,
+        tx: &Tx<'_>,
+        tenant: &str,
+        ticket: &str,
+        fx: &apply::Effects,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        if let Some((from, to)) = &fx.load {
+            self.move_load(tx, tenant, from.as_deref(), to.as_deref(), now)?;
+        }
+        for (cancel, reason) in &fx.cancel {
+            match cancel {
+                apply::Cancel::Fallbacks => {
+                    tx.cancel_timers(tenant, ticket, &["fallback"], reason)?;
+                }
+                apply::Cancel::StepsStoppedByClaim => {
+                    tx.cancel_steps_on_claim(tenant, ticket)?;
+                }
+                apply::Cancel::Plan => {
+                    tx.cancel_timers(tenant, ticket, &["step", "fallback"], reason)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Move one open ticket of load from `from` to `to` (either may be
+    /// absent); `to` also gets `last_assigned_at` ([`apply::move_load`]).
+    pub(super) fn move_load(
+        &self,
+        tx: &Tx<'_>,
+        tenant: &str,
+        from: Option<&str>,
+        to: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let mut agents: Vec<model::Agent> = Vec::new();
+        for id in [from, to].into_iter().flatten() {
+            if !agents.iter().any(|a| a.id == id)
+                && let Some(a) = tx.agent(tenant, id)?
+            {
+                agents.push(a);
+            }
+        }
+        let load = (from.map(String::from), to.map(String::from));
+        apply::move_load(&mut agents, &load, now);
+        for a in &agents {
+            tx.put_agent(tenant, a)?;
+        }
+        Ok(())
+    }
+
+    /// Decide on events stored before a crash but not decided on.
+    pub fn recover(&self) -> Result<usize> {
+        let pending = self.store.unprocessed_events()?;
+        let n = pending.len();
+        for (tenant, ev) in pending {
+            let _g = self.ticket_lock(&tenant, &ev.ticket);
+            let state = match self.store.ticket(&tenant, &ev.ticket) {
+                Ok(Some(state)) => state,
+                Ok(None) => {
+                    let _ = self.store.event_failed(ev.seq, "its ticket is gone");
+                    continue;
+                }
+                Err(e) => {
+                    let _ = self
+                        .store
+                        .event_failed(ev.seq, &format!("reading its ticket: {e:#}"));
+                    continue;
+                }
+            };
+            let kind = match serde_json::from_value::<Event>(ev.payload.clone()) {
+                Ok(e) => e.kind(),
+                Err(_) => EventKind::TicketCreated,
+            };
+            let at = ev.received_at.parse().unwrap_or_else(|_| self.clock.now());
+            // Exactly as live: plugins run on their call threads; a failure
+            // marks the event failed and start-up goes on.
+            if let Err(e) = self.decide_event(&tenant, state, at, kind, ev.seq) {
+                tracing::error!(seq = ev.seq, error = %e, "recovering an event failed");
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// Who is told when a ticket goes to `target`: the agent, or the queue's team.
+/// A client's idempotency key, scoped to the endpoint and the ticket, with
+/// the hash of the request it came with.
+pub(super) struct IdempotencyKey {
+    key: String,
+    scoped: String,
+    request_hash: String,
+}
+
+impl IdempotencyKey {
+    fn new(endpoint: &str, ticket: &str, key: &str, request: &impl Serialize) -> IdempotencyKey {
+        use sha2::Digest as _;
+        let body = serde_json::to_vec(request).unwrap_or_default();
+        IdempotencyKey {
+            key: key.to_string(),
+            scoped: format!("{endpoint}\n{ticket}\n{key}"),
+            request_hash: hex::encode(sha2::Sha256::digest(&body)),
+        }
+    }
+
+    fn columns(&self) -> (&str, &str) {
+        (&self.scoped, &self.request_hash)
+    }
+}

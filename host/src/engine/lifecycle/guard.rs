@@ -1,0 +1,107 @@
+//! The crash-loop guard: a tenant's plugin version that fails most of its
+//! recent calls is rolled back (or disabled), and the leads are told.
+
+use super::*;
+
+impl Engine {
+    /// The crash-loop guard: count each plugin version's outcomes; one that
+    /// failed most of its last calls is rolled back (if it has a previous
+    /// version) or disabled, the tenant's leads are alerted in-app, and the
+    /// change is logged.
+    pub(in crate::engine) fn observe(&self, tenant: &str, runs: &[PluginRun]) {
+        let mut tripped = Vec::new();
+        {
+            let mut health = lock(&self.health);
+            // Only what a tenant's own plugin did counts: the vendor's
+            // built-ins are never disabled, and a call that never ran (its
+            // share was full) or that the host failed is not the plugin's
+            // fault.
+            let counted = runs.iter().filter(|r| {
+                !r.vendor
+                    && r.error_kind
+                        .is_none_or(crate::runtime::PluginError::is_plugin_fault)
+            });
+            for r in counted {
+                let h = health
+                    .entry((tenant.to_string(), r.plugin.clone()))
+                    .or_default();
+                h.recent.push_back(r.error.is_some());
+                if let Some(e) = &r.error {
+                    h.last_error = e.clone();
+                }
+                if h.recent.len() > GUARD_WINDOW {
+                    h.recent.pop_front();
+                }
+                let failures = h.recent.iter().filter(|f| **f).count();
+                if h.recent.len() == GUARD_WINDOW && failures >= GUARD_FAILURES {
+                    tripped.push((r.plugin.clone(), failures, h.last_error.clone()));
+                    h.recent.clear();
+                }
+            }
+        }
+        for (id, failures, last_error) in tripped {
+            let name = id.split('@').next().unwrap_or(&id).to_string();
+            let detail = serde_json::json!({
+                "failures": failures, "window": GUARD_WINDOW, "last_error": last_error,
+            });
+            let has_previous = self
+                .store
+                .plugin_slots(tenant)
+                .unwrap_or_default()
+                .iter()
+                .any(|s| s.name == name && s.previous.is_some() && s.version.is_some());
+            let result = if has_previous {
+                self.rollback_as(
+                    tenant,
+                    &name,
+                    "crash-loop-guard",
+                    "auto-rolled-back",
+                    detail.clone(),
+                )
+                .map(|_| "rolled back")
+            } else {
+                self.set_mode_as(
+                    tenant,
+                    &name,
+                    "disabled",
+                    "crash-loop-guard",
+                    "auto-disabled",
+                    detail,
+                )
+                .map(|_| "disabled")
+            };
+            match result {
+                Ok(what) => {
+                    tracing::error!(tenant, plugin = %id, failures, %last_error, what, "crash-loop guard tripped");
+                    self.alert_leads(
+                        tenant,
+                        &format!("Plugin {id} {what}: it failed {failures} of its last {GUARD_WINDOW} calls"),
+                        &format!("Last error: {last_error}"),
+                    );
+                }
+                Err(e) => {
+                    tracing::error!(tenant, plugin = %id, error = %e, "crash-loop guard could not act")
+                }
+            }
+        }
+    }
+
+    /// Tell every lead and manager of the tenant, in-app.
+    pub(super) fn alert_leads(&self, tenant: &str, title: &str, body: &str) {
+        let now = self.clock.now();
+        let agents = self.store.agents(tenant).unwrap_or_default();
+        let items = self.store.write(|tx| {
+            let mut items = Vec::new();
+            for a in agents
+                .iter()
+                .filter(|a| a.role != crate::model::AgentRole::Agent)
+            {
+                items.push(tx.insert_feed(tenant, &a.id, "*", title, body, now)?);
+            }
+            Ok(items)
+        });
+        if let Ok(items) = items {
+            self.publish(tenant, items);
+        }
+    }
+}

@@ -1,0 +1,302 @@
+//! The plugin lifecycle: upload, validate, activate, change mode, roll
+//! back, delete; the tenant's plugin set published with one pointer swap;
+//! the crash-loop guard ([`guard`]); the shadow report ([`shadow`]).
+//!
+//! A tenant's set is the built-in plugins overlaid by its slots: a slot
+//! names the uploaded version that serves under a plugin name (or keeps the
+//! built-in one) and may override its mode. Every change is computed on a
+//! copy of the slots, the candidate set is built (compiled outside any lock
+//! evaluations take), and only a set that builds is committed and
+//! published. An evaluation clones the `Arc` of the set once when it starts
+//! and finishes on it, so a swap never blocks or splits an evaluation.
+
+mod guard;
+mod plugins;
+mod shadow;
+
+use super::{Engine, EngineError, lock};
+use crate::manifest::{Manifest, Mode};
+use crate::pipeline::{PluginRun, PluginSet};
+use crate::registry::{self, LoadedPlugin, fixtures};
+use crate::store::{PluginSlot, PluginVersion, ts};
+use serde::Serialize;
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+/// A tenant's plugin set as evaluations see it.
+#[derive(Debug)]
+pub struct TenantSet {
+    /// The plugins.
+    pub set: PluginSet,
+    /// Increases with every published set (server-wide).
+    pub generation: u64,
+}
+
+impl std::ops::Deref for TenantSet {
+    type Target = PluginSet;
+    fn deref(&self) -> &PluginSet {
+        &self.set
+    }
+}
+
+/// An uploaded plugin version.
+#[derive(Debug, Clone)]
+pub struct Upload {
+    /// `plugin.toml`.
+    pub manifest: String,
+    /// The component.
+    pub wasm: Vec<u8>,
+    /// Its fixtures.
+    pub fixtures: Vec<fixtures::Fixture>,
+    /// Where it came from (`api`, `watcher:PATH`).
+    pub source: String,
+    /// The tenant's quota, for uploads through the API (the operator's
+    /// own plugin directory has none).
+    pub quota: Option<PluginQuota>,
+}
+
+/// How many plugins a tenant may upload, and how many versions of each
+/// are kept.
+#[derive(Debug, Clone, Copy)]
+pub struct PluginQuota {
+    /// Distinct uploaded plugin names.
+    pub plugins: usize,
+    /// Versions kept per plugin; older ones that do not serve are pruned.
+    pub versions: usize,
+}
+
+/// What an upload did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Installed {
+    /// Name.
+    pub name: String,
+    /// Version.
+    pub version: String,
+    /// Kind.
+    pub kind: String,
+    /// Whether it serves now.
+    pub active: bool,
+    /// Whether this exact version was already stored (nothing changed but
+    /// activation).
+    pub unchanged: bool,
+    /// Fixture results.
+    pub fixtures: Vec<fixtures::CaseResult>,
+    /// Validation and compilation time, µs.
+    pub validate_micros: u64,
+    /// Upload to live, µs.
+    pub total_micros: u64,
+}
+
+/// Calls in the crash-loop window.
+pub const GUARD_WINDOW: usize = 20;
+/// Failures in the window that trip the guard (most of the calls).
+pub const GUARD_FAILURES: usize = 11;
+
+/// Recent outcomes of one plugin version.
+#[derive(Debug, Default)]
+pub(super) struct Health {
+    recent: VecDeque<bool>,
+    last_error: String,
+}
+
+fn invalid(e: impl std::fmt::Display) -> EngineError {
+    EngineError::Invalid(e.to_string())
+}
+
+fn mode_name(m: Mode) -> &'static str {
+    match m {
+        Mode::Active => "active",
+        Mode::Shadow => "shadow",
+        Mode::Disabled => "disabled",
+    }
+}
+
+fn parse_mode(s: &str) -> Result<Mode, EngineError> {
+    match s {
+        "active" => Ok(Mode::Active),
+        "shadow" => Ok(Mode::Shadow),
+        "disabled" => Ok(Mode::Disabled),
+        _ => Err(invalid(format!(
+            "mode {s:?}: expected active, shadow or disabled"
+        ))),
+    }
+}
+
+fn with_mode(p: &LoadedPlugin, mode: Option<&str>) -> Result<LoadedPlugin, EngineError> {
+    let Some(mode) = mode else {
+        return Ok(p.clone());
+    };
+    let mut m: Manifest = (*p.manifest).clone();
+    m.mode = parse_mode(mode)?;
+    Ok(LoadedPlugin {
+        manifest: Arc::new(m),
+        ..p.clone()
+    })
+}
+
+impl Engine {
+    /// The built-in plugins, as loaded at start.
+    pub fn builtins(&self) -> &[LoadedPlugin] {
+        &self.builtins
+    }
+
+    /// A stored version, compiled (from the in-memory set of loaded
+    /// versions, else from the store through the artifact cache).
+    fn loaded_version(
+        &self,
+        tenant: &str,
+        name: &str,
+        version: &str,
+    ) -> Result<LoadedPlugin, EngineError> {
+        let key = (tenant.to_string(), name.to_string(), version.to_string());
+        if let Some(p) = lock(&self.versions).get(&key) {
+            return Ok(p.clone());
+        }
+        let v = self
+            .store
+            .plugin_version(tenant, name, version)?
+            .ok_or_else(|| {
+                EngineError::NotFound(format!("no version {version} of plugin {name}"))
+            })?;
+        let p = registry::load_parts(
+            &self.runtime,
+            &v.manifest,
+            &PathBuf::from(format!("{tenant}:{name}@{version}/plugin.toml")),
+            &v.wasm,
+            v.source.clone(),
+        )
+        .map_err(|e| EngineError::Internal(anyhow::anyhow!("stored plugin {name}@{version}: {e}")))?
+        .with_matrix(&self.matrix);
+        lock(&self.versions).insert(key, p.clone());
+        Ok(p)
+    }
+
+    /// The set `slots` make for `tenant`; an error if it cannot serve
+    /// (e.g. two active routers).
+    fn build_set(&self, tenant: &str, slots: &[PluginSlot]) -> Result<PluginSet, EngineError> {
+        PluginSet::new(self.effective(tenant, slots)?).map_err(EngineError::Conflict)
+    }
+
+    /// Every plugin `slots` make for `tenant`, disabled ones included, with
+    /// their effective modes.
+    fn effective(
+        &self,
+        tenant: &str,
+        slots: &[PluginSlot],
+    ) -> Result<Vec<LoadedPlugin>, EngineError> {
+        let mut plugins = Vec::new();
+        for b in &self.builtins {
+            match slots.iter().find(|s| s.name == b.manifest.name) {
+                Some(s) if s.version.is_some() => {}
+                Some(s) => plugins.push(with_mode(b, s.mode.as_deref())?),
+                None => plugins.push(b.clone()),
+            }
+        }
+        for s in slots {
+            if let Some(v) = &s.version {
+                let p = self.loaded_version(tenant, &s.name, v)?;
+                plugins.push(with_mode(&p, s.mode.as_deref())?);
+            }
+        }
+        Ok(plugins)
+    }
+
+    /// Publish `set` for `tenant`: one pointer swap.
+    fn publish_set(&self, tenant: &str, set: PluginSet) -> u64 {
+        let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        let new = Arc::new(TenantSet { set, generation });
+        self.tenant_plugins
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(tenant.to_string(), new);
+        generation
+    }
+
+    /// Load every tenant's plugin set from the store (at start).
+    pub fn load_tenant_plugins(&self) -> anyhow::Result<usize> {
+        let tenants = self.store.tenants_with_plugins()?;
+        // Compile (or read from the artifact cache) every stored version in
+        // force on all cores first; building the sets then finds them loaded.
+        let mut wanted = Vec::new();
+        for t in &tenants {
+            for s in self.store.plugin_slots(t)? {
+                if let Some(v) = s.version {
+                    wanted.push((t.clone(), s.name, v));
+                }
+            }
+        }
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|scope| {
+            for _ in 0..threads.min(wanted.len()) {
+                scope.spawn(|| {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some((t, name, v)) = wanted.get(i) else {
+                            return;
+                        };
+                        if let Err(e) = self.loaded_version(t, name, v) {
+                            tracing::error!(tenant = %t, plugin = %name, version = %v, error = %e,
+                                "a stored plugin version does not load");
+                        }
+                    }
+                });
+            }
+        });
+        for t in &tenants {
+            let slots = self.store.plugin_slots(t)?;
+            match self.build_set(t, &slots) {
+                Ok(set) => {
+                    self.publish_set(t, set);
+                }
+                Err(e) => tracing::error!(tenant = %t, error = %e,
+                    "the stored plugin set does not build; the tenant runs the built-in set"),
+            }
+        }
+        Ok(tenants.len())
+    }
+
+    /// Change a tenant's slots with `f`, check the set builds, commit the
+    /// change with its log line, and publish. Serialised per server; never
+    /// blocks evaluations.
+    #[allow(clippy::too_many_arguments, reason = "the change and its log line")]
+    fn change_slots(
+        &self,
+        tenant: &str,
+        actor: &str,
+        action: &str,
+        name: &str,
+        version: Option<&str>,
+        detail: serde_json::Value,
+        f: impl FnOnce(&mut Vec<PluginSlot>) -> Result<(), EngineError>,
+    ) -> Result<u64, EngineError> {
+        let _one_change = self.lifecycle.lock(tenant, "");
+        let mut slots = self.store.plugin_slots(tenant)?;
+        f(&mut slots)?;
+        let set = self.build_set(tenant, &slots)?;
+        let now = self.clock.now();
+        self.store.write(|tx| {
+            tx.set_plugin_slots(tenant, &slots)?;
+            tx.plugin_change(tenant, now, actor, action, name, version, &detail)
+        })?;
+        lock(&self.health).retain(|(t, id), _| t != tenant || !id.starts_with(&format!("{name}@")));
+        Ok(self.publish_set(tenant, set))
+    }
+
+    fn reject(&self, tenant: &str, actor: &str, name: &str, version: Option<&str>, why: &str) {
+        let now = self.clock.now();
+        let _ = self.store.write(|tx| {
+            tx.plugin_change(
+                tenant,
+                now,
+                actor,
+                "rejected",
+                name,
+                version,
+                &serde_json::json!({"reason": why}),
+            )
+        });
+    }
+}

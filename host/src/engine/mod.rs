@@ -1,0 +1,247 @@
+//! The engine: events in, durable decisions, timers and deliveries out.
+//!
+//! For each event: store it (one transaction, durable before anything
+//! else), run the tenant's triggers, compose, and if the ticket escalates
+//! (first time, or to a higher tier) route it and plan its notifications;
+//! then store the decision with its audit trail, the keys acted on, the
+//! timers (trigger wake-ups, plan steps, fallback reassignments) and the
+//! deliveries due now, in a second transaction. A signal key is acted on
+//! once per ticket, so re-evaluations never repeat a cause.
+//!
+//! Timers fire once each (taking a timer and doing its work is one
+//! transaction). A plan step is skipped if the ticket was claimed (when
+//! the step says so), answered, or resolved by then; a fallback step moves
+//! an unclaimed ticket to the next target and alerts them the way the
+//! first assignee was alerted. An agent who goes away or out of office
+//! loses their unclaimed escalated tickets to the router again.
+
+mod act;
+mod agents;
+mod decisions;
+mod ingest;
+mod lifecycle;
+mod locks;
+mod timers;
+
+pub use act::handoff;
+use act::*;
+use decisions::audit_entry;
+
+pub use lifecycle::{GUARD_FAILURES, GUARD_WINDOW, Installed, PluginQuota, TenantSet, Upload};
+pub use timers::TIMER_CONCURRENCY;
+
+use crate::clock::Clock;
+use crate::delivery::ChannelSettings;
+use crate::matrix::{Matrix, ResponseTargets};
+use crate::model::{
+    self, AgentStatus, AuthorKind, Channel, Event, EventKind, Recipient, Signal, SignalAction,
+    Target, Ticket, TicketState, TicketStatus, Tier,
+};
+use crate::pipeline::{self, PluginRun, PluginSet, apply};
+use crate::registry::LoadedPlugin;
+use crate::runtime::Runtime;
+use crate::store::{FeedItem, NewDelivery, Store, Tx};
+use anyhow::Result;
+use chrono::{DateTime, Duration, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex, RwLock};
+use tokio::sync::{Notify, broadcast};
+
+/// What went wrong, by what the caller should do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// No such ticket or agent (in this tenant).
+    #[error("{0}")]
+    NotFound(String),
+    /// The request conflicts with what exists.
+    #[error("{0}")]
+    Conflict(String),
+    /// The request is malformed.
+    #[error("{0}")]
+    Invalid(String),
+    /// The event was stored, but deciding on it failed (an error or a
+    /// panic); it is marked failed with the reason and never retried.
+    #[error("deciding on event {event} failed: {reason}")]
+    Failed {
+        /// The event's sequence number.
+        event: i64,
+        /// Why.
+        reason: String,
+    },
+    /// Our fault.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+/// What the sender of an event gets back, once its decision is durable.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Outcome {
+    /// The ticket.
+    pub ticket: String,
+    /// The event's sequence number.
+    pub event: i64,
+    /// The decision's id.
+    pub decision: i64,
+    /// The ticket's tier now.
+    pub tier: Option<Tier>,
+    /// Whether this event escalated it (first time or higher).
+    pub escalated: bool,
+    /// Signals acted on for the first time.
+    pub new_signals: Vec<Signal>,
+    /// The assignee now.
+    pub assignee: Option<String>,
+    /// The queue now, when no agent has it.
+    pub queue: Option<String>,
+    /// The line for the customer, when the ticket escalated.
+    pub customer_message: Option<String>,
+    /// Notifications sent or queued right away.
+    pub notified: usize,
+    /// Set when the event was already applied (a message with the same
+    /// source id, a second claim by the same agent): why it was ignored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duplicate: Option<String>,
+}
+
+/// An in-app feed item for the SSE stream, with its tenant.
+#[derive(Debug, Clone)]
+pub struct FeedEvent {
+    /// The tenant.
+    pub tenant: String,
+    /// The item.
+    pub item: FeedItem,
+}
+
+/// What caused an evaluation.
+#[derive(Debug, Clone, Copy)]
+enum Cause {
+    Event(i64),
+    Timer(i64),
+    Agent,
+}
+
+impl Cause {
+    fn label(&self) -> String {
+        match self {
+            Cause::Event(seq) => format!("event:{seq}"),
+            Cause::Timer(id) => format!("timer:{id}"),
+            Cause::Agent => "agent-availability".into(),
+        }
+    }
+}
+
+/// The most queued tickets offered again when an agent becomes available.
+const QUEUED_OFFERED: u32 = 100;
+
+/// The engine.
+pub struct Engine {
+    /// The store.
+    pub store: Arc<Store>,
+    /// The plugin runtime.
+    pub runtime: Arc<Runtime>,
+    /// The clock.
+    pub clock: Clock,
+    /// Response targets per tier (from the matrix).
+    pub targets: ResponseTargets,
+    matrix: Matrix,
+    builtins: Vec<LoadedPlugin>,
+    default_plugins: Arc<TenantSet>,
+    tenant_plugins: RwLock<std::collections::HashMap<String, Arc<TenantSet>>>,
+    generation: std::sync::atomic::AtomicU64,
+    versions: Mutex<std::collections::HashMap<(String, String, String), LoadedPlugin>>,
+    /// One plugin change at a time per tenant (compiling may take seconds;
+    /// another tenant never waits for it).
+    lifecycle: locks::TicketLocks,
+    health: Mutex<std::collections::HashMap<(String, String), lifecycle::Health>>,
+    locks: locks::TicketLocks,
+    timers_running: Mutex<()>,
+    /// New in-app feed items.
+    pub feed: broadcast::Sender<FeedEvent>,
+    /// Notified when deliveries are queued.
+    pub delivery_wake: Arc<Notify>,
+    /// Parsed channel settings, per tenant.
+    pub channels: Arc<crate::delivery::SettingsCache>,
+    /// Notified when timers are scheduled.
+    pub timer_wake: Arc<Notify>,
+    /// Counters and histograms for `/metrics` and the dashboard.
+    pub metrics: crate::metrics::Metrics,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("store", &self.store.path())
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn available(s: AgentStatus) -> bool {
+    s == AgentStatus::Available
+}
+
+impl Engine {
+    /// An engine over `store`: every tenant runs `builtins` (configured
+    /// with `matrix`) until it changes its plugins.
+    pub fn new(
+        store: Arc<Store>,
+        runtime: Arc<Runtime>,
+        clock: Clock,
+        builtins: Vec<LoadedPlugin>,
+        matrix: Matrix,
+    ) -> Result<Engine> {
+        let builtins: Vec<LoadedPlugin> = builtins
+            .into_iter()
+            .map(|p| p.with_matrix(&matrix))
+            .collect();
+        let set = PluginSet::new(builtins.clone()).map_err(anyhow::Error::msg)?;
+        Ok(Engine {
+            store,
+            runtime,
+            clock,
+            targets: matrix.response_targets(),
+            matrix,
+            builtins,
+            default_plugins: Arc::new(TenantSet { set, generation: 0 }),
+            tenant_plugins: RwLock::default(),
+            generation: std::sync::atomic::AtomicU64::new(0),
+            versions: Mutex::default(),
+            lifecycle: locks::TicketLocks::default(),
+            health: Mutex::default(),
+            locks: locks::TicketLocks::default(),
+            timers_running: Mutex::new(()),
+            feed: broadcast::channel(1024).0,
+            delivery_wake: Arc::new(Notify::new()),
+            channels: Arc::default(),
+            timer_wake: Arc::new(Notify::new()),
+            metrics: crate::metrics::Metrics::default(),
+        })
+    }
+
+    /// The plugin set of `tenant`: a snapshot; hold it for one evaluation.
+    pub fn plugins(&self, tenant: &str) -> Arc<TenantSet> {
+        self.tenant_plugins
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(tenant)
+            .cloned()
+            .unwrap_or_else(|| self.default_plugins.clone())
+    }
+
+    fn ticket_lock(&self, tenant: &str, ticket: &str) -> locks::TicketGuard<'_> {
+        self.locks.lock(tenant, ticket)
+    }
+
+    fn settings(&self, tenant: &str) -> Arc<ChannelSettings> {
+        self.channels.get(&self.store, tenant)
+    }
+}
+
+/// `at` plus `ms` milliseconds, checked: never a panic, whatever `ms` is.
+pub fn later(at: DateTime<Utc>, ms: u64) -> anyhow::Result<DateTime<Utc>> {
+    model::after(at, ms).ok_or_else(|| anyhow::anyhow!("{at} + {ms} ms is out of range"))
+}

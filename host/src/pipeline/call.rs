@@ -1,0 +1,277 @@
+//! The one place a plugin of any kind is called: the server's decisions,
+//! replay, fixtures and `plugin run` all come through [`call`], so a
+//! plugin's input, the checks on its output and the error it becomes are
+//! the same wherever it runs.
+
+use super::contract;
+use crate::manifest::{ErrorPolicy, Mode};
+use crate::model;
+use crate::registry::LoadedPlugin;
+use crate::runtime::{CallReport, Plugin, PluginError, Runtime, wit};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use std::sync::Arc;
+
+/// What to do when a call misses its wall-clock deadline (or finds the
+/// runtime at capacity): both depend on the machine's load, not on the
+/// plugin's input, so they must not change an offline result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Deadlines {
+    /// The server: a missed deadline is the plugin's error (the ticket
+    /// cannot wait), with its manifest's error policy.
+    #[default]
+    Live,
+    /// Replay, fixtures and `plugin run`: the call is made again, up to
+    /// [`OFFLINE_RETRIES`] times; fuel, which does not depend on load,
+    /// stays the bound. Retries are counted in [`PluginRun::retries`].
+    Retried,
+}
+
+/// The most times an offline call is made again after missing its
+/// deadline.
+pub const OFFLINE_RETRIES: u32 = 4;
+
+/// The kind of call, with what that kind is given beyond the ticket.
+#[derive(Debug, Clone, Copy)]
+pub enum Call<'a> {
+    /// A trigger's `evaluate`.
+    Trigger,
+    /// A router's `route` for this escalation.
+    Router(&'a model::Escalation),
+    /// A notifier's `plan` for this escalation, routed so.
+    Notifier(&'a model::Escalation, &'a model::Routing),
+}
+
+/// What every call is given: the ticket and roster as WIT values
+/// (converted once, shared by every call on them), the moment and the
+/// event.
+#[derive(Debug, Clone)]
+pub struct Input {
+    /// The ticket.
+    pub ticket: Arc<wit::Ticket>,
+    /// The roster at `now`.
+    pub roster: Arc<Vec<wit::Agent>>,
+    /// The evaluation's time.
+    pub now: DateTime<Utc>,
+    /// What caused it.
+    pub event: model::EventKind,
+}
+
+impl Input {
+    /// The input for `ticket` and `roster` at `now`.
+    pub fn new(
+        ticket: &model::Ticket,
+        roster: &[model::Agent],
+        now: DateTime<Utc>,
+        event: model::EventKind,
+    ) -> Input {
+        Input {
+            ticket: Arc::new(contract::ticket(ticket)),
+            roster: wit_roster(roster, now),
+            now,
+            event,
+        }
+    }
+
+    /// The same roster, moment and event for another version of the ticket.
+    pub fn with_ticket(&self, ticket: &model::Ticket) -> Input {
+        Input {
+            ticket: Arc::new(contract::ticket(ticket)),
+            ..self.clone()
+        }
+    }
+}
+
+/// A plugin's answer, in the model.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum Output {
+    /// A trigger's.
+    Evaluation(model::Evaluation),
+    /// A router's.
+    Routing(model::Routing),
+    /// A notifier's.
+    Plan(model::NotificationPlan),
+}
+
+/// A failed call: the error's kind (`out-of-fuel`, `invalid-output`, ...)
+/// and message.
+pub type Failure = (&'static str, String);
+
+/// One call's result and report.
+#[derive(Debug)]
+pub struct Called {
+    /// The output, checked and converted, or why there is none.
+    pub result: Result<Output, Failure>,
+    /// Fuel, memory, time and log of the call that counted.
+    pub report: CallReport,
+    /// Calls made again after a missed deadline ([`Deadlines::Retried`]).
+    pub retries: u32,
+}
+
+/// Call `plugin` (`config` is its `[config]` as JSON).
+pub fn call(
+    runtime: &Runtime,
+    plugin: &Arc<Plugin>,
+    config: &str,
+    what: Call<'_>,
+    input: &Input,
+    deadlines: Deadlines,
+) -> Called {
+    let ctx = contract::context(input.now, input.event, config.to_string());
+    let mut retries = 0;
+    loop {
+        let (result, report) = match what {
+            Call::Trigger => {
+                let o = runtime.evaluate(plugin, &input.ticket, &ctx);
+                let r = settle(plugin, o.result, contract::evaluation_from);
+                (r.map(Output::Evaluation), o.report)
+            }
+            Call::Router(escalation) => {
+                let o = runtime.route(
+                    plugin,
+                    &input.ticket,
+                    &contract::escalation(escalation),
+                    &input.roster,
+                    &ctx,
+                );
+                let r = settle(plugin, o.result, |x| Ok(contract::routing_from(x)));
+                (r.map(Output::Routing), o.report)
+            }
+            Call::Notifier(escalation, routing) => {
+                let o = runtime.plan(
+                    plugin,
+                    &input.ticket,
+                    &contract::escalation(escalation),
+                    &contract::routing(routing),
+                    &input.roster,
+                    &ctx,
+                );
+                let r = settle(plugin, o.result, |x| Ok(contract::plan_from(x)));
+                (r.map(Output::Plan), o.report)
+            }
+        };
+        let load_bound = matches!(&result, Err(("deadline" | "overloaded", _)));
+        if load_bound && deadlines == Deadlines::Retried && retries < OFFLINE_RETRIES {
+            retries += 1;
+            continue;
+        }
+        return Called {
+            result,
+            report,
+            retries,
+        };
+    }
+}
+
+/// A call's result in the model: its output converted by `convert` (which
+/// may reject it as invalid), or the error's kind and message.
+fn settle<T, U>(
+    plugin: &Plugin,
+    result: Result<T, PluginError>,
+    convert: impl FnOnce(T) -> Result<U, String>,
+) -> Result<U, Failure> {
+    result.map_err(|e| (e.kind(), e.to_string())).and_then(|t| {
+        convert(t).map_err(|reason| {
+            (
+                "invalid-output",
+                format!("{} returned invalid output: {reason}", plugin.id()),
+            )
+        })
+    })
+}
+
+/// The roster as plugins see it at `now`; agents that do not convert (an
+/// unknown time zone) are left out with a warning.
+pub fn wit_roster(roster: &[model::Agent], now: DateTime<Utc>) -> Arc<Vec<wit::Agent>> {
+    let agents = roster
+        .iter()
+        .filter_map(|a| match contract::agent(a, now) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                tracing::warn!(error = %e, "agent left out of the roster");
+                None
+            }
+        })
+        .collect();
+    Arc::new(agents)
+}
+
+/// What one plugin call did, for the audit trail.
+#[derive(Debug, Clone, Serialize)]
+pub struct PluginRun {
+    /// `name@version`.
+    pub plugin: String,
+    /// Its mode.
+    pub mode: Mode,
+    /// Its output as JSON, if it succeeded.
+    pub output: Option<serde_json::Value>,
+    /// The error kind (`out-of-fuel`, `trap`, ...), if it failed.
+    pub error_kind: Option<&'static str>,
+    /// The error message, if it failed.
+    pub error: Option<String>,
+    /// Fuel, memory, time, log.
+    #[serde(flatten)]
+    pub report: CallReport,
+    /// Calls made again after a missed deadline (offline only).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub retries: u32,
+    /// Whether it is one of the vendor's built-in plugins (never disabled
+    /// by the crash-loop guard).
+    #[serde(skip)]
+    pub vendor: bool,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// Call a plugin of the set and record the run in `runs`; the output if
+/// the call succeeded.
+pub(super) fn run(
+    runtime: &Runtime,
+    p: &LoadedPlugin,
+    what: Call<'_>,
+    input: &Input,
+    deadlines: Deadlines,
+    runs: &mut Vec<PluginRun>,
+) -> Result<Output, Failure> {
+    let called = call(runtime, &p.plugin, &p.config_json, what, input, deadlines);
+    if let Err((kind, message)) = &called.result {
+        tracing::warn!(plugin = %p.plugin.id(), kind, %message, "plugin call failed");
+    }
+    runs.push(PluginRun {
+        plugin: p.plugin.id().to_string(),
+        mode: p.manifest.mode,
+        output: called
+            .result
+            .as_ref()
+            .ok()
+            .and_then(|o| serde_json::to_value(o).ok()),
+        error_kind: called.result.as_ref().err().map(|(kind, _)| *kind),
+        error: called.result.as_ref().err().map(|(_, m)| m.clone()),
+        report: called.report,
+        retries: called.retries,
+        vendor: p.source.starts_with("builtin:"),
+    });
+    called.result
+}
+
+/// The signal an error policy produces for a failed plugin, if any.
+pub(super) fn policy_signal(p: &LoadedPlugin, kind: &str, message: &str) -> Option<model::Signal> {
+    match p.manifest.on_error {
+        ErrorPolicy::Ignore => None,
+        ErrorPolicy::Escalate { tier } => Some(model::Signal {
+            action: model::SignalAction::Escalate,
+            tier,
+            key: format!("plugin-error:{}:{kind}", p.manifest.name),
+            reason: format!(
+                "rule {} failed ({kind}); escalating by its error policy",
+                p.plugin.id()
+            ),
+            evidence: vec![message.to_string()],
+            target_skill: None,
+            target_queue: None,
+        }),
+    }
+}
