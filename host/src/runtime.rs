@@ -14,10 +14,15 @@ pub mod cache;
 mod engine;
 mod error;
 pub mod inspect;
+mod limits;
 pub mod output;
+mod reuse;
 pub mod sandbox;
 pub mod shares;
 pub mod wit;
+
+pub use limits::*;
+pub use reuse::*;
 
 use cache::{ArtifactCache, Origin};
 pub use engine::RuntimeConfig;
@@ -32,90 +37,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, Store, Trap};
-
-/// Limits of one plugin's calls (from its manifest).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// Fuel per call (roughly, wasm instructions).
-    pub fuel: u64,
-    /// Linear memory per call, all memories together, in bytes.
-    pub memory_bytes: usize,
-    /// Wall-clock time per call.
-    pub timeout: Duration,
-    /// The largest output accepted, in bytes of text it carries.
-    pub output_bytes: usize,
-    /// The largest plugin log kept per call, in bytes.
-    pub log_bytes: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            // ~100x what a keyword scan of a 1 KB ticket burns; a few ms of
-            // compute at most.
-            fuel: 100_000_000,
-            memory_bytes: 64 << 20,
-            timeout: Duration::from_millis(100),
-            output_bytes: 1 << 20,
-            log_bytes: 16 << 10,
-        }
-    }
-}
-
-impl Limits {
-    /// The default ceiling on what a manifest may ask for: enough for the
-    /// Python and JavaScript runtimes (256 MiB, 10 s), far below what would
-    /// let one plugin crowd out a server.
-    pub fn ceiling() -> Limits {
-        Limits {
-            fuel: 100_000_000_000,
-            memory_bytes: 256 << 20,
-            timeout: Duration::from_secs(10),
-            output_bytes: 16 << 20,
-            log_bytes: 1 << 20,
-        }
-    }
-
-    /// The first limit over `ceiling`, as `(key, asked, allowed)`.
-    pub fn over(&self, ceiling: &Limits) -> Option<(&'static str, String, String)> {
-        let checks = [
-            (
-                "fuel",
-                self.fuel > ceiling.fuel,
-                self.fuel.to_string(),
-                ceiling.fuel.to_string(),
-            ),
-            (
-                "memory-mib",
-                self.memory_bytes > ceiling.memory_bytes,
-                (self.memory_bytes >> 20).to_string(),
-                (ceiling.memory_bytes >> 20).to_string(),
-            ),
-            (
-                "timeout-ms",
-                self.timeout > ceiling.timeout,
-                self.timeout.as_millis().to_string(),
-                ceiling.timeout.as_millis().to_string(),
-            ),
-            (
-                "output-bytes",
-                self.output_bytes > ceiling.output_bytes,
-                self.output_bytes.to_string(),
-                ceiling.output_bytes.to_string(),
-            ),
-            (
-                "log-bytes",
-                self.log_bytes > ceiling.log_bytes,
-                self.log_bytes.to_string(),
-                ceiling.log_bytes.to_string(),
-            ),
-        ];
-        checks
-            .into_iter()
-            .find(|c| c.1)
-            .map(|(key, _, asked, allowed)| (key, asked, allowed))
-    }
-}
 
 /// Who a plugin is: name and version, as every error and audit line says.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -622,96 +543,6 @@ fn run_in_store<T: output::Output>(
             log,
             log_dropped_bytes,
         },
-    }
-}
-
-impl Runtime {
-    /// For benchmarks only: a trigger call on the caller's thread, without
-    /// the call thread, the share or the watchdog: the baseline the
-    /// production path ([`Runtime::evaluate`]) is measured against.
-    #[doc(hidden)]
-    pub fn evaluate_on_this_thread(
-        &self,
-        plugin: &Plugin,
-        ticket: &wit::Ticket,
-        ctx: &wit::Context,
-    ) -> Outcome<wit::Evaluation> {
-        let Pre::Trigger(pre) = &plugin.pre else {
-            return wrong_kind(plugin, Kind::Trigger);
-        };
-        let seed = seed(&ticket.id, ctx.now);
-        run_in_store(
-            &self.engine,
-            plugin,
-            self.config.epoch_tick,
-            ctx.now,
-            seed,
-            |_, store| {
-                pre.instantiate(&mut *store)
-                    .map_err(CallError::Instantiate)?
-                    .call_evaluate(store, ticket, ctx)
-                    .map_err(CallError::Run)
-            },
-        )
-    }
-}
-
-/// For benchmarks only: one instance reused across calls, to measure the
-/// cost of a call apart from instantiation. Production never reuses an
-/// instance (state would leak between tickets).
-#[doc(hidden)]
-pub struct ReusedTrigger {
-    store: Store<CallState>,
-    trigger: wit::trigger::Trigger,
-    fuel: u64,
-    ticks: u64,
-}
-
-impl Runtime {
-    /// Instantiate `plugin` once for [`ReusedTrigger::evaluate`].
-    #[doc(hidden)]
-    pub fn reused_trigger(&self, plugin: &Plugin) -> anyhow::Result<ReusedTrigger> {
-        let Pre::Trigger(pre) = &plugin.pre else {
-            anyhow::bail!("{} is not a trigger", plugin.id)
-        };
-        let l = plugin.limits;
-        let mut store = Store::new(
-            &self.engine,
-            CallState::new(0, 0, l.memory_bytes, l.log_bytes),
-        );
-        store.limiter(|s| &mut s.limiter);
-        store.set_fuel(l.fuel)?;
-        let ticks = u64::try_from(
-            l.timeout
-                .as_nanos()
-                .div_ceil(self.config.epoch_tick.as_nanos().max(1)),
-        )
-        .unwrap_or(u64::MAX);
-        store.set_epoch_deadline(ticks);
-        store.epoch_deadline_trap();
-        let trigger = pre.instantiate(&mut store)?;
-        Ok(ReusedTrigger {
-            store,
-            trigger,
-            fuel: l.fuel,
-            ticks,
-        })
-    }
-}
-
-impl ReusedTrigger {
-    /// Call `evaluate` on the live instance, resetting fuel and deadline
-    /// first (both belong to the store and are not reset per call).
-    pub fn evaluate(
-        &mut self,
-        ticket: &wit::Ticket,
-        ctx: &wit::Context,
-    ) -> anyhow::Result<wit::Evaluation> {
-        self.store.set_fuel(self.fuel)?;
-        self.store.set_epoch_deadline(self.ticks);
-        self.trigger
-            .call_evaluate(&mut self.store, ticket, ctx)?
-            .map_err(anyhow::Error::msg)
     }
 }
 

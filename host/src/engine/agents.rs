@@ -102,12 +102,14 @@ impl Engine {
             self.store.write(|tx| {
                 let decision = tx.insert_decision(
                     tenant,
-                    &state.ticket.id,
-                    now,
-                    &Cause::Agent.label(),
-                    false,
-                    &serde_json::json!({"event": event_json, "routing": routing}),
-                    &audit,
+                    &NewDecision {
+                        ticket: &state.ticket.id,
+                        at: now,
+                        cause: &Cause::Agent.label(),
+                        escalated: false,
+                        data: &serde_json::json!({"event": event_json, "routing": routing}),
+                        audit: &audit,
+                    },
                 )?;
                 tx.cancel_timers(tenant, &state.ticket.id, &["fallback"], "rerouted")?;
                 let why = if back {

@@ -44,12 +44,14 @@ impl Engine {
         let outcome = self.store.write(|tx| {
             let decision = tx.insert_decision(
                 tenant,
-                &state.ticket.id,
-                now,
-                &cause.label(),
-                escalated,
-                &data,
-                &audit,
+                &NewDecision {
+                    ticket: &state.ticket.id,
+                    at: now,
+                    cause: &cause.label(),
+                    escalated,
+                    data: &data,
+                    audit: &audit,
+                },
             )?;
             for s in &d.fresh {
                 tx.fire(tenant, &state.ticket.id, &s.key, decision)?;
@@ -231,15 +233,7 @@ impl Engine {
         let event_json = serde_json::json!({"kind": EventKind::Claimed, "at": now});
         let audit: Vec<_> = runs.iter().map(|r| audit_entry(r, &event_json)).collect();
         self.store.write(|tx| {
-            let decision = tx.insert_decision(
-                tenant,
-                ticket,
-                now,
-                "claim-plan",
-                false,
-                &serde_json::json!({"event": event_json, "plan": plan}),
-                &audit,
-            )?;
+            let decision = tx.insert_decision(tenant, &NewDecision { ticket, at: now, cause: "claim-plan", escalated: false, data: &serde_json::json!({"event": event_json, "plan": plan}), audit: &audit })?;
             for (i, step) in plan.iter().flat_map(|p| p.steps.iter()).enumerate() {
                 tx.insert_timer(
                     tenant,

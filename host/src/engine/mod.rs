@@ -40,7 +40,7 @@ use crate::model::{
 use crate::pipeline::{self, PluginRun, PluginSet, apply};
 use crate::registry::LoadedPlugin;
 use crate::runtime::Runtime;
-use crate::store::{FeedItem, NewDelivery, Store, Tx};
+use crate::store::{FeedItem, NewDecision, NewDelivery, Store, Tx};
 use anyhow::Result;
 use chrono::{DateTime, Duration, Utc};
 use schemars::JsonSchema;

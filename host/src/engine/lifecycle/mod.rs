@@ -18,7 +18,7 @@ use super::{Engine, EngineError, lock};
 use crate::manifest::{Manifest, Mode};
 use crate::pipeline::{PluginRun, PluginSet};
 use crate::registry::{self, LoadedPlugin, fixtures};
-use crate::store::{PluginSlot, PluginVersion, ts};
+use crate::store::{ChangeLog, PluginSlot, PluginVersion, ts};
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -261,17 +261,13 @@ impl Engine {
     /// Change a tenant's slots with `f`, check the set builds, commit the
     /// change with its log line, and publish. Serialised per server; never
     /// blocks evaluations.
-    #[allow(clippy::too_many_arguments, reason = "the change and its log line")]
     fn change_slots(
         &self,
         tenant: &str,
-        actor: &str,
-        action: &str,
-        name: &str,
-        version: Option<&str>,
-        detail: serde_json::Value,
+        change: ChangeLog<'_>,
         f: impl FnOnce(&mut Vec<PluginSlot>) -> Result<(), EngineError>,
     ) -> Result<u64, EngineError> {
+        let name = change.name;
         let _one_change = self.lifecycle.lock(tenant, "");
         let mut slots = self.store.plugin_slots(tenant)?;
         f(&mut slots)?;
@@ -279,7 +275,7 @@ impl Engine {
         let now = self.clock.now();
         self.store.write(|tx| {
             tx.set_plugin_slots(tenant, &slots)?;
-            tx.plugin_change(tenant, now, actor, action, name, version, &detail)
+            tx.plugin_change(tenant, now, &change)
         })?;
         lock(&self.health).retain(|(t, id), _| t != tenant || !id.starts_with(&format!("{name}@")));
         Ok(self.publish_set(tenant, set))
@@ -291,11 +287,13 @@ impl Engine {
             tx.plugin_change(
                 tenant,
                 now,
-                actor,
-                "rejected",
-                name,
-                version,
-                &serde_json::json!({"reason": why}),
+                &ChangeLog {
+                    actor,
+                    action: "rejected",
+                    name,
+                    version,
+                    detail: &serde_json::json!({"reason": why}),
+                },
             )
         });
     }

@@ -116,11 +116,13 @@ impl Engine {
                 tx.plugin_change(
                     tenant,
                     now,
-                    actor,
-                    "uploaded",
-                    &name,
-                    Some(&version),
-                    &v.validation,
+                    &ChangeLog {
+                        actor,
+                        action: "uploaded",
+                        name: &name,
+                        version: Some(&version),
+                        detail: &v.validation,
+                    },
                 )
             })?;
             lock(&self.versions).insert((tenant.into(), name.clone(), version.clone()), p);
@@ -173,11 +175,13 @@ impl Engine {
             .then(|| "builtin".to_string());
         self.change_slots(
             tenant,
-            actor,
-            "activated",
-            name,
-            Some(version),
-            serde_json::json!({}),
+            ChangeLog {
+                actor,
+                action: "activated",
+                name,
+                version: Some(version),
+                detail: &serde_json::json!({}),
+            },
             |slots| {
                 match slots.iter_mut().find(|s| s.name == name) {
                     Some(s) if s.version.as_deref() == Some(version) => {}
@@ -226,18 +230,28 @@ impl Engine {
     ) -> Result<u64, EngineError> {
         parse_mode(mode)?;
         self.known_name(tenant, name)?;
-        self.change_slots(tenant, actor, action, name, None, detail, |slots| {
-            match slots.iter_mut().find(|s| s.name == name) {
-                Some(s) => s.mode = Some(mode.to_string()),
-                None => slots.push(PluginSlot {
-                    name: name.to_string(),
-                    version: None,
-                    mode: Some(mode.to_string()),
-                    previous: None,
-                }),
-            }
-            Ok(())
-        })
+        self.change_slots(
+            tenant,
+            ChangeLog {
+                actor,
+                action,
+                name,
+                version: None,
+                detail: &detail,
+            },
+            |slots| {
+                match slots.iter_mut().find(|s| s.name == name) {
+                    Some(s) => s.mode = Some(mode.to_string()),
+                    None => slots.push(PluginSlot {
+                        name: name.to_string(),
+                        version: None,
+                        mode: Some(mode.to_string()),
+                        previous: None,
+                    }),
+                }
+                Ok(())
+            },
+        )
     }
 
     pub(super) fn known_name(&self, tenant: &str, name: &str) -> Result<(), EngineError> {
@@ -280,11 +294,13 @@ impl Engine {
         let automatic = action == "auto-rolled-back";
         self.change_slots(
             tenant,
-            actor,
-            action,
-            name,
-            Some(&previous),
-            detail,
+            ChangeLog {
+                actor,
+                action,
+                name,
+                version: Some(&previous),
+                detail: &detail,
+            },
             |slots| {
                 if let Some(s) = slots.iter_mut().find(|s| s.name == name) {
                     let failed = s.version.take();
@@ -328,11 +344,13 @@ impl Engine {
                 tx.plugin_change(
                     tenant,
                     now,
-                    actor,
-                    "deleted",
-                    name,
-                    Some(version),
-                    &serde_json::json!({}),
+                    &ChangeLog {
+                        actor,
+                        action: "deleted",
+                        name,
+                        version: Some(version),
+                        detail: &serde_json::json!({}),
+                    },
                 )?;
             }
             Ok(d)
@@ -396,11 +414,13 @@ impl Engine {
         self.known_name(tenant, name)?;
         self.change_slots(
             tenant,
-            actor,
-            "removed",
-            name,
-            None,
-            serde_json::json!({}),
+            ChangeLog {
+                actor,
+                action: "removed",
+                name,
+                version: None,
+                detail: &serde_json::json!({}),
+            },
             |slots| {
                 slots.retain(|s| s.name != name);
                 Ok(())

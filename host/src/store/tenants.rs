@@ -1,0 +1,184 @@
+//! Tenants, their tokens and channel settings, and their agents.
+
+use super::*;
+
+/// A tenant.
+#[derive(Debug, Clone, Serialize)]
+pub struct Tenant {
+    /// Id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// When it was created.
+    pub created_at: String,
+}
+pub(super) fn agents_of(conn: &Connection, tenant: &str) -> Result<Vec<Agent>> {
+    let mut st = conn.prepare_cached("SELECT data FROM agents WHERE tenant = ?1 ORDER BY id")?;
+    let rows = st.query_map([tenant], |r| r.get::<_, String>(0))?;
+    rows.map(|r| Ok(serde_json::from_str(&r?)?)).collect()
+}
+pub(super) fn agent_of(conn: &Connection, tenant: &str, id: &str) -> Result<Option<Agent>> {
+    json_row(
+        conn,
+        "SELECT data FROM agents WHERE tenant = ?1 AND id = ?2",
+        [tenant, id],
+    )
+}
+impl Store {
+    /// The tenant whose token hashes to `hash`.
+    pub fn tenant_by_token(&self, hash: &str) -> Result<Option<Tenant>> {
+        Ok(self
+            .read()
+            .query_row(
+                "SELECT id, name, created_at FROM tenants WHERE token_hash = ?1 \
+                 AND revoked_at IS NULL",
+                [hash],
+                |r| {
+                    Ok(Tenant {
+                        id: r.get(0)?,
+                        name: r.get(1)?,
+                        created_at: r.get(2)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// Every tenant.
+    pub fn tenants(&self) -> Result<Vec<Tenant>> {
+        let conn = self.read();
+        let mut st = conn.prepare("SELECT id, name, created_at FROM tenants ORDER BY id")?;
+        let rows = st.query_map([], |r| {
+            Ok(Tenant {
+                id: r.get(0)?,
+                name: r.get(1)?,
+                created_at: r.get(2)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// A tenant's channel settings (JSON).
+    pub fn settings(&self, tenant: &str) -> Result<serde_json::Value> {
+        let text: Option<String> = self
+            .read()
+            .query_row(
+                "SELECT settings FROM tenants WHERE id = ?1",
+                [tenant],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(serde_json::from_str(text.as_deref().unwrap_or("{}"))?)
+    }
+
+    /// A tenant's channel settings if they changed since revision `known`:
+    /// `None` for no such tenant, `(rev, None)` when `known` is current.
+    pub fn settings_if_changed(
+        &self,
+        tenant: &str,
+        known: Option<i64>,
+    ) -> Result<Option<(i64, Option<serde_json::Value>)>> {
+        let row: Option<(i64, Option<String>)> = self
+            .read()
+            .prepare_cached(
+                "SELECT settings_rev, CASE WHEN settings_rev IS ?2 THEN NULL ELSE settings END \
+                 FROM tenants WHERE id = ?1",
+            )?
+            .query_row(params![tenant, known], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        row.map(|(rev, text)| Ok((rev, text.map(|t| serde_json::from_str(&t)).transpose()?)))
+            .transpose()
+    }
+
+    /// A tenant's agents.
+    pub fn agents(&self, tenant: &str) -> Result<Vec<Agent>> {
+        agents_of(&self.read(), tenant)
+    }
+
+    /// One agent.
+    pub fn agent(&self, tenant: &str, id: &str) -> Result<Option<Agent>> {
+        agent_of(&self.read(), tenant, id)
+    }
+
+    /// Every tenant's agents, for the metrics gauges.
+    pub fn all_agents(&self) -> Result<Vec<(String, Agent)>> {
+        let conn = self.read();
+        let mut st = conn.prepare("SELECT tenant, data FROM agents ORDER BY tenant, id")?;
+        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        rows.map(|r| {
+            let (t, d) = r?;
+            Ok((t, serde_json::from_str(&d)?))
+        })
+        .collect()
+    }
+}
+
+impl Tx<'_> {
+    /// Set a `meta` value.
+    pub fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+        self.tx.execute(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [key, value],
+        )?;
+        Ok(())
+    }
+
+    /// Create a tenant; `false` if the id is taken.
+    pub fn create_tenant(
+        &self,
+        id: &str,
+        name: &str,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let n = self.tx.execute(
+            "INSERT OR IGNORE INTO tenants (id, name, token_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
+            params![id, name, token_hash, ts(now)],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Give a tenant a new token hash (`revoked_at` set: the token is
+    /// revoked); `false` if there is no such tenant.
+    pub fn set_tenant_token(
+        &self,
+        id: &str,
+        token_hash: &str,
+        revoked_at: Option<DateTime<Utc>>,
+    ) -> Result<bool> {
+        Ok(self.tx.execute(
+            "UPDATE tenants SET token_hash = ?2, revoked_at = ?3 WHERE id = ?1",
+            params![id, token_hash, revoked_at.map(ts)],
+        )? == 1)
+    }
+
+    /// Replace a tenant's channel settings.
+    pub fn set_settings(&self, tenant: &str, settings: &serde_json::Value) -> Result<()> {
+        self.tx.execute(
+            "UPDATE tenants SET settings = ?2, settings_rev = settings_rev + 1 WHERE id = ?1",
+            params![tenant, settings.to_string()],
+        )?;
+        Ok(())
+    }
+
+    /// Insert or replace an agent.
+    pub fn put_agent(&self, tenant: &str, agent: &Agent) -> Result<()> {
+        self.tx.execute(
+            "INSERT INTO agents (tenant, id, data) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (tenant, id) DO UPDATE SET data = excluded.data",
+            params![tenant, agent.id, serde_json::to_string(agent)?],
+        )?;
+        Ok(())
+    }
+
+    /// One agent.
+    pub fn agent(&self, tenant: &str, id: &str) -> Result<Option<Agent>> {
+        agent_of(&self.tx, tenant, id)
+    }
+
+    /// A tenant's agents.
+    pub fn agents(&self, tenant: &str) -> Result<Vec<Agent>> {
+        agents_of(&self.tx, tenant)
+    }
+}

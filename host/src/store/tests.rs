@@ -1,0 +1,265 @@
+//! The store's own tests: migrations, timers, deliveries, settings.
+
+use super::*;
+
+fn open() -> (Store, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("escalator.db"), Durability::Process).unwrap();
+    (store, dir)
+}
+
+fn noon() -> DateTime<Utc> {
+    "2026-11-27T12:00:00Z".parse().unwrap()
+}
+
+#[test]
+fn migrations_run_once_and_a_newer_schema_is_refused() {
+    let (store, dir) = open();
+    assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len() as i64);
+    let path = store.path().to_path_buf();
+    drop(store);
+    // Reopening does not migrate again.
+    let store = Store::open(&path, Durability::Power).unwrap();
+    store
+        .write(|tx| {
+            tx.tx.execute_batch("PRAGMA user_version = 99")?;
+            Ok(())
+        })
+        .unwrap();
+    drop(store);
+    let err = Store::open(&path, Durability::Process).unwrap_err();
+    assert!(
+        format!("{err:#}").contains("newer than this escalator"),
+        "{err:#}"
+    );
+    drop(dir);
+}
+
+#[test]
+fn due_timers_leave_out_busy_tickets_and_full_tenants_and_failures_back_off() {
+    let (store, _dir) = open();
+    let ids = store
+        .write(|tx| {
+            let mut ids = Vec::new();
+            for (tenant, ticket) in [("a", "T-1"), ("a", "T-2"), ("b", "T-1"), ("c", "T-9")] {
+                ids.push(tx.insert_timer(
+                    tenant,
+                    ticket,
+                    "step",
+                    noon(),
+                    &serde_json::json!({}),
+                )?);
+            }
+            Ok(ids)
+        })
+        .unwrap();
+    let at = noon().timestamp_millis();
+    let keys = |busy: &[(String, String)], full: &[String]| -> Vec<(String, String)> {
+        store
+            .due_timers_except(at, 10, busy, full)
+            .unwrap()
+            .into_iter()
+            .map(|t| (t.tenant, t.ticket))
+            .collect()
+    };
+    assert_eq!(keys(&[], &[]).len(), 4);
+    let busy = [("a".to_string(), "T-1".to_string())];
+    let left = keys(&busy, &[]);
+    assert_eq!(left.len(), 3);
+    assert!(!left.contains(&busy[0]));
+    assert!(
+        left.contains(&("b".into(), "T-1".into())),
+        "same ticket id, another tenant"
+    );
+    assert_eq!(
+        keys(&busy, &["a".into(), "c".into()]),
+        [("b".to_string(), "T-1".to_string())]
+    );
+
+    // Back-off, then the dead letter.
+    for attempt in 1..TIMER_MAX_ATTEMPTS {
+        assert!(
+            !store.timer_failed(ids[3], noon(), 1_000, "boom").unwrap(),
+            "{attempt}"
+        );
+    }
+    assert!(
+        keys(&[], &[]).iter().all(|k| k.0 != "c"),
+        "backed off: not due now"
+    );
+    assert!(store.timer_failed(ids[3], noon(), 1_000, "boom").unwrap());
+    let later = store
+        .due_timers_except(at + 3_600_000, 10, &[], &[])
+        .unwrap();
+    assert!(
+        later.iter().all(|t| t.id != ids[3]),
+        "dead letters never fire"
+    );
+    let dead = store.timers("c", "T-9").unwrap();
+    assert_eq!(dead[0].state, "dead");
+    assert_eq!(dead[0].attempts, TIMER_MAX_ATTEMPTS);
+}
+
+#[test]
+fn a_timer_fires_once_and_cancelled_timers_never() {
+    let (store, _dir) = open();
+    let (a, b) = store
+        .write(|tx| {
+            tx.create_tenant("acme", "Acme", "h", noon())?;
+            let a = tx.insert_timer("acme", "T-1", "step", noon(), &serde_json::json!({}))?;
+            let b = tx.insert_timer("acme", "T-1", "fallback", noon(), &serde_json::json!({}))?;
+            Ok((a, b))
+        })
+        .unwrap();
+    store
+        .write(|tx| {
+            assert_eq!(
+                tx.cancel_timers("acme", "T-1", &["fallback"], "claimed")?,
+                1
+            );
+            Ok(())
+        })
+        .unwrap();
+    let due = store.due_timers(noon().timestamp_millis(), 10).unwrap();
+    assert_eq!(due.iter().map(|t| t.id).collect::<Vec<_>>(), [a]);
+    assert!(store.write(|tx| tx.take_timer(a, noon())).unwrap());
+    assert!(!store.write(|tx| tx.take_timer(a, noon())).unwrap(), "once");
+    assert!(!store.write(|tx| tx.take_timer(b, noon())).unwrap());
+    assert_eq!(store.next_timer_at().unwrap(), None);
+}
+
+#[test]
+fn a_failed_transaction_leaves_nothing_behind() {
+    let (store, _dir) = open();
+    let err: Result<()> = store.write(|tx| {
+        tx.create_tenant("acme", "Acme", "h", noon())?;
+        bail!("boom")
+    });
+    assert!(err.is_err());
+    assert!(store.tenants().unwrap().is_empty());
+}
+
+#[test]
+fn deliveries_are_queued_once_per_idempotency_key() {
+    let (store, _dir) = open();
+    let d = NewDelivery {
+        ticket: "T-1".into(),
+        idempotency_key: "k1".into(),
+        channel: "webhook".into(),
+        recipient: "ops".into(),
+        address: "http://127.0.0.1:1/hook".into(),
+        title: "t".into(),
+        body: "b".into(),
+        status: "pending".into(),
+        note: None,
+        priority: 2,
+    };
+    store
+        .write(|tx| {
+            tx.create_tenant("acme", "Acme", "h", noon())?;
+            assert!(tx.insert_delivery("acme", &d, noon())?);
+            assert!(!tx.insert_delivery("acme", &d, noon())?);
+            Ok(())
+        })
+        .unwrap();
+    let due = store.due_deliveries(1, 10).unwrap();
+    assert_eq!(due.len(), 1);
+    store
+        .delivery_attempted(due[0].id, noon(), Err(("503".into(), Some(5_000))))
+        .unwrap();
+    assert!(store.due_deliveries(4_999, 10).unwrap().is_empty());
+    assert_eq!(store.next_delivery_at().unwrap(), Some(5_000));
+    store.delivery_attempted(due[0].id, noon(), Ok(())).unwrap();
+    let all = store.deliveries("acme", Some("T-1"), 0, 100).unwrap();
+    assert_eq!((all[0].status.as_str(), all[0].attempts), ("sent", 2));
+    assert!(store.deliveries("other", None, 0, 100).unwrap().is_empty());
+}
+
+#[test]
+fn each_tenant_queue_is_read_on_its_own_most_urgent_first() {
+    let (store, _dir) = open();
+    let d = |key: String, address: &str, priority: i64| NewDelivery {
+        ticket: "T-1".into(),
+        idempotency_key: key,
+        channel: "webhook".into(),
+        recipient: "ops".into(),
+        address: address.into(),
+        title: "t".into(),
+        body: "b".repeat(4096),
+        status: "pending".into(),
+        note: None,
+        priority,
+    };
+    store
+        .write(|tx| {
+            for t in ["attacker", "victim"] {
+                tx.create_tenant(t, t, t, noon())?;
+            }
+            // The attacker's backlog was queued first, at the same
+            // urgency; the victim's one low delivery comes last.
+            for i in 0..500 {
+                tx.insert_delivery(
+                    "attacker",
+                    &d(format!("a{i}"), &format!("http://dead/{}", i % 50), 0),
+                    noon(),
+                )?;
+            }
+            tx.insert_delivery("victim", &d("v-low".into(), "http://v/", 3), noon())?;
+            tx.insert_delivery("victim", &d("v-crit".into(), "http://v/", 0), noon())?;
+            Ok(())
+        })
+        .unwrap();
+    let pick =
+        |free: &dyn Fn(&str) -> usize, busy: &HashSet<i64>, full: &HashSet<(String, String)>| {
+            store
+                .due_deliveries_except(1, 16, busy, free, full)
+                .unwrap()
+                .into_iter()
+                .map(|d| (d.tenant, d.idempotency_key))
+                .collect::<Vec<_>>()
+        };
+    let none = HashSet::new();
+    // A tenant with no free share is not read at all.
+    let victim_only = |t: &str| usize::from(t == "victim") * 8;
+    assert_eq!(
+        pick(&victim_only, &none, &HashSet::new()),
+        [
+            ("victim".into(), "v-crit".into()),
+            ("victim".into(), "v-low".into())
+        ]
+    );
+    // Shares are per tenant; the picks are merged most urgent first.
+    let two_each = |_: &str| 2;
+    let got = pick(&two_each, &none, &HashSet::new());
+    let keys: Vec<&str> = got.iter().map(|(_, k)| k.as_str()).collect();
+    assert_eq!(keys, ["a0", "a1", "v-crit", "v-low"]);
+    // Deliveries in flight and full endpoints are passed over.
+    let first = store.due_deliveries(1, 1).unwrap()[0].id;
+    let full = HashSet::from([("attacker".to_string(), "http://dead/1".to_string())]);
+    let got = pick(&two_each, &HashSet::from([first]), &full);
+    let keys: Vec<&str> = got.iter().map(|(_, k)| k.as_str()).collect();
+    assert_eq!(keys, ["a2", "a3", "v-crit", "v-low"]);
+}
+
+#[test]
+fn settings_carry_a_revision_that_moves_when_they_change() {
+    let (store, _dir) = open();
+    store
+        .write(|tx| tx.create_tenant("acme", "Acme", "h", noon()))
+        .unwrap();
+    let (rev, first) = store.settings_if_changed("acme", None).unwrap().unwrap();
+    assert_eq!(first, Some(serde_json::json!({})));
+    assert_eq!(
+        store.settings_if_changed("acme", Some(rev)).unwrap(),
+        Some((rev, None))
+    );
+    let s = serde_json::json!({"slack_webhook_url": "https://hooks.slack.com/x"});
+    store.write(|tx| tx.set_settings("acme", &s)).unwrap();
+    let (next, now) = store
+        .settings_if_changed("acme", Some(rev))
+        .unwrap()
+        .unwrap();
+    assert!(next > rev);
+    assert_eq!(now, Some(s));
+    assert_eq!(store.settings_if_changed("nobody", None).unwrap(), None);
+}

@@ -1,0 +1,414 @@
+//! Tickets, their events (with idempotency keys) and decisions (with the
+//! audit trail), and the signal keys acted on.
+
+use super::*;
+
+/// How many of a ticket's newest events and decisions its detail shows.
+pub const TICKET_HISTORY: i64 = 500;
+/// A decision to store, with its audit trail.
+#[derive(Debug, Clone, Copy)]
+pub struct NewDecision<'a> {
+    /// The ticket.
+    pub ticket: &'a str,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// What caused it (`event:SEQ`, `timer:ID`, `claim-plan`, ...).
+    pub cause: &'a str,
+    /// Whether the ticket escalated.
+    pub escalated: bool,
+    /// The decision (signals, tier, routing, plan, ...).
+    pub data: &'a serde_json::Value,
+    /// One entry per plugin call.
+    pub audit: &'a [serde_json::Value],
+}
+
+/// A stored event.
+#[derive(Debug, Clone, Serialize)]
+pub struct EventRecord {
+    /// Sequence number (global, increasing).
+    pub seq: i64,
+    /// Ticket.
+    pub ticket: String,
+    /// Kind.
+    pub kind: String,
+    /// The event as received.
+    pub payload: serde_json::Value,
+    /// When it was received.
+    pub received_at: String,
+    /// Whether its decision is stored (or it failed).
+    pub processed: bool,
+    /// Why deciding it failed, if it did: it is then never retried.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failed: Option<String>,
+}
+/// A stored decision with its audit trail.
+#[derive(Debug, Clone, Serialize)]
+pub struct DecisionRecord {
+    /// Id.
+    pub id: i64,
+    /// When.
+    pub at: String,
+    /// What caused it (`event:SEQ`, `timer:ID`, `agent:ID`).
+    pub cause: String,
+    /// Whether the ticket escalated (or re-escalated) here.
+    pub escalated: bool,
+    /// The decision.
+    pub data: serde_json::Value,
+    /// Every plugin call: plugin, version, input event, output, fuel, time,
+    /// error.
+    pub audit: Vec<serde_json::Value>,
+}
+/// An event found by its idempotency key.
+#[derive(Debug, Clone)]
+pub struct KeyedEvent {
+    /// Its sequence number.
+    pub seq: i64,
+    /// 0 undecided, 1 decided, 2 failed.
+    pub processed: i64,
+    /// The answer it got, once decided.
+    pub response: Option<String>,
+    /// Why deciding it failed.
+    pub error: Option<String>,
+    /// The hash of the request it came with.
+    pub request_hash: Option<String>,
+}
+pub(super) fn ticket_of(conn: &Connection, tenant: &str, id: &str) -> Result<Option<TicketState>> {
+    json_row(
+        conn,
+        "SELECT data FROM tickets WHERE tenant = ?1 AND id = ?2",
+        [tenant, id],
+    )
+}
+pub(super) fn event_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventRecord> {
+    let payload: String = r.get(3)?;
+    Ok(EventRecord {
+        seq: r.get(0)?,
+        ticket: r.get(1)?,
+        kind: r.get(2)?,
+        payload: serde_json::from_str(&payload).unwrap_or(serde_json::Value::Null),
+        received_at: r.get(4)?,
+        processed: r.get::<_, i64>(5)? != 0,
+        failed: r.get(6)?,
+    })
+}
+impl Store {
+    /// A ticket's state.
+    pub fn ticket(&self, tenant: &str, id: &str) -> Result<Option<TicketState>> {
+        ticket_of(&self.read(), tenant, id)
+    }
+
+    /// A ticket's newest [`TICKET_HISTORY`] events, oldest first.
+    pub fn events(&self, tenant: &str, ticket: &str) -> Result<Vec<EventRecord>> {
+        let conn = self.read();
+        let mut st = conn.prepare(
+            "SELECT * FROM (SELECT seq, ticket, kind, payload, received_at, processed, error \
+             FROM events WHERE tenant = ?1 AND ticket = ?2 ORDER BY seq DESC LIMIT ?3) \
+             ORDER BY seq",
+        )?;
+        let rows = st.query_map(params![tenant, ticket, TICKET_HISTORY], event_row)?;
+        rows.map(|r| Ok(r?)).collect()
+    }
+
+    /// Events stored but not yet decided on (after a crash), oldest first,
+    /// as (tenant, event).
+    pub fn unprocessed_events(&self) -> Result<Vec<(String, EventRecord)>> {
+        let conn = self.lock();
+        let mut st = conn.prepare(
+            "SELECT seq, ticket, kind, payload, received_at, processed, error, tenant FROM events \
+             WHERE processed = 0 ORDER BY seq",
+        )?;
+        let rows = st.query_map([], |r| Ok((r.get::<_, String>(7)?, event_row(r)?)))?;
+        rows.map(|r| Ok(r?)).collect()
+    }
+
+    /// A ticket's newest [`TICKET_HISTORY`] decisions with their audit
+    /// trails, oldest first.
+    pub fn decisions(&self, tenant: &str, ticket: &str) -> Result<Vec<DecisionRecord>> {
+        let conn = self.read();
+        let mut st = conn.prepare(
+            "SELECT * FROM (SELECT id, at, cause, escalated, data FROM decisions \
+             WHERE tenant = ?1 AND ticket = ?2 ORDER BY id DESC LIMIT ?3) ORDER BY id",
+        )?;
+        let rows = st.query_map(params![tenant, ticket, TICKET_HISTORY], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, bool>(3)?,
+                r.get::<_, String>(4)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        let mut audit = conn.prepare("SELECT data FROM audit WHERE decision = ?1 ORDER BY idx")?;
+        for row in rows {
+            let (id, at, cause, escalated, data) = row?;
+            let trail = audit
+                .query_map([id], |r| r.get::<_, String>(0))?
+                .map(|t| Ok(serde_json::from_str(&t?)?))
+                .collect::<Result<Vec<_>>>()?;
+            out.push(DecisionRecord {
+                id,
+                at,
+                cause,
+                escalated,
+                data: serde_json::from_str(&data)?,
+                audit: trail,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The tenant's escalated tickets, most recent first.
+    pub fn escalated(&self, tenant: &str, limit: u32) -> Result<Vec<TicketState>> {
+        let conn = self.read();
+        let mut st = conn.prepare(
+            "SELECT data FROM tickets WHERE tenant = ?1 AND escalated_at IS NOT NULL \
+             ORDER BY escalated_at DESC, id LIMIT ?2",
+        )?;
+        let rows = st.query_map(params![tenant, limit], |r| r.get::<_, String>(0))?;
+        rows.map(|r| Ok(serde_json::from_str(&r?)?)).collect()
+    }
+
+    /// Escalated, unclaimed, unresolved tickets assigned to `agent`.
+    pub fn unclaimed_of(&self, tenant: &str, agent: &str) -> Result<Vec<TicketState>> {
+        let conn = self.lock();
+        let mut st = conn.prepare(
+            "SELECT data FROM tickets WHERE tenant = ?1 AND assignee = ?2 \
+             AND escalated_at IS NOT NULL ORDER BY id",
+        )?;
+        let rows = st.query_map([tenant, agent], |r| r.get::<_, String>(0))?;
+        let all: Vec<TicketState> = rows
+            .map(|r| Ok(serde_json::from_str(&r?)?))
+            .collect::<Result<_>>()?;
+        Ok(all
+            .into_iter()
+            .filter(|s| {
+                s.ticket.claimed_at.is_none()
+                    && !matches!(
+                        s.ticket.status,
+                        model::TicketStatus::Solved | model::TicketStatus::Closed
+                    )
+            })
+            .collect())
+    }
+
+    /// Escalated tickets nobody has (they wait in a queue), unresolved,
+    /// the longest waiting first: at most `limit`.
+    pub fn queued(&self, tenant: &str, limit: u32) -> Result<Vec<TicketState>> {
+        let conn = self.lock();
+        let mut st = conn.prepare_cached(
+            "SELECT data FROM tickets WHERE tenant = ?1 AND assignee IS NULL              AND escalated_at IS NOT NULL AND status NOT IN ('solved', 'closed')              ORDER BY escalated_at, id LIMIT ?2",
+        )?;
+        let rows = st.query_map(params![tenant, limit], |r| r.get::<_, String>(0))?;
+        let all: Vec<TicketState> = rows
+            .map(|r| Ok(serde_json::from_str(&r?)?))
+            .collect::<Result<_>>()?;
+        Ok(all
+            .into_iter()
+            .filter(|s| s.ticket.claimed_at.is_none() && s.queue.is_some())
+            .collect())
+    }
+
+    /// Mark an event whose decision failed: it is never decided again.
+    pub fn event_failed(&self, seq: i64, error: &str) -> Result<()> {
+        self.lock().execute(
+            "UPDATE events SET processed = 2, error = ?2 WHERE seq = ?1 AND processed = 0",
+            params![seq, error],
+        )?;
+        Ok(())
+    }
+
+    /// The most recent failed events of `tenant` (newest first), at most
+    /// `limit`, and how many there are in all.
+    pub fn failed_events(&self, tenant: &str, limit: u32) -> Result<(Vec<EventRecord>, i64)> {
+        let conn = self.read();
+        let total: i64 = conn.query_row(
+            "SELECT count(*) FROM events WHERE tenant = ?1 AND processed = 2",
+            [tenant],
+            |r| r.get(0),
+        )?;
+        let mut st = conn.prepare(
+            "SELECT seq, ticket, kind, payload, received_at, processed, error FROM events \
+             WHERE tenant = ?1 AND processed = 2 ORDER BY seq DESC LIMIT ?2",
+        )?;
+        let rows = st.query_map(params![tenant, limit], event_row)?;
+        let events = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok((events, total))
+    }
+
+    /// The event stored with this idempotency key, if any.
+    pub fn event_by_key(&self, tenant: &str, key: &str) -> Result<Option<KeyedEvent>> {
+        Ok(self
+            .lock()
+            .query_row(
+                "SELECT seq, processed, response, error, request_hash FROM events \
+                 WHERE tenant = ?1 AND idempotency_key = ?2",
+                [tenant, key],
+                |r| {
+                    Ok(KeyedEvent {
+                        seq: r.get(0)?,
+                        processed: r.get(1)?,
+                        response: r.get(2)?,
+                        error: r.get(3)?,
+                        request_hash: r.get(4)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+    /// Tickets created per day (UTC, `YYYY-MM-DD`) of a tenant.
+    pub fn tickets_per_day(&self, tenant: &str) -> Result<Vec<(String, i64)>> {
+        let conn = self.read();
+        let mut st = conn.prepare(
+            "SELECT substr(json_extract(data, '$.ticket.created_at'), 1, 10) AS day, count(*) \
+             FROM tickets WHERE tenant = ?1 GROUP BY day ORDER BY day",
+        )?;
+        let rows = st.query_map([tenant], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+impl Tx<'_> {
+    /// A ticket's state.
+    pub fn ticket(&self, tenant: &str, id: &str) -> Result<Option<TicketState>> {
+        ticket_of(&self.tx, tenant, id)
+    }
+
+    /// Whether the ticket exists (without reading its state).
+    pub fn ticket_exists(&self, tenant: &str, id: &str) -> Result<bool> {
+        Ok(self
+            .tx
+            .prepare_cached("SELECT 1 FROM tickets WHERE tenant = ?1 AND id = ?2")?
+            .exists(params![tenant, id])?)
+    }
+
+    /// Insert or replace a ticket's state.
+    pub fn put_ticket(&self, tenant: &str, state: &TicketState) -> Result<()> {
+        self.put_ticket_json(tenant, state, &serde_json::to_string(state)?)
+    }
+
+    /// [`Tx::put_ticket`] with the state already serialized (`json` is
+    /// `state` as JSON), so a big ticket is not serialized while the
+    /// writer is held.
+    pub fn put_ticket_json(&self, tenant: &str, state: &TicketState, json: &str) -> Result<()> {
+        let t = &state.ticket;
+        self.tx.execute(
+            "INSERT INTO tickets (tenant, id, data, tier, assignee, status, escalated_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
+             ON CONFLICT (tenant, id) DO UPDATE SET data = excluded.data, tier = excluded.tier, \
+             assignee = excluded.assignee, status = excluded.status, \
+             escalated_at = excluded.escalated_at, updated_at = excluded.updated_at",
+            params![
+                tenant,
+                t.id,
+                json,
+                t.tier.map(|x| name_of(&x)),
+                t.assignee,
+                name_of(&t.status),
+                state.escalation.as_ref().map(|e| ts(e.escalated_at)),
+                ts(t.updated_at.unwrap_or(t.created_at)),
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Store an event; returns its sequence number.
+    pub fn insert_event(
+        &self,
+        tenant: &str,
+        ticket: &str,
+        kind: &str,
+        payload: &serde_json::Value,
+        received_at: DateTime<Utc>,
+        idempotency_key: Option<(&str, &str)>,
+    ) -> Result<i64> {
+        self.insert_event_json(
+            tenant,
+            ticket,
+            kind,
+            &payload.to_string(),
+            received_at,
+            idempotency_key,
+        )
+    }
+
+    /// [`Tx::insert_event`] with the payload already serialized.
+    pub fn insert_event_json(
+        &self,
+        tenant: &str,
+        ticket: &str,
+        kind: &str,
+        payload: &str,
+        received_at: DateTime<Utc>,
+        idempotency_key: Option<(&str, &str)>,
+    ) -> Result<i64> {
+        self.tx.execute(
+            "INSERT INTO events (tenant, ticket, kind, payload, received_at, idempotency_key, \
+             request_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                tenant,
+                ticket,
+                kind,
+                payload,
+                ts(received_at),
+                idempotency_key.map(|k| k.0),
+                idempotency_key.map(|k| k.1),
+            ],
+        )?;
+        Ok(self.tx.last_insert_rowid())
+    }
+
+    /// Mark an event decided, with the response its sender got.
+    pub fn event_processed(&self, seq: i64, response: &str) -> Result<()> {
+        self.tx.execute(
+            "UPDATE events SET processed = 1, response = ?2 WHERE seq = ?1",
+            params![seq, response],
+        )?;
+        Ok(())
+    }
+
+    /// Store a decision and its audit trail (one row per plugin call);
+    /// returns its id.
+    pub fn insert_decision(&self, tenant: &str, d: &NewDecision<'_>) -> Result<i64> {
+        let NewDecision {
+            ticket,
+            at,
+            cause,
+            escalated,
+            data,
+            audit,
+        } = *d;
+        self.tx.execute(
+            "INSERT INTO decisions (tenant, ticket, at, cause, escalated, data) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![tenant, ticket, ts(at), cause, escalated, data.to_string()],
+        )?;
+        let id = self.tx.last_insert_rowid();
+        let mut st = self.tx.prepare_cached(
+            "INSERT INTO audit (decision, idx, plugin, data) VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        for (i, a) in audit.iter().enumerate() {
+            let plugin = a["plugin"].as_str().unwrap_or("");
+            st.execute(params![id, i as i64, plugin, a.to_string()])?;
+        }
+        Ok(id)
+    }
+
+    /// The keys already acted on for a ticket.
+    pub fn fired(&self, tenant: &str, ticket: &str) -> Result<std::collections::BTreeSet<String>> {
+        let mut st = self
+            .tx
+            .prepare_cached("SELECT key FROM fired WHERE tenant = ?1 AND ticket = ?2")?;
+        let rows = st.query_map([tenant, ticket], |r| r.get::<_, String>(0))?;
+        rows.map(|r| Ok(r?)).collect()
+    }
+
+    /// Record that `key` was acted on; `false` if it already was.
+    pub fn fire(&self, tenant: &str, ticket: &str, key: &str, decision: i64) -> Result<bool> {
+        let n = self.tx.execute(
+            "INSERT OR IGNORE INTO fired (tenant, ticket, key, decision) VALUES (?1, ?2, ?3, ?4)",
+            params![tenant, ticket, key, decision],
+        )?;
+        Ok(n == 1)
+    }
+}

@@ -1,0 +1,238 @@
+//! Durable timers: scheduled, taken once, cancelled, retried with backoff,
+//! dead-lettered.
+
+use super::*;
+
+/// Attempts after which a failing timer is dead-lettered.
+pub const TIMER_MAX_ATTEMPTS: i64 = 5;
+/// A durable timer.
+#[derive(Debug, Clone, Serialize)]
+pub struct Timer {
+    /// Id.
+    pub id: i64,
+    /// Tenant.
+    pub tenant: String,
+    /// Ticket.
+    pub ticket: String,
+    /// `wake`, `step`, `fallback` or `digest`.
+    pub kind: String,
+    /// When it is due, ms since the epoch.
+    pub due_at: i64,
+    /// What to do.
+    pub payload: serde_json::Value,
+    /// `pending`, `done`, `cancelled`, or `dead` (failed too often).
+    pub state: String,
+    /// What happened when it fired.
+    pub outcome: Option<String>,
+    /// Failed attempts so far.
+    pub attempts: i64,
+}
+pub(super) fn timer_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Timer> {
+    let payload: String = r.get(5)?;
+    Ok(Timer {
+        id: r.get(0)?,
+        tenant: r.get(1)?,
+        ticket: r.get(2)?,
+        kind: r.get(3)?,
+        due_at: r.get(4)?,
+        payload: serde_json::from_str(&payload).unwrap_or(serde_json::Value::Null),
+        state: r.get(6)?,
+        outcome: r.get(7)?,
+        attempts: r.get(8)?,
+    })
+}
+impl Store {
+    /// Pending timers due at `now_ms`, oldest first.
+    pub fn due_timers(&self, now_ms: i64, limit: u32) -> Result<Vec<Timer>> {
+        self.due_timers_except(now_ms, limit, &[], &[])
+    }
+
+    /// Timers due at `now_ms`, oldest first, leaving out those of the
+    /// `(tenant, ticket)` pairs in `busy` (already being fired) and of the
+    /// tenants in `full` (at their share of timer slots).
+    pub fn due_timers_except(
+        &self,
+        now_ms: i64,
+        limit: u32,
+        busy: &[(String, String)],
+        full: &[String],
+    ) -> Result<Vec<Timer>> {
+        let conn = self.lock();
+        let mut sql = String::from(
+            "SELECT id, tenant, ticket, kind, due_at, payload, state, outcome, attempts FROM timers \
+             WHERE state = 'pending' AND due_at <= ?1",
+        );
+        let mut args: Vec<&dyn rusqlite::ToSql> = vec![&now_ms];
+        if !busy.is_empty() {
+            let pairs: Vec<String> = (0..busy.len())
+                .map(|i| format!("(?{}, ?{})", 3 + 2 * i, 4 + 2 * i))
+                .collect();
+            sql.push_str(&format!(
+                " AND (tenant, ticket) NOT IN (VALUES {})",
+                pairs.join(", ")
+            ));
+        }
+        if !full.is_empty() {
+            let first = 3 + 2 * busy.len();
+            let marks: Vec<String> = (0..full.len()).map(|i| format!("?{}", first + i)).collect();
+            sql.push_str(&format!(" AND tenant NOT IN ({})", marks.join(", ")));
+        }
+        sql.push_str(" ORDER BY due_at, id LIMIT ?2");
+        args.push(&limit);
+        for (tenant, ticket) in busy {
+            args.push(tenant);
+            args.push(ticket);
+        }
+        for tenant in full {
+            args.push(tenant);
+        }
+        let mut st = conn.prepare(&sql)?;
+        let rows = st.query_map(args.as_slice(), timer_row)?;
+        rows.map(|r| Ok(r?)).collect()
+    }
+
+    /// A timer failed: back it off by `retry_in_ms`, or dead-letter it after
+    /// [`TIMER_MAX_ATTEMPTS`]. Returns whether it was dead-lettered.
+    pub fn timer_failed(
+        &self,
+        id: i64,
+        now: DateTime<Utc>,
+        retry_in_ms: i64,
+        error: &str,
+    ) -> Result<bool> {
+        let conn = self.lock();
+        let attempts: i64 = conn
+            .query_row(
+                "UPDATE timers SET attempts = attempts + 1 WHERE id = ?1 AND state = 'pending' \
+                 RETURNING attempts",
+                [id],
+                |r| r.get(0),
+            )
+            .optional()?
+            .unwrap_or(TIMER_MAX_ATTEMPTS);
+        let dead = attempts >= TIMER_MAX_ATTEMPTS;
+        if dead {
+            conn.execute(
+                "UPDATE timers SET state = 'dead', done_at = ?2, \
+                 outcome = ?3 WHERE id = ?1 AND state = 'pending'",
+                params![
+                    id,
+                    ts(now),
+                    format!("dead-lettered after {attempts} failed attempts: {error}")
+                ],
+            )?;
+        } else {
+            conn.execute(
+                "UPDATE timers SET due_at = ?2, outcome = ?3 WHERE id = ?1 AND state = 'pending'",
+                params![
+                    id,
+                    now.timestamp_millis().saturating_add(retry_in_ms),
+                    format!("attempt {attempts} failed, retrying: {error}")
+                ],
+            )?;
+        }
+        Ok(dead)
+    }
+
+    /// When the next pending timer is due, ms.
+    pub fn next_timer_at(&self) -> Result<Option<i64>> {
+        Ok(self.read().query_row(
+            "SELECT min(due_at) FROM timers WHERE state = 'pending'",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// A ticket's timers, by due time.
+    pub fn timers(&self, tenant: &str, ticket: &str) -> Result<Vec<Timer>> {
+        let conn = self.read();
+        let mut st = conn.prepare(
+            "SELECT id, tenant, ticket, kind, due_at, payload, state, outcome, attempts FROM timers \
+             WHERE tenant = ?1 AND ticket = ?2 ORDER BY due_at, id",
+        )?;
+        let rows = st.query_map([tenant, ticket], timer_row)?;
+        rows.map(|r| Ok(r?)).collect()
+    }
+}
+
+impl Tx<'_> {
+    /// Schedule a timer; returns its id.
+    pub fn insert_timer(
+        &self,
+        tenant: &str,
+        ticket: &str,
+        kind: &str,
+        due_at: DateTime<Utc>,
+        payload: &serde_json::Value,
+    ) -> Result<i64> {
+        self.tx.execute(
+            "INSERT INTO timers (tenant, ticket, kind, due_at, payload) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                tenant,
+                ticket,
+                kind,
+                due_at.timestamp_millis(),
+                payload.to_string()
+            ],
+        )?;
+        Ok(self.tx.last_insert_rowid())
+    }
+
+    /// Cancel a ticket's pending timers of the given kinds, with a reason.
+    pub fn cancel_timers(
+        &self,
+        tenant: &str,
+        ticket: &str,
+        kinds: &[&str],
+        why: &str,
+    ) -> Result<usize> {
+        let mut n = 0;
+        for kind in kinds {
+            n += self.tx.execute(
+                "UPDATE timers SET state = 'cancelled', outcome = ?4 \
+                 WHERE tenant = ?1 AND ticket = ?2 AND kind = ?3 AND state = 'pending'",
+                params![tenant, ticket, kind, why],
+            )?;
+        }
+        Ok(n)
+    }
+
+    /// Cancel a ticket's pending plan steps that stop when it is claimed.
+    pub fn cancel_steps_on_claim(&self, tenant: &str, ticket: &str) -> Result<usize> {
+        Ok(self.tx.execute(
+            "UPDATE timers SET state = 'cancelled', outcome = 'claimed' \
+             WHERE tenant = ?1 AND ticket = ?2 AND kind = 'step' AND state = 'pending' \
+             AND json_extract(payload, '$.step.stop_when_claimed') = 1",
+            [tenant, ticket],
+        )?)
+    }
+
+    /// A ticket's pending timers of one kind.
+    pub fn pending_timers(&self, tenant: &str, ticket: &str, kind: &str) -> Result<Vec<Timer>> {
+        let mut st = self.tx.prepare_cached(
+            "SELECT id, tenant, ticket, kind, due_at, payload, state, outcome, attempts FROM timers \
+             WHERE tenant = ?1 AND ticket = ?2 AND kind = ?3 AND state = 'pending' ORDER BY due_at",
+        )?;
+        let rows = st.query_map([tenant, ticket, kind], timer_row)?;
+        rows.map(|r| Ok(r?)).collect()
+    }
+
+    /// Take a due timer: `pending` → `done`. `false` if it was not pending
+    /// (already fired or cancelled), so each timer fires once.
+    pub fn take_timer(&self, id: i64, now: DateTime<Utc>) -> Result<bool> {
+        let n = self.tx.execute(
+            "UPDATE timers SET state = 'done', done_at = ?2 WHERE id = ?1 AND state = 'pending'",
+            params![id, ts(now)],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Say what a fired timer did.
+    pub fn timer_outcome(&self, id: i64, outcome: &str) -> Result<()> {
+        self.tx.execute(
+            "UPDATE timers SET outcome = ?2 WHERE id = ?1",
+            params![id, outcome],
+        )?;
+        Ok(())
+    }
+}
