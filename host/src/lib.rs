@@ -20,6 +20,7 @@ pub mod api;
 pub mod bench;
 pub mod cli;
 pub mod clock;
+pub mod codes;
 pub mod dashboard;
 pub mod delivery;
 pub mod engine;

@@ -1,6 +1,7 @@
-//! Errors as the API answers them: JSON `{"error": ...}` with the matching
-//! status (and `Retry-After` for rates); an unknown path is 404, a known
-//! path with another method 405 with `Allow`.
+//! Errors as the API answers them: JSON `{"error": ..., "code": ...}` with
+//! the matching status (and `Retry-After` for rates); the code is stable
+//! ([`crate::codes`]), the message is for people. An unknown path is 404, a
+//! known path with another method 405 with `Allow`.
 
 use super::*;
 
@@ -8,6 +9,8 @@ use super::*;
 #[derive(Debug)]
 pub struct ApiError {
     pub(super) status: StatusCode,
+    /// The machine-readable code ([`crate::codes`]).
+    pub(super) code: &'static str,
     pub(super) message: String,
     /// Seconds, for `Retry-After` (429, 503).
     pub(super) retry_after: Option<u64>,
@@ -16,9 +19,25 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    /// An error with the general code of its status; [`ApiError::code`]
+    /// names it more precisely.
     pub(super) fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        let code = match status.as_u16() {
+            400 => codes::REQUEST_MALFORMED,
+            401 => codes::AUTH_UNAUTHORIZED,
+            403 => codes::AUTH_FORBIDDEN,
+            404 => codes::NOT_FOUND,
+            405 => codes::METHOD_NOT_ALLOWED,
+            409 => codes::CONFLICT,
+            413 => codes::BODY_TOO_LARGE,
+            422 => codes::REQUEST_INVALID,
+            429 => codes::RATE_LIMITED,
+            503 => codes::UNAVAILABLE,
+            _ => codes::INTERNAL,
+        };
         ApiError {
             status,
+            code,
             message: message.into(),
             retry_after: None,
             allow: None,
@@ -32,6 +51,7 @@ impl ApiError {
     ) -> ApiError {
         ApiError {
             status: StatusCode::TOO_MANY_REQUESTS,
+            code: codes::RATE_LIMITED,
             message: message.into(),
             retry_after: Some(retry_after.as_secs_f64().ceil().max(1.0) as u64),
             allow: None,
@@ -39,18 +59,27 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// The same error with a more precise code.
+    pub(super) fn code(self, code: &'static str) -> ApiError {
+        ApiError { code, ..self }
+    }
+}
+
 impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> ApiError {
         match e {
-            EngineError::NotFound(m) => ApiError::new(StatusCode::NOT_FOUND, m),
-            EngineError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, m),
-            EngineError::Invalid(m) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, m),
+            EngineError::NotFound(code, m) => ApiError::new(StatusCode::NOT_FOUND, m).code(code),
+            EngineError::Conflict(code, m) => ApiError::new(StatusCode::CONFLICT, m).code(code),
+            EngineError::Invalid(code, m) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, m).code(code)
+            }
             EngineError::Failed { event, .. } => ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 format!(
                     "event {event} was stored, but deciding on it failed; the event is marked failed with its reason (GET the ticket) and will not be retried"
                 ),
-            ),
+            ).code(codes::EVENT_FAILED),
             EngineError::Internal(e) => internal(e),
         }
     }

@@ -165,7 +165,8 @@ pub(super) fn parse_json<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, A
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid JSON: the body must be a JSON object",
-        ));
+        )
+        .code(codes::BODY_INVALID_JSON));
     }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     let typed: Result<T, _> = serde_path_to_error::deserialize(de);
@@ -180,6 +181,7 @@ pub(super) fn parse_json<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, A
         {
             let mut v: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
                 ApiError::new(StatusCode::BAD_REQUEST, format!("invalid JSON: {e}"))
+                    .code(codes::BODY_INVALID_JSON)
             })?;
             whole_numbers_as_integers(&mut v);
             serde_path_to_error::deserialize(v).map_err(|e| {
@@ -222,6 +224,7 @@ pub(super) fn invalid_json(path: &str, inner: &dyn std::fmt::Display) -> ApiErro
         StatusCode::BAD_REQUEST,
         format!("invalid JSON{at}: {inner}"),
     )
+    .code(codes::BODY_INVALID_JSON)
 }
 
 pub(super) async fn blocking<T: Send + 'static>(

@@ -21,6 +21,7 @@ use error::*;
 use http::*;
 pub use http::{new_token, token_hash};
 
+use crate::codes;
 use crate::delivery::ChannelSettings;
 use crate::engine::{Engine, EngineError, FeedEvent};
 use crate::model::Event;
@@ -145,7 +146,10 @@ impl Api {
         let resp = match self.route(req).await {
             Ok(r) => r,
             Err(e) => {
-                let mut r = json(e.status, &serde_json::json!({"error": e.message}));
+                let mut r = json(
+                    e.status,
+                    &serde_json::json!({"error": e.message, "code": e.code}),
+                );
                 if let Some(secs) = e.retry_after {
                     r.headers_mut()
                         .insert("retry-after", hyper::header::HeaderValue::from(secs));
@@ -577,6 +581,37 @@ mod tests {
             paths.len(),
             30,
             "a route in openapi.json that the API lacks"
+        );
+    }
+
+    #[test]
+    fn every_error_answer_carries_a_code_the_description_lists() {
+        let doc = openapi::build();
+        let schema =
+            &doc["components"]["responses"]["Error"]["content"]["application/json"]["schema"];
+        let listed: Vec<&str> = schema["properties"]["code"]["enum"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|c| c.as_str())
+            .collect();
+        assert_eq!(listed.len(), codes::ALL.len());
+        assert_eq!(schema["required"], serde_json::json!(["error", "code"]));
+        // Each status's general code, and a precise one from the engine.
+        for status in [400, 401, 403, 404, 405, 409, 413, 422, 429, 500, 503] {
+            let e = ApiError::new(StatusCode::from_u16(status).unwrap(), "x");
+            assert!(listed.contains(&e.code), "{status}: {}", e.code);
+        }
+        let e: ApiError =
+            EngineError::NotFound(codes::TICKET_NOT_FOUND, "no ticket T".into()).into();
+        assert_eq!(
+            (e.status, e.code),
+            (StatusCode::NOT_FOUND, "ticket.not_found")
+        );
+        let mut seen = std::collections::HashSet::new();
+        assert!(
+            codes::ALL.iter().all(|(c, _)| seen.insert(*c)),
+            "codes are unique"
         );
     }
 }

@@ -54,6 +54,21 @@ pub fn build() -> Value {
     // What serde cannot say: the time zones the server knows.
     let zones: Vec<&str> = chrono_tz::TZ_VARIANTS.iter().map(|z| z.name()).collect();
     schemas["Agent"]["properties"]["time_zone"]["enum"] = zones.into();
+    // Every error answer: its message and its stable code.
+    if let Some(error) =
+        doc.pointer_mut("/components/responses/Error/content/application~1json/schema")
+    {
+        let table: Vec<String> = crate::codes::ALL
+            .iter()
+            .map(|(code, what)| format!("`{code}`: {what}"))
+            .collect();
+        error["required"] = serde_json::json!(["error", "code"]);
+        error["properties"]["code"] = serde_json::json!({
+            "type": "string",
+            "enum": crate::codes::ALL.iter().map(|(c, _)| *c).collect::<Vec<_>>(),
+            "description": format!("Stable and machine-readable (the message is for people): {}", table.join("; ")),
+        });
+    }
     doc
 }
 

@@ -185,7 +185,8 @@ impl Api {
                             "webhooks: at most {} per tenant (the operator's [limits] webhooks-per-tenant)",
                             self.quotas.webhooks_per_tenant
                         ),
-                    ));
+                    )
+                    .code(codes::QUOTA_EXCEEDED));
                 }
                 s.validate()
                     .map_err(|m| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, m))?;
@@ -274,12 +275,14 @@ impl Api {
                             quota::FeedRefusal::Tenant(n) => ApiError::too_many(
                                 format!("at most {n} live feeds per tenant are open; close one"),
                                 std::time::Duration::from_secs(5),
-                            ),
+                            )
+                            .code(codes::QUOTA_EXCEEDED),
                             quota::FeedRefusal::Total(n) => ApiError {
-                                status: StatusCode::SERVICE_UNAVAILABLE,
-                                message: format!("the server has {n} live feeds open; try later"),
                                 retry_after: Some(5),
-                                allow: None,
+                                ..ApiError::new(
+                                    StatusCode::SERVICE_UNAVAILABLE,
+                                    format!("the server has {n} live feeds open; try later"),
+                                )
                             },
                         })?;
                     Ok(self.feed_stream(tenant, id, after, slot))

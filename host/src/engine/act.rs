@@ -39,7 +39,7 @@ impl Engine {
             tx.insert_timer(
                 tenant,
                 id,
-                "fallback",
+                TimerKind::Fallback,
                 later(now, step.after_ms)?,
                 &serde_json::json!({"decision": decision, "step": step}),
             )?;
@@ -89,7 +89,7 @@ impl Engine {
                 tx.insert_timer(
                     tenant,
                     id,
-                    "step",
+                    TimerKind::Step,
                     later(now, step.delay_ms)?,
                     &serde_json::json!({"decision": decision, "plan_at": now, "index": i, "step": step}),
                 )?;
@@ -231,12 +231,12 @@ impl Engine {
                     status = "held".into();
                     let group =
                         serde_json::json!({"channel": ch, "address": address, "recipient": who});
-                    let pending = tx.pending_timers(tenant, "*", "digest")?;
+                    let pending = tx.pending_timers(tenant, "*", TimerKind::Digest)?;
                     if !pending.iter().any(|t| t.payload == group) {
                         tx.insert_timer(
                             tenant,
                             "*",
-                            "digest",
+                            TimerKind::Digest,
                             later(last, digest_window_ms)?,
                             &group,
                         )?;
@@ -319,7 +319,13 @@ impl Engine {
                 ..hooks.clone()
             };
             // The timer and delivery workers are woken after the commit.
-            tx.insert_timer(tenant, ticket, "fanout", now, &serde_json::to_value(&rest)?)?;
+            tx.insert_timer(
+                tenant,
+                ticket,
+                TimerKind::Fanout,
+                now,
+                &serde_json::to_value(&rest)?,
+            )?;
         }
         Ok(queued)
     }

@@ -7,9 +7,13 @@ impl Engine {
     /// Insert or replace an agent.
     pub fn put_agent(&self, tenant: &str, agent: model::Agent) -> Result<(), EngineError> {
         if agent.id.trim().is_empty() {
-            return Err(EngineError::Invalid("agent id must not be empty".into()));
+            return Err(EngineError::Invalid(
+                codes::AGENT_INVALID,
+                "agent id must not be empty".into(),
+            ));
         }
-        crate::pipeline::contract::agent(&agent, self.clock.now()).map_err(EngineError::Invalid)?;
+        crate::pipeline::contract::agent(&agent, self.clock.now())
+            .map_err(|e| EngineError::Invalid(codes::AGENT_INVALID, e))?;
         let was = self.store.agent(tenant, &agent.id)?;
         self.store.write(|tx| tx.put_agent(tenant, &agent))?;
         match was.map(|w| available(w.status)) {
@@ -33,10 +37,9 @@ impl Engine {
         id: &str,
         status: AgentStatus,
     ) -> Result<Vec<String>, EngineError> {
-        let mut agent = self
-            .store
-            .agent(tenant, id)?
-            .ok_or_else(|| EngineError::NotFound(format!("no agent {id}")))?;
+        let mut agent = self.store.agent(tenant, id)?.ok_or_else(|| {
+            EngineError::NotFound(codes::AGENT_NOT_FOUND, format!("no agent {id}"))
+        })?;
         let was = agent.status;
         agent.status = status;
         self.store.write(|tx| tx.put_agent(tenant, &agent))?;
@@ -111,7 +114,7 @@ impl Engine {
                         audit: &audit,
                     },
                 )?;
-                tx.cancel_timers(tenant, &state.ticket.id, &["fallback"], "rerouted")?;
+                tx.cancel_timers(tenant, &state.ticket.id, &[TimerKind::Fallback], "rerouted")?;
                 let why = if back {
                     format!("waiting in the queue; {agent} is available again")
                 } else {
@@ -130,7 +133,7 @@ impl Engine {
                     tx.insert_timer(
                         tenant,
                         &state.ticket.id,
-                        "fallback",
+                        TimerKind::Fallback,
                         later(now, step.after_ms)?,
                         &serde_json::json!({"decision": decision, "step": step}),
                     )?;

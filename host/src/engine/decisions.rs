@@ -98,9 +98,15 @@ impl Engine {
             }
             // One pending wake-up per ticket: the earliest a trigger asked
             // for (after an escalation, for the new tier).
-            tx.cancel_timers(tenant, &state.ticket.id, &["wake"], "superseded")?;
+            tx.cancel_timers(tenant, &state.ticket.id, &[TimerKind::Wake], "superseded")?;
             if let Some(at) = d.wake {
-                tx.insert_timer(tenant, &state.ticket.id, "wake", at, &serde_json::json!({}))?;
+                tx.insert_timer(
+                    tenant,
+                    &state.ticket.id,
+                    TimerKind::Wake,
+                    at,
+                    &serde_json::json!({}),
+                )?;
             }
             tx.put_ticket(tenant, &state)?;
             let outcome = Outcome {
@@ -238,7 +244,7 @@ impl Engine {
                 tx.insert_timer(
                     tenant,
                     ticket,
-                    "step",
+                    TimerKind::Step,
                     later(now, step.delay_ms)?,
                     &serde_json::json!({"decision": decision, "plan_at": now, "index": i, "step": step}),
                 )?;

@@ -15,7 +15,10 @@ impl Engine {
         key: Option<&str>,
     ) -> Result<Outcome, EngineError> {
         if ticket.id.trim().is_empty() {
-            return Err(EngineError::Invalid("ticket id must not be empty".into()));
+            return Err(EngineError::Invalid(
+                codes::TICKET_INVALID,
+                "ticket id must not be empty".into(),
+            ));
         }
         let key = key.map(|k| IdempotencyKey::new("create", &ticket.id, k, &ticket));
         let _g = self.ticket_lock(tenant, &ticket.id);
@@ -43,10 +46,13 @@ impl Engine {
             )?))
         })?;
         let Some(seq) = seq else {
-            return Err(EngineError::Conflict(format!(
-                "ticket {} exists; add events to it instead",
-                state.ticket.id
-            )));
+            return Err(EngineError::Conflict(
+                codes::TICKET_EXISTS,
+                format!(
+                    "ticket {} exists; add events to it instead",
+                    state.ticket.id
+                ),
+            ));
         };
         self.decide_event(tenant, state, now, EventKind::TicketCreated, seq)
     }
@@ -68,7 +74,10 @@ impl Engine {
         let payload = serde_json::to_value(&event).map_err(anyhow::Error::from)?;
         let stored = self.store.write(|tx| {
             let Some(mut state) = tx.ticket(tenant, ticket_id)? else {
-                return Ok(Err(EngineError::NotFound(format!("no ticket {ticket_id}"))));
+                return Ok(Err(EngineError::NotFound(
+                    codes::TICKET_NOT_FOUND,
+                    format!("no ticket {ticket_id}"),
+                )));
             };
             if let Some(why) = apply::already_applied(&state, &event) {
                 return Ok(Ok(Err((why, state))));
@@ -183,10 +192,13 @@ impl Engine {
             return Ok(None);
         };
         if first.request_hash.as_deref() != Some(key.request_hash.as_str()) {
-            return Err(EngineError::Invalid(format!(
-                "idempotency key {:?} was already used for a different request on this ticket; use a new key for a new request",
-                key.key
-            )));
+            return Err(EngineError::Invalid(
+                codes::IDEMPOTENCY_KEY_REUSED,
+                format!(
+                    "idempotency key {:?} was already used for a different request on this ticket; use a new key for a new request",
+                    key.key
+                ),
+            ));
         }
         match (first.processed, first.response) {
             (1, Some(response)) => Ok(Some(
@@ -196,10 +208,13 @@ impl Engine {
                 event: first.seq,
                 reason: first.error.unwrap_or_default(),
             }),
-            _ => Err(EngineError::Conflict(format!(
-                "the event with idempotency key {:?} is being decided; retry shortly",
-                key.key
-            ))),
+            _ => Err(EngineError::Conflict(
+                codes::IDEMPOTENCY_IN_PROGRESS,
+                format!(
+                    "the event with idempotency key {:?} is being decided; retry shortly",
+                    key.key
+                ),
+            )),
         }
     }
 
@@ -216,9 +231,13 @@ impl Engine {
         if let Event::Claim { agent } = event
             && tx.agent(tenant, agent)?.is_none()
         {
-            return Err(EngineError::NotFound(format!("no agent {agent}")));
+            return Err(EngineError::NotFound(
+                codes::AGENT_NOT_FOUND,
+                format!("no agent {agent}"),
+            ));
         }
-        let fx = apply::event(state, event, now).map_err(EngineError::Invalid)?;
+        let fx = apply::event(state, event, now)
+            .map_err(|e| EngineError::Invalid(codes::EVENT_INVALID, e))?;
         self.carry_out(tx, tenant, &state.ticket.id, &fx, now)?;
         Ok(())
     }
@@ -239,13 +258,18 @@ impl Engine {
         for (cancel, reason) in &fx.cancel {
             match cancel {
                 apply::Cancel::Fallbacks => {
-                    tx.cancel_timers(tenant, ticket, &["fallback"], reason)?;
+                    tx.cancel_timers(tenant, ticket, &[TimerKind::Fallback], reason)?;
                 }
                 apply::Cancel::StepsStoppedByClaim => {
                     tx.cancel_steps_on_claim(tenant, ticket)?;
                 }
                 apply::Cancel::Plan => {
-                    tx.cancel_timers(tenant, ticket, &["step", "fallback"], reason)?;
+                    tx.cancel_timers(
+                        tenant,
+                        ticket,
+                        &[TimerKind::Step, TimerKind::Fallback],
+                        reason,
+                    )?;
                 }
             }
         }

@@ -31,6 +31,7 @@ pub use lifecycle::{GUARD_FAILURES, GUARD_WINDOW, Installed, PluginQuota, Tenant
 pub use timers::TIMER_CONCURRENCY;
 
 use crate::clock::Clock;
+use crate::codes;
 use crate::delivery::ChannelSettings;
 use crate::matrix::{Matrix, ResponseTargets};
 use crate::model::{
@@ -40,7 +41,7 @@ use crate::model::{
 use crate::pipeline::{self, PluginRun, PluginSet, apply};
 use crate::registry::LoadedPlugin;
 use crate::runtime::Runtime;
-use crate::store::{FeedItem, NewDecision, NewDelivery, Store, Tx};
+use crate::store::{FeedItem, NewDecision, NewDelivery, Store, TimerKind, Tx};
 use anyhow::Result;
 use chrono::{DateTime, Duration, Utc};
 use schemars::JsonSchema;
@@ -52,15 +53,16 @@ use tokio::sync::{Notify, broadcast};
 /// What went wrong, by what the caller should do about it.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    /// No such ticket or agent (in this tenant).
-    #[error("{0}")]
-    NotFound(String),
+    /// No such ticket or agent (in this tenant): its code
+    /// ([`crate::codes`]) and message.
+    #[error("{1}")]
+    NotFound(&'static str, String),
     /// The request conflicts with what exists.
-    #[error("{0}")]
-    Conflict(String),
+    #[error("{1}")]
+    Conflict(&'static str, String),
     /// The request is malformed.
-    #[error("{0}")]
-    Invalid(String),
+    #[error("{1}")]
+    Invalid(&'static str, String),
     /// The event was stored, but deciding on it failed (an error or a
     /// panic); it is marked failed with the reason and never retried.
     #[error("deciding on event {event} failed: {reason}")]

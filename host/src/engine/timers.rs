@@ -139,11 +139,11 @@ impl Engine {
 impl Engine {
     pub(super) fn fire(&self, t: &Timer) -> Result<()> {
         let at = DateTime::from_timestamp_millis(t.due_at).unwrap_or_else(|| self.clock.now());
-        if t.kind == "digest" {
+        if t.kind == TimerKind::Digest {
             return self.fire_digest(t, at);
         }
         let _g = self.ticket_lock(&t.tenant, &t.ticket);
-        if t.kind == "wake" {
+        if t.kind == TimerKind::Wake {
             let state = self.store.ticket(&t.tenant, &t.ticket)?;
             let taken = self.store.write(|tx| tx.take_timer(t.id, at))?;
             if let (true, Some(state)) = (taken, state) {
@@ -170,10 +170,10 @@ impl Engine {
                 roster: &roster,
                 now: at,
             };
-            let outcome = match t.kind.as_str() {
-                "step" => self.fire_step(&act, t, &state, &mut feed)?,
-                "fallback" => self.fire_fallback(&act, t, &mut state, &mut feed)?,
-                "fanout" => {
+            let outcome = match &t.kind {
+                TimerKind::Step => self.fire_step(&act, t, &state, &mut feed)?,
+                TimerKind::Fallback => self.fire_fallback(&act, t, &mut state, &mut feed)?,
+                TimerKind::Fanout => {
                     let hooks: WebhookFanout = serde_json::from_value(t.payload.clone())?;
                     let n = self.fan_out(&act, &t.ticket, &hooks)?;
                     format!("queued {n} more webhook deliveries")
@@ -184,7 +184,7 @@ impl Engine {
             Ok(())
         })?;
         self.publish(&t.tenant, feed);
-        if t.kind == "fanout" {
+        if t.kind == TimerKind::Fanout {
             // Its continuation is due at once, on a manual clock too.
             self.timer_wake.notify_one();
         }

@@ -45,7 +45,7 @@ fn due_timers_leave_out_busy_tickets_and_full_tenants_and_failures_back_off() {
                 ids.push(tx.insert_timer(
                     tenant,
                     ticket,
-                    "step",
+                    TimerKind::Step,
                     noon(),
                     &serde_json::json!({}),
                 )?);
@@ -106,15 +106,27 @@ fn a_timer_fires_once_and_cancelled_timers_never() {
     let (a, b) = store
         .write(|tx| {
             tx.create_tenant("acme", "Acme", "h", noon())?;
-            let a = tx.insert_timer("acme", "T-1", "step", noon(), &serde_json::json!({}))?;
-            let b = tx.insert_timer("acme", "T-1", "fallback", noon(), &serde_json::json!({}))?;
+            let a = tx.insert_timer(
+                "acme",
+                "T-1",
+                TimerKind::Step,
+                noon(),
+                &serde_json::json!({}),
+            )?;
+            let b = tx.insert_timer(
+                "acme",
+                "T-1",
+                TimerKind::Fallback,
+                noon(),
+                &serde_json::json!({}),
+            )?;
             Ok((a, b))
         })
         .unwrap();
     store
         .write(|tx| {
             assert_eq!(
-                tx.cancel_timers("acme", "T-1", &["fallback"], "claimed")?,
+                tx.cancel_timers("acme", "T-1", &[TimerKind::Fallback], "claimed")?,
                 1
             );
             Ok(())

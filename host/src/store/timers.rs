@@ -3,6 +3,62 @@
 
 use super::*;
 
+/// What a timer does when it falls due (stored as its name).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum TimerKind {
+    /// Decide on the ticket again: a trigger asked to be woken.
+    Wake,
+    /// A step of a notification plan.
+    Step,
+    /// A fallback reassignment of an unclaimed ticket.
+    Fallback,
+    /// The next chunk of an escalation's webhook fan-out.
+    Fanout,
+    /// Send the deliveries held for a digest.
+    Digest,
+    /// A kind this version does not know (written by another version):
+    /// skipped when due.
+    Unknown(String),
+}
+
+impl TimerKind {
+    /// Its stored name.
+    pub fn as_str(&self) -> &str {
+        match self {
+            TimerKind::Wake => "wake",
+            TimerKind::Step => "step",
+            TimerKind::Fallback => "fallback",
+            TimerKind::Fanout => "fanout",
+            TimerKind::Digest => "digest",
+            TimerKind::Unknown(s) => s,
+        }
+    }
+
+    /// The kind of a stored name.
+    pub fn parse(s: &str) -> TimerKind {
+        match s {
+            "wake" => TimerKind::Wake,
+            "step" => TimerKind::Step,
+            "fallback" => TimerKind::Fallback,
+            "fanout" => TimerKind::Fanout,
+            "digest" => TimerKind::Digest,
+            other => TimerKind::Unknown(other.to_string()),
+        }
+    }
+}
+
+impl std::fmt::Display for TimerKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for TimerKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 /// Attempts after which a failing timer is dead-lettered.
 pub const TIMER_MAX_ATTEMPTS: i64 = 5;
 /// A durable timer.
@@ -15,7 +71,7 @@ pub struct Timer {
     /// Ticket.
     pub ticket: String,
     /// `wake`, `step`, `fallback` or `digest`.
-    pub kind: String,
+    pub kind: TimerKind,
     /// When it is due, ms since the epoch.
     pub due_at: i64,
     /// What to do.
@@ -33,7 +89,7 @@ pub(super) fn timer_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Timer> {
         id: r.get(0)?,
         tenant: r.get(1)?,
         ticket: r.get(2)?,
-        kind: r.get(3)?,
+        kind: TimerKind::parse(&r.get::<_, String>(3)?),
         due_at: r.get(4)?,
         payload: serde_json::from_str(&payload).unwrap_or(serde_json::Value::Null),
         state: r.get(6)?,
@@ -161,7 +217,7 @@ impl Tx<'_> {
         &self,
         tenant: &str,
         ticket: &str,
-        kind: &str,
+        kind: TimerKind,
         due_at: DateTime<Utc>,
         payload: &serde_json::Value,
     ) -> Result<i64> {
@@ -170,7 +226,7 @@ impl Tx<'_> {
             params![
                 tenant,
                 ticket,
-                kind,
+                kind.as_str(),
                 due_at.timestamp_millis(),
                 payload.to_string()
             ],
@@ -183,7 +239,7 @@ impl Tx<'_> {
         &self,
         tenant: &str,
         ticket: &str,
-        kinds: &[&str],
+        kinds: &[TimerKind],
         why: &str,
     ) -> Result<usize> {
         let mut n = 0;
@@ -191,7 +247,7 @@ impl Tx<'_> {
             n += self.tx.execute(
                 "UPDATE timers SET state = 'cancelled', outcome = ?4 \
                  WHERE tenant = ?1 AND ticket = ?2 AND kind = ?3 AND state = 'pending'",
-                params![tenant, ticket, kind, why],
+                params![tenant, ticket, kind.as_str(), why],
             )?;
         }
         Ok(n)
@@ -208,12 +264,17 @@ impl Tx<'_> {
     }
 
     /// A ticket's pending timers of one kind.
-    pub fn pending_timers(&self, tenant: &str, ticket: &str, kind: &str) -> Result<Vec<Timer>> {
+    pub fn pending_timers(
+        &self,
+        tenant: &str,
+        ticket: &str,
+        kind: TimerKind,
+    ) -> Result<Vec<Timer>> {
         let mut st = self.tx.prepare_cached(
             "SELECT id, tenant, ticket, kind, due_at, payload, state, outcome, attempts FROM timers \
              WHERE tenant = ?1 AND ticket = ?2 AND kind = ?3 AND state = 'pending' ORDER BY due_at",
         )?;
-        let rows = st.query_map([tenant, ticket, kind], timer_row)?;
+        let rows = st.query_map([tenant, ticket, kind.as_str()], timer_row)?;
         rows.map(|r| Ok(r?)).collect()
     }
 

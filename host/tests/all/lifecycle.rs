@@ -274,6 +274,7 @@ fn refused_uploads_never_serve_and_versions_survive_a_restart() {
         )),
     );
     assert_eq!(s, 422, "{v}");
+    assert_eq!(v["code"], "plugin.refused", "{v}");
     assert!(v["error"].as_str().unwrap().contains("router"), "{v}");
     // A fixture the version does not pass.
     let (s, v) = acme.call(
@@ -302,6 +303,7 @@ fn refused_uploads_never_serve_and_versions_survive_a_restart() {
         Some(upload_body(&over, &builtin_wasm("phrases"), json!([]))),
     );
     assert_eq!(s, 422, "{v}");
+    assert_eq!(v["code"], "plugin.refused", "{v}");
     assert!(v["error"].as_str().unwrap().contains("fuel"), "{v}");
     // Not a component at all.
     let (s, _) = acme.call(

@@ -110,10 +110,7 @@ fn a_tenant_over_its_budget_of_server_time_gets_429_and_the_other_tenant_is_serv
         .unwrap();
     assert!(retry >= 1, "{retry}");
     let body: Value = r.json().unwrap();
-    assert!(
-        body["error"].as_str().unwrap().contains("server time"),
-        "{body}"
-    );
+    assert_eq!(body["code"], "rate.limited", "{body}");
     let (status, _) = attacker.call("GET", "/v1/tickets/A-1", None);
     assert_eq!(status, 404, "a refused event is not stored");
     let (status, body) = attacker.call(
@@ -149,10 +146,7 @@ fn webhooks_plugins_and_feeds_have_quotas_and_old_versions_are_pruned() {
         .collect();
     let (status, body) = acme.call("PUT", "/v1/settings", Some(json!({"webhooks": hooks})));
     assert_eq!(status, 422, "{body}");
-    assert!(
-        body["error"].as_str().unwrap().contains("at most 2"),
-        "{body}"
-    );
+    assert_eq!(body["code"], "quota.exceeded", "{body}");
 
     // Versions beyond three go: not the one in force, not the one a
     // rollback returns to; their compiled artifacts go too.
@@ -190,13 +184,7 @@ fn webhooks_plugins_and_feeds_have_quotas_and_old_versions_are_pruned() {
     acme.ok("POST", "/v1/plugins/refund/rollback", None);
     let (status, body) = upload(&acme, "another", "1.0.0");
     assert_eq!(status, 422, "{body}");
-    assert!(
-        body["error"]
-            .as_str()
-            .unwrap()
-            .contains("at most 1 plugins"),
-        "{body}"
-    );
+    assert_eq!(body["code"], "quota.exceeded", "{body}");
 
     // Two live feeds, then 429 until one closes.
     let agent = acme.ok("GET", "/v1/agents?limit=1", None)[0]["id"]

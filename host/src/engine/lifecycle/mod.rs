@@ -15,6 +15,7 @@ mod plugins;
 mod shadow;
 
 use super::{Engine, EngineError, lock};
+use crate::codes;
 use crate::manifest::{Manifest, Mode};
 use crate::pipeline::{PluginRun, PluginSet};
 use crate::registry::{self, LoadedPlugin, fixtures};
@@ -102,7 +103,7 @@ pub(super) struct Health {
 }
 
 fn invalid(e: impl std::fmt::Display) -> EngineError {
-    EngineError::Invalid(e.to_string())
+    EngineError::Invalid(codes::PLUGIN_INVALID, e.to_string())
 }
 
 fn mode_name(m: Mode) -> &'static str {
@@ -158,7 +159,10 @@ impl Engine {
             .store
             .plugin_version(tenant, name, version)?
             .ok_or_else(|| {
-                EngineError::NotFound(format!("no version {version} of plugin {name}"))
+                EngineError::NotFound(
+                    codes::PLUGIN_NOT_FOUND,
+                    format!("no version {version} of plugin {name}"),
+                )
             })?;
         let p = registry::load_parts(
             &self.runtime,
@@ -176,7 +180,8 @@ impl Engine {
     /// The set `slots` make for `tenant`; an error if it cannot serve
     /// (e.g. two active routers).
     fn build_set(&self, tenant: &str, slots: &[PluginSlot]) -> Result<PluginSet, EngineError> {
-        PluginSet::new(self.effective(tenant, slots)?).map_err(EngineError::Conflict)
+        PluginSet::new(self.effective(tenant, slots)?)
+            .map_err(|e| EngineError::Conflict(codes::PLUGIN_CONFLICT, e))
     }
 
     /// Every plugin `slots` make for `tenant`, disabled ones included, with

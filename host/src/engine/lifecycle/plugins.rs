@@ -29,13 +29,13 @@ impl Engine {
                     field("version").as_deref(),
                     &e.to_string(),
                 );
-                return Err(invalid(e));
+                return Err(EngineError::Invalid(codes::PLUGIN_REFUSED, e.to_string()));
             }
         };
         let (name, version) = (manifest.name.clone(), manifest.version.clone());
-        let fail = |why: String| {
+        let fail = |code: &'static str, why: String| {
             self.reject(tenant, actor, &name, Some(&version), &why);
-            EngineError::Invalid(why)
+            EngineError::Invalid(code, why)
         };
         // One upload of a tenant at a time: its quota is counted and its
         // old versions pruned with no other upload in between.
@@ -43,11 +43,14 @@ impl Engine {
         if let Some(q) = up.quota {
             let names = self.store.uploaded_plugin_names(tenant)?;
             if !names.contains(&name) && names.len() >= q.plugins {
-                return Err(fail(format!(
-                    "at most {} plugins per tenant (the operator's [limits] plugins-per-tenant); \
+                return Err(fail(
+                    codes::QUOTA_EXCEEDED,
+                    format!(
+                        "at most {} plugins per tenant (the operator's [limits] plugins-per-tenant); \
                      delete one first",
-                    q.plugins
-                )));
+                        q.plugins
+                    ),
+                ));
             }
         }
         let digest = {
@@ -58,9 +61,12 @@ impl Engine {
         if let Some(e) = &existing
             && e.digest != digest
         {
-            return Err(EngineError::Conflict(format!(
-                "{name}@{version} exists with other bytes; give the new build a new version"
-            )));
+            return Err(EngineError::Conflict(
+                codes::PLUGIN_CONFLICT,
+                format!(
+                    "{name}@{version} exists with other bytes; give the new build a new version"
+                ),
+            ));
         }
         let (fixture_results, validate_micros) = if existing.is_none() {
             let p = registry::load_parts(
@@ -70,7 +76,12 @@ impl Engine {
                 &up.wasm,
                 up.source.clone(),
             )
-            .map_err(|e| fail(format!("{name}@{version} refused: {e}")))?
+            .map_err(|e| {
+                fail(
+                    codes::PLUGIN_REFUSED,
+                    format!("{name}@{version} refused: {e}"),
+                )
+            })?
             .with_matrix(&self.matrix);
             // Fixtures run as the uploading tenant, whatever their tickets
             // say: validation spends that tenant's share of plugin calls.
@@ -85,12 +96,15 @@ impl Engine {
                 .map(|r| format!("{}: {}", r.name, r.detail))
                 .collect();
             if !failed.is_empty() {
-                return Err(fail(format!(
-                    "{name}@{version} failed {} of {} fixture(s): {}",
-                    failed.len(),
-                    results.len(),
-                    failed.join("; ")
-                )));
+                return Err(fail(
+                    codes::PLUGIN_REFUSED,
+                    format!(
+                        "{name}@{version} failed {} of {} fixture(s): {}",
+                        failed.len(),
+                        results.len(),
+                        failed.join("; ")
+                    ),
+                ));
             }
             let micros = started.elapsed().as_micros() as u64;
             let v = PluginVersion {
@@ -162,9 +176,10 @@ impl Engine {
         actor: &str,
     ) -> Result<u64, EngineError> {
         if self.store.plugin_version(tenant, name, version)?.is_none() {
-            return Err(EngineError::NotFound(format!(
-                "no version {version} of plugin {name}"
-            )));
+            return Err(EngineError::NotFound(
+                codes::PLUGIN_NOT_FOUND,
+                format!("no version {version} of plugin {name}"),
+            ));
         }
         // Rolling back past the first upload of a built-in name brings the
         // built-in back; a new name has nothing before it.
@@ -264,7 +279,10 @@ impl Engine {
         if builtin || slot {
             Ok(())
         } else {
-            Err(EngineError::NotFound(format!("no plugin {name}")))
+            Err(EngineError::NotFound(
+                codes::PLUGIN_NOT_FOUND,
+                format!("no plugin {name}"),
+            ))
         }
     }
 
@@ -283,10 +301,16 @@ impl Engine {
     ) -> Result<u64, EngineError> {
         let slots = self.store.plugin_slots(tenant)?;
         let s = slots.iter().find(|s| s.name == name).ok_or_else(|| {
-            EngineError::NotFound(format!("plugin {name} has no version to roll back from"))
+            EngineError::NotFound(
+                codes::PLUGIN_NOT_FOUND,
+                format!("plugin {name} has no version to roll back from"),
+            )
         })?;
         let previous = s.previous.clone().ok_or_else(|| {
-            EngineError::Conflict(format!("plugin {name} has no previous version"))
+            EngineError::Conflict(
+                codes::PLUGIN_CONFLICT,
+                format!("plugin {name} has no previous version"),
+            )
         })?;
         let to = (previous != "builtin").then_some(previous.clone());
         // The guard never rolls "forward" onto the version it just took
@@ -326,9 +350,12 @@ impl Engine {
             .iter()
             .any(|s| s.name == name && s.version.as_deref() == Some(version))
         {
-            return Err(EngineError::Conflict(format!(
-                "{name}@{version} serves now; activate another version or remove the plugin first"
-            )));
+            return Err(EngineError::Conflict(
+                codes::PLUGIN_CONFLICT,
+                format!(
+                    "{name}@{version} serves now; activate another version or remove the plugin first"
+                ),
+            ));
         }
         let now = self.clock.now();
         let mut unused = None;
@@ -362,9 +389,10 @@ impl Engine {
         if deleted {
             Ok(())
         } else {
-            Err(EngineError::NotFound(format!(
-                "no version {version} of plugin {name}"
-            )))
+            Err(EngineError::NotFound(
+                codes::PLUGIN_NOT_FOUND,
+                format!("no version {version} of plugin {name}"),
+            ))
         }
     }
 
@@ -401,7 +429,7 @@ impl Engine {
                     excess -= 1;
                 }
                 // Activated since the slots were read: it stays.
-                Err(EngineError::Conflict(_)) => {}
+                Err(EngineError::Conflict(..)) => {}
                 Err(e) => return Err(e),
             }
         }
