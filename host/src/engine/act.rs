@@ -35,15 +35,7 @@ impl Engine {
         } = *act;
         let (e, routing, plan) = (&x.escalation, &x.routing, x.plan.as_ref());
         let id = &state.ticket.id;
-        for step in &routing.fallback {
-            tx.insert_timer(
-                tenant,
-                id,
-                TimerKind::Fallback,
-                later(now, step.after_ms)?,
-                &serde_json::json!({"decision": decision, "step": step}),
-            )?;
-        }
+        fallback_timers(tx, tenant, id, decision, routing, now)?;
         // Endpoints subscribed to escalations get the handoff packet.
         let mut sent = 0;
         if act
@@ -86,13 +78,7 @@ impl Engine {
                     feed,
                 )?;
             } else {
-                tx.insert_timer(
-                    tenant,
-                    id,
-                    TimerKind::Step,
-                    later(now, step.delay_ms)?,
-                    &serde_json::json!({"decision": decision, "plan_at": now, "index": i, "step": step}),
-                )?;
+                step_timer(tx, tenant, id, decision, (i, step), now)?;
             }
         }
         Ok(sent)
@@ -487,4 +473,44 @@ pub fn handoff(state: &TicketState) -> serde_json::Value {
         "claimed_at": t.claimed_at,
         "customer_message": esc.and_then(|e| e.customer_message.clone()),
     })
+}
+
+/// Schedule step `i` of the plan of `decision`, made at `now`.
+pub(super) fn step_timer(
+    tx: &Tx<'_>,
+    tenant: &str,
+    ticket: &str,
+    decision: i64,
+    (i, step): (usize, &model::NotificationStep),
+    now: DateTime<Utc>,
+) -> Result<()> {
+    tx.insert_timer(
+        tenant,
+        ticket,
+        TimerKind::Step,
+        later(now, step.delay_ms)?,
+        &serde_json::json!({"decision": decision, "plan_at": now, "index": i, "step": step}),
+    )?;
+    Ok(())
+}
+
+/// Schedule the fallback path of `routing` (of `decision`, made at `now`).
+pub(super) fn fallback_timers(
+    tx: &Tx<'_>,
+    tenant: &str,
+    ticket: &str,
+    decision: i64,
+    routing: &model::Routing,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    for step in &routing.fallback {
+        tx.insert_timer(
+            tenant,
+            ticket,
+            TimerKind::Fallback,
+            later(now, step.after_ms)?,
+            &serde_json::json!({"decision": decision, "step": step}),
+        )?;
+    }
+    Ok(())
 }

@@ -129,15 +129,7 @@ impl Engine {
                 };
                 let key = format!("r{decision}");
                 self.reassign(&act, &mut state, &routing.target, &why, &key, &mut feed)?;
-                for step in &routing.fallback {
-                    tx.insert_timer(
-                        tenant,
-                        &state.ticket.id,
-                        TimerKind::Fallback,
-                        later(now, step.after_ms)?,
-                        &serde_json::json!({"decision": decision, "step": step}),
-                    )?;
-                }
+                fallback_timers(tx, tenant, &state.ticket.id, decision, &routing, now)?;
                 tx.put_ticket(tenant, &state)?;
                 Ok(())
             })?;

@@ -239,15 +239,20 @@ impl Engine {
         let event_json = serde_json::json!({"kind": EventKind::Claimed, "at": now});
         let audit: Vec<_> = runs.iter().map(|r| audit_entry(r, &event_json)).collect();
         self.store.write(|tx| {
-            let decision = tx.insert_decision(tenant, &NewDecision { ticket, at: now, cause: "claim-plan", escalated: false, data: &serde_json::json!({"event": event_json, "plan": plan}), audit: &audit })?;
-            for (i, step) in plan.iter().flat_map(|p| p.steps.iter()).enumerate() {
-                tx.insert_timer(
-                    tenant,
+            let data = serde_json::json!({"event": event_json, "plan": plan});
+            let decision = tx.insert_decision(
+                tenant,
+                &NewDecision {
                     ticket,
-                    TimerKind::Step,
-                    later(now, step.delay_ms)?,
-                    &serde_json::json!({"decision": decision, "plan_at": now, "index": i, "step": step}),
-                )?;
+                    at: now,
+                    cause: "claim-plan",
+                    escalated: false,
+                    data: &data,
+                    audit: &audit,
+                },
+            )?;
+            for (i, step) in plan.iter().flat_map(|p| p.steps.iter()).enumerate() {
+                step_timer(tx, tenant, ticket, decision, (i, step), now)?;
             }
             Ok(())
         })?;

@@ -292,17 +292,7 @@ fn escalation(
     let (e, routing, plan) = (&x.escalation, &x.routing, x.plan.as_ref());
     fx.cancel
         .push((Cancel::Plan, "superseded by a new escalation"));
-    let previous = state.ticket.assignee.clone();
-    match &routing.target {
-        Target::Agent(a) => {
-            state.ticket.assignee = Some(a.clone());
-            state.queue = None;
-        }
-        Target::Queue(q) => {
-            state.ticket.assignee = None;
-            state.queue = Some(q.clone());
-        }
-    }
+    let previous = assign(state, &routing.target);
     fx.load(previous.clone(), state.ticket.assignee.clone());
     // A tier the desk gave the ticket stays if it is higher.
     state.ticket.tier = state.ticket.tier.max(Some(e.tier));
@@ -352,15 +342,8 @@ fn escalation(
     state.ticket.messages.push(x.note.clone());
 }
 
-/// Give the ticket to `target` (a fallback, or a new routing after an
-/// agent left or came back), saying why.
-pub fn reassignment(
-    state: &mut TicketState,
-    target: &Target,
-    why: &str,
-    at: DateTime<Utc>,
-) -> Effects {
-    let mut fx = Effects::default();
+/// Give the ticket to an agent, or put it in a queue; who had it before.
+fn assign(state: &mut TicketState, target: &Target) -> Option<String> {
     let previous = state.ticket.assignee.clone();
     match target {
         Target::Agent(a) => {
@@ -372,6 +355,19 @@ pub fn reassignment(
             state.queue = Some(q.clone());
         }
     }
+    previous
+}
+
+/// Give the ticket to `target` (a fallback, or a new routing after an
+/// agent left or came back), saying why.
+pub fn reassignment(
+    state: &mut TicketState,
+    target: &Target,
+    why: &str,
+    at: DateTime<Utc>,
+) -> Effects {
+    let mut fx = Effects::default();
+    let previous = assign(state, target);
     fx.load = Some((previous.clone(), state.ticket.assignee.clone()));
     state.history.push(HistoryEntry {
         at,
