@@ -203,3 +203,58 @@ fn formats_are_detected_from_the_first_line() {
         Format::Twitter
     );
 }
+
+#[test]
+fn a_call_that_misses_its_wall_clock_deadline_offline_is_made_again_and_counted() {
+    // A trigger that loops with fuel for minutes and a 1 ms deadline: every
+    // call misses the deadline, whatever the machine's load. Offline, each
+    // is made again (4 times) before it counts as an error, and the report
+    // says so; two runs give the same report.
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = dir.path().join("plugins/hostile");
+    std::fs::create_dir_all(&plugin).unwrap();
+    std::fs::write(
+        plugin.join("plugin.toml"),
+        "name = \"hostile\"\nkind = \"trigger\"\nversion = \"1.0.0\"\n\
+         [limits]\nfuel = 100_000_000_000\ntimeout-ms = 1\n",
+    )
+    .unwrap();
+    std::fs::write(
+        plugin.join("hostile.wasm"),
+        crate::support::guest_wasm("hostile"),
+    )
+    .unwrap();
+    let tickets = dir.path().join("tickets.jsonl");
+    let line = |id: &str, subject: &str| {
+        serde_json::json!({"id": id, "subject": subject, "created_at": "2026-11-27T12:00:00Z",
+            "messages": [{"author": "customer", "body": "hello", "sent_at": "2026-11-27T12:00:00Z"}]})
+        .to_string()
+    };
+    std::fs::write(
+        &tickets,
+        format!("{}\n{}\n", line("L-1", "loop"), line("L-2", "loop")),
+    )
+    .unwrap();
+    let first = run(
+        &tickets,
+        Format::Escalator,
+        Some(&dir.path().join("plugins")),
+        None,
+    );
+    assert!(first.plugin_errors >= 2, "{first:?}");
+    assert_eq!(
+        first.deadline_retries,
+        first.plugin_errors * escalator::pipeline::OFFLINE_RETRIES as usize,
+        "{first:?}"
+    );
+    let again = run(
+        &tickets,
+        Format::Escalator,
+        Some(&dir.path().join("plugins")),
+        None,
+    );
+    assert_eq!(
+        (again.plugin_errors, again.deadline_retries, &again.tiers),
+        (first.plugin_errors, first.deadline_retries, &first.tiers)
+    );
+}
