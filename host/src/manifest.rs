@@ -55,6 +55,27 @@ pub enum Mode {
     Disabled,
 }
 
+impl Mode {
+    /// Its name: `active`, `shadow`, `disabled`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Active => "active",
+            Mode::Shadow => "shadow",
+            Mode::Disabled => "disabled",
+        }
+    }
+
+    /// The mode of a name.
+    pub fn parse(s: &str) -> Option<Mode> {
+        match s {
+            "active" => Some(Mode::Active),
+            "shadow" => Some(Mode::Shadow),
+            "disabled" => Some(Mode::Disabled),
+            _ => None,
+        }
+    }
+}
+
 /// What a failed call (trap, out of fuel, refusal, garbage) means.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "action", rename_all = "kebab-case", deny_unknown_fields)]

@@ -112,9 +112,16 @@ impl Api {
                     mode: String,
                 }
                 let m: SetMode = self.body(req).await?;
+                let mode = crate::manifest::Mode::parse(&m.mode).ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        format!("mode {:?}: expected active, shadow or disabled", m.mode),
+                    )
+                    .code(codes::PLUGIN_INVALID)
+                })?;
                 let name = name.to_string();
                 let generation =
-                    blocking(move || Ok(engine.set_plugin_mode(&tenant, &name, &m.mode, "api")?))
+                    blocking(move || Ok(engine.set_plugin_mode(&tenant, &name, mode, "api")?))
                         .await?;
                 ok(&serde_json::json!({"generation": generation}))
             }

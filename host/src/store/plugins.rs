@@ -2,6 +2,7 @@
 //! name), and the log of plugin changes.
 
 use super::*;
+use crate::manifest::Mode;
 
 /// A stored plugin version.
 #[derive(Debug, Clone, Serialize)]
@@ -39,7 +40,7 @@ pub struct PluginSlot {
     /// The uploaded version in force; `None`: the built-in one.
     pub version: Option<String>,
     /// A mode overriding the manifest's (`active`, `shadow`, `disabled`).
-    pub mode: Option<String>,
+    pub mode: Option<Mode>,
     /// The version in force before (for rollback).
     pub previous: Option<String>,
 }
@@ -105,7 +106,10 @@ pub(super) fn slots(conn: &Connection, tenant: &str) -> Result<Vec<PluginSlot>> 
         Ok(PluginSlot {
             name: r.get(0)?,
             version: r.get(1)?,
-            mode: r.get(2)?,
+            mode: r
+                .get::<_, Option<String>>(2)?
+                .as_deref()
+                .and_then(Mode::parse),
             previous: r.get(3)?,
         })
     })?;
@@ -296,7 +300,7 @@ impl Tx<'_> {
         for s in new {
             self.tx.execute(
                 "INSERT INTO plugin_slots (tenant, name, version, mode, previous) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![tenant, s.name, s.version, s.mode, s.previous],
+                params![tenant, s.name, s.version, s.mode.map(Mode::as_str), s.previous],
             )?;
         }
         Ok(())

@@ -63,7 +63,7 @@ impl Engine {
                 self.set_mode_as(
                     tenant,
                     &name,
-                    "disabled",
+                    Mode::Disabled,
                     "crash-loop-guard",
                     "auto-disabled",
                     detail,

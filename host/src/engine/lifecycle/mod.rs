@@ -102,35 +102,12 @@ pub(super) struct Health {
     last_error: String,
 }
 
-fn invalid(e: impl std::fmt::Display) -> EngineError {
-    EngineError::Invalid(codes::PLUGIN_INVALID, e.to_string())
-}
-
-fn mode_name(m: Mode) -> &'static str {
-    match m {
-        Mode::Active => "active",
-        Mode::Shadow => "shadow",
-        Mode::Disabled => "disabled",
-    }
-}
-
-fn parse_mode(s: &str) -> Result<Mode, EngineError> {
-    match s {
-        "active" => Ok(Mode::Active),
-        "shadow" => Ok(Mode::Shadow),
-        "disabled" => Ok(Mode::Disabled),
-        _ => Err(invalid(format!(
-            "mode {s:?}: expected active, shadow or disabled"
-        ))),
-    }
-}
-
-fn with_mode(p: &LoadedPlugin, mode: Option<&str>) -> Result<LoadedPlugin, EngineError> {
+fn with_mode(p: &LoadedPlugin, mode: Option<Mode>) -> Result<LoadedPlugin, EngineError> {
     let Some(mode) = mode else {
         return Ok(p.clone());
     };
     let mut m: Manifest = (*p.manifest).clone();
-    m.mode = parse_mode(mode)?;
+    m.mode = mode;
     Ok(LoadedPlugin {
         manifest: Arc::new(m),
         ..p.clone()
@@ -195,14 +172,14 @@ impl Engine {
         for b in &self.builtins {
             match slots.iter().find(|s| s.name == b.manifest.name) {
                 Some(s) if s.version.is_some() => {}
-                Some(s) => plugins.push(with_mode(b, s.mode.as_deref())?),
+                Some(s) => plugins.push(with_mode(b, s.mode)?),
                 None => plugins.push(b.clone()),
             }
         }
         for s in slots {
             if let Some(v) = &s.version {
                 let p = self.loaded_version(tenant, &s.name, v)?;
-                plugins.push(with_mode(&p, s.mode.as_deref())?);
+                plugins.push(with_mode(&p, s.mode)?);
             }
         }
         Ok(plugins)

@@ -221,7 +221,7 @@ impl Engine {
         &self,
         tenant: &str,
         name: &str,
-        mode: &str,
+        mode: Mode,
         actor: &str,
     ) -> Result<u64, EngineError> {
         self.set_mode_as(
@@ -230,7 +230,7 @@ impl Engine {
             mode,
             actor,
             "mode",
-            serde_json::json!({"mode": mode}),
+            serde_json::json!({"mode": mode.as_str()}),
         )
     }
 
@@ -238,12 +238,11 @@ impl Engine {
         &self,
         tenant: &str,
         name: &str,
-        mode: &str,
+        mode: Mode,
         actor: &str,
         action: &str,
         detail: serde_json::Value,
     ) -> Result<u64, EngineError> {
-        parse_mode(mode)?;
         self.known_name(tenant, name)?;
         self.change_slots(
             tenant,
@@ -256,11 +255,11 @@ impl Engine {
             },
             |slots| {
                 match slots.iter_mut().find(|s| s.name == name) {
-                    Some(s) => s.mode = Some(mode.to_string()),
+                    Some(s) => s.mode = Some(mode),
                     None => slots.push(PluginSlot {
                         name: name.to_string(),
                         version: None,
-                        mode: Some(mode.to_string()),
+                        mode: Some(mode),
                         previous: None,
                     }),
                 }
@@ -467,7 +466,7 @@ impl Engine {
                 let slot = slots.iter().find(|s| s.name == p.manifest.name);
                 serde_json::json!({
                     "name": p.manifest.name, "version": p.manifest.version,
-                    "kind": p.manifest.kind, "mode": mode_name(p.manifest.mode),
+                    "kind": p.manifest.kind, "mode": p.manifest.mode.as_str(),
                     "description": p.manifest.description, "source": p.source,
                     "digest": p.plugin.digest(),
                     "origin": if slot.is_some_and(|s| s.version.is_some()) { "uploaded" } else { "builtin" },
