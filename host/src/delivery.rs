@@ -20,6 +20,7 @@ pub mod queue;
 pub use outbound::Policy;
 pub use queue::{QueueConfig, worker};
 
+use crate::model::Channel;
 use crate::store::{Delivery, Store};
 use anyhow::{Context as _, Result};
 use chrono::Utc;
@@ -373,8 +374,8 @@ impl Sender {
         d: &Delivery,
         settings: &ChannelSettings,
     ) -> std::result::Result<(), SendError> {
-        match d.channel.as_str() {
-            "slack" => {
+        match d.channel {
+            Channel::Slack => {
                 let blocks = serde_json::json!({
                     "text": d.title,
                     "blocks": [
@@ -386,7 +387,7 @@ impl Sender {
                 });
                 self.post(d, blocks.to_string(), None).await
             }
-            "webhook" => {
+            Channel::Webhook => {
                 let endpoint = settings
                     .webhooks
                     .values()
@@ -409,16 +410,16 @@ impl Sender {
                 .to_string();
                 self.post(d, body, Some(endpoint.secret.as_str())).await
             }
-            "email" => {
+            Channel::Email => {
                 let smtp = settings
                     .smtp
                     .as_ref()
                     .ok_or_else(|| SendError::permanent("no SMTP server configured"))?;
                 self.send_email(smtp, d).await
             }
-            other => Err(SendError::permanent(format!(
-                "channel {other} is not delivered by the worker"
-            ))),
+            Channel::InApp => Err(SendError::permanent(
+                "in-app items are written to the feed, not delivered by the worker",
+            )),
         }
     }
 

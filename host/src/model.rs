@@ -564,6 +564,36 @@ pub enum Channel {
     Webhook,
 }
 
+impl Channel {
+    /// Its name, as in JSON: `slack`, `email`, `in-app`, `webhook`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Slack => "slack",
+            Channel::Email => "email",
+            Channel::InApp => "in-app",
+            Channel::Webhook => "webhook",
+        }
+    }
+
+    /// The channel of a name.
+    pub fn parse(s: &str) -> Option<Channel> {
+        [
+            Channel::Slack,
+            Channel::Email,
+            Channel::InApp,
+            Channel::Webhook,
+        ]
+        .into_iter()
+        .find(|c| c.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for Channel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A notification recipient.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]

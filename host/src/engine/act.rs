@@ -134,56 +134,73 @@ impl Engine {
             Recipient::Agent(x) | Recipient::Team(x) | Recipient::Endpoint(x) => x.clone(),
         };
         // (channel, address, status, note)
-        let mut targets: Vec<(&str, String, &str, Option<String>)> = Vec::new();
+        let mut targets: Vec<(Channel, String, DeliveryStatus, Option<String>)> = Vec::new();
         match (recipient, channel) {
             (Recipient::Endpoint(name), _) => match settings.webhooks.get(name) {
-                Some(w) => targets.push(("webhook", w.url.clone(), "pending", None)),
+                Some(w) => targets.push((
+                    Channel::Webhook,
+                    w.url.clone(),
+                    DeliveryStatus::Pending,
+                    None,
+                )),
                 None => targets.push((
-                    "webhook",
+                    Channel::Webhook,
                     name.clone(),
-                    "skipped",
+                    DeliveryStatus::Skipped,
                     Some(format!("no webhook endpoint {name:?} configured")),
                 )),
             },
             (_, Channel::InApp) => {
                 for a in &agents {
-                    targets.push(("in-app", a.id.clone(), "sent", None));
+                    targets.push((Channel::InApp, a.id.clone(), DeliveryStatus::Sent, None));
                 }
             }
             (_, Channel::Email) => {
                 for a in &agents {
                     match &a.email {
                         Some(_) if settings.smtp.is_none() => targets.push((
-                            "email",
+                            Channel::Email,
                             a.id.clone(),
-                            "skipped",
+                            DeliveryStatus::Skipped,
                             Some("no SMTP server configured".into()),
                         )),
-                        Some(addr) => targets.push(("email", addr.clone(), "pending", None)),
+                        Some(addr) => targets.push((
+                            Channel::Email,
+                            addr.clone(),
+                            DeliveryStatus::Pending,
+                            None,
+                        )),
                         None => targets.push((
-                            "email",
+                            Channel::Email,
                             a.id.clone(),
-                            "skipped",
+                            DeliveryStatus::Skipped,
                             Some(format!("agent {} has no e-mail address", a.id)),
                         )),
                     }
                 }
             }
             (_, Channel::Slack) => match &settings.slack_webhook_url {
-                Some(url) => targets.push(("slack", url.clone(), "pending", None)),
+                Some(url) => {
+                    targets.push((Channel::Slack, url.clone(), DeliveryStatus::Pending, None))
+                }
                 None => targets.push((
-                    "slack",
+                    Channel::Slack,
                     "-".into(),
-                    "skipped",
+                    DeliveryStatus::Skipped,
                     Some("no Slack webhook configured".into()),
                 )),
             },
             (_, Channel::Webhook) => match settings.webhooks.get("default") {
-                Some(w) => targets.push(("webhook", w.url.clone(), "pending", None)),
+                Some(w) => targets.push((
+                    Channel::Webhook,
+                    w.url.clone(),
+                    DeliveryStatus::Pending,
+                    None,
+                )),
                 None => targets.push((
-                    "webhook",
+                    Channel::Webhook,
                     "default".into(),
-                    "skipped",
+                    DeliveryStatus::Skipped,
                     Some("no default webhook configured".into()),
                 )),
             },
@@ -201,20 +218,20 @@ impl Engine {
         };
         let mut made = 0;
         for (ch, address, status, note) in targets {
-            let mut status = status.to_string();
-            let body = if ch == "slack" {
+            let mut status = status;
+            let body = if ch == Channel::Slack {
                 slack_text(body)
             } else {
                 body.to_string()
             };
             // Digest: hold it if this address heard on this channel lately.
-            if digest_window_ms > 0 && status != "skipped" {
+            if digest_window_ms > 0 && status != DeliveryStatus::Skipped {
                 let window = delta(digest_window_ms)?;
                 let since = now
                     .checked_sub_signed(window)
                     .unwrap_or(DateTime::<Utc>::MIN_UTC);
                 if let Some(last) = tx.last_delivery_to(tenant, ch, &address, since)? {
-                    status = "held".into();
+                    status = DeliveryStatus::Held;
                     let group =
                         serde_json::json!({"channel": ch, "address": address, "recipient": who});
                     let pending = tx.pending_timers(tenant, "*", TimerKind::Digest)?;
@@ -233,18 +250,18 @@ impl Engine {
             let d = NewDelivery {
                 ticket: ticket.to_string(),
                 idempotency_key: hex_key(&key),
-                channel: ch.to_string(),
+                channel: ch,
                 recipient: who.clone(),
                 address: address.clone(),
                 title: title.to_string(),
                 body: body.clone(),
-                status: status.clone(),
+                status,
                 note,
                 priority,
             };
             if tx.insert_delivery(tenant, &d, now)? {
                 made += 1;
-                if ch == "in-app" && status == "sent" {
+                if ch == Channel::InApp && status == DeliveryStatus::Sent {
                     feed.push(tx.insert_feed(tenant, &address, ticket, title, &body, now)?);
                 }
             }
@@ -285,12 +302,12 @@ impl Engine {
                     "{tenant}:{ticket}:d{}:hook:{name}",
                     hooks.decision
                 )),
-                channel: "webhook".into(),
+                channel: Channel::Webhook,
                 recipient: name.clone(),
                 address: w.url.clone(),
                 title: hooks.title.clone(),
                 body: hooks.body.clone(),
-                status: "pending".into(),
+                status: DeliveryStatus::Pending,
                 note: None,
                 priority: hooks.priority,
             };

@@ -41,7 +41,7 @@ use crate::model::{
 use crate::pipeline::{self, PluginRun, PluginSet, apply};
 use crate::registry::LoadedPlugin;
 use crate::runtime::Runtime;
-use crate::store::{FeedItem, NewDecision, NewDelivery, Store, TimerKind, Tx};
+use crate::store::{DeliveryStatus, FeedItem, NewDecision, NewDelivery, Store, TimerKind, Tx};
 use anyhow::Result;
 use chrono::{DateTime, Duration, Utc};
 use schemars::JsonSchema;

@@ -267,7 +267,10 @@ impl Engine {
             if !tx.take_timer(t.id, at)? {
                 return Ok(());
             }
-            let channel = t.payload["channel"].as_str().unwrap_or_default();
+            let Some(channel) = t.payload["channel"].as_str().and_then(Channel::parse) else {
+                tx.timer_outcome(t.id, "skipped: no known channel")?;
+                return Ok(());
+            };
             let address = t.payload["address"].as_str().unwrap_or_default();
             let recipient = t.payload["recipient"].as_str().unwrap_or_default();
             let held = tx.take_held(&t.tenant, channel, address)?;
@@ -284,23 +287,22 @@ impl Engine {
             let d = NewDelivery {
                 ticket: "*".into(),
                 idempotency_key: hex_key(&format!("{}:digest:{}", t.tenant, t.id)),
-                channel: channel.into(),
+                channel,
                 recipient: recipient.into(),
                 address: address.into(),
                 title: title.clone(),
                 body: body.clone(),
-                status: if channel == "in-app" {
-                    "sent"
+                status: if channel == Channel::InApp {
+                    DeliveryStatus::Sent
                 } else {
-                    "pending"
-                }
-                .into(),
+                    DeliveryStatus::Pending
+                },
                 note: None,
                 // As urgent as the most urgent notice it gathers.
                 priority: held.iter().map(|d| d.priority).min().unwrap_or(2),
             };
             tx.insert_delivery(&t.tenant, &d, at)?;
-            if channel == "in-app" {
+            if channel == Channel::InApp {
                 feed.push(tx.insert_feed(&t.tenant, address, "*", &title, &body, at)?);
             }
             tx.timer_outcome(t.id, &format!("digest of {}", held.len()))?;

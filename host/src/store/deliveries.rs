@@ -2,6 +2,93 @@
 //! held for digests) and the in-app feeds.
 
 use super::*;
+use crate::model::Channel;
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
+
+/// Where a delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DeliveryStatus {
+    /// Waiting for the worker (or its retry).
+    Pending,
+    /// Held for a digest.
+    Held,
+    /// Delivered (or, in-app, written to the feed).
+    Sent,
+    /// Given up after its attempts, or refused for good.
+    Failed,
+    /// Not sent, with the reason in its note (no address, no channel set up).
+    Skipped,
+    /// Sent as part of a digest.
+    Digested,
+}
+
+impl DeliveryStatus {
+    const ALL: [DeliveryStatus; 6] = [
+        DeliveryStatus::Pending,
+        DeliveryStatus::Held,
+        DeliveryStatus::Sent,
+        DeliveryStatus::Failed,
+        DeliveryStatus::Skipped,
+        DeliveryStatus::Digested,
+    ];
+
+    /// Its stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Pending => "pending",
+            DeliveryStatus::Held => "held",
+            DeliveryStatus::Sent => "sent",
+            DeliveryStatus::Failed => "failed",
+            DeliveryStatus::Skipped => "skipped",
+            DeliveryStatus::Digested => "digested",
+        }
+    }
+
+    /// The status of a stored name.
+    pub fn parse(s: &str) -> Option<DeliveryStatus> {
+        DeliveryStatus::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for DeliveryStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for DeliveryStatus {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl ToSql for DeliveryStatus {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.as_str()))
+    }
+}
+
+impl FromSql for DeliveryStatus {
+    fn column_result(v: ValueRef<'_>) -> FromSqlResult<Self> {
+        let s = v.as_str()?;
+        DeliveryStatus::parse(s)
+            .ok_or_else(|| FromSqlError::Other(format!("unknown delivery status {s:?}").into()))
+    }
+}
+
+impl ToSql for Channel {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.as_str()))
+    }
+}
+
+impl FromSql for Channel {
+    fn column_result(v: ValueRef<'_>) -> FromSqlResult<Self> {
+        let s = v.as_str()?;
+        Channel::parse(s)
+            .ok_or_else(|| FromSqlError::Other(format!("unknown channel {s:?}").into()))
+    }
+}
 
 /// A notification to deliver (or delivered).
 #[derive(Debug, Clone, Serialize)]
@@ -15,7 +102,7 @@ pub struct Delivery {
     /// The idempotency key sent with it.
     pub idempotency_key: String,
     /// `slack`, `email`, `in-app`, `webhook`.
-    pub channel: String,
+    pub channel: Channel,
     /// Who it is for (agent id, team, endpoint name).
     pub recipient: String,
     /// Where it goes (URL, e-mail address, agent id).
@@ -26,7 +113,7 @@ pub struct Delivery {
     pub body: String,
     /// `pending`, `held` (waiting for a digest), `sent`, `failed`,
     /// `skipped`, `digested`.
-    pub status: String,
+    pub status: DeliveryStatus,
     /// Attempts so far.
     pub attempts: i64,
     /// Last error.
@@ -45,8 +132,8 @@ pub struct NewDelivery {
     pub ticket: String,
     /// Idempotency key.
     pub idempotency_key: String,
-    /// Channel name.
-    pub channel: String,
+    /// The channel.
+    pub channel: Channel,
     /// Recipient.
     pub recipient: String,
     /// Address.
@@ -56,7 +143,7 @@ pub struct NewDelivery {
     /// Text.
     pub body: String,
     /// Initial status (`pending`, `held`, `sent`, `skipped`).
-    pub status: String,
+    pub status: DeliveryStatus,
     /// Error or note for `skipped`.
     pub note: Option<String>,
     /// Urgency: 0 (critical) to 3 (low); lower is sent first.
@@ -313,7 +400,7 @@ impl Tx<'_> {
     pub fn last_delivery_to(
         &self,
         tenant: &str,
-        channel: &str,
+        channel: Channel,
         address: &str,
         since: DateTime<Utc>,
     ) -> Result<Option<DateTime<Utc>>> {
@@ -328,20 +415,25 @@ impl Tx<'_> {
 
     /// Held deliveries to `address` on `channel`, oldest first; marks them
     /// `digested`.
-    pub fn take_held(&self, tenant: &str, channel: &str, address: &str) -> Result<Vec<Delivery>> {
+    pub fn take_held(
+        &self,
+        tenant: &str,
+        channel: Channel,
+        address: &str,
+    ) -> Result<Vec<Delivery>> {
         let held = {
             let mut st = self.tx.prepare_cached(
                 "SELECT id, tenant, ticket, idempotency_key, channel, recipient, address, title, \
                  body, status, attempts, last_error, created_at, sent_at, priority FROM deliveries \
                  WHERE tenant = ?1 AND channel = ?2 AND address = ?3 AND status = 'held' ORDER BY id",
             )?;
-            st.query_map([tenant, channel, address], delivery_row)?
+            st.query_map(params![tenant, channel, address], delivery_row)?
                 .collect::<Result<Vec<_>, _>>()?
         };
         self.tx.execute(
             "UPDATE deliveries SET status = 'digested' WHERE tenant = ?1 AND channel = ?2 \
              AND address = ?3 AND status = 'held'",
-            [tenant, channel, address],
+            params![tenant, channel, address],
         )?;
         Ok(held)
     }

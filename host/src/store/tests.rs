@@ -157,12 +157,12 @@ fn deliveries_are_queued_once_per_idempotency_key() {
     let d = NewDelivery {
         ticket: "T-1".into(),
         idempotency_key: "k1".into(),
-        channel: "webhook".into(),
+        channel: crate::model::Channel::Webhook,
         recipient: "ops".into(),
         address: "http://127.0.0.1:1/hook".into(),
         title: "t".into(),
         body: "b".into(),
-        status: "pending".into(),
+        status: crate::store::DeliveryStatus::Pending,
         note: None,
         priority: 2,
     };
@@ -193,12 +193,12 @@ fn each_tenant_queue_is_read_on_its_own_most_urgent_first() {
     let d = |key: String, address: &str, priority: i64| NewDelivery {
         ticket: "T-1".into(),
         idempotency_key: key,
-        channel: "webhook".into(),
+        channel: crate::model::Channel::Webhook,
         recipient: "ops".into(),
         address: address.into(),
         title: "t".into(),
         body: "b".repeat(4096),
-        status: "pending".into(),
+        status: crate::store::DeliveryStatus::Pending,
         note: None,
         priority,
     };
