@@ -42,7 +42,7 @@ pub fn cycle_start(created_at: Timestamp, history: &[StatusChange]) -> Timestamp
 
 /// The id prefix of the note the host adds to the conversation each time
 /// the ticket escalates (first, or to a higher tier): a `system` message
-/// from `escalator` whose id is `escalation-` and the decision's number.
+/// from `escalator` whose id is `escalation-` and the escalation's ordinal (1, 2, ...).
 pub const ESCALATION_NOTE: &str = "escalation-";
 
 /// When the ticket last escalated (reached its current tier): the time of
