@@ -430,3 +430,73 @@ pub fn target_name(t: &Target) -> String {
         Target::Queue(q) => format!("queue {q}"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn noon() -> DateTime<Utc> {
+        "2026-11-27T12:00:00Z".parse().unwrap()
+    }
+
+    fn state() -> TicketState {
+        created(Ticket::new("T", noon()), "acme", noon())
+    }
+
+    #[test]
+    fn a_claim_moves_the_load_and_ends_the_fallbacks_and_claim_bound_steps() {
+        let mut s = state();
+        s.ticket.assignee = Some("ana".into());
+        s.queue = None;
+        let fx = event(&mut s, &Event::Claim { agent: "bo".into() }, noon()).unwrap();
+        assert_eq!(fx.load, Some((Some("ana".into()), Some("bo".into()))));
+        assert_eq!(
+            fx.cancel.iter().map(|c| c.0).collect::<Vec<_>>(),
+            [Cancel::Fallbacks, Cancel::StepsStoppedByClaim]
+        );
+        assert_eq!(s.ticket.claimed_at, Some(noon()));
+        // Claimed by whoever has it already: no load moves.
+        let fx = event(&mut s, &Event::Claim { agent: "bo".into() }, noon()).unwrap();
+        assert_eq!(fx.load, None);
+    }
+
+    #[test]
+    fn solving_frees_the_assignee_once_and_out_of_range_values_change_nothing() {
+        let mut s = state();
+        s.ticket.assignee = Some("bo".into());
+        let fx = event(&mut s, &Event::Resolve {}, noon()).unwrap();
+        assert_eq!(fx.load, Some((Some("bo".into()), None)));
+        let fx = event(&mut s, &Event::Resolve {}, noon()).unwrap();
+        assert_eq!(fx.load, None, "already solved");
+        let before = s.clone();
+        let bad = Event::Csat {
+            score: 9,
+            comment: None,
+        };
+        assert!(event(&mut s, &bad, noon()).is_err());
+        assert_eq!(s, before);
+    }
+
+    #[test]
+    fn escalation_notes_count_the_tickets_escalations() {
+        let mut t = Ticket::new("T", noon());
+        let first = escalation_note(&t, Tier::High, None, noon());
+        assert_eq!(first.id, "escalation-1");
+        assert_eq!(first.body, "Escalated to the high tier.");
+        t.messages.push(first);
+        assert_eq!(
+            escalation_note(&t, Tier::Critical, None, noon()).id,
+            "escalation-2"
+        );
+    }
+
+    #[test]
+    fn a_desk_given_tier_is_kept_and_the_assignee_is_left_to_escalator() {
+        let mut t = Ticket::new("T", noon());
+        t.tier = Some(Tier::Critical);
+        t.assignee = Some("someone".into());
+        let s = created(t, "acme", noon());
+        assert_eq!(s.ticket.tier, Some(Tier::Critical));
+        assert_eq!(s.ticket.assignee, None, "Escalator decides who has it");
+    }
+}

@@ -325,3 +325,75 @@ pub fn replay_batch(offline: &Offline<'_>, cases: &[Case]) -> Vec<Replayed> {
     drop(slots);
     out.into_iter().flatten().collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{AuthorKind, Message, StatusChange};
+
+    fn at(minutes: i64) -> DateTime<Utc> {
+        "2026-11-27T12:00:00Z".parse::<DateTime<Utc>>().unwrap()
+            + chrono::Duration::minutes(minutes)
+    }
+
+    fn message(id: &str, minutes: i64) -> Message {
+        Message {
+            id: id.into(),
+            author: AuthorKind::Customer,
+            author_id: None,
+            body: id.into(),
+            sent_at: at(minutes),
+            sentiment: None,
+        }
+    }
+
+    #[test]
+    fn a_history_that_ends_unsolved_is_closed_at_its_last_moment() {
+        let t = Ticket {
+            messages: vec![message("m1", 0), message("m2", 5), message("m3", 9)],
+            ..Ticket::new("T", at(0))
+        };
+        let (first, later) = events(&t);
+        assert_eq!(first.messages.len(), 1, "what had happened by creation");
+        assert_eq!(first.status, TicketStatus::Open);
+        let moments: Vec<(i64, &str)> = later
+            .iter()
+            .map(|(when, e)| ((*when - at(0)).num_minutes(), e.name()))
+            .collect();
+        assert_eq!(moments, [(5, "message"), (9, "message"), (9, "status")]);
+        assert!(matches!(
+            later.last().unwrap().1,
+            Event::Status {
+                status: TicketStatus::Closed
+            }
+        ));
+    }
+
+    #[test]
+    fn a_solved_ticket_ends_when_it_was_solved_and_nothing_after_counts() {
+        let mut t = Ticket {
+            messages: vec![message("m1", 0), message("m2", 30)],
+            ..Ticket::new("T", at(0))
+        };
+        t.status_history = vec![
+            StatusChange {
+                status: TicketStatus::New,
+                at: at(0),
+            },
+            StatusChange {
+                status: TicketStatus::Solved,
+                at: at(20),
+            },
+        ];
+        let (first, later) = events(&t);
+        assert_eq!(first.status, TicketStatus::New);
+        assert_eq!(later.len(), 1, "{later:?}");
+        assert_eq!(later[0].0, at(20));
+        assert!(matches!(
+            later[0].1,
+            Event::Status {
+                status: TicketStatus::Solved
+            }
+        ));
+    }
+}
