@@ -26,7 +26,7 @@ pub use reuse::*;
 
 use cache::{ArtifactCache, Origin};
 pub use engine::RuntimeConfig;
-pub use error::{LoadError, PluginError};
+pub use error::{ErrorKind, LoadError, PluginError};
 use inspect::{Inspection, Kind};
 use sandbox::{CallState, LogLine};
 

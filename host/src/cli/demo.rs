@@ -103,7 +103,7 @@ pub(super) fn demo(
             }
         }
         for r in &d.runs {
-            let status = r.error_kind.unwrap_or("ok");
+            let status = r.error_kind.map_or("ok", |k| k.as_str());
             out!(
                 "   [{} {status}: {} fuel, {} µs]",
                 r.plugin,

@@ -141,7 +141,7 @@ pub(super) fn plugin_run(
         Ok(Err(e)) => (
             None,
             Some((
-                "invalid-output",
+                crate::runtime::ErrorKind::InvalidOutput,
                 format!("{} returned invalid output: {e}", plugin.id()),
             )),
         ),

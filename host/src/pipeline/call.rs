@@ -7,7 +7,7 @@ use super::contract;
 use crate::manifest::{ErrorPolicy, Mode};
 use crate::model;
 use crate::registry::LoadedPlugin;
-use crate::runtime::{CallReport, Plugin, PluginError, Runtime, wit};
+use crate::runtime::{CallReport, ErrorKind, Plugin, PluginError, Runtime, wit};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::sync::Arc;
@@ -96,7 +96,7 @@ pub enum Output {
 
 /// A failed call: the error's kind (`out-of-fuel`, `invalid-output`, ...)
 /// and message.
-pub type Failure = (&'static str, String);
+pub type Failure = (ErrorKind, String);
 
 /// One call's result and report.
 #[derive(Debug)]
@@ -151,7 +151,10 @@ pub fn call(
                 (r.map(Output::Plan), o.report)
             }
         };
-        let load_bound = matches!(&result, Err(("deadline" | "overloaded", _)));
+        let load_bound = matches!(
+            &result,
+            Err((ErrorKind::Deadline | ErrorKind::Overloaded, _))
+        );
         if load_bound && deadlines == Deadlines::Retried && retries < OFFLINE_RETRIES {
             retries += 1;
             continue;
@@ -174,7 +177,7 @@ fn settle<T, U>(
     result.map_err(|e| (e.kind(), e.to_string())).and_then(|t| {
         convert(t).map_err(|reason| {
             (
-                "invalid-output",
+                ErrorKind::InvalidOutput,
                 format!("{} returned invalid output: {reason}", plugin.id()),
             )
         })
@@ -207,7 +210,7 @@ pub struct PluginRun {
     /// Its output as JSON, if it succeeded.
     pub output: Option<serde_json::Value>,
     /// The error kind (`out-of-fuel`, `trap`, ...), if it failed.
-    pub error_kind: Option<&'static str>,
+    pub error_kind: Option<ErrorKind>,
     /// The error message, if it failed.
     pub error: Option<String>,
     /// Fuel, memory, time, log.
@@ -238,7 +241,7 @@ pub(super) fn run(
 ) -> Result<Output, Failure> {
     let called = call(runtime, &p.plugin, &p.config_json, what, input, deadlines);
     if let Err((kind, message)) = &called.result {
-        tracing::warn!(plugin = %p.plugin.id(), kind, %message, "plugin call failed");
+        tracing::warn!(plugin = %p.plugin.id(), %kind, %message, "plugin call failed");
     }
     runs.push(PluginRun {
         plugin: p.plugin.id().to_string(),
@@ -258,7 +261,11 @@ pub(super) fn run(
 }
 
 /// The signal an error policy produces for a failed plugin, if any.
-pub(super) fn policy_signal(p: &LoadedPlugin, kind: &str, message: &str) -> Option<model::Signal> {
+pub(super) fn policy_signal(
+    p: &LoadedPlugin,
+    kind: ErrorKind,
+    message: &str,
+) -> Option<model::Signal> {
     match p.manifest.on_error {
         ErrorPolicy::Ignore => None,
         ErrorPolicy::Escalate { tier } => Some(model::Signal {

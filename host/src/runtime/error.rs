@@ -190,21 +190,49 @@ pub enum PluginError {
     },
 }
 
-impl PluginError {
-    /// A short stable name for metrics and the audit log.
-    pub fn kind(&self) -> &'static str {
+/// What kind of failure a plugin call was: stable names (`out-of-fuel`,
+/// `trap`, ...) for metrics, the audit log and fixtures' `expect_error`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// Ran out of fuel.
+    OutOfFuel,
+    /// Asked for more memory than its limit.
+    MemoryLimit,
+    /// Ran past its wall-clock deadline.
+    Deadline,
+    /// Recursed too deep.
+    StackOverflow,
+    /// Trapped (a panic, `unreachable`, a bad access).
+    Trap,
+    /// Wrote more output than its limit.
+    OutputTooLarge,
+    /// Returned output the host does not accept.
+    InvalidOutput,
+    /// Refused the input (its own error).
+    Refused,
+    /// Could not be instantiated.
+    Instantiate,
+    /// The runtime was at capacity: the call never ran.
+    Overloaded,
+    /// The host failed.
+    HostFault,
+}
+
+impl ErrorKind {
+    /// Its stable name.
+    pub fn as_str(self) -> &'static str {
         match self {
-            PluginError::OutOfFuel { .. } => "out-of-fuel",
-            PluginError::MemoryLimit { .. } => "memory-limit",
-            PluginError::Deadline { .. } => "deadline",
-            PluginError::StackOverflow { .. } => "stack-overflow",
-            PluginError::Trap { .. } => "trap",
-            PluginError::OutputTooLarge { .. } => "output-too-large",
-            PluginError::InvalidOutput { .. } => "invalid-output",
-            PluginError::Refused { .. } => "refused",
-            PluginError::Instantiate { .. } => "instantiate",
-            PluginError::Overloaded { .. } => "overloaded",
-            PluginError::HostFault { .. } => "host-fault",
+            ErrorKind::OutOfFuel => "out-of-fuel",
+            ErrorKind::MemoryLimit => "memory-limit",
+            ErrorKind::Deadline => "deadline",
+            ErrorKind::StackOverflow => "stack-overflow",
+            ErrorKind::Trap => "trap",
+            ErrorKind::OutputTooLarge => "output-too-large",
+            ErrorKind::InvalidOutput => "invalid-output",
+            ErrorKind::Refused => "refused",
+            ErrorKind::Instantiate => "instantiate",
+            ErrorKind::Overloaded => "overloaded",
+            ErrorKind::HostFault => "host-fault",
         }
     }
 
@@ -212,8 +240,48 @@ impl PluginError {
     /// deadline, memory, invalid or oversized output, a refusal), as
     /// opposed to the host being busy or failing. Only these count for the
     /// crash-loop guard.
-    pub fn is_plugin_fault(kind: &str) -> bool {
-        !matches!(kind, "overloaded" | "host-fault" | "instantiate")
+    pub fn is_plugin_fault(self) -> bool {
+        !matches!(
+            self,
+            ErrorKind::Overloaded | ErrorKind::HostFault | ErrorKind::Instantiate
+        )
+    }
+}
+
+impl std::fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for ErrorKind {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl serde::Serialize for ErrorKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl PluginError {
+    /// Its kind.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            PluginError::OutOfFuel { .. } => ErrorKind::OutOfFuel,
+            PluginError::MemoryLimit { .. } => ErrorKind::MemoryLimit,
+            PluginError::Deadline { .. } => ErrorKind::Deadline,
+            PluginError::StackOverflow { .. } => ErrorKind::StackOverflow,
+            PluginError::Trap { .. } => ErrorKind::Trap,
+            PluginError::OutputTooLarge { .. } => ErrorKind::OutputTooLarge,
+            PluginError::InvalidOutput { .. } => ErrorKind::InvalidOutput,
+            PluginError::Refused { .. } => ErrorKind::Refused,
+            PluginError::Instantiate { .. } => ErrorKind::Instantiate,
+            PluginError::Overloaded { .. } => ErrorKind::Overloaded,
+            PluginError::HostFault { .. } => ErrorKind::HostFault,
+        }
     }
 }
 

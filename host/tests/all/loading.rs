@@ -392,7 +392,7 @@ fn composition_keeps_every_reason_takes_the_highest_tier_and_applies_error_polic
     assert_eq!(
         d.runs
             .iter()
-            .filter(|r| r.error_kind == Some("trap"))
+            .filter(|r| r.error_kind.is_some_and(|k| k == "trap"))
             .count(),
         4
     );

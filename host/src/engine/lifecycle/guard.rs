@@ -19,7 +19,7 @@ impl Engine {
             let counted = runs.iter().filter(|r| {
                 !r.vendor
                     && r.error_kind
-                        .is_none_or(crate::runtime::PluginError::is_plugin_fault)
+                        .is_none_or(crate::runtime::ErrorKind::is_plugin_fault)
             });
             for r in counted {
                 let h = health
