@@ -270,7 +270,9 @@ fn plan(
 /// escalation) given the keys already acted on (`fired`).
 pub fn decide(ask: &Ask<'_>, state: &TicketState, fired: &BTreeSet<String>) -> Decision {
     let ticket = &state.ticket;
-    let input = Input::new(ticket, ask.roster, ask.now, ask.event);
+    // Triggers are not given the roster: it is converted only if the
+    // ticket escalates and is routed.
+    let input = Input::new(ticket, &[], ask.now, ask.event);
     let mut runs = Vec::new();
     let f = run_triggers(ask, &input, &mut runs);
     let fresh: Vec<model::Signal> = f
@@ -307,6 +309,10 @@ pub fn decide(ask: &Ask<'_>, state: &TicketState, fired: &BTreeSet<String>) -> D
         decision.wake = f.wake_at.filter(|at| *at > ask.now && ticket.unresolved());
         decision.runs = runs;
         return decision;
+    };
+    let input = Input {
+        roster: wit_roster(ask.roster, ask.now),
+        ..input
     };
     let escalation = model::Escalation {
         tier,
