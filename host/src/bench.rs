@@ -104,7 +104,7 @@ pub fn lifecycle(matrix: &Matrix) -> Result<i32> {
         .prefix("escalator-bench-lifecycle")
         .tempdir()?;
     let (engine, _) = engine(dir.path(), matrix)?;
-    engine.store.write(|tx| {
+    engine.store.write(|tx| -> Result<_> {
         tx.create_tenant("bench", "bench", "-", chrono::Utc::now())?;
         Ok(())
     })?;

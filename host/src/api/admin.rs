@@ -40,12 +40,10 @@ impl Api {
                 }
                 let token = new_token()?;
                 let hash = token_hash(&token);
-                let now = self.engine.clock.now();
+                let engine = self.engine.clone();
                 let (id, name) = (t.id.clone(), t.name.unwrap_or_else(|| t.id.clone()));
-                let created = blocking(move || {
-                    Ok(store.write(|tx| tx.create_tenant(&id, &name, &hash, now))?)
-                })
-                .await?;
+                let created =
+                    blocking(move || Ok(engine.create_tenant(&id, &name, &hash)?)).await?;
                 if !created {
                     return Err(ApiError::new(
                         StatusCode::CONFLICT,
@@ -71,8 +69,6 @@ impl Api {
         id: String,
     ) -> ApiResult {
         self.admin(&req)?;
-        let store = self.engine.store.clone();
-        let now = self.engine.clock.now();
         let (token, hash) = match method {
             Method::POST => {
                 let token = new_token()?;
@@ -84,10 +80,8 @@ impl Api {
             _ => return Err(no_route(&method, req.uri().path())),
         };
         let (t, revoked) = (id.clone(), token.is_none());
-        let found = blocking(move || {
-            Ok(store.write(|tx| tx.set_tenant_token(&t, &hash, revoked.then_some(now)))?)
-        })
-        .await?;
+        let engine = self.engine.clone();
+        let found = blocking(move || Ok(engine.set_tenant_token(&t, &hash, revoked)?)).await?;
         if !found {
             return Err(not_found(&format!("no tenant {id}")));
         }

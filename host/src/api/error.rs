@@ -80,8 +80,15 @@ impl From<EngineError> for ApiError {
                     "event {event} was stored, but deciding on it failed; the event is marked failed with its reason (GET the ticket) and will not be retried"
                 ),
             ).code(codes::EVENT_FAILED),
+            EngineError::Store(e) => internal(e.into()),
             EngineError::Internal(e) => internal(e),
         }
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> ApiError {
+        internal(e.into())
     }
 }
 

@@ -201,7 +201,8 @@ impl Api {
                     .await
                     .map_err(|m| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, m))?;
                 let v = serde_json::to_value(&s).map_err(anyhow::Error::from)?;
-                blocking(move || Ok(store.write(|tx| tx.set_settings(&tenant, &v))?)).await?;
+                let engine = self.engine.clone();
+                blocking(move || Ok(engine.set_settings(&tenant, &v)?)).await?;
                 ok(&s.redacted())
             }
             (&Method::GET, ["agents"]) => {

@@ -102,7 +102,7 @@ impl Engine {
             let event_json = serde_json::json!({"kind": EventKind::AgentAvailability, "agent": agent, "at": now});
             let audit: Vec<_> = runs.iter().map(|r| audit_entry(r, &event_json)).collect();
             let mut feed = Vec::new();
-            self.store.write(|tx| {
+            self.store.write(|tx| -> Result<_> {
                 let decision = tx.insert_decision(
                     tenant,
                     &NewDecision {

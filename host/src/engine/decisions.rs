@@ -41,7 +41,7 @@ impl Engine {
         let escalated = d.escalation.is_some();
         let first_escalation = (escalated && state.escalation.is_none())
             .then(|| (now - state.ticket.created_at).num_milliseconds().max(0) as f64 / 1000.0);
-        let outcome = self.store.write(|tx| {
+        let outcome = self.store.write(|tx| -> Result<_, EngineError> {
             let decision = tx.insert_decision(
                 tenant,
                 &NewDecision {
@@ -130,7 +130,10 @@ impl Engine {
                 duplicate: None,
             };
             if let Cause::Event(seq) = cause {
-                tx.event_processed(seq, &serde_json::to_string(&outcome)?)?;
+                tx.event_processed(
+                    seq,
+                    &serde_json::to_string(&outcome).map_err(anyhow::Error::from)?,
+                )?;
             }
             Ok(outcome)
         })?;
@@ -238,7 +241,7 @@ impl Engine {
         };
         let event_json = serde_json::json!({"kind": EventKind::Claimed, "at": now});
         let audit: Vec<_> = runs.iter().map(|r| audit_entry(r, &event_json)).collect();
-        self.store.write(|tx| {
+        self.store.write(|tx| -> Result<_> {
             let data = serde_json::json!({"event": event_json, "plan": plan});
             let decision = tx.insert_decision(
                 tenant,

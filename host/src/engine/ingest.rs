@@ -31,7 +31,7 @@ impl Engine {
         // megabyte, and every tenant's commits wait for the writer.
         let payload = serde_json::to_string(&state.ticket).map_err(anyhow::Error::from)?;
         let state_json = serde_json::to_string(&state).map_err(anyhow::Error::from)?;
-        let seq = self.store.write(|tx| {
+        let seq = self.store.write(|tx| -> Result<_, EngineError> {
             if tx.ticket_exists(tenant, &state.ticket.id)? {
                 return Ok(None);
             }
@@ -72,19 +72,18 @@ impl Engine {
         }
         let now = self.clock.now();
         let payload = serde_json::to_value(&event).map_err(anyhow::Error::from)?;
-        let stored = self.store.write(|tx| {
+        // An error rolls the transaction back: nothing of the event stays.
+        let stored = self.store.write(|tx| -> Result<_, EngineError> {
             let Some(mut state) = tx.ticket(tenant, ticket_id)? else {
-                return Ok(Err(EngineError::NotFound(
+                return Err(EngineError::NotFound(
                     codes::TICKET_NOT_FOUND,
                     format!("no ticket {ticket_id}"),
-                )));
+                ));
             };
             if let Some(why) = apply::already_applied(&state, &event) {
-                return Ok(Ok(Err((why, state))));
+                return Ok(Err((why, state)));
             }
-            if let Err(e) = self.apply(tx, tenant, &mut state, &event, now) {
-                return Ok(Err(e));
-            }
+            self.apply(tx, tenant, &mut state, &event, now)?;
             tx.put_ticket(tenant, &state)?;
             let seq = tx.insert_event(
                 tenant,
@@ -94,9 +93,9 @@ impl Engine {
                 now,
                 key.as_ref().map(IdempotencyKey::columns),
             )?;
-            Ok(Ok(Ok((seq, state))))
+            Ok(Ok((seq, state)))
         })?;
-        let (seq, state) = match stored? {
+        let (seq, state) = match stored {
             Ok(stored) => stored,
             // A desk's retry or a double click: nothing stored, nothing
             // decided, the ticket as it stands.

@@ -21,6 +21,7 @@ mod decisions;
 mod ingest;
 mod lifecycle;
 mod locks;
+mod tenants;
 mod timers;
 
 pub use act::handoff;
@@ -72,6 +73,9 @@ pub enum EngineError {
         /// Why.
         reason: String,
     },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
     /// Our fault.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),

@@ -155,7 +155,7 @@ impl Engine {
         let settings = self.settings(&t.tenant);
         let roster = self.store.agents(&t.tenant)?;
         let mut feed = Vec::new();
-        self.store.write(|tx| {
+        self.store.write(|tx| -> Result<_> {
             if !tx.take_timer(t.id, at)? {
                 return Ok(());
             }
@@ -263,7 +263,7 @@ impl Engine {
 
     pub(super) fn fire_digest(&self, t: &Timer, at: DateTime<Utc>) -> Result<()> {
         let mut feed = Vec::new();
-        self.store.write(|tx| {
+        self.store.write(|tx| -> Result<_> {
             if !tx.take_timer(t.id, at)? {
                 return Ok(());
             }

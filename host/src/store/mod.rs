@@ -12,6 +12,7 @@
 //! Everything is scoped by tenant: no query here reads across tenants.
 
 mod deliveries;
+mod error;
 mod plugins;
 mod schema;
 mod tenants;
@@ -19,6 +20,7 @@ mod tickets;
 mod timers;
 
 pub use deliveries::*;
+pub use error::{Result, StoreError};
 pub use plugins::*;
 use schema::MIGRATIONS;
 pub use tenants::*;
@@ -26,7 +28,6 @@ pub use tickets::*;
 pub use timers::*;
 
 use crate::model::{self, Agent, TicketState};
-use anyhow::{Context as _, Result, bail};
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
@@ -96,7 +97,7 @@ const WAL_PAGES_INLINE: u32 = 16_384;
 /// Passive: it never waits for, or blocks, readers and the writer.
 fn checkpointer(path: &Path, stop: Arc<(Mutex<bool>, std::sync::Condvar)>) -> Result<()> {
     let conn = Connection::open(path)
-        .with_context(|| format!("opening the checkpointer of {}", path.display()))?;
+        .map_err(|e| StoreError::open("opening the checkpointer of", path, e))?;
     conn.execute_batch("PRAGMA busy_timeout = 5000;")?;
     std::thread::Builder::new()
         .name("sqlite-checkpoint".into())
@@ -114,7 +115,8 @@ fn checkpointer(path: &Path, stop: Arc<(Mutex<bool>, std::sync::Condvar)>) -> Re
                     tracing::warn!(error = %e, "WAL checkpoint failed");
                 }
             }
-        })?;
+        })
+        .map_err(|e| StoreError::open("starting the checkpointer of", path, e))?;
     Ok(())
 }
 
@@ -128,10 +130,10 @@ impl Store {
     pub fn open(path: &Path, durability: Durability) -> Result<Store> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)
-                .with_context(|| format!("creating the data directory {}", dir.display()))?;
+                .map_err(|e| StoreError::open("creating the data directory", dir, e))?;
         }
         let mut conn = Connection::open(path)
-            .with_context(|| format!("opening the database {}", path.display()))?;
+            .map_err(|e| StoreError::open("opening the database", path, e))?;
         let sync = match durability {
             Durability::Process => "NORMAL",
             Durability::Power => "FULL",
@@ -143,18 +145,23 @@ impl Store {
         ))?;
         let version: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         if version > MIGRATIONS.len() {
-            bail!(
-                "{} has schema version {version}, newer than this escalator ({}); upgrade escalator",
-                path.display(),
-                MIGRATIONS.len()
-            );
+            return Err(StoreError::TooNew {
+                path: path.to_path_buf(),
+                found: version,
+                known: MIGRATIONS.len(),
+            });
         }
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+            let migrate = |source| StoreError::Migration {
+                path: path.to_path_buf(),
+                version: i + 1,
+                source,
+            };
             let tx = conn.transaction()?;
-            tx.execute_batch(sql)
-                .with_context(|| format!("migrating {} to version {}", path.display(), i + 1))?;
-            tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))?;
-            tx.commit()?;
+            tx.execute_batch(sql).map_err(migrate)?;
+            tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))
+                .map_err(migrate)?;
+            tx.commit().map_err(migrate)?;
         }
         let readers = (0..READERS)
             .map(|_| {
@@ -163,7 +170,7 @@ impl Store {
                     rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
                         | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
                 )
-                .with_context(|| format!("opening a reader of {}", path.display()))?;
+                .map_err(|e| StoreError::open("opening a reader of", path, e))?;
                 r.execute_batch("PRAGMA busy_timeout = 5000;")?;
                 Ok(Mutex::new(r))
             })
@@ -210,14 +217,19 @@ impl Store {
         self.readers[i].lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Run `f` in one transaction; commit if it returns `Ok`.
-    pub fn write<T>(&self, f: impl FnOnce(&Tx<'_>) -> Result<T>) -> Result<T> {
+    /// Run `f` in one transaction; commit if it returns `Ok`, roll back
+    /// if it returns an error (of the caller's type: the store's own
+    /// errors convert into it).
+    pub fn write<T, E: From<StoreError>>(
+        &self,
+        f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
         let mut conn = self.lock();
         let tx = Tx {
-            tx: conn.transaction()?,
+            tx: conn.transaction().map_err(StoreError::from)?,
         };
         let out = f(&tx)?;
-        tx.tx.commit()?;
+        tx.tx.commit().map_err(StoreError::from)?;
         Ok(out)
     }
 

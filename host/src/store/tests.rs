@@ -21,7 +21,7 @@ fn migrations_run_once_and_a_newer_schema_is_refused() {
     // Reopening does not migrate again.
     let store = Store::open(&path, Durability::Power).unwrap();
     store
-        .write(|tx| {
+        .write(|tx| -> Result<_> {
             tx.tx.execute_batch("PRAGMA user_version = 99")?;
             Ok(())
         })
@@ -39,7 +39,7 @@ fn migrations_run_once_and_a_newer_schema_is_refused() {
 fn due_timers_leave_out_busy_tickets_and_full_tenants_and_failures_back_off() {
     let (store, _dir) = open();
     let ids = store
-        .write(|tx| {
+        .write(|tx| -> Result<_> {
             let mut ids = Vec::new();
             for (tenant, ticket) in [("a", "T-1"), ("a", "T-2"), ("b", "T-1"), ("c", "T-9")] {
                 ids.push(tx.insert_timer(
@@ -104,7 +104,7 @@ fn due_timers_leave_out_busy_tickets_and_full_tenants_and_failures_back_off() {
 fn a_timer_fires_once_and_cancelled_timers_never() {
     let (store, _dir) = open();
     let (a, b) = store
-        .write(|tx| {
+        .write(|tx| -> Result<_> {
             tx.create_tenant("acme", "Acme", "h", noon())?;
             let a = tx.insert_timer(
                 "acme",
@@ -124,7 +124,7 @@ fn a_timer_fires_once_and_cancelled_timers_never() {
         })
         .unwrap();
     store
-        .write(|tx| {
+        .write(|tx| -> Result<_> {
             assert_eq!(
                 tx.cancel_timers("acme", "T-1", &[TimerKind::Fallback], "claimed")?,
                 1
@@ -143,9 +143,9 @@ fn a_timer_fires_once_and_cancelled_timers_never() {
 #[test]
 fn a_failed_transaction_leaves_nothing_behind() {
     let (store, _dir) = open();
-    let err: Result<()> = store.write(|tx| {
+    let err: anyhow::Result<()> = store.write(|tx| {
         tx.create_tenant("acme", "Acme", "h", noon())?;
-        bail!("boom")
+        anyhow::bail!("boom")
     });
     assert!(err.is_err());
     assert!(store.tenants().unwrap().is_empty());
@@ -167,7 +167,7 @@ fn deliveries_are_queued_once_per_idempotency_key() {
         priority: 2,
     };
     store
-        .write(|tx| {
+        .write(|tx| -> Result<_> {
             tx.create_tenant("acme", "Acme", "h", noon())?;
             assert!(tx.insert_delivery("acme", &d, noon())?);
             assert!(!tx.insert_delivery("acme", &d, noon())?);
@@ -203,7 +203,7 @@ fn each_tenant_queue_is_read_on_its_own_most_urgent_first() {
         priority,
     };
     store
-        .write(|tx| {
+        .write(|tx| -> Result<_> {
             for t in ["attacker", "victim"] {
                 tx.create_tenant(t, t, t, noon())?;
             }

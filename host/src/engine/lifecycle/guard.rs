@@ -90,7 +90,7 @@ impl Engine {
     pub(super) fn alert_leads(&self, tenant: &str, title: &str, body: &str) {
         let now = self.clock.now();
         let agents = self.store.agents(tenant).unwrap_or_default();
-        let items = self.store.write(|tx| {
+        let items = self.store.write(|tx| -> crate::store::Result<_> {
             let mut items = Vec::new();
             for a in agents
                 .iter()

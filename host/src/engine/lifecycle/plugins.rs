@@ -358,7 +358,7 @@ impl Engine {
         }
         let now = self.clock.now();
         let mut unused = None;
-        let deleted = self.store.write(|tx| {
+        let deleted = self.store.write(|tx| -> crate::store::Result<_> {
             let digest = tx.version_digest(tenant, name, version)?;
             let d = tx.delete_plugin_version(tenant, name, version)?;
             if let Some(digest) = digest
