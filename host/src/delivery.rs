@@ -22,7 +22,6 @@ pub use queue::{QueueConfig, worker};
 
 use crate::model::Channel;
 use crate::store::{Delivery, Store};
-use anyhow::{Context as _, Result};
 use chrono::Utc;
 use hmac::{Hmac, Mac};
 use schemars::JsonSchema;
@@ -195,7 +194,7 @@ impl ChannelSettings {
     }
 
     /// Check URLs and addresses; the error names the bad field.
-    pub fn validate(&self) -> std::result::Result<(), String> {
+    pub fn validate(&self) -> Result<(), String> {
         let url = |field: &str, u: &str| {
             reqwest::Url::parse(u)
                 .ok()
@@ -228,7 +227,7 @@ impl ChannelSettings {
     /// Check every destination against the outbound policy (resolving
     /// names): the configuration-time half of the check that every
     /// connection repeats.
-    pub async fn check_destinations(&self, policy: &Policy) -> std::result::Result<(), String> {
+    pub async fn check_destinations(&self, policy: &Policy) -> Result<(), String> {
         let mut urls: Vec<(String, &str)> = Vec::new();
         if let Some(u) = &self.slack_webhook_url {
             urls.push(("slack_webhook_url".into(), u));
@@ -303,9 +302,10 @@ impl RetryPolicy {
     }
 }
 
-/// Why an attempt failed.
-#[derive(Debug)]
-pub struct SendError {
+/// Why a delivery attempt failed (or the sender could not be built).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct DeliveryError {
     /// What happened, for the log.
     pub message: String,
     /// Whether trying again may help (timeouts, 5xx, 429).
@@ -314,21 +314,21 @@ pub struct SendError {
     pub retry_after: Option<Duration>,
 }
 
-impl SendError {
-    fn permanent(message: impl Into<String>) -> SendError {
-        SendError {
+impl DeliveryError {
+    fn permanent(message: impl Into<String>) -> DeliveryError {
+        DeliveryError {
             message: message.into(),
             retryable: false,
             retry_after: None,
         }
     }
 
-    fn refused(r: &outbound::Refusal) -> SendError {
-        SendError::permanent(r.to_string())
+    fn refused(r: &outbound::Refusal) -> DeliveryError {
+        DeliveryError::permanent(r.to_string())
     }
 
-    fn transient(message: impl Into<String>) -> SendError {
-        SendError {
+    fn transient(message: impl Into<String>) -> DeliveryError {
+        DeliveryError {
             message: message.into(),
             retryable: true,
             retry_after: None,
@@ -353,7 +353,7 @@ impl Sender {
     /// A sender under `policy`: names resolve only to allowed addresses,
     /// redirects are not followed, no proxy from the environment, 3 s to
     /// connect and 10 s per attempt.
-    pub fn new(policy: Arc<Policy>) -> Result<Sender> {
+    pub fn new(policy: Arc<Policy>) -> Result<Sender, DeliveryError> {
         Ok(Sender {
             http: reqwest::Client::builder()
                 .connect_timeout(Duration::from_secs(3))
@@ -363,7 +363,12 @@ impl Sender {
                 .dns_resolver(policy.resolver())
                 .user_agent(concat!("escalator/", env!("CARGO_PKG_VERSION")))
                 .build()
-                .context("building the HTTP client")?,
+                .map_err(|e| {
+                    DeliveryError::permanent(format!(
+                        "building the HTTP client: {}",
+                        error_chain(&e)
+                    ))
+                })?,
             policy,
         })
     }
@@ -373,7 +378,7 @@ impl Sender {
         &self,
         d: &Delivery,
         settings: &ChannelSettings,
-    ) -> std::result::Result<(), SendError> {
+    ) -> Result<(), DeliveryError> {
         match d.channel {
             Channel::Slack => {
                 let blocks = serde_json::json!({
@@ -392,7 +397,7 @@ impl Sender {
                     .webhooks
                     .values()
                     .find(|w| w.url == d.address)
-                    .ok_or_else(|| SendError::permanent("the webhook endpoint was removed"))?;
+                    .ok_or_else(|| DeliveryError::permanent("the webhook endpoint was removed"))?;
                 // An escalation event carries the handoff packet as JSON.
                 let handoff = serde_json::from_str::<serde_json::Value>(&d.body)
                     .ok()
@@ -414,10 +419,10 @@ impl Sender {
                 let smtp = settings
                     .smtp
                     .as_ref()
-                    .ok_or_else(|| SendError::permanent("no SMTP server configured"))?;
+                    .ok_or_else(|| DeliveryError::permanent("no SMTP server configured"))?;
                 self.send_email(smtp, d).await
             }
-            Channel::InApp => Err(SendError::permanent(
+            Channel::InApp => Err(DeliveryError::permanent(
                 "in-app items are written to the feed, not delivered by the worker",
             )),
         }
@@ -432,16 +437,16 @@ impl Sender {
         d: &Delivery,
         body: String,
         secret: Option<&str>,
-    ) -> std::result::Result<(), SendError> {
+    ) -> Result<(), DeliveryError> {
         let url = reqwest::Url::parse(&d.address)
-            .map_err(|_| SendError::permanent("the address is not a URL"))?;
+            .map_err(|_| DeliveryError::permanent("the address is not a URL"))?;
         let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
-            return Err(SendError::permanent("the address has no host"));
+            return Err(DeliveryError::permanent("the address has no host"));
         };
         self.policy
             .before_connect(host, port)
             .await
-            .map_err(|r| SendError::refused(&r))?;
+            .map_err(|r| DeliveryError::refused(&r))?;
         let mut req = self
             .http
             .post(url)
@@ -458,13 +463,13 @@ impl Sender {
             Ok(r) => r,
             Err(e) => {
                 if let Some(r) = outbound::refusal_in(&e) {
-                    return Err(SendError::refused(r));
+                    return Err(DeliveryError::refused(r));
                 }
                 // Without the URL: a Slack URL is a credential.
                 let e = e.without_url();
                 tracing::warn!(tenant = %d.tenant, id = d.id, error = %error_chain(&e),
                     "delivery got no response");
-                return Err(SendError::transient("no response from the endpoint"));
+                return Err(DeliveryError::transient("no response from the endpoint"));
             }
         };
         let status = resp.status();
@@ -472,7 +477,7 @@ impl Sender {
             return Ok(());
         }
         if status.is_redirection() {
-            return Err(SendError::permanent(format!(
+            return Err(DeliveryError::permanent(format!(
                 "HTTP {} (redirects are not followed)",
                 status.as_u16()
             )));
@@ -482,22 +487,19 @@ impl Sender {
             .get("retry-after")
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
-        Err(SendError {
+        Err(DeliveryError {
             message: format!("HTTP {}", status.as_u16()),
             retryable: status.is_server_error() || status.as_u16() == 429 || status.as_u16() == 408,
             retry_after,
         })
     }
 
-    async fn send_email(
-        &self,
-        smtp: &SmtpSettings,
-        d: &Delivery,
-    ) -> std::result::Result<(), SendError> {
+    async fn send_email(&self, smtp: &SmtpSettings, d: &Delivery) -> Result<(), DeliveryError> {
         use lettre::transport::smtp::client::{Tls, TlsParameters};
         use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-        let bad =
-            |what: &str, e: &dyn std::fmt::Display| SendError::permanent(format!("{what}: {e}"));
+        let bad = |what: &str, e: &dyn std::fmt::Display| {
+            DeliveryError::permanent(format!("{what}: {e}"))
+        };
         let message = Message::builder()
             .from(smtp.from.parse().map_err(|e| bad("smtp.from", &e))?)
             .to(d
@@ -515,7 +517,7 @@ impl Sender {
             .policy
             .resolve(&smtp.host, smtp.port)
             .await
-            .map_err(|r| SendError::refused(&r))?[0];
+            .map_err(|r| DeliveryError::refused(&r))?[0];
         let tls =
             |host: &str| TlsParameters::new(host.to_string()).map_err(|e| bad("smtp.host", &e));
         let tls = match smtp.tls {
@@ -545,15 +547,15 @@ impl Sender {
                     .map(|c| format!(" (SMTP {c})"))
                     .unwrap_or_default();
                 if e.is_permanent() {
-                    Err(SendError::permanent(format!(
+                    Err(DeliveryError::permanent(format!(
                         "the SMTP server refused it{code}"
                     )))
                 } else if e.is_transient() {
-                    Err(SendError::transient(format!(
+                    Err(DeliveryError::transient(format!(
                         "the SMTP server deferred it{code}"
                     )))
                 } else {
-                    Err(SendError::transient("no response from the SMTP server"))
+                    Err(DeliveryError::transient("no response from the SMTP server"))
                 }
             }
         }

@@ -80,7 +80,9 @@ impl From<EngineError> for ApiError {
                     "event {event} was stored, but deciding on it failed; the event is marked failed with its reason (GET the ticket) and will not be retried"
                 ),
             ).code(codes::EVENT_FAILED),
-            EngineError::Store(e) => internal(e.into()),
+            e @ (EngineError::Store(_) | EngineError::Json(_) | EngineError::OutOfRange(_)) => {
+                internal(e.into())
+            }
             EngineError::Internal(e) => internal(e),
         }
     }

@@ -145,7 +145,7 @@ pub(super) fn plugin_run(
                 format!("{} returned invalid output: {e}", plugin.id()),
             )),
         ),
-        Err(e) => (None, Some(e)),
+        Err(e) => (None, Some((e.kind(), e.to_string()))),
     };
     let failed = error.is_some();
     let report_json = serde_json::json!({

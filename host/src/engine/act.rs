@@ -335,11 +335,11 @@ impl Engine {
 }
 
 /// `ms` milliseconds (from a plugin or a client) as a time delta, checked.
-pub(super) fn delta(ms: u64) -> anyhow::Result<Duration> {
+pub(super) fn delta(ms: u64) -> Result<Duration> {
     i64::try_from(ms)
         .ok()
         .and_then(Duration::try_milliseconds)
-        .ok_or_else(|| anyhow::anyhow!("a duration of {ms} ms is out of range"))
+        .ok_or_else(|| EngineError::OutOfRange(format!("a duration of {ms} ms is out of range")))
 }
 
 pub(super) fn name<T: Serialize>(v: &T) -> String {

@@ -130,10 +130,7 @@ impl Engine {
                 duplicate: None,
             };
             if let Cause::Event(seq) = cause {
-                tx.event_processed(
-                    seq,
-                    &serde_json::to_string(&outcome).map_err(anyhow::Error::from)?,
-                )?;
+                tx.event_processed(seq, &serde_json::to_string(&outcome)?)?;
             }
             Ok(outcome)
         })?;

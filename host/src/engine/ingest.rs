@@ -29,8 +29,8 @@ impl Engine {
         let state = apply::created(ticket, tenant, now);
         // Serialized before the writer is taken: a ticket may be a
         // megabyte, and every tenant's commits wait for the writer.
-        let payload = serde_json::to_string(&state.ticket).map_err(anyhow::Error::from)?;
-        let state_json = serde_json::to_string(&state).map_err(anyhow::Error::from)?;
+        let payload = serde_json::to_string(&state.ticket)?;
+        let state_json = serde_json::to_string(&state)?;
         let seq = self.store.write(|tx| -> Result<_, EngineError> {
             if tx.ticket_exists(tenant, &state.ticket.id)? {
                 return Ok(None);
@@ -71,7 +71,7 @@ impl Engine {
             return Ok(done);
         }
         let now = self.clock.now();
-        let payload = serde_json::to_value(&event).map_err(anyhow::Error::from)?;
+        let payload = serde_json::to_value(&event)?;
         // An error rolls the transaction back: nothing of the event stays.
         let stored = self.store.write(|tx| -> Result<_, EngineError> {
             let Some(mut state) = tx.ticket(tenant, ticket_id)? else {
@@ -200,9 +200,7 @@ impl Engine {
             ));
         }
         match (first.processed, first.response) {
-            (1, Some(response)) => Ok(Some(
-                serde_json::from_str(&response).map_err(anyhow::Error::from)?,
-            )),
+            (1, Some(response)) => Ok(Some(serde_json::from_str(&response)?)),
             (2, _) => Err(EngineError::Failed {
                 event: first.seq,
                 reason: first.error.unwrap_or_default(),

@@ -43,7 +43,8 @@ use crate::pipeline::{self, PluginRun, PluginSet, apply};
 use crate::registry::LoadedPlugin;
 use crate::runtime::Runtime;
 use crate::store::{DeliveryStatus, FeedItem, NewDecision, NewDelivery, Store, TimerKind, Tx};
-use anyhow::Result;
+/// An engine result.
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;
 use chrono::{DateTime, Duration, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -76,6 +77,14 @@ pub enum EngineError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    /// Our own JSON (a ticket, an event, an answer) failed to encode or
+    /// decode.
+    #[error("JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    /// A moment or duration (from a plugin's or a client's milliseconds)
+    /// is past what a timestamp can hold.
+    #[error("{0}")]
+    OutOfRange(String),
     /// Our fault.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -248,6 +257,7 @@ impl Engine {
 }
 
 /// `at` plus `ms` milliseconds, checked: never a panic, whatever `ms` is.
-pub fn later(at: DateTime<Utc>, ms: u64) -> anyhow::Result<DateTime<Utc>> {
-    model::after(at, ms).ok_or_else(|| anyhow::anyhow!("{at} + {ms} ms is out of range"))
+pub fn later(at: DateTime<Utc>, ms: u64) -> Result<DateTime<Utc>> {
+    model::after(at, ms)
+        .ok_or_else(|| EngineError::OutOfRange(format!("{at} + {ms} ms is out of range")))
 }

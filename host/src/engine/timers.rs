@@ -12,7 +12,6 @@
 use super::*;
 use crate::runtime::panic_message;
 use crate::store::{TIMER_MAX_ATTEMPTS, Timer};
-use anyhow::Result;
 use std::collections::HashSet;
 use std::sync::mpsc;
 use std::time::Duration;
@@ -147,8 +146,7 @@ impl Engine {
             let state = self.store.ticket(&t.tenant, &t.ticket)?;
             let taken = self.store.write(|tx| tx.take_timer(t.id, at))?;
             if let (true, Some(state)) = (taken, state) {
-                self.evaluate(&t.tenant, state, at, EventKind::Tick, Cause::Timer(t.id))
-                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                self.evaluate(&t.tenant, state, at, EventKind::Tick, Cause::Timer(t.id))?;
             }
             return Ok(());
         }

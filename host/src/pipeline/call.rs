@@ -94,15 +94,13 @@ pub enum Output {
     Plan(model::NotificationPlan),
 }
 
-/// A failed call: the error's kind (`out-of-fuel`, `invalid-output`, ...)
-/// and message.
-pub type Failure = (ErrorKind, String);
-
 /// One call's result and report.
 #[derive(Debug)]
 pub struct Called {
-    /// The output, checked and converted, or why there is none.
-    pub result: Result<Output, Failure>,
+    /// The output, checked and converted, or why there is none: the
+    /// plugin's own typed error (an output the model refuses is
+    /// [`PluginError::InvalidOutput`]).
+    pub result: Result<Output, PluginError>,
     /// Fuel, memory, time and log of the call that counted.
     pub report: CallReport,
     /// Calls made again after a missed deadline ([`Deadlines::Retried`]).
@@ -153,7 +151,7 @@ pub fn call(
         };
         let load_bound = matches!(
             &result,
-            Err((ErrorKind::Deadline | ErrorKind::Overloaded, _))
+            Err(PluginError::Deadline { .. } | PluginError::Overloaded { .. })
         );
         if load_bound && deadlines == Deadlines::Retried && retries < OFFLINE_RETRIES {
             retries += 1;
@@ -168,18 +166,16 @@ pub fn call(
 }
 
 /// A call's result in the model: its output converted by `convert` (which
-/// may reject it as invalid), or the error's kind and message.
+/// may reject it as invalid output), or the plugin's error.
 fn settle<T, U>(
     plugin: &Plugin,
     result: Result<T, PluginError>,
     convert: impl FnOnce(T) -> Result<U, String>,
-) -> Result<U, Failure> {
-    result.map_err(|e| (e.kind(), e.to_string())).and_then(|t| {
-        convert(t).map_err(|reason| {
-            (
-                ErrorKind::InvalidOutput,
-                format!("{} returned invalid output: {reason}", plugin.id()),
-            )
+) -> Result<U, PluginError> {
+    result.and_then(|t| {
+        convert(t).map_err(|reason| PluginError::InvalidOutput {
+            plugin: plugin.id().clone(),
+            reason,
         })
     })
 }
@@ -238,10 +234,10 @@ pub(super) fn run(
     input: &Input,
     deadlines: Deadlines,
     runs: &mut Vec<PluginRun>,
-) -> Result<Output, Failure> {
+) -> Result<Output, PluginError> {
     let called = call(runtime, &p.plugin, &p.config_json, what, input, deadlines);
-    if let Err((kind, message)) = &called.result {
-        tracing::warn!(plugin = %p.plugin.id(), %kind, %message, "plugin call failed");
+    if let Err(e) = &called.result {
+        tracing::warn!(plugin = %p.plugin.id(), kind = %e.kind(), message = %e, "plugin call failed");
     }
     runs.push(PluginRun {
         plugin: p.plugin.id().to_string(),
@@ -251,8 +247,8 @@ pub(super) fn run(
             .as_ref()
             .ok()
             .and_then(|o| serde_json::to_value(o).ok()),
-        error_kind: called.result.as_ref().err().map(|(kind, _)| *kind),
-        error: called.result.as_ref().err().map(|(_, m)| m.clone()),
+        error_kind: called.result.as_ref().err().map(PluginError::kind),
+        error: called.result.as_ref().err().map(ToString::to_string),
         report: called.report,
         retries: called.retries,
         vendor: p.source.starts_with("builtin:"),
@@ -261,11 +257,8 @@ pub(super) fn run(
 }
 
 /// The signal an error policy produces for a failed plugin, if any.
-pub(super) fn policy_signal(
-    p: &LoadedPlugin,
-    kind: ErrorKind,
-    message: &str,
-) -> Option<model::Signal> {
+pub(super) fn policy_signal(p: &LoadedPlugin, error: &PluginError) -> Option<model::Signal> {
+    let kind = error.kind();
     match p.manifest.on_error {
         ErrorPolicy::Ignore => None,
         ErrorPolicy::Escalate { tier } => Some(model::Signal {
@@ -276,7 +269,7 @@ pub(super) fn policy_signal(
                 "rule {} failed ({kind}); escalating by its error policy",
                 p.plugin.id()
             ),
-            evidence: vec![message.to_string()],
+            evidence: vec![error.to_string()],
             target_skill: None,
             target_queue: None,
         }),

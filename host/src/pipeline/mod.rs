@@ -35,7 +35,7 @@ pub mod contract;
 
 pub use crate::matrix::ResponseTargets;
 pub use call::{
-    Call, Called, Deadlines, Failure, Input, OFFLINE_RETRIES, Output, PluginRun, call, wit_roster,
+    Call, Called, Deadlines, Input, OFFLINE_RETRIES, Output, PluginRun, call, wit_roster,
 };
 
 use crate::manifest::Mode;
@@ -210,8 +210,8 @@ fn run_triggers(ask: &Ask<'_>, input: &Input, runs: &mut Vec<PluginRun>) -> Find
                 };
             }
             Ok(_) => {}
-            Err((kind, message)) => {
-                if let (false, Some(s)) = (shadow, call::policy_signal(p, kind, &message)) {
+            Err(e) => {
+                if let (false, Some(s)) = (shadow, call::policy_signal(p, &e)) {
                     f.signals.push(s);
                 }
             }

@@ -193,10 +193,10 @@ fn run_one(runtime: &Runtime, p: &LoadedPlugin, f: &Fixture) -> CaseResult {
         },
         (Ok(out), None, None) => (true, format!("ok (no expectation): {out}")),
         (Ok(out), _, Some(kind)) => (false, format!("expected error {kind}, got {out}")),
-        (Err((kind, msg)), _, Some(want)) if kind.as_str() == want => {
-            (true, format!("failed as expected: {msg}"))
+        (Err(e), _, Some(want)) if e.kind().as_str() == want => {
+            (true, format!("failed as expected: {e}"))
         }
-        (Err((kind, msg)), _, _) => (false, format!("{kind}: {msg}")),
+        (Err(e), _, _) => (false, format!("{}: {e}", e.kind())),
     };
     CaseResult {
         name: f.name.clone(),

@@ -48,10 +48,6 @@ pub enum StoreError {
         /// The newest this build knows.
         known: usize,
     },
-    /// A value the caller gave cannot be stored (a time out of range, a
-    /// name that is not one of the stored kinds).
-    #[error("{0}")]
-    Invalid(String),
 }
 
 impl StoreError {
