@@ -44,7 +44,7 @@ use crate::engine::{Engine, Upload};
 use crate::matrix::Matrix;
 use crate::registry;
 use crate::runtime::{Runtime, RuntimeConfig};
-use crate::store::{Durability, Store};
+use crate::store::{Durability, SqliteStore, Store};
 use anyhow::{Context as _, Result};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -80,7 +80,10 @@ fn engine(dir: &std::path::Path, matrix: &Matrix) -> Result<(Arc<Engine>, Durati
         cache_dir: Some(dir.join("cache")),
         ..RuntimeConfig::default()
     })?);
-    let store = Arc::new(Store::open(&dir.join("escalator.db"), Durability::Process)?);
+    let store: Arc<Store> = Arc::new(SqliteStore::open(
+        &dir.join("escalator.db"),
+        Durability::Process,
+    )?);
     let builtins = registry::load_builtin(&runtime)?;
     let engine = Arc::new(Engine::new(
         store,

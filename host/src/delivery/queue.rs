@@ -345,7 +345,7 @@ async fn attempt(
 ) -> Done {
     let endpoint = (d.tenant.clone(), d.address.clone());
     let (reader, tenant) = (store.clone(), d.tenant.clone());
-    let settings = tokio::task::spawn_blocking(move || cache.get(&reader, &tenant))
+    let settings = tokio::task::spawn_blocking(move || cache.get(&*reader, &tenant))
         .await
         .unwrap_or_default();
     let result = sender.send(&d, &settings).await;

@@ -186,7 +186,7 @@ pub struct Engine {
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine")
-            .field("store", &self.store.path())
+            .field("store", &self.store)
             .finish_non_exhaustive()
     }
 }
@@ -252,7 +252,7 @@ impl Engine {
     }
 
     fn settings(&self, tenant: &str) -> Arc<ChannelSettings> {
-        self.channels.get(&self.store, tenant)
+        self.channels.get(&*self.store, tenant)
     }
 }
 

@@ -19,7 +19,7 @@ use crate::engine::Engine;
 use crate::matrix::Matrix;
 use crate::registry;
 use crate::runtime::{Runtime, RuntimeConfig};
-use crate::store::{Durability, Store};
+use crate::store::{Durability, SqliteStore, Store};
 use anyhow::{Context as _, Result, bail};
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -56,7 +56,7 @@ pub fn build(config: &ServeConfig, matrix: &Matrix) -> Result<Server> {
         ceiling: config.ceiling,
         ..RuntimeConfig::default()
     })?);
-    let store = Arc::new(Store::open(
+    let store: Arc<Store> = Arc::new(SqliteStore::open(
         &config.data_dir.join("escalator.db"),
         config.durability,
     )?);
@@ -73,7 +73,7 @@ pub fn build(config: &ServeConfig, matrix: &Matrix) -> Result<Server> {
         matrix.clone(),
     )?);
     engine.load_tenant_plugins()?;
-    let (admin_hash, new_admin_token) = admin_token(&store, config)?;
+    let (admin_hash, new_admin_token) = admin_token(&*store, config)?;
     let recovered = engine.recover()?;
     if recovered > 0 {
         tracing::warn!(recovered, "decided on events stored before a crash");

@@ -184,10 +184,8 @@ pub(super) fn delivery_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Delivery> 
         priority: r.get(14)?,
     })
 }
-impl Store {
-    /// The tenant's deliveries, of one ticket or all, oldest first: at
-    /// most `limit` with ids above `after`.
-    pub fn deliveries(
+impl Deliveries for SqliteStore {
+    fn deliveries(
         &self,
         tenant: &str,
         ticket: Option<&str>,
@@ -205,9 +203,7 @@ impl Store {
         rows.map(|r| Ok(r?)).collect()
     }
 
-    /// Deliveries due for an attempt at `now_ms` (real time), most urgent
-    /// first, then oldest.
-    pub fn due_deliveries(&self, now_ms: i64, limit: u32) -> Result<Vec<Delivery>> {
+    fn due_deliveries(&self, now_ms: i64, limit: u32) -> Result<Vec<Delivery>> {
         self.due_deliveries_except(
             now_ms,
             limit,
@@ -217,15 +213,7 @@ impl Store {
         )
     }
 
-    /// Due deliveries, most urgent first, at most `free(tenant)` of each
-    /// tenant, leaving out the ids in `busy` (being sent) and the
-    /// `(tenant, address)` endpoints in `full_endpoints`.
-    ///
-    /// Each tenant's queue is read on its own, through `deliveries_fair`:
-    /// a tenant with a long backlog (thousands of deliveries to dead
-    /// endpoints) costs the look-up of everyone else one index seek, and a
-    /// tenant with no free share is not read at all.
-    pub fn due_deliveries_except(
+    fn due_deliveries_except(
         &self,
         now_ms: i64,
         limit: u32,
@@ -280,9 +268,7 @@ impl Store {
             .collect()
     }
 
-    /// Put a pending delivery off until `until_ms` without counting an
-    /// attempt (its endpoint's circuit is open), saying why.
-    pub fn delivery_postponed(&self, id: i64, until_ms: i64, why: &str) -> Result<()> {
+    fn delivery_postponed(&self, id: i64, until_ms: i64, why: &str) -> Result<()> {
         self.lock().execute(
             "UPDATE deliveries SET next_attempt_at = ?2, last_error = ?3 \
              WHERE id = ?1 AND status = 'pending'",
@@ -291,8 +277,7 @@ impl Store {
         Ok(())
     }
 
-    /// When the next pending delivery is due (real time, ms).
-    pub fn next_delivery_at(&self) -> Result<Option<i64>> {
+    fn next_delivery_at(&self) -> Result<Option<i64>> {
         Ok(self.read().query_row(
             "SELECT min(next_attempt_at) FROM deliveries WHERE status = 'pending'",
             [],
@@ -300,9 +285,7 @@ impl Store {
         )?)
     }
 
-    /// Record a delivery attempt: sent, or failed with `error` and retried
-    /// at `retry_at` (ms, real time) unless `retry_at` is `None` (given up).
-    pub fn delivery_attempted(
+    fn delivery_attempted(
         &self,
         id: i64,
         now: DateTime<Utc>,
@@ -329,8 +312,7 @@ impl Store {
         Ok(())
     }
 
-    /// An agent's in-app feed after item `after`, oldest first.
-    pub fn feed(&self, tenant: &str, agent: &str, after: i64) -> Result<Vec<FeedItem>> {
+    fn feed(&self, tenant: &str, agent: &str, after: i64) -> Result<Vec<FeedItem>> {
         let conn = self.read();
         let mut st = conn.prepare(
             "SELECT id, agent, ticket, title, body, at FROM feed \
@@ -349,8 +331,7 @@ impl Store {
         rows.map(|r| Ok(r?)).collect()
     }
 
-    /// Deliveries by tenant, channel and status.
-    pub fn delivery_counts(&self) -> Result<Vec<(String, String, String, i64)>> {
+    fn delivery_counts(&self) -> Result<Vec<(String, String, String, i64)>> {
         let conn = self.read();
         let mut st = conn.prepare(
             "SELECT tenant, channel, status, count(*) FROM deliveries GROUP BY tenant, channel, status",
@@ -360,15 +341,8 @@ impl Store {
     }
 }
 
-impl Tx<'_> {
-    /// Queue a delivery; `false` if one with the same idempotency key
-    /// exists (a notification is queued once).
-    pub fn insert_delivery(
-        &self,
-        tenant: &str,
-        d: &NewDelivery,
-        now: DateTime<Utc>,
-    ) -> Result<bool> {
+impl DeliveriesTx for SqliteTx<'_> {
+    fn insert_delivery(&self, tenant: &str, d: &NewDelivery, now: DateTime<Utc>) -> Result<bool> {
         // Cached: an escalation fans out to every subscribed endpoint.
         let n = self.tx.prepare_cached(
             "INSERT OR IGNORE INTO deliveries (tenant, ticket, idempotency_key, channel, recipient, \
@@ -395,9 +369,7 @@ impl Tx<'_> {
         Ok(n == 1)
     }
 
-    /// When `address` last got something on `channel` (not counting held
-    /// ones), at or after `since`.
-    pub fn last_delivery_to(
+    fn last_delivery_to(
         &self,
         tenant: &str,
         channel: Channel,
@@ -413,14 +385,7 @@ impl Tx<'_> {
         Ok(at.and_then(|a| a.parse().ok()))
     }
 
-    /// Held deliveries to `address` on `channel`, oldest first; marks them
-    /// `digested`.
-    pub fn take_held(
-        &self,
-        tenant: &str,
-        channel: Channel,
-        address: &str,
-    ) -> Result<Vec<Delivery>> {
+    fn take_held(&self, tenant: &str, channel: Channel, address: &str) -> Result<Vec<Delivery>> {
         let held = {
             let mut st = self.tx.prepare_cached(
                 "SELECT id, tenant, ticket, idempotency_key, channel, recipient, address, title, \
@@ -438,8 +403,7 @@ impl Tx<'_> {
         Ok(held)
     }
 
-    /// Append to an agent's in-app feed; returns the item.
-    pub fn insert_feed(
+    fn insert_feed(
         &self,
         tenant: &str,
         agent: &str,
@@ -461,4 +425,92 @@ impl Tx<'_> {
             at: ts(now),
         })
     }
+}
+
+/// What the engine reads and records about deliveries and in-app feeds, outside a transaction.
+pub trait Deliveries {
+    /// The tenant's deliveries, of one ticket or all, oldest first: at
+    /// most `limit` with ids above `after`.
+    fn deliveries(
+        &self,
+        tenant: &str,
+        ticket: Option<&str>,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<Delivery>>;
+
+    /// Deliveries due for an attempt at `now_ms` (real time), most urgent
+    /// first, then oldest.
+    fn due_deliveries(&self, now_ms: i64, limit: u32) -> Result<Vec<Delivery>>;
+
+    /// Due deliveries, most urgent first, at most `free(tenant)` of each
+    /// tenant, leaving out the ids in `busy` (being sent) and the
+    /// `(tenant, address)` endpoints in `full_endpoints`.
+    ///
+    /// Each tenant's queue is read on its own, through `deliveries_fair`:
+    /// a tenant with a long backlog (thousands of deliveries to dead
+    /// endpoints) costs the look-up of everyone else one index seek, and a
+    /// tenant with no free share is not read at all.
+    fn due_deliveries_except(
+        &self,
+        now_ms: i64,
+        limit: u32,
+        busy: &HashSet<i64>,
+        free: &dyn Fn(&str) -> usize,
+        full_endpoints: &HashSet<(String, String)>,
+    ) -> Result<Vec<Delivery>>;
+
+    /// Put a pending delivery off until `until_ms` without counting an
+    /// attempt (its endpoint's circuit is open), saying why.
+    fn delivery_postponed(&self, id: i64, until_ms: i64, why: &str) -> Result<()>;
+
+    /// When the next pending delivery is due (real time, ms).
+    fn next_delivery_at(&self) -> Result<Option<i64>>;
+
+    /// Record a delivery attempt: sent, or failed with `error` and retried
+    /// at `retry_at` (ms, real time) unless `retry_at` is `None` (given up).
+    fn delivery_attempted(
+        &self,
+        id: i64,
+        now: DateTime<Utc>,
+        result: std::result::Result<(), (String, Option<i64>)>,
+    ) -> Result<()>;
+
+    /// An agent's in-app feed after item `after`, oldest first.
+    fn feed(&self, tenant: &str, agent: &str, after: i64) -> Result<Vec<FeedItem>>;
+
+    /// Deliveries by tenant, channel and status.
+    fn delivery_counts(&self) -> Result<Vec<(String, String, String, i64)>>;
+}
+
+/// What a transaction ([`Store::write`]) reads and writes of deliveries and in-app feeds.
+pub trait DeliveriesTx {
+    /// Queue a delivery; `false` if one with the same idempotency key
+    /// exists (a notification is queued once).
+    fn insert_delivery(&self, tenant: &str, d: &NewDelivery, now: DateTime<Utc>) -> Result<bool>;
+
+    /// When `address` last got something on `channel` (not counting held
+    /// ones), at or after `since`.
+    fn last_delivery_to(
+        &self,
+        tenant: &str,
+        channel: Channel,
+        address: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>>;
+
+    /// Held deliveries to `address` on `channel`, oldest first; marks them
+    /// `digested`.
+    fn take_held(&self, tenant: &str, channel: Channel, address: &str) -> Result<Vec<Delivery>>;
+
+    /// Append to an agent's in-app feed; returns the item.
+    fn insert_feed(
+        &self,
+        tenant: &str,
+        agent: &str,
+        ticket: &str,
+        title: &str,
+        body: &str,
+        now: DateTime<Utc>,
+    ) -> Result<FeedItem>;
 }

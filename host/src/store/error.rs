@@ -48,6 +48,10 @@ pub enum StoreError {
         /// The newest this build knows.
         known: usize,
     },
+    /// A backend reported a transaction done without running it (a bug
+    /// in that backend).
+    #[error("the store reported a transaction it did not run")]
+    NotRun,
 }
 
 impl StoreError {

@@ -60,9 +60,71 @@ fn name_of<T: Serialize>(v: &T) -> String {
     }
 }
 
-/// The SQLite store.
+/// The store as the engine, the API and the workers use it: any backend.
+/// Reads and single-row updates are methods of the concern traits
+/// ([`Tenants`], [`Tickets`], [`Timers`], [`Deliveries`], [`Plugins`]);
+/// everything else happens in one transaction through [`Store::write`],
+/// whose [`Tx`] has the concern traits' `…Tx` halves. SQLite
+/// ([`SqliteStore`]) is the first backend; a second implements the same
+/// traits and nothing above the store changes.
+pub type Store = dyn Backend;
+
+/// A transaction of any backend (see [`Store::write`]).
+pub type Tx<'a> = dyn Transaction + 'a;
+
+/// A backend: every concern's operations outside a transaction, and
+/// transactions.
+pub trait Backend:
+    Tenants + Tickets + Timers + Deliveries + Plugins + std::fmt::Debug + Send + Sync
+{
+    /// Run `f` in one transaction: commit if it returns `true`, roll back
+    /// if it returns `false`. Callers use [`Store::write`].
+    fn transaction(&self, f: &mut dyn FnMut(&Tx<'_>) -> bool) -> Result<()>;
+
+    /// The schema version.
+    fn schema_version(&self) -> Result<i64>;
+
+    /// A value of the `meta` table.
+    fn meta(&self, key: &str) -> Result<Option<String>>;
+}
+
+/// Everything a transaction can do.
+pub trait Transaction: TenantsTx + TicketsTx + TimersTx + DeliveriesTx + PluginsTx {}
+
+impl<T: TenantsTx + TicketsTx + TimersTx + DeliveriesTx + PluginsTx> Transaction for T {}
+
+impl dyn Backend + '_ {
+    /// Run `f` in one transaction; commit if it returns `Ok`, roll back
+    /// if it returns an error (of the caller's type: the store's own
+    /// errors convert into it).
+    pub fn write<T, E: From<StoreError>>(
+        &self,
+        f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let mut f = Some(f);
+        let mut out = None;
+        let done = self.transaction(&mut |tx| {
+            let Some(f) = f.take() else { return false };
+            let result = f(tx);
+            let commit = result.is_ok();
+            out = Some(result);
+            commit
+        });
+        match (done, out) {
+            // The closure failed: rolled back, its error stands.
+            (_, Some(Err(e))) => Err(e),
+            (Ok(()), Some(Ok(v))) => Ok(v),
+            // Beginning or committing failed.
+            (Err(e), _) => Err(e.into()),
+            (Ok(()), None) => Err(StoreError::NotRun.into()),
+        }
+    }
+}
+
+/// The SQLite backend: one writer connection and a pool of readers on a
+/// file in WAL mode.
 #[derive(Debug)]
-pub struct Store {
+pub struct SqliteStore {
     conn: Mutex<Connection>,
     /// Read-only connections: WAL lets them read while the writer writes,
     /// so list endpoints, the dashboard and the delivery queue never wait
@@ -74,7 +136,7 @@ pub struct Store {
     checkpointer: Arc<(Mutex<bool>, std::sync::Condvar)>,
 }
 
-impl Drop for Store {
+impl Drop for SqliteStore {
     fn drop(&mut self) {
         let (stop, cv) = &*self.checkpointer;
         *stop.lock().unwrap_or_else(|e| e.into_inner()) = true;
@@ -120,14 +182,14 @@ fn checkpointer(path: &Path, stop: Arc<(Mutex<bool>, std::sync::Condvar)>) -> Re
     Ok(())
 }
 
-/// A write transaction (see [`Store::write`]).
-pub struct Tx<'a> {
+/// A SQLite write transaction (see [`Store::write`]).
+pub struct SqliteTx<'a> {
     tx: rusqlite::Transaction<'a>,
 }
 
-impl Store {
+impl SqliteStore {
     /// Open (creating if needed) the database at `path`, and migrate it.
-    pub fn open(path: &Path, durability: Durability) -> Result<Store> {
+    pub fn open(path: &Path, durability: Durability) -> Result<SqliteStore> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)
                 .map_err(|e| StoreError::open("creating the data directory", dir, e))?;
@@ -177,7 +239,7 @@ impl Store {
             .collect::<Result<Vec<_>>>()?;
         let stop = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
         checkpointer(path, stop.clone())?;
-        Ok(Store {
+        Ok(SqliteStore {
             conn: Mutex::new(conn),
             readers,
             next_reader: std::sync::atomic::AtomicUsize::new(0),
@@ -189,13 +251,6 @@ impl Store {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
-    }
-
-    /// The schema version.
-    pub fn schema_version(&self) -> Result<i64> {
-        Ok(self
-            .lock()
-            .query_row("PRAGMA user_version", [], |r| r.get(0))?)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -216,25 +271,28 @@ impl Store {
             % self.readers.len();
         self.readers[i].lock().unwrap_or_else(|e| e.into_inner())
     }
+}
 
-    /// Run `f` in one transaction; commit if it returns `Ok`, roll back
-    /// if it returns an error (of the caller's type: the store's own
-    /// errors convert into it).
-    pub fn write<T, E: From<StoreError>>(
-        &self,
-        f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
-    ) -> Result<T, E> {
+impl Backend for SqliteStore {
+    fn transaction(&self, f: &mut dyn FnMut(&Tx<'_>) -> bool) -> Result<()> {
         let mut conn = self.lock();
-        let tx = Tx {
-            tx: conn.transaction().map_err(StoreError::from)?,
+        let tx = SqliteTx {
+            tx: conn.transaction()?,
         };
-        let out = f(&tx)?;
-        tx.tx.commit().map_err(StoreError::from)?;
-        Ok(out)
+        if f(&tx) {
+            tx.tx.commit()?;
+        }
+        // Otherwise dropping the transaction rolls it back.
+        Ok(())
     }
 
-    /// A value of the `meta` table.
-    pub fn meta(&self, key: &str) -> Result<Option<String>> {
+    fn schema_version(&self) -> Result<i64> {
+        Ok(self
+            .lock()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))?)
+    }
+
+    fn meta(&self, key: &str) -> Result<Option<String>> {
         Ok(self
             .lock()
             .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))

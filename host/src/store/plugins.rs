@@ -115,23 +115,20 @@ pub(super) fn slots(conn: &Connection, tenant: &str) -> Result<Vec<PluginSlot>> 
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
-impl Store {
-    /// A tenant's plugin slots.
-    pub fn plugin_slots(&self, tenant: &str) -> Result<Vec<PluginSlot>> {
+impl Plugins for SqliteStore {
+    fn plugin_slots(&self, tenant: &str) -> Result<Vec<PluginSlot>> {
         let conn = self.lock();
         slots(&conn, tenant)
     }
 
-    /// Tenants that have plugin slots.
-    pub fn tenants_with_plugins(&self) -> Result<Vec<String>> {
+    fn tenants_with_plugins(&self) -> Result<Vec<String>> {
         let conn = self.lock();
         let mut st = conn.prepare("SELECT DISTINCT tenant FROM plugin_slots ORDER BY tenant")?;
         let rows = st.query_map([], |r| r.get(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// One stored version, with its bytes.
-    pub fn plugin_version(
+    fn plugin_version(
         &self,
         tenant: &str,
         name: &str,
@@ -147,8 +144,7 @@ impl Store {
             .optional()?)
     }
 
-    /// A plugin's stored versions, oldest first, without their bytes.
-    pub fn plugin_versions(&self, tenant: &str, name: &str) -> Result<Vec<PluginVersion>> {
+    fn plugin_versions(&self, tenant: &str, name: &str) -> Result<Vec<PluginVersion>> {
         let conn = self.read();
         let mut st = conn.prepare(&format!(
             "{VERSION_COLUMNS} WHERE tenant = ?1 AND name = ?2 ORDER BY uploaded_at, rowid"
@@ -161,8 +157,7 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// The names of the plugins a tenant has uploaded versions of.
-    pub fn uploaded_plugin_names(&self, tenant: &str) -> Result<Vec<String>> {
+    fn uploaded_plugin_names(&self, tenant: &str) -> Result<Vec<String>> {
         let conn = self.read();
         let mut st = conn
             .prepare("SELECT DISTINCT name FROM plugin_versions WHERE tenant = ?1 ORDER BY name")?;
@@ -170,8 +165,7 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// The change log of a tenant's plugins, newest first.
-    pub fn plugin_changes(&self, tenant: &str, limit: u32) -> Result<Vec<PluginChange>> {
+    fn plugin_changes(&self, tenant: &str, limit: u32) -> Result<Vec<PluginChange>> {
         let conn = self.read();
         let mut st = conn.prepare(
             "SELECT id, at, actor, action, name, version, detail FROM plugin_changes \
@@ -192,9 +186,7 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Each decision of a tenant between `since` and `until` (RFC 3339):
-    /// its composed active tier and its audit entries of plugin `name`.
-    pub fn decisions_with_plugin(
+    fn decisions_with_plugin(
         &self,
         tenant: &str,
         name: &str,
@@ -224,9 +216,8 @@ impl Store {
     }
 }
 
-impl Tx<'_> {
-    /// Store a plugin version; `false` if that version exists.
-    pub fn insert_plugin_version(
+impl PluginsTx for SqliteTx<'_> {
+    fn insert_plugin_version(
         &self,
         tenant: &str,
         v: &PluginVersion,
@@ -254,21 +245,14 @@ impl Tx<'_> {
         Ok(n == 1)
     }
 
-    /// Delete a stored version.
-    pub fn delete_plugin_version(&self, tenant: &str, name: &str, version: &str) -> Result<bool> {
+    fn delete_plugin_version(&self, tenant: &str, name: &str, version: &str) -> Result<bool> {
         Ok(self.tx.execute(
             "DELETE FROM plugin_versions WHERE tenant = ?1 AND name = ?2 AND version = ?3",
             [tenant, name, version],
         )? == 1)
     }
 
-    /// The digest of a stored version.
-    pub fn version_digest(
-        &self,
-        tenant: &str,
-        name: &str,
-        version: &str,
-    ) -> Result<Option<String>> {
+    fn version_digest(&self, tenant: &str, name: &str, version: &str) -> Result<Option<String>> {
         Ok(self
             .tx
             .query_row(
@@ -279,8 +263,7 @@ impl Tx<'_> {
             .optional()?)
     }
 
-    /// Whether any stored version of any tenant has `digest`.
-    pub fn digest_in_use(&self, digest: &str) -> Result<bool> {
+    fn digest_in_use(&self, digest: &str) -> Result<bool> {
         Ok(self.tx.query_row(
             "SELECT EXISTS (SELECT 1 FROM plugin_versions WHERE digest = ?1)",
             [digest],
@@ -288,13 +271,11 @@ impl Tx<'_> {
         )?)
     }
 
-    /// A tenant's plugin slots.
-    pub fn plugin_slots(&self, tenant: &str) -> Result<Vec<PluginSlot>> {
+    fn plugin_slots(&self, tenant: &str) -> Result<Vec<PluginSlot>> {
         slots(&self.tx, tenant)
     }
 
-    /// Replace a tenant's plugin slots with `new` (the whole set).
-    pub fn set_plugin_slots(&self, tenant: &str, new: &[PluginSlot]) -> Result<()> {
+    fn set_plugin_slots(&self, tenant: &str, new: &[PluginSlot]) -> Result<()> {
         self.tx
             .execute("DELETE FROM plugin_slots WHERE tenant = ?1", [tenant])?;
         for s in new {
@@ -306,8 +287,7 @@ impl Tx<'_> {
         Ok(())
     }
 
-    /// Log a change to a tenant's plugins.
-    pub fn plugin_change(&self, tenant: &str, at: DateTime<Utc>, c: &ChangeLog<'_>) -> Result<()> {
+    fn plugin_change(&self, tenant: &str, at: DateTime<Utc>, c: &ChangeLog<'_>) -> Result<()> {
         let ChangeLog {
             actor,
             action,
@@ -330,4 +310,69 @@ impl Tx<'_> {
         )?;
         Ok(())
     }
+}
+
+/// What the engine reads and records about plugin versions, slots and their change log, outside a transaction.
+pub trait Plugins {
+    /// A tenant's plugin slots.
+    fn plugin_slots(&self, tenant: &str) -> Result<Vec<PluginSlot>>;
+
+    /// Tenants that have plugin slots.
+    fn tenants_with_plugins(&self) -> Result<Vec<String>>;
+
+    /// One stored version, with its bytes.
+    fn plugin_version(
+        &self,
+        tenant: &str,
+        name: &str,
+        version: &str,
+    ) -> Result<Option<PluginVersion>>;
+
+    /// A plugin's stored versions, oldest first, without their bytes.
+    fn plugin_versions(&self, tenant: &str, name: &str) -> Result<Vec<PluginVersion>>;
+
+    /// The names of the plugins a tenant has uploaded versions of.
+    fn uploaded_plugin_names(&self, tenant: &str) -> Result<Vec<String>>;
+
+    /// The change log of a tenant's plugins, newest first.
+    fn plugin_changes(&self, tenant: &str, limit: u32) -> Result<Vec<PluginChange>>;
+
+    /// Each decision of a tenant between `since` and `until` (RFC 3339):
+    /// its composed active tier and its audit entries of plugin `name`.
+    fn decisions_with_plugin(
+        &self,
+        tenant: &str,
+        name: &str,
+        since: &str,
+        until: &str,
+    ) -> Result<Vec<(Option<String>, Vec<serde_json::Value>)>>;
+}
+
+/// What a transaction ([`Store::write`]) reads and writes of plugin versions, slots and their change log.
+pub trait PluginsTx {
+    /// Store a plugin version; `false` if that version exists.
+    fn insert_plugin_version(
+        &self,
+        tenant: &str,
+        v: &PluginVersion,
+        fixtures: &serde_json::Value,
+    ) -> Result<bool>;
+
+    /// Delete a stored version.
+    fn delete_plugin_version(&self, tenant: &str, name: &str, version: &str) -> Result<bool>;
+
+    /// The digest of a stored version.
+    fn version_digest(&self, tenant: &str, name: &str, version: &str) -> Result<Option<String>>;
+
+    /// Whether any stored version of any tenant has `digest`.
+    fn digest_in_use(&self, digest: &str) -> Result<bool>;
+
+    /// A tenant's plugin slots.
+    fn plugin_slots(&self, tenant: &str) -> Result<Vec<PluginSlot>>;
+
+    /// Replace a tenant's plugin slots with `new` (the whole set).
+    fn set_plugin_slots(&self, tenant: &str, new: &[PluginSlot]) -> Result<()>;
+
+    /// Log a change to a tenant's plugins.
+    fn plugin_change(&self, tenant: &str, at: DateTime<Utc>, c: &ChangeLog<'_>) -> Result<()>;
 }

@@ -24,9 +24,8 @@ pub(super) fn agent_of(conn: &Connection, tenant: &str, id: &str) -> Result<Opti
         [tenant, id],
     )
 }
-impl Store {
-    /// The tenant whose token hashes to `hash`.
-    pub fn tenant_by_token(&self, hash: &str) -> Result<Option<Tenant>> {
+impl Tenants for SqliteStore {
+    fn tenant_by_token(&self, hash: &str) -> Result<Option<Tenant>> {
         Ok(self
             .read()
             .query_row(
@@ -44,8 +43,7 @@ impl Store {
             .optional()?)
     }
 
-    /// Every tenant.
-    pub fn tenants(&self) -> Result<Vec<Tenant>> {
+    fn tenants(&self) -> Result<Vec<Tenant>> {
         let conn = self.read();
         let mut st = conn.prepare("SELECT id, name, created_at FROM tenants ORDER BY id")?;
         let rows = st.query_map([], |r| {
@@ -58,8 +56,7 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// A tenant's channel settings (JSON).
-    pub fn settings(&self, tenant: &str) -> Result<serde_json::Value> {
+    fn settings(&self, tenant: &str) -> Result<serde_json::Value> {
         let text: Option<String> = self
             .read()
             .query_row(
@@ -71,9 +68,7 @@ impl Store {
         Ok(serde_json::from_str(text.as_deref().unwrap_or("{}"))?)
     }
 
-    /// A tenant's channel settings if they changed since revision `known`:
-    /// `None` for no such tenant, `(rev, None)` when `known` is current.
-    pub fn settings_if_changed(
+    fn settings_if_changed(
         &self,
         tenant: &str,
         known: Option<i64>,
@@ -90,18 +85,15 @@ impl Store {
             .transpose()
     }
 
-    /// A tenant's agents.
-    pub fn agents(&self, tenant: &str) -> Result<Vec<Agent>> {
+    fn agents(&self, tenant: &str) -> Result<Vec<Agent>> {
         agents_of(&self.read(), tenant)
     }
 
-    /// One agent.
-    pub fn agent(&self, tenant: &str, id: &str) -> Result<Option<Agent>> {
+    fn agent(&self, tenant: &str, id: &str) -> Result<Option<Agent>> {
         agent_of(&self.read(), tenant, id)
     }
 
-    /// Every tenant's agents, for the metrics gauges.
-    pub fn all_agents(&self) -> Result<Vec<(String, Agent)>> {
+    fn all_agents(&self) -> Result<Vec<(String, Agent)>> {
         let conn = self.read();
         let mut st = conn.prepare("SELECT tenant, data FROM agents ORDER BY tenant, id")?;
         let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
@@ -113,9 +105,8 @@ impl Store {
     }
 }
 
-impl Tx<'_> {
-    /// Set a `meta` value.
-    pub fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+impl TenantsTx for SqliteTx<'_> {
+    fn set_meta(&self, key: &str, value: &str) -> Result<()> {
         self.tx.execute(
             "INSERT INTO meta (key, value) VALUES (?1, ?2) \
              ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -124,8 +115,7 @@ impl Tx<'_> {
         Ok(())
     }
 
-    /// Create a tenant; `false` if the id is taken.
-    pub fn create_tenant(
+    fn create_tenant(
         &self,
         id: &str,
         name: &str,
@@ -139,9 +129,7 @@ impl Tx<'_> {
         Ok(n == 1)
     }
 
-    /// Give a tenant a new token hash (`revoked_at` set: the token is
-    /// revoked); `false` if there is no such tenant.
-    pub fn set_tenant_token(
+    fn set_tenant_token(
         &self,
         id: &str,
         token_hash: &str,
@@ -153,8 +141,7 @@ impl Tx<'_> {
         )? == 1)
     }
 
-    /// Replace a tenant's channel settings.
-    pub fn set_settings(&self, tenant: &str, settings: &serde_json::Value) -> Result<()> {
+    fn set_settings(&self, tenant: &str, settings: &serde_json::Value) -> Result<()> {
         self.tx.execute(
             "UPDATE tenants SET settings = ?2, settings_rev = settings_rev + 1 WHERE id = ?1",
             params![tenant, settings.to_string()],
@@ -162,8 +149,7 @@ impl Tx<'_> {
         Ok(())
     }
 
-    /// Insert or replace an agent.
-    pub fn put_agent(&self, tenant: &str, agent: &Agent) -> Result<()> {
+    fn put_agent(&self, tenant: &str, agent: &Agent) -> Result<()> {
         self.tx.execute(
             "INSERT INTO agents (tenant, id, data) VALUES (?1, ?2, ?3) \
              ON CONFLICT (tenant, id) DO UPDATE SET data = excluded.data",
@@ -172,13 +158,76 @@ impl Tx<'_> {
         Ok(())
     }
 
-    /// One agent.
-    pub fn agent(&self, tenant: &str, id: &str) -> Result<Option<Agent>> {
+    fn agent(&self, tenant: &str, id: &str) -> Result<Option<Agent>> {
         agent_of(&self.tx, tenant, id)
     }
 
-    /// A tenant's agents.
-    pub fn agents(&self, tenant: &str) -> Result<Vec<Agent>> {
+    fn agents(&self, tenant: &str) -> Result<Vec<Agent>> {
         agents_of(&self.tx, tenant)
     }
+}
+
+/// What the engine reads and records about tenants, their tokens and settings, agents, outside a transaction.
+pub trait Tenants {
+    /// The tenant whose token hashes to `hash`.
+    fn tenant_by_token(&self, hash: &str) -> Result<Option<Tenant>>;
+
+    /// Every tenant.
+    fn tenants(&self) -> Result<Vec<Tenant>>;
+
+    /// A tenant's channel settings (JSON).
+    fn settings(&self, tenant: &str) -> Result<serde_json::Value>;
+
+    /// A tenant's channel settings if they changed since revision `known`:
+    /// `None` for no such tenant, `(rev, None)` when `known` is current.
+    fn settings_if_changed(
+        &self,
+        tenant: &str,
+        known: Option<i64>,
+    ) -> Result<Option<(i64, Option<serde_json::Value>)>>;
+
+    /// A tenant's agents.
+    fn agents(&self, tenant: &str) -> Result<Vec<Agent>>;
+
+    /// One agent.
+    fn agent(&self, tenant: &str, id: &str) -> Result<Option<Agent>>;
+
+    /// Every tenant's agents, for the metrics gauges.
+    fn all_agents(&self) -> Result<Vec<(String, Agent)>>;
+}
+
+/// What a transaction ([`Store::write`]) reads and writes of tenants, their tokens and settings, agents.
+pub trait TenantsTx {
+    /// Set a `meta` value.
+    fn set_meta(&self, key: &str, value: &str) -> Result<()>;
+
+    /// Create a tenant; `false` if the id is taken.
+    fn create_tenant(
+        &self,
+        id: &str,
+        name: &str,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool>;
+
+    /// Give a tenant a new token hash (`revoked_at` set: the token is
+    /// revoked); `false` if there is no such tenant.
+    fn set_tenant_token(
+        &self,
+        id: &str,
+        token_hash: &str,
+        revoked_at: Option<DateTime<Utc>>,
+    ) -> Result<bool>;
+
+    /// Replace a tenant's channel settings.
+    fn set_settings(&self, tenant: &str, settings: &serde_json::Value) -> Result<()>;
+
+    /// Insert or replace an agent.
+    fn put_agent(&self, tenant: &str, agent: &Agent) -> Result<()>;
+
+    /// One agent.
+    fn agent(&self, tenant: &str, id: &str) -> Result<Option<Agent>>;
+
+    /// A tenant's agents.
+    fn agents(&self, tenant: &str) -> Result<Vec<Agent>>;
 }

@@ -2,10 +2,10 @@
 
 use super::*;
 
-fn open() -> (Store, tempfile::TempDir) {
+fn open() -> (Arc<Store>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("escalator.db"), Durability::Process).unwrap();
-    (store, dir)
+    let store = SqliteStore::open(&dir.path().join("escalator.db"), Durability::Process).unwrap();
+    (Arc::new(store), dir)
 }
 
 fn noon() -> DateTime<Utc> {
@@ -14,20 +14,20 @@ fn noon() -> DateTime<Utc> {
 
 #[test]
 fn migrations_run_once_and_a_newer_schema_is_refused() {
-    let (store, dir) = open();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("escalator.db");
+    let store = SqliteStore::open(&path, Durability::Process).unwrap();
     assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len() as i64);
-    let path = store.path().to_path_buf();
     drop(store);
     // Reopening does not migrate again.
-    let store = Store::open(&path, Durability::Power).unwrap();
+    let store = SqliteStore::open(&path, Durability::Power).unwrap();
+    assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len() as i64);
     store
-        .write(|tx| -> Result<_> {
-            tx.tx.execute_batch("PRAGMA user_version = 99")?;
-            Ok(())
-        })
+        .lock()
+        .execute_batch("PRAGMA user_version = 99")
         .unwrap();
     drop(store);
-    let err = Store::open(&path, Durability::Process).unwrap_err();
+    let err = SqliteStore::open(&path, Durability::Process).unwrap_err();
     assert!(
         format!("{err:#}").contains("newer than this escalator"),
         "{err:#}"
@@ -274,4 +274,44 @@ fn settings_carry_a_revision_that_moves_when_they_change() {
     assert!(next > rev);
     assert_eq!(now, Some(s));
     assert_eq!(store.settings_if_changed("nobody", None).unwrap(), None);
+}
+
+#[test]
+fn a_transaction_hands_back_the_callers_own_error_and_keeps_nothing_of_it() {
+    #[derive(Debug)]
+    enum Caller {
+        Refused(&'static str),
+        Store(StoreError),
+    }
+    impl From<StoreError> for Caller {
+        fn from(e: StoreError) -> Caller {
+            Caller::Store(e)
+        }
+    }
+    let (store, _dir) = open();
+    let refused = store.write(|tx| {
+        tx.create_tenant("acme", "Acme", "h", noon())?;
+        Err::<(), _>(Caller::Refused("no"))
+    });
+    assert!(matches!(refused, Err(Caller::Refused("no"))), "{refused:?}");
+    assert!(store.tenants().unwrap().is_empty());
+    // A store error inside (an agent of a tenant that does not exist: a
+    // foreign key) converts into the caller's type and rolls back what
+    // came before it.
+    let agent: Agent = serde_json::from_value(serde_json::json!({"id": "bo"})).unwrap();
+    let failed = store.write(|tx| -> Result<(), Caller> {
+        tx.create_tenant("acme", "Acme", "h", noon())?;
+        tx.put_agent("no-such-tenant", &agent)?;
+        Ok(())
+    });
+    assert!(
+        matches!(failed, Err(Caller::Store(StoreError::Db(_)))),
+        "{failed:?}"
+    );
+    assert!(store.tenants().unwrap().is_empty());
+    let committed = store
+        .write(|tx| -> Result<bool, Caller> { Ok(tx.create_tenant("beta", "Beta", "h", noon())?) });
+    assert!(matches!(committed, Ok(true)), "{committed:?}");
+    let ids: Vec<String> = store.tenants().unwrap().into_iter().map(|t| t.id).collect();
+    assert_eq!(ids, ["beta"]);
 }

@@ -91,14 +91,12 @@ pub(super) fn event_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventRecord> 
         failed: r.get(6)?,
     })
 }
-impl Store {
-    /// A ticket's state.
-    pub fn ticket(&self, tenant: &str, id: &str) -> Result<Option<TicketState>> {
+impl Tickets for SqliteStore {
+    fn ticket(&self, tenant: &str, id: &str) -> Result<Option<TicketState>> {
         ticket_of(&self.read(), tenant, id)
     }
 
-    /// A ticket's newest [`TICKET_HISTORY`] events, oldest first.
-    pub fn events(&self, tenant: &str, ticket: &str) -> Result<Vec<EventRecord>> {
+    fn events(&self, tenant: &str, ticket: &str) -> Result<Vec<EventRecord>> {
         let conn = self.read();
         let mut st = conn.prepare(
             "SELECT * FROM (SELECT seq, ticket, kind, payload, received_at, processed, error \
@@ -109,9 +107,7 @@ impl Store {
         rows.map(|r| Ok(r?)).collect()
     }
 
-    /// Events stored but not yet decided on (after a crash), oldest first,
-    /// as (tenant, event).
-    pub fn unprocessed_events(&self) -> Result<Vec<(String, EventRecord)>> {
+    fn unprocessed_events(&self) -> Result<Vec<(String, EventRecord)>> {
         let conn = self.lock();
         let mut st = conn.prepare(
             "SELECT seq, ticket, kind, payload, received_at, processed, error, tenant FROM events \
@@ -121,9 +117,7 @@ impl Store {
         rows.map(|r| Ok(r?)).collect()
     }
 
-    /// A ticket's newest [`TICKET_HISTORY`] decisions with their audit
-    /// trails, oldest first.
-    pub fn decisions(&self, tenant: &str, ticket: &str) -> Result<Vec<DecisionRecord>> {
+    fn decisions(&self, tenant: &str, ticket: &str) -> Result<Vec<DecisionRecord>> {
         let conn = self.read();
         let mut st = conn.prepare(
             "SELECT * FROM (SELECT id, at, cause, escalated, data FROM decisions \
@@ -158,8 +152,7 @@ impl Store {
         Ok(out)
     }
 
-    /// The tenant's escalated tickets, most recent first.
-    pub fn escalated(&self, tenant: &str, limit: u32) -> Result<Vec<TicketState>> {
+    fn escalated(&self, tenant: &str, limit: u32) -> Result<Vec<TicketState>> {
         let conn = self.read();
         let mut st = conn.prepare(
             "SELECT data FROM tickets WHERE tenant = ?1 AND escalated_at IS NOT NULL \
@@ -169,8 +162,7 @@ impl Store {
         rows.map(|r| Ok(serde_json::from_str(&r?)?)).collect()
     }
 
-    /// Escalated, unclaimed, unresolved tickets assigned to `agent`.
-    pub fn unclaimed_of(&self, tenant: &str, agent: &str) -> Result<Vec<TicketState>> {
+    fn unclaimed_of(&self, tenant: &str, agent: &str) -> Result<Vec<TicketState>> {
         let conn = self.lock();
         let mut st = conn.prepare(
             "SELECT data FROM tickets WHERE tenant = ?1 AND assignee = ?2 \
@@ -192,9 +184,7 @@ impl Store {
             .collect())
     }
 
-    /// Escalated tickets nobody has (they wait in a queue), unresolved,
-    /// the longest waiting first: at most `limit`.
-    pub fn queued(&self, tenant: &str, limit: u32) -> Result<Vec<TicketState>> {
+    fn queued(&self, tenant: &str, limit: u32) -> Result<Vec<TicketState>> {
         let conn = self.lock();
         let mut st = conn.prepare_cached(
             "SELECT data FROM tickets WHERE tenant = ?1 AND assignee IS NULL              AND escalated_at IS NOT NULL AND status NOT IN ('solved', 'closed')              ORDER BY escalated_at, id LIMIT ?2",
@@ -209,8 +199,7 @@ impl Store {
             .collect())
     }
 
-    /// Mark an event whose decision failed: it is never decided again.
-    pub fn event_failed(&self, seq: i64, error: &str) -> Result<()> {
+    fn event_failed(&self, seq: i64, error: &str) -> Result<()> {
         self.lock().execute(
             "UPDATE events SET processed = 2, error = ?2 WHERE seq = ?1 AND processed = 0",
             params![seq, error],
@@ -218,9 +207,7 @@ impl Store {
         Ok(())
     }
 
-    /// The most recent failed events of `tenant` (newest first), at most
-    /// `limit`, and how many there are in all.
-    pub fn failed_events(&self, tenant: &str, limit: u32) -> Result<(Vec<EventRecord>, i64)> {
+    fn failed_events(&self, tenant: &str, limit: u32) -> Result<(Vec<EventRecord>, i64)> {
         let conn = self.read();
         let total: i64 = conn.query_row(
             "SELECT count(*) FROM events WHERE tenant = ?1 AND processed = 2",
@@ -236,8 +223,7 @@ impl Store {
         Ok((events, total))
     }
 
-    /// The event stored with this idempotency key, if any.
-    pub fn event_by_key(&self, tenant: &str, key: &str) -> Result<Option<KeyedEvent>> {
+    fn event_by_key(&self, tenant: &str, key: &str) -> Result<Option<KeyedEvent>> {
         Ok(self
             .lock()
             .query_row(
@@ -256,8 +242,7 @@ impl Store {
             )
             .optional()?)
     }
-    /// Tickets created per day (UTC, `YYYY-MM-DD`) of a tenant.
-    pub fn tickets_per_day(&self, tenant: &str) -> Result<Vec<(String, i64)>> {
+    fn tickets_per_day(&self, tenant: &str) -> Result<Vec<(String, i64)>> {
         let conn = self.read();
         let mut st = conn.prepare(
             "SELECT substr(json_extract(data, '$.ticket.created_at'), 1, 10) AS day, count(*) \
@@ -268,29 +253,23 @@ impl Store {
     }
 }
 
-impl Tx<'_> {
-    /// A ticket's state.
-    pub fn ticket(&self, tenant: &str, id: &str) -> Result<Option<TicketState>> {
+impl TicketsTx for SqliteTx<'_> {
+    fn ticket(&self, tenant: &str, id: &str) -> Result<Option<TicketState>> {
         ticket_of(&self.tx, tenant, id)
     }
 
-    /// Whether the ticket exists (without reading its state).
-    pub fn ticket_exists(&self, tenant: &str, id: &str) -> Result<bool> {
+    fn ticket_exists(&self, tenant: &str, id: &str) -> Result<bool> {
         Ok(self
             .tx
             .prepare_cached("SELECT 1 FROM tickets WHERE tenant = ?1 AND id = ?2")?
             .exists(params![tenant, id])?)
     }
 
-    /// Insert or replace a ticket's state.
-    pub fn put_ticket(&self, tenant: &str, state: &TicketState) -> Result<()> {
+    fn put_ticket(&self, tenant: &str, state: &TicketState) -> Result<()> {
         self.put_ticket_json(tenant, state, &serde_json::to_string(state)?)
     }
 
-    /// [`Tx::put_ticket`] with the state already serialized (`json` is
-    /// `state` as JSON), so a big ticket is not serialized while the
-    /// writer is held.
-    pub fn put_ticket_json(&self, tenant: &str, state: &TicketState, json: &str) -> Result<()> {
+    fn put_ticket_json(&self, tenant: &str, state: &TicketState, json: &str) -> Result<()> {
         let t = &state.ticket;
         self.tx.execute(
             "INSERT INTO tickets (tenant, id, data, tier, assignee, status, escalated_at, updated_at) \
@@ -312,8 +291,7 @@ impl Tx<'_> {
         Ok(())
     }
 
-    /// Store an event; returns its sequence number.
-    pub fn insert_event(
+    fn insert_event(
         &self,
         tenant: &str,
         ticket: &str,
@@ -332,8 +310,7 @@ impl Tx<'_> {
         )
     }
 
-    /// [`Tx::insert_event`] with the payload already serialized.
-    pub fn insert_event_json(
+    fn insert_event_json(
         &self,
         tenant: &str,
         ticket: &str,
@@ -358,8 +335,7 @@ impl Tx<'_> {
         Ok(self.tx.last_insert_rowid())
     }
 
-    /// Mark an event decided, with the response its sender got.
-    pub fn event_processed(&self, seq: i64, response: &str) -> Result<()> {
+    fn event_processed(&self, seq: i64, response: &str) -> Result<()> {
         self.tx.execute(
             "UPDATE events SET processed = 1, response = ?2 WHERE seq = ?1",
             params![seq, response],
@@ -367,9 +343,7 @@ impl Tx<'_> {
         Ok(())
     }
 
-    /// Store a decision and its audit trail (one row per plugin call);
-    /// returns its id.
-    pub fn insert_decision(&self, tenant: &str, d: &NewDecision<'_>) -> Result<i64> {
+    fn insert_decision(&self, tenant: &str, d: &NewDecision<'_>) -> Result<i64> {
         let NewDecision {
             ticket,
             at,
@@ -394,8 +368,7 @@ impl Tx<'_> {
         Ok(id)
     }
 
-    /// The keys already acted on for a ticket.
-    pub fn fired(&self, tenant: &str, ticket: &str) -> Result<std::collections::BTreeSet<String>> {
+    fn fired(&self, tenant: &str, ticket: &str) -> Result<std::collections::BTreeSet<String>> {
         let mut st = self
             .tx
             .prepare_cached("SELECT key FROM fired WHERE tenant = ?1 AND ticket = ?2")?;
@@ -403,12 +376,103 @@ impl Tx<'_> {
         rows.map(|r| Ok(r?)).collect()
     }
 
-    /// Record that `key` was acted on; `false` if it already was.
-    pub fn fire(&self, tenant: &str, ticket: &str, key: &str, decision: i64) -> Result<bool> {
+    fn fire(&self, tenant: &str, ticket: &str, key: &str, decision: i64) -> Result<bool> {
         let n = self.tx.execute(
             "INSERT OR IGNORE INTO fired (tenant, ticket, key, decision) VALUES (?1, ?2, ?3, ?4)",
             params![tenant, ticket, key, decision],
         )?;
         Ok(n == 1)
     }
+}
+
+/// What the engine reads and records about tickets, events, decisions and the keys acted on, outside a transaction.
+pub trait Tickets {
+    /// A ticket's state.
+    fn ticket(&self, tenant: &str, id: &str) -> Result<Option<TicketState>>;
+
+    /// A ticket's newest [`TICKET_HISTORY`] events, oldest first.
+    fn events(&self, tenant: &str, ticket: &str) -> Result<Vec<EventRecord>>;
+
+    /// Events stored but not yet decided on (after a crash), oldest first,
+    /// as (tenant, event).
+    fn unprocessed_events(&self) -> Result<Vec<(String, EventRecord)>>;
+
+    /// A ticket's newest [`TICKET_HISTORY`] decisions with their audit
+    /// trails, oldest first.
+    fn decisions(&self, tenant: &str, ticket: &str) -> Result<Vec<DecisionRecord>>;
+
+    /// The tenant's escalated tickets, most recent first.
+    fn escalated(&self, tenant: &str, limit: u32) -> Result<Vec<TicketState>>;
+
+    /// Escalated, unclaimed, unresolved tickets assigned to `agent`.
+    fn unclaimed_of(&self, tenant: &str, agent: &str) -> Result<Vec<TicketState>>;
+
+    /// Escalated tickets nobody has (they wait in a queue), unresolved,
+    /// the longest waiting first: at most `limit`.
+    fn queued(&self, tenant: &str, limit: u32) -> Result<Vec<TicketState>>;
+
+    /// Mark an event whose decision failed: it is never decided again.
+    fn event_failed(&self, seq: i64, error: &str) -> Result<()>;
+
+    /// The most recent failed events of `tenant` (newest first), at most
+    /// `limit`, and how many there are in all.
+    fn failed_events(&self, tenant: &str, limit: u32) -> Result<(Vec<EventRecord>, i64)>;
+
+    /// The event stored with this idempotency key, if any.
+    fn event_by_key(&self, tenant: &str, key: &str) -> Result<Option<KeyedEvent>>;
+
+    /// Tickets created per day (UTC, `YYYY-MM-DD`) of a tenant.
+    fn tickets_per_day(&self, tenant: &str) -> Result<Vec<(String, i64)>>;
+}
+
+/// What a transaction ([`Store::write`]) reads and writes of tickets, events, decisions and the keys acted on.
+pub trait TicketsTx {
+    /// A ticket's state.
+    fn ticket(&self, tenant: &str, id: &str) -> Result<Option<TicketState>>;
+
+    /// Whether the ticket exists (without reading its state).
+    fn ticket_exists(&self, tenant: &str, id: &str) -> Result<bool>;
+
+    /// Insert or replace a ticket's state.
+    fn put_ticket(&self, tenant: &str, state: &TicketState) -> Result<()>;
+
+    /// [`Tx::put_ticket`] with the state already serialized (`json` is
+    /// `state` as JSON), so a big ticket is not serialized while the
+    /// writer is held.
+    fn put_ticket_json(&self, tenant: &str, state: &TicketState, json: &str) -> Result<()>;
+
+    /// Store an event; returns its sequence number.
+    fn insert_event(
+        &self,
+        tenant: &str,
+        ticket: &str,
+        kind: &str,
+        payload: &serde_json::Value,
+        received_at: DateTime<Utc>,
+        idempotency_key: Option<(&str, &str)>,
+    ) -> Result<i64>;
+
+    /// [`Tx::insert_event`] with the payload already serialized.
+    fn insert_event_json(
+        &self,
+        tenant: &str,
+        ticket: &str,
+        kind: &str,
+        payload: &str,
+        received_at: DateTime<Utc>,
+        idempotency_key: Option<(&str, &str)>,
+    ) -> Result<i64>;
+
+    /// Mark an event decided, with the response its sender got.
+    fn event_processed(&self, seq: i64, response: &str) -> Result<()>;
+
+    /// Store a decision and its audit trail (one row per plugin call);
+    /// returns its id.
+    fn insert_decision(&self, tenant: &str, d: &NewDecision<'_>) -> Result<i64>;
+
+    /// The keys already acted on for a ticket.
+    fn fired(&self, tenant: &str, ticket: &str) -> Result<std::collections::BTreeSet<String>>;
+
+    /// Record that `key` was acted on; `false` if it already was.
+    fn fire(&self, tenant: &str, ticket: &str, key: &str, decision: i64) -> Result<bool>;
 }

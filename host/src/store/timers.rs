@@ -97,16 +97,12 @@ pub(super) fn timer_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Timer> {
         attempts: r.get(8)?,
     })
 }
-impl Store {
-    /// Pending timers due at `now_ms`, oldest first.
-    pub fn due_timers(&self, now_ms: i64, limit: u32) -> Result<Vec<Timer>> {
+impl Timers for SqliteStore {
+    fn due_timers(&self, now_ms: i64, limit: u32) -> Result<Vec<Timer>> {
         self.due_timers_except(now_ms, limit, &[], &[])
     }
 
-    /// Timers due at `now_ms`, oldest first, leaving out those of the
-    /// `(tenant, ticket)` pairs in `busy` (already being fired) and of the
-    /// tenants in `full` (at their share of timer slots).
-    pub fn due_timers_except(
+    fn due_timers_except(
         &self,
         now_ms: i64,
         limit: u32,
@@ -147,9 +143,7 @@ impl Store {
         rows.map(|r| Ok(r?)).collect()
     }
 
-    /// A timer failed: back it off by `retry_in_ms`, or dead-letter it after
-    /// [`TIMER_MAX_ATTEMPTS`]. Returns whether it was dead-lettered.
-    pub fn timer_failed(
+    fn timer_failed(
         &self,
         id: i64,
         now: DateTime<Utc>,
@@ -190,8 +184,7 @@ impl Store {
         Ok(dead)
     }
 
-    /// When the next pending timer is due, ms.
-    pub fn next_timer_at(&self) -> Result<Option<i64>> {
+    fn next_timer_at(&self) -> Result<Option<i64>> {
         Ok(self.read().query_row(
             "SELECT min(due_at) FROM timers WHERE state = 'pending'",
             [],
@@ -199,8 +192,7 @@ impl Store {
         )?)
     }
 
-    /// A ticket's timers, by due time.
-    pub fn timers(&self, tenant: &str, ticket: &str) -> Result<Vec<Timer>> {
+    fn timers(&self, tenant: &str, ticket: &str) -> Result<Vec<Timer>> {
         let conn = self.read();
         let mut st = conn.prepare(
             "SELECT id, tenant, ticket, kind, due_at, payload, state, outcome, attempts FROM timers \
@@ -211,9 +203,8 @@ impl Store {
     }
 }
 
-impl Tx<'_> {
-    /// Schedule a timer; returns its id.
-    pub fn insert_timer(
+impl TimersTx for SqliteTx<'_> {
+    fn insert_timer(
         &self,
         tenant: &str,
         ticket: &str,
@@ -234,8 +225,7 @@ impl Tx<'_> {
         Ok(self.tx.last_insert_rowid())
     }
 
-    /// Cancel a ticket's pending timers of the given kinds, with a reason.
-    pub fn cancel_timers(
+    fn cancel_timers(
         &self,
         tenant: &str,
         ticket: &str,
@@ -253,8 +243,7 @@ impl Tx<'_> {
         Ok(n)
     }
 
-    /// Cancel a ticket's pending plan steps that stop when it is claimed.
-    pub fn cancel_steps_on_claim(&self, tenant: &str, ticket: &str) -> Result<usize> {
+    fn cancel_steps_on_claim(&self, tenant: &str, ticket: &str) -> Result<usize> {
         Ok(self.tx.execute(
             "UPDATE timers SET state = 'cancelled', outcome = 'claimed' \
              WHERE tenant = ?1 AND ticket = ?2 AND kind = 'step' AND state = 'pending' \
@@ -263,13 +252,7 @@ impl Tx<'_> {
         )?)
     }
 
-    /// A ticket's pending timers of one kind.
-    pub fn pending_timers(
-        &self,
-        tenant: &str,
-        ticket: &str,
-        kind: TimerKind,
-    ) -> Result<Vec<Timer>> {
+    fn pending_timers(&self, tenant: &str, ticket: &str, kind: TimerKind) -> Result<Vec<Timer>> {
         let mut st = self.tx.prepare_cached(
             "SELECT id, tenant, ticket, kind, due_at, payload, state, outcome, attempts FROM timers \
              WHERE tenant = ?1 AND ticket = ?2 AND kind = ?3 AND state = 'pending' ORDER BY due_at",
@@ -278,9 +261,7 @@ impl Tx<'_> {
         rows.map(|r| Ok(r?)).collect()
     }
 
-    /// Take a due timer: `pending` → `done`. `false` if it was not pending
-    /// (already fired or cancelled), so each timer fires once.
-    pub fn take_timer(&self, id: i64, now: DateTime<Utc>) -> Result<bool> {
+    fn take_timer(&self, id: i64, now: DateTime<Utc>) -> Result<bool> {
         let n = self.tx.execute(
             "UPDATE timers SET state = 'done', done_at = ?2 WHERE id = ?1 AND state = 'pending'",
             params![id, ts(now)],
@@ -288,12 +269,79 @@ impl Tx<'_> {
         Ok(n == 1)
     }
 
-    /// Say what a fired timer did.
-    pub fn timer_outcome(&self, id: i64, outcome: &str) -> Result<()> {
+    fn timer_outcome(&self, id: i64, outcome: &str) -> Result<()> {
         self.tx.execute(
             "UPDATE timers SET outcome = ?2 WHERE id = ?1",
             params![id, outcome],
         )?;
         Ok(())
     }
+}
+
+/// What the engine reads and records about durable timers, outside a transaction.
+pub trait Timers {
+    /// Pending timers due at `now_ms`, oldest first.
+    fn due_timers(&self, now_ms: i64, limit: u32) -> Result<Vec<Timer>>;
+
+    /// Timers due at `now_ms`, oldest first, leaving out those of the
+    /// `(tenant, ticket)` pairs in `busy` (already being fired) and of the
+    /// tenants in `full` (at their share of timer slots).
+    fn due_timers_except(
+        &self,
+        now_ms: i64,
+        limit: u32,
+        busy: &[(String, String)],
+        full: &[String],
+    ) -> Result<Vec<Timer>>;
+
+    /// A timer failed: back it off by `retry_in_ms`, or dead-letter it after
+    /// [`TIMER_MAX_ATTEMPTS`]. Returns whether it was dead-lettered.
+    fn timer_failed(
+        &self,
+        id: i64,
+        now: DateTime<Utc>,
+        retry_in_ms: i64,
+        error: &str,
+    ) -> Result<bool>;
+
+    /// When the next pending timer is due, ms.
+    fn next_timer_at(&self) -> Result<Option<i64>>;
+
+    /// A ticket's timers, by due time.
+    fn timers(&self, tenant: &str, ticket: &str) -> Result<Vec<Timer>>;
+}
+
+/// What a transaction ([`Store::write`]) reads and writes of durable timers.
+pub trait TimersTx {
+    /// Schedule a timer; returns its id.
+    fn insert_timer(
+        &self,
+        tenant: &str,
+        ticket: &str,
+        kind: TimerKind,
+        due_at: DateTime<Utc>,
+        payload: &serde_json::Value,
+    ) -> Result<i64>;
+
+    /// Cancel a ticket's pending timers of the given kinds, with a reason.
+    fn cancel_timers(
+        &self,
+        tenant: &str,
+        ticket: &str,
+        kinds: &[TimerKind],
+        why: &str,
+    ) -> Result<usize>;
+
+    /// Cancel a ticket's pending plan steps that stop when it is claimed.
+    fn cancel_steps_on_claim(&self, tenant: &str, ticket: &str) -> Result<usize>;
+
+    /// A ticket's pending timers of one kind.
+    fn pending_timers(&self, tenant: &str, ticket: &str, kind: TimerKind) -> Result<Vec<Timer>>;
+
+    /// Take a due timer: `pending` → `done`. `false` if it was not pending
+    /// (already fired or cancelled), so each timer fires once.
+    fn take_timer(&self, id: i64, now: DateTime<Utc>) -> Result<bool>;
+
+    /// Say what a fired timer did.
+    fn timer_outcome(&self, id: i64, outcome: &str) -> Result<()>;
 }

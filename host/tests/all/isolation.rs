@@ -308,11 +308,13 @@ fn a_failing_timer_backs_off_and_is_dead_lettered_while_other_timers_fire() {
     assert!(pending_before > 0, "the victim's escalation planned timers");
     server.kill();
     // A poisoned timer, due first, whose payload cannot be read.
-    let store = escalator::store::Store::open(
-        &dir.path().join("escalator.db"),
-        escalator::store::Durability::Process,
-    )
-    .unwrap();
+    let store: Box<escalator::store::Store> = Box::new(
+        escalator::store::SqliteStore::open(
+            &dir.path().join("escalator.db"),
+            escalator::store::Durability::Process,
+        )
+        .unwrap(),
+    );
     let poisoned = store
         .write(|tx| {
             tx.insert_timer(

@@ -9,7 +9,7 @@ use escalator::engine::{Engine, Upload};
 use escalator::matrix::Matrix;
 use escalator::registry::{self, fixtures::Fixture};
 use escalator::runtime::{Runtime, RuntimeConfig};
-use escalator::store::{Durability, Store};
+use escalator::store::{Durability, SqliteStore, Store};
 use serde_json::{Value, json};
 use std::path::Path;
 use std::sync::Arc;
@@ -65,7 +65,8 @@ fn swapping_a_trigger_back_and_forth_under_a_stream_of_events_never_splits_a_dec
         })
         .unwrap(),
     );
-    let store = Arc::new(Store::open(&dir.path().join("db"), Durability::Process).unwrap());
+    let store: Arc<Store> =
+        Arc::new(SqliteStore::open(&dir.path().join("db"), Durability::Process).unwrap());
     let engine = Arc::new(
         Engine::new(
             store.clone(),
