@@ -6,7 +6,7 @@
 use crate::engine::Engine;
 use crate::model::TicketState;
 use crate::model::{TicketStatus, Tier};
-use anyhow::Result;
+use crate::engine::Result;
 use std::collections::BTreeMap;
 
 /// The page.

@@ -197,7 +197,7 @@ impl Engine {
     }
 
     /// Load every tenant's plugin set from the store (at start).
-    pub fn load_tenant_plugins(&self) -> anyhow::Result<usize> {
+    pub fn load_tenant_plugins(&self) -> Result<usize, EngineError> {
         let tenants = self.store.tenants_with_plugins()?;
         // Compile (or read from the artifact cache) every stored version in
         // force on all cores first; building the sets then finds them loaded.
