@@ -258,7 +258,7 @@ pub fn run(args: &IsolationArgs, matrix: &Matrix) -> Result<i32> {
     rt.block_on(async move {
         let b = match (&args.url, &args.admin_token) {
             (Some(url), Some(admin)) => BenchServer::external(url, admin),
-            _ => BenchServer::start(dir.path(), matrix, Some(PluginsConfig::default())).await?,
+            _ => BenchServer::start(dir.path(), matrix, Some(PluginsConfig::default()), true).await?,
         };
         // Tenant names unique per run, so an external server can be reused.
         let run_id = chrono::Utc::now().timestamp_millis();

@@ -27,12 +27,23 @@ pub struct BenchServer {
 
 impl BenchServer {
     /// Start on `data` (default plugin shares unless `plugins` says
-    /// otherwise), with its scheduler and delivery loops.
+    /// otherwise), with its scheduler and delivery loops. `budget`: keep
+    /// the default budget of server time per tenant (the isolation
+    /// benchmark: it is what holds the request-volume attack); without
+    /// it one tenant may use the whole server (the load benchmark, whose
+    /// one tenant would otherwise be measured against its own 429s).
     pub async fn start(
         data: &Path,
         matrix: &Matrix,
         plugins: Option<PluginsConfig>,
+        budget: bool,
     ) -> Result<BenchServer> {
+        let defaults = crate::api::quota::Quotas::default();
+        let (work_ms_per_second, work_burst_ms) = if budget {
+            (defaults.work_ms_per_second, defaults.work_burst_ms)
+        } else {
+            (1e9, 1e9)
+        };
         let (shares, ceiling) = plugins.unwrap_or_default().resolve()?;
         let config = ServeConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -49,14 +60,14 @@ impl BenchServer {
                 crate::delivery::Policy::new(&["127.0.0.1".into()]).map_err(anyhow::Error::msg)?,
             ),
             // The benchmarks measure the engine, not the rate limiter; the
-            // delivery attack needs its 1,000 endpoints. The budget of
-            // server time stays as it is by default: it is what holds the
-            // request-volume attack (~1 MiB tickets).
+            // delivery attack needs its 1,000 endpoints.
             quotas: crate::api::quota::Quotas {
                 events_per_second: 1e6,
                 event_burst: 1e6,
                 webhooks_per_tenant: 1000,
-                ..Default::default()
+                work_ms_per_second,
+                work_burst_ms,
+                ..defaults
             },
             metrics_token: None,
             manual_clock: None,
@@ -126,7 +137,7 @@ pub fn bench(args: &BenchArgs, matrix: &Matrix) -> Result<i32> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        let bench = BenchServer::start(dir.path(), matrix, None).await?;
+        let bench = BenchServer::start(dir.path(), matrix, None, false).await?;
         let (http, base) = (bench.http.clone(), bench.base.clone());
         let token = bench.tenant("bench").await?;
         let roster: Vec<serde_json::Value> =
