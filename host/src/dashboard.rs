@@ -4,9 +4,9 @@
 //! of issues that keep escalating.
 
 use crate::engine::Engine;
+use crate::engine::Result;
 use crate::model::TicketState;
 use crate::model::{TicketStatus, Tier};
-use crate::engine::Result;
 use std::collections::BTreeMap;
 
 /// The page.

@@ -108,7 +108,12 @@ impl Engine {
                     &serde_json::json!({}),
                 )?;
             }
-            tx.put_ticket(tenant, &state)?;
+            // Most decisions change nothing of the ticket itself (the keys
+            // acted on and the decision are stored apart): it is written
+            // back only when they do.
+            if fx.ticket_changed {
+                tx.put_ticket(tenant, &state)?;
+            }
             let outcome = Outcome {
                 ticket: state.ticket.id.clone(),
                 event: match cause {

@@ -33,6 +33,11 @@ pub struct Effects {
     pub load: Option<(Option<String>, Option<String>)>,
     /// Timers to cancel, with the reason recorded on them.
     pub cancel: Vec<(Cancel, &'static str)>,
+    /// Whether [`decision`] changed the ticket's own state: most
+    /// decisions (no escalation, no news, no warning) do not, and the
+    /// caller then need not write the ticket back (a megabyte, for a
+    /// ticket with thousands of messages).
+    pub ticket_changed: bool,
 }
 
 impl Effects {
@@ -265,10 +270,14 @@ pub fn decision(
 ) -> Effects {
     let mut fx = Effects::default();
     match &d.escalation {
-        Some(e) => escalation(state, e, decision, now, &mut fx),
+        Some(e) => {
+            escalation(state, e, decision, now, &mut fx);
+            fx.ticket_changed = true;
+        }
         None => {
-            if let Some(esc) = &mut state.escalation {
+            if let (Some(esc), false) = (&mut state.escalation, d.update.is_empty()) {
                 esc.reasons.extend(d.update.iter().cloned());
+                fx.ticket_changed = true;
             }
             for s in d.fresh.iter().filter(|s| s.action == SignalAction::Warn) {
                 state.history.push(HistoryEntry {
@@ -276,6 +285,7 @@ pub fn decision(
                     what: "warning".into(),
                     detail: s.reason.clone(),
                 });
+                fx.ticket_changed = true;
             }
         }
     }
@@ -475,6 +485,43 @@ mod tests {
         };
         assert!(event(&mut s, &bad, noon()).is_err());
         assert_eq!(s, before);
+    }
+
+    #[test]
+    fn a_decision_that_neither_escalates_nor_tells_nor_warns_leaves_the_ticket_as_it_was() {
+        let mut s = state();
+        let quiet = Decision {
+            tier: None,
+            signals: Vec::new(),
+            shadow_signals: Vec::new(),
+            wake_at: None,
+            fresh: Vec::new(),
+            escalation: None,
+            update: Vec::new(),
+            wake: None,
+            runs: Vec::new(),
+        };
+        let before = serde_json::to_string(&s).unwrap();
+        let fx = decision(&mut s, &quiet, 7, noon());
+        assert!(!fx.ticket_changed);
+        assert_eq!(serde_json::to_string(&s).unwrap(), before);
+        // A warning changes it (its history), and says so.
+        let warn = crate::model::Signal {
+            action: SignalAction::Warn,
+            tier: Tier::High,
+            key: "sla:first-reply:warn".into(),
+            reason: "first reply due in 10 min".into(),
+            evidence: Vec::new(),
+            target_skill: None,
+            target_queue: None,
+        };
+        let warned = Decision {
+            fresh: vec![warn],
+            ..quiet
+        };
+        let fx = decision(&mut s, &warned, 8, noon());
+        assert!(fx.ticket_changed);
+        assert_ne!(serde_json::to_string(&s).unwrap(), before);
     }
 
     #[test]
