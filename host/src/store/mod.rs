@@ -32,7 +32,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 /// How hard a commit waits for the disk.
@@ -131,7 +131,6 @@ pub struct SqliteStore {
     /// behind a long transaction.
     readers: Vec<Mutex<Connection>>,
     next_reader: std::sync::atomic::AtomicUsize,
-    path: PathBuf,
     /// Tells the checkpointer to stop.
     checkpointer: Arc<(Mutex<bool>, std::sync::Condvar)>,
 }
@@ -243,14 +242,8 @@ impl SqliteStore {
             conn: Mutex::new(conn),
             readers,
             next_reader: std::sync::atomic::AtomicUsize::new(0),
-            path: path.to_path_buf(),
             checkpointer: stop,
         })
-    }
-
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
