@@ -117,6 +117,10 @@ impl std::fmt::Debug for Api {
     }
 }
 
+/// Bodies up to this size are parsed on the async worker that read them
+/// (tens of microseconds); larger ones on a blocking thread.
+const PARSE_INLINE_BYTES: usize = 64 << 10;
+
 impl Api {
     /// The API over `engine`.
     pub fn new(engine: Arc<Engine>, admin_hash: String, max_body_bytes: usize) -> Api {
@@ -307,17 +311,26 @@ impl Api {
         }
     }
 
-    async fn body<T: DeserializeOwned>(&self, req: Request<Incoming>) -> Result<T, ApiError> {
+    async fn body<T: DeserializeOwned + Send + 'static>(
+        &self,
+        req: Request<Incoming>,
+    ) -> Result<T, ApiError> {
         self.body_up_to(req, self.max_body_bytes).await
     }
 
-    async fn body_up_to<T: DeserializeOwned>(
+    /// The body parsed; a big one is parsed on a blocking thread, so a
+    /// megabyte of JSON (several milliseconds of CPU) never holds an async
+    /// worker that every other request's I/O waits on.
+    async fn body_up_to<T: DeserializeOwned + Send + 'static>(
         &self,
         req: Request<Incoming>,
         limit: usize,
     ) -> Result<T, ApiError> {
         let bytes = self.raw_body(req, limit).await?;
-        parse_json(&bytes)
+        if bytes.len() <= PARSE_INLINE_BYTES {
+            return parse_json(&bytes);
+        }
+        blocking(move || parse_json(&bytes)).await
     }
 
     /// The body's bytes, at most `limit`, within the body timeout.

@@ -155,6 +155,17 @@ const ATTACKS: &[Attack] = &[
         subject: "big",
         big: true,
     },
+    // Each client creates one ~1 MiB ticket, then adds messages to it: a
+    // megabyte ticket that changes at the attacker's rate.
+    Attack {
+        name: "messages added to ~1 MiB tickets",
+        guest: "",
+        plugin: "",
+        kind: "",
+        limits: "",
+        subject: "grow",
+        big: true,
+    },
 ];
 
 fn ticket(id: &str, subject: &str, body: &str) -> serde_json::Value {
@@ -327,18 +338,32 @@ pub fn run(args: &IsolationArgs, matrix: &Matrix) -> Result<i32> {
                     let mut lat = Vec::new();
                     let mut failed = 0usize;
                     let mut i = 0;
+                    // "grow": the one ticket this client made, once made.
+                    let mut grown: Option<String> = None;
                     while !stop.load(Ordering::Relaxed) {
                         let id = format!("A{c}-{i}");
-                        let body = match &big {
-                            Some(rest) => big_ticket(&id, rest),
-                            None => ticket(&id, subject, "This is unacceptable, I want a refund")
+                        let (url, body) = match (&big, &grown) {
+                            (Some(_), Some(grown)) => (
+                                format!("{base_url}/v1/tickets/{grown}/events"),
+                                json!({"type": "message", "author": "customer",
+                                       "body": "Still waiting. This is unacceptable."})
                                 .to_string()
                                 .into_bytes(),
+                            ),
+                            (Some(rest), None) => {
+                                (format!("{base_url}/v1/tickets"), big_ticket(&id, rest))
+                            }
+                            (None, _) => (
+                                format!("{base_url}/v1/tickets"),
+                                ticket(&id, subject, "This is unacceptable, I want a refund")
+                                    .to_string()
+                                    .into_bytes(),
+                            ),
                         };
                         let t0 = Instant::now();
                         let next = pace.map(|p| tokio::time::Instant::now() + p);
                         let r = http
-                            .post(format!("{base_url}/v1/tickets"))
+                            .post(url)
                             .bearer_auth(&token)
                             .timeout(Duration::from_secs(120))
                             .header("content-type", "application/json")
@@ -347,7 +372,10 @@ pub fn run(args: &IsolationArgs, matrix: &Matrix) -> Result<i32> {
                             .await;
                         match r {
                             Ok(r) if r.status().is_success() => {
-                                lat.push(t0.elapsed().as_secs_f64() * 1000.0)
+                                lat.push(t0.elapsed().as_secs_f64() * 1000.0);
+                                if subject == "grow" && grown.is_none() {
+                                    grown = Some(id);
+                                }
                             }
                             _ => failed += 1,
                         }

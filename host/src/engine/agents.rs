@@ -130,7 +130,7 @@ impl Engine {
                 let key = format!("r{decision}");
                 self.reassign(&act, &mut state, &routing.target, &why, &key, &mut feed)?;
                 fallback_timers(tx, tenant, &state.ticket.id, decision, &routing, now)?;
-                tx.put_ticket(tenant, &state)?;
+                tx.put_ticket(tenant, &mut state)?;
                 Ok(())
             })?;
             self.publish(tenant, feed);

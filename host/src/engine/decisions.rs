@@ -17,7 +17,9 @@ impl Engine {
         let set = self.plugins(tenant);
         let roster = self.store.agents(tenant)?;
         let settings = self.settings(tenant);
-        let fired: BTreeSet<String> = self.store.write(|tx| tx.fired(tenant, &state.ticket.id))?;
+        // Read, not written: the ticket's lock keeps the keys as they are
+        // until the decision is stored, so the writer is not taken for it.
+        let fired: BTreeSet<String> = self.store.fired(tenant, &state.ticket.id)?;
         let ask = self.ask(&set, &roster, now, kind);
         let d = pipeline::decide(&ask, &state, &fired);
         let event_json = serde_json::json!({"kind": kind, "cause": cause.label(), "at": now});
@@ -112,7 +114,7 @@ impl Engine {
             // acted on and the decision are stored apart): it is written
             // back only when they do.
             if fx.ticket_changed {
-                tx.put_ticket(tenant, &state)?;
+                tx.put_ticket(tenant, &mut state)?;
             }
             let outcome = Outcome {
                 ticket: state.ticket.id.clone(),

@@ -26,16 +26,18 @@ impl Engine {
             return Ok(done);
         }
         let now = self.clock.now();
-        let state = apply::created(ticket, tenant, now);
+        let mut state = apply::created(ticket, tenant, now);
         // Serialized before the writer is taken: a ticket may be a
-        // megabyte, and every tenant's commits wait for the writer.
-        let payload = serde_json::to_string(&state.ticket)?;
-        let state_json = serde_json::to_string(&state)?;
+        // megabyte, and every tenant's commits wait for the writer. The
+        // conversation is stored once, with the ticket; the event records
+        // the rest of the ticket as it came.
+        let json = TicketJson::new(&mut state, 0)?;
+        let payload = state.apart_from_messages(|s| serde_json::to_string(&s.ticket))?;
         let seq = self.store.write(|tx| -> Result<_, EngineError> {
             if tx.ticket_exists(tenant, &state.ticket.id)? {
                 return Ok(None);
             }
-            tx.put_ticket_json(tenant, &state, &state_json)?;
+            tx.put_ticket_json(tenant, &state, &json)?;
             Ok(Some(tx.insert_event_json(
                 tenant,
                 &state.ticket.id,
@@ -71,35 +73,37 @@ impl Engine {
             return Ok(done);
         }
         let now = self.clock.now();
-        let payload = serde_json::to_value(&event)?;
-        // An error rolls the transaction back: nothing of the event stays.
-        let stored = self.store.write(|tx| -> Result<_, EngineError> {
-            let Some(mut state) = tx.ticket(tenant, ticket_id)? else {
-                return Err(EngineError::NotFound(
-                    codes::TICKET_NOT_FOUND,
-                    format!("no ticket {ticket_id}"),
-                ));
-            };
-            if let Some(why) = apply::already_applied(&state, &event) {
-                return Ok(Err((why, state)));
-            }
-            self.apply(tx, tenant, &mut state, &event, now)?;
-            tx.put_ticket(tenant, &state)?;
-            let seq = tx.insert_event(
-                tenant,
-                ticket_id,
-                event.name(),
-                &payload,
-                now,
-                key.as_ref().map(IdempotencyKey::columns),
-            )?;
-            Ok(Ok((seq, state)))
-        })?;
-        let (seq, state) = match stored {
-            Ok(stored) => stored,
+        let payload = serde_json::to_string(&event)?;
+        // Read before the writer is taken (the ticket's lock keeps it as
+        // it is): a ticket may be a megabyte to parse.
+        let Some(mut state) = self.store.ticket(tenant, ticket_id)? else {
+            return Err(EngineError::NotFound(
+                codes::TICKET_NOT_FOUND,
+                format!("no ticket {ticket_id}"),
+            ));
+        };
+        let stored = match apply::already_applied(&state, &event) {
+            Some(why) => Err(why),
+            // An error rolls the transaction back: nothing of the event
+            // stays.
+            None => Ok(self.store.write(|tx| -> Result<_, EngineError> {
+                self.apply(tx, tenant, &mut state, &event, now)?;
+                tx.put_ticket(tenant, &mut state)?;
+                Ok(tx.insert_event_json(
+                    tenant,
+                    ticket_id,
+                    event.name(),
+                    &payload,
+                    now,
+                    key.as_ref().map(IdempotencyKey::columns),
+                )?)
+            })?),
+        };
+        let seq = match stored {
+            Ok(seq) => seq,
             // A desk's retry or a double click: nothing stored, nothing
             // decided, the ticket as it stands.
-            Err((why, state)) => {
+            Err(why) => {
                 tracing::debug!(tenant, ticket = ticket_id, why, "duplicate event ignored");
                 return Ok(Outcome {
                     ticket: state.ticket.id.clone(),

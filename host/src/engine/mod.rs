@@ -42,7 +42,9 @@ use crate::model::{
 use crate::pipeline::{self, PluginRun, PluginSet, apply};
 use crate::registry::LoadedPlugin;
 use crate::runtime::Runtime;
-use crate::store::{DeliveryStatus, FeedItem, NewDecision, NewDelivery, Store, TimerKind, Tx};
+use crate::store::{
+    DeliveryStatus, FeedItem, NewDecision, NewDelivery, Store, TicketJson, TimerKind, Tx,
+};
 /// An engine result.
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;
 use chrono::{DateTime, Duration, Utc};

@@ -153,11 +153,14 @@ impl Engine {
         let settings = self.settings(&t.tenant);
         let roster = self.store.agents(&t.tenant)?;
         let mut feed = Vec::new();
+        // Read before the writer is taken (the ticket's lock keeps it as it
+        // is): a ticket may be a megabyte to parse.
+        let ticket = self.store.ticket(&t.tenant, &t.ticket)?;
         self.store.write(|tx| -> Result<_> {
             if !tx.take_timer(t.id, at)? {
                 return Ok(());
             }
-            let Some(mut state) = tx.ticket(&t.tenant, &t.ticket)? else {
+            let Some(mut state) = ticket else {
                 tx.timer_outcome(t.id, "skipped: no such ticket")?;
                 return Ok(());
             };

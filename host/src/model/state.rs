@@ -53,6 +53,16 @@ impl TicketState {
             history: Vec::new(),
         }
     }
+
+    /// `f` of the state without its conversation: the messages are set
+    /// aside (not copied) and put back. The store keeps the conversation
+    /// apart, so a big ticket is not rewritten whole on every change.
+    pub fn apart_from_messages<R>(&mut self, f: impl FnOnce(&TicketState) -> R) -> R {
+        let messages = std::mem::take(&mut self.ticket.messages);
+        let r = f(self);
+        self.ticket.messages = messages;
+        r
+    }
 }
 
 impl EscalationState {

@@ -183,4 +183,23 @@ pub(super) const MIGRATIONS: &[&str] = &[
         WHERE status = 'pending';
     ALTER TABLE tenants ADD COLUMN settings_rev INTEGER NOT NULL DEFAULT 0;
     "#,
+    // 6: a ticket's conversation is kept apart from the rest of its state,
+    // in batches (the messages one write added, in order): a change to a
+    // ticket writes what changed, not a megabyte of conversation again.
+    r#"
+    CREATE TABLE conversation (
+        tenant TEXT NOT NULL,
+        ticket TEXT NOT NULL,
+        first INTEGER NOT NULL,
+        messages TEXT NOT NULL,
+        PRIMARY KEY (tenant, ticket, first)
+    );
+    INSERT INTO conversation (tenant, ticket, first, messages)
+        SELECT tenant, id, 0, json_extract(data, '$.ticket.messages') FROM tickets
+        WHERE json_array_length(data, '$.ticket.messages') > 0;
+    ALTER TABLE tickets ADD COLUMN messages INTEGER NOT NULL DEFAULT 0;
+    UPDATE tickets SET
+        messages = coalesce(json_array_length(data, '$.ticket.messages'), 0),
+        data = json_set(data, '$.ticket.messages', json('[]'));
+    "#,
 ];

@@ -72,12 +72,75 @@ pub struct KeyedEvent {
     /// The hash of the request it came with.
     pub request_hash: Option<String>,
 }
+/// A ticket serialized for the store: its state apart from the
+/// conversation, and the messages from `from` on (the ones not stored yet)
+/// as one batch.
+#[derive(Debug)]
+pub struct TicketJson {
+    head: String,
+    from: usize,
+    tail: Option<String>,
+    len: usize,
+}
+
+impl TicketJson {
+    /// `state` serialized for a store that holds its first `from` messages.
+    pub fn new(state: &mut TicketState, from: usize) -> Result<TicketJson> {
+        let head = state.apart_from_messages(serde_json::to_string)?;
+        let messages = &state.ticket.messages;
+        let from = from.min(messages.len());
+        let tail = (from < messages.len())
+            .then(|| serde_json::to_string(&messages[from..]))
+            .transpose()?;
+        Ok(TicketJson {
+            head,
+            from,
+            tail,
+            len: messages.len(),
+        })
+    }
+}
+
+/// A ticket's state from its stored head and its conversation's batches.
+fn assemble(conn: &Connection, tenant: &str, id: &str, head: &str) -> Result<TicketState> {
+    let mut state: TicketState = serde_json::from_str(head)?;
+    let mut st = conn.prepare_cached(
+        "SELECT messages FROM conversation WHERE tenant = ?1 AND ticket = ?2 ORDER BY first",
+    )?;
+    let mut rows = st.query([tenant, id])?;
+    while let Some(r) = rows.next()? {
+        let batch: Vec<model::Message> =
+            serde_json::from_str(r.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?)?;
+        state.ticket.messages.extend(batch);
+    }
+    Ok(state)
+}
+
+/// The tickets `sql` selects (its columns: `id`, `data`), whole.
+fn tickets_of(
+    conn: &Connection,
+    tenant: &str,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<TicketState>> {
+    let mut st = conn.prepare_cached(sql)?;
+    let heads = st
+        .query_map(params, |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    heads
+        .iter()
+        .map(|(id, head)| assemble(conn, tenant, id, head))
+        .collect()
+}
+
 pub(super) fn ticket_of(conn: &Connection, tenant: &str, id: &str) -> Result<Option<TicketState>> {
-    json_row(
-        conn,
-        "SELECT data FROM tickets WHERE tenant = ?1 AND id = ?2",
-        [tenant, id],
-    )
+    let head: Option<String> = conn
+        .prepare_cached("SELECT data FROM tickets WHERE tenant = ?1 AND id = ?2")?
+        .query_row([tenant, id], |r| r.get(0))
+        .optional()?;
+    head.map(|h| assemble(conn, tenant, id, &h)).transpose()
 }
 pub(super) fn event_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventRecord> {
     let payload: String = r.get(3)?;
@@ -94,6 +157,14 @@ pub(super) fn event_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventRecord> 
 impl Tickets for SqliteStore {
     fn ticket(&self, tenant: &str, id: &str) -> Result<Option<TicketState>> {
         ticket_of(&self.read(), tenant, id)
+    }
+
+    fn fired(&self, tenant: &str, ticket: &str) -> Result<std::collections::BTreeSet<String>> {
+        let conn = self.read();
+        let mut st =
+            conn.prepare_cached("SELECT key FROM fired WHERE tenant = ?1 AND ticket = ?2")?;
+        let rows = st.query_map([tenant, ticket], |r| r.get::<_, String>(0))?;
+        rows.map(|r| Ok(r?)).collect()
     }
 
     fn events(&self, tenant: &str, ticket: &str) -> Result<Vec<EventRecord>> {
@@ -153,25 +224,23 @@ impl Tickets for SqliteStore {
     }
 
     fn escalated(&self, tenant: &str, limit: u32) -> Result<Vec<TicketState>> {
-        let conn = self.read();
-        let mut st = conn.prepare(
-            "SELECT data FROM tickets WHERE tenant = ?1 AND escalated_at IS NOT NULL \
+        tickets_of(
+            &self.read(),
+            tenant,
+            "SELECT id, data FROM tickets WHERE tenant = ?1 AND escalated_at IS NOT NULL \
              ORDER BY escalated_at DESC, id LIMIT ?2",
-        )?;
-        let rows = st.query_map(params![tenant, limit], |r| r.get::<_, String>(0))?;
-        rows.map(|r| Ok(serde_json::from_str(&r?)?)).collect()
+            params![tenant, limit],
+        )
     }
 
     fn unclaimed_of(&self, tenant: &str, agent: &str) -> Result<Vec<TicketState>> {
-        let conn = self.lock();
-        let mut st = conn.prepare(
-            "SELECT data FROM tickets WHERE tenant = ?1 AND assignee = ?2 \
+        let all = tickets_of(
+            &self.lock(),
+            tenant,
+            "SELECT id, data FROM tickets WHERE tenant = ?1 AND assignee = ?2 \
              AND escalated_at IS NOT NULL ORDER BY id",
+            [tenant, agent],
         )?;
-        let rows = st.query_map([tenant, agent], |r| r.get::<_, String>(0))?;
-        let all: Vec<TicketState> = rows
-            .map(|r| Ok(serde_json::from_str(&r?)?))
-            .collect::<Result<_>>()?;
         Ok(all
             .into_iter()
             .filter(|s| {
@@ -185,14 +254,14 @@ impl Tickets for SqliteStore {
     }
 
     fn queued(&self, tenant: &str, limit: u32) -> Result<Vec<TicketState>> {
-        let conn = self.lock();
-        let mut st = conn.prepare_cached(
-            "SELECT data FROM tickets WHERE tenant = ?1 AND assignee IS NULL              AND escalated_at IS NOT NULL AND status NOT IN ('solved', 'closed')              ORDER BY escalated_at, id LIMIT ?2",
+        let all = tickets_of(
+            &self.lock(),
+            tenant,
+            "SELECT id, data FROM tickets WHERE tenant = ?1 AND assignee IS NULL \
+             AND escalated_at IS NOT NULL AND status NOT IN ('solved', 'closed') \
+             ORDER BY escalated_at, id LIMIT ?2",
+            params![tenant, limit],
         )?;
-        let rows = st.query_map(params![tenant, limit], |r| r.get::<_, String>(0))?;
-        let all: Vec<TicketState> = rows
-            .map(|r| Ok(serde_json::from_str(&r?)?))
-            .collect::<Result<_>>()?;
         Ok(all
             .into_iter()
             .filter(|s| s.ticket.claimed_at.is_none() && s.queue.is_some())
@@ -258,6 +327,15 @@ impl TicketsTx for SqliteTx<'_> {
         ticket_of(&self.tx, tenant, id)
     }
 
+    fn stored_messages(&self, tenant: &str, id: &str) -> Result<usize> {
+        let n: Option<i64> = self
+            .tx
+            .prepare_cached("SELECT messages FROM tickets WHERE tenant = ?1 AND id = ?2")?
+            .query_row([tenant, id], |r| r.get(0))
+            .optional()?;
+        Ok(n.unwrap_or(0).max(0) as usize)
+    }
+
     fn ticket_exists(&self, tenant: &str, id: &str) -> Result<bool> {
         Ok(self
             .tx
@@ -265,27 +343,58 @@ impl TicketsTx for SqliteTx<'_> {
             .exists(params![tenant, id])?)
     }
 
-    fn put_ticket(&self, tenant: &str, state: &TicketState) -> Result<()> {
-        self.put_ticket_json(tenant, state, &serde_json::to_string(state)?)
+    fn put_ticket(&self, tenant: &str, state: &mut TicketState) -> Result<()> {
+        let stored = self.stored_messages(tenant, &state.ticket.id)?;
+        let json = TicketJson::new(state, stored)?;
+        self.put_ticket_json(tenant, state, &json)
     }
 
-    fn put_ticket_json(&self, tenant: &str, state: &TicketState, json: &str) -> Result<()> {
+    fn put_ticket_json(&self, tenant: &str, state: &TicketState, json: &TicketJson) -> Result<()> {
         let t = &state.ticket;
-        self.tx.execute(
-            "INSERT INTO tickets (tenant, id, data, tier, assignee, status, escalated_at, updated_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
+        let stored = self.stored_messages(tenant, &t.id)?;
+        if stored == json.from {
+            if let Some(tail) = &json.tail {
+                self.tx
+                    .prepare_cached(
+                        "INSERT INTO conversation (tenant, ticket, first, messages) \
+                         VALUES (?1, ?2, ?3, ?4)",
+                    )?
+                    .execute(params![tenant, t.id, json.from as i64, tail])?;
+            }
+        } else {
+            // Serialized against another stored length: the conversation
+            // is written again whole (it only ever grows, so this is for a
+            // caller that serialized too early).
+            self.tx.execute(
+                "DELETE FROM conversation WHERE tenant = ?1 AND ticket = ?2",
+                [tenant, &t.id],
+            )?;
+            if !t.messages.is_empty() {
+                self.tx.execute(
+                    "INSERT INTO conversation (tenant, ticket, first, messages) \
+                     VALUES (?1, ?2, 0, ?3)",
+                    params![tenant, t.id, serde_json::to_string(&t.messages)?],
+                )?;
+            }
+        }
+        self.tx.prepare_cached(
+            "INSERT INTO tickets (tenant, id, data, tier, assignee, status, escalated_at, updated_at, \
+             messages) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
              ON CONFLICT (tenant, id) DO UPDATE SET data = excluded.data, tier = excluded.tier, \
              assignee = excluded.assignee, status = excluded.status, \
-             escalated_at = excluded.escalated_at, updated_at = excluded.updated_at",
+             escalated_at = excluded.escalated_at, updated_at = excluded.updated_at, \
+             messages = excluded.messages",
+        )?.execute(
             params![
                 tenant,
                 t.id,
-                json,
+                json.head,
                 t.tier.map(|x| name_of(&x)),
                 t.assignee,
                 name_of(&t.status),
                 state.escalation.as_ref().map(|e| ts(e.escalated_at)),
                 ts(t.updated_at.unwrap_or(t.created_at)),
+                json.len as i64,
             ],
         )?;
         Ok(())
@@ -368,14 +477,6 @@ impl TicketsTx for SqliteTx<'_> {
         Ok(id)
     }
 
-    fn fired(&self, tenant: &str, ticket: &str) -> Result<std::collections::BTreeSet<String>> {
-        let mut st = self
-            .tx
-            .prepare_cached("SELECT key FROM fired WHERE tenant = ?1 AND ticket = ?2")?;
-        let rows = st.query_map([tenant, ticket], |r| r.get::<_, String>(0))?;
-        rows.map(|r| Ok(r?)).collect()
-    }
-
     fn fire(&self, tenant: &str, ticket: &str, key: &str, decision: i64) -> Result<bool> {
         let n = self.tx.execute(
             "INSERT OR IGNORE INTO fired (tenant, ticket, key, decision) VALUES (?1, ?2, ?3, ?4)",
@@ -389,6 +490,9 @@ impl TicketsTx for SqliteTx<'_> {
 pub trait Tickets {
     /// A ticket's state.
     fn ticket(&self, tenant: &str, id: &str) -> Result<Option<TicketState>>;
+
+    /// The keys already acted on for a ticket.
+    fn fired(&self, tenant: &str, ticket: &str) -> Result<std::collections::BTreeSet<String>>;
 
     /// A ticket's newest [`TICKET_HISTORY`] events, oldest first.
     fn events(&self, tenant: &str, ticket: &str) -> Result<Vec<EventRecord>>;
@@ -433,13 +537,17 @@ pub trait TicketsTx {
     /// Whether the ticket exists (without reading its state).
     fn ticket_exists(&self, tenant: &str, id: &str) -> Result<bool>;
 
-    /// Insert or replace a ticket's state.
-    fn put_ticket(&self, tenant: &str, state: &TicketState) -> Result<()>;
+    /// How many of a ticket's messages are stored (0 for no ticket).
+    fn stored_messages(&self, tenant: &str, id: &str) -> Result<usize>;
+
+    /// Insert or replace a ticket's state. Its conversation only grows:
+    /// the messages past the stored ones are appended, as one batch.
+    fn put_ticket(&self, tenant: &str, state: &mut TicketState) -> Result<()>;
 
     /// [`Tx::put_ticket`] with the state already serialized (`json` is
-    /// `state` as JSON), so a big ticket is not serialized while the
-    /// writer is held.
-    fn put_ticket_json(&self, tenant: &str, state: &TicketState, json: &str) -> Result<()>;
+    /// `state`), so a big ticket is not serialized while the writer is
+    /// held.
+    fn put_ticket_json(&self, tenant: &str, state: &TicketState, json: &TicketJson) -> Result<()>;
 
     /// Store an event; returns its sequence number.
     fn insert_event(
@@ -469,9 +577,6 @@ pub trait TicketsTx {
     /// Store a decision and its audit trail (one row per plugin call);
     /// returns its id.
     fn insert_decision(&self, tenant: &str, d: &NewDecision<'_>) -> Result<i64>;
-
-    /// The keys already acted on for a ticket.
-    fn fired(&self, tenant: &str, ticket: &str) -> Result<std::collections::BTreeSet<String>>;
 
     /// Record that `key` was acted on; `false` if it already was.
     fn fire(&self, tenant: &str, ticket: &str, key: &str, decision: i64) -> Result<bool>;
