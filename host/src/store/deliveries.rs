@@ -193,7 +193,7 @@ impl Deliveries for SqliteStore {
         limit: usize,
     ) -> Result<Vec<Delivery>> {
         let conn = self.read();
-        let mut st = conn.prepare(
+        let mut st = conn.prepare_cached(
             "SELECT id, tenant, ticket, idempotency_key, channel, recipient, address, title, \
              body, status, attempts, last_error, created_at, sent_at, priority FROM deliveries \
              WHERE tenant = ?1 AND (?2 IS NULL OR ticket = ?2) AND id > ?3 ORDER BY id LIMIT ?4",
@@ -269,7 +269,8 @@ impl Deliveries for SqliteStore {
     }
 
     fn delivery_postponed(&self, id: i64, until_ms: i64, why: &str) -> Result<()> {
-        self.lock().execute(
+        exec(
+            &self.lock(),
             "UPDATE deliveries SET next_attempt_at = ?2, last_error = ?3 \
              WHERE id = ?1 AND status = 'pending'",
             params![id, until_ms, why],
@@ -278,7 +279,8 @@ impl Deliveries for SqliteStore {
     }
 
     fn next_delivery_at(&self) -> Result<Option<i64>> {
-        Ok(self.read().query_row(
+        Ok(row(
+            &self.read(),
             "SELECT min(next_attempt_at) FROM deliveries WHERE status = 'pending'",
             [],
             |r| r.get(0),
@@ -293,17 +295,20 @@ impl Deliveries for SqliteStore {
     ) -> Result<()> {
         let conn = self.lock();
         match result {
-            Ok(()) => conn.execute(
+            Ok(()) => exec(
+                &conn,
                 "UPDATE deliveries SET status = 'sent', attempts = attempts + 1, sent_at = ?2, \
                  last_error = NULL WHERE id = ?1",
                 params![id, ts(now)],
             )?,
-            Err((error, Some(retry_at))) => conn.execute(
+            Err((error, Some(retry_at))) => exec(
+                &conn,
                 "UPDATE deliveries SET attempts = attempts + 1, last_error = ?2, \
                  next_attempt_at = ?3 WHERE id = ?1",
                 params![id, error, retry_at],
             )?,
-            Err((error, None)) => conn.execute(
+            Err((error, None)) => exec(
+                &conn,
                 "UPDATE deliveries SET status = 'failed', attempts = attempts + 1, \
                  last_error = ?2 WHERE id = ?1",
                 params![id, error],
@@ -314,7 +319,7 @@ impl Deliveries for SqliteStore {
 
     fn feed(&self, tenant: &str, agent: &str, after: i64) -> Result<Vec<FeedItem>> {
         let conn = self.read();
-        let mut st = conn.prepare(
+        let mut st = conn.prepare_cached(
             "SELECT id, agent, ticket, title, body, at FROM feed \
              WHERE tenant = ?1 AND agent = ?2 AND id > ?3 ORDER BY id LIMIT 1000",
         )?;
@@ -333,7 +338,7 @@ impl Deliveries for SqliteStore {
 
     fn delivery_counts(&self) -> Result<Vec<(String, String, String, i64)>> {
         let conn = self.read();
-        let mut st = conn.prepare(
+        let mut st = conn.prepare_cached(
             "SELECT tenant, channel, status, count(*) FROM deliveries GROUP BY tenant, channel, status",
         )?;
         let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
@@ -376,7 +381,8 @@ impl DeliveriesTx for SqliteTx<'_> {
         address: &str,
         since: DateTime<Utc>,
     ) -> Result<Option<DateTime<Utc>>> {
-        let at: Option<String> = self.tx.query_row(
+        let at: Option<String> = row(
+            &self.tx,
             "SELECT max(created_at) FROM deliveries WHERE tenant = ?1 AND channel = ?2 \
              AND address = ?3 AND created_at >= ?4 AND status IN ('pending', 'sent')",
             params![tenant, channel, address, ts(since)],
@@ -395,7 +401,8 @@ impl DeliveriesTx for SqliteTx<'_> {
             st.query_map(params![tenant, channel, address], delivery_row)?
                 .collect::<Result<Vec<_>, _>>()?
         };
-        self.tx.execute(
+        exec(
+            &self.tx,
             "UPDATE deliveries SET status = 'digested' WHERE tenant = ?1 AND channel = ?2 \
              AND address = ?3 AND status = 'held'",
             params![tenant, channel, address],
@@ -412,7 +419,8 @@ impl DeliveriesTx for SqliteTx<'_> {
         body: &str,
         now: DateTime<Utc>,
     ) -> Result<FeedItem> {
-        self.tx.execute(
+        exec(
+            &self.tx,
             "INSERT INTO feed (tenant, agent, ticket, title, body, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![tenant, agent, ticket, title, body, ts(now)],
         )?;

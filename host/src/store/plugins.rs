@@ -99,7 +99,7 @@ pub(super) fn version_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PluginVersi
     })
 }
 pub(super) fn slots(conn: &Connection, tenant: &str) -> Result<Vec<PluginSlot>> {
-    let mut st = conn.prepare(
+    let mut st = conn.prepare_cached(
         "SELECT name, version, mode, previous FROM plugin_slots WHERE tenant = ?1 ORDER BY name",
     )?;
     let rows = st.query_map([tenant], |r| {
@@ -123,7 +123,8 @@ impl Plugins for SqliteStore {
 
     fn tenants_with_plugins(&self) -> Result<Vec<String>> {
         let conn = self.lock();
-        let mut st = conn.prepare("SELECT DISTINCT tenant FROM plugin_slots ORDER BY tenant")?;
+        let mut st =
+            conn.prepare_cached("SELECT DISTINCT tenant FROM plugin_slots ORDER BY tenant")?;
         let rows = st.query_map([], |r| r.get(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -146,7 +147,7 @@ impl Plugins for SqliteStore {
 
     fn plugin_versions(&self, tenant: &str, name: &str) -> Result<Vec<PluginVersion>> {
         let conn = self.read();
-        let mut st = conn.prepare(&format!(
+        let mut st = conn.prepare_cached(&format!(
             "{VERSION_COLUMNS} WHERE tenant = ?1 AND name = ?2 ORDER BY uploaded_at, rowid"
         ))?;
         let rows = st.query_map([tenant, name], |r| {
@@ -167,7 +168,7 @@ impl Plugins for SqliteStore {
 
     fn plugin_changes(&self, tenant: &str, limit: u32) -> Result<Vec<PluginChange>> {
         let conn = self.read();
-        let mut st = conn.prepare(
+        let mut st = conn.prepare_cached(
             "SELECT id, at, actor, action, name, version, detail FROM plugin_changes \
              WHERE tenant = ?1 ORDER BY id DESC LIMIT ?2",
         )?;
@@ -194,14 +195,14 @@ impl Plugins for SqliteStore {
         until: &str,
     ) -> Result<Vec<(Option<String>, Vec<serde_json::Value>)>> {
         let conn = self.lock();
-        let mut st = conn.prepare(
+        let mut st = conn.prepare_cached(
             "SELECT d.id, json_extract(d.data, '$.tier') FROM decisions d \
              WHERE d.tenant = ?1 AND d.at >= ?2 AND d.at < ?3 AND d.cause LIKE 'event:%' ORDER BY d.id",
         )?;
         let decisions: Vec<(i64, Option<String>)> = st
             .query_map([tenant, since, until], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<Result<_, _>>()?;
-        let mut audit = conn.prepare(
+        let mut audit = conn.prepare_cached(
             "SELECT data FROM audit WHERE decision = ?1 AND (plugin = ?2 OR plugin LIKE ?2 || '@%')",
         )?;
         let mut out = Vec::with_capacity(decisions.len());
@@ -223,7 +224,8 @@ impl PluginsTx for SqliteTx<'_> {
         v: &PluginVersion,
         fixtures: &serde_json::Value,
     ) -> Result<bool> {
-        let n = self.tx.execute(
+        let n = exec(
+            &self.tx,
             "INSERT OR IGNORE INTO plugin_versions (tenant, name, version, kind, manifest, wasm, \
              digest, fixtures, validation, source, uploaded_at, uploaded_by) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
@@ -246,7 +248,8 @@ impl PluginsTx for SqliteTx<'_> {
     }
 
     fn delete_plugin_version(&self, tenant: &str, name: &str, version: &str) -> Result<bool> {
-        Ok(self.tx.execute(
+        Ok(exec(
+            &self.tx,
             "DELETE FROM plugin_versions WHERE tenant = ?1 AND name = ?2 AND version = ?3",
             [tenant, name, version],
         )? == 1)
@@ -264,7 +267,8 @@ impl PluginsTx for SqliteTx<'_> {
     }
 
     fn digest_in_use(&self, digest: &str) -> Result<bool> {
-        Ok(self.tx.query_row(
+        Ok(row(
+            &self.tx,
             "SELECT EXISTS (SELECT 1 FROM plugin_versions WHERE digest = ?1)",
             [digest],
             |r| r.get(0),
@@ -279,9 +283,16 @@ impl PluginsTx for SqliteTx<'_> {
         self.tx
             .execute("DELETE FROM plugin_slots WHERE tenant = ?1", [tenant])?;
         for s in new {
-            self.tx.execute(
+            exec(
+                &self.tx,
                 "INSERT INTO plugin_slots (tenant, name, version, mode, previous) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![tenant, s.name, s.version, s.mode.map(Mode::as_str), s.previous],
+                params![
+                    tenant,
+                    s.name,
+                    s.version,
+                    s.mode.map(Mode::as_str),
+                    s.previous
+                ],
             )?;
         }
         Ok(())
@@ -295,7 +306,8 @@ impl PluginsTx for SqliteTx<'_> {
             version,
             detail,
         } = *c;
-        self.tx.execute(
+        exec(
+            &self.tx,
             "INSERT INTO plugin_changes (tenant, at, actor, action, name, version, detail) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![

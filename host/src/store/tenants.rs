@@ -45,7 +45,7 @@ impl Tenants for SqliteStore {
 
     fn tenants(&self) -> Result<Vec<Tenant>> {
         let conn = self.read();
-        let mut st = conn.prepare("SELECT id, name, created_at FROM tenants ORDER BY id")?;
+        let mut st = conn.prepare_cached("SELECT id, name, created_at FROM tenants ORDER BY id")?;
         let rows = st.query_map([], |r| {
             Ok(Tenant {
                 id: r.get(0)?,
@@ -95,7 +95,7 @@ impl Tenants for SqliteStore {
 
     fn all_agents(&self) -> Result<Vec<(String, Agent)>> {
         let conn = self.read();
-        let mut st = conn.prepare("SELECT tenant, data FROM agents ORDER BY tenant, id")?;
+        let mut st = conn.prepare_cached("SELECT tenant, data FROM agents ORDER BY tenant, id")?;
         let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
         rows.map(|r| {
             let (t, d) = r?;
@@ -107,7 +107,8 @@ impl Tenants for SqliteStore {
 
 impl TenantsTx for SqliteTx<'_> {
     fn set_meta(&self, key: &str, value: &str) -> Result<()> {
-        self.tx.execute(
+        exec(
+            &self.tx,
             "INSERT INTO meta (key, value) VALUES (?1, ?2) \
              ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             [key, value],
@@ -122,7 +123,8 @@ impl TenantsTx for SqliteTx<'_> {
         token_hash: &str,
         now: DateTime<Utc>,
     ) -> Result<bool> {
-        let n = self.tx.execute(
+        let n = exec(
+            &self.tx,
             "INSERT OR IGNORE INTO tenants (id, name, token_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
             params![id, name, token_hash, ts(now)],
         )?;
@@ -135,14 +137,16 @@ impl TenantsTx for SqliteTx<'_> {
         token_hash: &str,
         revoked_at: Option<DateTime<Utc>>,
     ) -> Result<bool> {
-        Ok(self.tx.execute(
+        Ok(exec(
+            &self.tx,
             "UPDATE tenants SET token_hash = ?2, revoked_at = ?3 WHERE id = ?1",
             params![id, token_hash, revoked_at.map(ts)],
         )? == 1)
     }
 
     fn set_settings(&self, tenant: &str, settings: &serde_json::Value) -> Result<()> {
-        self.tx.execute(
+        exec(
+            &self.tx,
             "UPDATE tenants SET settings = ?2, settings_rev = settings_rev + 1 WHERE id = ?1",
             params![tenant, settings.to_string()],
         )?;
@@ -150,7 +154,8 @@ impl TenantsTx for SqliteTx<'_> {
     }
 
     fn put_agent(&self, tenant: &str, agent: &Agent) -> Result<()> {
-        self.tx.execute(
+        exec(
+            &self.tx,
             "INSERT INTO agents (tenant, id, data) VALUES (?1, ?2, ?3) \
              ON CONFLICT (tenant, id) DO UPDATE SET data = excluded.data",
             params![tenant, agent.id, serde_json::to_string(agent)?],

@@ -169,7 +169,7 @@ impl Tickets for SqliteStore {
 
     fn events(&self, tenant: &str, ticket: &str) -> Result<Vec<EventRecord>> {
         let conn = self.read();
-        let mut st = conn.prepare(
+        let mut st = conn.prepare_cached(
             "SELECT * FROM (SELECT seq, ticket, kind, payload, received_at, processed, error \
              FROM events WHERE tenant = ?1 AND ticket = ?2 ORDER BY seq DESC LIMIT ?3) \
              ORDER BY seq",
@@ -180,7 +180,7 @@ impl Tickets for SqliteStore {
 
     fn unprocessed_events(&self) -> Result<Vec<(String, EventRecord)>> {
         let conn = self.lock();
-        let mut st = conn.prepare(
+        let mut st = conn.prepare_cached(
             "SELECT seq, ticket, kind, payload, received_at, processed, error, tenant FROM events \
              WHERE processed = 0 ORDER BY seq",
         )?;
@@ -190,7 +190,7 @@ impl Tickets for SqliteStore {
 
     fn decisions(&self, tenant: &str, ticket: &str) -> Result<Vec<DecisionRecord>> {
         let conn = self.read();
-        let mut st = conn.prepare(
+        let mut st = conn.prepare_cached(
             "SELECT * FROM (SELECT id, at, cause, escalated, data FROM decisions \
              WHERE tenant = ?1 AND ticket = ?2 ORDER BY id DESC LIMIT ?3) ORDER BY id",
         )?;
@@ -204,7 +204,8 @@ impl Tickets for SqliteStore {
             ))
         })?;
         let mut out = Vec::new();
-        let mut audit = conn.prepare("SELECT data FROM audit WHERE decision = ?1 ORDER BY idx")?;
+        let mut audit =
+            conn.prepare_cached("SELECT data FROM audit WHERE decision = ?1 ORDER BY idx")?;
         for row in rows {
             let (id, at, cause, escalated, data) = row?;
             let trail = audit
@@ -269,7 +270,8 @@ impl Tickets for SqliteStore {
     }
 
     fn event_failed(&self, seq: i64, error: &str) -> Result<()> {
-        self.lock().execute(
+        exec(
+            &self.lock(),
             "UPDATE events SET processed = 2, error = ?2 WHERE seq = ?1 AND processed = 0",
             params![seq, error],
         )?;
@@ -278,12 +280,13 @@ impl Tickets for SqliteStore {
 
     fn failed_events(&self, tenant: &str, limit: u32) -> Result<(Vec<EventRecord>, i64)> {
         let conn = self.read();
-        let total: i64 = conn.query_row(
+        let total: i64 = row(
+            &conn,
             "SELECT count(*) FROM events WHERE tenant = ?1 AND processed = 2",
             [tenant],
             |r| r.get(0),
         )?;
-        let mut st = conn.prepare(
+        let mut st = conn.prepare_cached(
             "SELECT seq, ticket, kind, payload, received_at, processed, error FROM events \
              WHERE tenant = ?1 AND processed = 2 ORDER BY seq DESC LIMIT ?2",
         )?;
@@ -313,7 +316,7 @@ impl Tickets for SqliteStore {
     }
     fn tickets_per_day(&self, tenant: &str) -> Result<Vec<(String, i64)>> {
         let conn = self.read();
-        let mut st = conn.prepare(
+        let mut st = conn.prepare_cached(
             "SELECT substr(json_extract(data, '$.ticket.created_at'), 1, 10) AS day, count(*) \
              FROM tickets WHERE tenant = ?1 GROUP BY day ORDER BY day",
         )?;
@@ -365,12 +368,14 @@ impl TicketsTx for SqliteTx<'_> {
             // Serialized against another stored length: the conversation
             // is written again whole (it only ever grows, so this is for a
             // caller that serialized too early).
-            self.tx.execute(
+            exec(
+                &self.tx,
                 "DELETE FROM conversation WHERE tenant = ?1 AND ticket = ?2",
                 [tenant, &t.id],
             )?;
             if !t.messages.is_empty() {
-                self.tx.execute(
+                exec(
+                    &self.tx,
                     "INSERT INTO conversation (tenant, ticket, first, messages) \
                      VALUES (?1, ?2, 0, ?3)",
                     params![tenant, t.id, serde_json::to_string(&t.messages)?],
@@ -428,7 +433,8 @@ impl TicketsTx for SqliteTx<'_> {
         received_at: DateTime<Utc>,
         idempotency_key: Option<(&str, &str)>,
     ) -> Result<i64> {
-        self.tx.execute(
+        exec(
+            &self.tx,
             "INSERT INTO events (tenant, ticket, kind, payload, received_at, idempotency_key, \
              request_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![
@@ -445,7 +451,8 @@ impl TicketsTx for SqliteTx<'_> {
     }
 
     fn event_processed(&self, seq: i64, response: &str) -> Result<()> {
-        self.tx.execute(
+        exec(
+            &self.tx,
             "UPDATE events SET processed = 1, response = ?2 WHERE seq = ?1",
             params![seq, response],
         )?;
@@ -461,7 +468,8 @@ impl TicketsTx for SqliteTx<'_> {
             data,
             audit,
         } = *d;
-        self.tx.execute(
+        exec(
+            &self.tx,
             "INSERT INTO decisions (tenant, ticket, at, cause, escalated, data) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![tenant, ticket, ts(at), cause, escalated, data.to_string()],
@@ -478,7 +486,8 @@ impl TicketsTx for SqliteTx<'_> {
     }
 
     fn fire(&self, tenant: &str, ticket: &str, key: &str, decision: i64) -> Result<bool> {
-        let n = self.tx.execute(
+        let n = exec(
+            &self.tx,
             "INSERT OR IGNORE INTO fired (tenant, ticket, key, decision) VALUES (?1, ?2, ?3, ?4)",
             params![tenant, ticket, key, decision],
         )?;

@@ -138,7 +138,7 @@ impl Timers for SqliteStore {
         for tenant in full {
             args.push(tenant);
         }
-        let mut st = conn.prepare(&sql)?;
+        let mut st = conn.prepare_cached(&sql)?;
         let rows = st.query_map(args.as_slice(), timer_row)?;
         rows.map(|r| Ok(r?)).collect()
     }
@@ -162,7 +162,8 @@ impl Timers for SqliteStore {
             .unwrap_or(TIMER_MAX_ATTEMPTS);
         let dead = attempts >= TIMER_MAX_ATTEMPTS;
         if dead {
-            conn.execute(
+            exec(
+                &conn,
                 "UPDATE timers SET state = 'dead', done_at = ?2, \
                  outcome = ?3 WHERE id = ?1 AND state = 'pending'",
                 params![
@@ -172,7 +173,8 @@ impl Timers for SqliteStore {
                 ],
             )?;
         } else {
-            conn.execute(
+            exec(
+                &conn,
                 "UPDATE timers SET due_at = ?2, outcome = ?3 WHERE id = ?1 AND state = 'pending'",
                 params![
                     id,
@@ -185,7 +187,8 @@ impl Timers for SqliteStore {
     }
 
     fn next_timer_at(&self) -> Result<Option<i64>> {
-        Ok(self.read().query_row(
+        Ok(row(
+            &self.read(),
             "SELECT min(due_at) FROM timers WHERE state = 'pending'",
             [],
             |r| r.get(0),
@@ -194,7 +197,7 @@ impl Timers for SqliteStore {
 
     fn timers(&self, tenant: &str, ticket: &str) -> Result<Vec<Timer>> {
         let conn = self.read();
-        let mut st = conn.prepare(
+        let mut st = conn.prepare_cached(
             "SELECT id, tenant, ticket, kind, due_at, payload, state, outcome, attempts FROM timers \
              WHERE tenant = ?1 AND ticket = ?2 ORDER BY due_at, id",
         )?;
@@ -212,7 +215,8 @@ impl TimersTx for SqliteTx<'_> {
         due_at: DateTime<Utc>,
         payload: &serde_json::Value,
     ) -> Result<i64> {
-        self.tx.execute(
+        exec(
+            &self.tx,
             "INSERT INTO timers (tenant, ticket, kind, due_at, payload) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![
                 tenant,
@@ -234,7 +238,8 @@ impl TimersTx for SqliteTx<'_> {
     ) -> Result<usize> {
         let mut n = 0;
         for kind in kinds {
-            n += self.tx.execute(
+            n += exec(
+                &self.tx,
                 "UPDATE timers SET state = 'cancelled', outcome = ?4 \
                  WHERE tenant = ?1 AND ticket = ?2 AND kind = ?3 AND state = 'pending'",
                 params![tenant, ticket, kind.as_str(), why],
@@ -244,7 +249,8 @@ impl TimersTx for SqliteTx<'_> {
     }
 
     fn cancel_steps_on_claim(&self, tenant: &str, ticket: &str) -> Result<usize> {
-        Ok(self.tx.execute(
+        Ok(exec(
+            &self.tx,
             "UPDATE timers SET state = 'cancelled', outcome = 'claimed' \
              WHERE tenant = ?1 AND ticket = ?2 AND kind = 'step' AND state = 'pending' \
              AND json_extract(payload, '$.step.stop_when_claimed') = 1",
@@ -262,7 +268,8 @@ impl TimersTx for SqliteTx<'_> {
     }
 
     fn take_timer(&self, id: i64, now: DateTime<Utc>) -> Result<bool> {
-        let n = self.tx.execute(
+        let n = exec(
+            &self.tx,
             "UPDATE timers SET state = 'done', done_at = ?2 WHERE id = ?1 AND state = 'pending'",
             params![id, ts(now)],
         )?;
@@ -270,7 +277,8 @@ impl TimersTx for SqliteTx<'_> {
     }
 
     fn timer_outcome(&self, id: i64, outcome: &str) -> Result<()> {
-        self.tx.execute(
+        exec(
+            &self.tx,
             "UPDATE timers SET outcome = ?2 WHERE id = ?1",
             params![id, outcome],
         )?;
