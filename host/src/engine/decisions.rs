@@ -5,7 +5,9 @@
 use super::*;
 
 impl Engine {
-    /// Ask the pipeline for its decision on the ticket and act on it.
+    /// Ask the pipeline for its decision on the ticket and act on it. For a
+    /// timer, the decision's transaction takes it: `None` if it was taken
+    /// already (nothing is stored then).
     pub(super) fn evaluate(
         &self,
         tenant: &str,
@@ -13,7 +15,7 @@ impl Engine {
         now: DateTime<Utc>,
         kind: EventKind,
         cause: Cause,
-    ) -> Result<Outcome, EngineError> {
+    ) -> Result<Option<Outcome>, EngineError> {
         let set = self.plugins(tenant);
         let roster = self.store.agents(tenant)?;
         let settings = self.settings(tenant);
@@ -44,6 +46,11 @@ impl Engine {
         let first_escalation = (escalated && state.escalation.is_none())
             .then(|| (now - state.ticket.created_at).num_milliseconds().max(0) as f64 / 1000.0);
         let outcome = self.store.write(|tx| -> Result<_, EngineError> {
+            if let Cause::Timer(id) = cause
+                && !tx.take_timer(id, now)?
+            {
+                return Ok(None);
+            }
             let decision = tx.insert_decision(
                 tenant,
                 &NewDecision {
@@ -139,13 +146,16 @@ impl Engine {
             if let Cause::Event(seq) = cause {
                 tx.event_processed(seq, &serde_json::to_string(&outcome)?)?;
             }
-            Ok(outcome)
+            Ok(Some(outcome))
         })?;
+        let Some(outcome) = outcome else {
+            return Ok(None);
+        };
         self.publish(tenant, feed);
         self.timer_wake.notify_one();
         self.record(tenant, &d.runs, &d.fresh, &outcome, first_escalation);
         self.observe(tenant, &d.runs);
-        Ok(outcome)
+        Ok(Some(outcome))
     }
 
     /// Count an evaluation: plugin calls, escalations, SLA breaches.

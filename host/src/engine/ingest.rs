@@ -166,7 +166,9 @@ impl Engine {
             self.evaluate(tenant, state, now, kind, Cause::Event(seq))
         }));
         let reason = match run {
-            Ok(Ok(outcome)) => return Ok(outcome),
+            Ok(Ok(Some(outcome))) => return Ok(outcome),
+            // Only a timer's decision can find its cause already taken.
+            Ok(Ok(None)) => "not decided: its cause was taken already".to_string(),
             Ok(Err(e)) => format!("{e:#}"),
             Err(panic) => format!("panicked: {}", crate::runtime::panic_message(&*panic)),
         };

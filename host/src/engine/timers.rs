@@ -143,10 +143,18 @@ impl Engine {
         }
         let _g = self.ticket_lock(&t.tenant, &t.ticket);
         if t.kind == TimerKind::Wake {
-            let state = self.store.ticket(&t.tenant, &t.ticket)?;
-            let taken = self.store.write(|tx| tx.take_timer(t.id, at))?;
-            if let (true, Some(state)) = (taken, state) {
-                self.evaluate(&t.tenant, state, at, EventKind::Tick, Cause::Timer(t.id))?;
+            // The decision's transaction takes the timer: a process killed
+            // while deciding leaves it due, and the next start decides it.
+            match self.store.ticket(&t.tenant, &t.ticket)? {
+                Some(state) => {
+                    self.evaluate(&t.tenant, state, at, EventKind::Tick, Cause::Timer(t.id))?;
+                }
+                None => self.store.write(|tx| -> Result<_> {
+                    if tx.take_timer(t.id, at)? {
+                        tx.timer_outcome(t.id, "skipped: no such ticket")?;
+                    }
+                    Ok(())
+                })?,
             }
             return Ok(());
         }

@@ -585,3 +585,85 @@ fn a_legitimate_request_is_served_while_more_slow_clients_are_held_than_the_serv
         "{warnings} accept warnings: the accept loop backs off"
     );
 }
+
+/// A wake-up being decided when the process is killed is decided at the
+/// next start: the timer is taken in the same transaction that stores its
+/// decision, so a kill -9 in between leaves it due, not done and undecided.
+#[test]
+fn a_wake_up_cut_off_by_a_kill_is_decided_after_the_restart_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Escalator::start(dir.path(), T0, None);
+    let api = server.tenant("acme");
+    // Each evaluation of a "spin-clock" ticket takes its whole 3 s
+    // deadline: the wake-up's decision is still being made when the kill
+    // comes.
+    upload(
+        &api,
+        "sleeper",
+        "trigger",
+        "sleeper",
+        "[limits]\ntimeout-ms = 3000\nfuel = 100_000_000_000\n",
+    );
+    api.ok("POST", "/v1/tickets", Some(ticket("T-1", "spin-clock")));
+    let timers = api.ok("GET", "/v1/tickets/T-1/timers", None);
+    let wake = timers
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["kind"] == "wake" && t["state"] == "pending")
+        .unwrap_or_else(|| panic!("no pending wake-up: {timers}"))
+        .clone();
+    let (id, due) = (
+        wake["id"].as_i64().unwrap(),
+        wake["due_at"].as_i64().unwrap(),
+    );
+    let t0 = chrono::DateTime::parse_from_rfc3339(T0)
+        .unwrap()
+        .timestamp_millis();
+    let minutes = (due - t0) / 60_000 + 1;
+    let clock = server.admin();
+    let advancing = std::thread::spawn(move || {
+        clock.try_call(
+            "POST",
+            "/v1/clock",
+            Some(json!({"advance_ms": minutes * 60_000})),
+            &[],
+        )
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    server.kill();
+    let _ = advancing.join();
+    let db = rusqlite::Connection::open(dir.path().join("escalator.db")).unwrap();
+    let (state, decided): (String, i64) = db
+        .query_row(
+            "SELECT state, (SELECT count(*) FROM decisions WHERE cause = 'timer:' || ?1) \
+             FROM timers WHERE id = ?1",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        (state.as_str(), decided),
+        ("pending", 0),
+        "killed while deciding, the wake-up is still due"
+    );
+    drop(db);
+    let server = Escalator::start(dir.path(), T0, None);
+    server.advance(minutes);
+    let api = Api::with_token(&server.base, &api.token());
+    let t = api.ok("GET", "/v1/tickets/T-1", None);
+    let fired: Vec<&Value> = t["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["cause"] == format!("timer:{id}"))
+        .collect();
+    assert_eq!(fired.len(), 1, "decided once: {}", t["decisions"]);
+    let timer = t["timers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["id"] == id)
+        .unwrap();
+    assert_eq!(timer["state"], "done", "{timer}");
+}
