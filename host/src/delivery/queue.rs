@@ -335,7 +335,12 @@ pub async fn worker(
     }
 }
 
-/// One attempt: send, record it, report back.
+/// How long a claimed delivery is another's to send: well past the longest
+/// attempt (10 s for HTTP and for SMTP), so only a sender that died leaves
+/// a claim to run out, and its delivery is taken over then.
+const CLAIM_LEASE_MS: i64 = 60_000;
+
+/// One attempt: claim, send, record it, report back.
 async fn attempt(
     store: Arc<Store>,
     cache: Arc<SettingsCache>,
@@ -344,6 +349,24 @@ async fn attempt(
     retry: RetryPolicy,
 ) -> Done {
     let endpoint = (d.tenant.clone(), d.address.clone());
+    // Claimed first: whoever else read it as due (another worker on the
+    // same database) does not send it too.
+    let (claimer, id) = (store.clone(), d.id);
+    let claimed = tokio::task::spawn_blocking(move || {
+        claimer.claim_delivery(id, Utc::now().timestamp_millis(), CLAIM_LEASE_MS)
+    })
+    .await;
+    if !matches!(claimed, Ok(Ok(true))) {
+        if !matches!(claimed, Ok(Ok(false))) {
+            tracing::error!(id, ?claimed, "claiming a delivery failed");
+        }
+        return Done {
+            id,
+            endpoint,
+            ok: false,
+            unwell: false,
+        };
+    }
     let (reader, tenant) = (store.clone(), d.tenant.clone());
     let settings = tokio::task::spawn_blocking(move || cache.get(&*reader, &tenant))
         .await
@@ -390,6 +413,7 @@ async fn attempt(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Instant;
 
     fn delivery(id: i64, tenant: &str, address: &str) -> Delivery {
         Delivery {
@@ -490,5 +514,136 @@ mod tests {
         q.start(&d(3, "b", "v1"));
         assert!(!q.has_room(&e("b", "v2"), 0), "b has one now");
         assert!(q.has_room(&e("c", "w1"), 0));
+    }
+
+    /// A loopback receiver that counts each delivery's idempotency key.
+    async fn receiver() -> (String, Arc<std::sync::Mutex<HashMap<String, usize>>>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let seen = Arc::new(std::sync::Mutex::new(HashMap::new()));
+        let counts = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let seen = seen.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    // Headers, then as many body bytes as they announce.
+                    let (head, length) = loop {
+                        let Ok(n) = conn.read(&mut chunk).await else {
+                            return;
+                        };
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
+                            let length = head
+                                .lines()
+                                .find_map(|l| l.strip_prefix("content-length:"))
+                                .and_then(|v| v.trim().parse::<usize>().ok())
+                                .unwrap_or(0);
+                            break (head, end + 4 + length);
+                        }
+                    };
+                    while buf.len() < length {
+                        let Ok(n) = conn.read(&mut chunk).await else {
+                            return;
+                        };
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                    }
+                    let key = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("idempotency-key:"))
+                        .map(|k| k.trim().to_string())
+                        .unwrap_or_default();
+                    *seen.lock().unwrap().entry(key).or_insert(0) += 1;
+                    let _ = conn
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                        )
+                        .await;
+                });
+            }
+        });
+        (url, counts)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_workers_on_one_database_send_each_delivery_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("escalator.db");
+        let open = || -> Arc<Store> {
+            Arc::new(
+                crate::store::SqliteStore::open(&path, crate::store::Durability::Process).unwrap(),
+            )
+        };
+        let (a, b) = (open(), open());
+        let (url, seen) = receiver().await;
+        let n = 100;
+        let now = Utc::now();
+        a.write(|tx| -> crate::store::Result<_> {
+            tx.create_tenant("acme", "Acme", "h", now)?;
+            for i in 0..n {
+                let d = crate::store::NewDelivery {
+                    ticket: "T-1".into(),
+                    idempotency_key: format!("k{i}"),
+                    channel: crate::model::Channel::Slack,
+                    recipient: "ops".into(),
+                    address: url.clone(),
+                    title: "t".into(),
+                    body: "b".into(),
+                    status: crate::store::DeliveryStatus::Pending,
+                    note: None,
+                    priority: 2,
+                };
+                tx.insert_delivery("acme", &d, now)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+        let policy = Arc::new(Policy::new(&["127.0.0.1".into()]).unwrap());
+        let workers: Vec<_> = [a.clone(), b]
+            .into_iter()
+            .map(|store| {
+                tokio::spawn(worker(
+                    store,
+                    Arc::new(SettingsCache::default()),
+                    Arc::new(Notify::new()),
+                    policy.clone(),
+                    QueueConfig::default(),
+                ))
+            })
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let store = a.clone();
+            let sent =
+                tokio::task::spawn_blocking(move || store.deliveries("acme", None, 0, 1_000))
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .iter()
+                    .filter(|d| d.status == crate::store::DeliveryStatus::Sent)
+                    .count();
+            if sent == n || Instant::now() > deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // Anything sent twice would have arrived by now.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        for w in workers {
+            w.abort();
+        }
+        let seen = seen.lock().unwrap().clone();
+        let twice: Vec<_> = seen.iter().filter(|(_, c)| **c > 1).collect();
+        assert_eq!(seen.len(), n, "every delivery arrived: {seen:?}");
+        assert!(twice.is_empty(), "sent more than once: {twice:?}");
     }
 }

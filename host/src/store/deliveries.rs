@@ -278,6 +278,16 @@ impl Deliveries for SqliteStore {
         Ok(())
     }
 
+    fn claim_delivery(&self, id: i64, now_ms: i64, lease_ms: i64) -> Result<bool> {
+        let n = exec(
+            &self.lock(),
+            "UPDATE deliveries SET next_attempt_at = ?3 \
+             WHERE id = ?1 AND status = 'pending' AND next_attempt_at <= ?2",
+            params![id, now_ms, now_ms.saturating_add(lease_ms)],
+        )?;
+        Ok(n == 1)
+    }
+
     fn next_delivery_at(&self) -> Result<Option<i64>> {
         Ok(row(
             &self.read(),
@@ -471,6 +481,12 @@ pub trait Deliveries {
     /// Put a pending delivery off until `until_ms` without counting an
     /// attempt (its endpoint's circuit is open), saying why.
     fn delivery_postponed(&self, id: i64, until_ms: i64, why: &str) -> Result<()>;
+
+    /// Claim a due delivery for one attempt: `false` if it is not due (any
+    /// more), so someone else has it. The claim is a lease: the delivery
+    /// is not due again until `lease_ms` from now, when, if its attempt
+    /// was never recorded (the sender died), anyone may take it over.
+    fn claim_delivery(&self, id: i64, now_ms: i64, lease_ms: i64) -> Result<bool>;
 
     /// When the next pending delivery is due (real time, ms).
     fn next_delivery_at(&self) -> Result<Option<i64>>;

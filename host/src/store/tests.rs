@@ -438,3 +438,76 @@ fn migrating_moves_each_stored_conversation_out_of_its_ticket() {
     store.write(|tx| tx.put_ticket("acme", &mut state)).unwrap();
     assert_eq!(conversation_of(store, "T1"), ["m1", "m2", "m3", "m4"]);
 }
+
+#[test]
+fn two_stores_on_one_database_claim_each_delivery_once_and_take_over_a_lapsed_claim() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("escalator.db");
+    let a: Arc<Store> = Arc::new(SqliteStore::open(&path, Durability::Process).unwrap());
+    let b: Arc<Store> = Arc::new(SqliteStore::open(&path, Durability::Process).unwrap());
+    let n = 200;
+    a.write(|tx| -> Result<_> {
+        tx.create_tenant("acme", "Acme", "h", noon())?;
+        for i in 0..n {
+            let d = NewDelivery {
+                ticket: "T-1".into(),
+                idempotency_key: format!("k{i}"),
+                channel: crate::model::Channel::Webhook,
+                recipient: "ops".into(),
+                address: "http://127.0.0.1:1/hook".into(),
+                title: "t".into(),
+                body: "b".into(),
+                status: crate::store::DeliveryStatus::Pending,
+                note: None,
+                priority: 2,
+            };
+            tx.insert_delivery("acme", &d, noon())?;
+        }
+        Ok(())
+    })
+    .unwrap();
+    let ids: Vec<i64> = a
+        .due_deliveries(1, 1_000)
+        .unwrap()
+        .iter()
+        .map(|d| d.id)
+        .collect();
+    assert_eq!(ids.len(), n);
+    // Both read every delivery as due, and race to claim each.
+    let now = 1_000;
+    let lease = 60_000;
+    let barrier = Arc::new(std::sync::Barrier::new(2));
+    let claims: Vec<Vec<i64>> = [a.clone(), b.clone()]
+        .into_iter()
+        .map(|store| {
+            let (ids, barrier) = (ids.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                ids.into_iter()
+                    .filter(|id| store.claim_delivery(*id, now, lease).unwrap())
+                    .collect::<Vec<i64>>()
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .collect();
+    let mut all: Vec<i64> = claims.concat();
+    all.sort();
+    assert_eq!(
+        all,
+        ids,
+        "each claimed exactly once: {} and {}",
+        claims[0].len(),
+        claims[1].len()
+    );
+    // Claimed: due to no one until the lease runs out.
+    assert!(a.due_deliveries(now + lease - 1, 1_000).unwrap().is_empty());
+    assert!(!b.claim_delivery(ids[0], now + lease - 1, lease).unwrap());
+    // An attempt recorded ends the claim; one never recorded (its sender
+    // died) is taken over once the lease has run out.
+    a.delivery_attempted(ids[0], noon(), Ok(())).unwrap();
+    assert!(!b.claim_delivery(ids[0], now + lease, lease).unwrap());
+    assert!(b.claim_delivery(ids[1], now + lease, lease).unwrap());
+    assert!(!a.claim_delivery(ids[1], now + lease, lease).unwrap());
+}
