@@ -12,6 +12,48 @@
 
 pub mod isolation;
 
+/// An HTTP receiver on loopback that answers every request 200 and hands
+/// each one's headers and body to `note`; returns its URL (`/hook`).
+pub(crate) async fn loopback_receiver(
+    note: impl Fn(&hyper::HeaderMap, &[u8]) + Send + Sync + 'static,
+) -> std::io::Result<String> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/hook", listener.local_addr()?);
+    let note = std::sync::Arc::new(note);
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let note = note.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let note = note.clone();
+                        async move {
+                            use http_body_util::BodyExt as _;
+                            let (head, body) = req.into_parts();
+                            let body = body
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
+                            note(&head.headers, &body);
+                            Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                                http_body_util::Full::new(bytes::Bytes::from_static(b"ok")),
+                            ))
+                        }
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Ok(url)
+}
+
 /// Latencies in ms, sorted once: percentiles for the benchmarks' reports.
 pub struct Sample(Vec<f64>);
 

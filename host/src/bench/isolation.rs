@@ -434,48 +434,19 @@ async fn receiver() -> Result<(
     String,
     Arc<std::sync::Mutex<std::collections::HashMap<String, Instant>>>,
 )> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}/hook", listener.local_addr()?);
     let arrived: Arc<std::sync::Mutex<std::collections::HashMap<String, Instant>>> = Arc::default();
     let seen = arrived.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let seen = seen.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(
-                    move |req: hyper::Request<hyper::body::Incoming>| {
-                        let seen = seen.clone();
-                        async move {
-                            use http_body_util::BodyExt as _;
-                            let body = req
-                                .into_body()
-                                .collect()
-                                .await
-                                .map(|b| b.to_bytes())
-                                .unwrap_or_default();
-                            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body)
-                                && let Some(t) = v["ticket"].as_str()
-                            {
-                                seen.lock()
-                                    .unwrap_or_else(|e| e.into_inner())
-                                    .entry(t.to_string())
-                                    .or_insert_with(Instant::now);
-                            }
-                            Ok::<_, std::convert::Infallible>(hyper::Response::new(
-                                http_body_util::Full::new(bytes::Bytes::from_static(b"ok")),
-                            ))
-                        }
-                    },
-                );
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                    .await;
-            });
+    let url = super::loopback_receiver(move |_, body| {
+        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body)
+            && let Some(t) = v["ticket"].as_str()
+        {
+            seen.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(t.to_string())
+                .or_insert_with(Instant::now);
         }
-    });
+    })
+    .await?;
     Ok((url, arrived))
 }
 

@@ -516,64 +516,6 @@ mod tests {
         assert!(q.has_room(&e("c", "w1"), 0));
     }
 
-    /// A loopback receiver that counts each delivery's idempotency key.
-    async fn receiver() -> (String, Arc<std::sync::Mutex<HashMap<String, usize>>>) {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/hook", listener.local_addr().unwrap());
-        let seen = Arc::new(std::sync::Mutex::new(HashMap::new()));
-        let counts = seen.clone();
-        tokio::spawn(async move {
-            while let Ok((mut conn, _)) = listener.accept().await {
-                let seen = seen.clone();
-                tokio::spawn(async move {
-                    let mut buf = Vec::new();
-                    let mut chunk = [0u8; 4096];
-                    // Headers, then as many body bytes as they announce.
-                    let (head, length) = loop {
-                        let Ok(n) = conn.read(&mut chunk).await else {
-                            return;
-                        };
-                        if n == 0 {
-                            return;
-                        }
-                        buf.extend_from_slice(&chunk[..n]);
-                        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                            let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
-                            let length = head
-                                .lines()
-                                .find_map(|l| l.strip_prefix("content-length:"))
-                                .and_then(|v| v.trim().parse::<usize>().ok())
-                                .unwrap_or(0);
-                            break (head, end + 4 + length);
-                        }
-                    };
-                    while buf.len() < length {
-                        let Ok(n) = conn.read(&mut chunk).await else {
-                            return;
-                        };
-                        if n == 0 {
-                            return;
-                        }
-                        buf.extend_from_slice(&chunk[..n]);
-                    }
-                    let key = head
-                        .lines()
-                        .find_map(|l| l.strip_prefix("idempotency-key:"))
-                        .map(|k| k.trim().to_string())
-                        .unwrap_or_default();
-                    *seen.lock().unwrap().entry(key).or_insert(0) += 1;
-                    let _ = conn
-                        .write_all(
-                            b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
-                        )
-                        .await;
-                });
-            }
-        });
-        (url, counts)
-    }
-
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn two_workers_on_one_database_send_each_delivery_once() {
         let dir = tempfile::tempdir().unwrap();
@@ -584,7 +526,19 @@ mod tests {
             )
         };
         let (a, b) = (open(), open());
-        let (url, seen) = receiver().await;
+        // A loopback receiver that counts each delivery's idempotency key.
+        let seen: Arc<std::sync::Mutex<HashMap<String, usize>>> = Arc::default();
+        let counts = seen.clone();
+        let url = crate::bench::loopback_receiver(move |headers, _| {
+            let key = headers
+                .get("idempotency-key")
+                .and_then(|k| k.to_str().ok())
+                .unwrap_or_default()
+                .to_string();
+            *counts.lock().unwrap().entry(key).or_insert(0) += 1;
+        })
+        .await
+        .unwrap();
         let n = 100;
         let now = Utc::now();
         a.write(|tx| -> crate::store::Result<_> {

@@ -38,7 +38,7 @@ impl Engine {
                 return Ok(None);
             }
             tx.put_ticket_json(tenant, &state, &json)?;
-            Ok(Some(tx.insert_event_json(
+            Ok(Some(tx.insert_event(
                 tenant,
                 &state.ticket.id,
                 "ticket-created",
@@ -89,7 +89,7 @@ impl Engine {
             None => Ok(self.store.write(|tx| -> Result<_, EngineError> {
                 self.apply(tx, tenant, &mut state, &event, now)?;
                 tx.put_ticket(tenant, &mut state)?;
-                Ok(tx.insert_event_json(
+                Ok(tx.insert_event(
                     tenant,
                     ticket_id,
                     event.name(),

@@ -8,6 +8,22 @@ fn open() -> (Arc<Store>, tempfile::TempDir) {
     (Arc::new(store), dir)
 }
 
+/// A pending webhook delivery of ticket T-1 with this idempotency key.
+fn webhook(key: String) -> NewDelivery {
+    NewDelivery {
+        ticket: "T-1".into(),
+        idempotency_key: key,
+        channel: crate::model::Channel::Webhook,
+        recipient: "ops".into(),
+        address: "http://127.0.0.1:1/hook".into(),
+        title: "t".into(),
+        body: "b".into(),
+        status: crate::store::DeliveryStatus::Pending,
+        note: None,
+        priority: 2,
+    }
+}
+
 fn noon() -> DateTime<Utc> {
     "2026-11-27T12:00:00Z".parse().unwrap()
 }
@@ -154,18 +170,7 @@ fn a_failed_transaction_leaves_nothing_behind() {
 #[test]
 fn deliveries_are_queued_once_per_idempotency_key() {
     let (store, _dir) = open();
-    let d = NewDelivery {
-        ticket: "T-1".into(),
-        idempotency_key: "k1".into(),
-        channel: crate::model::Channel::Webhook,
-        recipient: "ops".into(),
-        address: "http://127.0.0.1:1/hook".into(),
-        title: "t".into(),
-        body: "b".into(),
-        status: crate::store::DeliveryStatus::Pending,
-        note: None,
-        priority: 2,
-    };
+    let d = webhook("k1".into());
     store
         .write(|tx| -> Result<_> {
             tx.create_tenant("acme", "Acme", "h", noon())?;
@@ -191,16 +196,10 @@ fn deliveries_are_queued_once_per_idempotency_key() {
 fn each_tenant_queue_is_read_on_its_own_most_urgent_first() {
     let (store, _dir) = open();
     let d = |key: String, address: &str, priority: i64| NewDelivery {
-        ticket: "T-1".into(),
-        idempotency_key: key,
-        channel: crate::model::Channel::Webhook,
-        recipient: "ops".into(),
         address: address.into(),
-        title: "t".into(),
         body: "b".repeat(4096),
-        status: crate::store::DeliveryStatus::Pending,
-        note: None,
         priority,
+        ..webhook(key)
     };
     store
         .write(|tx| -> Result<_> {
@@ -449,19 +448,7 @@ fn two_stores_on_one_database_claim_each_delivery_once_and_take_over_a_lapsed_cl
     a.write(|tx| -> Result<_> {
         tx.create_tenant("acme", "Acme", "h", noon())?;
         for i in 0..n {
-            let d = NewDelivery {
-                ticket: "T-1".into(),
-                idempotency_key: format!("k{i}"),
-                channel: crate::model::Channel::Webhook,
-                recipient: "ops".into(),
-                address: "http://127.0.0.1:1/hook".into(),
-                title: "t".into(),
-                body: "b".into(),
-                status: crate::store::DeliveryStatus::Pending,
-                note: None,
-                priority: 2,
-            };
-            tx.insert_delivery("acme", &d, noon())?;
+            tx.insert_delivery("acme", &webhook(format!("k{i}")), noon())?;
         }
         Ok(())
     })

@@ -326,10 +326,6 @@ impl Tickets for SqliteStore {
 }
 
 impl TicketsTx for SqliteTx<'_> {
-    fn ticket(&self, tenant: &str, id: &str) -> Result<Option<TicketState>> {
-        ticket_of(&self.tx, tenant, id)
-    }
-
     fn stored_messages(&self, tenant: &str, id: &str) -> Result<usize> {
         let n: Option<i64> = self
             .tx
@@ -349,82 +345,15 @@ impl TicketsTx for SqliteTx<'_> {
     fn put_ticket(&self, tenant: &str, state: &mut TicketState) -> Result<()> {
         let stored = self.stored_messages(tenant, &state.ticket.id)?;
         let json = TicketJson::new(state, stored)?;
-        self.put_ticket_json(tenant, state, &json)
+        self.write_ticket(tenant, state, &json, stored)
     }
 
     fn put_ticket_json(&self, tenant: &str, state: &TicketState, json: &TicketJson) -> Result<()> {
-        let t = &state.ticket;
-        let stored = self.stored_messages(tenant, &t.id)?;
-        if stored == json.from {
-            if let Some(tail) = &json.tail {
-                self.tx
-                    .prepare_cached(
-                        "INSERT INTO conversation (tenant, ticket, first, messages) \
-                         VALUES (?1, ?2, ?3, ?4)",
-                    )?
-                    .execute(params![tenant, t.id, json.from as i64, tail])?;
-            }
-        } else {
-            // Serialized against another stored length: the conversation
-            // is written again whole (it only ever grows, so this is for a
-            // caller that serialized too early).
-            exec(
-                &self.tx,
-                "DELETE FROM conversation WHERE tenant = ?1 AND ticket = ?2",
-                [tenant, &t.id],
-            )?;
-            if !t.messages.is_empty() {
-                exec(
-                    &self.tx,
-                    "INSERT INTO conversation (tenant, ticket, first, messages) \
-                     VALUES (?1, ?2, 0, ?3)",
-                    params![tenant, t.id, serde_json::to_string(&t.messages)?],
-                )?;
-            }
-        }
-        self.tx.prepare_cached(
-            "INSERT INTO tickets (tenant, id, data, tier, assignee, status, escalated_at, updated_at, \
-             messages) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
-             ON CONFLICT (tenant, id) DO UPDATE SET data = excluded.data, tier = excluded.tier, \
-             assignee = excluded.assignee, status = excluded.status, \
-             escalated_at = excluded.escalated_at, updated_at = excluded.updated_at, \
-             messages = excluded.messages",
-        )?.execute(
-            params![
-                tenant,
-                t.id,
-                json.head,
-                t.tier.map(|x| name_of(&x)),
-                t.assignee,
-                name_of(&t.status),
-                state.escalation.as_ref().map(|e| ts(e.escalated_at)),
-                ts(t.updated_at.unwrap_or(t.created_at)),
-                json.len as i64,
-            ],
-        )?;
-        Ok(())
+        let stored = self.stored_messages(tenant, &state.ticket.id)?;
+        self.write_ticket(tenant, state, json, stored)
     }
 
     fn insert_event(
-        &self,
-        tenant: &str,
-        ticket: &str,
-        kind: &str,
-        payload: &serde_json::Value,
-        received_at: DateTime<Utc>,
-        idempotency_key: Option<(&str, &str)>,
-    ) -> Result<i64> {
-        self.insert_event_json(
-            tenant,
-            ticket,
-            kind,
-            &payload.to_string(),
-            received_at,
-            idempotency_key,
-        )
-    }
-
-    fn insert_event_json(
         &self,
         tenant: &str,
         ticket: &str,
@@ -495,6 +424,68 @@ impl TicketsTx for SqliteTx<'_> {
     }
 }
 
+impl SqliteTx<'_> {
+    /// Write a ticket serialized by [`TicketJson`] to a store that holds
+    /// `stored` of its messages.
+    fn write_ticket(
+        &self,
+        tenant: &str,
+        state: &TicketState,
+        json: &TicketJson,
+        stored: usize,
+    ) -> Result<()> {
+        let t = &state.ticket;
+        if stored == json.from {
+            if let Some(tail) = &json.tail {
+                exec(
+                    &self.tx,
+                    "INSERT INTO conversation (tenant, ticket, first, messages) \
+                     VALUES (?1, ?2, ?3, ?4)",
+                    params![tenant, t.id, json.from as i64, tail],
+                )?;
+            }
+        } else {
+            // Serialized against another stored length: the conversation
+            // is written again whole (it only ever grows, so this is for a
+            // caller that serialized too early).
+            exec(
+                &self.tx,
+                "DELETE FROM conversation WHERE tenant = ?1 AND ticket = ?2",
+                [tenant, &t.id],
+            )?;
+            if !t.messages.is_empty() {
+                exec(
+                    &self.tx,
+                    "INSERT INTO conversation (tenant, ticket, first, messages) \
+                     VALUES (?1, ?2, 0, ?3)",
+                    params![tenant, t.id, serde_json::to_string(&t.messages)?],
+                )?;
+            }
+        }
+        exec(
+            &self.tx,
+            "INSERT INTO tickets (tenant, id, data, tier, assignee, status, escalated_at, updated_at, \
+             messages) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+             ON CONFLICT (tenant, id) DO UPDATE SET data = excluded.data, tier = excluded.tier, \
+             assignee = excluded.assignee, status = excluded.status, \
+             escalated_at = excluded.escalated_at, updated_at = excluded.updated_at, \
+             messages = excluded.messages",
+            params![
+                tenant,
+                t.id,
+                json.head,
+                t.tier.map(|x| name_of(&x)),
+                t.assignee,
+                name_of(&t.status),
+                state.escalation.as_ref().map(|e| ts(e.escalated_at)),
+                ts(t.updated_at.unwrap_or(t.created_at)),
+                json.len as i64,
+            ],
+        )?;
+        Ok(())
+    }
+}
+
 /// What the engine reads and records about tickets, events, decisions and the keys acted on, outside a transaction.
 pub trait Tickets {
     /// A ticket's state.
@@ -540,9 +531,6 @@ pub trait Tickets {
 
 /// What a transaction ([`Store::write`]) reads and writes of tickets, events, decisions and the keys acted on.
 pub trait TicketsTx {
-    /// A ticket's state.
-    fn ticket(&self, tenant: &str, id: &str) -> Result<Option<TicketState>>;
-
     /// Whether the ticket exists (without reading its state).
     fn ticket_exists(&self, tenant: &str, id: &str) -> Result<bool>;
 
@@ -558,19 +546,8 @@ pub trait TicketsTx {
     /// held.
     fn put_ticket_json(&self, tenant: &str, state: &TicketState, json: &TicketJson) -> Result<()>;
 
-    /// Store an event; returns its sequence number.
+    /// Store an event (`payload` is its JSON); returns its sequence number.
     fn insert_event(
-        &self,
-        tenant: &str,
-        ticket: &str,
-        kind: &str,
-        payload: &serde_json::Value,
-        received_at: DateTime<Utc>,
-        idempotency_key: Option<(&str, &str)>,
-    ) -> Result<i64>;
-
-    /// [`Tx::insert_event`] with the payload already serialized.
-    fn insert_event_json(
         &self,
         tenant: &str,
         ticket: &str,
