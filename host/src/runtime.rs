@@ -10,6 +10,7 @@
 //!
 //! This module knows the WIT types and nothing else of tickets.
 
+mod batch;
 pub mod cache;
 mod engine;
 mod error;
@@ -326,6 +327,44 @@ impl Runtime {
         })
     }
 
+    /// Run several triggers on one ticket, in order, handed to a call
+    /// thread once (every call still has its own share, fuel, memory cap
+    /// and deadline): the outcomes in the same order.
+    pub fn evaluate_many(
+        &self,
+        calls: &[(&Arc<Plugin>, wit::Context)],
+        ticket: &Arc<wit::Ticket>,
+    ) -> Vec<Outcome<wit::Evaluation>> {
+        let mut batch = Vec::new();
+        let mut wrong = Vec::new();
+        for (i, (plugin, ctx)) in calls.iter().enumerate() {
+            if plugin.kind != Kind::Trigger {
+                wrong.push((i, wrong_kind(plugin, Kind::Trigger)));
+                continue;
+            }
+            let (t, c) = (ticket.clone(), ctx.clone());
+            batch.push(batch::Call {
+                plugin: (*plugin).clone(),
+                now: ctx.now,
+                seed: seed(&ticket.id, ctx.now),
+                f: Box::new(move |p: &Plugin, store: &mut Store<CallState>| {
+                    let Pre::Trigger(pre) = &p.pre else {
+                        unreachable!("kind checked above")
+                    };
+                    pre.instantiate(&mut *store)
+                        .map_err(CallError::Instantiate)?
+                        .call_evaluate(store, &t, &c)
+                        .map_err(CallError::Run)
+                }),
+            });
+        }
+        let mut out = self.calls(&ticket.tenant, batch);
+        for (i, o) in wrong {
+            out.insert(i, o);
+        }
+        out
+    }
+
     /// Run a router.
     pub fn route(
         &self,
@@ -388,9 +427,9 @@ impl Runtime {
 
     /// One call: take the tenant's share, run `f` on a call thread, and
     /// wait for it until its deadline (plus four epoch ticks: the epoch
-    /// check itself lags by one or two). A call still running then is left to finish
-    /// on its own thread, holding only its own tenant's share, and reported
-    /// as past its deadline.
+    /// check itself lags by one or two). A call still running then is left
+    /// to finish on its own thread, holding only its own tenant's share,
+    /// and reported as past its deadline.
     fn call<T, F>(&self, plugin: &Arc<Plugin>, ticket: &wit::Ticket, now: i64, f: F) -> Outcome<T>
     where
         T: output::Output + Send + 'static,
@@ -398,72 +437,38 @@ impl Runtime {
             + Send
             + 'static,
     {
-        let limits = plugin.limits;
-        let failed = |error: PluginError, since: Instant| Outcome {
-            result: Err(error),
-            report: CallReport {
-                duration: since.elapsed(),
-                ..CallReport::default()
-            },
+        let call = batch::Call {
+            plugin: plugin.clone(),
+            now,
+            seed: seed(&ticket.id, now),
+            f: Box::new(f),
         };
-        let queued = Instant::now();
-        let permit = match self.shares.admit(&ticket.tenant, limits.memory_bytes) {
-            Ok(p) => p,
-            Err(reason) => {
-                return failed(
-                    PluginError::Overloaded {
-                        plugin: plugin.id.clone(),
-                        reason,
-                    },
-                    queued,
-                );
-            }
+        let id = plugin.id.clone();
+        self.calls(&ticket.tenant, vec![call])
+            .pop()
+            .unwrap_or_else(|| Outcome {
+                result: Err(PluginError::HostFault {
+                    plugin: id,
+                    message: "the call was lost".into(),
+                }),
+                report: CallReport::default(),
+            })
+    }
+
+    /// Calls of one tenant one after the other on one call thread (see
+    /// [`batch`]), each under its own share and deadline.
+    fn calls<T: output::Output + Send + 'static>(
+        &self,
+        tenant: &str,
+        calls: Vec<batch::Call<T>>,
+    ) -> Vec<Outcome<T>> {
+        let env = batch::Env {
+            engine: self.engine.clone(),
+            shares: self.shares.clone(),
+            tenant: tenant.to_string(),
+            tick: self.config.epoch_tick,
         };
-        // The call's own time starts now; waiting for the share was not it.
-        let start = Instant::now();
-        let slot = shares::Oneshot::new();
-        let tx = slot.clone();
-        let (engine, p, tick) = (self.engine.clone(), plugin.clone(), self.config.epoch_tick);
-        let seed = seed(&ticket.id, now);
-        let job = Box::new(move || {
-            let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                run_in_store(&engine, &p, tick, now, seed, f)
-            }));
-            drop(permit);
-            tx.send(run.map_err(|panic| panic_message(&*panic)));
-        });
-        if let Err(e) = self.threads.submit(job) {
-            return failed(
-                PluginError::Overloaded {
-                    plugin: plugin.id.clone(),
-                    reason: format!("no thread to run the call on: {e}"),
-                },
-                start,
-            );
-        }
-        // The epoch stops wasm within a tick or two of the deadline; the
-        // watchdog only has to catch a call stuck in a host function.
-        let wait = limits.timeout.saturating_add(tick.saturating_mul(4));
-        match slot.wait(wait) {
-            Some(Ok(outcome)) => outcome,
-            Some(Err(message)) => failed(
-                PluginError::HostFault {
-                    plugin: plugin.id.clone(),
-                    message,
-                },
-                start,
-            ),
-            None => {
-                tracing::warn!(plugin = %plugin.id, timeout = ?limits.timeout, "plugin call abandoned past its deadline (blocked in a host call)");
-                failed(
-                    PluginError::Deadline {
-                        plugin: plugin.id.clone(),
-                        timeout: limits.timeout,
-                    },
-                    start,
-                )
-            }
-        }
+        batch::run(&self.threads, &env, calls)
     }
 }
 

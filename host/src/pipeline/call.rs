@@ -116,8 +116,20 @@ pub fn call(
     input: &Input,
     deadlines: Deadlines,
 ) -> Called {
+    call_after(runtime, plugin, config, what, input, deadlines, 0)
+}
+
+/// [`call`], the `retries`-th time (0: the first call).
+fn call_after(
+    runtime: &Runtime,
+    plugin: &Arc<Plugin>,
+    config: &str,
+    what: Call<'_>,
+    input: &Input,
+    deadlines: Deadlines,
+    mut retries: u32,
+) -> Called {
     let ctx = contract::context(input.now, input.event, config.to_string());
-    let mut retries = 0;
     loop {
         let (result, report) = match what {
             Call::Trigger => {
@@ -149,11 +161,7 @@ pub fn call(
                 (r.map(Output::Plan), o.report)
             }
         };
-        let load_bound = matches!(
-            &result,
-            Err(PluginError::Deadline { .. } | PluginError::Overloaded { .. })
-        );
-        if load_bound && deadlines == Deadlines::Retried && retries < OFFLINE_RETRIES {
+        if load_bound(&result) && deadlines == Deadlines::Retried && retries < OFFLINE_RETRIES {
             retries += 1;
             continue;
         }
@@ -163,6 +171,56 @@ pub fn call(
             retries,
         };
     }
+}
+
+/// Call every trigger of `plugins` on `input`, in order, handed to a call
+/// thread once ([`Runtime::evaluate_many`]); offline, a call that missed
+/// its deadline is made again on its own, as [`call`] does.
+pub fn triggers(
+    runtime: &Runtime,
+    plugins: &[&LoadedPlugin],
+    input: &Input,
+    deadlines: Deadlines,
+) -> Vec<Called> {
+    let calls: Vec<_> = plugins
+        .iter()
+        .map(|p| {
+            let ctx = contract::context(input.now, input.event, p.config_json.to_string());
+            (&p.plugin, ctx)
+        })
+        .collect();
+    let outcomes = runtime.evaluate_many(&calls, &input.ticket);
+    plugins
+        .iter()
+        .zip(outcomes)
+        .map(|(p, o)| {
+            let result = settle(&p.plugin, o.result, contract::evaluation_from);
+            if load_bound(&result) && deadlines == Deadlines::Retried {
+                return call_after(
+                    runtime,
+                    &p.plugin,
+                    &p.config_json,
+                    Call::Trigger,
+                    input,
+                    deadlines,
+                    1,
+                );
+            }
+            Called {
+                result: result.map(Output::Evaluation),
+                report: o.report,
+                retries: 0,
+            }
+        })
+        .collect()
+}
+
+/// Whether a call failed for the machine's load rather than its input.
+fn load_bound<T>(result: &Result<T, PluginError>) -> bool {
+    matches!(
+        result,
+        Err(PluginError::Deadline { .. } | PluginError::Overloaded { .. })
+    )
 }
 
 /// A call's result in the model: its output converted by `convert` (which
@@ -235,7 +293,20 @@ pub(super) fn run(
     deadlines: Deadlines,
     runs: &mut Vec<PluginRun>,
 ) -> Result<Output, PluginError> {
-    let called = call(runtime, &p.plugin, &p.config_json, what, input, deadlines);
+    record(
+        p,
+        call(runtime, &p.plugin, &p.config_json, what, input, deadlines),
+        runs,
+    )
+}
+
+/// Record a call of a plugin of the set in `runs`; the output if the call
+/// succeeded.
+pub(super) fn record(
+    p: &LoadedPlugin,
+    called: Called,
+    runs: &mut Vec<PluginRun>,
+) -> Result<Output, PluginError> {
     if let Err(e) = &called.result {
         tracing::warn!(plugin = %p.plugin.id(), kind = %e.kind(), message = %e, "plugin call failed");
     }

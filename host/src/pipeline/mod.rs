@@ -196,9 +196,11 @@ struct Findings {
 /// Run every trigger of the set and compose; each call goes in `runs`.
 fn run_triggers(ask: &Ask<'_>, input: &Input, runs: &mut Vec<PluginRun>) -> Findings {
     let mut f = Findings::default();
-    for p in &ask.set.triggers {
+    let plugins: Vec<&LoadedPlugin> = ask.set.triggers.iter().collect();
+    let called = call::triggers(ask.runtime, &plugins, input, ask.deadlines);
+    for (p, called) in plugins.into_iter().zip(called) {
         let shadow = p.manifest.mode == Mode::Shadow;
-        match call::run(ask.runtime, p, Call::Trigger, input, ask.deadlines, runs) {
+        match call::record(p, called, runs) {
             Ok(Output::Evaluation(evaluation)) if shadow => {
                 f.shadow_signals.extend(evaluation.signals)
             }

@@ -12,7 +12,8 @@
 //!   `block_on`). The caller waits for the result until the call's deadline
 //!   and then walks away, so no host call, however long it blocks, holds the
 //!   caller; a thread whose call overran is simply not reused until it
-//!   returns, and a fresh thread takes its place.
+//!   returns, and a fresh thread takes its place The calls of
+//!   one event go to a call thread together ([`super::batch`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -174,7 +175,7 @@ struct Queue {
 const SPIN: Duration = Duration::from_micros(200);
 
 /// Look at `ready` until it says yes or [`SPIN`] is over.
-fn spin_until(ready: impl Fn() -> bool) -> bool {
+pub(super) fn spin_until(ready: impl Fn() -> bool) -> bool {
     let until = Instant::now() + SPIN;
     loop {
         if ready() {
@@ -184,52 +185,6 @@ fn spin_until(ready: impl Fn() -> bool) -> bool {
             return false;
         }
         std::thread::yield_now();
-    }
-}
-
-/// A result handed from a call thread to its caller once.
-pub struct Oneshot<T> {
-    value: Mutex<Option<T>>,
-    ready: std::sync::atomic::AtomicBool,
-    cv: Condvar,
-}
-
-impl<T> Oneshot<T> {
-    /// An empty slot.
-    pub fn new() -> Arc<Oneshot<T>> {
-        Arc::new(Oneshot {
-            value: Mutex::new(None),
-            ready: std::sync::atomic::AtomicBool::new(false),
-            cv: Condvar::new(),
-        })
-    }
-
-    /// Hand over the result.
-    pub fn send(&self, value: T) {
-        *lock(&self.value) = Some(value);
-        self.ready.store(true, std::sync::atomic::Ordering::Release);
-        self.cv.notify_one();
-    }
-
-    /// The result, if it comes within `timeout`.
-    pub fn wait(&self, timeout: Duration) -> Option<T> {
-        let until = Instant::now() + timeout;
-        spin_until(|| self.ready.load(std::sync::atomic::Ordering::Acquire));
-        let mut v = lock(&self.value);
-        loop {
-            if let Some(value) = v.take() {
-                return Some(value);
-            }
-            let now = Instant::now();
-            if now >= until {
-                return None;
-            }
-            v = self
-                .cv
-                .wait_timeout(v, until - now)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        }
     }
 }
 

@@ -200,7 +200,16 @@ pub fn bench(args: &BenchArgs, matrix: &Matrix) -> Result<i32> {
                     };
                     match resp {
                         Ok(r) if r.status().is_success() => lat.push(t0.elapsed()),
-                        _ => errors += 1,
+                        other => {
+                            if errors == 0 {
+                                let why = match other {
+                                    Ok(r) => format!("{} {}", r.status(), r.text().await.unwrap_or_default()),
+                                    Err(e) => format!("{e:?}"),
+                                };
+                                eprintln!("bench-serve: a client's first failed request: {why}");
+                            }
+                            errors += 1;
+                        }
                     }
                 }
             });

@@ -236,7 +236,7 @@ impl Tickets for SqliteStore {
 
     fn unclaimed_of(&self, tenant: &str, agent: &str) -> Result<Vec<TicketState>> {
         let all = tickets_of(
-            &self.lock(),
+            &self.read(),
             tenant,
             "SELECT id, data FROM tickets WHERE tenant = ?1 AND assignee = ?2 \
              AND escalated_at IS NOT NULL ORDER BY id",
@@ -256,7 +256,7 @@ impl Tickets for SqliteStore {
 
     fn queued(&self, tenant: &str, limit: u32) -> Result<Vec<TicketState>> {
         let all = tickets_of(
-            &self.lock(),
+            &self.read(),
             tenant,
             "SELECT id, data FROM tickets WHERE tenant = ?1 AND assignee IS NULL \
              AND escalated_at IS NOT NULL AND status NOT IN ('solved', 'closed') \

@@ -1,0 +1,367 @@
+//! Several calls for one ticket, one after the other on one call thread.
+//!
+//! Every call of an event used to be handed to a call thread and back on
+//! its own: two thread wake-ups per call, eighteen for a decision with
+//! nine plugins. On a busy machine each wake-up may wait a scheduler slice
+//! for a core, so another tenant's load reached the victim's latency
+//! through the hand-offs rather than through any shared resource. A batch
+//! is handed over once and its results come back once, and the watchdog is
+//! the same as for a single call: the caller knows which call is running
+//! and since when, and stops waiting at that call's deadline plus four
+//! ticks. The call is then reported as past its deadline, the thread
+//! (stuck in a host call) keeps only its own tenant's share, and the calls
+//! not yet started go to a fresh thread.
+
+use super::shares::{self, CallThreads, Shares};
+use super::{CallError, CallReport, Outcome, Plugin, PluginError, output, panic_message};
+use super::{CallState, run_in_store};
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+use wasmtime::{Engine, Store};
+
+/// What a call runs in its fresh store.
+pub(super) type CallFn<T> =
+    Box<dyn FnOnce(&Plugin, &mut Store<CallState>) -> Result<Result<T, String>, CallError> + Send>;
+
+/// One call of a batch.
+pub(super) struct Call<T> {
+    pub plugin: Arc<Plugin>,
+    /// The evaluation's time (the guest's virtual clocks start there).
+    pub now: i64,
+    /// The seed of the guest's randomness.
+    pub seed: u64,
+    pub f: CallFn<T>,
+}
+
+/// Everything a batch's thread needs besides its calls.
+#[derive(Clone)]
+pub(super) struct Env {
+    pub engine: Engine,
+    pub shares: Arc<Shares>,
+    pub tenant: String,
+    pub tick: Duration,
+}
+
+struct State<T> {
+    /// Calls not started yet, with their index.
+    waiting: VecDeque<(usize, Call<T>)>,
+    /// The call running: its index, and when its own time began (`None`
+    /// while it waits for its share).
+    running: Option<(usize, Option<Instant>)>,
+    results: Vec<Option<Outcome<T>>>,
+    /// Bumped when the caller walks away from a thread: that thread starts
+    /// nothing more.
+    generation: u64,
+}
+
+struct Shared<T> {
+    state: Mutex<State<T>>,
+    done: Condvar,
+    finished: std::sync::atomic::AtomicBool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A failed call's outcome.
+fn failed<T>(error: PluginError, duration: Duration) -> Outcome<T> {
+    Outcome {
+        result: Err(error),
+        report: CallReport {
+            duration,
+            ..CallReport::default()
+        },
+    }
+}
+
+/// Run `calls` in order on one call thread and wait for their outcomes,
+/// each bounded by its own deadline (plus four epoch ticks).
+pub(super) fn run<T: output::Output + Send + 'static>(
+    threads: &CallThreads,
+    env: &Env,
+    calls: Vec<Call<T>>,
+) -> Vec<Outcome<T>> {
+    let n = calls.len();
+    if n == 0 {
+        return Vec::new();
+    }
+    let timeouts: Vec<(Arc<Plugin>, Duration)> = calls
+        .iter()
+        .map(|c| (c.plugin.clone(), c.plugin.limits.timeout))
+        .collect();
+    let shared = Arc::new(Shared {
+        state: Mutex::new(State {
+            waiting: calls.into_iter().enumerate().collect(),
+            running: None,
+            results: (0..n).map(|_| None).collect(),
+            generation: 0,
+        }),
+        done: Condvar::new(),
+        finished: std::sync::atomic::AtomicBool::new(false),
+    });
+    let overloaded = |s: &mut State<T>, reason: String| {
+        for (i, c) in s.waiting.drain(..) {
+            s.results[i] = Some(failed(
+                PluginError::Overloaded {
+                    plugin: c.plugin.id.clone(),
+                    reason: reason.clone(),
+                },
+                Duration::ZERO,
+            ));
+        }
+    };
+    if let Err(e) = start(threads, env, &shared, 0) {
+        let mut s = lock(&shared.state);
+        overloaded(&mut s, format!("no thread to run the call on: {e}"));
+        return s.results.drain(..).flatten().collect();
+    }
+    // The calls of one event are short: look for the end a little before
+    // sleeping (a futex wake-up costs tens of µs on a VM).
+    shares::spin_until(|| shared.finished.load(std::sync::atomic::Ordering::Acquire));
+    let slack = env.tick.saturating_mul(4);
+    let mut s = lock(&shared.state);
+    loop {
+        if s.results.iter().all(Option::is_some) {
+            break;
+        }
+        let now = Instant::now();
+        // The running call's deadline; between calls, or while a call
+        // waits for its share (which the share's own queue timeout
+        // bounds), look again a little later.
+        let until = match s.running {
+            Some((i, Some(began))) => Some((i, began + timeouts[i].1.saturating_add(slack))),
+            _ => None,
+        };
+        match until {
+            Some((i, at)) if now >= at => {
+                let (plugin, timeout) = &timeouts[i];
+                tracing::warn!(plugin = %plugin.id, ?timeout, "plugin call abandoned past its deadline (blocked in a host call)");
+                s.results[i] = Some(failed(
+                    PluginError::Deadline {
+                        plugin: plugin.id.clone(),
+                        timeout: *timeout,
+                    },
+                    now.duration_since(at) + *timeout + slack,
+                ));
+                s.running = None;
+                s.generation += 1;
+                if !s.waiting.is_empty() {
+                    let generation = s.generation;
+                    drop(s);
+                    let started = start(threads, env, &shared, generation);
+                    s = lock(&shared.state);
+                    if let Err(e) = started {
+                        overloaded(&mut s, format!("no thread to run the call on: {e}"));
+                    }
+                }
+            }
+            Some((_, at)) => {
+                s = shared
+                    .done
+                    .wait_timeout(s, at - now)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
+            }
+            None => {
+                s = shared
+                    .done
+                    .wait_timeout(s, Duration::from_millis(50))
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
+            }
+        }
+    }
+    s.results.drain(..).flatten().collect()
+}
+
+/// Start a thread working through the batch's waiting calls.
+fn start<T: output::Output + Send + 'static>(
+    threads: &CallThreads,
+    env: &Env,
+    shared: &Arc<Shared<T>>,
+    generation: u64,
+) -> std::io::Result<()> {
+    let (env, shared) = (env.clone(), shared.clone());
+    threads.submit(Box::new(move || work(&env, &shared, generation)))
+}
+
+/// The call thread's side: the waiting calls one by one, each under its
+/// tenant's share, until none is left or the caller walked away.
+fn work<T: output::Output + Send + 'static>(env: &Env, shared: &Shared<T>, generation: u64) {
+    loop {
+        let mut s = lock(&shared.state);
+        if s.generation != generation {
+            return;
+        }
+        let Some((i, call)) = s.waiting.pop_front() else {
+            drop(s);
+            shared
+                .finished
+                .store(true, std::sync::atomic::Ordering::Release);
+            shared.done.notify_one();
+            return;
+        };
+        s.running = Some((i, None));
+        drop(s);
+        let queued = Instant::now();
+        let outcome = match env
+            .shares
+            .admit(&env.tenant, call.plugin.limits.memory_bytes)
+        {
+            Err(reason) => failed(
+                PluginError::Overloaded {
+                    plugin: call.plugin.id.clone(),
+                    reason,
+                },
+                queued.elapsed(),
+            ),
+            Ok(permit) => {
+                // The call's own time starts now; waiting for the share
+                // was not it.
+                let began = Instant::now();
+                {
+                    let mut s = lock(&shared.state);
+                    if s.generation != generation {
+                        return;
+                    }
+                    s.running = Some((i, Some(began)));
+                }
+                let Call {
+                    plugin,
+                    now,
+                    seed,
+                    f,
+                } = call;
+                let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    run_in_store(&env.engine, &plugin, env.tick, now, seed, f)
+                }));
+                drop(permit);
+                run.unwrap_or_else(|panic| {
+                    failed(
+                        PluginError::HostFault {
+                            plugin: plugin.id.clone(),
+                            message: panic_message(&*panic),
+                        },
+                        began.elapsed(),
+                    )
+                })
+            }
+        };
+        let mut s = lock(&shared.state);
+        // A call the caller walked away from keeps its reported deadline.
+        if s.generation == generation {
+            s.results[i] = Some(outcome);
+            s.running = None;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Kind, Limits, PluginId, Runtime, RuntimeConfig, wit};
+    use super::*;
+
+    fn phrases(rt: &Runtime, timeout_ms: u64) -> Arc<Plugin> {
+        let b = crate::registry::builtin("phrases").expect("the built-in phrases trigger");
+        let id = PluginId {
+            name: "phrases".into(),
+            version: "1.0.0".into(),
+        };
+        let limits = Limits {
+            timeout: Duration::from_millis(timeout_ms),
+            ..Limits::default()
+        };
+        Arc::new(
+            rt.load(id, Kind::Trigger, limits, b.wasm)
+                .expect("it loads"),
+        )
+    }
+
+    fn ticket() -> Arc<wit::Ticket> {
+        let t: crate::model::Ticket = serde_json::from_value(serde_json::json!({
+            "id": "t1", "tenant": "acme", "subject": "I want a refund",
+            "created_at": chrono::Utc::now(),
+        }))
+        .unwrap();
+        Arc::new(crate::pipeline::contract::ticket(&t))
+    }
+
+    /// A real evaluation of `plugin`, or (`stuck`) a call that blocks in
+    /// host code for 2 s, as a host call the epoch cannot interrupt would.
+    fn call(plugin: &Arc<Plugin>, ticket: &Arc<wit::Ticket>, stuck: bool) -> Call<wit::Evaluation> {
+        let t = ticket.clone();
+        let ctx = crate::pipeline::contract::context(
+            chrono::Utc::now(),
+            crate::model::EventKind::TicketCreated,
+            "{}".into(),
+        );
+        Call {
+            plugin: plugin.clone(),
+            now: ctx.now,
+            seed: 1,
+            f: Box::new(move |p: &Plugin, store: &mut Store<CallState>| {
+                if stuck {
+                    std::thread::sleep(Duration::from_secs(2));
+                }
+                let super::super::Pre::Trigger(pre) = &p.pre else {
+                    unreachable!("a trigger")
+                };
+                pre.instantiate(&mut *store)
+                    .map_err(CallError::Instantiate)?
+                    .call_evaluate(store, &t, &ctx)
+                    .map_err(CallError::Run)
+            }),
+        }
+    }
+
+    fn env(rt: &Runtime) -> Env {
+        Env {
+            engine: rt.engine.clone(),
+            shares: rt.shares.clone(),
+            tenant: "acme".into(),
+            tick: rt.config.epoch_tick,
+        }
+    }
+
+    #[test]
+    fn the_calls_of_a_batch_run_in_order_and_each_answers() {
+        let rt = Runtime::new(RuntimeConfig::default()).unwrap();
+        let (p, t) = (phrases(&rt, 1000), ticket());
+        let calls = (0..3).map(|_| call(&p, &t, false)).collect();
+        let out = run(&rt.threads, &env(&rt), calls);
+        assert_eq!(out.len(), 3);
+        for o in out {
+            assert!(o.result.is_ok(), "{:?}", o.result.err());
+        }
+    }
+
+    #[test]
+    fn a_call_stuck_in_host_code_is_left_behind_and_the_rest_of_the_batch_still_runs() {
+        let rt = Runtime::new(RuntimeConfig::default()).unwrap();
+        let t = ticket();
+        let (quick, slow) = (phrases(&rt, 1000), phrases(&rt, 50));
+        let calls = vec![
+            call(&quick, &t, false),
+            call(&slow, &t, true),
+            call(&quick, &t, false),
+        ];
+        let started = Instant::now();
+        let out = run(&rt.threads, &env(&rt), calls);
+        let waited = started.elapsed();
+        assert!(out[0].result.is_ok(), "{:?}", out[0].result);
+        assert!(
+            matches!(out[1].result, Err(PluginError::Deadline { .. })),
+            "{:?}",
+            out[1].result
+        );
+        assert!(out[2].result.is_ok(), "{:?}", out[2].result);
+        // The caller walked away at the stuck call's deadline, not after
+        // its 2 s: the call after it ran on another thread.
+        assert!(waited < Duration::from_millis(1500), "waited {waited:?}");
+        // The stuck thread held the tenant's share until it came back.
+        std::thread::sleep(Duration::from_millis(2200));
+        assert_eq!(rt.shares.running("acme"), (0, 0));
+    }
+}
