@@ -48,6 +48,10 @@ pub enum StoreError {
         /// The newest this build knows.
         known: usize,
     },
+    /// PostgreSQL refused or failed a statement (what was being done, and
+    /// the server's or the client's message).
+    #[error("PostgreSQL: {0}")]
+    Postgres(String),
     /// A backend reported a transaction done without running it (a bug
     /// in that backend).
     #[error("the store reported a transaction it did not run")]

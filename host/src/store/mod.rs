@@ -13,6 +13,7 @@
 
 mod deliveries;
 mod error;
+pub mod pg;
 mod plugins;
 mod schema;
 mod tenants;

@@ -12,6 +12,7 @@ mod lifecycle;
 mod loading;
 mod outbound;
 mod peers;
+mod pgstore;
 mod playbook;
 mod polyglot;
 mod quotas;

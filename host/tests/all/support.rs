@@ -225,3 +225,133 @@ pub fn component_importing(instance: Option<&str>) -> Vec<u8> {
     }
     c.finish()
 }
+
+/// A PostgreSQL server of this test process's own, on loopback: installed
+/// from Debian's `postgresql` package if it is not there, its cluster
+/// initialised in a temporary directory (as the `postgres` user when the
+/// tests run as root, since PostgreSQL refuses to run as root), and
+/// stopped when the test process ends.
+pub struct Postgres {
+    port: u16,
+    next: std::sync::atomic::AtomicUsize,
+    _dir: tempfile::TempDir,
+    _server: std::process::Child,
+}
+
+/// The directory of PostgreSQL's programs (`initdb`, `postgres`).
+fn postgres_bin() -> Option<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .flatten()
+        .map(|e| e.path().join("bin"))
+        .filter(|b| b.join("initdb").exists())
+        .collect();
+    found.sort();
+    found.pop()
+}
+
+impl Postgres {
+    /// The process's server, started on first use.
+    pub fn get() -> &'static Postgres {
+        static PG: OnceLock<Postgres> = OnceLock::new();
+        PG.get_or_init(Postgres::start)
+    }
+
+    fn start() -> Postgres {
+        use std::process::{Command, Stdio};
+        let bin = postgres_bin().unwrap_or_else(|| {
+            apt_install(&["postgresql"]);
+            postgres_bin().expect("postgresql installed, but no initdb under /usr/lib/postgresql")
+        });
+        let root = Command::new("id")
+            .arg("-u")
+            .output()
+            .map(|o| o.stdout == b"0\n")
+            .unwrap_or(false);
+        // As root, run as `postgres` (the package creates the user).
+        let as_owner = |program: &std::path::Path| {
+            if root {
+                let mut c = Command::new("runuser");
+                c.args(["-u", "postgres", "--"]).arg(program);
+                c
+            } else {
+                Command::new(program)
+            }
+        };
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        if root {
+            let chown = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path())
+                .status()
+                .unwrap();
+            assert!(chown.success(), "chown of the cluster's directory failed");
+        }
+        let init = as_owner(&bin.join("initdb"))
+            .arg("-D")
+            .arg(&data)
+            .args(["-A", "trust", "-U", "escalator", "-E", "UTF8", "--no-sync"])
+            .output()
+            .expect("initdb runs");
+        assert!(
+            init.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&init.stderr)
+        );
+        // A free port on loopback; the server binds it right after.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        // `sh` holds the server and stops it when this process's end of
+        // its stdin closes, that is when the test process exits, however
+        // it exits.
+        let script = format!(
+            "{} -D {} -h 127.0.0.1 -p {port} -k {} -c fsync=off -c max_connections=200 \
+             >{}/log 2>&1 & pid=$!; cat >/dev/null; kill -INT $pid; wait $pid",
+            bin.join("postgres").display(),
+            data.display(),
+            dir.path().display(),
+            dir.path().display(),
+        );
+        let server = as_owner(std::path::Path::new("sh"))
+            .args(["-c", &script])
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("the server starts");
+        let url = format!("postgres://escalator@127.0.0.1:{port}/postgres");
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            match postgres::Client::connect(&url, postgres::NoTls) {
+                Ok(_) => break,
+                Err(e) if std::time::Instant::now() < until => {
+                    let _ = e;
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                Err(e) => panic!(
+                    "PostgreSQL did not accept connections within 60 s: {e}; its log: {}",
+                    std::fs::read_to_string(dir.path().join("log")).unwrap_or_default()
+                ),
+            }
+        }
+        Postgres {
+            port,
+            next: std::sync::atomic::AtomicUsize::new(0),
+            _dir: dir,
+            _server: server,
+        }
+    }
+
+    /// The URL of a new, empty database of its own.
+    pub fn database(&self) -> String {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("test_{}_{n}", std::process::id());
+        let admin = format!("postgres://escalator@127.0.0.1:{}/postgres", self.port);
+        let mut c = postgres::Client::connect(&admin, postgres::NoTls).unwrap();
+        c.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+        format!("postgres://escalator@127.0.0.1:{}/{name}", self.port)
+    }
+}
