@@ -28,7 +28,9 @@ pub use act::handoff;
 use act::*;
 use decisions::audit_entry;
 
-pub use lifecycle::{GUARD_FAILURES, GUARD_WINDOW, Installed, PluginQuota, TenantSet, Upload};
+pub use lifecycle::{
+    GUARD_FAILURES, GUARD_WINDOW, Installed, PluginQuota, SYNC_PLUGINS_EVERY, TenantSet, Upload,
+};
 pub use timers::TIMER_CONCURRENCY;
 
 use crate::clock::Clock;
@@ -166,6 +168,8 @@ pub struct Engine {
     default_plugins: Arc<TenantSet>,
     tenant_plugins: RwLock<std::collections::HashMap<String, Arc<TenantSet>>>,
     generation: std::sync::atomic::AtomicU64,
+    /// The newest plugin change the published sets reflect.
+    plugins_seen: std::sync::atomic::AtomicI64,
     versions: Mutex<std::collections::HashMap<(String, String, String), LoadedPlugin>>,
     /// One plugin change at a time per tenant (compiling may take seconds;
     /// another tenant never waits for it).
@@ -226,6 +230,7 @@ impl Engine {
             default_plugins: Arc::new(TenantSet { set, generation: 0 }),
             tenant_plugins: RwLock::default(),
             generation: std::sync::atomic::AtomicU64::new(0),
+            plugins_seen: std::sync::atomic::AtomicI64::new(0),
             versions: Mutex::default(),
             lifecycle: locks::TicketLocks::default(),
             health: Mutex::default(),

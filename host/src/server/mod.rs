@@ -163,6 +163,7 @@ pub fn serve(args: &ServeArgs, matrix: &Matrix) -> Result<i32> {
             server.policy.clone(),
             config.queue,
         ));
+        tokio::spawn(sync_plugins(engine.clone()));
         if let Some(dir) = &config.plugins_dir {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("creating the plugin directory {}", dir.display()))?;
@@ -211,6 +212,25 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Publish the plugin changes other instances on the same database made,
+/// every [`crate::engine::SYNC_PLUGINS_EVERY`].
+async fn sync_plugins(engine: Arc<Engine>) {
+    let mut tick = tokio::time::interval(crate::engine::SYNC_PLUGINS_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let e = engine.clone();
+        match tokio::task::spawn_blocking(move || e.sync_plugin_sets()).await {
+            Ok(Ok(changed)) if !changed.is_empty() => {
+                tracing::info!(tenants = ?changed, "plugin sets changed by another instance published")
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "looking for plugin changes failed"),
+            Err(e) => tracing::error!(error = %e, "looking for plugin changes panicked"),
+        }
     }
 }
 

@@ -121,6 +121,20 @@ impl Plugins for SqliteStore {
         slots(&conn, tenant)
     }
 
+    fn plugin_changes_after(&self, after: i64) -> Result<(i64, Vec<String>)> {
+        let conn = self.read();
+        let mut st = conn.prepare_cached(
+            "SELECT tenant, max(id) FROM plugin_changes WHERE id > ?1 GROUP BY tenant",
+        )?;
+        let rows = st
+            .query_map([after], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        let newest = rows.iter().map(|(_, id)| *id).max().unwrap_or(after);
+        Ok((newest, rows.into_iter().map(|(t, _)| t).collect()))
+    }
+
     fn tenants_with_plugins(&self) -> Result<Vec<String>> {
         let conn = self.lock();
         let mut st =
@@ -331,6 +345,12 @@ pub trait Plugins {
 
     /// Tenants that have plugin slots.
     fn tenants_with_plugins(&self) -> Result<Vec<String>>;
+
+    /// The tenants whose plugins changed after change `after` (every
+    /// change to a tenant's slots is logged in the transaction that makes
+    /// it), and the newest change's id (`after` if none): what another
+    /// instance on the same database did since this one last looked.
+    fn plugin_changes_after(&self, after: i64) -> Result<(i64, Vec<String>)>;
 
     /// One stored version, with its bytes.
     fn plugin_version(

@@ -631,3 +631,68 @@ fn the_guard_never_disables_a_vendor_plugin_however_often_it_fails() {
     assert_eq!(ai["mode"], "active", "{ai}");
     assert_eq!(acme.ok("GET", "/v1/plugin-changes", None), json!([]));
 }
+
+#[test]
+fn a_plugin_change_on_one_instance_serves_on_another_on_the_same_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let a = Escalator::start(&data, T0, None);
+    let acme = a.tenant("acme");
+    acme.roster();
+    let b = Escalator::start(&data, T0, None);
+    let acme_b = Api::with_token(&b.base, &acme.token());
+    // The built-in phrases trigger: a lawyer is not "high" there.
+    let before = phrase_tier(&acme_b, "B-0");
+    assert_ne!(before.as_deref(), Some("high"));
+
+    let v1 = upload_body(
+        &phrases_manifest("1.0.0", "high"),
+        &builtin_wasm("phrases"),
+        json!([serde_json::to_value(lawyer_fixture("high")).unwrap()]),
+    );
+    acme.ok("POST", "/v1/plugins", Some(v1));
+    let uploaded = Instant::now();
+    // B serves the version A took (it looks every 250 ms); one event
+    // every 100 ms stays within the tenant's event quota.
+    let mut n = 0;
+    let served = loop {
+        n += 1;
+        if phrase_tier(&acme_b, &format!("B-{n}")).as_deref() == Some("high") {
+            break uploaded.elapsed();
+        }
+        assert!(
+            uploaded.elapsed() < Duration::from_secs(15),
+            "B never served the upload"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    eprintln!("an upload on A served on B after {served:?}");
+    assert_eq!(
+        active_version(&acme_b, "phrases"),
+        Some(("1.0.0".into(), "active".into()))
+    );
+
+    // A mode change on B is A's too: A stops running the trigger.
+    acme_b.ok(
+        "POST",
+        "/v1/plugins/phrases/mode",
+        Some(json!({"mode": "disabled"})),
+    );
+    let changed = Instant::now();
+    let mut n = 0;
+    loop {
+        n += 1;
+        if phrase_tier(&acme, &format!("A-{n}")).is_none() {
+            break;
+        }
+        assert!(
+            changed.elapsed() < Duration::from_secs(15),
+            "A never took B's change"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!(
+        "a mode change on B taken by A after {:?}",
+        changed.elapsed()
+    );
+}

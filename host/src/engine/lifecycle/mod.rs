@@ -102,6 +102,24 @@ pub(super) struct Health {
     last_error: String,
 }
 
+/// How often a server looks for plugin changes made by another instance
+/// on the same database.
+pub const SYNC_PLUGINS_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// What makes a set what it is: each plugin's version and mode, in order
+/// (a stored version never changes), and the disabled ones.
+fn signature(set: &PluginSet) -> Vec<String> {
+    let mut sig: Vec<String> = set
+        .triggers
+        .iter()
+        .chain(&set.router)
+        .chain(&set.notifier)
+        .map(|p| format!("{} {:?} {}", p.plugin.id(), p.manifest.mode, p.config_json))
+        .collect();
+    sig.extend(set.disabled.iter().map(|d| format!("disabled {d}")));
+    sig
+}
+
 fn with_mode(p: &LoadedPlugin, mode: Option<Mode>) -> Result<LoadedPlugin, EngineError> {
     let Some(mode) = mode else {
         return Ok(p.clone());
@@ -198,6 +216,10 @@ impl Engine {
 
     /// Load every tenant's plugin set from the store (at start).
     pub fn load_tenant_plugins(&self) -> Result<usize, EngineError> {
+        // Read first: a change made while the sets load is picked up by
+        // the next [`Engine::sync_plugin_sets`].
+        let (newest, _) = self.store.plugin_changes_after(0)?;
+        self.plugins_seen.store(newest, Ordering::SeqCst);
         let tenants = self.store.tenants_with_plugins()?;
         // Compile (or read from the artifact cache) every stored version in
         // force on all cores first; building the sets then finds them loaded.
@@ -238,6 +260,35 @@ impl Engine {
             }
         }
         Ok(tenants.len())
+    }
+
+    /// Publish again the sets of tenants whose plugins another instance on
+    /// the same database changed since this one last looked (an upload,
+    /// activation, mode change, rollback or removal there); the server
+    /// calls it every [`SYNC_PLUGINS_EVERY`]. A set that comes out the same
+    /// as the one published (this instance's own change) is left as it
+    /// is. Returns the tenants whose set changed.
+    pub fn sync_plugin_sets(&self) -> Result<Vec<String>, EngineError> {
+        let seen = self.plugins_seen.load(Ordering::SeqCst);
+        let (newest, tenants) = self.store.plugin_changes_after(seen)?;
+        let mut changed = Vec::new();
+        for t in tenants {
+            let _one_change = self.lifecycle.lock(&t, "");
+            let slots = self.store.plugin_slots(&t)?;
+            let set = match self.build_set(&t, &slots) {
+                Ok(set) => set,
+                Err(e) => {
+                    tracing::error!(tenant = %t, error = %e, "a tenant's stored plugin set changed and does not build; its set stays as it was");
+                    continue;
+                }
+            };
+            if signature(&set) != signature(&self.plugins(&t)) {
+                self.publish_set(&t, set);
+                changed.push(t);
+            }
+        }
+        self.plugins_seen.fetch_max(newest, Ordering::SeqCst);
+        Ok(changed)
     }
 
     /// Change a tenant's slots with `f`, check the set builds, commit the
