@@ -196,9 +196,8 @@ struct Findings {
 /// Run every trigger of the set and compose; each call goes in `runs`.
 fn run_triggers(ask: &Ask<'_>, input: &Input, runs: &mut Vec<PluginRun>) -> Findings {
     let mut f = Findings::default();
-    let plugins: Vec<&LoadedPlugin> = ask.set.triggers.iter().collect();
-    let called = call::triggers(ask.runtime, &plugins, input, ask.deadlines);
-    for (p, called) in plugins.into_iter().zip(called) {
+    let called = call::triggers(ask.runtime, &ask.set.triggers, input, ask.deadlines);
+    for (p, called) in ask.set.triggers.iter().zip(called) {
         let shadow = p.manifest.mode == Mode::Shadow;
         match call::record(p, called, runs) {
             Ok(Output::Evaluation(evaluation)) if shadow => {

@@ -77,7 +77,8 @@ fn failed<T>(error: PluginError, duration: Duration) -> Outcome<T> {
 }
 
 /// Run `calls` in order on one call thread and wait for their outcomes,
-/// each bounded by its own deadline (plus four epoch ticks).
+/// each bounded by its own deadline (plus four epoch ticks, and up to
+/// 50 ms more when it started while the caller slept between calls).
 pub(super) fn run<T: output::Output + Send + 'static>(
     threads: &CallThreads,
     env: &Env,
@@ -87,10 +88,7 @@ pub(super) fn run<T: output::Output + Send + 'static>(
     if n == 0 {
         return Vec::new();
     }
-    let timeouts: Vec<(Arc<Plugin>, Duration)> = calls
-        .iter()
-        .map(|c| (c.plugin.clone(), c.plugin.limits.timeout))
-        .collect();
+    let plugins: Vec<Arc<Plugin>> = calls.iter().map(|c| c.plugin.clone()).collect();
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
             waiting: calls.into_iter().enumerate().collect(),
@@ -129,21 +127,26 @@ pub(super) fn run<T: output::Output + Send + 'static>(
         let now = Instant::now();
         // The running call's deadline; between calls, or while a call
         // waits for its share (which the share's own queue timeout
-        // bounds), look again a little later.
+        // bounds), look again within 50 ms (the thread does not wake the
+        // caller when a call starts: that would be the hand-off a batch
+        // saves), so a call that sticks is left up to 50 ms after its
+        // deadline plus four ticks.
         let until = match s.running {
-            Some((i, Some(began))) => Some((i, began + timeouts[i].1.saturating_add(slack))),
+            Some((i, Some(began))) => {
+                Some((i, began + plugins[i].limits.timeout.saturating_add(slack)))
+            }
             _ => None,
         };
         match until {
             Some((i, at)) if now >= at => {
-                let (plugin, timeout) = &timeouts[i];
+                let (plugin, timeout) = (&plugins[i], plugins[i].limits.timeout);
                 tracing::warn!(plugin = %plugin.id, ?timeout, "plugin call abandoned past its deadline (blocked in a host call)");
                 s.results[i] = Some(failed(
                     PluginError::Deadline {
                         plugin: plugin.id.clone(),
-                        timeout: *timeout,
+                        timeout,
                     },
-                    now.duration_since(at) + *timeout + slack,
+                    now.duration_since(at) + timeout + slack,
                 ));
                 s.running = None;
                 s.generation += 1;

@@ -12,7 +12,7 @@
 //!   `block_on`). The caller waits for the result until the call's deadline
 //!   and then walks away, so no host call, however long it blocks, holds the
 //!   caller; a thread whose call overran is simply not reused until it
-//!   returns, and a fresh thread takes its place The calls of
+//!   returns, and a fresh thread takes its place. The calls of
 //!   one event go to a call thread together ([`super::batch`]).
 
 use std::collections::{HashMap, VecDeque};

@@ -327,8 +327,7 @@ impl Postgres {
         loop {
             match postgres::Client::connect(&url, postgres::NoTls) {
                 Ok(_) => break,
-                Err(e) if std::time::Instant::now() < until => {
-                    let _ = e;
+                Err(_) if std::time::Instant::now() < until => {
                     std::thread::sleep(std::time::Duration::from_millis(100));
                 }
                 Err(e) => panic!(
