@@ -188,33 +188,38 @@ pub const MIGRATIONS: &[&str] = &[
 const MIGRATION_LOCK: i64 = 0x6573_6361_6c61_746f;
 
 fn pg(context: &str, e: postgres::Error) -> StoreError {
-    StoreError::Postgres(format!("{context}: {e}"))
+    // The driver's Display of a server error is only "db error"; the
+    // server's own message and code say what went wrong.
+    match e.as_db_error() {
+        Some(db) => StoreError::Postgres(format!(
+            "{context}: {} ({})",
+            db.message(),
+            db.code().code()
+        )),
+        None => StoreError::Postgres(format!("{context}: {e}")),
+    }
 }
 
 /// Bring the database `client` is connected to up to date; returns the
-/// schema version. Safe to call from several instances at once: each
-/// migration is applied once, in its own transaction, under an advisory
-/// lock.
+/// schema version. Safe to call from several instances at once: the
+/// migrations not yet applied are applied once, in one transaction, under
+/// an advisory lock.
 pub fn migrate(client: &mut postgres::Client) -> Result<i64> {
-    client
-        .batch_execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (
-                version BIGINT PRIMARY KEY,
-                applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
-            )",
-        )
-        // Two instances creating it at once: one wins, the other's
-        // statement fails on the catalog's unique index; it exists either
-        // way, which the transaction below checks.
-        .or_else(|e| match e.code() {
-            Some(&postgres::error::SqlState::UNIQUE_VIOLATION) => Ok(()),
-            _ => Err(pg("creating schema_migrations", e)),
-        })?;
     let mut tx = client
         .transaction()
         .map_err(|e| pg("starting the migration", e))?;
+    // The lock comes first, before the version table is created: two
+    // instances running `CREATE TABLE IF NOT EXISTS` at once race on the
+    // catalog and one of them fails (seen in CI).
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .map_err(|e| pg("taking the migration lock", e))?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+            version BIGINT PRIMARY KEY,
+            applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+        )",
+    )
+    .map_err(|e| pg("creating schema_migrations", e))?;
     let applied: i64 = tx
         .query_one(
             "SELECT coalesce(max(version), 0) FROM schema_migrations",
