@@ -22,6 +22,7 @@ mod timers;
 
 pub use deliveries::*;
 pub use error::{Result, StoreError};
+pub use pg::PgStore;
 pub use plugins::*;
 use schema::MIGRATIONS;
 pub use tenants::*;

@@ -77,10 +77,10 @@ pub struct KeyedEvent {
 /// as one batch.
 #[derive(Debug)]
 pub struct TicketJson {
-    head: String,
-    from: usize,
-    tail: Option<String>,
-    len: usize,
+    pub(super) head: String,
+    pub(super) from: usize,
+    pub(super) tail: Option<String>,
+    pub(super) len: usize,
 }
 
 impl TicketJson {

@@ -19,4 +19,5 @@ mod quotas;
 mod replay;
 mod sandbox;
 mod serve;
+mod store;
 mod support;

@@ -1,5 +1,5 @@
-//! PostgreSQL, for several `escalator serve` instances on one database:
-//! its schema and the versioned migrations that bring a database to it.
+//! PostgreSQL's schema and the versioned migrations that bring a database
+//! to it.
 //!
 //! The schema holds the same tables and columns as SQLite's (a test
 //! compares them), in PostgreSQL's own types: times are `timestamptz`,
@@ -12,7 +12,7 @@
 //! transaction-scoped advisory lock first, so one instance applies each
 //! migration and the others find it applied.
 
-use super::{Result, StoreError};
+use crate::store::{Result, StoreError};
 
 /// Schema migrations, in order; `schema_migrations` records those applied.
 pub const MIGRATIONS: &[&str] = &[
@@ -187,7 +187,7 @@ pub const MIGRATIONS: &[&str] = &[
 /// instances agree on: "escalator" in ASCII, truncated to 8 bytes).
 const MIGRATION_LOCK: i64 = 0x6573_6361_6c61_746f;
 
-fn pg(context: &str, e: postgres::Error) -> StoreError {
+pub(super) fn pg(context: &str, e: postgres::Error) -> StoreError {
     // The driver's Display of a server error is only "db error"; the
     // server's own message and code say what went wrong.
     match e.as_db_error() {

@@ -1,0 +1,323 @@
+//! PostgreSQL, for several `escalator serve` instances on one database.
+//!
+//! [`PgStore`] implements the same concern traits as
+//! [`SqliteStore`](super::SqliteStore); nothing above the store knows
+//! which one it has. It holds a small pool of connections (rust-postgres's
+//! synchronous client, called from blocking threads as rusqlite is), each
+//! with its own cache of prepared statements, so a statement is parsed
+//! once per connection. Every write is one transaction
+//! ([`Store::write`](super::Store)), committed before the caller answers.
+//!
+//! Where SQLite has one writer, PostgreSQL has many: two instances (or two
+//! threads of one) may write at once. The store's claims are therefore
+//! single statements that test and set in one step (a timer is taken by
+//! `UPDATE … WHERE state = 'pending'`, a delivery claimed by moving its
+//! due time forward only if it is still due), which PostgreSQL's row locks
+//! make exclusive: the second claimant waits for the first to commit and
+//! then finds nothing to take.
+
+mod concerns;
+mod schema;
+
+pub use schema::{MIGRATIONS, migrate};
+
+use super::{Backend, Result, StoreError, Tx};
+use postgres::types::ToSql;
+use postgres::{Client, GenericClient, NoTls, Row, Statement};
+use std::collections::HashMap;
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
+
+/// Connections per store, at most: enough for the blocking threads that
+/// decide events and the workers beside them.
+const MAX_CONNECTIONS: usize = 16;
+
+/// How long a caller waits for a free connection before giving up.
+const CONNECTION_WAIT: Duration = Duration::from_secs(30);
+
+/// How long connecting may take (unless the URL says otherwise).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A connection and its prepared statements.
+struct PgConn {
+    client: Client,
+    statements: HashMap<String, Statement>,
+}
+
+/// A parameter list.
+type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
+
+/// What a statement runs on: a pooled connection or a transaction. The
+/// concern implementations are written once against it.
+trait Sql {
+    /// The rows `sql` returns.
+    fn rows(&mut self, sql: &str, params: Params<'_>) -> Result<Vec<Row>>;
+    /// Run `sql`; how many rows it changed.
+    fn exec(&mut self, sql: &str, params: Params<'_>) -> Result<u64>;
+    /// The row `sql` returns, if any (the first if several).
+    fn opt(&mut self, sql: &str, params: Params<'_>) -> Result<Option<Row>> {
+        Ok(self.rows(sql, params)?.into_iter().next())
+    }
+    /// The one row `sql` returns.
+    fn one(&mut self, sql: &str, params: Params<'_>) -> Result<Row> {
+        self.opt(sql, params)?
+            .ok_or_else(|| StoreError::Postgres(format!("{}: no row", head(sql))))
+    }
+}
+
+/// The start of a statement, to say which one failed.
+fn head(sql: &str) -> String {
+    let flat: String = sql.split_whitespace().collect::<Vec<_>>().join(" ");
+    match flat.char_indices().nth(60) {
+        Some((i, _)) => format!("{}…", &flat[..i]),
+        None => flat,
+    }
+}
+
+fn failed(sql: &str, e: postgres::Error) -> StoreError {
+    schema::pg(&head(sql), e)
+}
+
+/// `sql` prepared on `client`, through `cache`.
+fn prepared<C: GenericClient>(
+    client: &mut C,
+    cache: &mut HashMap<String, Statement>,
+    sql: &str,
+) -> Result<Statement> {
+    if let Some(st) = cache.get(sql) {
+        return Ok(st.clone());
+    }
+    let st = client.prepare(sql).map_err(|e| failed(sql, e))?;
+    cache.insert(sql.to_string(), st.clone());
+    Ok(st)
+}
+
+fn rows_on<C: GenericClient>(
+    client: &mut C,
+    cache: &mut HashMap<String, Statement>,
+    sql: &str,
+    params: Params<'_>,
+) -> Result<Vec<Row>> {
+    let st = prepared(client, cache, sql)?;
+    client.query(&st, params).map_err(|e| failed(sql, e))
+}
+
+fn exec_on<C: GenericClient>(
+    client: &mut C,
+    cache: &mut HashMap<String, Statement>,
+    sql: &str,
+    params: Params<'_>,
+) -> Result<u64> {
+    let st = prepared(client, cache, sql)?;
+    client.execute(&st, params).map_err(|e| failed(sql, e))
+}
+
+impl Sql for PgConn {
+    fn rows(&mut self, sql: &str, params: Params<'_>) -> Result<Vec<Row>> {
+        rows_on(&mut self.client, &mut self.statements, sql, params)
+    }
+    fn exec(&mut self, sql: &str, params: Params<'_>) -> Result<u64> {
+        exec_on(&mut self.client, &mut self.statements, sql, params)
+    }
+}
+
+/// The open transaction of a [`PgTx`].
+struct TxInner<'a> {
+    tx: postgres::Transaction<'a>,
+    statements: &'a mut HashMap<String, Statement>,
+}
+
+impl Sql for TxInner<'_> {
+    fn rows(&mut self, sql: &str, params: Params<'_>) -> Result<Vec<Row>> {
+        rows_on(&mut self.tx, self.statements, sql, params)
+    }
+    fn exec(&mut self, sql: &str, params: Params<'_>) -> Result<u64> {
+        exec_on(&mut self.tx, self.statements, sql, params)
+    }
+}
+
+/// A PostgreSQL transaction (see [`Store::write`](super::Store)). Its
+/// methods take `&self`, as the traits' do; the transaction is used by one
+/// thread at a time.
+pub struct PgTx<'a> {
+    inner: std::cell::RefCell<TxInner<'a>>,
+}
+
+impl<'a> PgTx<'a> {
+    fn db(&self) -> std::cell::RefMut<'_, TxInner<'a>> {
+        self.inner.borrow_mut()
+    }
+}
+
+/// Idle connections and how many are open in all.
+struct Pool {
+    idle: Vec<PgConn>,
+    open: usize,
+}
+
+/// The PostgreSQL backend: a pool of connections to one database.
+pub struct PgStore {
+    config: postgres::Config,
+    pool: Mutex<Pool>,
+    freed: Condvar,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The config holds the password: only where it points.
+        f.debug_struct("PgStore")
+            .field("hosts", &self.config.get_hosts())
+            .field("dbname", &self.config.get_dbname())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A connection lent by the pool; back to it when dropped (unless it
+/// broke).
+struct Lent<'a> {
+    store: &'a PgStore,
+    conn: Option<PgConn>,
+}
+
+impl std::ops::Deref for Lent<'_> {
+    type Target = PgConn;
+    fn deref(&self) -> &PgConn {
+        self.conn
+            .as_ref()
+            .expect("a lent connection is present until dropped")
+    }
+}
+
+impl std::ops::DerefMut for Lent<'_> {
+    fn deref_mut(&mut self) -> &mut PgConn {
+        self.conn
+            .as_mut()
+            .expect("a lent connection is present until dropped")
+    }
+}
+
+impl Drop for Lent<'_> {
+    fn drop(&mut self) {
+        let mut pool = self.store.pool();
+        match self.conn.take() {
+            Some(c) if !c.client.is_closed() => pool.idle.push(c),
+            _ => pool.open -= 1,
+        }
+        drop(pool);
+        self.store.freed.notify_one();
+    }
+}
+
+impl PgStore {
+    /// Connect to the database at `url` (`postgres://user:pass@host/db`)
+    /// and migrate it.
+    pub fn open(url: &str) -> Result<PgStore> {
+        let mut config: postgres::Config = url
+            .parse()
+            .map_err(|e| StoreError::Postgres(format!("the database URL: {e}")))?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("escalator");
+        }
+        let store = PgStore {
+            config,
+            pool: Mutex::new(Pool {
+                idle: Vec::new(),
+                open: 0,
+            }),
+            freed: Condvar::new(),
+        };
+        migrate(&mut store.conn()?.client)?;
+        Ok(store)
+    }
+
+    fn pool(&self) -> std::sync::MutexGuard<'_, Pool> {
+        self.pool.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A connection: an idle one, a new one while fewer than
+    /// [`MAX_CONNECTIONS`] are open, else the next one freed.
+    fn conn(&self) -> Result<Lent<'_>> {
+        let deadline = std::time::Instant::now() + CONNECTION_WAIT;
+        let mut pool = self.pool();
+        loop {
+            if let Some(c) = pool.idle.pop() {
+                return Ok(Lent {
+                    store: self,
+                    conn: Some(c),
+                });
+            }
+            if pool.open < MAX_CONNECTIONS {
+                pool.open += 1;
+                drop(pool);
+                return match self.config.connect(NoTls) {
+                    Ok(client) => Ok(Lent {
+                        store: self,
+                        conn: Some(PgConn {
+                            client,
+                            statements: HashMap::new(),
+                        }),
+                    }),
+                    Err(e) => {
+                        self.pool().open -= 1;
+                        self.freed.notify_one();
+                        Err(schema::pg("connecting to PostgreSQL", e))
+                    }
+                };
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err(StoreError::Postgres(format!(
+                    "no free connection after {} s ({MAX_CONNECTIONS} in use)",
+                    CONNECTION_WAIT.as_secs()
+                )));
+            }
+            pool = self
+                .freed
+                .wait_timeout(pool, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+}
+
+impl Backend for PgStore {
+    fn transaction(&self, f: &mut dyn FnMut(&Tx<'_>) -> bool) -> Result<()> {
+        let mut lent = self.conn()?;
+        let PgConn { client, statements } = &mut *lent;
+        let tx = client
+            .transaction()
+            .map_err(|e| schema::pg("beginning a transaction", e))?;
+        let tx = PgTx {
+            inner: std::cell::RefCell::new(TxInner { tx, statements }),
+        };
+        if f(&tx) {
+            tx.inner
+                .into_inner()
+                .tx
+                .commit()
+                .map_err(|e| schema::pg("committing", e))?;
+        }
+        // Otherwise dropping the transaction rolls it back.
+        Ok(())
+    }
+
+    fn schema_version(&self) -> Result<i64> {
+        Ok(self
+            .conn()?
+            .one(
+                "SELECT coalesce(max(version), 0) FROM schema_migrations",
+                &[],
+            )?
+            .get(0))
+    }
+
+    fn meta(&self, key: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn()?
+            .opt("SELECT value FROM meta WHERE key = $1", &[&key])?
+            .map(|r| r.get(0)))
+    }
+}
