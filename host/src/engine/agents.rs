@@ -87,7 +87,7 @@ impl Engine {
     ) -> Result<Vec<String>, EngineError> {
         let mut moved = Vec::new();
         for s in tickets {
-            let _g = self.ticket_lock(tenant, &s.ticket.id);
+            let _g = self.ticket_lock(tenant, &s.ticket.id)?;
             let Some(mut state) = self.store.ticket(tenant, &s.ticket.id)? else {
                 continue;
             };

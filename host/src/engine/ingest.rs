@@ -21,7 +21,7 @@ impl Engine {
             ));
         }
         let key = key.map(|k| IdempotencyKey::new("create", &ticket.id, k, &ticket));
-        let _g = self.ticket_lock(tenant, &ticket.id);
+        let _g = self.ticket_lock(tenant, &ticket.id)?;
         if let Some(done) = self.replayed(tenant, key.as_ref())? {
             return Ok(done);
         }
@@ -68,7 +68,7 @@ impl Engine {
         key: Option<&str>,
     ) -> Result<Outcome, EngineError> {
         let key = key.map(|k| IdempotencyKey::new("event", ticket_id, k, &event));
-        let _g = self.ticket_lock(tenant, ticket_id);
+        let _g = self.ticket_lock(tenant, ticket_id)?;
         if let Some(done) = self.replayed(tenant, key.as_ref())? {
             return Ok(done);
         }
@@ -310,7 +310,13 @@ impl Engine {
         let pending = self.store.unprocessed_events()?;
         let n = pending.len();
         for (tenant, ev) in pending {
-            let _g = self.ticket_lock(&tenant, &ev.ticket);
+            let _g = self.ticket_lock(&tenant, &ev.ticket)?;
+            // Another instance on the database may have decided it while
+            // this one waited for the ticket.
+            let events = self.store.events(&tenant, &ev.ticket)?;
+            if events.iter().any(|e| e.seq == ev.seq && e.processed) {
+                continue;
+            }
             let state = match self.store.ticket(&tenant, &ev.ticket) {
                 Ok(Some(state)) => state,
                 Ok(None) => {

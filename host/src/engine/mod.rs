@@ -254,13 +254,27 @@ impl Engine {
             .unwrap_or_else(|| self.default_plugins.clone())
     }
 
-    fn ticket_lock(&self, tenant: &str, ticket: &str) -> locks::TicketGuard<'_> {
-        self.locks.lock(tenant, ticket)
+    /// Hold a ticket: in this process, then against every other instance
+    /// on the database (see [`crate::store::Backend::hold_ticket`]).
+    fn ticket_lock(&self, tenant: &str, ticket: &str) -> Result<TicketHeld<'_>> {
+        let local = self.locks.lock(tenant, ticket);
+        let shared = self.store.hold_ticket(tenant, ticket)?;
+        Ok(TicketHeld {
+            _shared: shared,
+            _local: local,
+        })
     }
 
     fn settings(&self, tenant: &str) -> Arc<ChannelSettings> {
         self.channels.get(&*self.store, tenant)
     }
+}
+
+/// A ticket held by [`Engine::ticket_lock`]; released when dropped (the
+/// database's hold first, then this process's).
+pub(crate) struct TicketHeld<'a> {
+    _shared: Box<dyn crate::store::Hold + 'a>,
+    _local: locks::TicketGuard<'a>,
 }
 
 /// `at` plus `ms` milliseconds, checked: never a panic, whatever `ms` is.

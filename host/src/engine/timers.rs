@@ -141,7 +141,7 @@ impl Engine {
         if t.kind == TimerKind::Digest {
             return self.fire_digest(t, at);
         }
-        let _g = self.ticket_lock(&t.tenant, &t.ticket);
+        let _g = self.ticket_lock(&t.tenant, &t.ticket)?;
         if t.kind == TimerKind::Wake {
             // The decision's transaction takes the timer: a process killed
             // while deciding leaves it due, and the next start decides it.

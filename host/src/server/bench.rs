@@ -48,6 +48,7 @@ impl BenchServer {
         let config = ServeConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             data_dir: data.to_path_buf(),
+            database: Database::Sqlite(data.join("escalator.db")),
             admin_token: Some("bench-admin-token-0123456789".into()),
             durability: Durability::Process,
             max_body_bytes: 1 << 20,
@@ -74,7 +75,7 @@ impl BenchServer {
             shares,
             ceiling,
         };
-        let server = build(&config, matrix)?;
+        let server = build_off_runtime(&config, matrix).await?;
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
         let base = format!("http://{}", listener.local_addr()?);
         server.policy.set_own_address(listener.local_addr()?);

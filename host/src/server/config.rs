@@ -13,6 +13,11 @@ pub struct ServeArgs {
     /// [default: ./escalator-data].
     #[arg(long, env = "ESCALATOR_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// The database: `postgres://USER:PASSWORD@HOST/DB` for PostgreSQL
+    /// (several instances may share it), or a SQLite file's path
+    /// [default: DATA_DIR/escalator.db].
+    #[arg(long, env = "ESCALATOR_DATABASE", hide_env_values = true)]
+    pub database: Option<String>,
     /// A TOML configuration file [default: DATA_DIR/escalator.toml if it
     /// exists].
     #[arg(long, env = "ESCALATOR_CONFIG")]
@@ -41,6 +46,8 @@ pub struct FileConfig {
     pub listen: Option<SocketAddr>,
     /// Data directory.
     pub data_dir: Option<PathBuf>,
+    /// The database (`postgres://…` or a SQLite file's path).
+    pub database: Option<String>,
     /// Admin token.
     pub admin_token: Option<String>,
     /// A directory of plugins to watch.
@@ -262,6 +269,61 @@ pub struct OutboundConfig {
     pub allow: Vec<String>,
 }
 
+/// Where the store lives.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Database {
+    /// An embedded SQLite file (the default: one instance).
+    Sqlite(PathBuf),
+    /// A PostgreSQL database (several instances may share it).
+    Postgres(String),
+}
+
+impl Database {
+    /// `postgres://…` or `postgresql://…` is PostgreSQL; `sqlite:PATH` or
+    /// anything else a SQLite file's path.
+    pub fn parse(s: &str) -> Result<Database> {
+        let s = s.trim();
+        if s.is_empty() {
+            bail!("the database is empty: give postgres://USER:PASSWORD@HOST/DB or a file path");
+        }
+        Ok(
+            if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+                Database::Postgres(s.to_string())
+            } else {
+                Database::Sqlite(PathBuf::from(s.strip_prefix("sqlite:").unwrap_or(s)))
+            },
+        )
+    }
+
+    /// Open (and migrate) the store.
+    pub fn open(&self, durability: Durability) -> Result<Arc<Store>> {
+        Ok(match self {
+            Database::Sqlite(path) => Arc::new(SqliteStore::open(path, durability)?),
+            Database::Postgres(url) => Arc::new(
+                crate::store::PgStore::open(url).with_context(|| format!("opening {self:?}"))?,
+            ),
+        })
+    }
+}
+
+impl std::fmt::Debug for Database {
+    /// A PostgreSQL URL without its password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Database::Sqlite(p) => write!(f, "{}", p.display()),
+            Database::Postgres(url) => match url.parse::<reqwest::Url>() {
+                Ok(mut u) => {
+                    if u.password().is_some() {
+                        let _ = u.set_password(Some("***"));
+                    }
+                    write!(f, "{u}")
+                }
+                Err(_) => f.write_str("postgres://(unparsed URL)"),
+            },
+        }
+    }
+}
+
 /// Everything `serve` needs, resolved.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
@@ -269,6 +331,8 @@ pub struct ServeConfig {
     pub listen: SocketAddr,
     /// Data directory.
     pub data_dir: PathBuf,
+    /// The database.
+    pub database: Database,
     /// Admin token, if configured.
     pub admin_token: Option<String>,
     /// Durability.
@@ -338,6 +402,16 @@ impl ServeConfig {
                 .listen
                 .or(file.listen)
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            database: match args.database.as_deref().or(file.database.as_deref()) {
+                Some(d) => Database::parse(d)?,
+                None => Database::Sqlite(
+                    args.data_dir
+                        .as_deref()
+                        .or(file.data_dir.as_deref())
+                        .unwrap_or(&default_dir)
+                        .join("escalator.db"),
+                ),
+            },
             data_dir: args
                 .data_dir
                 .clone()

@@ -56,10 +56,7 @@ pub fn build(config: &ServeConfig, matrix: &Matrix) -> Result<Server> {
         ceiling: config.ceiling,
         ..RuntimeConfig::default()
     })?);
-    let store: Arc<Store> = Arc::new(SqliteStore::open(
-        &config.data_dir.join("escalator.db"),
-        config.durability,
-    )?);
+    let store = config.database.open(config.durability)?;
     let builtins = registry::load_builtin(&runtime)?;
     let clock = match config.manual_clock {
         Some(t) => Clock::manual(t),
@@ -97,6 +94,14 @@ pub fn build(config: &ServeConfig, matrix: &Matrix) -> Result<Server> {
         new_admin_token,
         policy,
     })
+}
+
+/// [`build`] on a blocking thread: the store's calls block (the
+/// PostgreSQL client on a runtime of its own, which may not start on one
+/// of tokio's threads).
+pub async fn build_off_runtime(config: &ServeConfig, matrix: &Matrix) -> Result<Server> {
+    let (config, matrix) = (config.clone(), matrix.clone());
+    tokio::task::spawn_blocking(move || build(&config, &matrix)).await?
 }
 
 fn admin_token(store: &Store, config: &ServeConfig) -> Result<(String, Option<String>)> {
@@ -148,7 +153,7 @@ pub fn serve(args: &ServeArgs, matrix: &Matrix) -> Result<i32> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        let server = build(&config, matrix)?;
+        let server = build_off_runtime(&config, matrix).await?;
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("listening on {}", config.listen))?;
@@ -176,6 +181,7 @@ pub fn serve(args: &ServeArgs, matrix: &Matrix) -> Result<i32> {
         }
         println!("escalator listening on http://{addr}");
         println!("data: {}", config.data_dir.display());
+        println!("database: {:?}", config.database);
         match &server.new_admin_token {
             Some(t) => println!(
                 "admin token: {t}\n  (shown once; also in {})",

@@ -88,7 +88,21 @@ pub trait Backend:
 
     /// A value of the `meta` table.
     fn meta(&self, key: &str) -> Result<Option<String>>;
+
+    /// Hold `(tenant, ticket)` against every other instance on this
+    /// database until the returned value is dropped, so one ticket's
+    /// events and timers are decided one at a time across instances. The
+    /// engine holds its own in-process lock first; a store only one
+    /// instance uses (SQLite) holds nothing more.
+    fn hold_ticket(&self, _tenant: &str, _ticket: &str) -> Result<Box<dyn Hold + '_>> {
+        Ok(Box::new(()))
+    }
 }
+
+/// Something held until dropped (see [`Backend::hold_ticket`]).
+pub trait Hold {}
+
+impl Hold for () {}
 
 /// Everything a transaction can do.
 pub trait Transaction: TenantsTx + TicketsTx + TimersTx + DeliveriesTx + PluginsTx {}

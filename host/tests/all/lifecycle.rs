@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 const T0: &str = "2026-11-27T12:00:00Z";
 
 /// A `phrases` manifest at `version` where "lawyer" is a phrase of `tier`.
-fn phrases_manifest(version: &str, tier: &str) -> String {
+pub(crate) fn phrases_manifest(version: &str, tier: &str) -> String {
     let mut config = String::new();
     for t in ["critical", "high", "medium"] {
         let phrases = if t == tier { "[\"lawyer\"]" } else { "[]" };
@@ -31,11 +31,11 @@ fn phrases_manifest(version: &str, tier: &str) -> String {
     )
 }
 
-fn builtin_wasm(name: &str) -> Vec<u8> {
+pub(crate) fn builtin_wasm(name: &str) -> Vec<u8> {
     registry::builtin(name).unwrap().wasm.to_vec()
 }
 
-fn lawyer_fixture(tier: &str) -> Fixture {
+pub(crate) fn lawyer_fixture(tier: &str) -> Fixture {
     serde_json::from_value(json!({
         "name": format!("lawyer is {tier}"),
         "ticket": {"id": "F-1", "created_at": T0,
@@ -206,7 +206,7 @@ fn swapping_a_trigger_back_and_forth_under_a_stream_of_events_never_splits_a_dec
     );
 }
 
-fn upload_body(manifest: &str, wasm: &[u8], fixtures: Value) -> Value {
+pub(crate) fn upload_body(manifest: &str, wasm: &[u8], fixtures: Value) -> Value {
     json!({
         "manifest": manifest,
         "component_base64": base64::engine::general_purpose::STANDARD.encode(wasm),
@@ -214,7 +214,7 @@ fn upload_body(manifest: &str, wasm: &[u8], fixtures: Value) -> Value {
     })
 }
 
-fn active_version(api: &Api, name: &str) -> Option<(String, String)> {
+pub(crate) fn active_version(api: &Api, name: &str) -> Option<(String, String)> {
     let list = api.ok("GET", "/v1/plugins", None);
     list["plugins"]
         .as_array()
@@ -229,7 +229,7 @@ fn active_version(api: &Api, name: &str) -> Option<(String, String)> {
         })
 }
 
-fn phrase_tier(api: &Api, id: &str) -> Option<String> {
+pub(crate) fn phrase_tier(api: &Api, id: &str) -> Option<String> {
     let out = api.ok(
         "POST",
         "/v1/tickets",

@@ -1,6 +1,9 @@
 //! Integration tests: real components built from this repository, loaded by
 //! the real runtime, and the real `escalator` binary.
 
+// First: its macros (`on_both_backends!`) serve the modules after it.
+#[macro_use]
+mod support;
 mod browser;
 mod cli;
 mod defaults;
@@ -18,6 +21,6 @@ mod polyglot;
 mod quotas;
 mod replay;
 mod sandbox;
+mod scaleout;
 mod serve;
 mod store;
-mod support;

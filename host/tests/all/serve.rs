@@ -3,12 +3,26 @@
 //! on a manual clock that the tests move instead of sleeping.
 
 use crate::peers::{Recorder, Smtp, eventually};
+use crate::support::Db;
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
+
+on_both_backends!(
+    a_critical_escalation_reaches_its_assignee_at_once_then_reminds_falls_back_and_stops_when_claimed,
+    a_lead_is_not_sent_a_routine_escalation_claimed_in_time,
+    the_handoff_packet_carries_everything_the_ai_collected,
+    tenant_b_sees_nothing_of_tenant_a,
+    bad_requests_get_clear_errors_and_change_nothing,
+    a_webhook_that_fails_for_a_while_gets_everything_once_it_recovers,
+    an_agent_going_away_hands_their_unclaimed_escalations_to_someone_else,
+    notifications_for_one_person_within_the_digest_window_go_out_as_one_digest,
+    kill_9_during_a_burst_loses_no_acknowledged_event_and_due_timers_fire_once,
+    metrics_dashboard_and_feedback_report_what_happened,
+);
 
 const ADMIN: &str = "test-admin-token-0123456789abcdef";
 const T0: &str = "2026-11-27T12:00:00Z";
@@ -61,10 +75,17 @@ impl Escalator {
             }
             None => Command::new(bin),
         };
+        // A data directory of `Db::data_dir` on PostgreSQL names its
+        // database.
+        let database: Vec<String> = match std::fs::read_to_string(data.join(".database")) {
+            Ok(url) => vec!["--database".into(), url.trim().into()],
+            Err(_) => Vec::new(),
+        };
         let mut child = cmd
             .args(["serve", "--listen", "127.0.0.1:0", "--manual-clock", clock])
             .arg("--data-dir")
             .arg(data)
+            .args(&database)
             .args(extra)
             .env("ESCALATOR_ADMIN_TOKEN", ADMIN)
             .env("ESCALATOR_LOG", "info")
@@ -74,10 +95,14 @@ impl Escalator {
             .expect("the escalator binary starts");
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = mpsc::channel();
+        let (said_db, heard_db) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if let Some(url) = line.strip_prefix("escalator listening on ") {
                     let _ = tx.send(url.to_string());
+                }
+                if let Some(db) = line.strip_prefix("database: ") {
+                    let _ = said_db.send(db.to_string());
                 }
             }
         });
@@ -89,6 +114,16 @@ impl Escalator {
                     std::fs::read_to_string(data.join("server.log")).unwrap_or_default()
                 )
             });
+        // The server runs on the database it was given, not a SQLite file
+        // beside it.
+        let db = heard_db
+            .recv_timeout(Duration::from_secs(5))
+            .unwrap_or_default();
+        assert_eq!(
+            db.starts_with("postgres://"),
+            !database.is_empty(),
+            "the server says it runs on {db:?}"
+        );
         Escalator { child, base }
     }
 
@@ -287,12 +322,6 @@ fn example(name: &str) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
-fn data_dir() -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    (dir, data)
-}
-
 fn channels(slack: &Recorder, smtp: &Smtp) -> Value {
     json!({
         "slack_webhook_url": format!("{}/slack", slack.url),
@@ -319,10 +348,10 @@ fn feed_titles(api: &Api, agent: &str) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn a_critical_escalation_reaches_its_assignee_at_once_then_reminds_falls_back_and_stops_when_claimed()
- {
-    let (_dir, data) = data_dir();
+fn a_critical_escalation_reaches_its_assignee_at_once_then_reminds_falls_back_and_stops_when_claimed(
+    db: &Db,
+) {
+    let (_dir, data) = db.data_dir();
     let (slack, smtp) = (Recorder::start(), Smtp::start());
     let server = Escalator::start(&data, T0, Some(LOOPBACK_RECEIVERS));
     let acme = server.tenant("acme");
@@ -503,9 +532,8 @@ fn a_critical_escalation_reaches_its_assignee_at_once_then_reminds_falls_back_an
     );
 }
 
-#[test]
-fn a_lead_is_not_sent_a_routine_escalation_claimed_in_time() {
-    let (_dir, data) = data_dir();
+fn a_lead_is_not_sent_a_routine_escalation_claimed_in_time(db: &Db) {
+    let (_dir, data) = db.data_dir();
     let (slack, smtp) = (Recorder::start(), Smtp::start());
     let server = Escalator::start(&data, T0, Some(LOOPBACK_RECEIVERS));
     let acme = server.tenant("acme");
@@ -547,9 +575,8 @@ fn a_lead_is_not_sent_a_routine_escalation_claimed_in_time() {
     );
 }
 
-#[test]
-fn the_handoff_packet_carries_everything_the_ai_collected() {
-    let (_dir, data) = data_dir();
+fn the_handoff_packet_carries_everything_the_ai_collected(db: &Db) {
+    let (_dir, data) = db.data_dir();
     let server = Escalator::start(&data, T0, None);
     let acme = server.tenant("acme");
     acme.roster();
@@ -640,9 +667,8 @@ fn the_handoff_packet_carries_everything_the_ai_collected() {
     assert_eq!(audit[0]["input_event"]["kind"], "ticket-created");
 }
 
-#[test]
-fn tenant_b_sees_nothing_of_tenant_a() {
-    let (_dir, data) = data_dir();
+fn tenant_b_sees_nothing_of_tenant_a(db: &Db) {
+    let (_dir, data) = db.data_dir();
     let server = Escalator::start(&data, T0, Some(LOOPBACK_RECEIVERS));
     let a = server.tenant("alpha");
     let b = server.tenant("beta");
@@ -752,9 +778,8 @@ fn tenant_b_sees_nothing_of_tenant_a() {
     assert_eq!(raw.status().as_u16(), 401);
 }
 
-#[test]
-fn bad_requests_get_clear_errors_and_change_nothing() {
-    let (_dir, data) = data_dir();
+fn bad_requests_get_clear_errors_and_change_nothing(db: &Db) {
+    let (_dir, data) = db.data_dir();
     let server = Escalator::start(&data, T0, Some("max-body-bytes = 4096\n"));
     let acme = server.tenant("acme");
     let raw = |body: &str, ct: &str| {
@@ -847,9 +872,8 @@ fn bad_requests_get_clear_errors_and_change_nothing() {
     assert_eq!(doc["openapi"], "3.1.0");
 }
 
-#[test]
-fn a_webhook_that_fails_for_a_while_gets_everything_once_it_recovers() {
-    let (_dir, data) = data_dir();
+fn a_webhook_that_fails_for_a_while_gets_everything_once_it_recovers(db: &Db) {
+    let (_dir, data) = db.data_dir();
     let hook = Recorder::start();
     let server = Escalator::start(
         &data,
@@ -928,9 +952,8 @@ fn a_webhook_that_fails_for_a_while_gets_everything_once_it_recovers() {
     );
 }
 
-#[test]
-fn an_agent_going_away_hands_their_unclaimed_escalations_to_someone_else() {
-    let (_dir, data) = data_dir();
+fn an_agent_going_away_hands_their_unclaimed_escalations_to_someone_else(db: &Db) {
+    let (_dir, data) = db.data_dir();
     let server = Escalator::start(&data, T0, None);
     let acme = server.tenant("acme");
     acme.roster();
@@ -962,9 +985,8 @@ fn an_agent_going_away_hands_their_unclaimed_escalations_to_someone_else() {
     assert_eq!(reminded[0]["recipient"], "ana");
 }
 
-#[test]
-fn notifications_for_one_person_within_the_digest_window_go_out_as_one_digest() {
-    let (_dir, data) = data_dir();
+fn notifications_for_one_person_within_the_digest_window_go_out_as_one_digest(db: &Db) {
+    let (_dir, data) = db.data_dir();
     let server = Escalator::start(&data, T0, None);
     let acme = server.tenant("acme");
     // One billing specialist: every billing escalation is hers.
@@ -992,9 +1014,8 @@ fn notifications_for_one_person_within_the_digest_window_go_out_as_one_digest() 
     assert!(body.contains("[D-1]") && body.contains("[D-2]"), "{body}");
 }
 
-#[test]
-fn kill_9_during_a_burst_loses_no_acknowledged_event_and_due_timers_fire_once() {
-    let (_dir, data) = data_dir();
+fn kill_9_during_a_burst_loses_no_acknowledged_event_and_due_timers_fire_once(db: &Db) {
+    let (_dir, data) = db.data_dir();
     // A burst from four clients at once: more than the default budget of
     // server time per tenant, which would answer 429 and end the burst.
     let burst = "[limits]\nwork-ms-per-second = 1000000\nwork-burst-ms = 1000000\n";
@@ -1114,9 +1135,8 @@ fn kill_9_during_a_burst_loses_no_acknowledged_event_and_due_timers_fire_once() 
     assert_eq!(s, 422, "{v}");
 }
 
-#[test]
-fn metrics_dashboard_and_feedback_report_what_happened() {
-    let (_dir, data) = data_dir();
+fn metrics_dashboard_and_feedback_report_what_happened(db: &Db) {
+    let (_dir, data) = db.data_dir();
     let server = Escalator::start(&data, T0, None);
     let acme = server.tenant("acme");
     acme.roster();

@@ -3,62 +3,12 @@
 //! ([`crate::support::Postgres`]). Each test is written once, against the
 //! store's traits; `on_both_backends!` runs it on each.
 
-use crate::support::Postgres;
+use crate::support::Db;
 use chrono::{DateTime, Utc};
 use escalator::model::{self, Agent, TicketState};
 use escalator::store::*;
 use std::collections::HashSet;
 use std::sync::Arc;
-
-/// A database of one backend; [`Db::open`] opens a store on it, as an
-/// instance would.
-pub enum Db {
-    Sqlite(tempfile::TempDir),
-    Postgres(String),
-}
-
-impl Db {
-    fn sqlite() -> Db {
-        Db::Sqlite(tempfile::tempdir().unwrap())
-    }
-
-    fn postgres() -> Db {
-        Db::Postgres(Postgres::get().database())
-    }
-
-    /// A store on this database.
-    fn open(&self) -> Arc<Store> {
-        match self {
-            Db::Sqlite(dir) => Arc::new(
-                SqliteStore::open(&dir.path().join("escalator.db"), Durability::Process).unwrap(),
-            ),
-            Db::Postgres(url) => Arc::new(PgStore::open(url).unwrap()),
-        }
-    }
-
-    /// Another store on the same database: a second instance.
-    fn again(&self) -> Arc<Store> {
-        self.open()
-    }
-}
-
-/// Each test once per backend, as `sqlite::NAME` and `postgres::NAME`.
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[test]
-            fn $name() {
-                super::$name(&super::Db::sqlite())
-            })*
-        }
-        mod postgres {
-            $(#[test]
-            fn $name() {
-                super::$name(&super::Db::postgres())
-            })*
-        }
-    };
-}
 
 on_both_backends!(
     due_timers_leave_out_busy_tickets_and_full_tenants_and_failures_back_off,

@@ -5,8 +5,9 @@ use escalator::model;
 use escalator::pipeline::contract;
 use escalator::registry::{self, LoadedPlugin};
 use escalator::runtime::{Runtime, RuntimeConfig, wit};
+use escalator::store::{Durability, PgStore, SqliteStore, Store};
 use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 /// The directory holding the test guests' components.
 pub fn guest_dir() -> PathBuf {
@@ -353,4 +354,69 @@ impl Postgres {
         c.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
         format!("postgres://escalator@127.0.0.1:{}/{name}", self.port)
     }
+}
+
+/// A database of one backend, for the tests that run on both:
+/// [`Db::open`] opens a store on it as an instance would, and
+/// [`Db::data_dir`] gives an `escalator serve` data directory that uses it.
+pub enum Db {
+    Sqlite(tempfile::TempDir),
+    Postgres(String),
+}
+
+impl Db {
+    pub fn sqlite() -> Db {
+        Db::Sqlite(tempfile::tempdir().unwrap())
+    }
+
+    pub fn postgres() -> Db {
+        Db::Postgres(Postgres::get().database())
+    }
+
+    /// A store on this database.
+    pub fn open(&self) -> Arc<Store> {
+        match self {
+            Db::Sqlite(dir) => Arc::new(
+                SqliteStore::open(&dir.path().join("escalator.db"), Durability::Process).unwrap(),
+            ),
+            Db::Postgres(url) => Arc::new(PgStore::open(url).unwrap()),
+        }
+    }
+
+    /// A data directory for `escalator serve` on this database (a
+    /// PostgreSQL one names it in `data/.database`, which
+    /// [`crate::serve::Escalator`] passes as `--database`).
+    pub fn data_dir(&self) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        if let Db::Postgres(url) = self {
+            std::fs::write(data.join(".database"), url).unwrap();
+        }
+        (dir, data)
+    }
+
+    /// Another store on the same database: a second instance.
+    pub fn again(&self) -> Arc<Store> {
+        self.open()
+    }
+}
+
+/// Each test once per backend, as `sqlite::NAME` and `postgres::NAME`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[test]
+            fn $name() {
+                super::$name(&$crate::support::Db::sqlite())
+            })*
+        }
+        mod postgres {
+            $(#[test]
+            fn $name() {
+                super::$name(&$crate::support::Db::postgres())
+            })*
+        }
+    };
 }

@@ -21,7 +21,7 @@ mod schema;
 
 pub use schema::{MIGRATIONS, migrate};
 
-use super::{Backend, Result, StoreError, Tx};
+use super::{Backend, Hold, Result, StoreError, Tx};
 use postgres::types::ToSql;
 use postgres::{Client, GenericClient, NoTls, Row, Statement};
 use std::collections::HashMap;
@@ -173,10 +173,11 @@ impl std::fmt::Debug for PgStore {
 }
 
 /// A connection lent by the pool; back to it when dropped (unless it
-/// broke).
+/// broke, or was discarded).
 struct Lent<'a> {
     store: &'a PgStore,
     conn: Option<PgConn>,
+    discard: bool,
 }
 
 impl std::ops::Deref for Lent<'_> {
@@ -200,7 +201,7 @@ impl Drop for Lent<'_> {
     fn drop(&mut self) {
         let mut pool = self.store.pool();
         match self.conn.take() {
-            Some(c) if !c.client.is_closed() => pool.idle.push(c),
+            Some(c) if !c.client.is_closed() && !self.discard => pool.idle.push(c),
             _ => pool.open -= 1,
         }
         drop(pool);
@@ -247,6 +248,7 @@ impl PgStore {
                 return Ok(Lent {
                     store: self,
                     conn: Some(c),
+                    discard: false,
                 });
             }
             if pool.open < MAX_CONNECTIONS {
@@ -259,6 +261,7 @@ impl PgStore {
                             client,
                             statements: HashMap::new(),
                         }),
+                        discard: false,
                     }),
                     Err(e) => {
                         self.pool().open -= 1;
@@ -315,9 +318,59 @@ impl Backend for PgStore {
     }
 
     fn meta(&self, key: &str) -> Result<Option<String>> {
-        Ok(self
+        match self
             .conn()?
             .opt("SELECT value FROM meta WHERE key = $1", &[&key])?
-            .map(|r| r.get(0)))
+        {
+            Some(r) => r
+                .try_get(0)
+                .map_err(|e| StoreError::Postgres(format!("meta {key}: {e}"))),
+            None => Ok(None),
+        }
+    }
+
+    /// A session-level advisory lock on a connection of its own, held
+    /// until the hold is dropped; a killed instance's session ends and
+    /// PostgreSQL releases its locks.
+    fn hold_ticket(&self, tenant: &str, ticket: &str) -> Result<Box<dyn Hold + '_>> {
+        let key = ticket_key(tenant, ticket);
+        let mut conn = self.conn()?;
+        conn.exec("SELECT pg_advisory_lock($1)", &[&key])?;
+        Ok(Box::new(TicketHold { conn, key }))
+    }
+}
+
+/// The advisory lock key of a ticket: 64 bits of SHA-256 of its tenant and
+/// id (two tickets sharing a key would only be decided one at a time).
+fn ticket_key(tenant: &str, ticket: &str) -> i64 {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::new()
+        .chain_update(tenant.as_bytes())
+        .chain_update([0])
+        .chain_update(ticket.as_bytes())
+        .finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    i64::from_be_bytes(first)
+}
+
+/// A ticket held by [`PgStore::hold_ticket`].
+struct TicketHold<'a> {
+    conn: Lent<'a>,
+    key: i64,
+}
+
+impl Hold for TicketHold<'_> {}
+
+impl Drop for TicketHold<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = self
+            .conn
+            .exec("SELECT pg_advisory_unlock($1)", &[&self.key])
+        {
+            // Closing the session releases the lock.
+            tracing::warn!(error = %e, "releasing a ticket's lock failed; closing its connection");
+            self.conn.discard = true;
+        }
     }
 }
