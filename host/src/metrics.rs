@@ -78,6 +78,9 @@ pub const MAX_LABEL_CHARS: usize = 64;
 #[derive(Debug, Default)]
 pub struct Metrics {
     inner: Mutex<Inner>,
+    /// The `instance` label on every line, where several instances share
+    /// a database (their counters are their own).
+    instance: std::sync::OnceLock<String>,
 }
 
 const HELP: &[(&str, &str, &str)] = &[
@@ -229,6 +232,12 @@ impl Metrics {
         out
     }
 
+    /// Label every line with `instance` (once; later calls change
+    /// nothing).
+    pub fn set_instance(&self, instance: &str) {
+        let _ = self.instance.set(instance.to_string());
+    }
+
     /// The Prometheus text exposition, with `gauges` (name, labels, value)
     /// read from the store appended.
     pub fn render(&self, gauges: &[(&'static str, Labels, f64)]) -> String {
@@ -239,11 +248,13 @@ impl Metrics {
                 .replace('"', "\\\"")
                 .replace('\n', "\\n")
         };
+        let instance = self
+            .instance
+            .get()
+            .map(|i| format!("instance=\"{}\"", esc(i)));
         let fmt_labels = |l: &Labels, extra: Option<(&str, String)>| {
-            let mut parts: Vec<String> = l
-                .iter()
-                .map(|(k, v)| format!("{k}=\"{}\"", esc(v)))
-                .collect();
+            let mut parts: Vec<String> = instance.iter().cloned().collect();
+            parts.extend(l.iter().map(|(k, v)| format!("{k}=\"{}\"", esc(v))));
             if let Some((k, v)) = extra {
                 parts.push(format!("{k}=\"{v}\""));
             }

@@ -395,7 +395,22 @@ impl Api {
         let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
         let method = req.method().clone();
         match (&method, segs.as_slice()) {
-            (&Method::GET, ["healthz"]) => ok(&serde_json::json!({"status": "ok"})),
+            // For a load balancer: the instance answers and reaches its
+            // database.
+            (&Method::GET, ["healthz"]) => {
+                let store = self.engine.store.clone();
+                blocking(move || {
+                    store.schema_version().map_err(|e| {
+                        tracing::warn!(error = %e, "health check: the database does not answer");
+                        ApiError::new(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "the database does not answer",
+                        )
+                    })
+                })
+                .await?;
+                ok(&serde_json::json!({"status": "ok"}))
+            }
             (&Method::GET, [""]) | (&Method::GET, ["dashboard"]) => Ok(Response::builder()
                 .header("content-type", "text/html; charset=utf-8")
                 .body(Full::new(Bytes::from_static(crate::dashboard::PAGE.as_bytes())).boxed())

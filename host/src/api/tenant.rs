@@ -441,6 +441,7 @@ impl Api {
                 ))
             };
             let mut last = after;
+            let mut sent = RecentIds::default();
             if tx
                 .send(Bytes::from_static(b": connected\n\n"))
                 .await
@@ -457,20 +458,27 @@ impl Api {
                     .and_then(|r| r.ok())
                     .unwrap_or_default();
                 for item in &backlog {
+                    if !sent.first(item.id) {
+                        continue;
+                    }
                     if tx.send(frame(item)).await.is_err() {
                         return;
                     }
-                    last = item.id;
+                    last = last.max(item.id);
                 }
                 loop {
                     tokio::select! {
                         ev = live.recv() => match ev {
                             Ok(FeedEvent { tenant: t, item }) => {
-                                if t == tenant && item.agent == agent && item.id > last {
+                                // Items of several instances may commit out
+                                // of id order, and this instance hears its
+                                // own twice (written, and told by the
+                                // database): each id is sent once.
+                                if t == tenant && item.agent == agent && sent.first(item.id) {
                                     if tx.send(frame(&item)).await.is_err() {
                                         return;
                                     }
-                                    last = item.id;
+                                    last = last.max(item.id);
                                 }
                             }
                             Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
@@ -490,5 +498,28 @@ impl Api {
             .header("cache-control", "no-cache")
             .body(BodyExt::boxed(ChannelBody(rx)))
             .expect("a valid response")
+    }
+}
+
+/// The ids of the last items a feed stream sent.
+#[derive(Default)]
+struct RecentIds {
+    order: std::collections::VecDeque<i64>,
+    set: std::collections::HashSet<i64>,
+}
+
+impl RecentIds {
+    /// Remember `id`; `false` if it was sent already.
+    fn first(&mut self, id: i64) -> bool {
+        if !self.set.insert(id) {
+            return false;
+        }
+        self.order.push_back(id);
+        if self.order.len() > 4096
+            && let Some(old) = self.order.pop_front()
+        {
+            self.set.remove(&old);
+        }
+        true
     }
 }

@@ -170,11 +170,14 @@ pub struct Engine {
     generation: std::sync::atomic::AtomicU64,
     /// The newest plugin change the published sets reflect.
     plugins_seen: std::sync::atomic::AtomicI64,
+    /// The plugin changes taken, of the last [`lifecycle::CHANGE_LOOKBACK`].
+    plugin_changes_done: Mutex<std::collections::BTreeSet<i64>>,
+    /// Notified when the database says a tenant's plugins changed.
+    pub plugins_changed: Arc<Notify>,
     versions: Mutex<std::collections::HashMap<(String, String, String), LoadedPlugin>>,
     /// One plugin change at a time per tenant (compiling may take seconds;
     /// another tenant never waits for it).
     lifecycle: locks::TicketLocks,
-    health: Mutex<std::collections::HashMap<(String, String), lifecycle::Health>>,
     locks: locks::TicketLocks,
     timers_running: Mutex<()>,
     /// New in-app feed items.
@@ -231,9 +234,10 @@ impl Engine {
             tenant_plugins: RwLock::default(),
             generation: std::sync::atomic::AtomicU64::new(0),
             plugins_seen: std::sync::atomic::AtomicI64::new(0),
+            plugin_changes_done: Mutex::default(),
+            plugins_changed: Arc::new(Notify::new()),
             versions: Mutex::default(),
             lifecycle: locks::TicketLocks::default(),
-            health: Mutex::default(),
             locks: locks::TicketLocks::default(),
             timers_running: Mutex::new(()),
             feed: broadcast::channel(1024).0,
@@ -252,6 +256,26 @@ impl Engine {
             .get(tenant)
             .cloned()
             .unwrap_or_else(|| self.default_plugins.clone())
+    }
+
+    /// Hear what other instances on the database commit, as they commit
+    /// (where the store can say): a plugin change wakes the look for
+    /// plugin changes; a feed item written elsewhere goes to this
+    /// instance's SSE clients. Returns whether the store can.
+    pub fn listen(&self) -> Result<bool> {
+        let plugins = self.plugins_changed.clone();
+        let feed = self.feed.clone();
+        let store = self.store.clone();
+        Ok(self.store.listen(Box::new(move |notice| match notice {
+            crate::store::Notice::Plugins(_) => plugins.notify_one(),
+            crate::store::Notice::Feed(id) => match store.feed_item(id) {
+                Ok(Some((tenant, item))) => {
+                    let _ = feed.send(FeedEvent { tenant, item });
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, id, "reading a feed item failed"),
+            },
+        }))?)
     }
 
     /// Hold a ticket: in this process, then against every other instance

@@ -12,6 +12,15 @@ pub struct BenchArgs {
     /// Concurrent clients.
     #[arg(long, default_value_t = 16)]
     pub concurrency: usize,
+    /// Run on this database (`postgres://…`) instead of a fresh SQLite
+    /// file; its tables are used as they are (give an empty database).
+    #[arg(long)]
+    pub database: Option<String>,
+    /// Instances on the database, in this process, each with its own
+    /// engine, plugin runtime and HTTP listener; requests go to them in
+    /// turn (a round-robin load balancer).
+    #[arg(long, default_value_t = 1)]
+    pub instances: usize,
 }
 
 /// A server in this process on a loopback port, for the benchmarks.
@@ -38,6 +47,18 @@ impl BenchServer {
         plugins: Option<PluginsConfig>,
         budget: bool,
     ) -> Result<BenchServer> {
+        BenchServer::start_on(data, None, matrix, plugins, budget).await
+    }
+
+    /// [`BenchServer::start`] on `database` (default: a SQLite file in
+    /// `data`).
+    pub async fn start_on(
+        data: &Path,
+        database: Option<&str>,
+        matrix: &Matrix,
+        plugins: Option<PluginsConfig>,
+        budget: bool,
+    ) -> Result<BenchServer> {
         let defaults = crate::api::quota::Quotas::default();
         let (work_ms_per_second, work_burst_ms) = if budget {
             (defaults.work_ms_per_second, defaults.work_burst_ms)
@@ -48,7 +69,11 @@ impl BenchServer {
         let config = ServeConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             data_dir: data.to_path_buf(),
-            database: Database::Sqlite(data.join("escalator.db")),
+            database: match database {
+                Some(d) => Database::parse(d)?,
+                None => Database::Sqlite(data.join("escalator.db")),
+            },
+            instance: None,
             admin_token: Some("bench-admin-token-0123456789".into()),
             durability: Durability::Process,
             max_body_bytes: 1 << 20,
@@ -138,8 +163,17 @@ pub fn bench(args: &BenchArgs, matrix: &Matrix) -> Result<i32> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        let bench = BenchServer::start(dir.path(), matrix, None, false).await?;
+        let n = args.instances.max(1);
+        let mut servers = Vec::with_capacity(n);
+        for k in 0..n {
+            let data = dir.path().join(format!("instance-{k}"));
+            servers.push(
+                BenchServer::start_on(&data, args.database.as_deref(), matrix, None, false).await?,
+            );
+        }
+        let bench = &servers[0];
         let (http, base) = (bench.http.clone(), bench.base.clone());
+        let bases: Arc<Vec<String>> = Arc::new(servers.iter().map(|s| s.base.clone()).collect());
         let token = bench.tenant("bench").await?;
         let roster: Vec<serde_json::Value> =
             serde_json::from_str(include_str!("../../../examples/roster.json"))?;
@@ -158,14 +192,17 @@ pub fn bench(args: &BenchArgs, matrix: &Matrix) -> Result<i32> {
             "Thanks, that worked!",
         ];
         println!(
-            "bench-serve: {} events, {} concurrent clients, loopback HTTP, SQLite WAL, default plugins",
-            args.events, args.concurrency
+            "bench-serve: {} events, {} concurrent clients, loopback HTTP, {} instance(s) on {}, default plugins",
+            args.events,
+            args.concurrency,
+            n,
+            if args.database.is_some() { "PostgreSQL" } else { "SQLite WAL" }
         );
         let started = std::time::Instant::now();
         let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let mut tasks = tokio::task::JoinSet::new();
         for _ in 0..args.concurrency {
-            let (http, base, token, next) = (http.clone(), base.clone(), token.clone(), next.clone());
+            let (http, bases, token, next) = (http.clone(), bases.clone(), token.clone(), next.clone());
             let total = args.events;
             tasks.spawn(async move {
                 let mut lat = Vec::new();
@@ -181,6 +218,7 @@ pub fn bench(args: &BenchArgs, matrix: &Matrix) -> Result<i32> {
                     let body = bodies[i % bodies.len()];
                     let category = ["billing", "technical", "account"][i % 3];
                     let t0 = std::time::Instant::now();
+                    let base = &bases[i % bases.len()];
                     let resp = if let Some(t) = last_ticket.take() {
                         http.post(format!("{base}/v1/tickets/{t}/events"))
                             .bearer_auth(&token)

@@ -18,6 +18,11 @@ pub struct ServeArgs {
     /// [default: DATA_DIR/escalator.db].
     #[arg(long, env = "ESCALATOR_DATABASE", hide_env_values = true)]
     pub database: Option<String>,
+    /// This instance's name, as the `instance` label of every line of
+    /// `/metrics` (for several instances on one database whose scraper
+    /// does not label them itself).
+    #[arg(long, env = "ESCALATOR_INSTANCE")]
+    pub instance: Option<String>,
     /// A TOML configuration file [default: DATA_DIR/escalator.toml if it
     /// exists].
     #[arg(long, env = "ESCALATOR_CONFIG")]
@@ -48,6 +53,8 @@ pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
     /// The database (`postgres://…` or a SQLite file's path).
     pub database: Option<String>,
+    /// This instance's name in `/metrics`.
+    pub instance: Option<String>,
     /// Admin token.
     pub admin_token: Option<String>,
     /// A directory of plugins to watch.
@@ -333,6 +340,8 @@ pub struct ServeConfig {
     pub data_dir: PathBuf,
     /// The database.
     pub database: Database,
+    /// This instance's name in `/metrics`, if given.
+    pub instance: Option<String>,
     /// Admin token, if configured.
     pub admin_token: Option<String>,
     /// Durability.
@@ -412,6 +421,7 @@ impl ServeConfig {
                         .join("escalator.db"),
                 ),
             },
+            instance: args.instance.clone().or(file.instance),
             data_dir: args
                 .data_dir
                 .clone()

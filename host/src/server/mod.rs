@@ -70,6 +70,9 @@ pub fn build(config: &ServeConfig, matrix: &Matrix) -> Result<Server> {
         matrix.clone(),
     )?);
     engine.load_tenant_plugins()?;
+    if engine.listen()? {
+        tracing::info!("listening to the database for other instances' changes");
+    }
     let (admin_hash, new_admin_token) = admin_token(&*store, config)?;
     let recovered = engine.recover()?;
     if recovered > 0 {
@@ -160,6 +163,10 @@ pub fn serve(args: &ServeArgs, matrix: &Matrix) -> Result<i32> {
         let addr = listener.local_addr()?;
         server.policy.set_own_address(addr);
         let engine = server.engine.clone();
+        if let Some(i) = &config.instance {
+            engine.metrics.set_instance(i);
+            println!("instance: {i}");
+        }
         tokio::spawn(crate::scheduler::run(engine.clone()));
         tokio::spawn(crate::delivery::worker(
             engine.store.clone(),
@@ -227,7 +234,10 @@ async fn sync_plugins(engine: Arc<Engine>) {
     let mut tick = tokio::time::interval(crate::engine::SYNC_PLUGINS_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = engine.plugins_changed.notified() => {}
+        }
         let e = engine.clone();
         match tokio::task::spawn_blocking(move || e.sync_plugin_sets()).await {
             Ok(Ok(changed)) if !changed.is_empty() => {

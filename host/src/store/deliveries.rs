@@ -346,6 +346,28 @@ impl Deliveries for SqliteStore {
         rows.map(|r| Ok(r?)).collect()
     }
 
+    fn feed_item(&self, id: i64) -> Result<Option<(String, FeedItem)>> {
+        Ok(row(
+            &self.read(),
+            "SELECT tenant, id, agent, ticket, title, body, at FROM feed WHERE id = ?1",
+            [id],
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    FeedItem {
+                        id: r.get(1)?,
+                        agent: r.get(2)?,
+                        ticket: r.get(3)?,
+                        title: r.get(4)?,
+                        body: r.get(5)?,
+                        at: r.get(6)?,
+                    },
+                ))
+            },
+        )
+        .optional()?)
+    }
+
     fn delivery_counts(&self) -> Result<Vec<(String, String, String, i64)>> {
         let conn = self.read();
         let mut st = conn.prepare_cached(
@@ -502,6 +524,9 @@ pub trait Deliveries {
 
     /// An agent's in-app feed after item `after`, oldest first.
     fn feed(&self, tenant: &str, agent: &str, after: i64) -> Result<Vec<FeedItem>>;
+
+    /// One feed item, with its tenant.
+    fn feed_item(&self, id: i64) -> Result<Option<(String, FeedItem)>>;
 
     /// Deliveries by tenant, channel and status.
     fn delivery_counts(&self) -> Result<Vec<(String, String, String, i64)>>;

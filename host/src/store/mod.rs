@@ -97,6 +97,24 @@ pub trait Backend:
     fn hold_ticket(&self, _tenant: &str, _ticket: &str) -> Result<Box<dyn Hold + '_>> {
         Ok(Box::new(()))
     }
+
+    /// Call `on` with each change any instance on this database commits
+    /// (this one's too), as it commits, for as long as the process runs.
+    /// `false`: this backend cannot, and the caller's periodic look is
+    /// all there is (it stays on as a backstop either way).
+    fn listen(&self, _on: Box<dyn Fn(Notice) + Send>) -> Result<bool> {
+        Ok(false)
+    }
+}
+
+/// A change another instance on the database committed (see
+/// [`Backend::listen`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// A tenant's plugin slots changed.
+    Plugins(String),
+    /// An in-app feed item was written (its id).
+    Feed(i64),
 }
 
 /// Something held until dropped (see [`Backend::hold_ticket`]).

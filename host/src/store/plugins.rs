@@ -121,18 +121,12 @@ impl Plugins for SqliteStore {
         slots(&conn, tenant)
     }
 
-    fn plugin_changes_after(&self, after: i64) -> Result<(i64, Vec<String>)> {
+    fn plugin_changes_after(&self, after: i64) -> Result<Vec<(i64, String)>> {
         let conn = self.read();
-        let mut st = conn.prepare_cached(
-            "SELECT tenant, max(id) FROM plugin_changes WHERE id > ?1 GROUP BY tenant",
-        )?;
-        let rows = st
-            .query_map([after], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        let newest = rows.iter().map(|(_, id)| *id).max().unwrap_or(after);
-        Ok((newest, rows.into_iter().map(|(t, _)| t).collect()))
+        let mut st =
+            conn.prepare_cached("SELECT id, tenant FROM plugin_changes WHERE id > ?1 ORDER BY id")?;
+        let rows = st.query_map([after], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     fn tenants_with_plugins(&self) -> Result<Vec<String>> {
@@ -232,6 +226,44 @@ impl Plugins for SqliteStore {
 }
 
 impl PluginsTx for SqliteTx<'_> {
+    fn plugin_health(&self, tenant: &str, plugin: &str) -> Result<(String, String)> {
+        // The writer's transaction holds the whole database.
+        Ok(row(
+            &self.tx,
+            "SELECT recent, last_error FROM plugin_health WHERE tenant = ?1 AND plugin = ?2",
+            [tenant, plugin],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?
+        .unwrap_or_default())
+    }
+
+    fn clear_plugin_health(&self, tenant: &str, name: &str) -> Result<()> {
+        exec(
+            &self.tx,
+            "DELETE FROM plugin_health WHERE tenant = ?1 AND substr(plugin, 1, length(?2) + 1) = ?2 || '@'",
+            [tenant, name],
+        )?;
+        Ok(())
+    }
+
+    fn set_plugin_health(
+        &self,
+        tenant: &str,
+        plugin: &str,
+        recent: &str,
+        last_error: &str,
+    ) -> Result<()> {
+        exec(
+            &self.tx,
+            "INSERT INTO plugin_health (tenant, plugin, recent, last_error) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT (tenant, plugin) DO UPDATE SET recent = excluded.recent, \
+             last_error = excluded.last_error",
+            [tenant, plugin, recent, last_error],
+        )?;
+        Ok(())
+    }
+
     fn insert_plugin_version(
         &self,
         tenant: &str,
@@ -346,11 +378,11 @@ pub trait Plugins {
     /// Tenants that have plugin slots.
     fn tenants_with_plugins(&self) -> Result<Vec<String>>;
 
-    /// The tenants whose plugins changed after change `after` (every
-    /// change to a tenant's slots is logged in the transaction that makes
-    /// it), and the newest change's id (`after` if none): what another
-    /// instance on the same database did since this one last looked.
-    fn plugin_changes_after(&self, after: i64) -> Result<(i64, Vec<String>)>;
+    /// The changes after change `after`, oldest first, as (id, tenant):
+    /// every change to a tenant's slots is logged in the transaction that
+    /// makes it, so this is what another instance on the same database
+    /// did since this one last looked.
+    fn plugin_changes_after(&self, after: i64) -> Result<Vec<(i64, String)>>;
 
     /// One stored version, with its bytes.
     fn plugin_version(
@@ -407,4 +439,22 @@ pub trait PluginsTx {
 
     /// Log a change to a tenant's plugins.
     fn plugin_change(&self, tenant: &str, at: DateTime<Utc>, c: &ChangeLog<'_>) -> Result<()>;
+
+    /// A plugin version's crash-loop window (outcomes of its last calls,
+    /// `1` failed, oldest first) and last error, held until the
+    /// transaction ends so instances update it one at a time; empty if
+    /// none yet.
+    fn plugin_health(&self, tenant: &str, plugin: &str) -> Result<(String, String)>;
+
+    /// Forget the crash-loop windows of every version of plugin `name`.
+    fn clear_plugin_health(&self, tenant: &str, name: &str) -> Result<()>;
+
+    /// Replace a plugin version's crash-loop window and last error.
+    fn set_plugin_health(
+        &self,
+        tenant: &str,
+        plugin: &str,
+        recent: &str,
+        last_error: &str,
+    ) -> Result<()>;
 }

@@ -202,4 +202,16 @@ pub(super) const MIGRATIONS: &[&str] = &[
         messages = coalesce(json_array_length(data, '$.ticket.messages'), 0),
         data = json_set(data, '$.ticket.messages', json('[]'));
     "#,
+    // 7: the crash-loop guard's window per plugin version, shared by
+    // every instance on the database: the outcomes of its last calls
+    // ('1' failed, '0' not), oldest first, and its last error.
+    r#"
+    CREATE TABLE plugin_health (
+        tenant TEXT NOT NULL,
+        plugin TEXT NOT NULL,
+        recent TEXT NOT NULL,
+        last_error TEXT NOT NULL,
+        PRIMARY KEY (tenant, plugin)
+    );
+    "#,
 ];

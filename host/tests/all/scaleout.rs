@@ -27,13 +27,19 @@ struct Cluster {
 }
 
 impl Cluster {
+    /// Instance `k` is named `node-k` in its metrics.
     fn start(db: &Db, n: usize, config: Option<&str>) -> Cluster {
         let dirs: Vec<_> = (0..n).map(|_| db.data_dir()).collect();
         let nodes = dirs
             .iter()
-            .map(|(_, data)| Escalator::start(data, T0, config))
+            .enumerate()
+            .map(|(k, (_, data))| Cluster::node(data, k, config))
             .collect();
         Cluster { dirs, nodes }
+    }
+
+    fn node(data: &std::path::Path, k: usize, config: Option<&str>) -> Escalator {
+        Escalator::start_with(data, T0, config, &["--instance", &format!("node-{k}")])
     }
 
     fn bases(&self) -> Vec<String> {
@@ -241,7 +247,7 @@ fn kill_9_of_one_instance_of_three_five_times_loses_nothing_and_fires_each_timer
         cluster.nodes[victim].kill();
         std::thread::sleep(Duration::from_millis(200));
         let data = cluster.dirs[victim].1.clone();
-        cluster.nodes[victim] = Escalator::start(&data, T0, Some(BURST));
+        cluster.nodes[victim] = Cluster::node(&data, victim, Some(BURST));
         bases.lock().unwrap()[victim] = cluster.nodes[victim].base.clone();
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -453,4 +459,94 @@ fn messages_added_to_one_ticket_through_three_instances_at_once_are_all_kept() {
         sent.len()
     );
     assert_eq!(customer.len(), 61, "each once: {customer:?}");
+}
+
+#[test]
+fn an_agents_feed_on_one_instance_streams_what_another_instance_escalated() {
+    let cluster = Cluster::start(&Db::postgres(), 2, None);
+    let on_a = cluster.nodes[0].tenant("acme");
+    on_a.roster();
+    let on_b = Api::with_token(&cluster.nodes[1].base, &on_a.token());
+    // bo's browser is connected to B; the escalation is decided on A.
+    let bo_feed = on_b.sse("bo");
+    eventually(10, "the stream connected", || {
+        bo_feed
+            .recv_timeout(Duration::from_millis(200))
+            .ok()
+            .filter(|l| l.starts_with(": connected"))
+    });
+    let escalated = Instant::now();
+    let out = on_a.ok(
+        "POST",
+        "/v1/tickets",
+        Some(crate::serve::example("enterprise-billing-dispute.json")),
+    );
+    assert_eq!(out["assignee"], "bo", "{out}");
+    let line = eventually(10, "bo's in-app alert over SSE on B", || {
+        bo_feed
+            .recv_timeout(Duration::from_millis(200))
+            .ok()
+            .filter(|l| l.starts_with("data:") && l.contains("Critical escalation"))
+    });
+    eprintln!(
+        "an escalation on A streamed to bo on B after {:?}",
+        escalated.elapsed()
+    );
+    assert!(line.contains("Acme Corp, $50K MRR"), "{line}");
+    // Once: A wrote it, and the database told both instances.
+    std::thread::sleep(Duration::from_millis(500));
+    let again: Vec<String> = bo_feed
+        .try_iter()
+        .filter(|l| l.starts_with("data:") && l.contains("Critical escalation"))
+        .collect();
+    assert!(again.is_empty(), "sent twice: {again:?}");
+}
+
+#[test]
+fn the_crash_loop_guard_counts_every_instances_calls_and_its_rollback_is_everyones() {
+    let cluster = Cluster::start(&Db::postgres(), 2, None);
+    let on_a = cluster.nodes[0].tenant("acme");
+    on_a.roster();
+    let on_b = Api::with_token(&cluster.nodes[1].base, &on_a.token());
+    let wasm = crate::support::guest_wasm("hostile");
+    for v in ["1.0.0", "2.0.0"] {
+        let manifest = format!(
+            "name = \"hostile\"\nkind = \"trigger\"\nversion = \"{v}\"\n[on-error]\naction = \"ignore\"\n"
+        );
+        on_a.ok(
+            "POST",
+            "/v1/plugins",
+            Some(upload_body(&manifest, &wasm, json!([]))),
+        );
+    }
+    eventually(10, "B serves 2.0.0", || {
+        (active_version(&on_b, "hostile") == Some(("2.0.0".into(), "active".into()))).then_some(())
+    });
+    // One window's worth of failing calls, half on each instance: neither
+    // alone saw most of the window fail.
+    for i in 0..escalator::engine::GUARD_WINDOW {
+        let api = if i % 2 == 0 { &on_a } else { &on_b };
+        api.ok(
+            "POST",
+            "/v1/tickets",
+            Some(json!({"id": format!("P-{i}"), "created_at": T0, "subject": "panic"})),
+        );
+    }
+    for api in [&on_a, &on_b] {
+        eventually(10, "rolled back on both", || {
+            (active_version(api, "hostile") == Some(("1.0.0".into(), "active".into())))
+                .then_some(())
+        });
+    }
+    let changes = on_b.ok("GET", "/v1/plugin-changes", None);
+    let rollbacks = changes
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["action"] == "auto-rolled-back")
+        .count();
+    assert_eq!(
+        rollbacks, 1,
+        "one rollback, not one per instance: {changes}"
+    );
 }

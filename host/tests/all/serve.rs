@@ -24,7 +24,7 @@ on_both_backends!(
     metrics_dashboard_and_feedback_report_what_happened,
 );
 
-const ADMIN: &str = "test-admin-token-0123456789abcdef";
+pub const ADMIN: &str = "test-admin-token-0123456789abcdef";
 const T0: &str = "2026-11-27T12:00:00Z";
 
 /// The outbound policy refuses loopback: tests whose receivers listen on
@@ -315,7 +315,7 @@ impl Api {
     }
 }
 
-fn example(name: &str) -> Value {
+pub(crate) fn example(name: &str) -> Value {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../examples/tickets")
         .join(name);

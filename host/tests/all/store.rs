@@ -751,8 +751,7 @@ fn tickets_events_decisions_and_plugins_read_back_as_written(db: &Db) {
         uploaded_at: at.into(),
         uploaded_by: "admin".into(),
     };
-    let (_, first_change) = store.plugin_changes_after(0).unwrap();
-    assert!(first_change.is_empty());
+    assert!(store.plugin_changes_after(0).unwrap().is_empty());
     store
         .write(|tx| -> Result<_> {
             let fixtures = serde_json::json!([]);
@@ -829,12 +828,41 @@ fn tickets_events_decisions_and_plugins_read_back_as_written(db: &Db) {
         ),
         ("activated", Some("test"))
     );
-    let (newest, tenants) = store.plugin_changes_after(0).unwrap();
-    assert_eq!((newest, tenants), (changes[0].id, vec!["acme".to_string()]));
+    let newest = changes[0].id;
     assert_eq!(
-        store.plugin_changes_after(newest).unwrap(),
-        (newest, Vec::new())
+        store.plugin_changes_after(0).unwrap(),
+        [(newest, "acme".to_string())]
     );
+    assert!(store.plugin_changes_after(newest).unwrap().is_empty());
+    // The crash-loop guard's window: empty at first, kept as written,
+    // and forgotten for every version of a plugin at once.
+    store
+        .write(|tx| -> Result<_> {
+            assert_eq!(
+                tx.plugin_health("acme", "phrases@1.1.0")?,
+                Default::default()
+            );
+            tx.set_plugin_health("acme", "phrases@1.1.0", "0101", "boom")?;
+            tx.set_plugin_health("acme", "phrasesx@1.0.0", "1", "other")?;
+            Ok(())
+        })
+        .unwrap();
+    store
+        .write(|tx| -> Result<_> {
+            assert_eq!(
+                tx.plugin_health("acme", "phrases@1.1.0")?,
+                ("0101".to_string(), "boom".to_string())
+            );
+            tx.clear_plugin_health("acme", "phrases")?;
+            assert_eq!(tx.plugin_health("acme", "phrases@1.1.0")?.0, "");
+            assert_eq!(
+                tx.plugin_health("acme", "phrasesx@1.0.0")?.0,
+                "1",
+                "another plugin's"
+            );
+            Ok(())
+        })
+        .unwrap();
     assert!(
         store
             .write(|tx| tx.delete_plugin_version("acme", "phrases", "1.0.0"))

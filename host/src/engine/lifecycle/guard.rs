@@ -9,36 +9,54 @@ impl Engine {
     /// version) or disabled, the tenant's leads are alerted in-app, and the
     /// change is logged.
     pub(in crate::engine) fn observe(&self, tenant: &str, runs: &[PluginRun]) {
-        let mut tripped = Vec::new();
-        {
-            let mut health = lock(&self.health);
-            // Only what a tenant's own plugin did counts: the vendor's
-            // built-ins are never disabled, and a call that never ran (its
-            // share was full) or that the host failed is not the plugin's
-            // fault.
-            let counted = runs.iter().filter(|r| {
-                !r.vendor
-                    && r.error_kind
-                        .is_none_or(crate::runtime::ErrorKind::is_plugin_fault)
-            });
-            for r in counted {
-                let h = health
-                    .entry((tenant.to_string(), r.plugin.clone()))
-                    .or_default();
-                h.recent.push_back(r.error.is_some());
-                if let Some(e) = &r.error {
-                    h.last_error = e.clone();
-                }
-                if h.recent.len() > GUARD_WINDOW {
-                    h.recent.pop_front();
-                }
-                let failures = h.recent.iter().filter(|f| **f).count();
-                if h.recent.len() == GUARD_WINDOW && failures >= GUARD_FAILURES {
-                    tripped.push((r.plugin.clone(), failures, h.last_error.clone()));
-                    h.recent.clear();
-                }
+        // Only what a tenant's own plugin did counts: the vendor's
+        // built-ins are never disabled, and a call that never ran (its
+        // share was full) or that the host failed is not the plugin's
+        // fault.
+        let mut outcomes: std::collections::BTreeMap<&str, (String, Option<&str>)> =
+            std::collections::BTreeMap::new();
+        for r in runs.iter().filter(|r| {
+            !r.vendor
+                && r.error_kind
+                    .is_none_or(crate::runtime::ErrorKind::is_plugin_fault)
+        }) {
+            let o = outcomes.entry(r.plugin.as_str()).or_default();
+            o.0.push(if r.error.is_some() { '1' } else { '0' });
+            if let Some(e) = &r.error {
+                o.1 = Some(e);
             }
         }
+        if outcomes.is_empty() {
+            return;
+        }
+        // The window lives in the database, so every instance's calls
+        // count and one instance trips the guard: the row is held while
+        // it is updated, and a tripped window is emptied in the same
+        // transaction.
+        let tripped = self.store.write(|tx| -> Result<_, EngineError> {
+            let mut tripped = Vec::new();
+            for (plugin, (new, error)) in &outcomes {
+                let (recent, last_error) = tx.plugin_health(tenant, plugin)?;
+                let last_error = error.map_or(last_error, str::to_string);
+                let all = format!("{recent}{new}");
+                let window = &all[all.len().saturating_sub(GUARD_WINDOW)..];
+                let failures = window.bytes().filter(|b| *b == b'1').count();
+                if window.len() == GUARD_WINDOW && failures >= GUARD_FAILURES {
+                    tripped.push((plugin.to_string(), failures, last_error.clone()));
+                    tx.set_plugin_health(tenant, plugin, "", &last_error)?;
+                } else {
+                    tx.set_plugin_health(tenant, plugin, window, &last_error)?;
+                }
+            }
+            Ok(tripped)
+        });
+        let tripped = match tripped {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!(tenant, error = %e, "recording plugin outcomes for the crash-loop guard failed");
+                return;
+            }
+        };
         for (id, failures, last_error) in tripped {
             let name = id.split('@').next().unwrap_or(&id).to_string();
             let detail = serde_json::json!({

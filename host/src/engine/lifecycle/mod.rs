@@ -21,7 +21,6 @@ use crate::pipeline::{PluginRun, PluginSet};
 use crate::registry::{self, LoadedPlugin, fixtures};
 use crate::store::{ChangeLog, PluginSlot, PluginVersion, ts};
 use serde::Serialize;
-use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -95,15 +94,12 @@ pub const GUARD_WINDOW: usize = 20;
 /// Failures in the window that trip the guard (most of the calls).
 pub const GUARD_FAILURES: usize = 11;
 
-/// Recent outcomes of one plugin version.
-#[derive(Debug, Default)]
-pub(super) struct Health {
-    recent: VecDeque<bool>,
-    last_error: String,
-}
+/// How far back (in change ids) a look for other instances' plugin
+/// changes goes, for changes that committed after a newer one.
+pub const CHANGE_LOOKBACK: i64 = 256;
 
 /// How often a server looks for plugin changes made by another instance
-/// on the same database.
+/// on the same database (a backstop where the database tells it at once).
 pub const SYNC_PLUGINS_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// What makes a set what it is: each plugin's version and mode, in order
@@ -218,7 +214,9 @@ impl Engine {
     pub fn load_tenant_plugins(&self) -> Result<usize, EngineError> {
         // Read first: a change made while the sets load is picked up by
         // the next [`Engine::sync_plugin_sets`].
-        let (newest, _) = self.store.plugin_changes_after(0)?;
+        let changes = self.store.plugin_changes_after(0)?;
+        let newest = changes.last().map_or(0, |c| c.0);
+        lock(&self.plugin_changes_done).extend(changes.iter().map(|c| c.0));
         self.plugins_seen.store(newest, Ordering::SeqCst);
         let tenants = self.store.tenants_with_plugins()?;
         // Compile (or read from the artifact cache) every stored version in
@@ -269,24 +267,39 @@ impl Engine {
     /// as the one published (this instance's own change) is left as it
     /// is. Returns the tenants whose set changed.
     pub fn sync_plugin_sets(&self) -> Result<Vec<String>, EngineError> {
+        // Ids are taken when a change is written but may commit out of
+        // order across instances: the look goes back CHANGE_LOOKBACK ids
+        // and skips the changes already taken.
+        let mut done = lock(&self.plugin_changes_done);
         let seen = self.plugins_seen.load(Ordering::SeqCst);
-        let (newest, tenants) = self.store.plugin_changes_after(seen)?;
+        let changes = self
+            .store
+            .plugin_changes_after(seen.saturating_sub(CHANGE_LOOKBACK))?;
+        let fresh: Vec<(i64, String)> = changes
+            .into_iter()
+            .filter(|(id, _)| !done.contains(id))
+            .collect();
+        let tenants: std::collections::BTreeSet<&String> = fresh.iter().map(|c| &c.1).collect();
         let mut changed = Vec::new();
         for t in tenants {
-            let _one_change = self.lifecycle.lock(&t, "");
-            let slots = self.store.plugin_slots(&t)?;
-            let set = match self.build_set(&t, &slots) {
+            let _one_change = self.lifecycle.lock(t, "");
+            let slots = self.store.plugin_slots(t)?;
+            let set = match self.build_set(t, &slots) {
                 Ok(set) => set,
                 Err(e) => {
                     tracing::error!(tenant = %t, error = %e, "a tenant's stored plugin set changed and does not build; its set stays as it was");
                     continue;
                 }
             };
-            if signature(&set) != signature(&self.plugins(&t)) {
-                self.publish_set(&t, set);
-                changed.push(t);
+            if signature(&set) != signature(&self.plugins(t)) {
+                self.publish_set(t, set);
+                changed.push(t.clone());
             }
         }
+        let newest = fresh.iter().map(|c| c.0).max().unwrap_or(seen).max(seen);
+        done.extend(fresh.iter().map(|c| c.0));
+        let floor = newest.saturating_sub(CHANGE_LOOKBACK);
+        done.retain(|id| *id > floor);
         self.plugins_seen.fetch_max(newest, Ordering::SeqCst);
         Ok(changed)
     }
@@ -308,9 +321,10 @@ impl Engine {
         let now = self.clock.now();
         self.store.write(|tx| {
             tx.set_plugin_slots(tenant, &slots)?;
+            // The guard's count starts again for whatever serves now.
+            tx.clear_plugin_health(tenant, name)?;
             tx.plugin_change(tenant, now, &change)
         })?;
-        lock(&self.health).retain(|(t, id), _| t != tenant || !id.starts_with(&format!("{name}@")));
         Ok(self.publish_set(tenant, set))
     }
 

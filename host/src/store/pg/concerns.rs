@@ -824,6 +824,18 @@ fn delivery_row(r: &Row) -> Result<Delivery> {
     })
 }
 
+/// Columns: id, agent, ticket, title, body, at.
+fn feed_row(r: &Row) -> Result<FeedItem> {
+    Ok(FeedItem {
+        id: col(r, 0)?,
+        agent: col(r, 1)?,
+        ticket: col(r, 2)?,
+        title: col(r, 3)?,
+        body: col(r, 4)?,
+        at: time(r, 5)?,
+    })
+}
+
 /// Due deliveries are read a page at a time per tenant.
 const DUE_PAGE: i64 = 256;
 
@@ -978,17 +990,18 @@ impl Deliveries for PgStore {
                 &[&tenant, &agent, &after],
             )?
             .iter()
-            .map(|r| {
-                Ok(FeedItem {
-                    id: col(r, 0)?,
-                    agent: col(r, 1)?,
-                    ticket: col(r, 2)?,
-                    title: col(r, 3)?,
-                    body: col(r, 4)?,
-                    at: time(r, 5)?,
-                })
-            })
+            .map(feed_row)
             .collect()
+    }
+
+    fn feed_item(&self, id: i64) -> Result<Option<(String, FeedItem)>> {
+        self.conn()?
+            .opt(
+                "SELECT id, agent, ticket, title, body, at, tenant FROM feed WHERE id = $1",
+                &[&id],
+            )?
+            .map(|r| Ok((col(&r, 6)?, feed_row(&r)?)))
+            .transpose()
     }
 
     fn delivery_counts(&self) -> Result<Vec<(String, String, String, i64)>> {
@@ -1079,13 +1092,19 @@ impl DeliveriesTx for PgTx<'_> {
         body: &str,
         now: DateTime<Utc>,
     ) -> Result<FeedItem> {
+        let mut db = self.db();
         let id: i64 = col(
-            &self.db().one(
+            &db.one(
                 "INSERT INTO feed (tenant, agent, ticket, title, body, at) \
                  VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
                 &[&tenant, &agent, &ticket, &title, &body, &now],
             )?,
             0,
+        )?;
+        // Delivered to every listening instance when this commits.
+        db.exec(
+            "SELECT pg_notify($1, $2)",
+            &[&super::CHANNEL, &format!("feed:{id}")],
         )?;
         Ok(FeedItem {
             id,
@@ -1153,18 +1172,15 @@ impl Plugins for PgStore {
             .collect()
     }
 
-    fn plugin_changes_after(&self, after: i64) -> Result<(i64, Vec<String>)> {
-        let rows = self.conn()?.rows(
-            "SELECT tenant, max(id) FROM plugin_changes WHERE id > $1 GROUP BY tenant",
-            &[&after],
-        )?;
-        let mut newest = after;
-        let mut tenants = Vec::with_capacity(rows.len());
-        for r in &rows {
-            newest = newest.max(col(r, 1)?);
-            tenants.push(col(r, 0)?);
-        }
-        Ok((newest, tenants))
+    fn plugin_changes_after(&self, after: i64) -> Result<Vec<(i64, String)>> {
+        self.conn()?
+            .rows(
+                "SELECT id, tenant FROM plugin_changes WHERE id > $1 ORDER BY id",
+                &[&after],
+            )?
+            .iter()
+            .map(|r| Ok((col(r, 0)?, col(r, 1)?)))
+            .collect()
     }
 
     fn plugin_version(
@@ -1266,6 +1282,47 @@ impl Plugins for PgStore {
 }
 
 impl PluginsTx for PgTx<'_> {
+    fn plugin_health(&self, tenant: &str, plugin: &str) -> Result<(String, String)> {
+        let mut db = self.db();
+        // The row exists, then is locked: another instance's update waits
+        // for this transaction.
+        db.exec(
+            "INSERT INTO plugin_health (tenant, plugin, recent, last_error) \
+             VALUES ($1, $2, '', '') ON CONFLICT DO NOTHING",
+            &[&tenant, &plugin],
+        )?;
+        let r = db.one(
+            "SELECT recent, last_error FROM plugin_health WHERE tenant = $1 AND plugin = $2 \
+             FOR UPDATE",
+            &[&tenant, &plugin],
+        )?;
+        Ok((col(&r, 0)?, col(&r, 1)?))
+    }
+
+    fn clear_plugin_health(&self, tenant: &str, name: &str) -> Result<()> {
+        self.db().exec(
+            "DELETE FROM plugin_health WHERE tenant = $1 AND starts_with(plugin, $2 || '@')",
+            &[&tenant, &name],
+        )?;
+        Ok(())
+    }
+
+    fn set_plugin_health(
+        &self,
+        tenant: &str,
+        plugin: &str,
+        recent: &str,
+        last_error: &str,
+    ) -> Result<()> {
+        self.db().exec(
+            "INSERT INTO plugin_health (tenant, plugin, recent, last_error) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (tenant, plugin) DO UPDATE \
+             SET recent = excluded.recent, last_error = excluded.last_error",
+            &[&tenant, &plugin, &recent, &last_error],
+        )?;
+        Ok(())
+    }
+
     fn insert_plugin_version(
         &self,
         tenant: &str,

@@ -21,12 +21,16 @@ mod schema;
 
 pub use schema::{MIGRATIONS, migrate};
 
-use super::{Backend, Hold, Result, StoreError, Tx};
+use super::{Backend, Hold, Notice, Result, StoreError, Tx};
+use postgres::fallible_iterator::FallibleIterator as _;
 use postgres::types::ToSql;
 use postgres::{Client, GenericClient, NoTls, Row, Statement};
 use std::collections::HashMap;
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
+
+/// The channel of `NOTIFY`: plugin changes and feed items, as they commit.
+const CHANNEL: &str = "escalator";
 
 /// Connections per store, at most: enough for the blocking threads that
 /// decide events and the workers beside them.
@@ -329,6 +333,47 @@ impl Backend for PgStore {
         }
     }
 
+    /// A connection of its own that `LISTEN`s, on a thread; reconnects
+    /// after a second when the connection drops (what is committed
+    /// meanwhile is found by the caller's periodic look).
+    fn listen(&self, on: Box<dyn Fn(Notice) + Send>) -> Result<bool> {
+        let config = self.config.clone();
+        std::thread::Builder::new()
+            .name("pg-listen".into())
+            .spawn(move || {
+                loop {
+                    match config.connect(NoTls) {
+                        Ok(mut client) => match client.batch_execute(&format!("LISTEN {CHANNEL}")) {
+                            Ok(()) => loop {
+                                let next = client
+                                    .notifications()
+                                    .timeout_iter(Duration::from_secs(30))
+                                    .next();
+                                match next {
+                                    Ok(Some(n)) => {
+                                        if let Some(notice) = parse_notice(n.payload()) {
+                                            on(notice);
+                                        }
+                                    }
+                                    Ok(None) if client.is_closed() => break,
+                                    Ok(None) => {}
+                                    Err(e) => {
+                                        tracing::warn!(error = %e, "listening to PostgreSQL failed; reconnecting");
+                                        break;
+                                    }
+                                }
+                            },
+                            Err(e) => tracing::warn!(error = %e, "LISTEN failed; retrying"),
+                        },
+                        Err(e) => tracing::warn!(error = %e, "connecting to listen failed; retrying"),
+                    }
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            })
+            .map_err(|e| StoreError::Postgres(format!("starting the listener: {e}")))?;
+        Ok(true)
+    }
+
     /// A session-level advisory lock on a connection of its own, held
     /// until the hold is dropped; a killed instance's session ends and
     /// PostgreSQL releases its locks.
@@ -337,6 +382,15 @@ impl Backend for PgStore {
         let mut conn = self.conn()?;
         conn.exec("SELECT pg_advisory_lock($1)", &[&key])?;
         Ok(Box::new(TicketHold { conn, key }))
+    }
+}
+
+/// A notification's payload: `plugins:TENANT` or `feed:ID`.
+fn parse_notice(payload: &str) -> Option<Notice> {
+    match payload.split_once(':')? {
+        ("plugins", tenant) => Some(Notice::Plugins(tenant.to_string())),
+        ("feed", id) => id.parse().ok().map(Notice::Feed),
+        _ => None,
     }
 }
 

@@ -181,6 +181,16 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX plugin_changes_tenant ON plugin_changes (tenant, id);
     "#,
+    // 2: the crash-loop guard's window (SQLite's seventh).
+    r#"
+    CREATE TABLE plugin_health (
+        tenant TEXT NOT NULL,
+        plugin TEXT NOT NULL,
+        recent TEXT NOT NULL,
+        last_error TEXT NOT NULL,
+        PRIMARY KEY (tenant, plugin)
+    );
+    "#,
 ];
 
 /// The advisory lock key migrations are applied under (any constant both
