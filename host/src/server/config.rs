@@ -307,7 +307,8 @@ impl Database {
         Ok(match self {
             Database::Sqlite(path) => Arc::new(SqliteStore::open(path, durability)?),
             Database::Postgres(url) => Arc::new(
-                crate::store::PgStore::open(url).with_context(|| format!("opening {self:?}"))?,
+                crate::store::PgStore::open(url, durability)
+                    .with_context(|| format!("opening {self:?}"))?,
             ),
         })
     }

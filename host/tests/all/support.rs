@@ -379,7 +379,7 @@ impl Db {
             Db::Sqlite(dir) => Arc::new(
                 SqliteStore::open(&dir.path().join("escalator.db"), Durability::Process).unwrap(),
             ),
-            Db::Postgres(url) => Arc::new(PgStore::open(url).unwrap()),
+            Db::Postgres(url) => Arc::new(PgStore::open(url, Durability::Process).unwrap()),
         }
     }
 

@@ -585,11 +585,19 @@ impl TicketsTx for PgTx<'_> {
             )?,
             0,
         )?;
-        for (i, a) in audit.iter().enumerate() {
-            let plugin = a["plugin"].as_str().unwrap_or("");
+        // The whole trail in one statement (one round trip, not one per
+        // plugin call).
+        let idx: Vec<i64> = (0..audit.len() as i64).collect();
+        let plugins: Vec<&str> = audit
+            .iter()
+            .map(|a| a["plugin"].as_str().unwrap_or(""))
+            .collect();
+        let data: Vec<String> = audit.iter().map(|a| a.to_string()).collect();
+        if !audit.is_empty() {
             db.exec(
-                "INSERT INTO audit (decision, idx, plugin, data) VALUES ($1, $2, $3, $4)",
-                &[&id, &(i as i64), &plugin, &a.to_string()],
+                "INSERT INTO audit (decision, idx, plugin, data) \
+                 SELECT $1, i, p, d FROM unnest($2::bigint[], $3::text[], $4::text[]) AS a(i, p, d)",
+                &[&id, &idx, &plugins, &data],
             )?;
         }
         Ok(id)

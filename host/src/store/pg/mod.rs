@@ -164,6 +164,10 @@ pub struct PgStore {
     config: postgres::Config,
     pool: Mutex<Pool>,
     freed: Condvar,
+    /// The connection that holds this instance's ticket locks, and the
+    /// number of its session (a new one after a reconnect).
+    locks: Mutex<Option<(PgConn, u64)>>,
+    sessions: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -177,11 +181,10 @@ impl std::fmt::Debug for PgStore {
 }
 
 /// A connection lent by the pool; back to it when dropped (unless it
-/// broke, or was discarded).
+/// broke).
 struct Lent<'a> {
     store: &'a PgStore,
     conn: Option<PgConn>,
-    discard: bool,
 }
 
 impl std::ops::Deref for Lent<'_> {
@@ -205,7 +208,7 @@ impl Drop for Lent<'_> {
     fn drop(&mut self) {
         let mut pool = self.store.pool();
         match self.conn.take() {
-            Some(c) if !c.client.is_closed() && !self.discard => pool.idle.push(c),
+            Some(c) if !c.client.is_closed() => pool.idle.push(c),
             _ => pool.open -= 1,
         }
         drop(pool);
@@ -215,11 +218,22 @@ impl Drop for Lent<'_> {
 
 impl PgStore {
     /// Connect to the database at `url` (`postgres://user:pass@host/db`)
-    /// and migrate it.
-    pub fn open(url: &str) -> Result<PgStore> {
+    /// and migrate it. `durability`: [`Durability::Process`] commits
+    /// without waiting for PostgreSQL's disk (`synchronous_commit = off`:
+    /// an Escalator instance killed loses nothing acknowledged, a
+    /// database server crash may lose its last commits);
+    /// [`Durability::Power`] waits for it.
+    pub fn open(url: &str, durability: super::Durability) -> Result<PgStore> {
         let mut config: postgres::Config = url
             .parse()
             .map_err(|e| StoreError::Postgres(format!("the database URL: {e}")))?;
+        if durability == super::Durability::Process {
+            let options = match config.get_options() {
+                Some(o) => format!("{o} -c synchronous_commit=off"),
+                None => "-c synchronous_commit=off".to_string(),
+            };
+            config.options(&options);
+        }
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
@@ -233,9 +247,38 @@ impl PgStore {
                 open: 0,
             }),
             freed: Condvar::new(),
+            locks: Mutex::new(None),
+            sessions: std::sync::atomic::AtomicU64::new(0),
         };
         migrate(&mut store.conn()?.client)?;
         Ok(store)
+    }
+
+    /// The lock connection, connected if it is not (or broke).
+    fn lock_conn(&self) -> Result<std::sync::MutexGuard<'_, Option<(PgConn, u64)>>> {
+        let mut lock = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+        if lock.as_ref().is_none_or(|(c, _)| c.client.is_closed()) {
+            if lock.is_some() {
+                tracing::warn!(
+                    "the ticket lock connection closed: its locks are released; reconnecting"
+                );
+            }
+            let client = self
+                .config
+                .connect(NoTls)
+                .map_err(|e| schema::pg("connecting the ticket lock session", e))?;
+            let session = self
+                .sessions
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            *lock = Some((
+                PgConn {
+                    client,
+                    statements: HashMap::new(),
+                },
+                session,
+            ));
+        }
+        Ok(lock)
     }
 
     fn pool(&self) -> std::sync::MutexGuard<'_, Pool> {
@@ -252,7 +295,6 @@ impl PgStore {
                 return Ok(Lent {
                     store: self,
                     conn: Some(c),
-                    discard: false,
                 });
             }
             if pool.open < MAX_CONNECTIONS {
@@ -265,7 +307,6 @@ impl PgStore {
                             client,
                             statements: HashMap::new(),
                         }),
-                        discard: false,
                     }),
                     Err(e) => {
                         self.pool().open -= 1;
@@ -374,14 +415,44 @@ impl Backend for PgStore {
         Ok(true)
     }
 
-    /// A session-level advisory lock on a connection of its own, held
-    /// until the hold is dropped; a killed instance's session ends and
-    /// PostgreSQL releases its locks.
+    /// A session-level advisory lock, taken on the store's one lock
+    /// connection (a session holds any number of them; polled with
+    /// `pg_try_advisory_lock`, since a waiting `pg_advisory_lock` would
+    /// hold that connection for everyone), held until the hold is
+    /// dropped. A killed instance's session ends and PostgreSQL releases
+    /// its locks. The engine holds the ticket in-process first: a
+    /// session's advisory locks are re-entrant.
     fn hold_ticket(&self, tenant: &str, ticket: &str) -> Result<Box<dyn Hold + '_>> {
         let key = ticket_key(tenant, ticket);
-        let mut conn = self.conn()?;
-        conn.exec("SELECT pg_advisory_lock($1)", &[&key])?;
-        Ok(Box::new(TicketHold { conn, key }))
+        let mut wait = Duration::from_millis(1);
+        loop {
+            let (got, session) = {
+                let mut lock = self.lock_conn()?;
+                let (conn, session) = lock.as_mut().expect("connected by lock_conn");
+                let got: bool = match conn.one("SELECT pg_try_advisory_lock($1)", &[&key]) {
+                    Ok(r) => r
+                        .try_get(0)
+                        .map_err(|e| StoreError::Postgres(format!("locking a ticket: {e}")))?,
+                    Err(e) => {
+                        if conn.client.is_closed() {
+                            *lock = None;
+                        }
+                        return Err(e);
+                    }
+                };
+                (got, *session)
+            };
+            if got {
+                return Ok(Box::new(TicketHold {
+                    store: self,
+                    key,
+                    session,
+                }));
+            }
+            // Another instance decides this ticket now.
+            std::thread::sleep(wait);
+            wait = (wait * 2).min(Duration::from_millis(20));
+        }
     }
 }
 
@@ -408,23 +479,31 @@ fn ticket_key(tenant: &str, ticket: &str) -> i64 {
     i64::from_be_bytes(first)
 }
 
-/// A ticket held by [`PgStore::hold_ticket`].
+/// A ticket held by [`PgStore::hold_ticket`]: its key, in the lock
+/// session `session`.
 struct TicketHold<'a> {
-    conn: Lent<'a>,
+    store: &'a PgStore,
     key: i64,
+    session: u64,
 }
 
 impl Hold for TicketHold<'_> {}
 
 impl Drop for TicketHold<'_> {
     fn drop(&mut self) {
-        if let Err(e) = self
-            .conn
-            .exec("SELECT pg_advisory_unlock($1)", &[&self.key])
-        {
-            // Closing the session releases the lock.
-            tracing::warn!(error = %e, "releasing a ticket's lock failed; closing its connection");
-            self.conn.discard = true;
+        let mut lock = self.store.locks.lock().unwrap_or_else(|e| e.into_inner());
+        match lock.as_mut() {
+            // The session it was taken in ended: PostgreSQL released it.
+            Some((_, session)) if *session != self.session => {}
+            None => {}
+            Some((conn, _)) => {
+                if let Err(e) = conn.exec("SELECT pg_advisory_unlock($1)", &[&self.key]) {
+                    tracing::warn!(error = %e, "releasing a ticket's lock failed");
+                    if conn.client.is_closed() {
+                        *lock = None;
+                    }
+                }
+            }
         }
     }
 }
