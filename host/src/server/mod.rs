@@ -176,6 +176,7 @@ pub fn serve(args: &ServeArgs, matrix: &Matrix) -> Result<i32> {
             config.queue,
         ));
         tokio::spawn(sync_plugins(engine.clone()));
+        tokio::spawn(decide_orphans(engine.clone()));
         if let Some(dir) = &config.plugins_dir {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("creating the plugin directory {}", dir.display()))?;
@@ -230,6 +231,29 @@ async fn shutdown_signal() {
 
 /// Publish the plugin changes other instances on the same database made,
 /// every [`crate::engine::SYNC_PLUGINS_EVERY`].
+/// How often a server looks for events stored but never decided.
+const ORPHANS_EVERY: Duration = Duration::from_secs(5);
+
+/// Decide, now and then, the events another instance stored and never
+/// decided (it was killed between the two; its client got no answer).
+/// An event being decided has its ticket held, so [`Engine::recover`]
+/// waits for it and then finds it decided: only orphans are decided here.
+async fn decide_orphans(engine: Arc<Engine>) {
+    let mut tick = tokio::time::interval(ORPHANS_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let e = engine.clone();
+        match tokio::task::spawn_blocking(move || e.recover()).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::info!(events = n, "looked at events stored but not decided"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "looking for undecided events failed"),
+            Err(e) => tracing::error!(error = %e, "looking for undecided events panicked"),
+        }
+    }
+}
+
 async fn sync_plugins(engine: Arc<Engine>) {
     let mut tick = tokio::time::interval(crate::engine::SYNC_PLUGINS_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -519,8 +519,22 @@ fn the_crash_loop_guard_counts_every_instances_calls_and_its_rollback_is_everyon
             Some(upload_body(&manifest, &wasm, json!([]))),
         );
     }
-    eventually(10, "B serves 2.0.0", || {
-        (active_version(&on_b, "hostile") == Some(("2.0.0".into(), "active".into()))).then_some(())
+    // B runs 2.0.0 (its slot may say so before B has compiled it and
+    // serves it: a calm ticket's audit says what ran).
+    let mut calm = 0;
+    eventually(60, "B runs 2.0.0", || {
+        calm += 1;
+        let id = format!("C-{calm}");
+        on_b.ok(
+            "POST",
+            "/v1/tickets",
+            Some(json!({"id": id, "created_at": T0, "subject": "calm"})),
+        );
+        let t = on_b.ok("GET", &format!("/v1/tickets/{id}"), None);
+        t["decisions"]
+            .to_string()
+            .contains("hostile@2.0.0")
+            .then_some(())
     });
     // One window's worth of failing calls, half on each instance: neither
     // alone saw most of the window fail.
@@ -548,5 +562,56 @@ fn the_crash_loop_guard_counts_every_instances_calls_and_its_rollback_is_everyon
     assert_eq!(
         rollbacks, 1,
         "one rollback, not one per instance: {changes}"
+    );
+}
+
+#[test]
+fn an_event_an_instance_stored_and_never_decided_is_decided_by_another() {
+    let db = Db::postgres();
+    let cluster = Cluster::start(&db, 2, None);
+    let acme = cluster.nodes[0].tenant("acme");
+    acme.ok(
+        "POST",
+        "/v1/tickets",
+        Some(json!({"id": "T-1", "created_at": T0, "category": "billing",
+            "messages": [{"author": "customer", "body": "first", "sent_at": T0}]})),
+    );
+    // What an instance killed between storing an event and deciding it
+    // leaves: the event, undecided (its client got no answer). Both
+    // instances stay up, so no start-up recovery decides it.
+    let crate::support::Db::Postgres(url) = &db else {
+        unreachable!()
+    };
+    let mut c = postgres::Client::connect(url, postgres::NoTls).unwrap();
+    let seq: i64 = c
+        .query_one(
+            "INSERT INTO events (tenant, ticket, kind, payload, received_at) \
+             VALUES ('acme', 'T-1', 'message', \
+             '{\"type\": \"message\", \"author\": \"customer\", \"body\": \"orphan\"}', now()) \
+             RETURNING seq",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let decided = eventually(20, "the orphan decided by a live instance", || {
+        let t = acme.ok("GET", "/v1/tickets/T-1", None);
+        let done = t["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["seq"] == seq && e["processed"] == true);
+        done.then_some(t)
+    });
+    let causes: Vec<&str> = decided["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["cause"].as_str().unwrap())
+        .collect();
+    let cause = format!("event:{seq}");
+    assert_eq!(
+        causes.iter().filter(|c| **c == cause).count(),
+        1,
+        "decided once: {causes:?}"
     );
 }
