@@ -293,6 +293,68 @@ mod tests {
     }
 
     #[test]
+    fn the_database_is_chosen_by_its_url_and_its_password_never_printed() {
+        let pg = Database::parse("postgres://app:s3cret@db.internal:5432/escalator").unwrap();
+        assert!(matches!(pg, Database::Postgres(_)));
+        let shown = format!("{pg:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(
+            shown.contains("db.internal") && shown.contains("***"),
+            "{shown}"
+        );
+        assert!(matches!(
+            Database::parse("postgresql://db/x").unwrap(),
+            Database::Postgres(_)
+        ));
+        assert_eq!(
+            Database::parse("sqlite:/var/lib/e.db").unwrap(),
+            Database::Sqlite("/var/lib/e.db".into())
+        );
+        assert_eq!(
+            Database::parse("data/e.db").unwrap(),
+            Database::Sqlite("data/e.db".into())
+        );
+        assert!(Database::parse("  ").is_err());
+        // The file, the environment and the flag name it the same way; a
+        // flag wins over the file.
+        let file: FileConfig = toml::from_str("database = \"postgres://db/file\"\n").unwrap();
+        assert_eq!(file.database.as_deref(), Some("postgres://db/file"));
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("escalator.toml"),
+            "database = \"postgres://db/file\"\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            data_dir: Some(dir.path().to_path_buf()),
+            ..ServeArgs::default()
+        };
+        let from_file = ServeConfig::resolve(&args).unwrap();
+        assert_eq!(
+            from_file.database,
+            Database::Postgres("postgres://db/file".into())
+        );
+        let args = ServeArgs {
+            database: Some("sqlite:other.db".into()),
+            ..args
+        };
+        assert_eq!(
+            ServeConfig::resolve(&args).unwrap().database,
+            Database::Sqlite("other.db".into())
+        );
+        let none = ServeConfig::resolve(&ServeArgs {
+            data_dir: Some(dir.path().join("fresh")),
+            ..ServeArgs::default()
+        })
+        .unwrap();
+        assert_eq!(
+            none.database,
+            Database::Sqlite(dir.path().join("fresh").join("escalator.db")),
+            "the quick start's default"
+        );
+    }
+
+    #[test]
     fn limits_and_delivery_settings_are_checked() {
         let bad: FileConfig = toml::from_str("[limits]\nversions-per-plugin = 1\n").unwrap();
         assert!(bad.limits.resolve().is_err());
