@@ -229,8 +229,6 @@ async fn shutdown_signal() {
     }
 }
 
-/// Publish the plugin changes other instances on the same database made,
-/// every [`crate::engine::SYNC_PLUGINS_EVERY`].
 /// How often a server looks for events stored but never decided.
 const ORPHANS_EVERY: Duration = Duration::from_secs(5);
 
@@ -254,6 +252,8 @@ async fn decide_orphans(engine: Arc<Engine>) {
     }
 }
 
+/// Publish the plugin changes other instances on the same database made,
+/// when the database tells and every [`crate::engine::SYNC_PLUGINS_EVERY`].
 async fn sync_plugins(engine: Arc<Engine>) {
     let mut tick = tokio::time::interval(crate::engine::SYNC_PLUGINS_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

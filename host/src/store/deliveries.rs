@@ -203,16 +203,6 @@ impl Deliveries for SqliteStore {
         rows.map(|r| Ok(r?)).collect()
     }
 
-    fn due_deliveries(&self, now_ms: i64, limit: u32) -> Result<Vec<Delivery>> {
-        self.due_deliveries_except(
-            now_ms,
-            limit,
-            &HashSet::new(),
-            &|_| usize::MAX,
-            &HashSet::new(),
-        )
-    }
-
     fn due_deliveries_except(
         &self,
         now_ms: i64,
@@ -481,7 +471,15 @@ pub trait Deliveries {
 
     /// Deliveries due for an attempt at `now_ms` (real time), most urgent
     /// first, then oldest.
-    fn due_deliveries(&self, now_ms: i64, limit: u32) -> Result<Vec<Delivery>>;
+    fn due_deliveries(&self, now_ms: i64, limit: u32) -> Result<Vec<Delivery>> {
+        self.due_deliveries_except(
+            now_ms,
+            limit,
+            &HashSet::new(),
+            &|_| usize::MAX,
+            &HashSet::new(),
+        )
+    }
 
     /// Due deliveries, most urgent first, at most `free(tenant)` of each
     /// tenant, leaving out the ids in `busy` (being sent) and the

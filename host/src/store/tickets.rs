@@ -326,6 +326,63 @@ impl Tickets for SqliteStore {
 }
 
 impl TicketsTx for SqliteTx<'_> {
+    fn write_ticket(
+        &self,
+        tenant: &str,
+        state: &TicketState,
+        json: &TicketJson,
+        stored: usize,
+    ) -> Result<()> {
+        let t = &state.ticket;
+        if stored == json.from {
+            if let Some(tail) = &json.tail {
+                exec(
+                    &self.tx,
+                    "INSERT INTO conversation (tenant, ticket, first, messages) \
+                     VALUES (?1, ?2, ?3, ?4)",
+                    params![tenant, t.id, json.from as i64, tail],
+                )?;
+            }
+        } else {
+            // Serialized against another stored length: the conversation
+            // is written again whole (it only ever grows, so this is for a
+            // caller that serialized too early).
+            exec(
+                &self.tx,
+                "DELETE FROM conversation WHERE tenant = ?1 AND ticket = ?2",
+                [tenant, &t.id],
+            )?;
+            if !t.messages.is_empty() {
+                exec(
+                    &self.tx,
+                    "INSERT INTO conversation (tenant, ticket, first, messages) \
+                     VALUES (?1, ?2, 0, ?3)",
+                    params![tenant, t.id, serde_json::to_string(&t.messages)?],
+                )?;
+            }
+        }
+        exec(
+            &self.tx,
+            "INSERT INTO tickets (tenant, id, data, tier, assignee, status, escalated_at, updated_at, \
+             messages) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+             ON CONFLICT (tenant, id) DO UPDATE SET data = excluded.data, tier = excluded.tier, \
+             assignee = excluded.assignee, status = excluded.status, \
+             escalated_at = excluded.escalated_at, updated_at = excluded.updated_at, \
+             messages = excluded.messages",
+            params![
+                tenant,
+                t.id,
+                json.head,
+                t.tier.map(|x| name_of(&x)),
+                t.assignee,
+                name_of(&t.status),
+                state.escalation.as_ref().map(|e| ts(e.escalated_at)),
+                ts(t.updated_at.unwrap_or(t.created_at)),
+                json.len as i64,
+            ],
+        )?;
+        Ok(())
+    }
     fn stored_messages(&self, tenant: &str, id: &str) -> Result<usize> {
         let n: Option<i64> = self
             .tx
@@ -340,17 +397,6 @@ impl TicketsTx for SqliteTx<'_> {
             .tx
             .prepare_cached("SELECT 1 FROM tickets WHERE tenant = ?1 AND id = ?2")?
             .exists(params![tenant, id])?)
-    }
-
-    fn put_ticket(&self, tenant: &str, state: &mut TicketState) -> Result<()> {
-        let stored = self.stored_messages(tenant, &state.ticket.id)?;
-        let json = TicketJson::new(state, stored)?;
-        self.write_ticket(tenant, state, &json, stored)
-    }
-
-    fn put_ticket_json(&self, tenant: &str, state: &TicketState, json: &TicketJson) -> Result<()> {
-        let stored = self.stored_messages(tenant, &state.ticket.id)?;
-        self.write_ticket(tenant, state, json, stored)
     }
 
     fn insert_event(
@@ -424,68 +470,6 @@ impl TicketsTx for SqliteTx<'_> {
     }
 }
 
-impl SqliteTx<'_> {
-    /// Write a ticket serialized by [`TicketJson`] to a store that holds
-    /// `stored` of its messages.
-    fn write_ticket(
-        &self,
-        tenant: &str,
-        state: &TicketState,
-        json: &TicketJson,
-        stored: usize,
-    ) -> Result<()> {
-        let t = &state.ticket;
-        if stored == json.from {
-            if let Some(tail) = &json.tail {
-                exec(
-                    &self.tx,
-                    "INSERT INTO conversation (tenant, ticket, first, messages) \
-                     VALUES (?1, ?2, ?3, ?4)",
-                    params![tenant, t.id, json.from as i64, tail],
-                )?;
-            }
-        } else {
-            // Serialized against another stored length: the conversation
-            // is written again whole (it only ever grows, so this is for a
-            // caller that serialized too early).
-            exec(
-                &self.tx,
-                "DELETE FROM conversation WHERE tenant = ?1 AND ticket = ?2",
-                [tenant, &t.id],
-            )?;
-            if !t.messages.is_empty() {
-                exec(
-                    &self.tx,
-                    "INSERT INTO conversation (tenant, ticket, first, messages) \
-                     VALUES (?1, ?2, 0, ?3)",
-                    params![tenant, t.id, serde_json::to_string(&t.messages)?],
-                )?;
-            }
-        }
-        exec(
-            &self.tx,
-            "INSERT INTO tickets (tenant, id, data, tier, assignee, status, escalated_at, updated_at, \
-             messages) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
-             ON CONFLICT (tenant, id) DO UPDATE SET data = excluded.data, tier = excluded.tier, \
-             assignee = excluded.assignee, status = excluded.status, \
-             escalated_at = excluded.escalated_at, updated_at = excluded.updated_at, \
-             messages = excluded.messages",
-            params![
-                tenant,
-                t.id,
-                json.head,
-                t.tier.map(|x| name_of(&x)),
-                t.assignee,
-                name_of(&t.status),
-                state.escalation.as_ref().map(|e| ts(e.escalated_at)),
-                ts(t.updated_at.unwrap_or(t.created_at)),
-                json.len as i64,
-            ],
-        )?;
-        Ok(())
-    }
-}
-
 /// What the engine reads and records about tickets, events, decisions and the keys acted on, outside a transaction.
 pub trait Tickets {
     /// A ticket's state.
@@ -539,12 +523,32 @@ pub trait TicketsTx {
 
     /// Insert or replace a ticket's state. Its conversation only grows:
     /// the messages past the stored ones are appended, as one batch.
-    fn put_ticket(&self, tenant: &str, state: &mut TicketState) -> Result<()>;
+    fn put_ticket(&self, tenant: &str, state: &mut TicketState) -> Result<()> {
+        let stored = self.stored_messages(tenant, &state.ticket.id)?;
+        let json = TicketJson::new(state, stored)?;
+        self.write_ticket(tenant, state, &json, stored)
+    }
 
     /// [`Tx::put_ticket`] with the state already serialized (`json` is
     /// `state`), so a big ticket is not serialized while the writer is
     /// held.
-    fn put_ticket_json(&self, tenant: &str, state: &TicketState, json: &TicketJson) -> Result<()>;
+    fn put_ticket_json(&self, tenant: &str, state: &TicketState, json: &TicketJson) -> Result<()> {
+        let stored = self.stored_messages(tenant, &state.ticket.id)?;
+        self.write_ticket(tenant, state, json, stored)
+    }
+
+    /// Write a ticket serialized by [`TicketJson`] to a store that holds
+    /// `stored` of its messages: the batch `json` adds if it was
+    /// serialized against `stored`, else the whole conversation again.
+    /// What [`TicketsTx::put_ticket`] and [`TicketsTx::put_ticket_json`]
+    /// come to.
+    fn write_ticket(
+        &self,
+        tenant: &str,
+        state: &TicketState,
+        json: &TicketJson,
+        stored: usize,
+    ) -> Result<()>;
 
     /// Store an event (`payload` is its JSON); returns its sequence number.
     fn insert_event(

@@ -98,10 +98,6 @@ pub(super) fn timer_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Timer> {
     })
 }
 impl Timers for SqliteStore {
-    fn due_timers(&self, now_ms: i64, limit: u32) -> Result<Vec<Timer>> {
-        self.due_timers_except(now_ms, limit, &[], &[])
-    }
-
     fn due_timers_except(
         &self,
         now_ms: i64,
@@ -289,7 +285,9 @@ impl TimersTx for SqliteTx<'_> {
 /// What the engine reads and records about durable timers, outside a transaction.
 pub trait Timers {
     /// Pending timers due at `now_ms`, oldest first.
-    fn due_timers(&self, now_ms: i64, limit: u32) -> Result<Vec<Timer>>;
+    fn due_timers(&self, now_ms: i64, limit: u32) -> Result<Vec<Timer>> {
+        self.due_timers_except(now_ms, limit, &[], &[])
+    }
 
     /// Timers due at `now_ms`, oldest first, leaving out those of the
     /// `(tenant, ticket)` pairs in `busy` (already being fired) and of the

@@ -442,9 +442,7 @@ impl Tickets for PgStore {
     }
 }
 
-impl PgTx<'_> {
-    /// Write a ticket serialized by [`TicketJson`] to a store that holds
-    /// `stored` of its messages (as SQLite's `write_ticket`).
+impl TicketsTx for PgTx<'_> {
     fn write_ticket(
         &self,
         tenant: &str,
@@ -496,9 +494,6 @@ impl PgTx<'_> {
         )?;
         Ok(())
     }
-}
-
-impl TicketsTx for PgTx<'_> {
     fn ticket_exists(&self, tenant: &str, id: &str) -> Result<bool> {
         Ok(self
             .db()
@@ -518,17 +513,6 @@ impl TicketsTx for PgTx<'_> {
             None => None,
         };
         Ok(n.unwrap_or(0).max(0) as usize)
-    }
-
-    fn put_ticket(&self, tenant: &str, state: &mut TicketState) -> Result<()> {
-        let stored = self.stored_messages(tenant, &state.ticket.id)?;
-        let json = TicketJson::new(state, stored)?;
-        self.write_ticket(tenant, state, &json, stored)
-    }
-
-    fn put_ticket_json(&self, tenant: &str, state: &TicketState, json: &TicketJson) -> Result<()> {
-        let stored = self.stored_messages(tenant, &state.ticket.id)?;
-        self.write_ticket(tenant, state, json, stored)
     }
 
     fn insert_event(
@@ -632,10 +616,6 @@ fn timer_row(r: &Row) -> Result<Timer> {
 }
 
 impl Timers for PgStore {
-    fn due_timers(&self, now_ms: i64, n: u32) -> Result<Vec<Timer>> {
-        self.due_timers_except(now_ms, n, &[], &[])
-    }
-
     fn due_timers_except(
         &self,
         now_ms: i64,
@@ -866,10 +846,6 @@ impl Deliveries for PgStore {
             .iter()
             .map(delivery_row)
             .collect()
-    }
-
-    fn due_deliveries(&self, now_ms: i64, n: u32) -> Result<Vec<Delivery>> {
-        self.due_deliveries_except(now_ms, n, &HashSet::new(), &|_| usize::MAX, &HashSet::new())
     }
 
     fn due_deliveries_except(
