@@ -13,6 +13,7 @@
 //! - [`scheduler`]: fires durable timers when due.
 //! - [`delivery`]: Slack, e-mail, webhook and in-app, with retries.
 //! - [`watcher`]: hot-swaps plugins dropped into a directory.
+//! - [`lane`]: how an over-share tenant yields CPU and the writer.
 //! - [`api`]: the HTTP API; [`server`]: `escalator serve`.
 //! - [`cli`]: the `escalator` command.
 
@@ -24,6 +25,7 @@ pub mod codes;
 pub mod dashboard;
 pub mod delivery;
 pub mod engine;
+pub mod lane;
 pub mod manifest;
 pub mod matrix;
 pub mod metrics;

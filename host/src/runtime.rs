@@ -194,6 +194,16 @@ impl Runtime {
         &self.shares
     }
 
+    /// Run `job` on a thread of `lane` (the call threads'), for host work
+    /// done on a tenant's behalf that should have its calls' priority.
+    pub fn run_in_lane(
+        &self,
+        lane: shares::Lane,
+        job: Box<dyn FnOnce() + Send>,
+    ) -> std::io::Result<()> {
+        self.threads.submit(job, lane)
+    }
+
     /// The runtime's settings.
     pub fn config(&self) -> &RuntimeConfig {
         &self.config

@@ -234,6 +234,34 @@ pub(super) async fn blocking<T: Send + 'static>(
         .await
         .map_err(|e| internal(anyhow::anyhow!("a request task failed: {e}")))?
 }
+/// `f` on a thread of `lane`: [`blocking`]'s pool for the normal lane, a
+/// low-priority call thread for the low one.
+pub(super) async fn blocking_in<T: Send + 'static>(
+    runtime: &crate::runtime::Runtime,
+    lane: crate::runtime::shares::Lane,
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    if lane == crate::runtime::shares::Lane::Normal {
+        return blocking(f).await;
+    }
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    runtime
+        .run_in_lane(
+            lane,
+            Box::new(move || {
+                let _ = tx.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)));
+            }),
+        )
+        .map_err(|e| internal(anyhow::anyhow!("no thread for a request: {e}")))?;
+    match rx.await {
+        Ok(Ok(out)) => out,
+        Ok(Err(_)) => Err(internal(anyhow::anyhow!("a request task panicked"))),
+        Err(_) => Err(internal(anyhow::anyhow!(
+            "a request task ended without an answer"
+        ))),
+    }
+}
+
 /// A streaming body fed by a channel (the SSE feed).
 pub(super) struct ChannelBody(pub(super) tokio::sync::mpsc::Receiver<Bytes>);
 

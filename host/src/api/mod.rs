@@ -24,6 +24,7 @@ pub use http::{new_token, token_hash};
 use crate::codes;
 use crate::delivery::ChannelSettings;
 use crate::engine::{Engine, EngineError, FeedEvent};
+use crate::lane::{self, Lane};
 use crate::model::Event;
 use crate::model::{self, AgentStatus};
 use bytes::Bytes;
@@ -254,7 +255,8 @@ impl Api {
         decide: impl std::future::Future<Output = Result<T, ApiError>>,
     ) -> Result<T, ApiError> {
         let q = self.quotas;
-        self.work
+        let left = self
+            .work
             .admit(tenant, q.work_ms_per_second, q.work_burst_ms)
             .map_err(|wait| {
                 ApiError::too_many(
@@ -266,11 +268,25 @@ impl Api {
                     wait,
                 )
             })?;
+        // A tenant that has spent more than half its burst is using more
+        // than its share: its work runs in the low lane ([`lane`]) until it
+        // is back under, so it takes only what nobody else wants.
+        let lane_at = |left: f64| {
+            if left < q.work_burst_ms / 2.0 {
+                Lane::Low
+            } else {
+                Lane::Normal
+            }
+        };
+        let shares = self.engine.runtime.shares();
+        shares.set_lane(tenant, lane_at(left));
         let started = std::time::Instant::now();
         let out = decide.await;
         let ms = started.elapsed().as_secs_f64() * 1000.0;
-        self.work
+        let left = self
+            .work
             .charge(tenant, ms, q.work_ms_per_second, q.work_burst_ms);
+        shares.set_lane(tenant, lane_at(left));
         out
     }
 
@@ -326,11 +342,30 @@ impl Api {
         req: Request<Incoming>,
         limit: usize,
     ) -> Result<T, ApiError> {
+        self.body_up_to_in(req, limit, Lane::Normal).await
+    }
+
+    /// [`Self::body`] of a request of a tenant in `lane`: a big body of a
+    /// low-lane tenant is parsed on a low-priority thread.
+    async fn body_in<T: DeserializeOwned + Send + 'static>(
+        &self,
+        req: Request<Incoming>,
+        lane: Lane,
+    ) -> Result<T, ApiError> {
+        self.body_up_to_in(req, self.max_body_bytes, lane).await
+    }
+
+    async fn body_up_to_in<T: DeserializeOwned + Send + 'static>(
+        &self,
+        req: Request<Incoming>,
+        limit: usize,
+        lane: Lane,
+    ) -> Result<T, ApiError> {
         let bytes = self.raw_body(req, limit).await?;
         if bytes.len() <= PARSE_INLINE_BYTES {
             return parse_json(&bytes);
         }
-        blocking(move || parse_json(&bytes)).await
+        blocking_in(&self.engine.runtime, lane, move || parse_json(&bytes)).await
     }
 
     /// The body's bytes, at most `limit`, within the body timeout.

@@ -88,10 +88,11 @@ impl RateLimiter {
 
     /// Whether `tenant` may start something whose cost is charged later:
     /// yes unless its bucket is in debt; else how long until it is not.
-    pub fn admit(&self, tenant: &str, rate: f64, burst: f64) -> Result<(), Duration> {
+    /// Returns what is left in its bucket.
+    pub fn admit(&self, tenant: &str, rate: f64, burst: f64) -> Result<f64, Duration> {
         self.with(tenant, rate, burst, |tokens| {
             if *tokens > 0.0 {
-                Ok(())
+                Ok(*tokens)
             } else {
                 Err(Duration::from_secs_f64(
                     (-*tokens).max(1.0) / rate.max(1e-9),
@@ -100,9 +101,13 @@ impl RateLimiter {
         })
     }
 
-    /// Charge `cost` to `tenant`'s bucket; it may go into debt.
-    pub fn charge(&self, tenant: &str, cost: f64, rate: f64, burst: f64) {
-        self.with(tenant, rate, burst, |tokens| *tokens -= cost);
+    /// Charge `cost` to `tenant`'s bucket; it may go into debt. Returns
+    /// what is left.
+    pub fn charge(&self, tenant: &str, cost: f64, rate: f64, burst: f64) -> f64 {
+        self.with(tenant, rate, burst, |tokens| {
+            *tokens -= cost;
+            *tokens
+        })
     }
 }
 

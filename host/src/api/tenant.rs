@@ -302,9 +302,14 @@ impl Api {
                 self.event_rate(&tenant)?;
                 let out = self
                     .metered(&tenant.clone(), async {
-                        let t: model::Ticket = self.body(req).await?;
-                        blocking(move || Ok(engine.create_ticket(&tenant, t, key.as_deref())?))
-                            .await
+                        let lane = engine.runtime.shares().lane(&tenant);
+                        let t: model::Ticket = self.body_in(req, lane).await?;
+                        blocking(move || {
+                            lane::within(lane, || {
+                                Ok(engine.create_ticket(&tenant, t, key.as_deref())?)
+                            })
+                        })
+                        .await
                     })
                     .await?;
                 Ok(json(StatusCode::CREATED, &out))
@@ -351,9 +356,12 @@ impl Api {
                 let id = id.to_string();
                 let out = self
                     .metered(&tenant.clone(), async {
-                        let event: Event = self.body(req).await?;
+                        let lane = engine.runtime.shares().lane(&tenant);
+                        let event: Event = self.body_in(req, lane).await?;
                         blocking(move || {
-                            Ok(engine.add_event(&tenant, &id, event, key.as_deref())?)
+                            lane::within(lane, || {
+                                Ok(engine.add_event(&tenant, &id, event, key.as_deref())?)
+                            })
                         })
                         .await
                     })

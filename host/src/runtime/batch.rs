@@ -187,7 +187,8 @@ fn start<T: output::Output + Send + 'static>(
     generation: u64,
 ) -> std::io::Result<()> {
     let (env, shared) = (env.clone(), shared.clone());
-    threads.submit(Box::new(move || work(&env, &shared, generation)))
+    let lane = env.shares.lane(&env.tenant);
+    threads.submit(Box::new(move || work(&env, &shared, generation)), lane)
 }
 
 /// The call thread's side: the waiting calls one by one, each under its

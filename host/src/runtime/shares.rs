@@ -15,7 +15,7 @@
 //!   returns, and a fresh thread takes its place. The calls of
 //!   one event go to a call thread together ([`super::batch`]).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -47,7 +47,11 @@ struct State {
     per_tenant: HashMap<String, usize>,
     calls: usize,
     memory: usize,
+    /// Tenants whose calls run in the low lane.
+    low: HashSet<String>,
 }
+
+pub use crate::lane::Lane;
 
 /// The shares of one runtime.
 pub struct Shares {
@@ -78,6 +82,7 @@ impl Shares {
                 per_tenant: HashMap::new(),
                 calls: 0,
                 memory: 0,
+                low: HashSet::new(),
             }),
             freed: Condvar::new(),
         })
@@ -135,6 +140,29 @@ impl Shares {
         })
     }
 
+    /// Put `tenant`'s calls from now on in `lane`.
+    pub fn set_lane(&self, tenant: &str, lane: Lane) {
+        let mut s = lock(&self.state);
+        match lane {
+            Lane::Low if !s.low.contains(tenant) => {
+                s.low.insert(tenant.to_string());
+            }
+            Lane::Normal => {
+                s.low.remove(tenant);
+            }
+            Lane::Low => {}
+        }
+    }
+
+    /// The lane `tenant`'s calls run in.
+    pub fn lane(&self, tenant: &str) -> Lane {
+        if lock(&self.state).low.contains(tenant) {
+            Lane::Low
+        } else {
+            Lane::Normal
+        }
+    }
+
     /// Calls running now: (all tenants, this tenant).
     pub fn running(&self, tenant: &str) -> (usize, usize) {
         let s = lock(&self.state);
@@ -189,9 +217,11 @@ pub(super) fn spin_until(ready: impl Fn() -> bool) -> bool {
 }
 
 /// The threads plugin calls run on: grown on demand (a thread stuck in an
-/// overrunning call is not waited for), shrunk when idle.
+/// overrunning call is not waited for), shrunk when idle; one set per
+/// [`Lane`].
 pub struct CallThreads {
-    queue: Arc<(Mutex<Queue>, Condvar)>,
+    normal: Arc<(Mutex<Queue>, Condvar)>,
+    low: Arc<(Mutex<Queue>, Condvar)>,
 }
 
 /// An idle call thread exits after this long.
@@ -203,32 +233,50 @@ const STACK_BYTES: usize = 8 << 20;
 impl CallThreads {
     /// No threads yet.
     pub fn new() -> CallThreads {
-        CallThreads {
-            queue: Arc::new((
+        let queue = || {
+            Arc::new((
                 Mutex::new(Queue {
                     jobs: VecDeque::new(),
                     idle: 0,
                     asleep: 0,
                 }),
                 Condvar::new(),
-            )),
+            ))
+        };
+        CallThreads {
+            normal: queue(),
+            low: queue(),
         }
     }
 
-    /// Run `job` on a call thread.
-    pub fn submit(&self, job: Job) -> std::io::Result<()> {
-        let (m, cv) = &*self.queue;
+    /// Run `job` on a call thread of `lane`.
+    pub fn submit(&self, job: Job, lane: Lane) -> std::io::Result<()> {
+        let queue = match lane {
+            Lane::Normal => &self.normal,
+            Lane::Low => &self.low,
+        };
+        let (m, cv) = &**queue;
         let mut q = lock(m);
         q.jobs.push_back(job);
         let spawn = q.idle < q.jobs.len();
         let wake = q.asleep > 0;
         drop(q);
         if spawn {
-            let queue = self.queue.clone();
+            let queue = queue.clone();
+            let name = match lane {
+                Lane::Normal => "escalator-plugin",
+                // 15 characters at most (what /proc/PID/task/TID/comm keeps).
+                Lane::Low => "escalator-low",
+            };
             let spawned = std::thread::Builder::new()
-                .name("escalator-plugin".into())
+                .name(name.into())
                 .stack_size(STACK_BYTES)
-                .spawn(move || work(&queue));
+                .spawn(move || {
+                    if lane == Lane::Low {
+                        crate::lane::lower_this_thread();
+                    }
+                    work(&queue)
+                });
             if let Err(e) = spawned {
                 // Take the job back out if no thread can be had and none
                 // is idle: the caller reports it.
@@ -344,14 +392,17 @@ mod tests {
         let (tx, rx) = std::sync::mpsc::channel();
         let (release, stuck) = std::sync::mpsc::channel::<()>();
         threads
-            .submit(Box::new(move || {
-                let _ = stuck.recv();
-            }))
+            .submit(
+                Box::new(move || {
+                    let _ = stuck.recv();
+                }),
+                Lane::Normal,
+            )
             .unwrap();
         for i in 0..4 {
             let tx = tx.clone();
             threads
-                .submit(Box::new(move || tx.send(i).unwrap()))
+                .submit(Box::new(move || tx.send(i).unwrap()), Lane::Normal)
                 .unwrap();
         }
         let mut got: Vec<i32> = (0..4)
@@ -360,5 +411,57 @@ mod tests {
         got.sort();
         assert_eq!(got, [0, 1, 2, 3]);
         release.send(()).unwrap();
+    }
+
+    /// This thread's nice value, from `/proc/thread-self/stat`.
+    #[cfg(target_os = "linux")]
+    fn nice() -> i64 {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+        // After the command name in parentheses: state is field 3, nice 19.
+        let rest = &stat[stat.rfind(')').unwrap() + 2..];
+        rest.split(' ').nth(16).unwrap().parse().unwrap()
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn low_lane_jobs_run_on_threads_of_the_lowest_priority() {
+        let threads = CallThreads::new();
+        let (tx, rx) = std::sync::mpsc::channel();
+        for lane in [Lane::Normal, Lane::Low] {
+            let tx = tx.clone();
+            threads
+                .submit(
+                    Box::new(move || {
+                        let name = std::thread::current().name().map(String::from);
+                        tx.send((lane, name, nice())).unwrap()
+                    }),
+                    lane,
+                )
+                .unwrap();
+        }
+        let mut got: Vec<_> = (0..2)
+            .map(|_| rx.recv_timeout(Duration::from_secs(10)).unwrap())
+            .collect();
+        got.sort_by_key(|(lane, ..)| *lane == Lane::Low);
+        let here = nice();
+        assert_eq!(got[0].1.as_deref(), Some("escalator-plugin"));
+        assert_eq!(
+            got[0].2, here,
+            "a normal-lane thread keeps the process's priority"
+        );
+        assert_eq!(got[1].1.as_deref(), Some("escalator-low"));
+        assert_eq!(got[1].2, 19, "a low-lane thread runs at nice 19");
+    }
+
+    #[test]
+    fn a_tenant_is_in_the_lane_it_was_last_put_in() {
+        let shares = Shares::new(config(None, 1 << 30), 10);
+        assert_eq!(shares.lane("a"), Lane::Normal);
+        shares.set_lane("a", Lane::Low);
+        shares.set_lane("a", Lane::Low);
+        assert_eq!(shares.lane("a"), Lane::Low);
+        assert_eq!(shares.lane("b"), Lane::Normal);
+        shares.set_lane("a", Lane::Normal);
+        assert_eq!(shares.lane("a"), Lane::Normal);
     }
 }

@@ -167,6 +167,9 @@ pub struct SqliteStore {
     next_reader: std::sync::atomic::AtomicUsize,
     /// Tells the checkpointer to stop.
     checkpointer: Arc<(Mutex<bool>, std::sync::Condvar)>,
+    /// Whose write transaction goes next: normal-lane ones before
+    /// low-lane ones ([`crate::lane`]).
+    turns: crate::lane::WriterTurns,
 }
 
 impl Drop for SqliteStore {
@@ -279,6 +282,7 @@ impl SqliteStore {
             readers,
             next_reader: std::sync::atomic::AtomicUsize::new(0),
             checkpointer: stop,
+            turns: crate::lane::WriterTurns::default(),
         })
     }
 
@@ -304,6 +308,7 @@ impl SqliteStore {
 
 impl Backend for SqliteStore {
     fn transaction(&self, f: &mut dyn FnMut(&Tx<'_>) -> bool) -> Result<()> {
+        let _turn = self.turns.take();
         let mut conn = self.lock();
         let tx = SqliteTx {
             tx: conn.transaction()?,

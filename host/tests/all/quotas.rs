@@ -123,6 +123,79 @@ fn a_tenant_over_its_budget_of_server_time_gets_429_and_the_other_tenant_is_serv
     victim.ok("POST", "/v1/tickets", Some(ticket("V-0")));
 }
 
+#[cfg(target_os = "linux")]
+#[test]
+fn a_tenant_over_half_its_budget_runs_in_the_low_lane_and_the_other_tenant_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    // A refill of 20 ms a second: a big ticket leaves the tenant in debt
+    // for seconds, and it comes back with little of its 100 ms burst.
+    let server = Escalator::start(
+        dir.path(),
+        T0,
+        Some("[limits]\nwork-ms-per-second = 20\nwork-burst-ms = 100\n"),
+    );
+    let attacker = server.tenant("attacker");
+    let victim = server.tenant("victim");
+    let low = |s: &Escalator| {
+        s.threads()
+            .into_iter()
+            .filter(|(name, _)| name == "escalator-low")
+            .collect::<Vec<_>>()
+    };
+    for i in 0..3 {
+        victim.ok("POST", "/v1/tickets", Some(ticket(&format!("V-{i}"))));
+    }
+    assert!(
+        low(&server).is_empty(),
+        "a tenant within its share uses no low-lane thread"
+    );
+    let messages: Vec<Value> = (0..3000)
+        .map(|i| json!({"author": "customer", "body": format!("message {i}: where is my refund?"), "sent_at": T0}))
+        .collect();
+    let r = post_raw(
+        &server.base,
+        &attacker.token(),
+        "/v1/tickets",
+        &json!({"id": "A-0", "created_at": T0, "messages": messages}),
+    );
+    assert_eq!(r.status().as_u16(), 201);
+    // Back from its debt with less than half its burst: its next event is
+    // decided, and its plugin calls run on the low lane's threads.
+    let mut decided = false;
+    for i in 0..400 {
+        let r = post_raw(
+            &server.base,
+            &attacker.token(),
+            "/v1/tickets",
+            &ticket(&format!("A-{}", i + 1)),
+        );
+        if r.status().as_u16() == 201 {
+            decided = true;
+            break;
+        }
+        assert_eq!(r.status().as_u16(), 429);
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(decided, "the attacker was served again once out of debt");
+    let threads = low(&server);
+    assert!(!threads.is_empty(), "{:?}", server.threads());
+    assert!(threads.iter().all(|(_, nice)| *nice == 19), "{threads:?}");
+    // The victim is still served, by threads of the ordinary priority.
+    victim.ok("POST", "/v1/tickets", Some(ticket("V-9")));
+    let threads = server.threads();
+    let main = threads
+        .iter()
+        .find(|(name, _)| name == "escalator")
+        .unwrap()
+        .1;
+    assert!(
+        threads
+            .iter()
+            .any(|(name, nice)| name == "escalator-plugi" && *nice == main),
+        "{threads:?}"
+    );
+}
+
 #[test]
 fn webhooks_plugins_and_feeds_have_quotas_and_old_versions_are_pruned() {
     let dir = tempfile::tempdir().unwrap();

@@ -135,6 +135,23 @@ impl Escalator {
         let _ = self.child.wait();
     }
 
+    /// The server's threads: (name, nice value), from `/proc`.
+    pub fn threads(&self) -> Vec<(String, i64)> {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", self.child.id())) else {
+            return Vec::new();
+        };
+        tasks
+            .flatten()
+            .filter_map(|t| {
+                let stat = std::fs::read_to_string(t.path().join("stat")).ok()?;
+                let (open, close) = (stat.find('(')?, stat.rfind(')')?);
+                // After the name: state is field 3, nice field 19.
+                let nice = stat[close + 2..].split(' ').nth(16)?.parse().ok()?;
+                Some((stat[open + 1..close].to_string(), nice))
+            })
+            .collect()
+    }
+
     /// The server's resident memory, KiB.
     pub fn rss_kib(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
