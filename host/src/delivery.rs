@@ -42,6 +42,9 @@ pub struct ChannelSettings {
     /// Named webhook endpoints; `default` gets webhook-channel steps sent
     /// to agents and teams.
     pub webhooks: BTreeMap<String, WebhookEndpoint>,
+    /// Help desks this tenant takes webhooks from
+    /// (`POST /v1/connectors/{desk}/events?tenant=ID`).
+    pub connectors: BTreeMap<crate::connectors::Desk, crate::connectors::Connector>,
 }
 
 /// Each tenant's channel settings, parsed once per change: every event
@@ -165,6 +168,9 @@ impl ChannelSettings {
         for w in s.webhooks.values_mut() {
             w.secret = "***".into();
         }
+        for c in s.connectors.values_mut() {
+            c.secret = "***".into();
+        }
         s
     }
 
@@ -191,6 +197,13 @@ impl ChannelSettings {
                 w.secret = old.secret.clone();
             }
         }
+        for (desk, c) in &mut self.connectors {
+            if c.secret == "***"
+                && let Some(old) = stored.connectors.get(desk)
+            {
+                c.secret = old.secret.clone();
+            }
+        }
     }
 
     /// Check URLs and addresses; the error names the bad field.
@@ -204,6 +217,14 @@ impl ChannelSettings {
         };
         if let Some(u) = &self.slack_webhook_url {
             url("slack_webhook_url", u)?;
+        }
+        for (desk, c) in &self.connectors {
+            if c.secret.trim().is_empty() || c.secret == "***" {
+                return Err(format!(
+                    "connectors.{}.secret: the desk's webhook signing secret is required",
+                    desk.name()
+                ));
+            }
         }
         for (name, w) in &self.webhooks {
             url(&format!("webhooks.{name}.url"), &w.url)?;

@@ -22,6 +22,7 @@ pub mod bench;
 pub mod cli;
 pub mod clock;
 pub mod codes;
+pub mod connectors;
 pub mod dashboard;
 pub mod delivery;
 pub mod engine;

@@ -10,6 +10,7 @@
 //! `/openapi.json`.
 
 mod admin;
+mod connector;
 mod error;
 mod http;
 pub mod openapi;
@@ -489,6 +490,10 @@ impl Api {
                 self.tenant_token(req, method, id).await
             }
             (_, ["v1", "clock"]) => self.clock(req, method).await,
+            (_, ["v1", "connectors", desk, "events"]) => {
+                let desk = desk.to_string();
+                self.connector_event(req, method, &desk).await
+            }
             (_, ["v1", ..]) => {
                 let tenant = self.tenant(&req).await?;
                 self.tenant_route(req, method, &segs[1..], tenant).await

@@ -59,6 +59,47 @@ impl Engine {
         self.decide_event(tenant, state, now, EventKind::TicketCreated, seq)
     }
 
+    /// A help desk's delivery: its ticket is created if Escalator has not
+    /// seen it (with the delivery's message, if it brings one), and its
+    /// event added. The desk's delivery id is the idempotency key, so a
+    /// retried delivery changes nothing. `None`: nothing to do (a ticket
+    /// seen before, and no event).
+    pub fn from_desk(
+        &self,
+        tenant: &str,
+        desk: crate::connectors::Desk,
+        inbound: &crate::connectors::Inbound,
+    ) -> Result<Option<Outcome>, EngineError> {
+        let key = format!("{}:{}", desk.name(), inbound.delivery);
+        let id = &inbound.ticket.id;
+        // An event for a ticket Escalator has: added (the common case, one
+        // read of the ticket).
+        if let Some(e) = &inbound.event {
+            match self.add_event(tenant, id, e.clone(), Some(&key)) {
+                Err(EngineError::NotFound(code, _)) if code == codes::TICKET_NOT_FOUND => {}
+                other => return other.map(Some),
+            }
+        }
+        // A ticket Escalator has not seen: created from the delivery, with
+        // its message if it brings one, then its other event added.
+        let (ticket, rest) = inbound.for_creation();
+        let rest = match self.create_ticket(tenant, ticket, Some(&key)) {
+            Ok(out) => match rest {
+                None => return Ok(Some(out)),
+                Some(e) => e,
+            },
+            // Created meanwhile by another delivery, or seen before.
+            Err(EngineError::Conflict(code, _)) if code == codes::TICKET_EXISTS => {
+                match &inbound.event {
+                    Some(e) => e.clone(),
+                    None => return Ok(None),
+                }
+            }
+            Err(e) => return Err(e),
+        };
+        self.add_event(tenant, id, rest, Some(&key)).map(Some)
+    }
+
     /// Add an event to a ticket and evaluate it.
     pub fn add_event(
         &self,

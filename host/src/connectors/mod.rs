@@ -1,0 +1,412 @@
+//! Help-desk connectors, inbound: each desk's own webhook payloads, signed
+//! by the desk's own scheme, mapped to Escalator's tickets and events
+//! (`POST /v1/connectors/{desk}/events`).
+//!
+//! A mapping is a pure function of the request: the same delivery (a desk
+//! retries) maps to the same ticket, event and idempotency key, so the
+//! engine answers it once. Desk ids become ours with the desk's name in
+//! front (`zendesk-5158`), so two desks never collide.
+
+mod chatwoot;
+mod intercom;
+mod zammad;
+mod zendesk;
+
+use crate::model::{AuthorKind, Event, Message, Ticket, TicketChannel};
+use chrono::{DateTime, Utc};
+use hmac::{Hmac, Mac};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// A help desk Escalator takes webhooks from.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Desk {
+    /// Zendesk event webhooks (`zen:event-type:ticket.*`).
+    Zendesk,
+    /// Intercom webhook topics (`conversation.*`).
+    Intercom,
+    /// Chatwoot account webhooks.
+    Chatwoot,
+    /// Zammad trigger webhooks.
+    Zammad,
+}
+
+impl Desk {
+    /// Every desk.
+    pub const ALL: [Desk; 4] = [Desk::Zendesk, Desk::Intercom, Desk::Chatwoot, Desk::Zammad];
+
+    /// Its name in URLs and settings.
+    pub fn name(self) -> &'static str {
+        match self {
+            Desk::Zendesk => "zendesk",
+            Desk::Intercom => "intercom",
+            Desk::Chatwoot => "chatwoot",
+            Desk::Zammad => "zammad",
+        }
+    }
+
+    /// The desk named `name`.
+    pub fn parse(name: &str) -> Option<Desk> {
+        Desk::ALL.into_iter().find(|d| d.name() == name)
+    }
+}
+
+/// A tenant's settings for one desk (`connectors` in `PUT /v1/settings`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Connector {
+    /// The desk's webhook signing secret (Zendesk's signing secret,
+    /// Intercom's client secret, Chatwoot's webhook secret, Zammad's
+    /// HMAC-SHA1 token). Write-only.
+    #[schemars(length(min = 1))]
+    pub secret: String,
+    /// The desk's user ids of the AI agent: their messages are the AI's,
+    /// not a human agent's.
+    #[serde(default)]
+    pub ai_agents: Vec<String>,
+    /// The desk's agent ids → Escalator's agent ids, where they differ
+    /// (default: the desk's id).
+    #[serde(default)]
+    pub agents: BTreeMap<String, String>,
+}
+
+impl Connector {
+    /// Escalator's id of the desk's agent `id`.
+    fn agent(&self, id: &str) -> String {
+        self.agents
+            .get(id)
+            .cloned()
+            .unwrap_or_else(|| id.to_string())
+    }
+
+    /// Who a staff member's message is from: the AI agent or a human.
+    fn staff(&self, id: Option<&str>) -> AuthorKind {
+        if id.is_some_and(|id| self.ai_agents.iter().any(|a| a == id)) {
+            AuthorKind::AiAgent
+        } else {
+            AuthorKind::HumanAgent
+        }
+    }
+}
+
+/// The request's headers, by lower-case name.
+pub type Headers = BTreeMap<String, String>;
+
+/// What one delivery says happened.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Inbound {
+    /// The delivery's own id at the desk (the idempotency key).
+    pub delivery: String,
+    /// The desk's name for what happened, e.g. `ticket.comment_added`.
+    pub kind: String,
+    /// The ticket as the delivery describes it: what a ticket Escalator
+    /// has not seen yet is created from (a message in `event` joins it).
+    pub ticket: Ticket,
+    /// What happened to it; `None` when the delivery only says it exists.
+    pub event: Option<Event>,
+}
+
+/// A delivery, mapped.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Mapped {
+    /// Something Escalator acts on.
+    Inbound(Box<Inbound>),
+    /// A delivery with nothing for Escalator (an internal note, a topic
+    /// it does not follow): accepted, and why it was ignored.
+    Ignored(String),
+}
+
+/// How old a signed timestamp may be (Zendesk, Chatwoot): a captured
+/// delivery cannot be replayed later than this.
+pub const MAX_SKEW_SECS: i64 = 300;
+
+/// Check the delivery's signature by the desk's own scheme, with the
+/// tenant's secret. The error says what was wrong, never the expected
+/// value.
+pub fn verify(
+    desk: Desk,
+    secret: &str,
+    headers: &Headers,
+    body: &[u8],
+    now: DateTime<Utc>,
+) -> Result<(), String> {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .map(String::as_str)
+            .ok_or_else(|| format!("no {name} header"))
+    };
+    let fresh = |ts: &str| -> Result<(), String> {
+        let at: i64 = ts
+            .trim()
+            .parse()
+            .ok()
+            .or_else(|| {
+                DateTime::parse_from_rfc3339(ts.trim())
+                    .ok()
+                    .map(|t| t.timestamp())
+            })
+            .ok_or_else(|| format!("timestamp {ts:?} is neither Unix seconds nor RFC 3339"))?;
+        if (now.timestamp() - at).abs() > MAX_SKEW_SECS {
+            return Err(format!(
+                "timestamp {ts} is more than {MAX_SKEW_SECS} s from the server's clock"
+            ));
+        }
+        Ok(())
+    };
+    match desk {
+        // base64(HMAC-SHA256(secret, timestamp + body))
+        Desk::Zendesk => {
+            let ts = header("x-zendesk-webhook-signature-timestamp")?;
+            fresh(ts)?;
+            let given = header("x-zendesk-webhook-signature")?;
+            let mac = hmac_sha256(secret, &[ts.as_bytes(), body]);
+            use base64::Engine as _;
+            let expected = base64::engine::general_purpose::STANDARD.encode(mac);
+            same(given.trim(), &expected)
+        }
+        // sha1=hex(HMAC-SHA1(secret, body))
+        Desk::Intercom | Desk::Zammad => {
+            let given = header("x-hub-signature")?;
+            let mut mac =
+                Hmac::<sha1::Sha1>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key");
+            mac.update(body);
+            let expected = format!("sha1={}", hex::encode(mac.finalize().into_bytes()));
+            same(given.trim(), &expected)
+        }
+        // sha256=hex(HMAC-SHA256(secret, timestamp + "." + body))
+        Desk::Chatwoot => {
+            let ts = header("x-chatwoot-timestamp")?;
+            fresh(ts)?;
+            let given = header("x-chatwoot-signature")?;
+            let mac = hmac_sha256(secret, &[ts.as_bytes(), b".", body]);
+            let expected = format!("sha256={}", hex::encode(mac));
+            same(given.trim(), &expected)
+        }
+    }
+}
+
+fn hmac_sha256(secret: &str, parts: &[&[u8]]) -> Vec<u8> {
+    let mut mac =
+        Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key");
+    for p in parts {
+        mac.update(p);
+    }
+    mac.finalize().into_bytes().to_vec()
+}
+
+/// Constant-time comparison of two signatures.
+fn same(given: &str, expected: &str) -> Result<(), String> {
+    let (a, b) = (given.as_bytes(), expected.as_bytes());
+    let differ = a.len() != b.len() || a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) != 0;
+    if differ {
+        Err("the signature does not match the body and this tenant's secret".into())
+    } else {
+        Ok(())
+    }
+}
+
+/// Map a verified delivery. The error says what in the payload is missing
+/// or malformed.
+pub fn map(
+    desk: Desk,
+    connector: &Connector,
+    headers: &Headers,
+    body: &[u8],
+) -> Result<Mapped, String> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| format!("invalid JSON: {e}"))?;
+    if !v.is_object() {
+        return Err("the payload is not a JSON object".into());
+    }
+    match desk {
+        Desk::Zendesk => zendesk::map(connector, &v),
+        Desk::Intercom => intercom::map(connector, &v),
+        Desk::Chatwoot => chatwoot::map(connector, headers, &v),
+        Desk::Zammad => zammad::map(connector, headers, &v),
+    }
+}
+
+/// Reading fields of a desk's JSON, with errors that name the path.
+struct Json<'a>(&'a Value, &'static str);
+
+impl<'a> Json<'a> {
+    fn at(&self, path: &str) -> Option<&'a Value> {
+        path.split('.')
+            .try_fold(self.0, |v, k| v.get(k))
+            .filter(|v| !v.is_null())
+    }
+
+    /// A string or number at `path`, as text.
+    fn text(&self, path: &str) -> Option<String> {
+        match self.at(path)? {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        }
+    }
+
+    fn need(&self, path: &str) -> Result<String, String> {
+        self.text(path)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| format!("{} payload: no {path}", self.1))
+    }
+
+    /// A time at `path`: RFC 3339, Zendesk's and Zammad's forms, or Unix
+    /// seconds (Intercom, Chatwoot).
+    fn time(&self, path: &str) -> Option<DateTime<Utc>> {
+        match self.at(path)? {
+            Value::Number(n) => DateTime::from_timestamp(n.as_i64()?, 0),
+            Value::String(s) => DateTime::parse_from_rfc3339(s)
+                .ok()
+                .map(|t| t.with_timezone(&Utc))
+                .or_else(|| {
+                    s.parse::<i64>()
+                        .ok()
+                        .and_then(|n| DateTime::from_timestamp(n, 0))
+                }),
+            _ => None,
+        }
+    }
+}
+
+/// A ticket with the fields every desk has.
+fn ticket(
+    id: String,
+    subject: String,
+    created_at: DateTime<Utc>,
+    channel: TicketChannel,
+) -> Ticket {
+    Ticket {
+        id,
+        tenant: String::new(),
+        subject,
+        category: None,
+        channel,
+        status: Default::default(),
+        status_history: Vec::new(),
+        created_at,
+        updated_at: None,
+        tier: None,
+        assignee: None,
+        claimed_at: None,
+        tags: Vec::new(),
+        messages: Vec::new(),
+        customer: None,
+        ai_analysis: None,
+    }
+}
+
+/// A message event.
+fn message(
+    author: AuthorKind,
+    author_id: Option<String>,
+    id: String,
+    body: String,
+    sent_at: DateTime<Utc>,
+) -> Event {
+    Event::Message {
+        author,
+        author_id,
+        body,
+        id: Some(id),
+        sent_at: Some(sent_at),
+        sentiment: None,
+    }
+}
+
+/// Strip HTML tags and decode the few entities desks use: Intercom,
+/// Chatwoot and Zammad send HTML bodies; triggers read text.
+pub fn text_of_html(html: &str) -> String {
+    let mut out = String::with_capacity(html.len());
+    let mut in_tag = false;
+    let mut tag = String::new();
+    for c in html.chars() {
+        match c {
+            '<' => {
+                in_tag = true;
+                tag.clear();
+            }
+            '>' if in_tag => {
+                in_tag = false;
+                let name = tag
+                    .trim_start_matches('/')
+                    .split(|c: char| c.is_whitespace() || c == '/')
+                    .next()
+                    .unwrap_or("")
+                    .to_ascii_lowercase();
+                if matches!(name.as_str(), "br" | "p" | "div" | "li") && !out.ends_with('\n') {
+                    out.push('\n');
+                }
+            }
+            _ if in_tag => tag.push(c),
+            _ => out.push(c),
+        }
+    }
+    let out = out
+        .replace("&nbsp;", " ")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&amp;", "&");
+    out.trim().to_string()
+}
+
+/// Into Escalator's ticket: the message of a message event joins a ticket
+/// being created from the delivery, so it is decided once, with it.
+impl Inbound {
+    /// The ticket to create (with the event's message, if it is one), and
+    /// the event left to add after it.
+    pub fn for_creation(&self) -> (Ticket, Option<Event>) {
+        let mut t = self.ticket.clone();
+        match &self.event {
+            Some(Event::Message {
+                author,
+                author_id,
+                body,
+                id,
+                sent_at,
+                sentiment,
+            }) => {
+                t.messages.push(Message {
+                    id: id.clone().unwrap_or_default(),
+                    author: *author,
+                    author_id: author_id.clone(),
+                    body: body.clone(),
+                    sent_at: sent_at.unwrap_or(t.created_at),
+                    sentiment: *sentiment,
+                });
+                (t, None)
+            }
+            other => (t, other.clone()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn html_becomes_text() {
+        assert_eq!(
+            text_of_html(
+                "<p>Hi&nbsp;there,</p><p>I was charged <b>twice</b> &amp; want a refund</p>"
+            ),
+            "Hi there,\nI was charged twice & want a refund"
+        );
+        assert_eq!(text_of_html("plain"), "plain");
+    }
+
+    #[test]
+    fn signatures_are_compared_whole() {
+        assert!(same("sha1=abc", "sha1=abc").is_ok());
+        assert!(same("sha1=abd", "sha1=abc").is_err());
+        assert!(same("sha1=ab", "sha1=abc").is_err());
+    }
+}
