@@ -642,12 +642,13 @@ mod tests {
             "/metrics",
             "/v1/dashboard",
             "/v1/reports/feedback",
+            "/v1/connectors/{desk}/events",
         ] {
             assert!(paths.contains_key(p), "{p} missing from openapi.json");
         }
         assert_eq!(
             paths.len(),
-            30,
+            31,
             "a route in openapi.json that the API lacks"
         );
     }
