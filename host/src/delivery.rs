@@ -44,7 +44,8 @@ pub struct ChannelSettings {
     pub webhooks: BTreeMap<String, WebhookEndpoint>,
     /// Help desks this tenant takes webhooks from
     /// (`POST /v1/connectors/{desk}/events?tenant=ID`).
-    pub connectors: BTreeMap<crate::connectors::Desk, crate::connectors::Connector>,
+    #[serde(skip_serializing_if = "crate::connectors::Connectors::is_empty")]
+    pub connectors: crate::connectors::Connectors,
 }
 
 /// Each tenant's channel settings, parsed once per change: every event
@@ -168,9 +169,7 @@ impl ChannelSettings {
         for w in s.webhooks.values_mut() {
             w.secret = "***".into();
         }
-        for c in s.connectors.values_mut() {
-            c.secret = "***".into();
-        }
+        s.connectors.redact();
         s
     }
 
@@ -197,13 +196,7 @@ impl ChannelSettings {
                 w.secret = old.secret.clone();
             }
         }
-        for (desk, c) in &mut self.connectors {
-            if c.secret == "***"
-                && let Some(old) = stored.connectors.get(desk)
-            {
-                c.secret = old.secret.clone();
-            }
-        }
+        self.connectors.keep_secrets_from(&stored.connectors);
     }
 
     /// Check URLs and addresses; the error names the bad field.
@@ -218,7 +211,7 @@ impl ChannelSettings {
         if let Some(u) = &self.slack_webhook_url {
             url("slack_webhook_url", u)?;
         }
-        for (desk, c) in &self.connectors {
+        for (desk, c) in self.connectors.iter() {
             if c.secret.trim().is_empty() || c.secret == "***" {
                 return Err(format!(
                     "connectors.{}.secret: the desk's webhook signing secret is required",

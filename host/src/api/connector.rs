@@ -44,7 +44,7 @@ impl Api {
         let settings = blocking(move || Ok(engine.channels.get(&*engine.store, &t))).await?;
         // The same answer for a tenant that does not exist: the URL does
         // not tell a prober which tenants do.
-        let connector = settings.connectors.get(&desk).cloned().ok_or_else(|| {
+        let connector = settings.connectors.get(desk).cloned().ok_or_else(|| {
             not_found(&format!(
                 "tenant {tenant:?} has no {0} connector: PUT /v1/settings with \
                  connectors.{0}.secret",

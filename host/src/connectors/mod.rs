@@ -56,6 +56,106 @@ impl Desk {
     }
 }
 
+/// A tenant's connectors, one per desk (`connectors` in
+/// `PUT /v1/settings`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct Connectors {
+    /// Zendesk.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub zendesk: Option<Connector>,
+    /// Intercom.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub intercom: Option<Connector>,
+    /// Chatwoot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chatwoot: Option<Connector>,
+    /// Zammad.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub zammad: Option<Connector>,
+}
+
+/// Read from a JSON object only (serde would take a struct from an array
+/// too, by position).
+impl<'de> Deserialize<'de> for Connectors {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Default, Deserialize)]
+        #[serde(default, deny_unknown_fields)]
+        struct Fields {
+            zendesk: Option<Connector>,
+            intercom: Option<Connector>,
+            chatwoot: Option<Connector>,
+            zammad: Option<Connector>,
+        }
+        let map = serde_json::Map::<String, Value>::deserialize(d)?;
+        if let Some((desk, _)) = map.iter().find(|(_, v)| !(v.is_object() || v.is_null())) {
+            return Err(serde::de::Error::custom(format!(
+                "{desk}: a connector is an object"
+            )));
+        }
+        let f = Fields::deserialize(Value::Object(map)).map_err(serde::de::Error::custom)?;
+        Ok(Connectors {
+            zendesk: f.zendesk,
+            intercom: f.intercom,
+            chatwoot: f.chatwoot,
+            zammad: f.zammad,
+        })
+    }
+}
+
+impl Connectors {
+    /// The connector of `desk`, if set.
+    pub fn get(&self, desk: Desk) -> Option<&Connector> {
+        match desk {
+            Desk::Zendesk => self.zendesk.as_ref(),
+            Desk::Intercom => self.intercom.as_ref(),
+            Desk::Chatwoot => self.chatwoot.as_ref(),
+            Desk::Zammad => self.zammad.as_ref(),
+        }
+    }
+
+    fn slot(&mut self, desk: Desk) -> &mut Option<Connector> {
+        match desk {
+            Desk::Zendesk => &mut self.zendesk,
+            Desk::Intercom => &mut self.intercom,
+            Desk::Chatwoot => &mut self.chatwoot,
+            Desk::Zammad => &mut self.zammad,
+        }
+    }
+
+    /// No desk set.
+    pub fn is_empty(&self) -> bool {
+        Desk::ALL.iter().all(|d| self.get(*d).is_none())
+    }
+
+    /// The desks set, with their connectors.
+    pub fn iter(&self) -> impl Iterator<Item = (Desk, &Connector)> {
+        Desk::ALL
+            .into_iter()
+            .filter_map(|d| self.get(d).map(|c| (d, c)))
+    }
+
+    /// Each connector's secret replaced by `***`, for reading back.
+    pub fn redact(&mut self) {
+        for d in Desk::ALL {
+            if let Some(c) = self.slot(d) {
+                c.secret = "***".into();
+            }
+        }
+    }
+
+    /// Where a PUT carries `***`, keep the secret `stored` has.
+    pub fn keep_secrets_from(&mut self, stored: &Connectors) {
+        for d in Desk::ALL {
+            if let (Some(new), Some(old)) = (self.slot(d), stored.get(d))
+                && new.secret == "***"
+            {
+                new.secret = old.secret.clone();
+            }
+        }
+    }
+}
+
 /// A tenant's settings for one desk (`connectors` in `PUT /v1/settings`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
