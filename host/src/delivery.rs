@@ -218,6 +218,18 @@ impl ChannelSettings {
                     desk.name()
                 ));
             }
+            if let Some(w) = &c.writeback {
+                url(
+                    &format!("connectors.{}.writeback.base_url", desk.name()),
+                    &w.base_url,
+                )?;
+                if w.token.trim().is_empty() || w.token == "***" {
+                    return Err(format!(
+                        "connectors.{}.writeback.token: the desk's API token is required",
+                        desk.name()
+                    ));
+                }
+            }
         }
         for (name, w) in &self.webhooks {
             url(&format!("webhooks.{name}.url"), &w.url)?;
@@ -248,6 +260,14 @@ impl ChannelSettings {
         }
         for (name, w) in &self.webhooks {
             urls.push((format!("webhooks.{name}.url"), &w.url));
+        }
+        for (desk, c) in self.connectors.iter() {
+            if let Some(w) = &c.writeback {
+                urls.push((
+                    format!("connectors.{}.writeback.base_url", desk.name()),
+                    &w.base_url,
+                ));
+            }
         }
         for (field, u) in urls {
             let url = reqwest::Url::parse(u).map_err(|_| format!("{field}: not a URL"))?;
@@ -439,6 +459,27 @@ impl Sender {
             Channel::InApp => Err(DeliveryError::permanent(
                 "in-app items are written to the feed, not delivered by the worker",
             )),
+            // A request to the desk the ticket came from: its method in the
+            // title, its URL the address, its JSON the body; the desk's
+            // credentials are read at sending time, never stored with it.
+            Channel::Desk => {
+                let desk = crate::connectors::Desk::parse(&d.recipient)
+                    .ok_or_else(|| DeliveryError::permanent("not a desk"))?;
+                let wb = settings
+                    .connectors
+                    .get(desk)
+                    .and_then(|c| c.writeback.as_ref())
+                    .ok_or_else(|| {
+                        DeliveryError::permanent("the desk's write-back settings were removed")
+                    })?;
+                let method = match d.title.as_str() {
+                    "PUT" => reqwest::Method::PUT,
+                    _ => reqwest::Method::POST,
+                };
+                let headers = crate::connectors::writeback::auth(desk, wb);
+                self.request(d, method, d.body.clone(), &headers, None)
+                    .await
+            }
         }
     }
 
@@ -452,6 +493,19 @@ impl Sender {
         body: String,
         secret: Option<&str>,
     ) -> Result<(), DeliveryError> {
+        self.request(d, reqwest::Method::POST, body, &[], secret)
+            .await
+    }
+
+    /// [`Self::post`] with another method and extra headers.
+    async fn request(
+        &self,
+        d: &Delivery,
+        method: reqwest::Method,
+        body: String,
+        headers: &[(&'static str, String)],
+        secret: Option<&str>,
+    ) -> Result<(), DeliveryError> {
         let url = reqwest::Url::parse(&d.address)
             .map_err(|_| DeliveryError::permanent("the address is not a URL"))?;
         let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
@@ -463,9 +517,12 @@ impl Sender {
             .map_err(|r| DeliveryError::refused(&r))?;
         let mut req = self
             .http
-            .post(url)
+            .request(method, url)
             .header("content-type", "application/json")
             .header("idempotency-key", &d.idempotency_key);
+        for (k, v) in headers {
+            req = req.header(*k, v);
+        }
         if let Some(secret) = secret {
             let now = Utc::now().timestamp();
             req = req.header("x-escalator-timestamp", now.to_string()).header(

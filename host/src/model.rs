@@ -562,6 +562,9 @@ pub enum Channel {
     InApp,
     /// Webhook.
     Webhook,
+    /// A request to the help desk the ticket came from (write-back;
+    /// plugins do not address it).
+    Desk,
 }
 
 impl Channel {
@@ -572,6 +575,7 @@ impl Channel {
             Channel::Email => "email",
             Channel::InApp => "in-app",
             Channel::Webhook => "webhook",
+            Channel::Desk => "desk",
         }
     }
 
@@ -582,6 +586,7 @@ impl Channel {
             Channel::Email,
             Channel::InApp,
             Channel::Webhook,
+            Channel::Desk,
         ]
         .into_iter()
         .find(|c| c.as_str() == s)

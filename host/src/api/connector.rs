@@ -80,7 +80,7 @@ impl Api {
                 let lane = self.engine.runtime.shares().lane(&tenant);
                 let engine = self.engine.clone();
                 blocking(move || {
-                    lane::within(lane, || Ok(engine.from_desk(&tenant, desk, &inbound)?))
+                    lane::within(lane, || Ok(engine.desk_delivery(&tenant, desk, &inbound)?))
                 })
                 .await
             })

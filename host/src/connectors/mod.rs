@@ -9,6 +9,7 @@
 
 mod chatwoot;
 mod intercom;
+pub mod writeback;
 mod zammad;
 mod zendesk;
 
@@ -54,6 +55,28 @@ impl Desk {
     pub fn parse(name: &str) -> Option<Desk> {
         Desk::ALL.into_iter().find(|d| d.name() == name)
     }
+}
+
+thread_local! {
+    static ARRIVING: std::cell::Cell<Option<Desk>> = const { std::cell::Cell::new(None) };
+}
+
+/// Run `f` as the handling of a delivery from `desk`: what it decides is
+/// not written back to that desk as news (the desk already has it).
+pub fn arriving<T>(desk: Desk, f: impl FnOnce() -> T) -> T {
+    struct Restore(Option<Desk>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            ARRIVING.with(|c| c.set(self.0));
+        }
+    }
+    let _restore = Restore(ARRIVING.with(|c| c.replace(Some(desk))));
+    f()
+}
+
+/// The desk whose delivery this thread is handling, if any.
+pub fn arriving_from() -> Option<Desk> {
+    ARRIVING.with(std::cell::Cell::get)
 }
 
 /// A tenant's connectors, one per desk (`connectors` in
@@ -135,11 +158,14 @@ impl Connectors {
             .filter_map(|d| self.get(d).map(|c| (d, c)))
     }
 
-    /// Each connector's secret replaced by `***`, for reading back.
+    /// Each connector's secrets replaced by `***`, for reading back.
     pub fn redact(&mut self) {
         for d in Desk::ALL {
             if let Some(c) = self.slot(d) {
                 c.secret = "***".into();
+                if let Some(w) = &mut c.writeback {
+                    w.token = "***".into();
+                }
             }
         }
     }
@@ -147,10 +173,15 @@ impl Connectors {
     /// Where a PUT carries `***`, keep the secret `stored` has.
     pub fn keep_secrets_from(&mut self, stored: &Connectors) {
         for d in Desk::ALL {
-            if let (Some(new), Some(old)) = (self.slot(d), stored.get(d))
-                && new.secret == "***"
-            {
-                new.secret = old.secret.clone();
+            if let (Some(new), Some(old)) = (self.slot(d), stored.get(d)) {
+                if new.secret == "***" {
+                    new.secret = old.secret.clone();
+                }
+                if let (Some(w), Some(o)) = (&mut new.writeback, &old.writeback)
+                    && w.token == "***"
+                {
+                    w.token = o.token.clone();
+                }
             }
         }
     }
@@ -173,6 +204,9 @@ pub struct Connector {
     /// (default: the desk's id).
     #[serde(default)]
     pub agents: BTreeMap<String, String>,
+    /// Write Escalator's decisions back to the desk (none without it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writeback: Option<writeback::WriteBack>,
 }
 
 impl Connector {

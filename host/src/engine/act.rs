@@ -56,6 +56,38 @@ impl Engine {
             };
             sent += self.fan_out(act, id, &hooks)?;
         }
+        // The desk the ticket came from hears of it: note, priority,
+        // assignee, and the line for the customer.
+        if let Some((c, wb)) = write_back_to(act, id) {
+            let summary = handoff(state)["summary"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let reasons: Vec<&Signal> = e.signals.iter().collect();
+            let note = format!(
+                "{} escalation by Escalator. {summary}\n\nWhy it escalated:\n{}\n\nAssigned: {}",
+                name_of_tier(e.tier),
+                evidence_text(&reasons),
+                state
+                    .ticket
+                    .assignee
+                    .as_deref()
+                    .or(state.queue.as_deref())
+                    .unwrap_or("nobody yet")
+            );
+            let requests = crate::connectors::writeback::escalation(
+                c,
+                wb,
+                id,
+                &crate::connectors::writeback::Escalation {
+                    tier: e.tier,
+                    note: &note,
+                    reply: plan.and_then(|p| p.customer_message.as_deref()),
+                    assignee: state.ticket.assignee.as_deref(),
+                },
+            );
+            sent += write_back(act, id, wb, &requests, &format!("d{decision}"), e.tier)?;
+        }
         for (i, step) in plan
             .map(|p| p.steps.as_slice())
             .unwrap_or_default()
@@ -204,6 +236,13 @@ impl Engine {
                     Some("no default webhook configured".into()),
                 )),
             },
+            // Plugins cannot name it (the contract has no such channel).
+            (_, Channel::Desk) => targets.push((
+                Channel::Desk,
+                who.clone(),
+                DeliveryStatus::Skipped,
+                Some("desk requests come from write-back, not from a plan".into()),
+            )),
         }
         let slack_text = |body: &str| {
             let mentions: Vec<String> = agents
@@ -371,6 +410,54 @@ pub(super) struct Notice<'a> {
     pub(super) digest_window_ms: u64,
     pub(super) key: &'a str,
     pub(super) priority: i64,
+}
+
+/// The connector and write-back settings of the desk `ticket` came from,
+/// if the tenant writes back to it.
+pub(super) fn write_back_to<'a>(
+    act: &Act<'a, '_>,
+    ticket: &str,
+) -> Option<(
+    &'a crate::connectors::Connector,
+    &'a crate::connectors::writeback::WriteBack,
+)> {
+    let (desk, _) = crate::connectors::writeback::origin(ticket)?;
+    let c = act.settings.connectors.get(desk)?;
+    Some((c, c.writeback.as_ref()?))
+}
+
+/// Queue `requests` to the desk, one delivery each, sent in order of
+/// urgency like every notification.
+pub(super) fn write_back(
+    act: &Act<'_, '_>,
+    ticket: &str,
+    wb: &crate::connectors::writeback::WriteBack,
+    requests: &[crate::connectors::writeback::DeskRequest],
+    key: &str,
+    tier: Tier,
+) -> Result<usize> {
+    let Some((desk, _)) = crate::connectors::writeback::origin(ticket) else {
+        return Ok(0);
+    };
+    let mut made = 0;
+    for (i, r) in requests.iter().enumerate() {
+        let d = NewDelivery {
+            ticket: ticket.to_string(),
+            idempotency_key: hex_key(&format!("{}:{ticket}:{key}:desk:{i}", act.tenant)),
+            channel: Channel::Desk,
+            recipient: desk.name().to_string(),
+            address: format!("{}{}", wb.base_url.trim_end_matches('/'), r.path),
+            title: r.method.clone(),
+            body: r.body.to_string(),
+            status: DeliveryStatus::Pending,
+            note: None,
+            priority: Tier::send_priority(Some(tier)),
+        };
+        if act.tx.insert_delivery(act.tenant, &d, act.now)? {
+            made += 1;
+        }
+    }
+    Ok(made)
 }
 
 /// Endpoints one transaction queues an escalation for; a `fanout` timer

@@ -74,6 +74,24 @@ impl Engine {
                 roster: &roster,
                 now,
             };
+            // A claim made in Escalator goes to the desk the ticket came
+            // from (one the desk itself sent is not echoed back).
+            if kind == EventKind::Claimed
+                && let Some(agent) = state.ticket.assignee.as_deref()
+                && let Some((c, wb)) = write_back_to(&act, &state.ticket.id)
+                && crate::connectors::arriving_from().is_none()
+            {
+                let requests = crate::connectors::writeback::claim(c, wb, &state.ticket.id, agent);
+                let tier = state.escalation.as_ref().map_or(Tier::Low, |e| e.tier);
+                notified += write_back(
+                    &act,
+                    &state.ticket.id,
+                    wb,
+                    &requests,
+                    &format!("claim{decision}"),
+                    tier,
+                )?;
+            }
             if let Some(e) = &d.escalation {
                 notified += self.escalate(&act, &state, e, decision, &mut feed)?;
             } else if let (Some(esc), false) = (&state.escalation, d.update.is_empty()) {

@@ -64,7 +64,16 @@ impl Engine {
     /// event added. The desk's delivery id is the idempotency key, so a
     /// retried delivery changes nothing. `None`: nothing to do (a ticket
     /// seen before, and no event).
-    pub fn from_desk(
+    pub fn desk_delivery(
+        &self,
+        tenant: &str,
+        desk: crate::connectors::Desk,
+        inbound: &crate::connectors::Inbound,
+    ) -> Result<Option<Outcome>, EngineError> {
+        crate::connectors::arriving(desk, || self.take_desk_delivery(tenant, desk, inbound))
+    }
+
+    fn take_desk_delivery(
         &self,
         tenant: &str,
         desk: crate::connectors::Desk,

@@ -3,7 +3,8 @@
 //! own scheme, mapped and decided end to end over HTTP; bad and stale
 //! signatures refused; retried deliveries change nothing.
 
-use crate::serve::Escalator;
+use crate::peers::{Recorded, Recorder};
+use crate::serve::{Escalator, LOOPBACK_RECEIVERS};
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
@@ -348,4 +349,314 @@ fn connector_refusals_are_clear() {
         Some(json!({"connectors": {"zammad": {"secret": ""}}})),
     );
     assert_eq!(status, 422, "{v}");
+}
+
+/// Each desk's API, as a loopback server that records what it is sent.
+struct DeskApi {
+    desk: &'static str,
+    server: Recorder,
+    writeback: Value,
+    auth: Vec<(&'static str, String)>,
+    ticket: &'static str,
+}
+
+/// The internal note (the handoff summary and why), checked, then
+/// replaced by `NOTE` wherever it is in a request body.
+fn stand_in_for_the_note(v: &mut Value) {
+    match v {
+        Value::String(n) if n.starts_with("Critical escalation") => {
+            assert!(
+                n.contains("Why it escalated") && n.contains("chargeback"),
+                "{n}"
+            );
+            *v = json!("NOTE");
+        }
+        Value::Object(m) => m.values_mut().for_each(stand_in_for_the_note),
+        Value::Array(a) => a.iter_mut().for_each(stand_in_for_the_note),
+        _ => {}
+    }
+}
+
+fn auth_of(r: &Recorded, auth: &[(&'static str, String)]) -> bool {
+    auth.iter().all(|(k, v)| r.headers.get(*k) == Some(v))
+}
+
+#[test]
+fn decisions_are_written_back_to_each_desk_as_its_documented_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Escalator::start(
+        dir.path(),
+        T0,
+        Some(&format!(
+            "{LOOPBACK_RECEIVERS}[delivery]\nretry-base-ms = 100\nretry-max-delay-ms = 400\n"
+        )),
+    );
+    let acme = server.tenant("acme");
+    acme.roster();
+    // The desks' agent ids of our roster.
+    let roster = ["ana", "bo", "cy", "dee", "lee", "tam", "max"];
+    let mut agents: serde_json::Map<String, Value> = roster
+        .iter()
+        .enumerate()
+        .map(|(i, a)| ((101 + i).to_string(), json!(a)))
+        .collect();
+    agents.insert("8447388090495".into(), json!("ana"));
+    let desk_id = |agent: &str| 101 + roster.iter().position(|a| *a == agent).unwrap() as u64;
+    use base64::Engine as _;
+    let desks = [
+        DeskApi {
+            desk: "zendesk",
+            server: Recorder::start(),
+            writeback: json!({"token": "zd-token", "email": "bot@acme.example"}),
+            auth: vec![(
+                "authorization",
+                format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD
+                        .encode("bot@acme.example/token:zd-token")
+                ),
+            )],
+            ticket: "zendesk-5158",
+        },
+        DeskApi {
+            desk: "intercom",
+            server: Recorder::start(),
+            writeback: json!({"token": "ic-token", "admin_id": "9001"}),
+            auth: vec![
+                ("authorization", "Bearer ic-token".into()),
+                ("intercom-version", "2.11".into()),
+            ],
+            ticket: "intercom-147",
+        },
+        DeskApi {
+            desk: "chatwoot",
+            server: Recorder::start(),
+            writeback: json!({"token": "cw-token"}),
+            auth: vec![("api_access_token", "cw-token".into())],
+            ticket: "chatwoot-1-12",
+        },
+        DeskApi {
+            desk: "zammad",
+            server: Recorder::start(),
+            writeback: json!({"token": "zm-token"}),
+            auth: vec![("authorization", "Token token=zm-token".into())],
+            ticket: "zammad-31",
+        },
+    ];
+    let connectors: serde_json::Map<String, Value> = desks
+        .iter()
+        .map(|d| {
+            let mut wb = d.writeback.clone();
+            wb["base_url"] = json!(d.server.url);
+            (
+                d.desk.to_string(),
+                json!({"secret": SECRET, "agents": agents, "writeback": wb}),
+            )
+        })
+        .collect();
+    acme.ok(
+        "PUT",
+        "/v1/settings",
+        Some(json!({"connectors": connectors})),
+    );
+    let (_, read) = acme.call("GET", "/v1/settings", None);
+    assert_eq!(
+        read["connectors"]["zendesk"]["writeback"]["token"], "***",
+        "{read}"
+    );
+    let wait_for = |d: &DeskApi, n: usize| {
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let ok: Vec<Recorded> = d
+                .server
+                .requests()
+                .into_iter()
+                .filter(|r| r.status == 200)
+                .collect();
+            if ok.len() >= n || std::time::Instant::now() > until {
+                return ok;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    let as_set = |rs: &[Recorded]| {
+        let mut v: Vec<(String, String, Value)> = rs
+            .iter()
+            .map(|r| (r.method.clone(), r.path.clone(), r.json()))
+            .collect();
+        v.sort_by_key(|(m, p, b)| format!("{m} {p} {b}"));
+        v
+    };
+    for d in &desks {
+        // The desk answers the first request with 429 and Retry-After.
+        d.server.rate_limit_next(1);
+        let (name, body) = fixtures(d.desk).remove(0);
+        let path = format!("/v1/connectors/{}/events?tenant=acme", d.desk);
+        let (status, v) = post(
+            &server.base,
+            &path,
+            &body,
+            &signed(d.desk, &name, &body, SECRET, T0_UNIX),
+        );
+        assert_eq!(status, 200, "{v}");
+        let out = &v["outcome"];
+        assert_eq!(out["tier"], "critical", "{} {out}", d.desk);
+        let reply = out["customer_message"]
+            .as_str()
+            .expect("a line for the customer")
+            .to_string();
+        let to = desk_id(out["assignee"].as_str().expect("routed to an agent"));
+        let expected: Vec<(&str, String, Value)> = match d.desk {
+            "zendesk" => vec![
+                (
+                    "PUT",
+                    "/api/v2/tickets/5158.json".into(),
+                    json!({"ticket": {"priority": "urgent", "assignee_id": to, "comment": {"body": "NOTE", "public": false}}}),
+                ),
+                (
+                    "PUT",
+                    "/api/v2/tickets/5158.json".into(),
+                    json!({"ticket": {"comment": {"body": reply, "public": true}}}),
+                ),
+            ],
+            "intercom" => vec![
+                (
+                    "POST",
+                    "/conversations/147/reply".into(),
+                    json!({"message_type": "note", "type": "admin", "admin_id": "9001", "body": "NOTE"}),
+                ),
+                (
+                    "POST",
+                    "/conversations/147/parts".into(),
+                    json!({"message_type": "assignment", "type": "admin", "admin_id": "9001", "assignee_id": to.to_string()}),
+                ),
+                (
+                    "POST",
+                    "/conversations/147/reply".into(),
+                    json!({"message_type": "comment", "type": "admin", "admin_id": "9001", "body": reply}),
+                ),
+            ],
+            "chatwoot" => vec![
+                (
+                    "POST",
+                    "/api/v1/accounts/1/conversations/12/messages".into(),
+                    json!({"content": "NOTE", "message_type": "outgoing", "private": true}),
+                ),
+                (
+                    "POST",
+                    "/api/v1/accounts/1/conversations/12/toggle_priority".into(),
+                    json!({"priority": "urgent"}),
+                ),
+                (
+                    "POST",
+                    "/api/v1/accounts/1/conversations/12/assignments".into(),
+                    json!({"assignee_id": to}),
+                ),
+                (
+                    "POST",
+                    "/api/v1/accounts/1/conversations/12/messages".into(),
+                    json!({"content": reply, "message_type": "outgoing", "private": false}),
+                ),
+            ],
+            _ => vec![
+                (
+                    "PUT",
+                    "/api/v1/tickets/31".into(),
+                    json!({"priority": "3 high", "owner_id": to, "article": {"body": "NOTE", "type": "note", "internal": true, "content_type": "text/plain"}}),
+                ),
+                (
+                    "POST",
+                    "/api/v1/ticket_articles".into(),
+                    json!({"ticket_id": 31, "body": reply, "type": "note", "internal": false, "content_type": "text/plain"}),
+                ),
+            ],
+        };
+        let got = wait_for(d, expected.len());
+        assert_eq!(
+            got.len(),
+            expected.len(),
+            "{}: {:?}",
+            d.desk,
+            d.server.requests()
+        );
+        // The internal note: the handoff summary and why; checked apart,
+        // then stood in for by NOTE.
+        let mut got = as_set(&got);
+        for (_, _, body) in &mut got {
+            stand_in_for_the_note(body);
+        }
+        got.sort_by_key(|(m, p, b)| format!("{m} {p} {b}"));
+        let want: Vec<(String, String, Value)> = {
+            let mut w: Vec<(String, String, Value)> = expected
+                .into_iter()
+                .map(|(m, p, b)| (m.to_string(), p, b))
+                .collect();
+            w.sort_by_key(|(m, p, b)| format!("{m} {p} {b}"));
+            w
+        };
+        assert_eq!(got, want, "{}", d.desk);
+        let all = d.server.requests();
+        assert!(
+            all.iter().all(|r| auth_of(r, &d.auth)),
+            "{}: {all:?}",
+            d.desk
+        );
+        assert_eq!(
+            all.iter().filter(|r| r.status == 429).count(),
+            1,
+            "{}: the 429 was retried",
+            d.desk
+        );
+        // A claim made in Escalator: the desk's assignee becomes the agent.
+        let before = wait_for(d, 0).len();
+        acme.ok(
+            "POST",
+            &format!("/v1/tickets/{}/events", d.ticket),
+            Some(json!({"type": "claim", "agent": "bo"})),
+        );
+        let got = wait_for(d, before + 1);
+        let last = got.last().unwrap();
+        let claim = (last.method.as_str(), last.path.as_str(), last.json());
+        let bo = desk_id("bo");
+        let want = match d.desk {
+            "zendesk" => (
+                "PUT",
+                "/api/v2/tickets/5158.json",
+                json!({"ticket": {"assignee_id": bo, "status": "open"}}),
+            ),
+            "intercom" => (
+                "POST",
+                "/conversations/147/parts",
+                json!({"message_type": "assignment", "type": "admin", "admin_id": "9001", "assignee_id": bo.to_string()}),
+            ),
+            "chatwoot" => (
+                "POST",
+                "/api/v1/accounts/1/conversations/12/assignments",
+                json!({"assignee_id": bo}),
+            ),
+            _ => ("PUT", "/api/v1/tickets/31", json!({"owner_id": bo})),
+        };
+        assert_eq!(claim, want, "{}", d.desk);
+    }
+    // A claim the desk itself sent is not echoed back to it.
+    let zd = &desks[0];
+    let before = zd.server.requests().len();
+    let (name, body) = fixtures("zendesk")
+        .into_iter()
+        .find(|(n, _)| n == "3-assigned.json")
+        .unwrap();
+    let (status, v) = post(
+        &server.base,
+        "/v1/connectors/zendesk/events?tenant=acme",
+        &body,
+        &signed("zendesk", &name, &body, SECRET, T0_UNIX),
+    );
+    assert_eq!(status, 200, "{v}");
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    assert_eq!(
+        zd.server.requests().len(),
+        before,
+        "{:?}",
+        zd.server.requests()
+    );
 }

@@ -13,6 +13,8 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 /// One request the recorder received.
 #[derive(Debug, Clone)]
 pub struct Recorded {
+    /// The method.
+    pub method: String,
     /// The path.
     pub path: String,
     /// Headers, lower-case names.
@@ -36,6 +38,7 @@ pub struct Recorder {
     pub url: String,
     requests: Arc<Mutex<Vec<Recorded>>>,
     fail: Arc<AtomicUsize>,
+    limit: Arc<AtomicUsize>,
     _rt: tokio::runtime::Runtime,
 }
 
@@ -60,18 +63,20 @@ impl Recorder {
         let url = format!("http://{}", listener.local_addr().unwrap());
         let requests: Arc<Mutex<Vec<Recorded>>> = Arc::default();
         let fail = Arc::new(AtomicUsize::new(0));
-        let (reqs, f) = (requests.clone(), fail.clone());
+        let limit = Arc::new(AtomicUsize::new(0));
+        let (reqs, f, l) = (requests.clone(), fail.clone(), limit.clone());
         rt.spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
-                let (reqs, f) = (reqs.clone(), f.clone());
+                let (reqs, f, l) = (reqs.clone(), f.clone(), l.clone());
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(
                         move |req: hyper::Request<hyper::body::Incoming>| {
-                            let (reqs, f) = (reqs.clone(), f.clone());
+                            let (reqs, f, l) = (reqs.clone(), f.clone(), l.clone());
                             async move {
+                                let method = req.method().to_string();
                                 let path = req.uri().path().to_string();
                                 let headers = req
                                     .headers()
@@ -96,8 +101,16 @@ impl Recorder {
                                 // `/redirect…` answers a redirect to an internal
                                 // path; `/leak…` a 500 whose body must never reach
                                 // the tenant.
+                                // A desk's rate limit: 429 and a second's pause.
+                                let limited = !failing
+                                    && l.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                                        n.checked_sub(1)
+                                    })
+                                    .is_ok();
                                 let status = if failing {
                                     503
+                                } else if limited {
+                                    429
                                 } else if path.starts_with("/redirect") {
                                     307
                                 } else if path.starts_with("/leak") {
@@ -106,13 +119,14 @@ impl Recorder {
                                     200
                                 };
                                 reqs.lock().unwrap().push(Recorded {
+                                    method,
                                     path,
                                     headers,
                                     body: String::from_utf8_lossy(&body).into_owned(),
                                     status,
                                 });
                                 let mut resp = hyper::Response::builder().status(status);
-                                if failing {
+                                if failing || limited {
                                     resp = resp.header("retry-after", "1");
                                 }
                                 if status == 307 {
@@ -139,6 +153,7 @@ impl Recorder {
             url,
             requests,
             fail,
+            limit,
             _rt: rt,
         }
     }
@@ -146,6 +161,12 @@ impl Recorder {
     /// Answer the next `n` requests with 503 and `Retry-After: 1`.
     pub fn fail_next(&self, n: usize) {
         self.fail.store(n, Ordering::SeqCst);
+    }
+
+    /// Answer the next `n` requests with 429 and `Retry-After: 1`, as a
+    /// desk's API does when a client is over its rate limit.
+    pub fn rate_limit_next(&self, n: usize) {
+        self.limit.store(n, Ordering::SeqCst);
     }
 
     /// Everything received so far.
