@@ -438,6 +438,15 @@ impl Api {
         let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
         let mut live = self.engine.feed.subscribe();
         let store = self.engine.store.clone();
+        // With other instances on the database, their items come by its
+        // notices; a notice missed (a listener reconnecting) is found by
+        // looking at the store every few seconds, a little way back (items
+        // of several instances commit out of id order).
+        let look = self
+            .engine
+            .hears_others
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .then_some(FEED_LOOK);
         tokio::spawn(async move {
             // Held while the stream lives.
             let _slot = slot;
@@ -457,10 +466,13 @@ impl Api {
             {
                 return;
             }
+            let mut keep_alive_at = tokio::time::Instant::now() + KEEP_ALIVE;
+            let mut from = last;
             loop {
-                // Catch up from the store (at start, and after falling behind).
+                // Catch up from the store (at start, after falling behind,
+                // and at each look).
                 let (s, t, a) = (store.clone(), tenant.clone(), agent.clone());
-                let backlog = tokio::task::spawn_blocking(move || s.feed(&t, &a, last))
+                let backlog = tokio::task::spawn_blocking(move || s.feed(&t, &a, from))
                     .await
                     .ok()
                     .and_then(|r| r.ok())
@@ -474,7 +486,9 @@ impl Api {
                     }
                     last = last.max(item.id);
                 }
+                let look_at = look.map(|l| tokio::time::Instant::now() + l);
                 loop {
+                    let wake = look_at.map_or(keep_alive_at, |l| l.min(keep_alive_at));
                     tokio::select! {
                         ev = live.recv() => match ev {
                             Ok(FeedEvent { tenant: t, item }) => {
@@ -492,13 +506,21 @@ impl Api {
                             Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
                             Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
                         },
-                        _ = tokio::time::sleep(std::time::Duration::from_secs(15)) => {
-                            if tx.send(Bytes::from_static(b": keep-alive\n\n")).await.is_err() {
-                                return;
+                        _ = tokio::time::sleep_until(wake) => {
+                            let now = tokio::time::Instant::now();
+                            if now >= keep_alive_at {
+                                if tx.send(Bytes::from_static(b": keep-alive\n\n")).await.is_err() {
+                                    return;
+                                }
+                                keep_alive_at = now + KEEP_ALIVE;
+                            }
+                            if look_at.is_some_and(|l| now >= l) {
+                                break;
                             }
                         }
                     }
                 }
+                from = last.saturating_sub(FEED_LOOK_BACK).max(after);
             }
         });
         Response::builder()
@@ -508,6 +530,14 @@ impl Api {
             .expect("a valid response")
     }
 }
+
+/// How often a feed stream sends a keep-alive comment.
+const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(15);
+/// How often a feed stream looks at the store when other instances write
+/// items too.
+const FEED_LOOK: std::time::Duration = std::time::Duration::from_secs(3);
+/// How far back (in ids) a look reads; each id is still sent once.
+const FEED_LOOK_BACK: i64 = 256;
 
 /// The ids of the last items a feed stream sent.
 #[derive(Default)]

@@ -2,8 +2,8 @@
 //! `conversation_status_changed` and `conversation_updated`, each with the
 //! `event` name in the body (chatwoot.com/hc/user-guide, "Webhook events").
 
-use super::{Connector, Headers, Inbound, Json, Mapped, message, text_of_html, ticket};
-use crate::model::{AuthorKind, Customer, Event, TicketChannel, TicketStatus};
+use super::{Connector, Headers, Json, Mapped, customer, inbound, message, text_of_html, ticket};
+use crate::model::{AuthorKind, Event, TicketChannel, TicketStatus};
 use serde_json::Value;
 
 /// A message's author, from its type and sender: `incoming` is the
@@ -108,16 +108,10 @@ pub(super) fn map(c: &Connector, headers: &Headers, v: &Value) -> Result<Mapped,
                 .filter(|_| j.text("sender.type").as_deref() == Some("contact"))
         });
     if let Some(contact) = contact {
-        t.customer = Some(Customer {
-            id: format!("chatwoot-{contact}"),
-            name: conv.text("meta.sender.name").unwrap_or_default(),
-            plan: String::new(),
-            mrr_cents: 0,
-            trial: false,
-            contacts_this_week: 0,
-            created_at: None,
-            attributes: Default::default(),
-        });
+        t.customer = Some(customer(
+            format!("chatwoot-{contact}"),
+            conv.text("meta.sender.name").unwrap_or_default(),
+        ));
     }
     let event = match kind.as_str() {
         "conversation_created" => match first {
@@ -200,10 +194,5 @@ pub(super) fn map(c: &Connector, headers: &Headers, v: &Value) -> Result<Mapped,
                     .unwrap_or_default()
             )
         });
-    Ok(Mapped::Inbound(Box::new(Inbound {
-        delivery,
-        kind,
-        ticket: t,
-        event,
-    })))
+    inbound(delivery, kind, t, event)
 }

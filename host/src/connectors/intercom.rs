@@ -2,8 +2,8 @@
 //! conversation in `data.item` (developers.intercom.com, "Webhook models"
 //! and "Conversation model").
 
-use super::{Connector, Inbound, Json, Mapped, message, text_of_html, ticket};
-use crate::model::{AuthorKind, Customer, Event, TicketChannel, TicketStatus};
+use super::{Connector, Json, Mapped, customer, inbound, message, text_of_html, ticket};
+use crate::model::{AuthorKind, Event, TicketChannel, TicketStatus};
 use serde_json::Value;
 
 /// Who wrote a part: Intercom's author types.
@@ -54,16 +54,10 @@ pub(super) fn map(c: &Connector, v: &Value) -> Result<Mapped, String> {
                 .filter(|_| conv.text("source.author.type").as_deref() != Some("admin"))
         });
     if let Some(contact) = contact {
-        t.customer = Some(Customer {
-            id: format!("intercom-{contact}"),
-            name: conv.text("source.author.name").unwrap_or_default(),
-            plan: String::new(),
-            mrr_cents: 0,
-            trial: false,
-            contacts_this_week: 0,
-            created_at: None,
-            attributes: Default::default(),
-        });
+        t.customer = Some(customer(
+            format!("intercom-{contact}"),
+            conv.text("source.author.name").unwrap_or_default(),
+        ));
     }
     // The newest part: what a reply, note or assignment topic is about.
     let last = item
@@ -130,10 +124,5 @@ pub(super) fn map(c: &Connector, v: &Value) -> Result<Mapped, String> {
         }
         other => return Ok(Mapped::Ignored(format!("{other}: not followed"))),
     };
-    Ok(Mapped::Inbound(Box::new(Inbound {
-        delivery: j.need("id")?,
-        kind: topic.clone(),
-        ticket: t,
-        event,
-    })))
+    inbound(j.need("id")?, topic.clone(), t, event)
 }

@@ -13,7 +13,7 @@ pub mod writeback;
 mod zammad;
 mod zendesk;
 
-use crate::model::{AuthorKind, Event, Message, Ticket, TicketChannel};
+use crate::model::{AuthorKind, Customer, Event, Message, Ticket, TicketChannel, TicketStatus};
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use schemars::JsonSchema;
@@ -384,6 +384,17 @@ impl<'a> Json<'a> {
         }
     }
 
+    /// The strings of the array at `path` (tags).
+    fn strings(&self, path: &str) -> Vec<String> {
+        match self.at(path) {
+            Some(Value::Array(a)) => a
+                .iter()
+                .filter_map(|t| t.as_str().map(String::from))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
     fn need(&self, path: &str) -> Result<String, String> {
         self.text(path)
             .filter(|s| !s.is_empty())
@@ -408,7 +419,7 @@ impl<'a> Json<'a> {
     }
 }
 
-/// A ticket with the fields every desk has.
+/// A ticket with the fields every desk has, new.
 fn ticket(
     id: String,
     subject: String,
@@ -416,22 +427,39 @@ fn ticket(
     channel: TicketChannel,
 ) -> Ticket {
     Ticket {
-        id,
-        tenant: String::new(),
         subject,
-        category: None,
         channel,
-        status: Default::default(),
-        status_history: Vec::new(),
-        created_at,
-        updated_at: None,
-        tier: None,
-        assignee: None,
-        claimed_at: None,
-        tags: Vec::new(),
-        messages: Vec::new(),
-        customer: None,
-        ai_analysis: None,
+        status: TicketStatus::New,
+        ..Ticket::new(id, created_at)
+    }
+}
+
+/// A delivery Escalator acts on.
+fn inbound(
+    delivery: String,
+    kind: String,
+    ticket: Ticket,
+    event: Option<Event>,
+) -> Result<Mapped, String> {
+    Ok(Mapped::Inbound(Box::new(Inbound {
+        delivery,
+        kind,
+        ticket,
+        event,
+    })))
+}
+
+/// The customer `id` (already prefixed with the desk) named `name`.
+fn customer(id: String, name: String) -> Customer {
+    Customer {
+        id,
+        name,
+        plan: String::new(),
+        mrr_cents: 0,
+        trial: false,
+        contacts_this_week: 0,
+        created_at: None,
+        attributes: Default::default(),
     }
 }
 
@@ -525,6 +553,7 @@ impl Inbound {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn html_becomes_text() {
@@ -535,6 +564,83 @@ mod tests {
             "Hi there,\nI was charged twice & want a refund"
         );
         assert_eq!(text_of_html("plain"), "plain");
+    }
+
+    /// Every value of every fixture replaced in turn by each other JSON
+    /// type: the mapping answers (a ticket, ignored, or an error naming
+    /// what is wrong) and never panics.
+    #[test]
+    fn any_mangled_payload_maps_or_is_refused_without_a_panic() {
+        fn paths(v: &Value, at: String, out: &mut Vec<String>) {
+            match v {
+                Value::Object(m) => m.iter().for_each(|(k, v)| {
+                    let p = format!("{at}/{k}");
+                    out.push(p.clone());
+                    paths(v, p, out)
+                }),
+                Value::Array(a) => a.iter().enumerate().for_each(|(i, v)| {
+                    let p = format!("{at}/{i}");
+                    out.push(p.clone());
+                    paths(v, p, out)
+                }),
+                _ => {}
+            }
+        }
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/connectors");
+        let c = Connector {
+            secret: "s".into(),
+            ai_agents: vec!["7".into()],
+            agents: BTreeMap::new(),
+            writeback: None,
+        };
+        let headers: Headers = [("x-zammad-delivery", "d"), ("x-chatwoot-delivery", "d")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let mut mapped = 0;
+        for desk in Desk::ALL {
+            for f in std::fs::read_dir(dir.join(desk.name())).unwrap() {
+                let f = f.unwrap().path();
+                if !f
+                    .file_name()
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .starts_with(|c: char| c.is_ascii_digit())
+                {
+                    continue;
+                }
+                let v: Value = serde_json::from_slice(&std::fs::read(&f).unwrap()).unwrap();
+                assert!(
+                    map(desk, &c, &headers, v.to_string().as_bytes()).is_ok(),
+                    "{f:?}"
+                );
+                let mut all = Vec::new();
+                paths(&v, String::new(), &mut all);
+                for p in all {
+                    for other in [
+                        json!(null),
+                        json!(-1),
+                        json!("x"),
+                        json!([1]),
+                        json!({"a": 1}),
+                        json!(true),
+                    ] {
+                        let mut m = v.clone();
+                        *m.pointer_mut(&p).unwrap() = other;
+                        let _ = map(desk, &c, &headers, m.to_string().as_bytes());
+                        mapped += 1;
+                    }
+                }
+            }
+        }
+        assert!(mapped > 1000, "{mapped}");
+        for junk in ["", "[]", "null", "{", "\"x\"", "{\"type\": 5}"] {
+            for desk in Desk::ALL {
+                let _ = map(desk, &c, &headers, junk.as_bytes());
+            }
+        }
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //! the article, with `X-Zammad-Trigger` and `X-Zammad-Delivery` headers
 //! (docs.zammad.org, "Webhook" and its payload example).
 
-use super::{Connector, Headers, Inbound, Json, Mapped, message, text_of_html, ticket};
-use crate::model::{AuthorKind, Customer, Event, TicketChannel, TicketStatus};
+use super::{Connector, Headers, Json, Mapped, customer, inbound, message, text_of_html, ticket};
+use crate::model::{AuthorKind, Event, TicketChannel, TicketStatus};
 use serde_json::Value;
 
 pub(super) fn map(c: &Connector, headers: &Headers, v: &Value) -> Result<Mapped, String> {
@@ -35,13 +35,8 @@ pub(super) fn map(c: &Connector, headers: &Headers, v: &Value) -> Result<Mapped,
             _ => TicketChannel::Other,
         },
     );
-    if let Some(Value::Array(tags)) = j.at("ticket.tags") {
-        t.tags = tags
-            .iter()
-            .filter_map(|t| t.as_str().map(String::from))
-            .collect();
-    }
-    if let Some(customer) = j
+    t.tags = j.strings("ticket.tags");
+    if let Some(id) = j
         .text("ticket.customer.id")
         .or_else(|| j.text("ticket.customer_id"))
     {
@@ -53,16 +48,7 @@ pub(super) fn map(c: &Connector, headers: &Headers, v: &Value) -> Result<Mapped,
         .flatten()
         .collect::<Vec<_>>()
         .join(" ");
-        t.customer = Some(Customer {
-            id: format!("zammad-{customer}"),
-            name,
-            plan: String::new(),
-            mrr_cents: 0,
-            trial: false,
-            contacts_this_week: 0,
-            created_at: None,
-            attributes: Default::default(),
-        });
+        t.customer = Some(customer(format!("zammad-{id}"), name));
     }
     let state = j
         .text("ticket.state")
@@ -120,10 +106,5 @@ pub(super) fn map(c: &Connector, headers: &Headers, v: &Value) -> Result<Mapped,
         .get("x-zammad-delivery")
         .cloned()
         .ok_or("Zammad delivery: no X-Zammad-Delivery header")?;
-    Ok(Mapped::Inbound(Box::new(Inbound {
-        delivery,
-        kind,
-        ticket: t,
-        event,
-    })))
+    inbound(delivery, kind, t, event)
 }

@@ -1,8 +1,8 @@
 //! Zendesk event webhooks: `zen:event-type:ticket.*`, a ticket in `detail`
 //! and what changed in `event` (developer.zendesk.com, "Ticket events").
 
-use super::{Connector, Inbound, Json, Mapped, message, ticket};
-use crate::model::{AuthorKind, Customer, Event, TicketChannel, TicketStatus};
+use super::{Connector, Json, Mapped, customer, inbound, message, ticket};
+use crate::model::{AuthorKind, Event, TicketChannel, TicketStatus};
 use serde_json::Value;
 
 pub(super) fn map(c: &Connector, v: &Value) -> Result<Mapped, String> {
@@ -34,23 +34,9 @@ pub(super) fn map(c: &Connector, v: &Value) -> Result<Mapped, String> {
             _ => TicketChannel::Other,
         },
     );
-    if let Some(Value::Array(tags)) = j.at("detail.tags") {
-        t.tags = tags
-            .iter()
-            .filter_map(|t| t.as_str().map(String::from))
-            .collect();
-    }
+    t.tags = j.strings("detail.tags");
     if let Some(r) = j.text("detail.requester_id") {
-        t.customer = Some(Customer {
-            id: format!("zendesk-{r}"),
-            name: String::new(),
-            plan: String::new(),
-            mrr_cents: 0,
-            trial: false,
-            contacts_this_week: 0,
-            created_at: None,
-            attributes: Default::default(),
-        });
+        t.customer = Some(customer(format!("zendesk-{r}"), String::new()));
     }
     let event = match kind {
         // The description is the customer's first message.
@@ -113,10 +99,5 @@ pub(super) fn map(c: &Connector, v: &Value) -> Result<Mapped, String> {
         },
         other => return Ok(Mapped::Ignored(format!("{other}: not followed"))),
     };
-    Ok(Mapped::Inbound(Box::new(Inbound {
-        delivery: j.need("id")?,
-        kind: kind.to_string(),
-        ticket: t,
-        event,
-    })))
+    inbound(j.need("id")?, kind.to_string(), t, event)
 }

@@ -182,6 +182,10 @@ pub struct Engine {
     timers_running: Mutex<()>,
     /// New in-app feed items.
     pub feed: broadcast::Sender<FeedEvent>,
+    /// Whether other instances' feed items arrive by the database's
+    /// notices ([`Engine::listen`]): a feed stream then also looks at the
+    /// store now and then, for an item whose notice was missed.
+    pub hears_others: std::sync::atomic::AtomicBool,
     /// Notified when deliveries are queued.
     pub delivery_wake: Arc<Notify>,
     /// Parsed channel settings, per tenant.
@@ -241,6 +245,7 @@ impl Engine {
             locks: locks::TicketLocks::default(),
             timers_running: Mutex::new(()),
             feed: broadcast::channel(1024).0,
+            hears_others: std::sync::atomic::AtomicBool::new(false),
             delivery_wake: Arc::new(Notify::new()),
             channels: Arc::default(),
             timer_wake: Arc::new(Notify::new()),
@@ -266,7 +271,7 @@ impl Engine {
         let plugins = self.plugins_changed.clone();
         let feed = self.feed.clone();
         let store = self.store.clone();
-        Ok(self.store.listen(Box::new(move |notice| match notice {
+        let hears = self.store.listen(Box::new(move |notice| match notice {
             crate::store::Notice::Plugins(_) => plugins.notify_one(),
             crate::store::Notice::Feed(id) => match store.feed_item(id) {
                 Ok(Some((tenant, item))) => {
@@ -275,7 +280,10 @@ impl Engine {
                 Ok(None) => {}
                 Err(e) => tracing::warn!(error = %e, id, "reading a feed item failed"),
             },
-        }))?)
+        }))?;
+        self.hears_others
+            .store(hears, std::sync::atomic::Ordering::Relaxed);
+        Ok(hears)
     }
 
     /// Hold a ticket: in this process, then against every other instance

@@ -462,6 +462,48 @@ fn messages_added_to_one_ticket_through_three_instances_at_once_are_all_kept() {
 }
 
 #[test]
+fn a_feed_item_whose_notice_was_missed_still_reaches_the_stream() {
+    let db = Db::postgres();
+    let cluster = Cluster::start(&db, 2, None);
+    let on_a = cluster.nodes[0].tenant("acme");
+    on_a.roster();
+    let on_b = Api::with_token(&cluster.nodes[1].base, &on_a.token());
+    let bo_feed = on_b.sse("bo");
+    eventually(10, "the stream connected", || {
+        bo_feed
+            .recv_timeout(Duration::from_millis(200))
+            .ok()
+            .filter(|l| l.starts_with(": connected"))
+    });
+    // An item committed with no notice: what a listener reconnecting
+    // at that moment misses.
+    let crate::support::Db::Postgres(url) = &db else {
+        unreachable!()
+    };
+    let mut c = postgres::Client::connect(url, postgres::NoTls).unwrap();
+    c.execute(
+        "INSERT INTO feed (tenant, agent, ticket, title, body, at) \
+         VALUES ('acme', 'bo', 'T-9', 'Missed notice', 'found by the look', now())",
+        &[],
+    )
+    .unwrap();
+    let line = eventually(10, "the item over SSE on B", || {
+        bo_feed
+            .recv_timeout(Duration::from_millis(200))
+            .ok()
+            .filter(|l| l.starts_with("data:") && l.contains("Missed notice"))
+    });
+    assert!(line.contains("found by the look"), "{line}");
+    // Sent once, though every look reads it again.
+    std::thread::sleep(Duration::from_secs(4));
+    let again = bo_feed
+        .try_iter()
+        .filter(|l| l.contains("Missed notice"))
+        .count();
+    assert_eq!(again, 0, "sent twice");
+}
+
+#[test]
 fn an_agents_feed_on_one_instance_streams_what_another_instance_escalated() {
     let cluster = Cluster::start(&Db::postgres(), 2, None);
     let on_a = cluster.nodes[0].tenant("acme");

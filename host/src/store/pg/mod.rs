@@ -32,6 +32,33 @@ use std::time::Duration;
 /// The channel of `NOTIFY`: plugin changes and feed items, as they commit.
 const CHANNEL: &str = "escalator";
 
+/// Pass each notice the listening `client` gets to `on`, until the
+/// connection fails.
+fn hear(client: &mut postgres::Client, on: &dyn Fn(Notice)) {
+    loop {
+        let next = client
+            .notifications()
+            .timeout_iter(Duration::from_secs(30))
+            .next();
+        match next {
+            Ok(Some(n)) => {
+                if let Some(notice) = parse_notice(n.payload()) {
+                    on(notice);
+                }
+            }
+            Ok(None) if client.is_closed() => return,
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "listening to PostgreSQL failed; reconnecting");
+                return;
+            }
+        }
+    }
+}
+
+/// How long starting to listen waits for the first `LISTEN` to hold.
+const LISTEN_WAIT: Duration = Duration::from_secs(10);
+
 /// Connections per store, at most: enough for the blocking threads that
 /// decide events and the workers beside them.
 const MAX_CONNECTIONS: usize = 16;
@@ -376,42 +403,39 @@ impl Backend for PgStore {
 
     /// A connection of its own that `LISTEN`s, on a thread; reconnects
     /// after a second when the connection drops (what is committed
-    /// meanwhile is found by the caller's periodic look).
+    /// meanwhile is found by the caller's periodic looks). Returns once
+    /// the first `LISTEN` holds (or after [`LISTEN_WAIT`]), so an instance
+    /// that says it is ready hears what others commit.
     fn listen(&self, on: Box<dyn Fn(Notice) + Send>) -> Result<bool> {
         let config = self.config.clone();
+        let (ready, listening) = std::sync::mpsc::channel::<()>();
         std::thread::Builder::new()
             .name("pg-listen".into())
             .spawn(move || {
                 loop {
                     match config.connect(NoTls) {
-                        Ok(mut client) => match client.batch_execute(&format!("LISTEN {CHANNEL}")) {
-                            Ok(()) => loop {
-                                let next = client
-                                    .notifications()
-                                    .timeout_iter(Duration::from_secs(30))
-                                    .next();
-                                match next {
-                                    Ok(Some(n)) => {
-                                        if let Some(notice) = parse_notice(n.payload()) {
-                                            on(notice);
-                                        }
-                                    }
-                                    Ok(None) if client.is_closed() => break,
-                                    Ok(None) => {}
-                                    Err(e) => {
-                                        tracing::warn!(error = %e, "listening to PostgreSQL failed; reconnecting");
-                                        break;
-                                    }
+                        Ok(mut client) => {
+                            match client.batch_execute(&format!("LISTEN {CHANNEL}")) {
+                                Ok(()) => {
+                                    let _ = ready.send(());
+                                    hear(&mut client, &*on);
                                 }
-                            },
-                            Err(e) => tracing::warn!(error = %e, "LISTEN failed; retrying"),
-                        },
-                        Err(e) => tracing::warn!(error = %e, "connecting to listen failed; retrying"),
+                                Err(e) => tracing::warn!(error = %e, "LISTEN failed; retrying"),
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "connecting to listen failed; retrying")
+                        }
                     }
                     std::thread::sleep(Duration::from_secs(1));
                 }
             })
             .map_err(|e| StoreError::Postgres(format!("starting the listener: {e}")))?;
+        if listening.recv_timeout(LISTEN_WAIT).is_err() {
+            tracing::warn!(
+                "not listening to PostgreSQL yet; going on, the periodic looks catch up"
+            );
+        }
         Ok(true)
     }
 
