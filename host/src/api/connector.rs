@@ -38,7 +38,6 @@ impl Api {
             .iter()
             .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
             .collect();
-        self.event_rate(&tenant)?;
         let body = self.raw_body(req, self.max_body_bytes).await?;
         let (engine, t) = (self.engine.clone(), tenant.clone());
         let settings = blocking(move || Ok(engine.channels.get(&*engine.store, &t))).await?;
@@ -59,6 +58,9 @@ impl Api {
             )
             .code(codes::AUTH_UNAUTHORIZED)
         })?;
+        // Only a delivery the desk signed counts against the tenant's event
+        // rate: an unsigned flood naming the tenant cannot spend it.
+        self.event_rate(&tenant)?;
         let inbound = match connectors::map(desk, &connector, &headers, &body) {
             Ok(Mapped::Inbound(i)) => i,
             Ok(Mapped::Ignored(why)) => {

@@ -267,7 +267,11 @@ fn each_desks_payloads_are_verified_mapped_and_decided_end_to_end() {
 #[test]
 fn connector_refusals_are_clear() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Escalator::start(dir.path(), T0, None);
+    let server = Escalator::start(
+        dir.path(),
+        T0,
+        Some("[limits]\nevents-per-second = 1\nevent-burst = 3\n"),
+    );
     let acme = server.tenant("acme");
     acme.ok(
         "PUT",
@@ -301,6 +305,17 @@ fn connector_refusals_are_clear() {
         &ok,
     );
     assert_eq!(status, 404, "{v}");
+    // Forged deliveries naming the tenant do not spend its event rate.
+    let forged = signed("zendesk", &name, &body, "not-the-secret", T0_UNIX);
+    for _ in 0..10 {
+        let (status, v) = post(
+            &server.base,
+            "/v1/connectors/zendesk/events?tenant=acme",
+            &body,
+            &forged,
+        );
+        assert_eq!(status, 401, "{v}");
+    }
     // A signature from ten minutes ago: a replay, refused.
     let stale = signed("zendesk", &name, &body, SECRET, T0_UNIX - 600);
     let (status, v) = post(
