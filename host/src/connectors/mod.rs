@@ -13,7 +13,7 @@ pub mod writeback;
 mod zammad;
 mod zendesk;
 
-use crate::model::{AuthorKind, Customer, Event, Message, Ticket, TicketChannel, TicketStatus};
+use crate::model::{AuthorKind, Customer, Event, Ticket, TicketChannel, TicketStatus};
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use schemars::JsonSchema;
@@ -22,10 +22,7 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 
 /// A help desk Escalator takes webhooks from.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
-)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Desk {
     /// Zendesk event webhooks (`zen:event-type:ticket.*`).
     Zendesk,
@@ -526,26 +523,17 @@ impl Inbound {
     /// the event left to add after it.
     pub fn for_creation(&self) -> (Ticket, Option<Event>) {
         let mut t = self.ticket.clone();
-        match &self.event {
-            Some(Event::Message {
-                author,
-                author_id,
-                body,
-                id,
-                sent_at,
-                sentiment,
-            }) => {
-                t.messages.push(Message {
-                    id: id.clone().unwrap_or_default(),
-                    author: *author,
-                    author_id: author_id.clone(),
-                    body: body.clone(),
-                    sent_at: sent_at.unwrap_or(t.created_at),
-                    sentiment: *sentiment,
-                });
+        // Without an id the message is numbered when the ticket is created.
+        match self
+            .event
+            .as_ref()
+            .and_then(|e| e.to_message(String::new, t.created_at))
+        {
+            Some(m) => {
+                t.messages.push(m);
                 (t, None)
             }
-            other => (t, other.clone()),
+            None => (t, self.event.clone()),
         }
     }
 }

@@ -502,15 +502,11 @@ pub(super) fn hex_key(s: &str) -> String {
     hex::encode(&sha2::Sha256::digest(s.as_bytes())[..16])
 }
 
-/// The handoff packet: everything a human needs to take the ticket over
-/// from the AI without asking the customer to repeat anything.
-pub fn handoff(state: &TicketState) -> serde_json::Value {
+/// The handoff packet's one-paragraph summary: tier, customer, subject,
+/// the AI's confidence and reasoning, and what was tried.
+pub fn handoff_summary(state: &TicketState) -> String {
     let t = &state.ticket;
     let esc = state.escalation.as_ref();
-    let respond_by = esc.and_then(|e| {
-        e.response_target_ms
-            .and_then(|ms| later(e.escalated_at, ms).ok())
-    });
     let tried: Vec<&String> = t
         .ai_analysis
         .as_ref()
@@ -549,6 +545,19 @@ pub fn handoff(state: &TicketState) -> serde_json::Value {
                 .join("; ")
         ));
     }
+    summary
+}
+
+/// The handoff packet: everything a human needs to take the ticket over
+/// from the AI without asking the customer to repeat anything.
+pub fn handoff(state: &TicketState) -> serde_json::Value {
+    let t = &state.ticket;
+    let esc = state.escalation.as_ref();
+    let respond_by = esc.and_then(|e| {
+        e.response_target_ms
+            .and_then(|ms| later(e.escalated_at, ms).ok())
+    });
+    let summary = handoff_summary(state);
     serde_json::json!({
         "ticket": {
             "id": t.id, "subject": t.subject, "category": t.category, "channel": t.channel,

@@ -159,6 +159,31 @@ pub enum Event {
 }
 
 impl Event {
+    /// The message a `message` event adds to the conversation: its own id,
+    /// or `id()` without one; sent when it says, or at `at`. `None` for
+    /// any other event.
+    pub fn to_message(&self, id: impl FnOnce() -> String, at: DateTime<Utc>) -> Option<Message> {
+        let Event::Message {
+            author,
+            author_id,
+            body,
+            id: own,
+            sent_at,
+            sentiment,
+        } = self
+        else {
+            return None;
+        };
+        Some(Message {
+            id: own.clone().unwrap_or_else(id),
+            author: *author,
+            author_id: author_id.clone(),
+            body: body.clone(),
+            sent_at: sent_at.unwrap_or(at),
+            sentiment: *sentiment,
+        })
+    }
+
     /// The event kind plugins see.
     pub fn kind(&self) -> EventKind {
         match self {

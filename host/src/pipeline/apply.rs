@@ -108,23 +108,10 @@ pub fn event(
         }
     };
     match event {
-        Event::Message {
-            author,
-            author_id,
-            body,
-            id,
-            sent_at,
-            sentiment,
-        } => {
-            let id = id.clone().unwrap_or_else(|| next_id(t));
-            t.messages.push(Message {
-                id,
-                author: *author,
-                author_id: author_id.clone(),
-                body: body.clone(),
-                sent_at: sent_at.unwrap_or(now),
-                sentiment: *sentiment,
-            });
+        Event::Message { author, .. } => {
+            if let Some(m) = event.to_message(|| next_id(t), now) {
+                t.messages.push(m);
+            }
             // A customer writing again reopens a solved or pending ticket.
             if *author == AuthorKind::Customer
                 && matches!(

@@ -461,10 +461,9 @@ fn messages_added_to_one_ticket_through_three_instances_at_once_are_all_kept() {
     assert_eq!(customer.len(), 61, "each once: {customer:?}");
 }
 
-#[test]
-fn a_feed_item_whose_notice_was_missed_still_reaches_the_stream() {
-    let db = Db::postgres();
-    let cluster = Cluster::start(&db, 2, None);
+/// Tenant `acme` with the roster, through instance A, and agent bo's feed
+/// on instance B, connected.
+fn bo_on_b(cluster: &Cluster) -> (Api, std::sync::mpsc::Receiver<String>) {
     let on_a = cluster.nodes[0].tenant("acme");
     on_a.roster();
     let on_b = Api::with_token(&cluster.nodes[1].base, &on_a.token());
@@ -475,6 +474,14 @@ fn a_feed_item_whose_notice_was_missed_still_reaches_the_stream() {
             .ok()
             .filter(|l| l.starts_with(": connected"))
     });
+    (on_a, bo_feed)
+}
+
+#[test]
+fn a_feed_item_whose_notice_was_missed_still_reaches_the_stream() {
+    let db = Db::postgres();
+    let cluster = Cluster::start(&db, 2, None);
+    let (_on_a, bo_feed) = bo_on_b(&cluster);
     // An item committed with no notice: what a listener reconnecting
     // at that moment misses.
     let crate::support::Db::Postgres(url) = &db else {
@@ -506,17 +513,8 @@ fn a_feed_item_whose_notice_was_missed_still_reaches_the_stream() {
 #[test]
 fn an_agents_feed_on_one_instance_streams_what_another_instance_escalated() {
     let cluster = Cluster::start(&Db::postgres(), 2, None);
-    let on_a = cluster.nodes[0].tenant("acme");
-    on_a.roster();
-    let on_b = Api::with_token(&cluster.nodes[1].base, &on_a.token());
     // bo's browser is connected to B; the escalation is decided on A.
-    let bo_feed = on_b.sse("bo");
-    eventually(10, "the stream connected", || {
-        bo_feed
-            .recv_timeout(Duration::from_millis(200))
-            .ok()
-            .filter(|l| l.starts_with(": connected"))
-    });
+    let (on_a, bo_feed) = bo_on_b(&cluster);
     let escalated = Instant::now();
     let out = on_a.ok(
         "POST",
