@@ -197,9 +197,39 @@ fn big_ticket(id: &str, rest: &str) -> Vec<u8> {
     format!("{{\"id\":{},{rest}", serde_json::Value::from(id)).into_bytes()
 }
 
-/// The victim's events: create a ticket, add a message to it, repeat.
+/// The victim's events (see [`victim_events`]) from a thread and runtime of
+/// their own, with a client of their own: the attacker's clients share this
+/// process, and sending megabyte bodies on the same runtime would delay the
+/// victim's requests before they reach the server, which is not what is
+/// measured.
 async fn victim(
     b: &BenchServer,
+    token: &str,
+    round: &str,
+    n: usize,
+    rate: f64,
+) -> Result<(Sample, usize)> {
+    let (base, token, round) = (b.base.clone(), token.to_string(), round.to_string());
+    tokio::task::spawn_blocking(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(victim_events(
+            &reqwest::Client::new(),
+            &base,
+            &token,
+            &round,
+            n,
+            rate,
+        ))
+    })
+    .await?
+}
+
+/// The victim's events: create a ticket, add a message to it, repeat.
+async fn victim_events(
+    http: &reqwest::Client,
+    base: &str,
     token: &str,
     round: &str,
     n: usize,
@@ -217,15 +247,13 @@ async fn victim(
         let t0 = Instant::now();
         let next = pace.map(|p| tokio::time::Instant::now() + p);
         let resp = if i % 2 == 0 {
-            b.http
-                .post(format!("{}/v1/tickets", b.base))
+            http.post(format!("{base}/v1/tickets"))
                 .bearer_auth(token)
                 .json(&ticket(&format!("{round}-{i}"), "ordinary", body))
                 .send()
                 .await
         } else {
-            b.http
-                .post(format!("{}/v1/tickets/{round}-{}/events", b.base, i - 1))
+            http.post(format!("{base}/v1/tickets/{round}-{}/events", i - 1))
                 .bearer_auth(token)
                 .json(&json!({"type": "message", "author": "customer", "body": body}))
                 .send()
