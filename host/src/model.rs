@@ -453,6 +453,62 @@ pub struct Agent {
     /// Slack member id (e.g. `U024BE7LH`), mentioned in Slack messages.
     #[serde(default)]
     pub slack_id: Option<String>,
+    /// What this person wants to be told, set by them
+    /// (`PUT /v1/agents/{id}/notifications`); none: what the plan says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notifications: Option<NotifyPrefs>,
+}
+
+/// A person's notification preferences. The host applies them to every
+/// notifier's plan (the default one and a tenant's own): a person's wishes
+/// do not depend on which plugin their tenant runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyPrefs {
+    /// The tiers that notify this person; empty: every tier. Critical
+    /// escalations still reach someone on duty (see [`TicketScope`]).
+    #[serde(default)]
+    pub tiers: Vec<Tier>,
+    /// Which tickets.
+    #[serde(default)]
+    pub tickets: TicketScope,
+    /// The channels this person is reached on, first preferred; a
+    /// notification on another channel comes on the first of these
+    /// instead. Empty: the plan's channel.
+    #[serde(default)]
+    pub channels: Vec<Channel>,
+    /// Hours, in the person's time zone, when Slack, e-mail and webhook
+    /// notifications below critical are held until the hours end (in-app
+    /// ones are not held; critical ones never are).
+    #[serde(default)]
+    pub quiet_hours: Option<QuietHours>,
+}
+
+/// Which tickets notify a person.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum TicketScope {
+    /// Those the notifier's plan sends them: their own and their team's.
+    #[default]
+    Plan,
+    /// Only tickets assigned to them.
+    Mine,
+    /// Every escalation of the tenant at their tiers, besides what the
+    /// plan sends them (a lead or a manager watching everything).
+    All,
+}
+
+/// Quiet hours, local time `HH:MM`; `start` after `end` crosses midnight
+/// (`22:00`–`07:00`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QuietHours {
+    /// Start, `HH:MM`.
+    #[schemars(regex(pattern = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"))]
+    pub start: String,
+    /// End, `HH:MM`.
+    #[schemars(regex(pattern = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"))]
+    pub end: String,
 }
 
 /// What a signal asks for.

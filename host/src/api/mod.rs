@@ -643,12 +643,13 @@ mod tests {
             "/v1/dashboard",
             "/v1/reports/feedback",
             "/v1/connectors/{desk}/events",
+            "/v1/agents/{id}/notifications",
         ] {
             assert!(paths.contains_key(p), "{p} missing from openapi.json");
         }
         assert_eq!(
             paths.len(),
-            31,
+            32,
             "a route in openapi.json that the API lacks"
         );
     }

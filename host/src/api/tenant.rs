@@ -233,6 +233,24 @@ impl Api {
                 blocking(move || Ok(engine.put_agent(&tenant, a)?)).await?;
                 ok(&out)
             }
+            (&Method::GET, ["agents", id, "notifications"]) => {
+                let id = id.to_string();
+                let a = blocking(move || Ok(store.agent(&tenant, &id)?)).await?;
+                let a = a.ok_or_else(|| not_found("no such agent"))?;
+                ok(&a.notifications.unwrap_or_default())
+            }
+            (&Method::PUT, ["agents", id, "notifications"]) => {
+                let p: model::NotifyPrefs = self.body(req).await?;
+                let id = id.to_string();
+                let a =
+                    blocking(move || Ok(engine.set_notifications(&tenant, &id, Some(p))?)).await?;
+                ok(&a.notifications.unwrap_or_default())
+            }
+            (&Method::DELETE, ["agents", id, "notifications"]) => {
+                let id = id.to_string();
+                blocking(move || Ok(engine.set_notifications(&tenant, &id, None)?)).await?;
+                ok(&serde_json::json!({"deleted": true}))
+            }
             (&Method::POST, ["agents", id, "status"]) => {
                 #[derive(Deserialize)]
                 #[serde(deny_unknown_fields)]

@@ -88,6 +88,8 @@ impl Engine {
             );
             sent += write_back(act, id, wb, &requests, &format!("d{decision}"), e.tier)?;
         }
+        let assignee = state.ticket.assignee.as_deref();
+        let mut told = Told::default();
         for (i, step) in plan
             .map(|p| p.steps.as_slice())
             .unwrap_or_default()
@@ -95,7 +97,7 @@ impl Engine {
             .enumerate()
         {
             if step.delay_ms == 0 {
-                sent += self.notify(
+                let t = self.notify(
                     act,
                     id,
                     &Notice {
@@ -105,41 +107,99 @@ impl Engine {
                         body: &step.body,
                         digest_window_ms: step.digest_window_ms,
                         key: &format!("d{decision}:s{i}"),
-                        priority: Tier::send_priority(Some(e.tier)),
+                        tier: Some(e.tier),
+                        assignee,
+                        overrule: false,
                     },
                     feed,
                 )?;
+                told.made += t.made;
+                told.on_duty += t.on_duty;
+                told.dropped += t.dropped;
+                told.reached.extend(t.reached);
             } else {
                 step_timer(tx, tenant, id, decision, (i, step), now)?;
             }
         }
-        Ok(sent)
+        let first = apply::first_steps(plan, routing);
+        let title = first.first().map_or_else(
+            || format!("{} escalation: ticket {id}", name_of_tier(e.tier)),
+            |s| s.title.clone(),
+        );
+        let body = first.first().map_or_else(
+            || evidence_text(&e.signals.iter().collect::<Vec<_>>()),
+            |s| s.body.clone(),
+        );
+        // One person, beyond the plan, with its title and body.
+        let tell = |who: &model::Agent,
+                    channel: Channel,
+                    key: &str,
+                    overrule: bool,
+                    feed: &mut Vec<FeedItem>| {
+            self.notify(
+                act,
+                id,
+                &Notice {
+                    recipient: &Recipient::Agent(who.id.clone()),
+                    channel,
+                    title: &title,
+                    body: &body,
+                    digest_window_ms: 0,
+                    key: &format!("d{decision}:{key}"),
+                    tier: Some(e.tier),
+                    assignee,
+                    overrule,
+                },
+                feed,
+            )
+        };
+        // People watching every escalation at this tier hear of it too.
+        for (a, channel) in prefs::watchers(act.roster, e.tier) {
+            if !told.reached.contains(&a.id) {
+                let t = tell(a, channel, "watch", false, feed)?;
+                told.made += t.made;
+                told.on_duty += t.on_duty;
+            }
+        }
+        // A critical escalation that people's preferences kept from
+        // everyone on duty still reaches someone who is, on the channels
+        // the plan reaches its first recipient on.
+        if e.tier == Tier::Critical && told.dropped > 0 && told.on_duty == 0 {
+            let mut channels: Vec<Channel> = Vec::new();
+            for s in &first {
+                if !channels.contains(&s.channel) {
+                    channels.push(s.channel);
+                }
+            }
+            if channels.is_empty() {
+                channels.push(Channel::InApp);
+            }
+            for a in prefs::on_duty(act.roster, assignee) {
+                for &channel in &channels {
+                    told.made += tell(a, channel, "duty", true, feed)?.made;
+                }
+            }
+        }
+        Ok(sent + told.made)
     }
 
     /// Queue (or, in-app, write) one notification to `recipient` on
-    /// `channel`; returns how many deliveries it made.
+    /// `channel`, as each person's preferences ([`prefs::reach`]) allow.
     pub(super) fn notify(
         &self,
         act: &Act<'_, '_>,
         ticket: &str,
         notice: &Notice<'_>,
         feed: &mut Vec<FeedItem>,
-    ) -> Result<usize> {
-        let Act {
-            tx,
-            tenant,
-            settings,
-            roster,
-            now,
-        } = *act;
+    ) -> Result<Told> {
+        let Act { roster, now, .. } = *act;
         let Notice {
             recipient,
             channel,
-            title,
-            body,
-            digest_window_ms,
-            key,
-            priority,
+            tier,
+            assignee,
+            overrule,
+            ..
         } = *notice;
         let agents: Vec<&model::Agent> = match recipient {
             Recipient::Agent(id) => roster.iter().filter(|a| &a.id == id).collect(),
@@ -162,6 +222,88 @@ impl Engine {
             }
             Recipient::Endpoint(_) => Vec::new(),
         };
+        // The people it reaches, grouped by the channel each gets it on.
+        let mut told = Told::default();
+        let mut groups: Vec<(Channel, Vec<&model::Agent>)> = Vec::new();
+        if agents.is_empty() || overrule {
+            groups.push((channel, agents));
+        } else {
+            for a in agents {
+                let ch = match prefs::reach(a, channel, tier, assignee, now) {
+                    prefs::Reach::Dropped => {
+                        told.dropped += 1;
+                        continue;
+                    }
+                    prefs::Reach::On(ch) => ch,
+                    // Quiet hours: sent when they end (skipped if the
+                    // ticket is claimed or answered by then; the plan's
+                    // in-app steps are not held).
+                    prefs::Reach::Held(ch, until) => {
+                        let step = model::NotificationStep {
+                            delay_ms: (until - now).num_milliseconds().max(0) as u64,
+                            recipient: Recipient::Agent(a.id.clone()),
+                            channel: ch,
+                            title: notice.title.to_string(),
+                            body: notice.body.to_string(),
+                            stop_when_claimed: true,
+                            stop_when_answered: true,
+                            digest_window_ms: notice.digest_window_ms,
+                        };
+                        act.tx.insert_timer(
+                            act.tenant,
+                            ticket,
+                            TimerKind::Step,
+                            until,
+                            &serde_json::json!({"plan_at": now, "held_for": a.id, "step": step}),
+                        )?;
+                        continue;
+                    }
+                };
+                match groups.iter_mut().find(|(c, _)| *c == ch) {
+                    Some((_, g)) => g.push(a),
+                    None => groups.push((ch, vec![a])),
+                }
+            }
+        }
+        for (ch, people) in groups {
+            let made = self.notify_on(act, ticket, notice, ch, &people, feed)?;
+            told.made += made;
+            if made > 0 {
+                told.reached.extend(people.iter().map(|a| a.id.clone()));
+                told.on_duty += people.iter().filter(|a| available(a.status)).count();
+            }
+        }
+        Ok(told)
+    }
+
+    /// One notification on `channel` to `agents` (the recipient's people
+    /// who get it there); returns how many deliveries it made.
+    fn notify_on(
+        &self,
+        act: &Act<'_, '_>,
+        ticket: &str,
+        notice: &Notice<'_>,
+        channel: Channel,
+        agents: &[&model::Agent],
+        feed: &mut Vec<FeedItem>,
+    ) -> Result<usize> {
+        let Act {
+            tx,
+            tenant,
+            settings,
+            now,
+            ..
+        } = *act;
+        let Notice {
+            recipient,
+            title,
+            body,
+            digest_window_ms,
+            key,
+            tier,
+            ..
+        } = *notice;
+        let priority = Tier::send_priority(tier);
         let who = match recipient {
             Recipient::Agent(x) | Recipient::Team(x) | Recipient::Endpoint(x) => x.clone(),
         };
@@ -183,12 +325,12 @@ impl Engine {
                 )),
             },
             (_, Channel::InApp) => {
-                for a in &agents {
+                for a in agents {
                     targets.push((Channel::InApp, a.id.clone(), DeliveryStatus::Sent, None));
                 }
             }
             (_, Channel::Email) => {
-                for a in &agents {
+                for a in agents {
                     match &a.email {
                         Some(_) if settings.smtp.is_none() => targets.push((
                             Channel::Email,
@@ -409,7 +551,26 @@ pub(super) struct Notice<'a> {
     pub(super) body: &'a str,
     pub(super) digest_window_ms: u64,
     pub(super) key: &'a str,
-    pub(super) priority: i64,
+    /// The ticket's tier (`None`: not escalated).
+    pub(super) tier: Option<Tier>,
+    /// Who has the ticket (for people who want only their own).
+    pub(super) assignee: Option<&'a str>,
+    /// Send as the plan says, whatever people's preferences: a critical
+    /// escalation nobody would otherwise hear of.
+    pub(super) overrule: bool,
+}
+
+/// What a notification did.
+#[derive(Debug, Default)]
+pub(super) struct Told {
+    /// Deliveries made.
+    pub(super) made: usize,
+    /// People it reached (ids).
+    pub(super) reached: Vec<String>,
+    /// Of those, how many are available now.
+    pub(super) on_duty: usize,
+    /// People their preferences kept it from.
+    pub(super) dropped: usize,
 }
 
 /// The connector and write-back settings of the desk `ticket` came from,

@@ -14,7 +14,16 @@ impl Engine {
         }
         crate::pipeline::contract::agent(&agent, self.clock.now())
             .map_err(|e| EngineError::Invalid(codes::AGENT_INVALID, e))?;
+        if let Some(p) = &agent.notifications {
+            super::prefs::check(p).map_err(|e| EngineError::Invalid(codes::AGENT_INVALID, e))?;
+        }
         let was = self.store.agent(tenant, &agent.id)?;
+        // A roster sync that says nothing of preferences keeps the ones the
+        // person set.
+        let mut agent = agent;
+        if agent.notifications.is_none() {
+            agent.notifications = was.as_ref().and_then(|w| w.notifications.clone());
+        }
         self.store.write(|tx| tx.put_agent(tenant, &agent))?;
         match was.map(|w| available(w.status)) {
             Some(true) if !available(agent.status) => {
@@ -26,6 +35,28 @@ impl Engine {
             _ => {}
         }
         Ok(())
+    }
+
+    /// Set (`Some`) or clear (`None`) what `id` wants to be told; the agent
+    /// as stored after.
+    pub fn set_notifications(
+        &self,
+        tenant: &str,
+        id: &str,
+        prefs: Option<model::NotifyPrefs>,
+    ) -> Result<model::Agent, EngineError> {
+        if let Some(p) = &prefs {
+            super::prefs::check(p).map_err(|e| EngineError::Invalid(codes::AGENT_INVALID, e))?;
+        }
+        let agent = self.store.write(|tx| -> Result<_, EngineError> {
+            let mut a = tx.agent(tenant, id)?.ok_or_else(|| {
+                EngineError::NotFound(codes::AGENT_NOT_FOUND, format!("no agent {id}"))
+            })?;
+            a.notifications = prefs.clone();
+            tx.put_agent(tenant, &a)?;
+            Ok(a)
+        })?;
+        Ok(agent)
     }
 
     /// Change an agent's availability; their unclaimed escalated tickets
@@ -171,20 +202,24 @@ impl Engine {
         let recipient = apply::recipient_of(target);
         let mut sent = 0;
         for channel in channels {
-            sent += self.notify(
-                act,
-                &state.ticket.id,
-                &Notice {
-                    recipient: &recipient,
-                    channel,
-                    title: &title,
-                    body: &body,
-                    digest_window_ms: 0,
-                    key,
-                    priority: Tier::send_priority(Some(esc.tier)),
-                },
-                feed,
-            )?;
+            sent += self
+                .notify(
+                    act,
+                    &state.ticket.id,
+                    &Notice {
+                        recipient: &recipient,
+                        channel,
+                        title: &title,
+                        body: &body,
+                        digest_window_ms: 0,
+                        key,
+                        tier: Some(esc.tier),
+                        assignee: state.ticket.assignee.as_deref(),
+                        overrule: false,
+                    },
+                    feed,
+                )?
+                .made;
         }
         Ok(sent)
     }

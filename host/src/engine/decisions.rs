@@ -107,20 +107,24 @@ impl Engine {
                         .join("; ")
                 );
                 if let Some(a) = state.ticket.assignee.clone() {
-                    notified += self.notify(
-                        &act,
-                        &state.ticket.id,
-                        &Notice {
-                            recipient: &Recipient::Agent(a),
-                            channel: Channel::InApp,
-                            title: &title,
-                            body: &evidence_text(&news),
-                            digest_window_ms: 0,
-                            key: &format!("update:{decision}"),
-                            priority: Tier::send_priority(Some(esc.tier)),
-                        },
-                        &mut feed,
-                    )?;
+                    notified += self
+                        .notify(
+                            &act,
+                            &state.ticket.id,
+                            &Notice {
+                                recipient: &Recipient::Agent(a.clone()),
+                                channel: Channel::InApp,
+                                title: &title,
+                                body: &evidence_text(&news),
+                                digest_window_ms: 0,
+                                key: &format!("update:{decision}"),
+                                tier: Some(esc.tier),
+                                assignee: Some(&a),
+                                overrule: false,
+                            },
+                            &mut feed,
+                        )?
+                        .made;
                 }
             }
             // One pending wake-up per ticket: the earliest a trigger asked

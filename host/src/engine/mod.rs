@@ -21,6 +21,7 @@ mod decisions;
 mod ingest;
 mod lifecycle;
 mod locks;
+mod prefs;
 mod tenants;
 mod timers;
 

@@ -233,20 +233,24 @@ impl Engine {
                 };
             }
         }
-        let n = self.notify(
-            act,
-            &t.ticket,
-            &Notice {
-                recipient: &recipient,
-                channel: step.channel,
-                title: &step.title,
-                body: &step.body,
-                digest_window_ms: step.digest_window_ms,
-                key: &format!("t{}", t.id),
-                priority: Tier::send_priority(state.escalation.as_ref().map(|e| e.tier)),
-            },
-            feed,
-        )?;
+        let n = self
+            .notify(
+                act,
+                &t.ticket,
+                &Notice {
+                    recipient: &recipient,
+                    channel: step.channel,
+                    title: &step.title,
+                    body: &step.body,
+                    digest_window_ms: step.digest_window_ms,
+                    key: &format!("t{}", t.id),
+                    tier: state.escalation.as_ref().map(|e| e.tier),
+                    assignee: ticket.assignee.as_deref(),
+                    overrule: false,
+                },
+                feed,
+            )?
+            .made;
         Ok(format!("sent: {n} notification(s)"))
     }
 

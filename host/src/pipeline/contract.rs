@@ -221,7 +221,7 @@ pub fn context(now: DateTime<Utc>, event: EventKind, config_json: String) -> wit
     }
 }
 
-fn parse_hhmm(s: &str) -> Option<u16> {
+pub(crate) fn parse_hhmm(s: &str) -> Option<u16> {
     let (h, m) = s.trim().split_once(':')?;
     let (h, m): (u16, u16) = (h.parse().ok()?, m.parse().ok()?);
     (m < 60 && h * 60 + m <= 1440).then_some(h * 60 + m)

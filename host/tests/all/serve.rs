@@ -14,6 +14,7 @@ use std::time::Duration;
 on_both_backends!(
     a_critical_escalation_reaches_its_assignee_at_once_then_reminds_falls_back_and_stops_when_claimed,
     a_lead_is_not_sent_a_routine_escalation_claimed_in_time,
+    each_person_is_told_what_they_asked_for_and_a_critical_escalation_still_reaches_someone,
     the_handoff_packet_carries_everything_the_ai_collected,
     tenant_b_sees_nothing_of_tenant_a,
     bad_requests_get_clear_errors_and_change_nothing,
@@ -349,6 +350,18 @@ fn channels(slack: &Recorder, smtp: &Smtp) -> Value {
     })
 }
 
+/// A server on `db` at `T0` whose tenant `acme` has the example roster
+/// and Slack, e-mail and an escalation webhook on loopback receivers.
+fn staffed(db: &Db) -> (tempfile::TempDir, Recorder, Smtp, Escalator, Api) {
+    let (dir, data) = db.data_dir();
+    let (slack, smtp) = (Recorder::start(), Smtp::start());
+    let server = Escalator::start(&data, T0, Some(LOOPBACK_RECEIVERS));
+    let acme = server.tenant("acme");
+    acme.roster();
+    acme.ok("PUT", "/v1/settings", Some(channels(&slack, &smtp)));
+    (dir, slack, smtp, server, acme)
+}
+
 fn slack_texts(r: &Recorder) -> Vec<String> {
     r.delivered("/slack")
         .iter()
@@ -368,12 +381,7 @@ fn feed_titles(api: &Api, agent: &str) -> Vec<String> {
 fn a_critical_escalation_reaches_its_assignee_at_once_then_reminds_falls_back_and_stops_when_claimed(
     db: &Db,
 ) {
-    let (_dir, data) = db.data_dir();
-    let (slack, smtp) = (Recorder::start(), Smtp::start());
-    let server = Escalator::start(&data, T0, Some(LOOPBACK_RECEIVERS));
-    let acme = server.tenant("acme");
-    acme.roster();
-    acme.ok("PUT", "/v1/settings", Some(channels(&slack, &smtp)));
+    let (_dir, slack, smtp, server, acme) = staffed(db);
     // Secrets are write-only: the read hides the Slack URL, and writing the
     // read back keeps the real one (the deliveries below still arrive).
     let read = acme.ok("GET", "/v1/settings", None);
@@ -550,12 +558,7 @@ fn a_critical_escalation_reaches_its_assignee_at_once_then_reminds_falls_back_an
 }
 
 fn a_lead_is_not_sent_a_routine_escalation_claimed_in_time(db: &Db) {
-    let (_dir, data) = db.data_dir();
-    let (slack, smtp) = (Recorder::start(), Smtp::start());
-    let server = Escalator::start(&data, T0, Some(LOOPBACK_RECEIVERS));
-    let acme = server.tenant("acme");
-    acme.roster();
-    acme.ok("PUT", "/v1/settings", Some(channels(&slack, &smtp)));
+    let (_dir, _slack, smtp, server, acme) = staffed(db);
     let out = acme.ok(
         "POST",
         "/v1/tickets",
@@ -590,6 +593,183 @@ fn a_lead_is_not_sent_a_routine_escalation_claimed_in_time(db: &Db) {
             .any(|m| m.to.contains(&"lee@example.com".to_string())),
         "the lead got mail"
     );
+}
+
+fn each_person_is_told_what_they_asked_for_and_a_critical_escalation_still_reaches_someone(
+    db: &Db,
+) {
+    let (_dir, slack, smtp, server, acme) = staffed(db);
+    let prefs =
+        |who: &str, p: Value| acme.ok("PUT", &format!("/v1/agents/{who}/notifications"), Some(p));
+    // The manager wants every critical escalation, by e-mail; the
+    // technical lead only tickets of their own; ana only her own, and
+    // quiet from 12:30 to 13:40 in Madrid (11:30 to 12:40 UTC).
+    prefs(
+        "max",
+        json!({"tiers": ["critical"], "tickets": "all", "channels": ["email"]}),
+    );
+    prefs("tam", json!({"tickets": "mine"}));
+    let set = prefs(
+        "ana",
+        json!({"tickets": "mine", "quiet_hours": {"start": "12:30", "end": "13:40"}}),
+    );
+    assert_eq!(set["tickets"], "mine", "{set}");
+    // A roster sync that says nothing of preferences keeps them; bad ones
+    // are refused with the field named.
+    let mut ana = acme.ok("GET", "/v1/agents/ana", None);
+    ana.as_object_mut().unwrap().remove("notifications");
+    acme.ok("PUT", "/v1/agents/ana", Some(ana));
+    assert_eq!(
+        acme.ok("GET", "/v1/agents/ana/notifications", None)["quiet_hours"]["end"],
+        "13:40"
+    );
+    let (status, err) = acme.call(
+        "PUT",
+        "/v1/agents/ana/notifications",
+        Some(json!({"quiet_hours": {"start": "25:00", "end": "07:00"}})),
+    );
+    assert_eq!(status, 422, "{err}");
+    assert!(
+        err["error"].as_str().unwrap().contains("quiet_hours.start"),
+        "{err}"
+    );
+    let (status, _) = acme.call("PUT", "/v1/agents/nobody/notifications", Some(json!({})));
+    assert_eq!(status, 404);
+    let mails_to = |who: &str| {
+        smtp.mails()
+            .into_iter()
+            .filter(|m| m.to == [format!("{who}@example.com")])
+            .collect::<Vec<_>>()
+    };
+
+    // A critical escalation: bo has it; the manager is mailed; the lead
+    // of billing hears of it as the plan says; the technical lead, who
+    // asked for only their own, hears nothing.
+    let out = acme.ok(
+        "POST",
+        "/v1/tickets",
+        Some(example("enterprise-billing-dispute.json")),
+    );
+    assert_eq!(
+        (out["tier"].as_str(), out["assignee"].as_str()),
+        (Some("critical"), Some("bo"))
+    );
+    let to_max = eventually(10, "the manager's e-mail", || {
+        let m = mails_to("max");
+        (!m.is_empty()).then_some(m)
+    });
+    assert!(
+        to_max[0].data.contains("Subject: Critical escalation"),
+        "{}",
+        to_max[0].data
+    );
+    eventually(10, "bo's e-mail", || {
+        (!mails_to("bo").is_empty()).then_some(())
+    });
+    assert!(
+        feed_titles(&acme, "lee")
+            .iter()
+            .any(|t| t.starts_with("FYI:"))
+    );
+
+    // A high one: ana's, in her quiet hours: in-app at once (the plan's
+    // in-app step), Slack held until 12:40 UTC; the manager (critical
+    // only) is not told.
+    let out = acme.ok(
+        "POST",
+        "/v1/tickets",
+        Some(json!({"id": "T-7", "subject": "Invoice address", "category": "billing",
+                    "created_at": T0,
+                    "messages": [{"author": "customer", "body": "Please change the address on my invoice.", "sent_at": T0}]})),
+    );
+    assert_eq!(
+        (out["tier"].as_str(), out["assignee"].as_str()),
+        (Some("high"), Some("ana")),
+        "{out}"
+    );
+    assert!(
+        feed_titles(&acme, "ana")
+            .iter()
+            .any(|t| t.starts_with("High escalation")),
+        "{:?}",
+        feed_titles(&acme, "ana")
+    );
+    let to_ana_on_slack = || {
+        slack
+            .delivered("/slack")
+            .into_iter()
+            .filter(|r| r.body.contains("<@U-ANA>") && r.body.contains("High escalation"))
+            .count()
+    };
+    let held: Vec<Value> = acme
+        .ok("GET", "/v1/tickets/T-7/timers", None)
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["state"] == "pending" && t["payload"]["held_for"] == "ana")
+        .cloned()
+        .collect();
+    assert!(
+        // 2026-11-27T12:40:00Z
+        held.iter().any(|t| t["due_at"] == 1_795_783_200_000_i64),
+        "{held:?}"
+    );
+
+    // A second critical escalation: the manager gets each one.
+    let mut again = example("enterprise-billing-dispute.json");
+    again["id"] = json!("T-1004");
+    let out = acme.ok("POST", "/v1/tickets", Some(again));
+    assert_eq!(out["tier"], "critical");
+    eventually(10, "the manager's second e-mail", || {
+        (mails_to("max").len() == 2).then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        to_ana_on_slack(),
+        0,
+        "ana's Slack message came in her quiet hours"
+    );
+    assert_eq!(
+        mails_to("max").len(),
+        2,
+        "the manager was told of the high one"
+    );
+
+    // 12:40 UTC: ana's quiet hours are over and her Slack message comes
+    // (before the ticket's first fallback, at 13:00, would move it).
+    server.advance(40);
+    eventually(10, "ana's Slack message after her quiet hours", || {
+        (to_ana_on_slack() > 0).then_some(())
+    });
+    assert!(
+        feed_titles(&acme, "tam").is_empty(),
+        "{:?}",
+        feed_titles(&acme, "tam")
+    );
+
+    // Everyone opts out of critical escalations: the next one still
+    // reaches someone on duty (its assignee), on the plan's channels.
+    for who in ["ana", "bo"] {
+        prefs(who, json!({"tiers": ["low"]}));
+    }
+    prefs("lee", json!({"tickets": "mine"}));
+    acme.ok("DELETE", "/v1/agents/max/notifications", None);
+    let mut third = example("enterprise-billing-dispute.json");
+    third["id"] = json!("T-1005");
+    let out = acme.ok("POST", "/v1/tickets", Some(third));
+    let who = out["assignee"].as_str().unwrap().to_string();
+    assert_eq!(out["tier"], "critical");
+    let log = acme.ok("GET", "/v1/deliveries?ticket=T-1005", None);
+    let to_assignee: Vec<&str> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["recipient"] == who.as_str())
+        .map(|d| d["channel"].as_str().unwrap())
+        .collect();
+    for ch in ["slack", "email", "in-app"] {
+        assert!(to_assignee.contains(&ch), "{who} not told on {ch}: {log}");
+    }
 }
 
 fn the_handoff_packet_carries_everything_the_ai_collected(db: &Db) {
