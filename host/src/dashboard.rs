@@ -25,12 +25,50 @@ fn name(t: Tier) -> &'static str {
 
 /// When the ticket first escalated (its history), else the escalation's
 /// time.
-fn first_escalated(s: &TicketState) -> Option<chrono::DateTime<chrono::Utc>> {
+pub fn first_escalated(s: &TicketState) -> Option<chrono::DateTime<chrono::Utc>> {
     s.history
         .iter()
         .find(|h| h.what == "escalated")
         .map(|h| h.at)
         .or_else(|| s.escalation.as_ref().map(|e| e.escalated_at))
+}
+
+/// When an escalated ticket was resolved (solved or closed, the last
+/// time), if it is.
+pub fn resolved_at(s: &TicketState) -> Option<chrono::DateTime<chrono::Utc>> {
+    if s.ticket.unresolved() {
+        return None;
+    }
+    s.ticket
+        .status_history
+        .iter()
+        .rev()
+        .find(|c| matches!(c.status, TicketStatus::Solved | TicketStatus::Closed))
+        .map(|c| c.at)
+}
+
+/// Escalated, then resolved without a human writing to the customer after
+/// the escalation: a human was called for nothing.
+pub fn over_escalated(s: &TicketState) -> bool {
+    match (first_escalated(s), resolved_at(s)) {
+        (Some(first), Some(_)) => s.human_replied_at.is_none_or(|at| at < first),
+        _ => false,
+    }
+}
+
+/// Why a ticket that never escalated should have: its SLA breached, or
+/// the customer rated it 1 or 2.
+pub fn under_escalated(s: &TicketState) -> Option<&'static str> {
+    if s.escalation.is_some() {
+        return None;
+    }
+    if s.history.iter().any(|h| h.what == "breached") {
+        Some("sla-breach")
+    } else if s.csat.is_some_and(|c| c.score <= 2) {
+        Some("low-csat")
+    } else {
+        None
+    }
 }
 
 /// The dashboard and the feedback report read at most this many of the
@@ -183,11 +221,109 @@ pub fn data(engine: &Engine, tenant: &str) -> Result<serde_json::Value> {
                 }))
             })
         }).collect::<serde_json::Map<_, _>>(),
+        "escalation_rate_trend": trend(&days, now),
+        "quality": quality(&engine.store.ticket_heads(tenant, NEWEST)?),
         "agents": agents,
         "plugins": plugins,
         "failed_events": failed_events(engine, tenant)?,
         "queue": queue,
     }))
+}
+
+/// The escalation rate of the last seven days (by the day tickets were
+/// created, today included) against the seven before.
+fn trend(days: &[serde_json::Value], now: chrono::DateTime<chrono::Utc>) -> serde_json::Value {
+    let day = |back: i64| {
+        (now - chrono::Duration::days(back))
+            .format("%Y-%m-%d")
+            .to_string()
+    };
+    let rate = |from: String, to: String| {
+        let (mut created, mut escalated) = (0.0, 0.0);
+        for d in days {
+            let k = d["day"].as_str().unwrap_or_default();
+            if k >= from.as_str() && k <= to.as_str() {
+                created += d["created"].as_f64().unwrap_or(0.0);
+                escalated += d["escalated"].as_f64().unwrap_or(0.0);
+            }
+        }
+        (created > 0.0).then(|| escalated / created)
+    };
+    let last = rate(day(6), day(0));
+    let before = rate(day(13), day(7));
+    serde_json::json!({
+        "last_7_days": last,
+        "previous_7_days": before,
+        "change": last.zip(before).map(|(a, b)| a - b),
+    })
+}
+
+/// CSAT of escalated tickets beside the rest, resolution time after
+/// escalation per tier, over- and under-escalation, over `heads` (the
+/// newest tickets, without conversations).
+fn quality(heads: &[TicketState]) -> serde_json::Value {
+    #[derive(Default)]
+    struct Csat {
+        sum: f64,
+        n: usize,
+    }
+    let (mut csat_esc, mut csat_rest) = (Csat::default(), Csat::default());
+    let mut resolution: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    let (mut resolved_escalations, mut over, mut over_examples) = (0usize, 0usize, Vec::new());
+    let mut under: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut under_examples = Vec::new();
+    for s in heads {
+        let first = first_escalated(s);
+        if let Some(c) = s.csat {
+            let bucket = if first.is_some() {
+                &mut csat_esc
+            } else {
+                &mut csat_rest
+            };
+            bucket.sum += f64::from(c.score);
+            bucket.n += 1;
+        }
+        if let (Some(first), Some(done), Some(e)) = (first, resolved_at(s), &s.escalation) {
+            resolved_escalations += 1;
+            let minutes = (done - first).num_seconds().max(0) as f64 / 60.0;
+            resolution.entry(name(e.tier)).or_default().push(minutes);
+            if over_escalated(s) {
+                over += 1;
+                if over_examples.len() < 5 {
+                    over_examples.push(s.ticket.id.clone());
+                }
+            }
+        }
+        if let Some(why) = under_escalated(s) {
+            *under.entry(why).or_default() += 1;
+            if under_examples.len() < 5 {
+                under_examples.push(s.ticket.id.clone());
+            }
+        }
+    }
+    let csat = |c: &Csat| serde_json::json!({"ratings": c.n, "average": (c.n > 0).then(|| c.sum / c.n as f64)});
+    serde_json::json!({
+        "tickets": heads.len(),
+        "csat": {"escalated": csat(&csat_esc), "not_escalated": csat(&csat_rest)},
+        "resolution_after_escalation_minutes": TIERS.iter().filter_map(|t| {
+            let mut v = resolution.get(name(*t))?.clone();
+            v.sort_by(f64::total_cmp);
+            Some((name(*t).to_string(), serde_json::json!({
+                "resolved": v.len(),
+                "average": v.iter().sum::<f64>() / v.len() as f64,
+                "median": v[v.len() / 2],
+            })))
+        }).collect::<serde_json::Map<_, _>>(),
+        "over_escalated": {
+            "tickets": over, "of_resolved_escalations": resolved_escalations,
+            "rate": (resolved_escalations > 0).then(|| over as f64 / resolved_escalations as f64),
+            "examples": over_examples,
+        },
+        "under_escalated": {
+            "tickets": under.values().sum::<usize>(), "by_reason": under,
+            "examples": under_examples,
+        },
+    })
 }
 
 /// Events whose decision failed: how many, and the newest ten with why.
@@ -276,4 +412,88 @@ pub fn feedback(engine: &Engine, tenant: &str) -> Result<serde_json::Value> {
             .then(a["category"].as_str().cmp(&b["category"].as_str()))
     });
     Ok(serde_json::json!({"tenant": tenant, "recurring": list}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Event, HistoryEntry, Ticket};
+    use crate::pipeline::apply;
+    use chrono::{DateTime, Duration, Utc};
+
+    fn noon() -> DateTime<Utc> {
+        "2026-11-27T12:00:00Z".parse().unwrap()
+    }
+
+    fn escalated_at(at: DateTime<Utc>) -> TicketState {
+        let mut s = apply::created(Ticket::new("T", noon()), "acme", noon());
+        s.history.push(HistoryEntry {
+            at,
+            what: "escalated".into(),
+            detail: String::new(),
+        });
+        s
+    }
+
+    #[test]
+    fn a_human_reply_before_the_escalation_does_not_save_it_from_being_over_escalated() {
+        let hour = Duration::hours(1);
+        let mut s = escalated_at(noon() + hour);
+        apply::event(
+            &mut s,
+            &Event::Reply {
+                agent: "bo".into(),
+                body: "Hi".into(),
+            },
+            noon(),
+        )
+        .unwrap();
+        apply::event(&mut s, &Event::Resolve {}, noon() + hour * 2).unwrap();
+        // Unresolved tickets and tickets that never escalated are neither.
+        assert!(!over_escalated(&apply::created(
+            Ticket::new("U", noon()),
+            "acme",
+            noon()
+        )));
+        assert!(
+            over_escalated(&s),
+            "the only human reply came before it escalated"
+        );
+        assert_eq!(resolved_at(&s), Some(noon() + hour * 2));
+        let mut answered = escalated_at(noon());
+        apply::event(
+            &mut answered,
+            &Event::Reply {
+                agent: "bo".into(),
+                body: "Done".into(),
+            },
+            noon() + hour,
+        )
+        .unwrap();
+        apply::event(&mut answered, &Event::Resolve {}, noon() + hour).unwrap();
+        assert!(!over_escalated(&answered));
+    }
+
+    #[test]
+    fn a_breach_or_a_low_rating_without_an_escalation_is_under_escalation() {
+        let mut s = apply::created(Ticket::new("T", noon()), "acme", noon());
+        assert_eq!(under_escalated(&s), None);
+        apply::event(
+            &mut s,
+            &Event::Csat {
+                score: 2,
+                comment: None,
+            },
+            noon(),
+        )
+        .unwrap();
+        assert_eq!(s.csat.map(|c| c.score), Some(2), "stored as a value");
+        assert_eq!(under_escalated(&s), Some("low-csat"));
+        s.history.push(HistoryEntry {
+            at: noon(),
+            what: "breached".into(),
+            detail: "first reply SLA breached".into(),
+        });
+        assert_eq!(under_escalated(&s), Some("sla-breach"));
+    }
 }

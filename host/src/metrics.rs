@@ -100,6 +100,31 @@ const HELP: &[(&str, &str, &str)] = &[
         "SLA breach signals, by the ticket's tier and clock.",
     ),
     (
+        "escalator_csat_ratings_total",
+        "counter",
+        "Satisfaction ratings, by whether the ticket had escalated.",
+    ),
+    (
+        "escalator_csat_score_total",
+        "counter",
+        "Sum of the ratings' scores (1-5): over escalator_csat_ratings_total, the average.",
+    ),
+    (
+        "escalator_resolution_after_escalation_seconds",
+        "histogram",
+        "From an escalated ticket's first escalation to its resolution, by tier.",
+    ),
+    (
+        "escalator_over_escalations_total",
+        "counter",
+        "Escalated tickets resolved without a human writing to the customer after the escalation, by tier.",
+    ),
+    (
+        "escalator_under_escalations_total",
+        "counter",
+        "Tickets that never escalated although their SLA breached (sla-breach) or the customer rated them 1-2 (low-csat).",
+    ),
+    (
         "escalator_events_failed_total",
         "counter",
         "Events whose decision failed (marked failed, never retried).",

@@ -511,6 +511,14 @@ pub struct QuietHours {
     pub end: String,
 }
 
+impl Signal {
+    /// Whether this is an SLA breach: the sla trigger's keys are
+    /// `sla:CLOCK:cycle-N:TIER:breach` (warnings end in a percentage).
+    pub fn is_sla_breach(&self) -> bool {
+        self.key.starts_with("sla:") && self.key.ends_with(":breach")
+    }
+}
+
 /// What a signal asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]

@@ -240,10 +240,15 @@ impl Engine {
                 secs,
             );
         }
-        for s in fresh
-            .iter()
-            .filter(|s| s.key.starts_with("sla:") && s.key.ends_with(":breach"))
-        {
+        for s in fresh.iter().filter(|s| s.is_sla_breach()) {
+            // A breach that escalated nothing.
+            if outcome.tier.is_none() {
+                m.add(
+                    "escalator_under_escalations_total",
+                    vec![("tenant", tenant.into()), ("why", "sla-breach".into())],
+                    1.0,
+                );
+            }
             let clock = m.bounded("clock", tenant, s.key.split(':').nth(1).unwrap_or(""));
             m.add(
                 "escalator_sla_breaches_total",

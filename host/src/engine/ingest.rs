@@ -132,6 +132,7 @@ impl Engine {
                 format!("no ticket {ticket_id}"),
             ));
         };
+        let was_unresolved = state.ticket.unresolved();
         let stored = match apply::already_applied(&state, &event) {
             Some(why) => Err(why),
             // An error rolls the transaction back: nothing of the event
@@ -170,6 +171,7 @@ impl Engine {
                 });
             }
         };
+        self.count_quality(tenant, &event, was_unresolved, &state);
         if let (Event::Claim { .. }, Some(esc)) = (&event, &state.escalation) {
             let waited = (now - esc.escalated_at).num_milliseconds().max(0) as f64 / 1000.0;
             let within = esc
@@ -198,6 +200,53 @@ impl Engine {
         }
         drop(_g);
         Ok(outcome)
+    }
+
+    /// Count what an applied event says about how escalation went: a
+    /// rating (of an escalated ticket or not), an escalated ticket
+    /// resolved (how long after escalating; without a human reply it was
+    /// over-escalated), a low rating of one that never escalated.
+    fn count_quality(&self, tenant: &str, event: &Event, was_unresolved: bool, s: &TicketState) {
+        let first = crate::dashboard::first_escalated(s);
+        if let Event::Csat { score, .. } = event {
+            let l = || {
+                vec![
+                    ("tenant", tenant.to_string()),
+                    ("escalated", first.is_some().to_string()),
+                ]
+            };
+            self.metrics.add("escalator_csat_ratings_total", l(), 1.0);
+            self.metrics
+                .add("escalator_csat_score_total", l(), f64::from(*score));
+        }
+        if let Some(why) = crate::dashboard::under_escalated(s)
+            && matches!(event, Event::Csat { .. })
+            && why == "low-csat"
+        {
+            self.metrics.add(
+                "escalator_under_escalations_total",
+                vec![("tenant", tenant.into()), ("why", why.into())],
+                1.0,
+            );
+        }
+        if let (true, Some(first), Some(done), Some(e)) = (
+            was_unresolved,
+            first,
+            crate::dashboard::resolved_at(s),
+            &s.escalation,
+        ) {
+            let l = || vec![("tenant", tenant.to_string()), ("tier", name(&e.tier))];
+            self.metrics.observe(
+                "escalator_resolution_after_escalation_seconds",
+                crate::metrics::TIME_BUCKETS,
+                l(),
+                (done - first).num_milliseconds().max(0) as f64 / 1000.0,
+            );
+            if crate::dashboard::over_escalated(s) {
+                self.metrics
+                    .add("escalator_over_escalations_total", l(), 1.0);
+            }
+        }
     }
 
     /// Decide on a stored event, whatever happens: if deciding fails (an

@@ -19,6 +19,22 @@ pub struct TicketState {
     /// claims, notifications planned.
     #[serde(default)]
     pub history: Vec<HistoryEntry>,
+    /// The customer's latest satisfaction rating.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub csat: Option<CsatRating>,
+    /// When a human agent last wrote to the customer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub human_replied_at: Option<DateTime<Utc>>,
+}
+
+/// A satisfaction rating, as a value (plugins still see it as the tag
+/// `csat:N`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CsatRating {
+    /// 1 (very unsatisfied) to 5.
+    pub score: u8,
+    /// When it was given.
+    pub at: DateTime<Utc>,
 }
 
 /// An escalation in force.
@@ -51,6 +67,8 @@ impl TicketState {
             queue: None,
             escalation: None,
             history: Vec::new(),
+            csat: None,
+            human_replied_at: None,
         }
     }
 

@@ -112,6 +112,9 @@ pub fn event(
             if let Some(m) = event.to_message(|| next_id(t), now) {
                 t.messages.push(m);
             }
+            if *author == AuthorKind::HumanAgent {
+                state.human_replied_at = Some(now);
+            }
             // A customer writing again reopens a solved or pending ticket.
             if *author == AuthorKind::Customer
                 && matches!(
@@ -164,6 +167,7 @@ pub fn event(
                 sent_at: now,
                 sentiment: None,
             });
+            state.human_replied_at = Some(now);
         }
         Event::Status { status } => {
             let was_open = t.unresolved();
@@ -184,6 +188,10 @@ pub fn event(
             }
             t.tags.retain(|x| !x.starts_with("csat:"));
             t.tags.push(format!("csat:{score}"));
+            state.csat = Some(crate::model::CsatRating {
+                score: *score,
+                at: now,
+            });
             if let Some(c) = comment {
                 let id = next_id(t);
                 t.messages.push(Message {
@@ -269,7 +277,12 @@ pub fn decision(
             for s in d.fresh.iter().filter(|s| s.action == SignalAction::Warn) {
                 state.history.push(HistoryEntry {
                     at: now,
-                    what: "warning".into(),
+                    what: if s.is_sla_breach() {
+                        "breached"
+                    } else {
+                        "warning"
+                    }
+                    .into(),
                     detail: s.reason.clone(),
                 });
                 fx.ticket_changed = true;

@@ -208,7 +208,7 @@ impl Life<'_> {
             if s.action == model::SignalAction::Escalate {
                 self.reasons.push(s.key.clone());
             }
-            if s.key.starts_with("sla:") && s.key.ends_with(":breach") {
+            if s.is_sla_breach() {
                 self.sla_breach = true;
             }
         }

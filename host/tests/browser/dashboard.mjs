@@ -44,6 +44,25 @@ try {
   const plugins = await page.$$eval("#plugins tr", (r) => r.length - 1);
   if (plugins < 7) fail(`plugin health lists ${plugins} plugins`);
 
+  // The quality figures: CSAT beside the rest, resolution per tier, over-
+  // and under-escalation, the rate's trend.
+  const text = async (sel) => (await page.textContent(sel)).replace(/\s+/g, " ");
+  const csat = await text("#csat-escalated");
+  if (!csat.startsWith(expected.csat_escalated)) fail(`CSAT of escalated tickets: ${csat}`);
+  const rest = await text("#csat-rest");
+  if (!rest.startsWith(expected.csat_rest)) fail(`CSAT of the rest: ${rest}`);
+  const over = await text("#over-escalated");
+  if (!over.includes(expected.over)) fail(`over-escalation: ${over}`);
+  const under = await text("#under-escalated");
+  if (!under.includes(expected.under)) fail(`under-escalation: ${under}`);
+  const resolved = await page.$$eval("#chart-resolution rect.hbar", (r) => r.map((x) => Number(x.dataset.value)));
+  if (JSON.stringify(resolved) !== JSON.stringify(expected.resolution)) fail(`resolution bars ${JSON.stringify(resolved)}`);
+  const trend = await text("#trend");
+  if (!trend.includes(expected.trend)) fail(`trend: ${trend}`);
+
+  // The whole page with its figures, before a handoff covers it.
+  await page.screenshot({ path: screenshot, fullPage: true });
+
   // Open the first handoff packet.
   await page.click("#queue-table button.handoff");
   await page.waitForSelector("#handoff-title", { timeout: 10000 });
@@ -51,7 +70,6 @@ try {
   if (!title.includes(expected.first_ticket)) fail(`handoff opened ${title}, expected ${expected.first_ticket}`);
   const summary = await page.textContent("#handoff-summary");
   if (!summary.includes(expected.summary_contains)) fail(`handoff summary: ${summary}`);
-  await page.screenshot({ path: screenshot, fullPage: true });
   if (errors.length) fail("page errors: " + errors.join("; "));
   console.log(`ok: ${rows} queue rows, ${bars.length} bars, ${agents} agents, handoff ${title}`);
 } finally {

@@ -340,6 +340,17 @@ impl Tickets for PgStore {
         Ok(out)
     }
 
+    fn ticket_heads(&self, tenant: &str, n: u32) -> Result<Vec<TicketState>> {
+        self.conn()?
+            .rows(
+                "SELECT data FROM tickets WHERE tenant = $1 ORDER BY updated_at DESC, id LIMIT $2",
+                &[&tenant, &limit(n)],
+            )?
+            .iter()
+            .map(|r| Ok(serde_json::from_str(col(r, 0)?)?))
+            .collect()
+    }
+
     fn escalated(&self, tenant: &str, n: u32) -> Result<Vec<TicketState>> {
         tickets_of(
             &mut *self.conn()?,
