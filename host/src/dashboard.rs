@@ -339,10 +339,13 @@ fn failed_events(engine: &Engine, tenant: &str) -> Result<serde_json::Value> {
 }
 
 /// Issues that keep escalating, as knowledge-base gaps for the AI agent:
-/// (category, reason) pairs by how many tickets they escalated, with the
-/// AI's intents and a few example tickets.
+/// (category, reason) pairs by how many tickets they escalated, with their
+/// trend (the last 7 days against the 7 before), the AI's intents, a few
+/// example tickets and how humans resolved some of them.
 pub fn feedback(engine: &Engine, tenant: &str) -> Result<serde_json::Value> {
     let escalated = engine.store.escalated(tenant, NEWEST)?;
+    let now = engine.clock.now();
+    let week = chrono::Duration::days(7);
     #[derive(Default)]
     struct Gap {
         tickets: usize,
@@ -350,6 +353,9 @@ pub fn feedback(engine: &Engine, tenant: &str) -> Result<serde_json::Value> {
         intents: BTreeMap<String, usize>,
         examples: Vec<String>,
         low_confidence: usize,
+        last_7: usize,
+        previous_7: usize,
+        resolutions: Vec<serde_json::Value>,
     }
     let mut gaps: BTreeMap<(String, String), Gap> = BTreeMap::new();
     for s in &escalated {
@@ -392,16 +398,41 @@ pub fn feedback(engine: &Engine, tenant: &str) -> Result<serde_json::Value> {
             if g.examples.len() < 5 {
                 g.examples.push(s.ticket.id.clone());
             }
+            let first = first_escalated(s).unwrap_or(e.escalated_at);
+            if first > now - week {
+                g.last_7 += 1;
+            } else if first > now - week * 2 {
+                g.previous_7 += 1;
+            }
+            // How a human resolved it: what the AI could learn.
+            if resolved_at(s).is_some()
+                && g.resolutions.len() < 3
+                && let Some(m) = s.ticket.messages.iter().find(|m| {
+                    m.author == crate::model::AuthorKind::HumanAgent && m.sent_at >= first
+                })
+            {
+                g.resolutions.push(serde_json::json!({
+                    "ticket": s.ticket.id, "agent": m.author_id,
+                    "reply": m.body.chars().take(300).collect::<String>(),
+                }));
+            }
         }
     }
     let mut list: Vec<_> = gaps
         .into_iter()
         .filter(|(_, g)| g.tickets >= 2)
         .map(|((category, cause), g)| {
+            let trend = match g.last_7.cmp(&g.previous_7) {
+                std::cmp::Ordering::Greater => "rising",
+                std::cmp::Ordering::Less => "falling",
+                std::cmp::Ordering::Equal => "steady",
+            };
             serde_json::json!({
                 "category": category, "cause": cause, "tickets": g.tickets,
+                "last_7_days": g.last_7, "previous_7_days": g.previous_7, "trend": trend,
                 "example_reason": g.reason, "ai_intents": g.intents,
                 "ai_low_confidence": g.low_confidence, "examples": g.examples,
+                "resolutions": g.resolutions,
             })
         })
         .collect();

@@ -136,16 +136,20 @@ pub struct WebhookEndpoint {
     #[schemars(length(min = 1))]
     pub secret: String,
     /// Engine events this endpoint gets on its own, besides the steps
-    /// addressed to it: `escalated` (with the handoff packet).
+    /// addressed to it: `escalated` (with the handoff packet), `resolved`
+    /// (an escalated ticket resolved, with what the humans did).
     #[serde(default)]
-    #[schemars(inner(regex(pattern = r"^escalated$")))]
+    #[schemars(inner(regex(pattern = r"^(escalated|resolved)$")))]
     pub events: Vec<String>,
 }
 
+/// The engine events a webhook endpoint may subscribe to.
+pub const WEBHOOK_EVENTS: [&str; 2] = ["escalated", "resolved"];
+
 impl WebhookEndpoint {
-    /// Whether it gets the handoff packet of every escalation.
-    pub fn wants_escalations(&self) -> bool {
-        self.events.iter().any(|e| e == "escalated")
+    /// Whether it gets every `event` (one of [`WEBHOOK_EVENTS`]).
+    pub fn wants(&self, event: &str) -> bool {
+        self.events.iter().any(|e| e == event)
     }
 }
 
@@ -236,9 +240,13 @@ impl ChannelSettings {
             if w.secret.is_empty() {
                 return Err(format!("webhooks.{name}.secret: must not be empty"));
             }
-            if let Some(e) = w.events.iter().find(|e| e.as_str() != "escalated") {
+            if let Some(e) = w
+                .events
+                .iter()
+                .find(|e| !WEBHOOK_EVENTS.contains(&e.as_str()))
+            {
                 return Err(format!(
-                    "webhooks.{name}.events: unknown event {e:?} (known: \"escalated\")"
+                    "webhooks.{name}.events: unknown event {e:?} (known: \"escalated\", \"resolved\")"
                 ));
             }
         }
@@ -432,18 +440,28 @@ impl Sender {
                     .values()
                     .find(|w| w.url == d.address)
                     .ok_or_else(|| DeliveryError::permanent("the webhook endpoint was removed"))?;
-                // An escalation event carries the handoff packet as JSON.
-                let handoff = serde_json::from_str::<serde_json::Value>(&d.body)
+                // An engine event carries its JSON: the handoff packet of
+                // an escalation, or `{"resolution": ...}` of a resolved one;
+                // a plan's step carries its text.
+                let data = serde_json::from_str::<serde_json::Value>(&d.body)
                     .ok()
                     .filter(|v| v.is_object());
+                let resolution = data.as_ref().and_then(|v| v.get("resolution")).cloned();
+                let event = match (&data, &resolution) {
+                    (_, Some(_)) => "resolved",
+                    (Some(_), None) => "escalated",
+                    (None, _) => "notification",
+                };
                 let body = serde_json::json!({
                     "id": d.idempotency_key,
+                    "event": event,
                     "tenant": d.tenant,
                     "ticket": d.ticket,
                     "recipient": d.recipient,
                     "title": d.title,
-                    "body": if handoff.is_some() { None } else { Some(&d.body) },
-                    "handoff": handoff,
+                    "body": if data.is_some() { None } else { Some(&d.body) },
+                    "handoff": data.filter(|_| resolution.is_none()),
+                    "resolution": resolution,
                     "created_at": d.created_at,
                 })
                 .to_string();

@@ -476,12 +476,37 @@ pub struct NotifyPrefs {
     /// notification on another channel comes on the first of these
     /// instead. Empty: the plan's channel.
     #[serde(default)]
-    pub channels: Vec<Channel>,
+    pub channels: Vec<NotifyChannel>,
     /// Hours, in the person's time zone, when Slack, e-mail and webhook
     /// notifications below critical are held until the hours end (in-app
     /// ones are not held; critical ones never are).
     #[serde(default)]
     pub quiet_hours: Option<QuietHours>,
+}
+
+/// A channel a person can be reached on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum NotifyChannel {
+    /// Slack (the tenant's Slack webhook, mentioning them).
+    Slack,
+    /// E-mail, to their address.
+    Email,
+    /// Their in-app feed.
+    InApp,
+    /// The tenant's default webhook.
+    Webhook,
+}
+
+impl From<NotifyChannel> for Channel {
+    fn from(c: NotifyChannel) -> Channel {
+        match c {
+            NotifyChannel::Slack => Channel::Slack,
+            NotifyChannel::Email => Channel::Email,
+            NotifyChannel::InApp => Channel::InApp,
+            NotifyChannel::Webhook => Channel::Webhook,
+        }
+    }
 }
 
 /// Which tickets notify a person.

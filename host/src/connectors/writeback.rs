@@ -218,6 +218,41 @@ pub fn escalation(
     out
 }
 
+/// The request for an internal note on `ticket` (the resolution of an
+/// escalated ticket, for the desk's AI and its people).
+pub fn note(wb: &WriteBack, ticket: &str, text: &str) -> Vec<DeskRequest> {
+    let Some((desk, ids)) = origin(ticket) else {
+        return Vec::new();
+    };
+    vec![match desk {
+        Desk::Zendesk => req(
+            "PUT",
+            format!("/api/v2/tickets/{}.json", ids[0]),
+            json!({"ticket": {"comment": {"body": text, "public": false}}}),
+        ),
+        Desk::Intercom => req(
+            "POST",
+            format!("/conversations/{}/reply", ids[0]),
+            json!({"message_type": "note", "type": "admin",
+                   "admin_id": wb.admin_id.clone().unwrap_or_default(), "body": text}),
+        ),
+        Desk::Chatwoot => req(
+            "POST",
+            format!(
+                "/api/v1/accounts/{}/conversations/{}/messages",
+                ids[0], ids[1]
+            ),
+            json!({"content": text, "message_type": "outgoing", "private": true}),
+        ),
+        Desk::Zammad => req(
+            "POST",
+            "/api/v1/ticket_articles".into(),
+            json!({"ticket_id": id_value(ids[0]), "body": text, "type": "note",
+                   "internal": true, "content_type": "text/plain"}),
+        ),
+    }]
+}
+
 /// The requests for a claim of `ticket` by Escalator's agent `agent`
 /// (none for an agent the desk does not know).
 pub fn claim(c: &Connector, wb: &WriteBack, ticket: &str, agent: &str) -> Vec<DeskRequest> {

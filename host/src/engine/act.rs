@@ -38,13 +38,9 @@ impl Engine {
         fallback_timers(tx, tenant, id, decision, routing, now)?;
         // Endpoints subscribed to escalations get the handoff packet.
         let mut sent = 0;
-        if act
-            .settings
-            .webhooks
-            .values()
-            .any(|w| w.wants_escalations())
-        {
+        if act.settings.webhooks.values().any(|w| w.wants("escalated")) {
             let hooks = WebhookFanout {
+                event: escalated(),
                 decision,
                 priority: Tier::send_priority(Some(e.tier)),
                 title: apply::first_steps(plan, routing).first().map_or_else(
@@ -181,6 +177,55 @@ impl Engine {
             }
         }
         Ok(sent + told.made)
+    }
+
+    /// An escalated ticket was resolved (by the event `seq`): what the
+    /// humans did goes to the endpoints subscribed to `resolved` and, as
+    /// an internal note, to the desk the ticket came from, so the AI
+    /// agent's knowledge base can learn it. Returns the deliveries queued.
+    pub(super) fn resolved(
+        &self,
+        tx: &Tx<'_>,
+        tenant: &str,
+        state: &TicketState,
+        seq: i64,
+        now: DateTime<Utc>,
+    ) -> Result<usize> {
+        let Some(e) = &state.escalation else {
+            return Ok(0);
+        };
+        let settings = self.settings(tenant);
+        let roster = tx.agents(tenant)?;
+        let act = Act {
+            tx,
+            tenant,
+            settings: &settings,
+            roster: &roster,
+            now,
+        };
+        let id = &state.ticket.id;
+        let r = resolution(state, now);
+        let mut sent = 0;
+        if settings.webhooks.values().any(|w| w.wants("resolved")) {
+            let hooks = WebhookFanout {
+                event: "resolved".into(),
+                decision: seq,
+                priority: Tier::send_priority(Some(e.tier)),
+                title: format!(
+                    "Resolved: {} ticket {id} — {}",
+                    name(&e.tier),
+                    state.ticket.subject
+                ),
+                body: serde_json::json!({ "resolution": r }).to_string(),
+                after: None,
+            };
+            sent += self.fan_out(&act, id, &hooks)?;
+        }
+        if let Some((_, wb)) = write_back_to(&act, id) {
+            let requests = crate::connectors::writeback::note(wb, id, &resolution_note(&r));
+            sent += write_back(&act, id, wb, &requests, &format!("r{seq}"), e.tier)?;
+        }
+        Ok(sent)
     }
 
     /// Queue (or, in-app, write) one notification to `recipient` on
@@ -472,17 +517,17 @@ impl Engine {
         let mut subscribed = settings
             .webhooks
             .iter()
-            .filter(|(name, w)| after.is_none_or(|a| name.as_str() > a) && w.wants_escalations())
+            .filter(|(name, w)| after.is_none_or(|a| name.as_str() > a) && w.wants(&hooks.event))
             .peekable();
         let mut queued = 0;
         let mut last = None;
         for (name, w) in subscribed.by_ref().take(FANOUT_CHUNK) {
             let d = NewDelivery {
                 ticket: ticket.to_string(),
-                idempotency_key: hex_key(&format!(
-                    "{tenant}:{ticket}:d{}:hook:{name}",
-                    hooks.decision
-                )),
+                idempotency_key: hex_key(&match hooks.event.as_str() {
+                    "escalated" => format!("{tenant}:{ticket}:d{}:hook:{name}", hooks.decision),
+                    other => format!("{tenant}:{ticket}:{other}{}:hook:{name}", hooks.decision),
+                }),
                 channel: Channel::Webhook,
                 recipient: name.clone(),
                 address: w.url.clone(),
@@ -513,6 +558,73 @@ impl Engine {
         }
         Ok(queued)
     }
+}
+
+/// What the humans did with an escalated ticket, resolved at `now`: the
+/// question, why it escalated, what the AI had tried, and the human
+/// replies after the escalation.
+pub(super) fn resolution(state: &TicketState, now: DateTime<Utc>) -> serde_json::Value {
+    let t = &state.ticket;
+    let first = crate::dashboard::first_escalated(state);
+    let replies: Vec<_> = t
+        .messages
+        .iter()
+        .filter(|m| m.author == AuthorKind::HumanAgent && first.is_none_or(|f| m.sent_at >= f))
+        .map(|m| serde_json::json!({"agent": m.author_id, "body": m.body, "sent_at": m.sent_at}))
+        .collect();
+    let asked: Vec<&str> = t
+        .messages
+        .iter()
+        .filter(|m| m.author == AuthorKind::Customer && first.is_none_or(|f| m.sent_at <= f))
+        .map(|m| m.body.as_str())
+        .collect();
+    serde_json::json!({
+        "ticket": t.id,
+        "subject": t.subject,
+        "category": t.category,
+        "tier": state.escalation.as_ref().map(|e| e.tier),
+        "escalated_at": first,
+        "resolved_at": now,
+        "minutes_to_resolve": first.map(|f| (now - f).num_seconds().max(0) as f64 / 60.0),
+        "status": t.status,
+        "resolved_by": t.assignee,
+        "why": state.escalation.as_ref().map(|e| e.reasons.iter()
+            .filter(|r| r.action == SignalAction::Escalate)
+            .map(|r| &r.reason).collect::<Vec<_>>()),
+        "customer_asked": asked,
+        "ai": t.ai_analysis.as_ref().map(|a| serde_json::json!({
+            "intent": a.intent, "category": a.category, "confidence": a.confidence,
+            "reasoning": a.reasoning, "solutions_tried": a.solutions_tried,
+        })),
+        "human_replies": replies,
+    })
+}
+
+/// [`resolution`] as a note people and a desk's AI read.
+fn resolution_note(r: &serde_json::Value) -> String {
+    let mut out = format!(
+        "Resolved by {} {} min after the {} escalation.",
+        r["resolved_by"].as_str().unwrap_or("a human"),
+        r["minutes_to_resolve"]
+            .as_f64()
+            .map_or(0, |m| m.round() as i64),
+        r["tier"].as_str().unwrap_or("")
+    );
+    if let Some(why) = r["why"].as_array().filter(|w| !w.is_empty()) {
+        out.push_str("\n\nWhy it escalated:");
+        for w in why {
+            out.push_str(&format!("\n- {}", w.as_str().unwrap_or_default()));
+        }
+    }
+    let replies = r["human_replies"].as_array().cloned().unwrap_or_default();
+    out.push_str("\n\nWhat the human did:");
+    if replies.is_empty() {
+        out.push_str("\n(no reply to the customer after the escalation)");
+    }
+    for m in &replies {
+        out.push_str(&format!("\n- {}", m["body"].as_str().unwrap_or_default()));
+    }
+    out
 }
 
 /// `ms` milliseconds (from a plugin or a client) as a time delta, checked.
@@ -625,15 +737,25 @@ pub(super) fn write_back(
 /// queues the rest.
 pub(super) const FANOUT_CHUNK: usize = 32;
 
-/// An escalation's handoff packet on its way to the subscribed endpoints.
+/// An engine event (an escalation's handoff packet, a resolution) on its
+/// way to the subscribed endpoints.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(super) struct WebhookFanout {
+    /// The engine event: `escalated` (a decision's) or `resolved` (an
+    /// event's).
+    #[serde(default = "escalated")]
+    pub(super) event: String,
+    /// The decision (escalated) or event (resolved) it is about.
     pub(super) decision: i64,
     pub(super) priority: i64,
     pub(super) title: String,
     pub(super) body: String,
     /// The last endpoint (by name) already queued.
     pub(super) after: Option<String>,
+}
+
+fn escalated() -> String {
+    "escalated".into()
 }
 
 pub(super) fn name_of_tier(t: Tier) -> String {

@@ -140,14 +140,18 @@ impl Engine {
             None => Ok(self.store.write(|tx| -> Result<_, EngineError> {
                 self.apply(tx, tenant, &mut state, &event, now)?;
                 tx.put_ticket(tenant, &mut state)?;
-                Ok(tx.insert_event(
+                let seq = tx.insert_event(
                     tenant,
                     ticket_id,
                     event.name(),
                     &payload,
                     now,
                     key.as_ref().map(IdempotencyKey::columns),
-                )?)
+                )?;
+                if was_unresolved && !state.ticket.unresolved() {
+                    self.resolved(tx, tenant, &state, seq, now)?;
+                }
+                Ok(seq)
             })?),
         };
         let seq = match stored {

@@ -39,7 +39,7 @@ pub(super) fn reach(
         return Reach::Dropped;
     }
     let channel = match p.channels.first() {
-        Some(&first) if !p.channels.contains(&channel) => first,
+        Some(&first) if !p.channels.iter().any(|&c| Channel::from(c) == channel) => first.into(),
         _ => channel,
     };
     if channel != Channel::InApp
@@ -72,12 +72,9 @@ fn quiet_until(a: &model::Agent, q: &QuietHours, now: DateTime<Utc>) -> Option<D
     within.then(|| now + Duration::seconds((i64::from(end) * 60 - second).rem_euclid(86_400)))
 }
 
-/// Check preferences a person sets: known tiers are typed already; the
-/// channels must be ones a plan can use, the quiet hours `HH:MM`.
+/// Check preferences a person sets: tiers and channels are typed already;
+/// the quiet hours must be `HH:MM`.
 pub(crate) fn check(p: &NotifyPrefs) -> Result<(), String> {
-    if p.channels.contains(&Channel::Desk) {
-        return Err("channels: \"desk\" is not a notification channel (use slack, email, in-app or webhook)".into());
-    }
     if let Some(q) = &p.quiet_hours {
         for (what, v) in [("start", &q.start), ("end", &q.end)] {
             if pipeline::contract::parse_hhmm(v).is_none_or(|m| m >= 1440) {
@@ -99,7 +96,7 @@ pub(super) fn watchers(
     roster.iter().filter_map(move |a| {
         let p = a.notifications.as_ref()?;
         (p.tickets == TicketScope::All && (p.tiers.is_empty() || p.tiers.contains(&tier)))
-            .then(|| (a, p.channels.first().copied().unwrap_or(Channel::InApp)))
+            .then(|| (a, p.channels.first().map_or(Channel::InApp, |&c| c.into())))
     })
 }
 
@@ -155,7 +152,7 @@ mod tests {
         let prefs = NotifyPrefs {
             tiers: vec![Tier::High, Tier::Critical],
             tickets: TicketScope::Mine,
-            channels: vec![Channel::Email],
+            channels: vec![crate::model::NotifyChannel::Email],
             quiet_hours: Some(QuietHours {
                 start: "22:00".into(),
                 end: "07:00".into(),
@@ -220,12 +217,11 @@ mod tests {
 
     #[test]
     fn bad_preferences_are_refused_with_the_field() {
-        let mut p = NotifyPrefs {
-            channels: vec![Channel::Desk],
-            ..NotifyPrefs::default()
-        };
-        assert!(check(&p).unwrap_err().contains("desk"));
-        p.channels = vec![];
+        let mut p = NotifyPrefs::default();
+        assert!(
+            serde_json::from_value::<NotifyPrefs>(serde_json::json!({"channels": ["desk"]}))
+                .is_err()
+        );
         p.quiet_hours = Some(QuietHours {
             start: "25:00".into(),
             end: "07:00".into(),

@@ -378,16 +378,24 @@ struct DeskApi {
 /// The internal note (the handoff summary and why), checked, then
 /// replaced by `NOTE` wherever it is in a request body.
 fn stand_in_for_the_note(v: &mut Value) {
+    let mut notes = Vec::new();
+    stand_in_for(v, "Critical escalation", &mut notes);
+    for n in notes {
+        assert!(
+            n.contains("Why it escalated") && n.contains("chargeback"),
+            "{n}"
+        );
+    }
+}
+
+/// Replace each string starting with `prefix` by `NOTE`, keeping them.
+fn stand_in_for(v: &mut Value, prefix: &str, found: &mut Vec<String>) {
     match v {
-        Value::String(n) if n.starts_with("Critical escalation") => {
-            assert!(
-                n.contains("Why it escalated") && n.contains("chargeback"),
-                "{n}"
-            );
-            *v = json!("NOTE");
+        Value::String(n) if n.starts_with(prefix) => {
+            found.push(std::mem::replace(n, "NOTE".into()));
         }
-        Value::Object(m) => m.values_mut().for_each(stand_in_for_the_note),
-        Value::Array(a) => a.iter_mut().for_each(stand_in_for_the_note),
+        Value::Object(m) => m.values_mut().for_each(|v| stand_in_for(v, prefix, found)),
+        Value::Array(a) => a.iter_mut().for_each(|v| stand_in_for(v, prefix, found)),
         _ => {}
     }
 }
@@ -652,6 +660,69 @@ fn decisions_are_written_back_to_each_desk_as_its_documented_requests() {
             _ => ("PUT", "/api/v1/tickets/31", json!({"owner_id": bo})),
         };
         assert_eq!(claim, want, "{}", d.desk);
+        // Solved after bo's answer: the desk gets an internal note of what
+        // the human did, for its AI and its people.
+        let before = wait_for(d, 0).len();
+        for event in [
+            json!({"type": "reply", "agent": "bo", "body": "Refund issued; the duplicate charge is reversed."}),
+            json!({"type": "resolve"}),
+        ] {
+            acme.ok(
+                "POST",
+                &format!("/v1/tickets/{}/events", d.ticket),
+                Some(event),
+            );
+        }
+        let got = wait_for(d, before + 1);
+        assert_eq!(
+            got.len(),
+            before + 1,
+            "{}: {:?}",
+            d.desk,
+            d.server.requests()
+        );
+        let last = got.last().unwrap();
+        let mut body = last.json();
+        let mut notes = Vec::new();
+        stand_in_for(&mut body, "Resolved by", &mut notes);
+        assert_eq!(notes.len(), 1, "{}: {body}", d.desk);
+        assert!(
+            notes[0].starts_with("Resolved by bo")
+                && notes[0].contains(
+                    "What the human did:\n- Refund issued; the duplicate charge is reversed."
+                )
+                && notes[0].contains("Why it escalated:"),
+            "{}",
+            notes[0]
+        );
+        let want = match d.desk {
+            "zendesk" => (
+                "PUT",
+                "/api/v2/tickets/5158.json",
+                json!({"ticket": {"comment": {"body": "NOTE", "public": false}}}),
+            ),
+            "intercom" => (
+                "POST",
+                "/conversations/147/reply",
+                json!({"message_type": "note", "type": "admin", "admin_id": "9001", "body": "NOTE"}),
+            ),
+            "chatwoot" => (
+                "POST",
+                "/api/v1/accounts/1/conversations/12/messages",
+                json!({"content": "NOTE", "message_type": "outgoing", "private": true}),
+            ),
+            _ => (
+                "POST",
+                "/api/v1/ticket_articles",
+                json!({"ticket_id": 31, "body": "NOTE", "type": "note", "internal": true, "content_type": "text/plain"}),
+            ),
+        };
+        assert_eq!(
+            (last.method.as_str(), last.path.as_str(), body),
+            want,
+            "{}",
+            d.desk
+        );
     }
     // A claim the desk itself sent is not echoed back to it.
     let zd = &desks[0];

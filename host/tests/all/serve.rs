@@ -15,6 +15,7 @@ on_both_backends!(
     a_critical_escalation_reaches_its_assignee_at_once_then_reminds_falls_back_and_stops_when_claimed,
     a_lead_is_not_sent_a_routine_escalation_claimed_in_time,
     each_person_is_told_what_they_asked_for_and_a_critical_escalation_still_reaches_someone,
+    a_resolved_escalation_tells_subscribed_endpoints_what_the_human_did,
     the_handoff_packet_carries_everything_the_ai_collected,
     tenant_b_sees_nothing_of_tenant_a,
     bad_requests_get_clear_errors_and_change_nothing,
@@ -772,6 +773,84 @@ fn each_person_is_told_what_they_asked_for_and_a_critical_escalation_still_reach
     }
 }
 
+fn a_resolved_escalation_tells_subscribed_endpoints_what_the_human_did(db: &Db) {
+    let (_dir, slack, _smtp, _server, acme) = staffed(db);
+    // A knowledge-base endpoint subscribed to resolutions.
+    let mut settings = acme.ok("GET", "/v1/settings", None);
+    settings["webhooks"]["kb"] =
+        json!({"url": format!("{}/kb", slack.url), "secret": "kb-secret", "events": ["resolved"]});
+    acme.ok("PUT", "/v1/settings", Some(settings));
+    let (status, err) = acme.call(
+        "PUT",
+        "/v1/settings",
+        Some(json!({"webhooks": {"x": {"url": format!("{}/x", slack.url), "secret": "s", "events": ["closed"]}}})),
+    );
+    assert!(status == 400 || status == 422, "{status} {err}");
+
+    acme.ok(
+        "POST",
+        "/v1/tickets",
+        Some(example("enterprise-billing-dispute.json")),
+    );
+    // A ticket that never escalated, solved: nothing for the endpoint.
+    acme.ok("POST", "/v1/tickets", Some(example("password-reset.json")));
+    acme.ok(
+        "POST",
+        "/v1/tickets/T-1002/events",
+        Some(json!({"type": "resolve"})),
+    );
+    for event in [
+        json!({"type": "claim", "agent": "bo"}),
+        json!({"type": "reply", "agent": "bo", "body": "I reversed the duplicate November charge; the refund shows in 2 days."}),
+        json!({"type": "status", "status": "solved"}),
+    ] {
+        acme.ok("POST", "/v1/tickets/T-1001/events", Some(event));
+    }
+    let hook = eventually(10, "the resolution at the kb endpoint", || {
+        slack.delivered("/kb").into_iter().next()
+    });
+    let ts = hook.headers["x-escalator-timestamp"]
+        .parse::<i64>()
+        .unwrap();
+    assert_eq!(
+        hook.headers["x-escalator-signature"],
+        escalator::delivery::signature("kb-secret", ts, hook.body.as_bytes())
+    );
+    let v = hook.json();
+    assert_eq!(v["event"], "resolved", "{v}");
+    let r = &v["resolution"];
+    assert_eq!(r["ticket"], "T-1001");
+    assert_eq!(r["tier"], "critical");
+    assert_eq!(r["resolved_by"], "bo");
+    assert_eq!(r["status"], "solved");
+    assert_eq!(
+        r["human_replies"][0]["body"],
+        "I reversed the duplicate November charge; the refund shows in 2 days."
+    );
+    assert!(
+        r["customer_asked"][0]
+            .as_str()
+            .unwrap()
+            .contains("charged twice"),
+        "{r}"
+    );
+    assert!(!r["why"].as_array().unwrap().is_empty(), "{r}");
+    assert_eq!(r["ai"]["intent"], "refund-request", "{r}");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        slack.delivered("/kb").len(),
+        1,
+        "one resolution, none for T-1002"
+    );
+    // The escalation endpoint heard of the escalation only.
+    assert!(
+        slack
+            .delivered("/hook")
+            .iter()
+            .all(|h| h.json()["event"] == "escalated")
+    );
+}
+
 fn the_handoff_packet_carries_everything_the_ai_collected(db: &Db) {
     let (_dir, data) = db.data_dir();
     let server = Escalator::start(&data, T0, None);
@@ -1501,4 +1580,15 @@ fn metrics_dashboard_and_feedback_report_what_happened(db: &Db) {
         .cloned();
     let gap = gap.unwrap_or_else(|| panic!("{f}"));
     assert_eq!(gap["tickets"], 3, "{gap}");
+    assert_eq!(
+        (&gap["last_7_days"], &gap["previous_7_days"], &gap["trend"]),
+        (&json!(3), &json!(0), &json!("rising")),
+        "{gap}"
+    );
+    // How a human resolved one of them: B-0, answered by ana.
+    assert_eq!(
+        gap["resolutions"],
+        json!([{"ticket": "B-0", "agent": "ana", "reply": "Refunded."}]),
+        "{gap}"
+    );
 }
