@@ -345,6 +345,7 @@ impl Api {
                         "queue": state.queue,
                         "escalation": state.escalation,
                         "history": state.history,
+                        "csat": state.csat,
                         "handoff": crate::engine::handoff(&state),
                         "events": store.events(&tenant, &id)?,
                         "decisions": store.decisions(&tenant, &id)?,

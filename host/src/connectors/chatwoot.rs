@@ -1,6 +1,8 @@
 //! Chatwoot account webhooks: `conversation_created`, `message_created`,
 //! `conversation_status_changed` and `conversation_updated`, each with the
-//! `event` name in the body (chatwoot.com/hc/user-guide, "Webhook events").
+//! `event` name in the body (chatwoot.com/hc/user-guide, "Webhook events"),
+//! and `message_updated` of the CSAT survey message (`content_type`
+//! `input_csat`) once the customer has answered it.
 
 use super::{Connector, Headers, Json, Mapped, customer, inbound, message, text_of_html, ticket};
 use crate::model::{AuthorKind, Event, TicketChannel, TicketStatus};
@@ -43,7 +45,7 @@ pub(super) fn map(c: &Connector, headers: &Headers, v: &Value) -> Result<Mapped,
     let kind = j.need("event")?;
     // A message carries its conversation; the conversation events are it.
     let conv = match kind.as_str() {
-        "message_created" => Json(
+        "message_created" | "message_updated" => Json(
             j.at("conversation")
                 .ok_or("Chatwoot payload: no conversation")?,
             "Chatwoot",
@@ -143,6 +145,32 @@ pub(super) fn map(c: &Connector, headers: &Headers, v: &Value) -> Result<Mapped,
                 text_of_html(&j.text("content").unwrap_or_default()),
                 j.time("created_at").unwrap_or(created),
             ))
+        }
+        // The survey's answer: the rating (1-5) and the customer's words.
+        "message_updated" => {
+            let response = j
+                .at("content_attributes.submitted_values.csat_survey_response")
+                .filter(|_| j.text("content_type").as_deref() == Some("input_csat"));
+            let Some(score) = response
+                .and_then(|r| r.get("rating"))
+                .and_then(Value::as_u64)
+            else {
+                return Ok(Mapped::Ignored(
+                    "message_updated: not an answered CSAT survey".into(),
+                ));
+            };
+            let score = u8::try_from(score)
+                .ok()
+                .filter(|s| (1..=5).contains(s))
+                .ok_or_else(|| format!("Chatwoot CSAT rating {score} is not 1 to 5"))?;
+            Some(Event::Csat {
+                score,
+                comment: response
+                    .and_then(|r| r.get("feedback_message"))
+                    .and_then(Value::as_str)
+                    .map(text_of_html)
+                    .filter(|c| !c.trim().is_empty()),
+            })
         }
         "conversation_status_changed" => {
             let s = j.need("status")?;

@@ -151,7 +151,8 @@ const EXPECT: &[Expect] = &[
     Expect {
         desk: "chatwoot",
         ticket: "chatwoot-1-12",
-        authors: &["customer", "human-agent", "customer"],
+        // The last: the words of the customer's CSAT answer.
+        authors: &["customer", "human-agent", "customer", "customer"],
         status: "solved",
         claimed_by: "ana",
         ignored: &["4-message-created-private.json"],
@@ -252,16 +253,29 @@ fn each_desks_payloads_are_verified_mapped_and_decided_end_to_end() {
             e.desk
         );
     }
-    // Intercom's rating is a CSAT event on the ticket.
-    let (_, t) = acme.call("GET", "/v1/tickets/intercom-147", None);
-    assert!(
-        t["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|e| e["kind"] == "csat" || e["type"] == "csat"),
-        "{t}"
-    );
+    // Intercom's and Chatwoot's ratings are CSAT events on the ticket,
+    // stored as values.
+    for (ticket, score) in [("intercom-147", None), ("chatwoot-1-12", Some(2))] {
+        let (_, t) = acme.call("GET", &format!("/v1/tickets/{ticket}"), None);
+        assert!(
+            t["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["kind"] == "csat" || e["type"] == "csat"),
+            "{t}"
+        );
+        if let Some(score) = score {
+            assert_eq!(t["csat"]["score"], score, "{t}");
+            assert!(
+                t["ticket"]["tags"]
+                    .as_array()
+                    .unwrap()
+                    .contains(&json!(format!("csat:{score}"))),
+                "{t}"
+            );
+        }
+    }
 }
 
 #[test]

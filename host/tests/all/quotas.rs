@@ -149,7 +149,10 @@ fn a_tenant_over_half_its_budget_runs_in_the_low_lane_and_the_other_tenant_does_
         low(&server).is_empty(),
         "a tenant within its share uses no low-lane thread"
     );
-    let messages: Vec<Value> = (0..3000)
+    // Big enough that deciding it takes well over half the 100 ms burst
+    // on any machine (a quick one once decided 3,000 in under 50 ms and
+    // came back in the normal lane).
+    let messages: Vec<Value> = (0..10_000)
         .map(|i| json!({"author": "customer", "body": format!("message {i}: where is my refund?"), "sent_at": T0}))
         .collect();
     let r = post_raw(
@@ -162,7 +165,7 @@ fn a_tenant_over_half_its_budget_runs_in_the_low_lane_and_the_other_tenant_does_
     // Back from its debt with less than half its burst: its next event is
     // decided, and its plugin calls run on the low lane's threads.
     let mut decided = false;
-    for i in 0..400 {
+    for i in 0..1200 {
         let r = post_raw(
             &server.base,
             &attacker.token(),
