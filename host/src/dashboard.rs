@@ -23,54 +23,6 @@ fn name(t: Tier) -> &'static str {
     }
 }
 
-/// When the ticket first escalated (its history), else the escalation's
-/// time.
-pub fn first_escalated(s: &TicketState) -> Option<chrono::DateTime<chrono::Utc>> {
-    s.history
-        .iter()
-        .find(|h| h.what == "escalated")
-        .map(|h| h.at)
-        .or_else(|| s.escalation.as_ref().map(|e| e.escalated_at))
-}
-
-/// When an escalated ticket was resolved (solved or closed, the last
-/// time), if it is.
-pub fn resolved_at(s: &TicketState) -> Option<chrono::DateTime<chrono::Utc>> {
-    if s.ticket.unresolved() {
-        return None;
-    }
-    s.ticket
-        .status_history
-        .iter()
-        .rev()
-        .find(|c| matches!(c.status, TicketStatus::Solved | TicketStatus::Closed))
-        .map(|c| c.at)
-}
-
-/// Escalated, then resolved without a human writing to the customer after
-/// the escalation: a human was called for nothing.
-pub fn over_escalated(s: &TicketState) -> bool {
-    match (first_escalated(s), resolved_at(s)) {
-        (Some(first), Some(_)) => s.human_replied_at.is_none_or(|at| at < first),
-        _ => false,
-    }
-}
-
-/// Why a ticket that never escalated should have: its SLA breached, or
-/// the customer rated it 1 or 2.
-pub fn under_escalated(s: &TicketState) -> Option<&'static str> {
-    if s.escalation.is_some() {
-        return None;
-    }
-    if s.history.iter().any(|h| h.what == "breached") {
-        Some("sla-breach")
-    } else if s.csat.is_some_and(|c| c.score <= 2) {
-        Some("low-csat")
-    } else {
-        None
-    }
-}
-
 /// The dashboard and the feedback report read at most this many of the
 /// newest escalations: one bounded query, whatever the history.
 pub const NEWEST: u32 = 10_000;
@@ -104,7 +56,7 @@ pub fn data(engine: &Engine, tenant: &str) -> Result<serde_json::Value> {
     for s in &escalated {
         let Some(e) = &s.escalation else { continue };
         let tier = name(e.tier);
-        let first = first_escalated(s).unwrap_or(e.escalated_at);
+        let first = s.first_escalated().unwrap_or(e.escalated_at);
         let day = s.ticket.created_at.format("%Y-%m-%d").to_string();
         *by_day.entry(day).or_default().entry(tier).or_default() += 1;
         let t = tte.entry(tier).or_default();
@@ -273,7 +225,7 @@ fn quality(heads: &[TicketState]) -> serde_json::Value {
     let mut under: BTreeMap<&str, usize> = BTreeMap::new();
     let mut under_examples = Vec::new();
     for s in heads {
-        let first = first_escalated(s);
+        let first = s.first_escalated();
         if let Some(c) = s.csat {
             let bucket = if first.is_some() {
                 &mut csat_esc
@@ -283,18 +235,18 @@ fn quality(heads: &[TicketState]) -> serde_json::Value {
             bucket.sum += f64::from(c.score);
             bucket.n += 1;
         }
-        if let (Some(first), Some(done), Some(e)) = (first, resolved_at(s), &s.escalation) {
+        if let (Some(first), Some(done), Some(e)) = (first, s.resolved_at(), &s.escalation) {
             resolved_escalations += 1;
             let minutes = (done - first).num_seconds().max(0) as f64 / 60.0;
             resolution.entry(name(e.tier)).or_default().push(minutes);
-            if over_escalated(s) {
+            if s.over_escalated() {
                 over += 1;
                 if over_examples.len() < 5 {
                     over_examples.push(s.ticket.id.clone());
                 }
             }
         }
-        if let Some(why) = under_escalated(s) {
+        if let Some(why) = s.under_escalated() {
             *under.entry(why).or_default() += 1;
             if under_examples.len() < 5 {
                 under_examples.push(s.ticket.id.clone());
@@ -398,14 +350,14 @@ pub fn feedback(engine: &Engine, tenant: &str) -> Result<serde_json::Value> {
             if g.examples.len() < 5 {
                 g.examples.push(s.ticket.id.clone());
             }
-            let first = first_escalated(s).unwrap_or(e.escalated_at);
+            let first = s.first_escalated().unwrap_or(e.escalated_at);
             if first > now - week {
                 g.last_7 += 1;
             } else if first > now - week * 2 {
                 g.previous_7 += 1;
             }
             // How a human resolved it: what the AI could learn.
-            if resolved_at(s).is_some()
+            if s.resolved_at().is_some()
                 && g.resolutions.len() < 3
                 && let Some(m) = s.ticket.messages.iter().find(|m| {
                     m.author == crate::model::AuthorKind::HumanAgent && m.sent_at >= first
@@ -481,16 +433,13 @@ mod tests {
         .unwrap();
         apply::event(&mut s, &Event::Resolve {}, noon() + hour * 2).unwrap();
         // Unresolved tickets and tickets that never escalated are neither.
-        assert!(!over_escalated(&apply::created(
-            Ticket::new("U", noon()),
-            "acme",
-            noon()
-        )));
+        let fresh = apply::created(Ticket::new("U", noon()), "acme", noon());
+        assert!(!fresh.over_escalated());
         assert!(
-            over_escalated(&s),
+            s.over_escalated(),
             "the only human reply came before it escalated"
         );
-        assert_eq!(resolved_at(&s), Some(noon() + hour * 2));
+        assert_eq!(s.resolved_at(), Some(noon() + hour * 2));
         let mut answered = escalated_at(noon());
         apply::event(
             &mut answered,
@@ -502,13 +451,13 @@ mod tests {
         )
         .unwrap();
         apply::event(&mut answered, &Event::Resolve {}, noon() + hour).unwrap();
-        assert!(!over_escalated(&answered));
+        assert!(!answered.over_escalated());
     }
 
     #[test]
     fn a_breach_or_a_low_rating_without_an_escalation_is_under_escalation() {
         let mut s = apply::created(Ticket::new("T", noon()), "acme", noon());
-        assert_eq!(under_escalated(&s), None);
+        assert_eq!(s.under_escalated(), None);
         apply::event(
             &mut s,
             &Event::Csat {
@@ -519,12 +468,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.csat.map(|c| c.score), Some(2), "stored as a value");
-        assert_eq!(under_escalated(&s), Some("low-csat"));
+        assert_eq!(s.under_escalated(), Some("low-csat"));
         s.history.push(HistoryEntry {
             at: noon(),
             what: "breached".into(),
             detail: "first reply SLA breached".into(),
         });
-        assert_eq!(under_escalated(&s), Some("sla-breach"));
+        assert_eq!(s.under_escalated(), Some("sla-breach"));
     }
 }

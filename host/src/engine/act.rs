@@ -565,7 +565,7 @@ impl Engine {
 /// replies after the escalation.
 pub(super) fn resolution(state: &TicketState, now: DateTime<Utc>) -> serde_json::Value {
     let t = &state.ticket;
-    let first = crate::dashboard::first_escalated(state);
+    let first = state.first_escalated();
     let replies: Vec<_> = t
         .messages
         .iter()

@@ -211,7 +211,7 @@ impl Engine {
     /// resolved (how long after escalating; without a human reply it was
     /// over-escalated), a low rating of one that never escalated.
     fn count_quality(&self, tenant: &str, event: &Event, was_unresolved: bool, s: &TicketState) {
-        let first = crate::dashboard::first_escalated(s);
+        let first = s.first_escalated();
         if let Event::Csat { score, .. } = event {
             let l = || {
                 vec![
@@ -223,7 +223,7 @@ impl Engine {
             self.metrics
                 .add("escalator_csat_score_total", l(), f64::from(*score));
         }
-        if let Some(why) = crate::dashboard::under_escalated(s)
+        if let Some(why) = s.under_escalated()
             && matches!(event, Event::Csat { .. })
             && why == "low-csat"
         {
@@ -233,12 +233,9 @@ impl Engine {
                 1.0,
             );
         }
-        if let (true, Some(first), Some(done), Some(e)) = (
-            was_unresolved,
-            first,
-            crate::dashboard::resolved_at(s),
-            &s.escalation,
-        ) {
+        if let (true, Some(first), Some(done), Some(e)) =
+            (was_unresolved, first, s.resolved_at(), &s.escalation)
+        {
             let l = || vec![("tenant", tenant.to_string()), ("tier", name(&e.tier))];
             self.metrics.observe(
                 "escalator_resolution_after_escalation_seconds",
@@ -246,7 +243,7 @@ impl Engine {
                 l(),
                 (done - first).num_milliseconds().max(0) as f64 / 1000.0,
             );
-            if crate::dashboard::over_escalated(s) {
+            if s.over_escalated() {
                 self.metrics
                     .add("escalator_over_escalations_total", l(), 1.0);
             }

@@ -60,6 +60,54 @@ pub struct EscalationState {
 }
 
 impl TicketState {
+    /// When the ticket first escalated (its history), else the
+    /// escalation's time.
+    pub fn first_escalated(&self) -> Option<DateTime<Utc>> {
+        self.history
+            .iter()
+            .find(|h| h.what == "escalated")
+            .map(|h| h.at)
+            .or_else(|| self.escalation.as_ref().map(|e| e.escalated_at))
+    }
+
+    /// When the ticket was resolved (solved or closed, the last time), if
+    /// it is.
+    pub fn resolved_at(&self) -> Option<DateTime<Utc>> {
+        if self.ticket.unresolved() {
+            return None;
+        }
+        self.ticket
+            .status_history
+            .iter()
+            .rev()
+            .find(|c| matches!(c.status, TicketStatus::Solved | TicketStatus::Closed))
+            .map(|c| c.at)
+    }
+
+    /// Escalated, then resolved without a human writing to the customer
+    /// after the escalation: a human was called for nothing.
+    pub fn over_escalated(&self) -> bool {
+        match (self.first_escalated(), self.resolved_at()) {
+            (Some(first), Some(_)) => self.human_replied_at.is_none_or(|at| at < first),
+            _ => false,
+        }
+    }
+
+    /// Why a ticket that never escalated should have: its SLA breached
+    /// (`sla-breach`), or the customer rated it 1 or 2 (`low-csat`).
+    pub fn under_escalated(&self) -> Option<&'static str> {
+        if self.escalation.is_some() {
+            return None;
+        }
+        if self.history.iter().any(|h| h.what == "breached") {
+            Some("sla-breach")
+        } else if self.csat.is_some_and(|c| c.score <= 2) {
+            Some("low-csat")
+        } else {
+            None
+        }
+    }
+
     /// A ticket that has not escalated, with no history.
     pub fn new(ticket: Ticket) -> TicketState {
         TicketState {
