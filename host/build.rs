@@ -1,6 +1,7 @@
 //! Builds every guest in the repository to a `wasm32-wasip2` component:
 //! the vendor plugins in `plugins/` (embedded in the binary as the default
-//! plugin set) and the test guests in `tests/guests/` (their directory is
+//! plugin set, or as a component other commands start from when the crate
+//! has no `plugin.toml`) and the test guests in `tests/guests/` (their directory is
 //! handed to the tests as `ESCALATOR_TEST_GUESTS`).
 //!
 //! Installs the target with rustup if it is missing, and fails with a
@@ -48,13 +49,31 @@ fn main() {
         "/// The vendor plugins built from `plugins/`, embedded at build time.\n\
          pub const DEFAULT_PLUGINS: &[BuiltinPlugin] = &[\n",
     );
-    for p in &plugins {
+    // A plugin crate without a plugin.toml is a component other commands
+    // start from (`learned`: `escalator learn` writes a model into it), not
+    // a default plugin.
+    let (defaults, components): (Vec<_>, Vec<_>) = plugins
+        .iter()
+        .partition(|p| p.dir.join("plugin.toml").is_file());
+    for p in defaults {
         let wasm = copy_wasm(&wasm_dir, p, &out);
         let manifest = p.dir.join("plugin.toml");
         generated.push_str(&format!(
             "    BuiltinPlugin {{ dir: {:?}, manifest: include_str!({:?}), wasm: include_bytes!({:?}) }},\n",
             p.dir_name,
             manifest.display().to_string(),
+            wasm.display().to_string(),
+        ));
+    }
+    generated.push_str(
+        "];\n\n/// Components built from `plugins/` that are not default plugins.\n\
+         pub const COMPONENTS: &[(&str, &[u8])] = &[\n",
+    );
+    for p in components {
+        let wasm = copy_wasm(&wasm_dir, p, &out);
+        generated.push_str(&format!(
+            "    ({:?}, include_bytes!({:?})),\n",
+            p.dir_name,
             wasm.display().to_string(),
         ));
     }

@@ -55,6 +55,9 @@ extern crate alloc;
 
 #[cfg(all(target_arch = "wasm32", not(feature = "std")))]
 mod abi;
+pub mod classify;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod fit;
 mod macros;
 pub mod matrix;
 pub mod sentiment;

@@ -6,7 +6,10 @@
 //!   in a fresh instance and in a reused one;
 //! - `phrases-defaults`: the plugin with its built-in 14 phrases instead of
 //!   the shipped manifest's 35;
-//! - `after-bomb`: fresh calls right after a memory bomb filled pool slots.
+//! - `after-bomb`: fresh calls right after a memory bomb filled pool slots;
+//! - `learned`: the `learned` trigger with a model `escalator learn` fitted
+//!   on the Hadoop bug reports of 2020-21 (its 590 KB of weights in the
+//!   component's memory image), fresh and native, beside `phrases`.
 //!
 //! Run: `cargo bench -p escalator --bench runtime`.
 
@@ -301,11 +304,87 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
+/// The learned trigger with a model fitted on the Hadoop reports of
+/// 2020-21, fresh and native, on the same tickets as `phrases`.
+fn bench_learned(c: &mut Criterion) {
+    use escalator::learn;
+    let cache = tempfile::tempdir().unwrap();
+    let runtime = Runtime::new(RuntimeConfig {
+        cache_dir: Some(cache.path().into()),
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    let csv =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/hadoop_bugs_2020_2022.csv");
+    let mut cases = Vec::new();
+    escalator::replay::read(&csv, escalator::replay::Format::Hadoop, None, 4096, |b| {
+        cases.extend(b);
+        Ok(())
+    })
+    .expect("the Hadoop reports in ../shared/data");
+    let examples = learn::examples(&cases);
+    let cut = "2022-01-01T00:00:00Z".parse().unwrap();
+    let (fit_part, _) = learn::split(&examples, Some(cut), 0.0);
+    let fitted = learn::fit(&fit_part, 0.3, 300);
+    let image = learn::image(&fitted, 0.32, fit_part.len()).unwrap();
+    let wasm = learn::component(&image).unwrap();
+    let manifest = "name = \"learned\"\nkind = \"trigger\"\nversion = \"1.0.0\"\n";
+    let learned = registry::load_parts(
+        &runtime,
+        manifest,
+        Path::new("learned"),
+        &wasm,
+        "learned".into(),
+    )
+    .unwrap();
+    let now: chrono::DateTime<chrono::Utc> = "2026-11-27T12:00:00Z".parse().unwrap();
+    let ctx = contract::context(now, model::EventKind::MessageAdded, "{}".into());
+    let model = guest::classify::Model::read(&image).unwrap().unwrap();
+    let config = escalator_plugin_learned::Config::default();
+    let mut group = c.benchmark_group("learned");
+    for (label, size) in [("1KB", 1_000), ("100KB", 100_000)] {
+        let t = ticket(size);
+        let wit_ticket = std::sync::Arc::new(contract::ticket(&t));
+        let native = native_ticket(&t);
+        let bytes: usize = t.messages.iter().map(|m| m.body.len()).sum();
+        group.throughput(Throughput::Bytes(bytes as u64));
+        let wasm_out = runtime
+            .evaluate(&learned.plugin, &wit_ticket, &ctx)
+            .result
+            .unwrap();
+        let native_out = escalator_plugin_learned::evaluate_with(&model, &native, &config);
+        assert_eq!(wasm_out.signals.len(), native_out.signals.len());
+        if let (Some(w), Some(n)) = (wasm_out.signals.first(), native_out.signals.first()) {
+            assert_eq!(w.reason, n.reason, "the same model, the same answer");
+        }
+        group.bench_function(BenchmarkId::new("fresh", label), |b| {
+            b.iter(|| {
+                black_box(
+                    runtime
+                        .evaluate(&learned.plugin, black_box(&wit_ticket), &ctx)
+                        .result
+                        .unwrap(),
+                )
+            })
+        });
+        group.bench_function(BenchmarkId::new("native", label), |b| {
+            b.iter(|| {
+                black_box(escalator_plugin_learned::evaluate_with(
+                    &model,
+                    black_box(&native),
+                    &config,
+                ))
+            })
+        });
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(std::time::Duration::from_millis(500))
         .measurement_time(std::time::Duration::from_secs(3));
-    targets = bench
+    targets = bench, bench_learned
 }
 criterion_main!(benches);

@@ -27,6 +27,7 @@ pub mod dashboard;
 pub mod delivery;
 pub mod engine;
 pub mod lane;
+pub mod learn;
 pub mod manifest;
 pub mod matrix;
 pub mod metrics;

@@ -22,10 +22,12 @@ macro_rules! out {
 }
 
 mod demo;
+mod learn;
 mod plugin;
 mod replay;
 
 use demo::*;
+pub use learn::LearnArgs;
 pub use plugin::PluginCommand;
 use plugin::*;
 pub use replay::ReplayArgs;
@@ -67,6 +69,10 @@ pub enum Command {
     /// and report tiers, escalation rate, time to escalation, agreement
     /// with labels, SLA breaches, and what another plugin set would change.
     Replay(ReplayArgs),
+    /// Fit the `learned` trigger (a text classifier) on labelled history,
+    /// report it on the later tickets it never saw, and write it as a
+    /// plugin directory.
+    Learn(LearnArgs),
     /// Hot-swap benchmark: upload → live for 140 KB to 1 MB components, and
     /// restart time with 100 plugins registered (cached and cold).
     BenchLifecycle,
@@ -99,6 +105,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::BenchLifecycle => return crate::bench::lifecycle(&matrix),
         Command::BenchIsolation(args) => return crate::bench::isolation::run(args, &matrix),
         Command::Replay(args) => return replay(&cli, &matrix, args),
+        Command::Learn(args) => return learn::learn(args),
         _ => {}
     }
     let runtime = Runtime::new(RuntimeConfig {
@@ -132,7 +139,8 @@ pub fn run(cli: Cli) -> Result<i32> {
         | Command::BenchServe(_)
         | Command::BenchLifecycle
         | Command::BenchIsolation(_)
-        | Command::Replay(_) => Ok(0),
+        | Command::Replay(_)
+        | Command::Learn(_) => Ok(0),
         Command::Plugin(PluginCommand::Inspect { wasm }) => plugin_inspect(&runtime, &wasm),
         Command::Plugin(PluginCommand::List) => plugin_list(&runtime),
         Command::Plugin(PluginCommand::Test { dir }) => plugin_test(&runtime, &matrix, &dir),

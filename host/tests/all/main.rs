@@ -12,6 +12,7 @@ mod differential;
 mod fuzz;
 mod hostile;
 mod isolation;
+mod learn;
 mod lifecycle;
 mod loading;
 mod outbound;
