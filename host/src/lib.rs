@@ -40,4 +40,5 @@ pub mod scaffold;
 pub mod scheduler;
 pub mod server;
 pub mod store;
+pub mod tune;
 pub mod watcher;

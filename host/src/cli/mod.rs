@@ -25,6 +25,7 @@ mod demo;
 mod learn;
 mod plugin;
 mod replay;
+mod tune;
 
 use demo::*;
 pub use learn::LearnArgs;
@@ -32,6 +33,7 @@ pub use plugin::PluginCommand;
 use plugin::*;
 pub use replay::ReplayArgs;
 use replay::*;
+pub use tune::TuneArgs;
 
 /// Escalator: support escalation rules as sandboxed WebAssembly plugins.
 #[derive(Debug, Parser)]
@@ -73,6 +75,10 @@ pub enum Command {
     /// report it on the later tickets it never saw, and write it as a
     /// plugin directory.
     Learn(LearnArgs),
+    /// Search plugins' numeric settings (e.g. SLA targets per tier) by
+    /// replaying the earlier part of a history, report the choice on the
+    /// later part, and write the tuned plugins' directories.
+    Tune(TuneArgs),
     /// Hot-swap benchmark: upload → live for 140 KB to 1 MB components, and
     /// restart time with 100 plugins registered (cached and cold).
     BenchLifecycle,
@@ -106,6 +112,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::BenchIsolation(args) => return crate::bench::isolation::run(args, &matrix),
         Command::Replay(args) => return replay(&cli, &matrix, args),
         Command::Learn(args) => return learn::learn(args),
+        Command::Tune(args) => return tune::tune(&cli, &matrix, args),
         _ => {}
     }
     let runtime = Runtime::new(RuntimeConfig {
@@ -140,7 +147,8 @@ pub fn run(cli: Cli) -> Result<i32> {
         | Command::BenchLifecycle
         | Command::BenchIsolation(_)
         | Command::Replay(_)
-        | Command::Learn(_) => Ok(0),
+        | Command::Learn(_)
+        | Command::Tune(_) => Ok(0),
         Command::Plugin(PluginCommand::Inspect { wasm }) => plugin_inspect(&runtime, &wasm),
         Command::Plugin(PluginCommand::List) => plugin_list(&runtime),
         Command::Plugin(PluginCommand::Test { dir }) => plugin_test(&runtime, &matrix, &dir),

@@ -166,13 +166,14 @@ pub(super) fn replay(cli: &Cli, matrix: &Matrix, args: &ReplayArgs) -> Result<i3
     }
     if let Some(sla) = &report.sla {
         out!(
-            "SLA: {} tickets, {} missed their SLA; sla trigger flagged {} breaches, {} of them missed (precision {:.1} %, recall {:.1} %)",
+            "SLA: {} tickets, {} missed their SLA; sla trigger flagged {} breaches, {} of them missed (precision {:.1} %, recall {:.1} %); flagged exactly when missed: {:.1} %",
             sla["tickets"],
             sla["missed_sla"],
             sla["flagged_breach"],
             sla["flagged_and_missed"],
             sla["precision"] * 100.0,
-            sla["recall"] * 100.0
+            sla["recall"] * 100.0,
+            sla["agreement"] * 100.0
         );
     }
     let mut json = serde_json::to_value(&report)?;

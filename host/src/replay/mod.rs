@@ -53,6 +53,15 @@ pub fn plugin_set(
     matrix: &crate::matrix::Matrix,
     dir: Option<&Path>,
 ) -> Result<PluginSet> {
+    PluginSet::new(plugins(runtime, matrix, dir)?).map_err(anyhow::Error::msg)
+}
+
+/// The plugins of [`plugin_set`], before they are sorted into a set.
+pub fn plugins(
+    runtime: &Runtime,
+    matrix: &crate::matrix::Matrix,
+    dir: Option<&Path>,
+) -> Result<Vec<crate::registry::LoadedPlugin>> {
     let mut plugins: Vec<_> = crate::registry::load_builtin(runtime)?
         .into_iter()
         .map(|p| p.with_matrix(matrix))
@@ -82,5 +91,5 @@ pub fn plugin_set(
             plugins.push(p);
         }
     }
-    PluginSet::new(plugins).map_err(anyhow::Error::msg)
+    Ok(plugins)
 }

@@ -212,6 +212,11 @@ impl Aggregate {
                 ("flagged_and_missed".into(), both as f64),
                 ("precision".into(), ratio(both, flagged)),
                 ("recall".into(), ratio(both, missed)),
+                // Flagged exactly when it breached (and not otherwise).
+                (
+                    "agreement".into(),
+                    ratio(tickets + 2 * both - flagged - missed, tickets),
+                ),
             ]));
         }
         rep

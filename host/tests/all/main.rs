@@ -26,3 +26,4 @@ mod sandbox;
 mod scaleout;
 mod serve;
 mod store;
+mod tune;
