@@ -220,8 +220,10 @@ pub fn evaluate(model: &Model<'_>, examples: &[&Example], threshold: f32) -> Eva
     let mut confusion = [[0usize; CLASSES]; CLASSES];
     let mut argmax_hits = 0usize;
     let mut scores = Vec::with_capacity(examples.len());
+    let mut probabilities = Vec::with_capacity(examples.len());
     for e in examples {
         let p = model.probabilities(&e.features);
+        probabilities.push(p);
         scores.push(p[0] + p[1]);
         let decided = model.decide(&p, threshold);
         confusion[e.label][decided] += 1;
@@ -236,7 +238,8 @@ pub fn evaluate(model: &Model<'_>, examples: &[&Example], threshold: f32) -> Eva
     let at_80 = threshold_for(&scores, &urgent, 0.8);
     let agree_at_80 = examples
         .iter()
-        .filter(|e| model.decide(&model.probabilities(&e.features), at_80) == e.label)
+        .zip(&probabilities)
+        .filter(|(e, p)| model.decide(p, at_80) == e.label)
         .count();
     let ratio = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
     let classes = (0..CLASSES)

@@ -348,7 +348,12 @@ pub fn tune(
             .collect();
     tried.sort_by(|a, b| b.score.objective.total_cmp(&a.score.objective));
     let held_out = offline(&with_choice(base, knobs, &best)?, report_part, objective);
-    let held_out_before = offline(&with_choice(base, knobs, &start)?, report_part, objective);
+    // Unmoved: the start is the choice, already replayed there.
+    let held_out_before = if best == start {
+        held_out.clone()
+    } else {
+        offline(&with_choice(base, knobs, &start)?, report_part, objective)
+    };
     Ok(Tuned {
         chosen: values_of(&best),
         started_from: values_of(&start),
