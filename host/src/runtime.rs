@@ -14,6 +14,7 @@ mod batch;
 pub mod cache;
 mod engine;
 mod error;
+pub mod functions;
 pub mod inspect;
 mod limits;
 pub mod output;
@@ -149,6 +150,7 @@ pub struct Runtime {
     engine: Engine,
     linker: Linker<CallState>,
     cache: Option<ArtifactCache>,
+    functions: Option<Arc<functions::FunctionCache>>,
     config: RuntimeConfig,
     shares: Arc<Shares>,
     threads: CallThreads,
@@ -166,7 +168,13 @@ impl Runtime {
     /// A runtime with `config`.
     pub fn new(config: RuntimeConfig) -> anyhow::Result<Runtime> {
         use anyhow::Context as _;
-        let engine = Engine::new(&engine_config(&config))
+        let functions = (config.function_cache_bytes > 0).then(|| {
+            Arc::new(functions::FunctionCache::new(
+                config.function_cache_bytes,
+                config.cache_dir.as_ref().map(|d| d.join("functions")),
+            ))
+        });
+        let engine = Engine::new(&engine_config(&config, functions.as_ref()))
             .map_err(|e| e.context("creating the wasmtime engine"))?;
         let linker =
             sandbox::linker(&engine).map_err(|e| e.context("linking the host interfaces"))?;
@@ -183,10 +191,16 @@ impl Runtime {
             engine,
             linker,
             cache,
+            functions,
             config,
             shares,
             threads: CallThreads::new(),
         })
+    }
+
+    /// What the function cache did so far (`None` when it is off).
+    pub fn function_cache(&self) -> Option<functions::Stats> {
+        self.functions.as_ref().map(|f| f.stats())
     }
 
     /// The fair shares of plugin execution.

@@ -106,7 +106,13 @@ pub fn run(cli: Cli) -> Result<i32> {
             out!("{}", matrix.table());
             return Ok(0);
         }
-        Command::Serve(args) => return crate::server::serve(args, &matrix),
+        Command::Serve(args) => {
+            let args = crate::server::ServeArgs {
+                cache_dir: cli.cache_dir.clone(),
+                ..args.clone()
+            };
+            return crate::server::serve(&args, &matrix);
+        }
         Command::BenchServe(args) => return crate::server::bench(args, &matrix),
         Command::BenchLifecycle => return crate::bench::lifecycle(&matrix),
         Command::BenchIsolation(args) => return crate::bench::isolation::run(args, &matrix),

@@ -10,6 +10,10 @@ use wasmtime::Engine;
 pub struct RuntimeConfig {
     /// Where compiled components are cached; `None` compiles every time.
     pub cache_dir: Option<PathBuf>,
+    /// The bytes of compiled functions kept in memory for reuse by later
+    /// compiles (see [`super::functions`]); 0 turns the function cache off.
+    /// With a `cache_dir`, they are also kept on disk under `functions/`.
+    pub function_cache_bytes: usize,
     /// How often the epoch advances: the granularity of call deadlines.
     pub epoch_tick: Duration,
     /// How many plugin instances may be alive at once (pool slots).
@@ -32,6 +36,9 @@ impl Default for RuntimeConfig {
     fn default() -> Self {
         RuntimeConfig {
             cache_dir: None,
+            // A Python plugin's CPython is about 20 MiB of compiled
+            // functions; room for it, SpiderMonkey and the Rust plugins.
+            function_cache_bytes: 64 << 20,
             // 5 ms: a deadline overshoots by at most one tick, and the ticker
             // thread costs nothing measurable.
             epoch_tick: Duration::from_millis(5),
@@ -49,7 +56,10 @@ impl Default for RuntimeConfig {
 }
 
 /// The wasmtime settings, each with its reason.
-pub(super) fn engine_config(rc: &RuntimeConfig) -> wasmtime::Config {
+pub(super) fn engine_config(
+    rc: &RuntimeConfig,
+    functions: Option<&std::sync::Arc<super::functions::FunctionCache>>,
+) -> wasmtime::Config {
     let mut c = wasmtime::Config::new();
     // Plugins are components with WIT interfaces.
     c.wasm_component_model(true);
@@ -69,6 +79,13 @@ pub(super) fn engine_config(rc: &RuntimeConfig) -> wasmtime::Config {
     // Optimised code: plugins run on every event.
     c.cranelift_opt_level(wasmtime::OptLevel::Speed);
     c.parallel_compilation(true);
+    // Functions already compiled for another component (the same language
+    // runtime, the same std) are reused instead of compiled again.
+    if let Some(cache) = functions
+        && let Err(e) = c.enable_incremental_compilation(cache.clone())
+    {
+        tracing::warn!(error = %e, "compiling without the function cache");
+    }
     // A fresh instance maps its initial memory copy-on-write from an image
     // instead of copying data segments: the key to cheap instantiation.
     c.memory_init_cow(true);

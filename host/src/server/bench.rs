@@ -69,6 +69,7 @@ impl BenchServer {
         let config = ServeConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             data_dir: data.to_path_buf(),
+            cache_dir: data.join("cache"),
             database: match database {
                 Some(d) => Database::parse(d)?,
                 None => Database::Sqlite(data.join("escalator.db")),

@@ -37,6 +37,11 @@ pub struct ServeArgs {
     /// Watch this directory for plugins: `DIR/TENANT/PLUGIN/` (hot swap).
     #[arg(long, env = "ESCALATOR_PLUGINS_DIR")]
     pub plugins_dir: Option<PathBuf>,
+    /// Where compiled plugins are cached: the global `--cache-dir` /
+    /// `ESCALATOR_CACHE_DIR` when given (set by the CLI, not a flag of its
+    /// own), else `cache-dir` in the file, else `DATA_DIR/cache`.
+    #[arg(skip)]
+    pub cache_dir: Option<PathBuf>,
     /// Run on a manual clock starting at this time (RFC 3339, or `now`);
     /// `POST /v1/clock` moves it. For tests and demos.
     #[arg(long, env = "ESCALATOR_MANUAL_CLOCK")]
@@ -59,6 +64,8 @@ pub struct FileConfig {
     pub admin_token: Option<String>,
     /// A directory of plugins to watch.
     pub plugins_dir: Option<PathBuf>,
+    /// Where compiled plugins are cached (default `DATA_DIR/cache`).
+    pub cache_dir: Option<PathBuf>,
     /// Largest plugin upload, bytes (default 64 MiB).
     pub max_upload_bytes: Option<usize>,
     /// `process` (default: survives kill -9) or `power` (syncs every
@@ -355,6 +362,8 @@ pub struct ServeConfig {
     pub edge: api::Edge,
     /// Plugin directory to watch.
     pub plugins_dir: Option<PathBuf>,
+    /// Where compiled plugins (whole components and functions) are cached.
+    pub cache_dir: PathBuf,
     /// Delivery retries, shares and breakers.
     pub queue: crate::delivery::QueueConfig,
     /// Where outbound calls may go (the allow-list, parsed).
@@ -423,6 +432,17 @@ impl ServeConfig {
                 ),
             },
             instance: args.instance.clone().or(file.instance),
+            cache_dir: args
+                .cache_dir
+                .clone()
+                .or(file.cache_dir)
+                .unwrap_or_else(|| {
+                    args.data_dir
+                        .as_deref()
+                        .or(file.data_dir.as_deref())
+                        .unwrap_or(&default_dir)
+                        .join("cache")
+                }),
             data_dir: args
                 .data_dir
                 .clone()

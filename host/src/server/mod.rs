@@ -51,7 +51,7 @@ pub fn build(config: &ServeConfig, matrix: &Matrix) -> Result<Server> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
     let runtime = Arc::new(Runtime::new(RuntimeConfig {
-        cache_dir: Some(config.data_dir.join("cache")),
+        cache_dir: Some(config.cache_dir.clone()),
         shares: config.shares,
         ceiling: config.ceiling,
         ..RuntimeConfig::default()

@@ -280,6 +280,20 @@ fn the_same_ticket_at_the_same_time_gives_the_same_output_and_fuel() {
     }
 }
 
+/// Every file under `dir`, at any depth.
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(files_under(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
 #[test]
 fn compiled_components_are_cached_on_disk_and_survive_corruption() {
     let dir = tempfile::tempdir().unwrap();
@@ -306,9 +320,18 @@ fn compiled_components_are_cached_on_disk_and_survive_corruption() {
         .unwrap();
     assert_eq!(out.signals[0].key, "phrases:critical");
 
-    // A damaged artifact is discarded and recompiled, not trusted.
-    for entry in std::fs::read_dir(dir.path()).unwrap() {
-        std::fs::write(entry.unwrap().path(), b"garbage").unwrap();
+    // Compiled functions are kept too (the function cache).
+    let functions = files_under(&dir.path().join("functions"));
+    assert!(
+        functions.len() > 100,
+        "{} compiled functions kept",
+        functions.len()
+    );
+
+    // Damaged artifacts and functions are discarded and compiled again,
+    // not trusted.
+    for f in files_under(dir.path()) {
+        std::fs::write(f, b"garbage").unwrap();
     }
     let third = Runtime::new(config()).unwrap();
     let p3 = registry::load_parts(&third, manifest, path, wasm, "c".into()).unwrap();
@@ -428,5 +451,62 @@ fn two_active_routers_are_a_configuration_error() {
             && err.contains("skills@0.1.0")
             && err.contains("skills@0.2.0"),
         "{err}"
+    );
+}
+
+#[test]
+fn a_component_sharing_code_with_one_compiled_before_reuses_its_compiled_functions() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = || RuntimeConfig {
+        cache_dir: Some(dir.path().to_path_buf()),
+        ..RuntimeConfig::default()
+    };
+    let load = |runtime: &Runtime, name: &str| {
+        let b = registry::builtin(name).unwrap();
+        registry::load_parts(
+            runtime,
+            b.manifest,
+            std::path::Path::new(name),
+            b.wasm,
+            name.into(),
+        )
+        .unwrap()
+    };
+    let runtime = Runtime::new(config()).unwrap();
+    load(&runtime, "phrases");
+    let first = runtime.function_cache().unwrap();
+    assert!(first.misses > 100, "{first:?}");
+    // Another plugin built with the same SDK and std: a part of it is
+    // found compiled.
+    load(&runtime, "sentiment");
+    let second = runtime.function_cache().unwrap();
+    assert!(second.hits > first.hits + 100, "{first:?} then {second:?}");
+    // Another process (a fresh runtime on the same directory) finds them on
+    // disk: the same component, its artifact removed, compiles from them.
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    let again = Runtime::new(config()).unwrap();
+    let p = load(&again, "sentiment");
+    assert_eq!(p.plugin.origin(), Origin::Compiled);
+    // (Nearly all: the compiler does not give every function the same key
+    // in every compile, a few percent differ from one run to the next.)
+    let stats = again.function_cache().unwrap();
+    assert!(
+        stats.hits >= 9 * stats.misses,
+        "most functions found compiled: {stats:?}"
+    );
+    let t = std::sync::Arc::new(contract::ticket(&ticket(
+        "x",
+        &["this is terrible, I am furious"],
+    )));
+    assert!(
+        again
+            .evaluate(&p.plugin, &t, &ctx(&p.config_json))
+            .result
+            .is_ok()
     );
 }

@@ -202,13 +202,16 @@ fn a_tenant_over_half_its_budget_runs_in_the_low_lane_and_the_other_tenant_does_
 #[test]
 fn webhooks_plugins_and_feeds_have_quotas_and_old_versions_are_pruned() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Escalator::start(
+    // A cache of its own, to see the pruned artifact leave it.
+    let cache = dir.path().join("cache");
+    let server = Escalator::start_with(
         dir.path(),
         T0,
         Some(
             "[limits]\nwebhooks-per-tenant = 2\nplugins-per-tenant = 1\nversions-per-plugin = 3\n\
              sse-per-tenant = 2\nsse-total = 3\n",
         ),
+        &["--cache-dir", cache.to_str().unwrap()],
     );
     let acme = server.tenant("acme");
     acme.roster();
@@ -230,7 +233,6 @@ fn webhooks_plugins_and_feeds_have_quotas_and_old_versions_are_pruned() {
     // uses its compiled artifact.
     let (status, body) = upload_guest(&acme, "refund", "1.0.0", "sleeper");
     assert_eq!(status, 201, "{body}");
-    let cache = dir.path().join("cache");
     let first = {
         use sha2::Digest as _;
         hex::encode(sha2::Sha256::digest(guest_wasm("sleeper")))

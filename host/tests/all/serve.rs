@@ -91,6 +91,14 @@ impl Escalator {
             .args(extra)
             .env("ESCALATOR_ADMIN_TOKEN", ADMIN)
             .env("ESCALATOR_LOG", "info")
+            // Compiled plugins are cached where every test's servers find
+            // them, as a deployment's survive restarts: the default set
+            // compiles once per run, not once per server (`--cache-dir`
+            // in `extra` beats this).
+            .env(
+                "ESCALATOR_CACHE_DIR",
+                Path::new(env!("CARGO_TARGET_TMPDIR")).join("serve-cache"),
+            )
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()
