@@ -81,10 +81,13 @@ const NEGATE: &[&str] = &[
     "despite",
 ];
 
+/// Sorted by word (byte order) for a binary search; a test checks it.
 const BOOSTERS: &[(&str, f64)] = &[
     ("absolutely", B_INCR),
+    ("almost", B_DECR),
     ("amazingly", B_INCR),
     ("awfully", B_INCR),
+    ("barely", B_DECR),
     ("completely", B_INCR),
     ("considerable", B_INCR),
     ("considerably", B_INCR),
@@ -100,36 +103,58 @@ const BOOSTERS: &[(&str, f64)] = &[
     ("extreme", B_INCR),
     ("extremely", B_INCR),
     ("fabulously", B_INCR),
-    ("flipping", B_INCR),
     ("flippin", B_INCR),
+    ("flipping", B_INCR),
     ("frackin", B_INCR),
     ("fracking", B_INCR),
-    ("fricking", B_INCR),
     ("frickin", B_INCR),
-    ("frigging", B_INCR),
+    ("fricking", B_INCR),
     ("friggin", B_INCR),
-    ("fully", B_INCR),
+    ("frigging", B_INCR),
     ("fuckin", B_INCR),
     ("fucking", B_INCR),
     ("fuggin", B_INCR),
     ("fugging", B_INCR),
+    ("fully", B_INCR),
     ("greatly", B_INCR),
+    ("hardly", B_DECR),
     ("hella", B_INCR),
     ("highly", B_INCR),
     ("hugely", B_INCR),
     ("incredible", B_INCR),
     ("incredibly", B_INCR),
     ("intensely", B_INCR),
+    ("just enough", B_DECR),
+    ("kind of", B_DECR),
+    ("kind-of", B_DECR),
+    ("kinda", B_DECR),
+    ("kindof", B_DECR),
+    ("less", B_DECR),
+    ("little", B_DECR),
     ("major", B_INCR),
     ("majorly", B_INCR),
+    ("marginal", B_DECR),
+    ("marginally", B_DECR),
     ("more", B_INCR),
     ("most", B_INCR),
+    ("occasional", B_DECR),
+    ("occasionally", B_DECR),
     ("particularly", B_INCR),
+    ("partly", B_DECR),
     ("purely", B_INCR),
     ("quite", B_INCR),
     ("really", B_INCR),
     ("remarkably", B_INCR),
+    ("scarce", B_DECR),
+    ("scarcely", B_DECR),
+    ("slight", B_DECR),
+    ("slightly", B_DECR),
     ("so", B_INCR),
+    ("somewhat", B_DECR),
+    ("sort of", B_DECR),
+    ("sort-of", B_DECR),
+    ("sorta", B_DECR),
+    ("sortof", B_DECR),
     ("substantially", B_INCR),
     ("thoroughly", B_INCR),
     ("total", B_INCR),
@@ -142,30 +167,6 @@ const BOOSTERS: &[(&str, f64)] = &[
     ("utter", B_INCR),
     ("utterly", B_INCR),
     ("very", B_INCR),
-    ("almost", B_DECR),
-    ("barely", B_DECR),
-    ("hardly", B_DECR),
-    ("just enough", B_DECR),
-    ("kind of", B_DECR),
-    ("kinda", B_DECR),
-    ("kindof", B_DECR),
-    ("kind-of", B_DECR),
-    ("less", B_DECR),
-    ("little", B_DECR),
-    ("marginal", B_DECR),
-    ("marginally", B_DECR),
-    ("occasional", B_DECR),
-    ("occasionally", B_DECR),
-    ("partly", B_DECR),
-    ("scarce", B_DECR),
-    ("scarcely", B_DECR),
-    ("slight", B_DECR),
-    ("slightly", B_DECR),
-    ("somewhat", B_DECR),
-    ("sort of", B_DECR),
-    ("sorta", B_DECR),
-    ("sortof", B_DECR),
-    ("sort-of", B_DECR),
 ];
 
 const SPECIAL_CASES: &[(&str, f64)] = &[
@@ -195,6 +196,13 @@ fn emoji(c: char) -> Option<&'static str> {
         .binary_search_by(|(e, _)| e.cmp(&c))
         .ok()
         .map(|i| tables::EMOJI[i].1)
+}
+
+fn booster(word: &str) -> Option<f64> {
+    BOOSTERS
+        .binary_search_by(|(w, _)| (*w).cmp(word))
+        .ok()
+        .map(|i| BOOSTERS[i].1)
 }
 
 fn lookup(table: &[(&str, f64)], key: &str) -> Option<f64> {
@@ -228,8 +236,8 @@ fn strip_punc_if_word(token: &str) -> &str {
     }
 }
 
-fn scalar_inc_dec(word: &str, word_lower: &str, valence: f64, is_cap_diff: bool) -> f64 {
-    let Some(mut scalar) = lookup(BOOSTERS, word_lower) else {
+fn scalar_inc_dec(word: &str, booster: Option<f64>, valence: f64, is_cap_diff: bool) -> f64 {
+    let Some(mut scalar) = booster else {
         return 0.0;
     };
     if valence < 0.0 {
@@ -266,49 +274,79 @@ pub fn compound(text: &str) -> f64 {
 
 /// VADER's scores of `text`.
 pub fn polarity(text: &str) -> Scores {
-    // Emoji become their descriptions ("😠" → "angry face").
-    let mut replaced = String::with_capacity(text.len());
-    let mut prev_space = true;
-    for c in text.chars() {
-        if let Some(description) = emoji(c) {
-            if !prev_space {
-                replaced.push(' ');
-            }
-            replaced.push_str(description);
-            prev_space = false;
-        } else {
-            replaced.push(c);
-            prev_space = c == ' ';
-        }
-    }
-    let text = replaced.trim();
+    // Emoji become their descriptions ("😠" → "angry face"). Every emoji
+    // is outside ASCII: ASCII text is taken as it is.
+    let mut replaced = String::new();
+    let text = if text.is_ascii() {
+        text
+    } else {
+        replace_emoji(text, &mut replaced);
+        &replaced
+    };
+    let text = text.trim();
     let words: Vec<&str> = text.split_whitespace().map(strip_punc_if_word).collect();
     let lower: Vec<String> = words.iter().map(|w| w.to_lowercase()).collect();
     let all_caps = words.iter().filter(|w| is_upper(w)).count();
     let is_cap_diff = all_caps > 0 && all_caps < words.len();
+    // Each word looked up once, not once per rule that asks.
+    let lex: Vec<Option<f64>> = lower.iter().map(|w| lexicon(w)).collect();
+    let boost: Vec<Option<f64>> = lower.iter().map(|w| booster(w)).collect();
+    let words = Words {
+        words: &words,
+        lower: &lower,
+        lex: &lex,
+        boost: &boost,
+    };
 
-    let mut sentiments: Vec<f64> = Vec::with_capacity(words.len());
-    for i in 0..words.len() {
-        if lookup(BOOSTERS, &lower[i]).is_some()
-            || (i + 1 < words.len() && lower[i] == "kind" && lower[i + 1] == "of")
+    let mut sentiments: Vec<f64> = Vec::with_capacity(lower.len());
+    for i in 0..lower.len() {
+        if boost[i].is_some() || (i + 1 < lower.len() && lower[i] == "kind" && lower[i + 1] == "of")
         {
             sentiments.push(0.0);
             continue;
         }
-        sentiments.push(valence(&words, &lower, i, is_cap_diff));
+        sentiments.push(valence(&words, i, is_cap_diff));
     }
     but_check(&lower, &mut sentiments);
     score(&sentiments, text)
 }
 
+/// The words of a text as the rules see them: as written, lowercased, and
+/// each one's lexicon valence and booster value.
+struct Words<'a> {
+    words: &'a [&'a str],
+    lower: &'a [String],
+    lex: &'a [Option<f64>],
+    boost: &'a [Option<f64>],
+}
+
+/// `text` with each emoji replaced by its description, into `out`.
+fn replace_emoji(text: &str, out: &mut String) {
+    out.reserve(text.len());
+    let mut prev_space = true;
+    for c in text.chars() {
+        if let Some(description) = (!c.is_ascii()).then(|| emoji(c)).flatten() {
+            if !prev_space {
+                out.push(' ');
+            }
+            out.push_str(description);
+            prev_space = false;
+        } else {
+            out.push(c);
+            prev_space = c == ' ';
+        }
+    }
+}
+
 /// The valence of word `i` in its context.
-fn valence(words: &[&str], lower: &[String], i: usize, is_cap_diff: bool) -> f64 {
+fn valence(w: &Words<'_>, i: usize, is_cap_diff: bool) -> f64 {
+    let (words, lower, lex) = (w.words, w.lower, w.lex);
     let l = |k: usize| lower[k].as_str();
-    let Some(base) = lexicon(l(i)) else {
+    let Some(base) = lex[i] else {
         return 0.0;
     };
     let mut valence = base;
-    if l(i) == "no" && i != words.len() - 1 && lexicon(l(i + 1)).is_some() {
+    if l(i) == "no" && i != words.len() - 1 && lex[i + 1].is_some() {
         valence = 0.0;
     }
     if (i > 0 && l(i - 1) == "no")
@@ -325,10 +363,10 @@ fn valence(words: &[&str], lower: &[String], i: usize, is_cap_diff: bool) -> f64
         }
     }
     for start_i in 0..3 {
-        if i > start_i && lexicon(l(i - (start_i + 1))).is_none() {
+        if i > start_i && lex[i - (start_i + 1)].is_none() {
             let mut s = scalar_inc_dec(
                 words[i - (start_i + 1)],
-                l(i - (start_i + 1)),
+                w.boost[i - (start_i + 1)],
                 valence,
                 is_cap_diff,
             );
@@ -345,7 +383,7 @@ fn valence(words: &[&str], lower: &[String], i: usize, is_cap_diff: bool) -> f64
             }
         }
     }
-    least_check(valence, lower, i)
+    least_check(valence, w, i)
 }
 
 fn negation_check(valence: f64, lower: &[String], start_i: usize, i: usize) -> f64 {
@@ -393,20 +431,20 @@ fn special_idioms_check(mut valence: f64, lower: &[String], i: usize) -> f64 {
         valence = v;
     }
     for ngram in [&threetwoone, &threetwo, &twoone] {
-        if let Some(b) = lookup(BOOSTERS, ngram) {
+        if let Some(b) = booster(ngram) {
             valence += b;
         }
     }
     valence
 }
 
-fn least_check(valence: f64, lower: &[String], i: usize) -> f64 {
-    let l = |k: usize| lower[k].as_str();
-    if i > 1 && lexicon(l(i - 1)).is_none() && l(i - 1) == "least" {
+fn least_check(valence: f64, w: &Words<'_>, i: usize) -> f64 {
+    let l = |k: usize| w.lower[k].as_str();
+    if i > 1 && w.lex[i - 1].is_none() && l(i - 1) == "least" {
         if l(i - 2) != "at" && l(i - 2) != "very" {
             return valence * N_SCALAR;
         }
-    } else if i > 0 && lexicon(l(i - 1)).is_none() && l(i - 1) == "least" {
+    } else if i > 0 && w.lex[i - 1].is_none() && l(i - 1) == "least" {
         return valence * N_SCALAR;
     }
     valence
@@ -419,6 +457,16 @@ fn but_check(lower: &[String], sentiments: &mut [f64]) {
     let Some(bi) = lower.iter().position(|w| w == "but") else {
         return;
     };
+    if sentiments.len() <= 64 {
+        but_check_scan(bi, sentiments);
+    } else {
+        but_check_indexed(bi, sentiments);
+    }
+}
+
+/// [`but_check`] as the reference writes it: a scan for each value's first
+/// occurrence (quadratic; for short texts).
+fn but_check_scan(bi: usize, sentiments: &mut [f64]) {
     for k in 0..sentiments.len() {
         let sentiment = sentiments[k];
         let si = sentiments.iter().position(|&x| x == sentiment).unwrap_or(k);
@@ -427,6 +475,39 @@ fn but_check(lower: &[String], sentiments: &mut [f64]) {
         } else if si > bi {
             sentiments[si] = sentiment * 1.5;
         }
+    }
+}
+
+/// [`but_check`] with each value's positions kept in order, so the first
+/// occurrence is found without a scan: the same result as
+/// [`but_check_scan`] in O(n log n).
+fn but_check_indexed(bi: usize, sentiments: &mut [f64]) {
+    use alloc::collections::{BTreeMap, BTreeSet};
+    // `==` on f64: 0.0 and -0.0 are equal (adding 0.0 makes -0.0 0.0);
+    // the scores are never NaN.
+    let key = |x: f64| (x + 0.0).to_bits();
+    let mut at: BTreeMap<u64, BTreeSet<usize>> = BTreeMap::new();
+    for (i, &x) in sentiments.iter().enumerate() {
+        at.entry(key(x)).or_default().insert(i);
+    }
+    for k in 0..sentiments.len() {
+        let sentiment = sentiments[k];
+        let si = at
+            .get(&key(sentiment))
+            .and_then(|s| s.first().copied())
+            .unwrap_or(k);
+        let new = if si < bi {
+            sentiment * 0.5
+        } else if si > bi {
+            sentiment * 1.5
+        } else {
+            continue;
+        };
+        if let Some(s) = at.get_mut(&key(sentiments[si])) {
+            s.remove(&si);
+        }
+        sentiments[si] = new;
+        at.entry(key(new)).or_default().insert(si);
     }
 }
 
@@ -518,6 +599,37 @@ fn sqrt(x: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn boosters_are_sorted_and_unique_for_the_binary_search() {
+        assert!(BOOSTERS.windows(2).all(|w| w[0].0 < w[1].0));
+    }
+
+    #[test]
+    fn the_indexed_but_check_scales_exactly_as_the_reference_scan() {
+        // Values with many repeats (zeros of both signs, equal scores),
+        // "but" anywhere, lengths around and far past the switch.
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let values = [0.0, -0.0, 1.5, -1.5, 0.75, 2.25, -3.1, 1.9, 0.5];
+        for round in 0..300 {
+            let n = 1 + (next() % 400) as usize;
+            let v: Vec<f64> = (0..n)
+                .map(|_| values[(next() % values.len() as u64) as usize])
+                .collect();
+            let bi = (next() % n as u64) as usize;
+            let (mut a, mut b) = (v.clone(), v);
+            but_check_scan(bi, &mut a);
+            but_check_indexed(bi, &mut b);
+            let bits = |x: &[f64]| x.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&a), bits(&b), "round {round}, n {n}, but at {bi}");
+        }
+    }
 
     /// The reference implementation's own examples, with its scores.
     #[test]

@@ -51,9 +51,9 @@ fn state(bytes: usize) -> model::TicketState {
             body.push_str(line);
             json!({
                 "id": format!("m{i}"),
-                "author": if i % 2 == 0 { "customer" } else { "ai_agent" },
+                "author": if i % 2 == 0 { "customer" } else { "ai-agent" },
                 "body": body,
-                "sent_at": format!("2026-11-27T0{}:00:00Z", 6 + i),
+                "sent_at": format!("2026-11-27T{:02}:00:00Z", 6 + i),
             })
         })
         .collect();
@@ -428,6 +428,24 @@ fn bench(c: &mut Criterion) {
         assert_eq!(d.runs.len(), 16, "every call made");
         assert!(d.runs.iter().all(|r| r.error.is_none()), "{:?}", d.runs);
         assert!(native.decide(&state, &roster, now) > 0);
+        // PIPELINE_RUNS=1: each call's time and fuel in one decision.
+        if std::env::var_os("PIPELINE_RUNS").is_some() {
+            for _ in 0..200 {
+                pipeline::decide(&ask, &state, &fired);
+            }
+            let t = std::time::Instant::now();
+            let d = pipeline::decide(&ask, &state, &fired);
+            let total = t.elapsed();
+            for r in &d.runs {
+                eprintln!(
+                    "{label} {:<28} {:>6} us {:>9} fuel",
+                    r.plugin,
+                    r.report.duration.as_micros(),
+                    r.report.fuel_used
+                );
+            }
+            eprintln!("{label} total {} us", total.as_micros());
+        }
         group.bench_function(BenchmarkId::new("decide/fresh", label), |b| {
             b.iter(|| black_box(pipeline::decide(&ask, black_box(&state), &fired)))
         });

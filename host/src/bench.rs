@@ -1,5 +1,6 @@
 //! `escalator bench-lifecycle`: what hot swap costs; `bench-isolation`
-//! (in [`isolation`]): what a hostile tenant costs a victim.
+//! (in [`isolation`]): what a hostile tenant costs a victim;
+//! `bench-memory` (in [`memory`]): what registered plugins cost in memory.
 //!
 //! - Upload → live: validate (world, imports, limits), compile, run the
 //!   fixtures, store, and publish the new set, for components of about
@@ -11,6 +12,7 @@
 //!   warm (a normal restart) and cold (a new machine).
 
 pub mod isolation;
+pub mod memory;
 
 /// An HTTP receiver on loopback that answers every request 200 and hands
 /// each one's headers and body to `note`; returns its URL (`/hook`).

@@ -67,10 +67,26 @@ pub struct Plugin {
     id: PluginId,
     kind: Kind,
     limits: Limits,
-    pre: Pre,
+    code: Arc<Code>,
     digest: String,
     size: usize,
     origin: Origin,
+}
+
+/// Components' code by digest, while some plugin uses it. Entries whose
+/// code was dropped are swept when the map has doubled since the last
+/// sweep (so loading N plugins costs O(N), not O(N²)).
+#[derive(Default)]
+struct Loaded {
+    by_digest: std::collections::HashMap<String, std::sync::Weak<Code>>,
+    sweep_at: usize,
+}
+
+/// What a component's bytes become once compiled and checked: shared by
+/// every plugin loaded from the same bytes (tenants running the same
+/// component, a version uploaded again), so its code is in memory once.
+struct Code {
+    pre: Pre,
     inspection: Inspection,
 }
 
@@ -112,7 +128,11 @@ impl Plugin {
     }
     /// What it imports and exports.
     pub fn inspection(&self) -> &Inspection {
-        &self.inspection
+        &self.code.inspection
+    }
+
+    fn pre(&self) -> &Pre {
+        &self.code.pre
     }
 }
 
@@ -151,6 +171,8 @@ pub struct Runtime {
     linker: Linker<CallState>,
     cache: Option<ArtifactCache>,
     functions: Option<Arc<functions::FunctionCache>>,
+    /// The code of every component loaded and still used, by digest.
+    loaded: std::sync::Mutex<Loaded>,
     config: RuntimeConfig,
     shares: Arc<Shares>,
     threads: CallThreads,
@@ -192,6 +214,7 @@ impl Runtime {
             linker,
             cache,
             functions,
+            loaded: Default::default(),
             config,
             shares,
             threads: CallThreads::new(),
@@ -279,54 +302,99 @@ impl Runtime {
             });
         }
         let digest = cache::wasm_digest(wasm);
-        let (component, origin) = match self.compile_unchecked(wasm, &digest) {
+        let (code, origin) = self.code(&id, kind, wasm, &digest)?;
+        // Checked when the code was first loaded; the world asked for may
+        // still differ from the one these bytes implement.
+        if code.inspection.world != Some(kind) {
+            return Err(LoadError::WrongWorld {
+                plugin: id,
+                expected: kind,
+                found: code.inspection.world,
+                exports: code.inspection.exports.clone(),
+            });
+        }
+        Ok(Plugin {
+            id,
+            kind,
+            limits,
+            code,
+            digest,
+            size: wasm.len(),
+            origin,
+        })
+    }
+
+    /// The checked code of `wasm` (whose digest is `digest`): shared with
+    /// the plugins already loaded from the same bytes, or compiled (or
+    /// fetched from the artifact cache), its imports checked and its
+    /// exports typed for `kind`'s world.
+    fn code(
+        &self,
+        id: &PluginId,
+        kind: Kind,
+        wasm: &[u8],
+        digest: &str,
+    ) -> Result<(Arc<Code>, Origin), LoadError> {
+        let shared = self
+            .loaded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .by_digest
+            .get(digest)
+            .and_then(std::sync::Weak::upgrade);
+        if let Some(code) = shared {
+            return Ok((code, Origin::Shared));
+        }
+        let (component, origin) = match self.compile_unchecked(wasm, digest) {
             Ok(c) => c,
-            Err(source) => return Err(LoadError::Compile { plugin: id, source }),
+            Err(source) => {
+                return Err(LoadError::Compile {
+                    plugin: id.clone(),
+                    source,
+                });
+            }
         };
         let inspection = inspect::inspect(&self.engine, &component);
         let ungranted: Vec<String> = inspection.ungranted().map(String::from).collect();
         if !ungranted.is_empty() {
             return Err(LoadError::UngrantedImport {
-                plugin: id,
+                plugin: id.clone(),
                 imports: ungranted,
             });
         }
         if inspection.world != Some(kind) {
             return Err(LoadError::WrongWorld {
-                plugin: id,
+                plugin: id.clone(),
                 expected: kind,
                 found: inspection.world,
                 exports: inspection.exports.clone(),
             });
         }
-        let incompatible = |plugin: PluginId, e: wasmtime::Error| LoadError::Incompatible {
-            plugin,
+        let incompatible = |e: wasmtime::Error| LoadError::Incompatible {
+            plugin: id.clone(),
             kind,
             source: e.into(),
         };
-        let pre = match self.linker.instantiate_pre(&component) {
-            Ok(pre) => pre,
-            Err(e) => return Err(incompatible(id, e)),
-        };
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(incompatible)?;
         let pre = match kind {
             Kind::Trigger => wit::trigger::TriggerPre::new(pre).map(Pre::Trigger),
             Kind::Router => wit::router::RouterPre::new(pre).map(Pre::Router),
             Kind::Notifier => wit::notifier::NotifierPre::new(pre).map(Pre::Notifier),
-        };
-        let pre = match pre {
-            Ok(pre) => pre,
-            Err(e) => return Err(incompatible(id, e)),
-        };
-        Ok(Plugin {
-            id,
-            kind,
-            limits,
-            pre,
-            digest,
-            size: wasm.len(),
-            origin,
-            inspection,
-        })
+        }
+        .map_err(incompatible)?;
+        let code = Arc::new(Code { pre, inspection });
+        let mut loaded = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
+        if loaded.by_digest.len() >= loaded.sweep_at {
+            loaded.by_digest.retain(|_, c| c.strong_count() > 0);
+            loaded.sweep_at = (2 * loaded.by_digest.len()).max(64);
+        }
+        loaded
+            .by_digest
+            .insert(digest.to_string(), Arc::downgrade(&code));
+        Ok((code, origin))
     }
 
     /// Run a trigger on a ticket.
@@ -362,7 +430,7 @@ impl Runtime {
                 now: ctx.now,
                 seed: seed(&ticket.id, ctx.now),
                 f: Box::new(move |p: &Plugin, store: &mut Store<CallState>| {
-                    let Pre::Trigger(pre) = &p.pre else {
+                    let Pre::Trigger(pre) = p.pre() else {
                         unreachable!("kind checked above")
                     };
                     pre.instantiate(&mut *store)
@@ -398,7 +466,7 @@ impl Runtime {
             ctx.clone(),
         );
         self.call(plugin, ticket, ctx.now, move |p, store| {
-            let Pre::Router(pre) = &p.pre else {
+            let Pre::Router(pre) = p.pre() else {
                 unreachable!("kind checked above")
             };
             pre.instantiate(&mut *store)
@@ -429,7 +497,7 @@ impl Runtime {
             ctx.clone(),
         );
         self.call(plugin, ticket, ctx.now, move |p, store| {
-            let Pre::Notifier(pre) = &p.pre else {
+            let Pre::Notifier(pre) = p.pre() else {
                 unreachable!("kind checked above")
             };
             pre.instantiate(&mut *store)

@@ -85,6 +85,9 @@ pub enum Command {
     /// Isolation benchmark: a victim tenant's p50/p99 before and during
     /// each attack a hostile tenant's plugins can make.
     BenchIsolation(crate::bench::isolation::IsolationArgs),
+    /// Memory benchmark: N tenants x M plugins registered, resident memory
+    /// per plugin, load time, a tenant's first evaluation.
+    BenchMemory(crate::bench::memory::MemoryArgs),
     /// Run the default plugins on the example tickets and show each decision.
     Demo {
         /// Ticket JSON files to use instead of the built-in examples.
@@ -116,6 +119,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::BenchServe(args) => return crate::server::bench(args, &matrix),
         Command::BenchLifecycle => return crate::bench::lifecycle(&matrix),
         Command::BenchIsolation(args) => return crate::bench::isolation::run(args, &matrix),
+        Command::BenchMemory(args) => return crate::bench::memory::run(args),
         Command::Replay(args) => return replay(&cli, &matrix, args),
         Command::Learn(args) => return learn::learn(args),
         Command::Tune(args) => return tune::tune(&cli, &matrix, args),
@@ -152,6 +156,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         | Command::BenchServe(_)
         | Command::BenchLifecycle
         | Command::BenchIsolation(_)
+        | Command::BenchMemory(_)
         | Command::Replay(_)
         | Command::Learn(_)
         | Command::Tune(_) => Ok(0),

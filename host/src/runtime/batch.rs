@@ -309,7 +309,7 @@ mod tests {
                 if stuck {
                     std::thread::sleep(Duration::from_secs(2));
                 }
-                let super::super::Pre::Trigger(pre) = &p.pre else {
+                let super::super::Pre::Trigger(pre) = p.pre() else {
                     unreachable!("a trigger")
                 };
                 pre.instantiate(&mut *store)

@@ -23,6 +23,9 @@ pub enum Origin {
     Cached,
     /// Compiled now (and stored in the cache, if there is one).
     Compiled,
+    /// Already loaded in this process from the same bytes (by another
+    /// tenant, or another version): its compiled code is shared.
+    Shared,
 }
 
 /// Feeds `Hash` input into SHA-256, to turn the engine's compatibility hash

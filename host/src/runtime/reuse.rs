@@ -14,7 +14,7 @@ impl Runtime {
         ticket: &wit::Ticket,
         ctx: &wit::Context,
     ) -> Outcome<wit::Evaluation> {
-        let Pre::Trigger(pre) = &plugin.pre else {
+        let Pre::Trigger(pre) = plugin.pre() else {
             return wrong_kind(plugin, Kind::Trigger);
         };
         let seed = seed(&ticket.id, ctx.now);
@@ -49,7 +49,7 @@ impl Runtime {
     /// Instantiate `plugin` once for [`ReusedTrigger::evaluate`].
     #[doc(hidden)]
     pub fn reused_trigger(&self, plugin: &Plugin) -> anyhow::Result<ReusedTrigger> {
-        let Pre::Trigger(pre) = &plugin.pre else {
+        let Pre::Trigger(pre) = plugin.pre() else {
             anyhow::bail!("{} is not a trigger", plugin.id)
         };
         let l = plugin.limits;

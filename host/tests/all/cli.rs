@@ -340,3 +340,22 @@ fn plugin_test_passes_every_default_plugins_own_fixtures_on_its_source_directory
         assert!(passed >= 2, "{}: only {passed} fixture(s)", dir.display());
     }
 }
+
+#[test]
+fn bench_memory_registers_tenants_plugins_and_says_what_each_costs() {
+    for distinct in [false, true] {
+        let mut args = vec!["bench-memory", "--tenants", "3", "--plugins", "2"];
+        if distinct {
+            args.push("--distinct");
+        }
+        let out = escalator(&args);
+        let t = text(&out);
+        assert!(out.status.success(), "{t}");
+        assert!(t.contains("6 plugins registered"), "{t}");
+        assert!(t.contains("KiB per plugin"), "{t}");
+        assert!(t.contains("2 plugins evaluated once each"), "{t}");
+    }
+    let out = escalator(&["bench-memory", "--plugins", "9"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("--plugins: 1 to 5"), "{}", text(&out));
+}

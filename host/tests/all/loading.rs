@@ -510,3 +510,53 @@ fn a_component_sharing_code_with_one_compiled_before_reuses_its_compiled_functio
             .is_ok()
     );
 }
+
+#[test]
+fn plugins_loaded_from_the_same_bytes_share_their_code_while_one_is_loaded() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = Runtime::new(RuntimeConfig {
+        cache_dir: Some(dir.path().to_path_buf()),
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    let b = registry::builtin("phrases").unwrap();
+    let path = std::path::Path::new("phrases/plugin.toml");
+    let load = |manifest: &str, source: &str| {
+        registry::load_parts(&runtime, manifest, path, b.wasm, source.into())
+    };
+    // Two tenants' plugins from the same component, configured apart.
+    let a = load(b.manifest, "a").unwrap();
+    let other = "name = \"my-phrases\"\nkind = \"trigger\"\nversion = \"2.0.0\"\n\
+                 [config]\ncritical = [\"refund now\"]\n";
+    let c = load(other, "c").unwrap();
+    assert_eq!(a.plugin.origin(), Origin::Compiled);
+    assert_eq!(c.plugin.origin(), Origin::Shared);
+    assert_eq!(c.plugin.id().name, "my-phrases");
+    // Each still runs with its own configuration.
+    let t = std::sync::Arc::new(contract::ticket(&ticket("x", &["please refund now"])));
+    let out_a = runtime
+        .evaluate(&a.plugin, &t, &ctx(&a.config_json))
+        .result
+        .unwrap();
+    let out_c = runtime
+        .evaluate(&c.plugin, &t, &ctx(&c.config_json))
+        .result
+        .unwrap();
+    assert!(out_a.signals.is_empty(), "{out_a:?}");
+    assert_eq!(out_c.signals[0].key, "phrases:critical");
+    // The same bytes as another kind are still refused.
+    let router = "name = \"r\"\nkind = \"router\"\nversion = \"1.0.0\"\n";
+    assert!(matches!(
+        load(router, "r"),
+        Err(registry::RegistryError::Load(
+            escalator::runtime::LoadError::WrongWorld { .. }
+        ))
+    ));
+    // Once no plugin uses the code, it is gone from memory: the next load
+    // comes from the artifact cache.
+    drop((a, c));
+    assert_eq!(
+        load(b.manifest, "d").unwrap().plugin.origin(),
+        Origin::Cached
+    );
+}
