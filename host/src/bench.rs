@@ -56,6 +56,20 @@ pub(crate) async fn loopback_receiver(
     Ok(url)
 }
 
+/// CPU time this process has used (user + system), from
+/// `/proc/self/stat` (Linux; clock ticks of 10 ms, the kernel's usual
+/// `USER_HZ`). `None` elsewhere.
+pub fn process_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The fields after the command name (which may hold spaces), from the
+    // state on: utime and stime are the 12th and 13th of those.
+    let after = stat.rsplit_once(')')?.1;
+    let mut f = after.split_whitespace().skip(11);
+    let utime: u64 = f.next()?.parse().ok()?;
+    let stime: u64 = f.next()?.parse().ok()?;
+    Some(Duration::from_millis((utime + stime) * 10))
+}
+
 /// Latencies in ms, sorted once: percentiles for the benchmarks' reports.
 pub struct Sample(Vec<f64>);
 

@@ -27,6 +27,8 @@ use std::path::Path;
 /// One labelled ticket, as features.
 #[derive(Debug, Clone)]
 pub struct Example {
+    /// The position of its case in the cases it was made from.
+    pub case: usize,
     /// The ticket's id.
     pub id: String,
     /// When it was created.
@@ -66,9 +68,11 @@ pub fn features(t: &Ticket, keep_words: bool) -> Features {
 pub fn examples(cases: &[Case]) -> Vec<Example> {
     let mut out: Vec<Example> = cases
         .iter()
-        .filter_map(|c| {
+        .enumerate()
+        .filter_map(|(case, c)| {
             let expected = c.expected?;
             Some(Example {
+                case,
                 id: c.ticket.id.clone(),
                 at: c.ticket.created_at,
                 features: features(&c.ticket, false),
@@ -542,6 +546,7 @@ mod tests {
 
     fn example(id: usize, text: &str, label: usize) -> Example {
         Example {
+            case: id,
             id: format!("T-{id:03}"),
             at: DateTime::from_timestamp(1_600_000_000 + id as i64 * 3600, 0).unwrap(),
             features: classify::features(&[classify::Input::Text(text)], false),

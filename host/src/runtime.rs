@@ -17,6 +17,7 @@ mod error;
 pub mod functions;
 pub mod inspect;
 mod limits;
+pub mod loader;
 pub mod output;
 mod reuse;
 pub mod sandbox;
@@ -30,6 +31,7 @@ use cache::{ArtifactCache, Origin};
 pub use engine::RuntimeConfig;
 pub use error::{ErrorKind, LoadError, PluginError};
 use inspect::{Inspection, Kind};
+use loader::{Code, Loader};
 use sandbox::{CallState, LogLine};
 
 use engine::{engine_config, spawn_epoch_ticker};
@@ -37,7 +39,7 @@ use error::classify;
 use shares::{CallThreads, Shares};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use wasmtime::component::{Component, Linker};
+use wasmtime::component::Component;
 use wasmtime::{Engine, Store, Trap};
 
 /// Who a plugin is: name and version, as every error and audit line says.
@@ -67,27 +69,15 @@ pub struct Plugin {
     id: PluginId,
     kind: Kind,
     limits: Limits,
-    code: Arc<Code>,
     digest: String,
     size: usize,
     origin: Origin,
-}
-
-/// Components' code by digest, while some plugin uses it. Entries whose
-/// code was dropped are swept when the map has doubled since the last
-/// sweep (so loading N plugins costs O(N), not O(N²)).
-#[derive(Default)]
-struct Loaded {
-    by_digest: std::collections::HashMap<String, std::sync::Weak<Code>>,
-    sweep_at: usize,
-}
-
-/// What a component's bytes become once compiled and checked: shared by
-/// every plugin loaded from the same bytes (tenants running the same
-/// component, a version uploaded again), so its code is in memory once.
-struct Code {
-    pre: Pre,
-    inspection: Inspection,
+    inspection: Arc<Inspection>,
+    /// The code while it is in memory (see [`loader`]).
+    code: std::sync::Mutex<std::sync::Weak<Code>>,
+    /// Without a budget, the plugin keeps its code.
+    pinned: Option<Arc<Code>>,
+    loader: Arc<Loader>,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -128,11 +118,26 @@ impl Plugin {
     }
     /// What it imports and exports.
     pub fn inspection(&self) -> &Inspection {
-        &self.code.inspection
+        &self.inspection
     }
 
-    fn pre(&self) -> &Pre {
-        &self.code.pre
+    /// Its code: in memory, or loaded again from the artifact cache after
+    /// the budget dropped it.
+    fn code(&self) -> wasmtime::Result<Arc<Code>> {
+        if let Some(code) = &self.pinned {
+            return Ok(code.clone());
+        }
+        let mut slot = self
+            .code
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(code) = slot.upgrade() {
+            self.loader.touch(&self.digest, &code);
+            return Ok(code);
+        }
+        let code = self.loader.reload(&self.id, self.kind, &self.digest)?;
+        *slot = Arc::downgrade(&code);
+        Ok(code)
     }
 }
 
@@ -168,11 +173,8 @@ pub struct Outcome<T> {
 /// The plugin runtime. Share it (`Arc<Runtime>`); all methods take `&self`.
 pub struct Runtime {
     engine: Engine,
-    linker: Linker<CallState>,
-    cache: Option<ArtifactCache>,
+    loader: Arc<Loader>,
     functions: Option<Arc<functions::FunctionCache>>,
-    /// The code of every component loaded and still used, by digest.
-    loaded: std::sync::Mutex<Loaded>,
     config: RuntimeConfig,
     shares: Arc<Shares>,
     threads: CallThreads,
@@ -209,16 +211,25 @@ impl Runtime {
             config.shares,
             usize::try_from(config.max_concurrent_instances).unwrap_or(usize::MAX),
         );
-        Ok(Runtime {
-            engine,
+        let loader = Arc::new(Loader::new(
+            engine.clone(),
             linker,
             cache,
+            config.resident_code_bytes,
+        ));
+        Ok(Runtime {
+            engine,
+            loader,
             functions,
-            loaded: Default::default(),
             config,
             shares,
             threads: CallThreads::new(),
         })
+    }
+
+    /// The code kept in memory under the budget.
+    pub fn resident_code(&self) -> loader::ResidentStats {
+        self.loader.resident()
     }
 
     /// What the function cache did so far (`None` when it is off).
@@ -254,24 +265,14 @@ impl Runtime {
     /// Forget the compiled artifact of `digest` (no stored plugin uses it
     /// any more).
     pub fn forget_artifact(&self, digest: &str) {
-        if let Some(cache) = &self.cache {
-            cache.remove(digest);
-        }
+        self.loader.forget(digest);
     }
 
     /// Compile (or fetch from the cache) a component without checking it
     /// against a manifest: for `escalator plugin inspect`.
     pub fn compile(&self, wasm: &[u8]) -> anyhow::Result<(Component, Origin)> {
         check_header(wasm).map_err(anyhow::Error::msg)?;
-        self.compile_unchecked(wasm, &cache::wasm_digest(wasm))
-    }
-
-    fn compile_unchecked(&self, wasm: &[u8], digest: &str) -> anyhow::Result<(Component, Origin)> {
-        let compiled = match &self.cache {
-            Some(cache) => cache.load_or_compile(&self.engine, wasm, digest),
-            None => Component::new(&self.engine, wasm).map(|c| (c, Origin::Compiled)),
-        };
-        Ok(compiled?)
+        Ok(self.loader.compile(wasm, &cache::wasm_digest(wasm))?)
     }
 
     /// Load a plugin: check the bytes, compile (or load from the cache),
@@ -302,7 +303,7 @@ impl Runtime {
             });
         }
         let digest = cache::wasm_digest(wasm);
-        let (code, origin) = self.code(&id, kind, wasm, &digest)?;
+        let (code, origin) = self.loader.code(&id, kind, wasm, &digest)?;
         // Checked when the code was first loaded; the world asked for may
         // still differ from the one these bytes implement.
         if code.inspection.world != Some(kind) {
@@ -317,84 +318,14 @@ impl Runtime {
             id,
             kind,
             limits,
-            code,
             digest,
             size: wasm.len(),
             origin,
+            inspection: code.inspection.clone(),
+            code: std::sync::Mutex::new(Arc::downgrade(&code)),
+            pinned: (!self.loader.evicts()).then_some(code),
+            loader: self.loader.clone(),
         })
-    }
-
-    /// The checked code of `wasm` (whose digest is `digest`): shared with
-    /// the plugins already loaded from the same bytes, or compiled (or
-    /// fetched from the artifact cache), its imports checked and its
-    /// exports typed for `kind`'s world.
-    fn code(
-        &self,
-        id: &PluginId,
-        kind: Kind,
-        wasm: &[u8],
-        digest: &str,
-    ) -> Result<(Arc<Code>, Origin), LoadError> {
-        let shared = self
-            .loaded
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .by_digest
-            .get(digest)
-            .and_then(std::sync::Weak::upgrade);
-        if let Some(code) = shared {
-            return Ok((code, Origin::Shared));
-        }
-        let (component, origin) = match self.compile_unchecked(wasm, digest) {
-            Ok(c) => c,
-            Err(source) => {
-                return Err(LoadError::Compile {
-                    plugin: id.clone(),
-                    source,
-                });
-            }
-        };
-        let inspection = inspect::inspect(&self.engine, &component);
-        let ungranted: Vec<String> = inspection.ungranted().map(String::from).collect();
-        if !ungranted.is_empty() {
-            return Err(LoadError::UngrantedImport {
-                plugin: id.clone(),
-                imports: ungranted,
-            });
-        }
-        if inspection.world != Some(kind) {
-            return Err(LoadError::WrongWorld {
-                plugin: id.clone(),
-                expected: kind,
-                found: inspection.world,
-                exports: inspection.exports.clone(),
-            });
-        }
-        let incompatible = |e: wasmtime::Error| LoadError::Incompatible {
-            plugin: id.clone(),
-            kind,
-            source: e.into(),
-        };
-        let pre = self
-            .linker
-            .instantiate_pre(&component)
-            .map_err(incompatible)?;
-        let pre = match kind {
-            Kind::Trigger => wit::trigger::TriggerPre::new(pre).map(Pre::Trigger),
-            Kind::Router => wit::router::RouterPre::new(pre).map(Pre::Router),
-            Kind::Notifier => wit::notifier::NotifierPre::new(pre).map(Pre::Notifier),
-        }
-        .map_err(incompatible)?;
-        let code = Arc::new(Code { pre, inspection });
-        let mut loaded = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
-        if loaded.by_digest.len() >= loaded.sweep_at {
-            loaded.by_digest.retain(|_, c| c.strong_count() > 0);
-            loaded.sweep_at = (2 * loaded.by_digest.len()).max(64);
-        }
-        loaded
-            .by_digest
-            .insert(digest.to_string(), Arc::downgrade(&code));
-        Ok((code, origin))
     }
 
     /// Run a trigger on a ticket.
@@ -424,13 +355,22 @@ impl Runtime {
                 wrong.push((i, wrong_kind(plugin, Kind::Trigger)));
                 continue;
             }
+            // The code is found (or loaded again) before the call, outside
+            // its deadline.
+            let code = match plugin.code() {
+                Ok(code) => code,
+                Err(e) => {
+                    wrong.push((i, unavailable(plugin, &e)));
+                    continue;
+                }
+            };
             let (t, c) = (ticket.clone(), ctx.clone());
             batch.push(batch::Call {
                 plugin: (*plugin).clone(),
                 now: ctx.now,
                 seed: seed(&ticket.id, ctx.now),
-                f: Box::new(move |p: &Plugin, store: &mut Store<CallState>| {
-                    let Pre::Trigger(pre) = p.pre() else {
+                f: Box::new(move |_: &Plugin, store: &mut Store<CallState>| {
+                    let Pre::Trigger(pre) = &code.pre else {
                         unreachable!("kind checked above")
                     };
                     pre.instantiate(&mut *store)
@@ -465,8 +405,12 @@ impl Runtime {
             roster.clone(),
             ctx.clone(),
         );
-        self.call(plugin, ticket, ctx.now, move |p, store| {
-            let Pre::Router(pre) = p.pre() else {
+        let code = match plugin.code() {
+            Ok(code) => code,
+            Err(e) => return unavailable(plugin, &e),
+        };
+        self.call(plugin, ticket, ctx.now, move |_, store| {
+            let Pre::Router(pre) = &code.pre else {
                 unreachable!("kind checked above")
             };
             pre.instantiate(&mut *store)
@@ -496,8 +440,12 @@ impl Runtime {
             roster.clone(),
             ctx.clone(),
         );
-        self.call(plugin, ticket, ctx.now, move |p, store| {
-            let Pre::Notifier(pre) = p.pre() else {
+        let code = match plugin.code() {
+            Ok(code) => code,
+            Err(e) => return unavailable(plugin, &e),
+        };
+        self.call(plugin, ticket, ctx.now, move |_, store| {
+            let Pre::Notifier(pre) = &code.pre else {
                 unreachable!("kind checked above")
             };
             pre.instantiate(&mut *store)
@@ -630,6 +578,17 @@ fn run_in_store<T: output::Output>(
 enum CallError {
     Instantiate(wasmtime::Error),
     Run(wasmtime::Error),
+}
+
+/// The outcome of a call whose plugin's code could not be loaded again.
+fn unavailable<T>(plugin: &Plugin, e: &wasmtime::Error) -> Outcome<T> {
+    Outcome {
+        result: Err(PluginError::HostFault {
+            plugin: plugin.id.clone(),
+            message: format!("its code could not be loaded: {e:#}"),
+        }),
+        report: CallReport::default(),
+    }
 }
 
 /// The outcome of a call whose result never came back (a bug: a batch

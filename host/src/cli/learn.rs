@@ -5,13 +5,9 @@ use super::*;
 /// `escalator learn ...`
 #[derive(Debug, clap::Args)]
 pub struct LearnArgs {
-    /// Labelled tickets: Escalator JSONL with `expected`, or the Hadoop
-    /// bug reports (their priority).
-    #[arg(long)]
-    pub tickets: PathBuf,
-    /// The input format (default: detected from the first line).
-    #[arg(long, value_enum)]
-    pub format: Option<crate::replay::Format>,
+    /// The labelled history.
+    #[command(flatten)]
+    pub history: super::replay::History,
     /// The plugin directory to write.
     #[arg(long)]
     pub out: PathBuf,
@@ -47,19 +43,16 @@ pub(super) fn learn(args: &LearnArgs) -> Result<i32> {
     if !(0.0..1.0).contains(&args.holdout) || !(0.0..=1.0).contains(&args.urgent_recall) {
         bail!("--holdout must be in [0, 1) and --urgent-recall in [0, 1]");
     }
-    let format = match args.format {
-        Some(f) => f,
-        None => crate::replay::Format::detect(&args.tickets)?,
-    };
+    let format = args.history.format()?;
     let mut cases = Vec::new();
-    crate::replay::read(&args.tickets, format, None, 4096, |batch| {
+    crate::replay::read(&args.history.tickets, format, None, 4096, |batch| {
         cases.extend(batch.into_iter().filter(|c| c.expected.is_some()));
         Ok(())
     })?;
     if cases.is_empty() {
         bail!(
             "{}: no labelled tickets (each needs an expected tier)",
-            args.tickets.display()
+            args.history.tickets.display()
         );
     }
     cases.sort_by(|a, b| {
@@ -90,7 +83,7 @@ pub(super) fn learn(args: &LearnArgs) -> Result<i32> {
     let learned = learn::learn(&fit_part, &report_part, &settings)?;
     let e = &learned.held_out;
     let report = serde_json::json!({
-        "tickets": args.tickets.display().to_string(),
+        "tickets": args.history.tickets.display().to_string(),
         "fitted_on": learned.fitted_on,
         "fitted_from": fit_part.first().map(|e| e.at),
         "reported_from": learned.split_at,
@@ -104,7 +97,7 @@ pub(super) fn learn(args: &LearnArgs) -> Result<i32> {
         "held_out": e,
     });
     let report_cases: Vec<&crate::replay::Case> =
-        cases[cases.len() - report_part.len()..].iter().collect();
+        report_part.iter().map(|e| &cases[e.case]).collect();
     learn::write_plugin(&args.out, &args.version, &learned, &report_cases, &report)?;
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)

@@ -2,15 +2,35 @@
 
 use super::*;
 
-/// `escalator replay ...`
+/// The history a command reads: `replay`, `tune` and `learn` take it alike.
 #[derive(Debug, clap::Args)]
-pub struct ReplayArgs {
-    /// The tickets: Escalator JSONL, or one of the shared data sets.
+pub struct History {
+    /// The tickets: Escalator JSONL (with `expected` labels for `learn`
+    /// and the `agreement` objective of `tune`), or one of the shared data
+    /// sets (the Hadoop priorities, ServiceNow's `made_sla`).
     #[arg(long)]
     pub tickets: PathBuf,
     /// The input format (default: detected from the first line).
     #[arg(long, value_enum)]
     pub format: Option<crate::replay::Format>,
+}
+
+impl History {
+    /// The format given, or the one the file's first line shows.
+    pub fn format(&self) -> Result<crate::replay::Format> {
+        match self.format {
+            Some(f) => Ok(f),
+            None => crate::replay::Format::detect(&self.tickets),
+        }
+    }
+}
+
+/// `escalator replay ...`
+#[derive(Debug, clap::Args)]
+pub struct ReplayArgs {
+    /// The tickets and their format.
+    #[command(flatten)]
+    pub history: History,
     /// Plugin directories overlaying the built-in set (by name).
     #[arg(long)]
     pub plugins: Option<PathBuf>,
@@ -37,10 +57,7 @@ pub(super) fn replay(cli: &Cli, matrix: &Matrix, args: &ReplayArgs) -> Result<i3
         cache_dir: cache_dir(cli),
         ..RuntimeConfig::default()
     })?;
-    let format = match args.format {
-        Some(f) => f,
-        None => replay::Format::detect(&args.tickets)?,
-    };
+    let format = args.history.format()?;
     let set_of = |dir: Option<&Path>| {
         let dir = dir.filter(|d| d.as_os_str() != "builtin");
         replay::plugin_set(&runtime, matrix, dir)
@@ -67,7 +84,7 @@ pub(super) fn replay(cli: &Cli, matrix: &Matrix, args: &ReplayArgs) -> Result<i3
     let mut changes: Vec<serde_json::Value> = Vec::new();
     let mut changed = 0usize;
     let mut done = 0usize;
-    replay::read(&args.tickets, format, args.limit, 512, |cases| {
+    replay::read(&args.history.tickets, format, args.limit, 512, |cases| {
         let results = replay::replay_batch(&offline(&set), &cases);
         agg.add(&results);
         if let Some(other) = &other {
@@ -100,7 +117,7 @@ pub(super) fn replay(cli: &Cli, matrix: &Matrix, args: &ReplayArgs) -> Result<i3
     out!(
         "{} tickets from {} ({format:?}) in {secs:.1} s: {:.0} tickets/s, {} evaluations, {} plugin errors",
         report.tickets,
-        args.tickets.display(),
+        args.history.tickets.display(),
         report.tickets_per_second,
         report.evaluations,
         report.plugin_errors

@@ -5,13 +5,9 @@ use super::*;
 /// `escalator tune ...`
 #[derive(Debug, clap::Args)]
 pub struct TuneArgs {
-    /// The history: Escalator JSONL with `expected`, or one of the shared
-    /// data sets (ServiceNow's `made_sla` for `--objective sla`).
-    #[arg(long)]
-    pub tickets: PathBuf,
-    /// The input format (default: detected from the first line).
-    #[arg(long, value_enum)]
-    pub format: Option<crate::replay::Format>,
+    /// The history searched and reported on.
+    #[command(flatten)]
+    pub history: super::replay::History,
     /// Plugin directories overlaying the built-in set (by name): the
     /// plugins whose settings are tuned, and the rest of the set.
     #[arg(long)]
@@ -88,13 +84,10 @@ pub(super) fn tune(cli: &Cli, matrix: &Matrix, args: &TuneArgs) -> Result<i32> {
         cache_dir: cache_dir(cli),
         ..RuntimeConfig::default()
     })?;
-    let format = match args.format {
-        Some(f) => f,
-        None => replay::Format::detect(&args.tickets)?,
-    };
+    let format = args.history.format()?;
     let base = replay::plugins(&runtime, matrix, args.plugins.as_deref())?;
     let mut cases = Vec::new();
-    replay::read(&args.tickets, format, args.limit, 4096, |b| {
+    replay::read(&args.history.tickets, format, args.limit, 4096, |b| {
         cases.extend(b);
         Ok(())
     })?;

@@ -309,7 +309,8 @@ mod tests {
                 if stuck {
                     std::thread::sleep(Duration::from_secs(2));
                 }
-                let super::super::Pre::Trigger(pre) = p.pre() else {
+                let code = p.code().map_err(CallError::Instantiate)?;
+                let super::super::Pre::Trigger(pre) = &code.pre else {
                     unreachable!("a trigger")
                 };
                 pre.instantiate(&mut *store)

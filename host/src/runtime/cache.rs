@@ -95,14 +95,46 @@ impl ArtifactCache {
         Ok((component, Origin::Compiled))
     }
 
-    /// Drop the compiled artifact of `digest`, if there is one.
+    /// Drop the compiled artifact of `digest` and its kept bytes, if any.
     pub fn remove(&self, digest: &str) {
-        let path = self.path_for(digest);
-        if let Err(e) = std::fs::remove_file(&path)
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            tracing::warn!(path = %path.display(), error = %e, "could not remove a cached artifact");
+        for path in [self.path_for(digest), self.wasm_path(digest)] {
+            if let Err(e) = std::fs::remove_file(&path)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(path = %path.display(), error = %e, "could not remove a cached artifact");
+            }
         }
+    }
+
+    fn wasm_path(&self, digest: &str) -> PathBuf {
+        self.dir.join(format!("{digest}.wasm"))
+    }
+
+    /// Keep a component's bytes beside its artifact (once), so its code can
+    /// be loaded again after it was dropped from memory, even if the
+    /// artifact is gone.
+    pub fn keep_wasm(&self, digest: &str, wasm: &[u8]) -> std::io::Result<()> {
+        let path = self.wasm_path(digest);
+        if path.is_file() {
+            return Ok(());
+        }
+        std::fs::create_dir_all(&self.dir)?;
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        std::fs::write(&tmp, wasm)?;
+        std::fs::rename(&tmp, &path)
+    }
+
+    /// The bytes kept by [`ArtifactCache::keep_wasm`], checked against
+    /// their digest.
+    pub fn kept_wasm(&self, digest: &str) -> std::io::Result<Vec<u8>> {
+        let wasm = std::fs::read(self.wasm_path(digest))?;
+        if wasm_digest(&wasm) != digest {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "the kept bytes do not match their digest",
+            ));
+        }
+        Ok(wasm)
     }
 
     /// Write atomically: a crash mid-write leaves no half artifact behind.

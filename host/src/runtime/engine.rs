@@ -14,6 +14,11 @@ pub struct RuntimeConfig {
     /// compiles (see [`super::functions`]); 0 turns the function cache off.
     /// With a `cache_dir`, they are also kept on disk under `functions/`.
     pub function_cache_bytes: usize,
+    /// The most compiled code (bytes of compiled images) kept in memory;
+    /// beyond it the least recently used is dropped and loaded again from
+    /// the artifact cache when next called. 0 (the default) keeps every
+    /// loaded plugin's code; needs a `cache_dir`.
+    pub resident_code_bytes: usize,
     /// How often the epoch advances: the granularity of call deadlines.
     pub epoch_tick: Duration,
     /// How many plugin instances may be alive at once (pool slots).
@@ -39,6 +44,7 @@ impl Default for RuntimeConfig {
             // A Python plugin's CPython is about 20 MiB of compiled
             // functions; room for it, SpiderMonkey and the Rust plugins.
             function_cache_bytes: 64 << 20,
+            resident_code_bytes: 0,
             // 5 ms: a deadline overshoots by at most one tick, and the ticker
             // thread costs nothing measurable.
             epoch_tick: Duration::from_millis(5),

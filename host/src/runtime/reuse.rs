@@ -14,7 +14,11 @@ impl Runtime {
         ticket: &wit::Ticket,
         ctx: &wit::Context,
     ) -> Outcome<wit::Evaluation> {
-        let Pre::Trigger(pre) = plugin.pre() else {
+        let code = match plugin.code() {
+            Ok(code) => code,
+            Err(e) => return super::unavailable(plugin, &e),
+        };
+        let Pre::Trigger(pre) = &code.pre else {
             return wrong_kind(plugin, Kind::Trigger);
         };
         let seed = seed(&ticket.id, ctx.now);
@@ -49,7 +53,8 @@ impl Runtime {
     /// Instantiate `plugin` once for [`ReusedTrigger::evaluate`].
     #[doc(hidden)]
     pub fn reused_trigger(&self, plugin: &Plugin) -> anyhow::Result<ReusedTrigger> {
-        let Pre::Trigger(pre) = plugin.pre() else {
+        let code = plugin.code()?;
+        let Pre::Trigger(pre) = &code.pre else {
             anyhow::bail!("{} is not a trigger", plugin.id)
         };
         let l = plugin.limits;

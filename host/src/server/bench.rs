@@ -100,6 +100,7 @@ impl BenchServer {
             manual_clock: None,
             shares,
             ceiling,
+            resident_code_bytes: 0,
         };
         let server = build_off_runtime(&config, matrix).await?;
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
@@ -200,6 +201,7 @@ pub fn bench(args: &BenchArgs, matrix: &Matrix) -> Result<i32> {
             if args.database.is_some() { "PostgreSQL" } else { "SQLite WAL" }
         );
         let started = std::time::Instant::now();
+        let cpu_before = crate::bench::process_cpu();
         let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let mut tasks = tokio::task::JoinSet::new();
         for _ in 0..args.concurrency {
@@ -262,6 +264,9 @@ pub fn bench(args: &BenchArgs, matrix: &Matrix) -> Result<i32> {
             errors += e;
         }
         let elapsed = started.elapsed();
+        let cpu = crate::bench::process_cpu()
+            .zip(cpu_before)
+            .map(|(after, before)| after.saturating_sub(before));
         let lat = crate::bench::Sample::from_ms(
             lat.iter().map(|d| d.as_secs_f64() * 1000.0).collect(),
         );
@@ -276,6 +281,13 @@ pub fn bench(args: &BenchArgs, matrix: &Matrix) -> Result<i32> {
             pct(0.99),
             pct(1.0)
         );
+        if let Some(cpu) = cpu {
+            println!(
+                "CPU: {:.2} s, {:.0} µs per event (the server and this benchmark's HTTP clients: one process)",
+                cpu.as_secs_f64(),
+                cpu.as_secs_f64() * 1e6 / lat.len().max(1) as f64
+            );
+        }
         Ok(if errors == 0 { 0 } else { 1 })
     })
 }

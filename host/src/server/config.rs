@@ -115,6 +115,10 @@ pub struct PluginsConfig {
     pub max_output_bytes: Option<usize>,
     /// The largest log per call, bytes (default 1 MiB).
     pub max_log_bytes: Option<usize>,
+    /// The most compiled plugin code kept in memory, MiB (default: all of
+    /// it); beyond it the least recently used is loaded again from the
+    /// artifact cache at its next call.
+    pub resident_code_mib: Option<usize>,
 }
 
 impl PluginsConfig {
@@ -378,6 +382,8 @@ pub struct ServeConfig {
     pub shares: crate::runtime::shares::SharesConfig,
     /// What a manifest may ask for.
     pub ceiling: crate::runtime::Limits,
+    /// The most compiled code kept in memory, bytes (0: all).
+    pub resident_code_bytes: usize,
 }
 
 impl ServeConfig {
@@ -474,6 +480,47 @@ impl ServeConfig {
             manual_clock,
             shares,
             ceiling,
+            resident_code_bytes: file.plugins.resident_code_mib.unwrap_or(0) << 20,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_file_sets_the_cache_directory_and_the_resident_code_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("escalator.toml"),
+            "cache-dir = \"/var/cache/escalator\"\n[plugins]\nresident-code-mib = 8\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            data_dir: Some(dir.path().into()),
+            ..Default::default()
+        };
+        let c = ServeConfig::resolve(&args).unwrap();
+        assert_eq!(c.resident_code_bytes, 8 << 20);
+        assert_eq!(c.cache_dir, PathBuf::from("/var/cache/escalator"));
+        // The command line's --cache-dir wins over the file.
+        let flag = ServeArgs {
+            cache_dir: Some("/tmp/elsewhere".into()),
+            ..args
+        };
+        assert_eq!(
+            ServeConfig::resolve(&flag).unwrap().cache_dir,
+            PathBuf::from("/tmp/elsewhere")
+        );
+        // Neither: DATA_DIR/cache, and all code kept.
+        let empty = tempfile::tempdir().unwrap();
+        let c = ServeConfig::resolve(&ServeArgs {
+            data_dir: Some(empty.path().into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(c.cache_dir, empty.path().join("cache"));
+        assert_eq!(c.resident_code_bytes, 0);
     }
 }

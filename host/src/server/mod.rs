@@ -54,6 +54,7 @@ pub fn build(config: &ServeConfig, matrix: &Matrix) -> Result<Server> {
         cache_dir: Some(config.cache_dir.clone()),
         shares: config.shares,
         ceiling: config.ceiling,
+        resident_code_bytes: config.resident_code_bytes,
         ..RuntimeConfig::default()
     })?);
     let store = config.database.open(config.durability)?;

@@ -1,27 +1,11 @@
 //! The real `escalator` binary: `plugin run`, `plugin inspect`, `demo`.
 
-use crate::support::guest_dir;
+use crate::support::{cli as escalator, guest_dir, text};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::OnceLock;
+use std::process::Output;
 
 fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples")
-}
-
-/// A cache directory shared by this process's CLI runs.
-fn cache() -> &'static Path {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| tempfile::tempdir().unwrap()).path()
-}
-
-fn escalator(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_escalator"))
-        .arg("--cache-dir")
-        .arg(cache())
-        .args(args)
-        .output()
-        .expect("the escalator binary runs")
 }
 
 fn stdout_json(out: &Output) -> serde_json::Value {
@@ -32,14 +16,6 @@ fn stdout_json(out: &Output) -> serde_json::Value {
             String::from_utf8_lossy(&out.stderr)
         )
     })
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// A plugin directory holding the hostile guest with `manifest_extra`.
@@ -355,7 +331,30 @@ fn bench_memory_registers_tenants_plugins_and_says_what_each_costs() {
         assert!(t.contains("KiB per plugin"), "{t}");
         assert!(t.contains("2 plugins evaluated once each"), "{t}");
     }
+    let out = escalator(&[
+        "bench-memory",
+        "--tenants",
+        "3",
+        "--plugins",
+        "2",
+        "--distinct",
+        "--resident-mib",
+        "1",
+    ]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("resident code:"), "{t}");
     let out = escalator(&["bench-memory", "--plugins", "9"]);
     assert!(!out.status.success());
     assert!(text(&out).contains("--plugins: 1 to 5"), "{}", text(&out));
+}
+
+#[test]
+fn bench_serve_reports_throughput_latency_and_cpu_per_event() {
+    let out = escalator(&["bench-serve", "--events", "40", "--concurrency", "2"]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("40 ok, 0 failed"), "{t}");
+    assert!(t.contains("events/s; latency p50"), "{t}");
+    assert!(t.contains("µs per event"), "{t}");
 }

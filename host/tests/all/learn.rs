@@ -4,24 +4,10 @@
 
 use crate::lifecycle::upload_body;
 use crate::serve::Escalator;
+use crate::support::{cli as escalator, text};
 use serde_json::{Value, json};
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn escalator(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_escalator"))
-        .args(args)
-        .output()
-        .expect("the escalator binary runs")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
+use std::process::Command;
 
 /// 240 labelled tickets, an hour apart: what each class says, among words
 /// every class uses.

@@ -560,3 +560,78 @@ fn plugins_loaded_from_the_same_bytes_share_their_code_while_one_is_loaded() {
         Origin::Cached
     );
 }
+
+#[test]
+fn code_beyond_the_resident_budget_is_dropped_and_loaded_again_when_called() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = Runtime::new(RuntimeConfig {
+        cache_dir: Some(dir.path().to_path_buf()),
+        // Smaller than any component: only the code used last stays.
+        resident_code_bytes: 1,
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    let load = |name: &str| {
+        let b = registry::builtin(name).unwrap();
+        registry::load_parts(
+            &runtime,
+            b.manifest,
+            std::path::Path::new(name),
+            b.wasm,
+            name.into(),
+        )
+        .unwrap()
+    };
+    let phrases = load("phrases");
+    let sentiment = load("sentiment");
+    let r = runtime.resident_code();
+    assert_eq!((r.components, r.budget), (1, 1), "{r:?}");
+    let t = std::sync::Arc::new(contract::ticket(&ticket("x", &["my lawyer will call"])));
+    let call = |p: &escalator::registry::LoadedPlugin| {
+        runtime.evaluate(&p.plugin, &t, &ctx(&p.config_json)).result
+    };
+    // Each call finds its code (loaded again when it was dropped).
+    for _ in 0..3 {
+        assert_eq!(call(&phrases).unwrap().signals[0].key, "phrases:critical");
+        assert!(call(&sentiment).is_ok());
+    }
+    assert_eq!(runtime.resident_code().components, 1);
+    // The artifact gone (a cleaned cache): compiled again from the bytes
+    // kept beside it.
+    let digest = phrases.plugin.digest().to_string();
+    for f in files_under(dir.path()) {
+        let name = f.file_name().unwrap().to_string_lossy().to_string();
+        if name.starts_with(&digest) && name.ends_with(".cwasm") {
+            std::fs::remove_file(f).unwrap();
+        }
+    }
+    assert_eq!(call(&phrases).unwrap().signals[0].key, "phrases:critical");
+    // Bytes and artifact both gone: the call fails with an error that says
+    // so; the other plugin is not affected.
+    assert!(call(&sentiment).is_ok());
+    for f in files_under(dir.path()) {
+        let name = f.file_name().unwrap().to_string_lossy().to_string();
+        if name.starts_with(&digest) {
+            std::fs::remove_file(f).unwrap();
+        }
+    }
+    let err = call(&phrases).unwrap_err().to_string();
+    assert!(err.contains("no longer kept"), "{err}");
+    assert!(call(&sentiment).is_ok());
+    // Without a budget every plugin keeps its code.
+    let keep = Runtime::new(RuntimeConfig {
+        cache_dir: Some(dir.path().join("other")),
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    let b = registry::builtin("phrases").unwrap();
+    registry::load_parts(
+        &keep,
+        b.manifest,
+        std::path::Path::new("p"),
+        b.wasm,
+        "p".into(),
+    )
+    .unwrap();
+    assert_eq!(keep.resident_code().budget, 0);
+}

@@ -10,6 +10,27 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 /// The directory holding the test guests' components.
+/// The `escalator` binary with `args`, compiled plugins cached in a
+/// directory this process's runs share (not the user's own cache).
+pub fn cli(args: &[&str]) -> std::process::Output {
+    static CACHE: OnceLock<tempfile::TempDir> = OnceLock::new();
+    std::process::Command::new(env!("CARGO_BIN_EXE_escalator"))
+        .arg("--cache-dir")
+        .arg(CACHE.get_or_init(|| tempfile::tempdir().unwrap()).path())
+        .args(args)
+        .output()
+        .expect("the escalator binary runs")
+}
+
+/// A command's stdout then stderr, as text.
+pub fn text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 pub fn guest_dir() -> PathBuf {
     PathBuf::from(env!("ESCALATOR_TEST_GUESTS"))
 }

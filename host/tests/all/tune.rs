@@ -2,24 +2,9 @@
 //! the ServiceNow incidents, reported on the later part, written as a
 //! plugin directory that replays.
 
+use crate::support::{cli as escalator, text};
 use serde_json::Value;
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn escalator(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_escalator"))
-        .args(args)
-        .output()
-        .expect("the escalator binary runs")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 #[test]
 fn sla_targets_are_searched_on_earlier_incidents_and_reported_on_later_ones() {
