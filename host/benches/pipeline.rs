@@ -1,11 +1,12 @@
 //! The whole default pipeline per event, as the server decides it: the
 //! nine default plugins (seven triggers, the `skills` router, the `tiered`
 //! notifier) on a ticket that escalates, so the decision makes every call:
-//! the triggers, the router, the notifier, and the triggers again on the
-//! ticket as it then stands (16 calls).
+//! the triggers, the router, the notifier, and the triggers that depend on
+//! the escalation again on the ticket as it then stands (10 calls).
 //!
 //! - `decide/fresh`: [`pipeline::decide`], each call in a fresh instance
-//!   (what the server does);
+//!   (what the server does); after the escalation only the triggers that
+//!   depend on it (`depends-on-escalation`, here `sla`) are asked again;
 //! - `triggers/fresh`: the seven triggers alone, as one batch;
 //! - `triggers/reused`: the seven triggers on live instances (no
 //!   instantiation), for what instantiation costs;
@@ -229,6 +230,9 @@ type PlanFn = Box<
 
 struct Native {
     triggers: Vec<TriggerFn>,
+    /// Per trigger: asked again after an escalation (its manifest's
+    /// `depends-on-escalation`), as the pipeline does.
+    again: Vec<bool>,
     route: RouteFn,
     plan: PlanFn,
 }
@@ -303,6 +307,11 @@ impl Native {
         let nc = ctx(set, "tiered", now);
         Native {
             triggers,
+            again: set
+                .triggers
+                .iter()
+                .map(|p| p.manifest.depends_on_escalation)
+                .collect(),
             route: Box::new(move |t, e, r| {
                 <escalator_plugin_skills::Skills as guest::Router>::route(t, e, r, &rc).unwrap()
             }),
@@ -321,11 +330,8 @@ impl Native {
         now: chrono::DateTime<chrono::Utc>,
     ) -> usize {
         let ticket = g_ticket(&contract::ticket(&state.ticket));
-        let signals: Vec<guest::Signal> = self
-            .triggers
-            .iter()
-            .flat_map(|f| f(&ticket).signals)
-            .collect();
+        let first: Vec<guest::Evaluation> = self.triggers.iter().map(|f| f(&ticket)).collect();
+        let signals: Vec<guest::Signal> = first.iter().flat_map(|e| e.signals.clone()).collect();
         let Some(tier) = signals
             .iter()
             .filter(|s| s.action == guest::SignalAction::Escalate)
@@ -350,7 +356,15 @@ impl Native {
         let again: usize = self
             .triggers
             .iter()
-            .map(|f| f(&planned).signals.len())
+            .zip(&self.again)
+            .zip(&first)
+            .map(|((f, again), first)| {
+                if *again {
+                    f(&planned).signals.len()
+                } else {
+                    first.signals.len()
+                }
+            })
             .sum();
         plan.steps.len() + again
     }
@@ -425,7 +439,7 @@ fn bench(c: &mut Criterion) {
         let d = pipeline::decide(&ask, &state, &fired);
         let e = d.escalation.as_ref().expect("the bench ticket escalates");
         assert!(e.plan.is_some(), "the notifier planned");
-        assert_eq!(d.runs.len(), 16, "every call made");
+        assert_eq!(d.runs.len(), 10, "7 triggers, router, notifier, sla again");
         assert!(d.runs.iter().all(|r| r.error.is_none()), "{:?}", d.runs);
         assert!(native.decide(&state, &roster, now) > 0);
         // PIPELINE_RUNS=1: each call's time and fuel in one decision.

@@ -9,6 +9,9 @@
 //! mode = "active"             # active | shadow | disabled
 //! component = "phrases.wasm"  # default: the only .wasm beside the manifest;
 //!                               # "builtin:NAME" reuses a built-in component
+//! depends-on-escalation = true # triggers: false when the answer never
+//!                               # depends on the ticket's tier, assignee or
+//!                               # system messages (see below)
 //!
 //! [limits]                    # every key optional; defaults shown
 //! fuel = 100_000_000
@@ -142,6 +145,15 @@ pub struct Manifest {
     /// What a failed call means.
     #[serde(default)]
     pub on_error: ErrorPolicy,
+    /// Triggers: whether the answer may depend on what an escalation
+    /// changes in the ticket (its tier, its assignee, the system message
+    /// that notes it). After an escalation the host asks the triggers again
+    /// on the ticket as it then stands (for the new tier's clocks); a
+    /// trigger that says `false` here gave its answer already, and that
+    /// answer is used again instead of a second call. A wrong `false` only
+    /// costs its own tenant a wake-up; the default is `true`.
+    #[serde(default = "yes")]
+    pub depends_on_escalation: bool,
     /// The plugin's own configuration.
     #[serde(default)]
     pub config: toml::Table,
@@ -156,6 +168,10 @@ pub struct ManifestError {
     pub path: PathBuf,
     /// What is wrong.
     pub message: String,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn valid_name(name: &str) -> bool {
@@ -201,6 +217,12 @@ impl Manifest {
             )));
         }
         m.limits().map_err(err)?;
+        if !m.depends_on_escalation && m.kind != Kind::Trigger {
+            return Err(err(format!(
+                "depends-on-escalation = false: only a trigger is asked again after an escalation; remove it from this {}",
+                m.kind
+            )));
+        }
         if let Some(c) = &m.component
             && !c.starts_with("builtin:")
             && (c.contains('/') || c.contains('\\') || !c.ends_with(".wasm"))
@@ -306,11 +328,22 @@ mod tests {
         let m = parse(MINIMAL).unwrap();
         assert_eq!(m.mode, Mode::Active);
         assert_eq!(m.on_error, ErrorPolicy::Ignore);
+        assert!(m.depends_on_escalation, "asked again unless it says not");
         assert_eq!(m.limits().unwrap(), Limits::default());
         assert_eq!(
             m.config_json(&crate::matrix::Matrix::default_matrix()),
             "{}"
         );
+    }
+
+    #[test]
+    fn only_a_trigger_may_say_it_does_not_depend_on_the_escalation() {
+        let m = parse(&format!("{MINIMAL}depends-on-escalation = false\n")).unwrap();
+        assert!(!m.depends_on_escalation);
+        let router = MINIMAL.replace("trigger", "router");
+        let e = parse(&format!("{router}depends-on-escalation = false\n")).unwrap_err();
+        assert!(e.contains("only a trigger"), "{e}");
+        parse(&format!("{router}depends-on-escalation = true\n")).unwrap();
     }
 
     #[test]

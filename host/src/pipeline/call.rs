@@ -178,7 +178,7 @@ fn call_after(
 /// its deadline is made again on its own, as [`call`] does.
 pub fn triggers(
     runtime: &Runtime,
-    plugins: &[LoadedPlugin],
+    plugins: &[&LoadedPlugin],
     input: &Input,
     deadlines: Deadlines,
 ) -> Vec<Called> {

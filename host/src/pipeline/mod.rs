@@ -191,32 +191,77 @@ struct Findings {
     signals: Vec<model::Signal>,
     shadow_signals: Vec<model::Signal>,
     wake_at: Option<DateTime<Utc>>,
+    /// What each trigger of the set said, in order: kept so that the
+    /// round after an escalation can use again the answers of triggers that
+    /// do not depend on it.
+    said: Vec<Said>,
 }
 
-/// Run every trigger of the set and compose; each call goes in `runs`.
-fn run_triggers(ask: &Ask<'_>, input: &Input, runs: &mut Vec<PluginRun>) -> Findings {
+/// One trigger's part in the findings.
+#[derive(Debug, Clone)]
+enum Said {
+    /// Its evaluation.
+    Evaluation(model::Evaluation),
+    /// It failed; the signal its error policy made of that, if any.
+    Failed(Option<model::Signal>),
+}
+
+/// Run the triggers of the set and compose; each call goes in `runs`.
+/// With `earlier` (what each trigger said before an escalation), a
+/// trigger whose manifest says it does not depend on the escalation is not
+/// called: its earlier answer stands.
+fn run_triggers(
+    ask: &Ask<'_>,
+    input: &Input,
+    earlier: Option<&[Said]>,
+    runs: &mut Vec<PluginRun>,
+) -> Findings {
+    let reused = |i: usize| {
+        let p = &ask.set.triggers[i];
+        earlier
+            .filter(|_| !p.manifest.depends_on_escalation)
+            .and_then(|e| e.get(i).cloned())
+    };
+    let mut said: Vec<Option<Said>> = (0..ask.set.triggers.len()).map(reused).collect();
+    let asked: Vec<&LoadedPlugin> = ask
+        .set
+        .triggers
+        .iter()
+        .zip(&said)
+        .filter(|(_, s)| s.is_none())
+        .map(|(p, _)| p)
+        .collect();
+    let mut called = call::triggers(ask.runtime, &asked, input, ask.deadlines).into_iter();
+    for (p, slot) in ask.set.triggers.iter().zip(&mut said) {
+        if slot.is_some() {
+            continue;
+        }
+        let Some(called) = called.next() else { break };
+        *slot = Some(match call::record(p, called, runs) {
+            Ok(Output::Evaluation(evaluation)) => Said::Evaluation(evaluation),
+            Ok(_) => Said::Failed(None),
+            Err(e) => Said::Failed(call::policy_signal(p, &e)),
+        });
+    }
     let mut f = Findings::default();
-    let called = call::triggers(ask.runtime, &ask.set.triggers, input, ask.deadlines);
-    for (p, called) in ask.set.triggers.iter().zip(called) {
+    for (p, s) in ask.set.triggers.iter().zip(said) {
+        let s = s.unwrap_or(Said::Failed(None));
         let shadow = p.manifest.mode == Mode::Shadow;
-        match call::record(p, called, runs) {
-            Ok(Output::Evaluation(evaluation)) if shadow => {
-                f.shadow_signals.extend(evaluation.signals)
+        match &s {
+            Said::Evaluation(evaluation) if shadow => {
+                f.shadow_signals.extend(evaluation.signals.iter().cloned())
             }
-            Ok(Output::Evaluation(evaluation)) => {
-                f.signals.extend(evaluation.signals);
+            Said::Evaluation(evaluation) => {
+                f.signals.extend(evaluation.signals.iter().cloned());
                 f.wake_at = match (f.wake_at, evaluation.wake_at) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
                 };
             }
-            Ok(_) => {}
-            Err(e) => {
-                if let (false, Some(s)) = (shadow, call::policy_signal(p, &e)) {
-                    f.signals.push(s);
-                }
-            }
+            Said::Failed(Some(signal)) if !shadow => f.signals.push(signal.clone()),
+            Said::Failed(_) => {}
         }
+        f.said.push(s);
     }
     f.tier = compose(&f.signals);
     f
@@ -275,7 +320,8 @@ pub fn decide(ask: &Ask<'_>, state: &TicketState, fired: &BTreeSet<String>) -> D
     // ticket escalates and is routed.
     let input = Input::new(ticket, &[], ask.now, ask.event);
     let mut runs = Vec::new();
-    let f = run_triggers(ask, &input, &mut runs);
+    let mut f = run_triggers(ask, &input, None, &mut runs);
+    let said = std::mem::take(&mut f.said);
     let fresh: Vec<model::Signal> = f
         .signals
         .iter()
@@ -346,9 +392,10 @@ pub fn decide(ask: &Ask<'_>, state: &TicketState, fired: &BTreeSet<String>) -> D
     // The triggers again on the ticket as it now stands (the new tier, the
     // escalation's note): the new tier's clocks start now, and their next
     // threshold is the ticket's wake-up. In this decision, not a second
-    // one: a big ticket is read and written once.
+    // one: a big ticket is read and written once. Triggers that do not
+    // depend on the escalation keep their first answer.
     planned.messages.push(note.clone());
-    let again = run_triggers(ask, &input.with_ticket(&planned), &mut runs);
+    let again = run_triggers(ask, &input.with_ticket(&planned), Some(&said), &mut runs);
     decision.wake = if again.tier > Some(tier) {
         // Higher still at once (rare): decide again now.
         Some(ask.now)
@@ -430,6 +477,137 @@ mod tests {
             target_skill: None,
             target_queue: None,
         }
+    }
+
+    /// Each default trigger that says it does not depend on the escalation
+    /// answers every one of its fixtures' tickets the same before and after
+    /// one (a tier, an assignee, the escalation's note): its first answer
+    /// may stand.
+    #[test]
+    fn triggers_that_do_not_depend_on_the_escalation_answer_the_same_after_one() {
+        use crate::runtime::{RuntimeConfig, inspect::Kind};
+        let runtime = Runtime::new(RuntimeConfig::default()).unwrap();
+        let matrix = crate::matrix::Matrix::default_matrix();
+        let plugins = crate::replay::plugins(&runtime, &matrix, None).unwrap();
+        let src = std::path::Path::new(env!("ESCALATOR_PLUGINS_SRC"));
+        let answer = |p: &LoadedPlugin, t: &model::Ticket, now, event| {
+            let input = Input::new(t, &[], now, event);
+            let c = call(
+                &runtime,
+                &p.plugin,
+                &p.config_json,
+                Call::Trigger,
+                &input,
+                Deadlines::Retried,
+            );
+            c.result
+                .map(|o| serde_json::to_value(o).unwrap())
+                .map_err(|e| e.to_string())
+        };
+        let mut independent = Vec::new();
+        let mut checked = 0;
+        for p in &plugins {
+            if p.manifest.kind != Kind::Trigger || p.manifest.depends_on_escalation {
+                continue;
+            }
+            independent.push(p.manifest.name.clone());
+            let fixtures = crate::registry::fixtures::read(&src.join(&p.manifest.name)).unwrap();
+            assert!(!fixtures.is_empty(), "{} has fixtures", p.manifest.name);
+            for f in &fixtures {
+                let now = f
+                    .now
+                    .unwrap_or(f.ticket.created_at + chrono::Duration::hours(1));
+                let before = answer(p, &f.ticket, now, f.event);
+                for tier in [Tier::Medium, Tier::Critical] {
+                    let mut after = f.ticket.clone();
+                    after.tier = Some(tier);
+                    after.assignee = Some("ana".into());
+                    after
+                        .messages
+                        .push(apply::escalation_note(&f.ticket, tier, None, now));
+                    assert_eq!(
+                        answer(p, &after, now, f.event),
+                        before,
+                        "{} on {:?} at {tier:?}",
+                        p.manifest.name,
+                        f.name
+                    );
+                    checked += 1;
+                }
+            }
+        }
+        independent.sort();
+        assert_eq!(
+            independent,
+            [
+                "ai-confidence",
+                "churn-risk",
+                "customer-value",
+                "phrases",
+                "scenario",
+                "sentiment"
+            ]
+        );
+        assert!(checked >= 40, "{checked} cases");
+    }
+
+    /// After an escalation only the triggers that depend on it are asked
+    /// again, and the decision is the one asking every trigger again makes.
+    #[test]
+    fn after_an_escalation_only_the_triggers_that_depend_on_it_are_asked_again() {
+        use crate::runtime::RuntimeConfig;
+        let runtime = Runtime::new(RuntimeConfig::default()).unwrap();
+        let matrix = crate::matrix::Matrix::default_matrix();
+        let plugins = crate::replay::plugins(&runtime, &matrix, None).unwrap();
+        let every: Vec<LoadedPlugin> = plugins
+            .iter()
+            .cloned()
+            .map(|mut p| {
+                std::sync::Arc::make_mut(&mut p.manifest).depends_on_escalation = true;
+                p
+            })
+            .collect();
+        let now: DateTime<Utc> = "2026-11-27T12:00:00Z".parse().unwrap();
+        let ticket: model::Ticket = serde_json::from_value(serde_json::json!({
+            "id": "T-1", "tenant": "acme", "subject": "Charged twice", "category": "billing",
+            "created_at": "2026-11-27T11:00:00Z",
+            "messages": [{"id": "m1", "author": "customer", "sent_at": "2026-11-27T11:00:00Z",
+                          "body": "You charged me twice. This is unacceptable, I will call my lawyer."}],
+            "customer": {"id": "c", "name": "Globex", "plan": "enterprise", "mrr_cents": 900000},
+        }))
+        .unwrap();
+        let state = apply::created(ticket, "acme", now);
+        let targets = matrix.response_targets();
+        let decide_with = |plugins: Vec<LoadedPlugin>| {
+            let set = PluginSet::new(plugins).unwrap();
+            let ask = Ask {
+                runtime: &runtime,
+                set: &set,
+                roster: &[],
+                targets: &targets,
+                now,
+                event: model::EventKind::TicketCreated,
+                deadlines: Deadlines::Retried,
+            };
+            decide(&ask, &state, &BTreeSet::new())
+        };
+        let (fewer, all) = (decide_with(plugins), decide_with(every));
+        let called =
+            |d: &Decision| -> Vec<String> { d.runs.iter().map(|r| r.plugin.clone()).collect() };
+        assert_eq!(all.runs.len(), 16, "{:?}", called(&all));
+        assert_eq!(
+            &called(&fewer)[7..],
+            ["skills@0.1.0", "tiered@0.1.0", "sla@0.1.0"],
+            "the router, the notifier and the one trigger that reads the tier"
+        );
+        assert!(fewer.escalation.is_some());
+        assert!(fewer.wake.is_some(), "sla's clock gives a wake-up");
+        let decided = |d: &Decision| {
+            let mut v = serde_json::to_value(d).unwrap();
+            v.as_object_mut().unwrap().remove("runs");
+            v
+        };
+        assert_eq!(decided(&fewer), decided(&all));
     }
 
     #[test]
