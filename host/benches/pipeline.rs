@@ -17,6 +17,8 @@
 //! On a 1.4 KB ticket (a customer, the AI agent's analysis, five messages)
 //! and a 100 KB one. Run: `cargo bench -p escalator --bench pipeline`.
 
+mod support;
+
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use escalator::matrix::Matrix;
 use escalator::model;
@@ -44,12 +46,7 @@ fn state(bytes: usize) -> model::TicketState {
         .iter()
         .enumerate()
         .map(|(i, line)| {
-            let mut body = String::new();
-            while body.len() + line.len() < per {
-                body.push_str(line);
-                body.push(' ');
-            }
-            body.push_str(line);
+            let body = support::filled(line, per);
             json!({
                 "id": format!("m{i}"),
                 "author": if i % 2 == 0 { "customer" } else { "ai-agent" },

@@ -13,6 +13,8 @@
 //!
 //! Run: `cargo bench -p escalator --bench runtime`.
 
+mod support;
+
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use escalator::model;
 use escalator::pipeline::contract;
@@ -40,12 +42,7 @@ fn ticket(bytes: usize) -> model::Ticket {
         .iter()
         .enumerate()
         .map(|(i, line)| {
-            let mut body = String::new();
-            while body.len() + line.len() < per_message {
-                body.push_str(line);
-                body.push(' ');
-            }
-            body.push_str(line);
+            let body = support::filled(line, per_message);
             model::Message {
                 id: format!("m{i}"),
                 author: if i % 2 == 0 {

@@ -152,7 +152,7 @@ pub struct Manifest {
     /// trigger that says `false` here gave its answer already, and that
     /// answer is used again instead of a second call. A wrong `false` only
     /// costs its own tenant a wake-up; the default is `true`.
-    #[serde(default = "yes")]
+    #[serde(default = "crate::model::yes")]
     pub depends_on_escalation: bool,
     /// The plugin's own configuration.
     #[serde(default)]
@@ -168,10 +168,6 @@ pub struct ManifestError {
     pub path: PathBuf,
     /// What is wrong.
     pub message: String,
-}
-
-fn yes() -> bool {
-    true
 }
 
 fn valid_name(name: &str) -> bool {

@@ -185,6 +185,11 @@ pub struct AiAnalysis {
     pub analyzed_at: Option<DateTime<Utc>>,
 }
 
+/// serde's default for a flag that is on unless it is said to be off.
+pub(crate) fn yes() -> bool {
+    true
+}
+
 fn default_tenant() -> String {
     "default".into()
 }

@@ -34,11 +34,8 @@ impl Api {
                     component_base64: std::borrow::Cow<'a, str>,
                     #[serde(default)]
                     fixtures: Vec<crate::registry::fixtures::Fixture>,
-                    #[serde(default = "yes")]
+                    #[serde(default = "crate::model::yes")]
                     activate: bool,
-                }
-                fn yes() -> bool {
-                    true
                 }
                 let raw = self.raw_body(req, self.max_upload_bytes).await?;
                 let UploadBody {

@@ -31,12 +31,8 @@ pub struct WriteBack {
     #[serde(default)]
     pub admin_id: Option<String>,
     /// Post the line for the customer as a public reply (default true).
-    #[serde(default = "yes")]
+    #[serde(default = "crate::model::yes")]
     pub public_reply: bool,
-}
-
-fn yes() -> bool {
-    true
 }
 
 /// One request to a desk.

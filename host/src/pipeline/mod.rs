@@ -191,10 +191,10 @@ struct Findings {
     signals: Vec<model::Signal>,
     shadow_signals: Vec<model::Signal>,
     wake_at: Option<DateTime<Utc>>,
-    /// What each trigger of the set said, in order: kept so that the
-    /// round after an escalation can use again the answers of triggers that
-    /// do not depend on it.
-    said: Vec<Said>,
+    /// What each trigger of the set said, in order, kept (in the first
+    /// round only) for the triggers that do not depend on an escalation, so
+    /// that the round after one can use their answers again.
+    said: Vec<Option<Said>>,
 }
 
 /// One trigger's part in the findings.
@@ -213,15 +213,10 @@ enum Said {
 fn run_triggers(
     ask: &Ask<'_>,
     input: &Input,
-    earlier: Option<&[Said]>,
+    earlier: Option<&[Option<Said>]>,
     runs: &mut Vec<PluginRun>,
 ) -> Findings {
-    let reused = |i: usize| {
-        let p = &ask.set.triggers[i];
-        earlier
-            .filter(|_| !p.manifest.depends_on_escalation)
-            .and_then(|e| e.get(i).cloned())
-    };
+    let reused = |i: usize| earlier.and_then(|e| e.get(i).cloned().flatten());
     let mut said: Vec<Option<Said>> = (0..ask.set.triggers.len()).map(reused).collect();
     let asked: Vec<&LoadedPlugin> = ask
         .set
@@ -246,22 +241,21 @@ fn run_triggers(
     let mut f = Findings::default();
     for (p, s) in ask.set.triggers.iter().zip(said) {
         let s = s.unwrap_or(Said::Failed(None));
+        let kept = (earlier.is_none() && !p.manifest.depends_on_escalation).then(|| s.clone());
+        f.said.push(kept);
         let shadow = p.manifest.mode == Mode::Shadow;
-        match &s {
-            Said::Evaluation(evaluation) if shadow => {
-                f.shadow_signals.extend(evaluation.signals.iter().cloned())
-            }
+        match s {
+            Said::Evaluation(evaluation) if shadow => f.shadow_signals.extend(evaluation.signals),
             Said::Evaluation(evaluation) => {
-                f.signals.extend(evaluation.signals.iter().cloned());
+                f.signals.extend(evaluation.signals);
                 f.wake_at = match (f.wake_at, evaluation.wake_at) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
                 };
             }
-            Said::Failed(Some(signal)) if !shadow => f.signals.push(signal.clone()),
+            Said::Failed(Some(signal)) if !shadow => f.signals.push(signal),
             Said::Failed(_) => {}
         }
-        f.said.push(s);
     }
     f.tier = compose(&f.signals);
     f
