@@ -16,6 +16,16 @@
 //!   does), but wait until no normal-lane transaction is waiting, so a
 //!   victim's write queues behind at most the one transaction running,
 //!   never behind a convoy of an attacker's megabyte writes.
+//! - **Both cores**: a nice-19 thread still runs beside the others on an
+//!   idle core, and there it takes the memory bandwidth and the shared
+//!   caches a victim's event needs. So low-lane plugin code also pauses
+//!   while any normal-lane work is in progress ([`Gate`]): the wasm stops
+//!   at its next epoch check (the normal lane's arrival advances the
+//!   epoch, so that is at once) and goes on when the normal lane is idle,
+//!   for at most [`LOW_PAUSES_AT_MOST`] per event's calls, the pause not
+//!   counted against a call's own deadline. Low-lane host work that can
+//!   wait (parsing a big body) and low-lane write transactions also wait
+//!   for the normal lane to be idle, each at most as long.
 
 use std::cell::Cell;
 
@@ -31,6 +41,18 @@ pub enum Lane {
 
 thread_local! {
     static CURRENT: Cell<Lane> = const { Cell::new(Lane::Normal) };
+    static PAUSED: Cell<std::time::Duration> = const { Cell::new(std::time::Duration::ZERO) };
+}
+
+/// Note that work on this thread waited `d` for the normal lane (time its
+/// tenant is not charged for; see [`take_paused`]).
+pub fn note_paused(d: std::time::Duration) {
+    PAUSED.with(|p| p.set(p.get().saturating_add(d)));
+}
+
+/// The waits noted on this thread since the last take, and forget them.
+pub fn take_paused() -> std::time::Duration {
+    PAUSED.with(|p| p.replace(std::time::Duration::ZERO))
 }
 
 /// The lane of the work this thread is doing.
@@ -80,6 +102,9 @@ pub fn lower_this_thread() {
 pub struct WriterTurns {
     state: std::sync::Mutex<Turns>,
     freed: std::sync::Condvar,
+    /// Normal-lane work in progress: a low-lane transaction also waits
+    /// while there is any (up to its longest wait).
+    gate: std::sync::OnceLock<std::sync::Arc<Gate>>,
 }
 
 #[derive(Debug, Default)]
@@ -96,6 +121,11 @@ pub const LOW_WAITS_AT_MOST: std::time::Duration = std::time::Duration::from_sec
 pub struct Turn<'a>(&'a WriterTurns);
 
 impl WriterTurns {
+    /// Let low-lane transactions also wait while `gate` is busy (once).
+    pub fn defer_to(&self, gate: std::sync::Arc<Gate>) {
+        let _ = self.gate.set(gate);
+    }
+
     /// Wait for this thread's turn, by its [`current`] lane.
     pub fn take(&self) -> Turn<'_> {
         let lane = current();
@@ -109,21 +139,30 @@ impl WriterTurns {
                 s.normal_waiting -= 1;
             }
             Lane::Low => {
-                let until = std::time::Instant::now() + LOW_WAITS_AT_MOST;
+                let began = std::time::Instant::now();
+                let until = began + LOW_WAITS_AT_MOST;
                 loop {
                     let now = std::time::Instant::now();
-                    if !s.held && (s.normal_waiting == 0 || now >= until) {
+                    let busy = self.gate.get().is_some_and(|g| g.busy());
+                    if !s.held && ((s.normal_waiting == 0 && !busy) || now >= until) {
                         break;
                     }
-                    let wait = until
-                        .saturating_duration_since(now)
-                        .max(std::time::Duration::from_millis(1));
+                    // The gate does not notify this condition: look again
+                    // within a millisecond while it is busy.
+                    let wait = if busy && !s.held {
+                        std::time::Duration::from_millis(1)
+                    } else {
+                        until
+                            .saturating_duration_since(now)
+                            .max(std::time::Duration::from_millis(1))
+                    };
                     s = self
                         .freed
                         .wait_timeout(s, wait)
                         .unwrap_or_else(|e| e.into_inner())
                         .0;
                 }
+                note_paused(began.elapsed());
             }
         }
         s.held = true;
@@ -137,6 +176,93 @@ impl Drop for Turn<'_> {
         s.held = false;
         drop(s);
         self.0.freed.notify_all();
+    }
+}
+
+/// The longest the plugin calls of one low-lane event pause for
+/// normal-lane work, in all (they then run at nice 19 beside it): slowed,
+/// never stopped.
+pub const LOW_PAUSES_AT_MOST: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Normal-lane work in progress, which low-lane plugin code waits for.
+#[derive(Default)]
+pub struct Gate {
+    busy: std::sync::atomic::AtomicUsize,
+    idle_lock: std::sync::Mutex<()>,
+    idle: std::sync::Condvar,
+    /// Called when the normal lane gets busy (advances the engine's epoch,
+    /// so running low-lane calls reach their pause at once).
+    poke: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
+}
+
+impl std::fmt::Debug for Gate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gate")
+            .field("busy", &self.busy())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Normal-lane work in progress while held (see [`Gate::enter`]).
+#[derive(Debug)]
+pub struct Busy(std::sync::Arc<Gate>);
+
+impl Gate {
+    /// Set what is called when the normal lane gets busy (once).
+    pub fn on_busy(&self, poke: Box<dyn Fn() + Send + Sync>) {
+        // A second call keeps the first: one engine per runtime.
+        let _ = self.poke.set(poke);
+    }
+
+    /// Normal-lane work starts; it ends when the guard is dropped.
+    pub fn enter(self: &std::sync::Arc<Self>) -> Busy {
+        use std::sync::atomic::Ordering;
+        if self.busy.fetch_add(1, Ordering::AcqRel) == 0
+            && let Some(poke) = self.poke.get()
+        {
+            poke();
+        }
+        Busy(self.clone())
+    }
+
+    /// Is normal-lane work in progress?
+    pub fn busy(&self) -> bool {
+        self.busy.load(std::sync::atomic::Ordering::Acquire) > 0
+    }
+
+    /// Wait until no normal-lane work is in progress, or `at_most`; how
+    /// long it waited.
+    pub fn wait_idle(&self, at_most: std::time::Duration) -> std::time::Duration {
+        let started = std::time::Instant::now();
+        let until = started + at_most;
+        let mut g = self.idle_lock.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            let now = std::time::Instant::now();
+            if !self.busy() || now >= until {
+                return now - started;
+            }
+            g = self
+                .idle
+                .wait_timeout(g, until - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        if self
+            .0
+            .busy
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel)
+            == 1
+        {
+            // Under the lock: a waiter that saw the gate busy is asleep
+            // before this notification, so it cannot miss it.
+            let _g = self.0.idle_lock.lock().unwrap_or_else(|e| e.into_inner());
+            self.0.idle.notify_all();
+        }
     }
 }
 
@@ -188,6 +314,39 @@ mod tests {
         let order = order.lock().unwrap();
         assert_eq!(order.len(), 4);
         assert_eq!(order[0], "normal", "{order:?}");
+    }
+
+    #[test]
+    fn low_lane_work_waits_for_the_normal_lane_to_be_idle_and_no_longer_than_its_cap() {
+        let gate = Arc::new(Gate::default());
+        let pokes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let p = pokes.clone();
+        gate.on_busy(Box::new(move || {
+            p.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }));
+        // Idle: no wait.
+        assert!(gate.wait_idle(Duration::from_secs(5)) < Duration::from_secs(1));
+        let outer = gate.enter();
+        let inner = gate.enter();
+        assert_eq!(
+            pokes.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "poked when it got busy, once"
+        );
+        let g = gate.clone();
+        let waiter = std::thread::spawn(move || g.wait_idle(Duration::from_secs(30)));
+        std::thread::sleep(Duration::from_millis(100));
+        drop(inner);
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(!waiter.is_finished(), "still busy: still waiting");
+        drop(outer);
+        let waited = waiter.join().unwrap();
+        assert!(waited >= Duration::from_millis(200), "{waited:?}");
+        assert!(waited < Duration::from_secs(30), "{waited:?}");
+        // Busy for ever: the wait ends at its cap.
+        let _held = gate.enter();
+        assert_eq!(pokes.load(std::sync::atomic::Ordering::SeqCst), 2);
+        assert!(gate.wait_idle(Duration::from_millis(50)) >= Duration::from_millis(50));
     }
 
     #[test]

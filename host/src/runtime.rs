@@ -211,6 +211,14 @@ impl Runtime {
             config.shares,
             usize::try_from(config.max_concurrent_instances).unwrap_or(usize::MAX),
         );
+        // Normal-lane work arriving advances the epoch, so running low-lane
+        // calls reach their next epoch check (and pause) at once.
+        let weak = engine.weak();
+        shares.gate().on_busy(Box::new(move || {
+            if let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+            }
+        }));
         let loader = Arc::new(Loader::new(
             engine.clone(),
             linker,
@@ -504,13 +512,52 @@ pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "a panic".into())
 }
 
+/// How a low-lane call pauses for the normal lane ([`crate::lane::Gate`]).
+pub(super) struct Pause {
+    pub gate: Arc<crate::lane::Gate>,
+    /// The running call's pause so far, in nanoseconds, and while it
+    /// pauses all it may still pause: its watchdog adds this to the
+    /// deadline.
+    pub paused: Arc<std::sync::atomic::AtomicU64>,
+    /// What its batch may still pause, in nanoseconds (of
+    /// [`crate::lane::LOW_PAUSES_AT_MOST`]).
+    pub left: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Pause {
+    /// Wait while the normal lane is busy, within what is left; how long.
+    fn wait(&self) -> Duration {
+        use std::sync::atomic::Ordering;
+        if !self.gate.busy() {
+            return Duration::ZERO;
+        }
+        let left = self.left.swap(0, Ordering::AcqRel);
+        if left == 0 {
+            return Duration::ZERO;
+        }
+        // The watchdog allows the whole of it while it lasts.
+        self.paused.fetch_add(left, Ordering::AcqRel);
+        let waited = u64::try_from(self.gate.wait_idle(Duration::from_nanos(left)).as_nanos())
+            .unwrap_or(u64::MAX)
+            .min(left);
+        self.paused.fetch_sub(left - waited, Ordering::AcqRel);
+        self.left.fetch_add(left - waited, Ordering::AcqRel);
+        Duration::from_nanos(waited)
+    }
+}
+
 /// One call in a fresh store: set the limits, run `f`, account, classify.
+///
+/// The deadline is checked at every epoch tick (and whenever the epoch is
+/// advanced early): past its timeout, not counting time paused for the
+/// normal lane, the call is interrupted. A low-lane call (`pause`) waits
+/// there while normal-lane work is in progress.
 fn run_in_store<T: output::Output>(
     engine: &Engine,
     plugin: &Plugin,
-    tick: Duration,
     now: i64,
     seed: u64,
+    pause: Option<Pause>,
     f: impl FnOnce(&Plugin, &mut Store<CallState>) -> Result<Result<T, String>, CallError>,
 ) -> Outcome<T> {
     let limits = plugin.limits;
@@ -518,10 +565,18 @@ fn run_in_store<T: output::Output>(
     let state = CallState::new(now, seed, limits.memory_bytes, limits.log_bytes);
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limiter);
-    let ticks = limits.timeout.as_nanos().div_ceil(tick.as_nanos().max(1));
-    // +1: the current tick may be about to end.
-    store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX).saturating_add(1));
-    store.epoch_deadline_trap();
+    let mut deadline = start + limits.timeout;
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| {
+        if let Some(p) = &pause {
+            deadline += p.wait();
+        }
+        Ok(if Instant::now() >= deadline {
+            wasmtime::UpdateDeadline::Interrupt
+        } else {
+            wasmtime::UpdateDeadline::Continue(1)
+        })
+    });
     let raw = match store.set_fuel(limits.fuel) {
         Ok(()) => f(plugin, &mut store),
         Err(e) => Err(CallError::Instantiate(e)),

@@ -82,7 +82,9 @@ impl Api {
                 let lane = self.engine.runtime.shares().lane(&tenant);
                 let engine = self.engine.clone();
                 blocking(move || {
-                    lane::within(lane, || Ok(engine.desk_delivery(&tenant, desk, &inbound)?))
+                    engine.runtime.shares().within(&tenant, lane, || {
+                        Ok(engine.desk_delivery(&tenant, desk, &inbound)?)
+                    })
                 })
                 .await
             })

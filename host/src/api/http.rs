@@ -238,6 +238,7 @@ pub(super) async fn blocking<T: Send + 'static>(
 /// low-priority call thread for the low one.
 pub(super) async fn blocking_in<T: Send + 'static>(
     runtime: &crate::runtime::Runtime,
+    tenant: &str,
     lane: crate::runtime::shares::Lane,
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
@@ -245,10 +246,16 @@ pub(super) async fn blocking_in<T: Send + 'static>(
         return blocking(f).await;
     }
     let (tx, rx) = tokio::sync::oneshot::channel();
+    // Low-lane host work (parsing a megabyte of JSON) also starts only
+    // when no normal-lane request is in progress, or after the cap.
+    let shares = runtime.shares().clone();
+    let tenant = tenant.to_string();
     runtime
         .run_in_lane(
             lane,
             Box::new(move || {
+                let waited = shares.gate().wait_idle(crate::lane::LOW_PAUSES_AT_MOST);
+                shares.paused(&tenant, waited);
                 let _ = tx.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)));
             }),
         )

@@ -25,7 +25,7 @@ pub use http::{new_token, token_hash};
 use crate::codes;
 use crate::delivery::ChannelSettings;
 use crate::engine::{Engine, EngineError, FeedEvent};
-use crate::lane::{self, Lane};
+use crate::lane::Lane;
 use crate::model::Event;
 use crate::model::{self, AgentStatus};
 use bytes::Bytes;
@@ -280,10 +280,19 @@ impl Api {
             }
         };
         let shares = self.engine.runtime.shares();
-        shares.set_lane(tenant, lane_at(left));
+        let lane = lane_at(left);
+        shares.set_lane(tenant, lane);
+        // While a normal-lane request is in progress, low-lane work waits.
+        let busy = (lane == Lane::Normal).then(|| shares.gate().enter());
         let started = std::time::Instant::now();
         let out = decide.await;
-        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        drop(busy);
+        // Time its work waited for the normal lane is not its work.
+        let took = started.elapsed();
+        let ms = took
+            .saturating_sub(shares.take_paused(tenant, took))
+            .as_secs_f64()
+            * 1000.0;
         let left = self
             .work
             .charge(tenant, ms, q.work_ms_per_second, q.work_burst_ms);
@@ -343,30 +352,36 @@ impl Api {
         req: Request<Incoming>,
         limit: usize,
     ) -> Result<T, ApiError> {
-        self.body_up_to_in(req, limit, Lane::Normal).await
+        self.body_up_to_in(req, limit, "", Lane::Normal).await
     }
 
-    /// [`Self::body`] of a request of a tenant in `lane`: a big body of a
+    /// [`Self::body`] of a request of `tenant` in `lane`: a big body of a
     /// low-lane tenant is parsed on a low-priority thread.
     async fn body_in<T: DeserializeOwned + Send + 'static>(
         &self,
         req: Request<Incoming>,
+        tenant: &str,
         lane: Lane,
     ) -> Result<T, ApiError> {
-        self.body_up_to_in(req, self.max_body_bytes, lane).await
+        self.body_up_to_in(req, self.max_body_bytes, tenant, lane)
+            .await
     }
 
     async fn body_up_to_in<T: DeserializeOwned + Send + 'static>(
         &self,
         req: Request<Incoming>,
         limit: usize,
+        tenant: &str,
         lane: Lane,
     ) -> Result<T, ApiError> {
         let bytes = self.raw_body(req, limit).await?;
         if bytes.len() <= PARSE_INLINE_BYTES {
             return parse_json(&bytes);
         }
-        blocking_in(&self.engine.runtime, lane, move || parse_json(&bytes)).await
+        blocking_in(&self.engine.runtime, tenant, lane, move || {
+            parse_json(&bytes)
+        })
+        .await
     }
 
     /// The body's bytes, at most `limit`, within the body timeout.

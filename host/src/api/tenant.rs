@@ -318,9 +318,9 @@ impl Api {
                 let out = self
                     .metered(&tenant.clone(), async {
                         let lane = engine.runtime.shares().lane(&tenant);
-                        let t: model::Ticket = self.body_in(req, lane).await?;
+                        let t: model::Ticket = self.body_in(req, &tenant, lane).await?;
                         blocking(move || {
-                            lane::within(lane, || {
+                            engine.runtime.shares().within(&tenant, lane, || {
                                 Ok(engine.create_ticket(&tenant, t, key.as_deref())?)
                             })
                         })
@@ -373,9 +373,9 @@ impl Api {
                 let out = self
                     .metered(&tenant.clone(), async {
                         let lane = engine.runtime.shares().lane(&tenant);
-                        let event: Event = self.body_in(req, lane).await?;
+                        let event: Event = self.body_in(req, &tenant, lane).await?;
                         blocking(move || {
-                            lane::within(lane, || {
+                            engine.runtime.shares().within(&tenant, lane, || {
                                 Ok(engine.add_event(&tenant, &id, event, key.as_deref())?)
                             })
                         })

@@ -228,6 +228,7 @@ impl Engine {
             .map(|p| p.with_matrix(&matrix))
             .collect();
         let set = PluginSet::new(builtins.clone()).map_err(anyhow::Error::msg)?;
+        store.defer_low_writes_to(runtime.shares().gate().clone());
         Ok(Engine {
             store,
             runtime,

@@ -14,8 +14,10 @@
 
 use super::shares::{self, CallThreads, Shares};
 use super::{CallError, CallReport, Outcome, Plugin, PluginError, output, panic_message};
-use super::{CallState, run_in_store};
+use super::{CallState, Pause, run_in_store};
+use crate::lane::Lane;
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 use wasmtime::{Engine, Store};
@@ -59,6 +61,11 @@ struct Shared<T> {
     state: Mutex<State<T>>,
     done: Condvar,
     finished: std::sync::atomic::AtomicBool,
+    /// The running call's time paused for the normal lane (nanoseconds;
+    /// low lane only), which its deadline does not count.
+    paused: Arc<AtomicU64>,
+    /// What the batch's calls may still pause (nanoseconds).
+    pause_left: Arc<AtomicU64>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -98,7 +105,15 @@ pub(super) fn run<T: output::Output + Send + 'static>(
         }),
         done: Condvar::new(),
         finished: std::sync::atomic::AtomicBool::new(false),
+        paused: Arc::default(),
+        pause_left: Arc::new(AtomicU64::new(
+            u64::try_from(crate::lane::LOW_PAUSES_AT_MOST.as_nanos()).unwrap_or(u64::MAX),
+        )),
     });
+    // The batch's lane, as its tenant's is now. A normal-lane batch makes
+    // low-lane calls pause until it is done.
+    let lane = env.shares.lane(&env.tenant);
+    let _busy = (lane == Lane::Normal).then(|| env.shares.gate().enter());
     let overloaded = |s: &mut State<T>, reason: String| {
         for (i, c) in s.waiting.drain(..) {
             s.results[i] = Some(failed(
@@ -110,7 +125,7 @@ pub(super) fn run<T: output::Output + Send + 'static>(
             ));
         }
     };
-    if let Err(e) = start(threads, env, &shared, 0) {
+    if let Err(e) = start(threads, env, &shared, 0, lane) {
         let mut s = lock(&shared.state);
         overloaded(&mut s, format!("no thread to run the call on: {e}"));
         return s.results.drain(..).flatten().collect();
@@ -133,7 +148,11 @@ pub(super) fn run<T: output::Output + Send + 'static>(
         // deadline plus four ticks.
         let until = match s.running {
             Some((i, Some(began))) => {
-                Some((i, began + plugins[i].limits.timeout.saturating_add(slack)))
+                let paused = Duration::from_nanos(shared.paused.load(Ordering::Acquire));
+                Some((
+                    i,
+                    began + plugins[i].limits.timeout.saturating_add(slack) + paused,
+                ))
             }
             _ => None,
         };
@@ -153,7 +172,7 @@ pub(super) fn run<T: output::Output + Send + 'static>(
                 if !s.waiting.is_empty() {
                     let generation = s.generation;
                     drop(s);
-                    let started = start(threads, env, &shared, generation);
+                    let started = start(threads, env, &shared, generation, lane);
                     s = lock(&shared.state);
                     if let Err(e) = started {
                         overloaded(&mut s, format!("no thread to run the call on: {e}"));
@@ -176,6 +195,15 @@ pub(super) fn run<T: output::Output + Send + 'static>(
             }
         }
     }
+    if lane == Lane::Low {
+        // What the batch paused, noted for its tenant's charge. (Waiting
+        // for its share behind its own paused calls is charged: a tenant
+        // over its share that sends many requests at once while others
+        // are busy gets few done.)
+        let cap = u64::try_from(crate::lane::LOW_PAUSES_AT_MOST.as_nanos()).unwrap_or(u64::MAX);
+        let left = shared.pause_left.load(Ordering::Acquire);
+        crate::lane::note_paused(Duration::from_nanos(cap.saturating_sub(left)));
+    }
     s.results.drain(..).flatten().collect()
 }
 
@@ -185,15 +213,23 @@ fn start<T: output::Output + Send + 'static>(
     env: &Env,
     shared: &Arc<Shared<T>>,
     generation: u64,
+    lane: Lane,
 ) -> std::io::Result<()> {
     let (env, shared) = (env.clone(), shared.clone());
-    let lane = env.shares.lane(&env.tenant);
-    threads.submit(Box::new(move || work(&env, &shared, generation)), lane)
+    threads.submit(
+        Box::new(move || work(&env, &shared, generation, lane)),
+        lane,
+    )
 }
 
 /// The call thread's side: the waiting calls one by one, each under its
 /// tenant's share, until none is left or the caller walked away.
-fn work<T: output::Output + Send + 'static>(env: &Env, shared: &Shared<T>, generation: u64) {
+fn work<T: output::Output + Send + 'static>(
+    env: &Env,
+    shared: &Shared<T>,
+    generation: u64,
+    lane: Lane,
+) {
     loop {
         let mut s = lock(&shared.state);
         if s.generation != generation {
@@ -231,6 +267,7 @@ fn work<T: output::Output + Send + 'static>(env: &Env, shared: &Shared<T>, gener
                         return;
                     }
                     s.running = Some((i, Some(began)));
+                    shared.paused.store(0, Ordering::Release);
                 }
                 let Call {
                     plugin,
@@ -239,7 +276,12 @@ fn work<T: output::Output + Send + 'static>(env: &Env, shared: &Shared<T>, gener
                     f,
                 } = call;
                 let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    run_in_store(&env.engine, &plugin, env.tick, now, seed, f)
+                    let pause = (lane == Lane::Low).then(|| Pause {
+                        gate: env.shares.gate().clone(),
+                        paused: shared.paused.clone(),
+                        left: shared.pause_left.clone(),
+                    });
+                    run_in_store(&env.engine, &plugin, now, seed, pause, f)
                 }));
                 drop(permit);
                 run.unwrap_or_else(|panic| {

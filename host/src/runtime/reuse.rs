@@ -22,19 +22,12 @@ impl Runtime {
             return wrong_kind(plugin, Kind::Trigger);
         };
         let seed = seed(&ticket.id, ctx.now);
-        run_in_store(
-            &self.engine,
-            plugin,
-            self.config.epoch_tick,
-            ctx.now,
-            seed,
-            |_, store| {
-                pre.instantiate(&mut *store)
-                    .map_err(CallError::Instantiate)?
-                    .call_evaluate(store, ticket, ctx)
-                    .map_err(CallError::Run)
-            },
-        )
+        run_in_store(&self.engine, plugin, ctx.now, seed, None, |_, store| {
+            pre.instantiate(&mut *store)
+                .map_err(CallError::Instantiate)?
+                .call_evaluate(store, ticket, ctx)
+                .map_err(CallError::Run)
+        })
     }
 }
 

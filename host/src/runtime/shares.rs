@@ -49,6 +49,9 @@ struct State {
     memory: usize,
     /// Tenants whose calls run in the low lane.
     low: HashSet<String>,
+    /// Time each tenant's work waited for the normal lane, not yet taken
+    /// off what it is charged.
+    paused: HashMap<String, Duration>,
 }
 
 pub use crate::lane::Lane;
@@ -59,6 +62,7 @@ pub struct Shares {
     max_calls: usize,
     state: Mutex<State>,
     freed: Condvar,
+    gate: Arc<crate::lane::Gate>,
 }
 
 /// A running call's share; given back on drop.
@@ -83,9 +87,16 @@ impl Shares {
                 calls: 0,
                 memory: 0,
                 low: HashSet::new(),
+                paused: HashMap::new(),
             }),
             freed: Condvar::new(),
+            gate: Arc::default(),
         })
+    }
+
+    /// Normal-lane work in progress, which low-lane calls pause for.
+    pub fn gate(&self) -> &Arc<crate::lane::Gate> {
+        &self.gate
     }
 
     /// The configuration.
@@ -152,6 +163,47 @@ impl Shares {
             }
             Lane::Low => {}
         }
+    }
+
+    /// Note that `tenant`'s work waited `d` for the normal lane.
+    pub fn paused(&self, tenant: &str, d: Duration) {
+        if d.is_zero() {
+            return;
+        }
+        let mut s = lock(&self.state);
+        let p = s.paused.entry(tenant.to_string()).or_default();
+        *p = p.saturating_add(d);
+    }
+
+    /// Up to `at_most` of `tenant`'s noted waits, taken (the rest stays
+    /// for its next request): time it is not charged for.
+    pub fn take_paused(&self, tenant: &str, at_most: Duration) -> Duration {
+        let mut s = lock(&self.state);
+        let Some(p) = s.paused.get_mut(tenant) else {
+            return Duration::ZERO;
+        };
+        let taken = (*p).min(at_most);
+        *p -= taken;
+        if p.is_zero() {
+            s.paused.remove(tenant);
+        }
+        taken
+    }
+
+    /// Run `f` on this thread as `tenant`'s work in `lane`; what it
+    /// waited for the normal lane is noted for `tenant`. Low-lane work
+    /// (reading and parsing a megabyte ticket, lowering it for its calls)
+    /// starts when no normal-lane work is in progress, or after
+    /// [`crate::lane::LOW_PAUSES_AT_MOST`].
+    pub fn within<T>(&self, tenant: &str, lane: Lane, f: impl FnOnce() -> T) -> T {
+        // Waits noted on this thread for other work are not this tenant's.
+        let _ = crate::lane::take_paused();
+        if lane == Lane::Low {
+            crate::lane::note_paused(self.gate.wait_idle(crate::lane::LOW_PAUSES_AT_MOST));
+        }
+        let out = crate::lane::within(lane, f);
+        self.paused(tenant, crate::lane::take_paused());
+        out
     }
 
     /// The lane `tenant`'s calls run in.

@@ -105,6 +105,11 @@ pub trait Backend:
     fn listen(&self, _on: Box<dyn Fn(Notice) + Send>) -> Result<bool> {
         Ok(false)
     }
+
+    /// Let low-lane write transactions wait while `gate` says normal-lane
+    /// work is in progress ([`crate::lane`]); a backend whose writers do
+    /// not queue behind each other ignores it.
+    fn defer_low_writes_to(&self, _gate: Arc<crate::lane::Gate>) {}
 }
 
 /// A change another instance on the database committed (see
@@ -331,6 +336,10 @@ impl Backend for SqliteStore {
             .lock()
             .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
             .optional()?)
+    }
+
+    fn defer_low_writes_to(&self, gate: Arc<crate::lane::Gate>) {
+        self.turns.defer_to(gate);
     }
 }
 

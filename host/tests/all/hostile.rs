@@ -174,3 +174,94 @@ fn every_failure_in_a_row_leaves_the_runtime_healthy() {
             == 1
     );
 }
+
+/// A low-lane call pauses while normal-lane work is in progress, the
+/// pause not counted against its deadline (it ends by its own deadline
+/// trap, not by the watchdog walking away) and capped; a normal-lane call
+/// never pauses.
+#[test]
+fn a_low_lane_call_pauses_for_the_normal_lane_and_its_deadline_does_not_count_the_pause() {
+    use escalator::runtime::shares::Lane;
+    // A runtime of its own: the shared one's gate must stay idle for the
+    // other tests.
+    let rt = escalator::runtime::Runtime::new(escalator::runtime::RuntimeConfig::default())
+        .expect("a runtime");
+    let p = escalator::registry::load_parts(
+        &rt,
+        "name = \"hostile\"\nkind = \"trigger\"\nversion = \"1.0.0\"\n\
+         [limits]\nfuel = 100_000_000_000\ntimeout-ms = 200\n",
+        std::path::Path::new("test/hostile/plugin.toml"),
+        &guest_wasm("hostile"),
+        "hostile".into(),
+    )
+    .expect("the hostile guest loads");
+    let call = |tenant: &str| {
+        let mut t = ticket("loop", &["hello"]);
+        t.tenant = tenant.into();
+        let started = Instant::now();
+        let out = rt.evaluate(
+            &p.plugin,
+            &std::sync::Arc::new(escalator::pipeline::contract::ticket(&t)),
+            &ctx(&p.config_json),
+        );
+        (out, started.elapsed())
+    };
+    let deadline = |out: &escalator::runtime::Outcome<_>| {
+        assert!(
+            matches!(out.result, Err(PluginError::Deadline { .. })),
+            "{:?}",
+            out.result
+        );
+        // Ended by its own trap: a call the watchdog walked away from
+        // reports no fuel.
+        assert!(out.report.fuel_used > 0, "{:?}", out.report);
+    };
+    rt.shares().set_lane("low", Lane::Low);
+    let gate = rt.shares().gate().clone();
+
+    // Normal lane, the gate busy: it runs to its deadline at once.
+    let busy = gate.enter();
+    let (normal, took) = call("normal");
+    deadline(&normal);
+    assert!(
+        took < Duration::from_secs(1),
+        "a normal call waited: {took:?}"
+    );
+
+    // Low lane: paused while the normal lane is busy (600 ms), then its
+    // own 200 ms.
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(600));
+        drop(busy);
+        Instant::now()
+    });
+    let (low, _) = call("low");
+    let ended = Instant::now();
+    let released = release.join().unwrap();
+    deadline(&low);
+    // Most of its 200 ms came after the normal lane was done (it ran at
+    // most a tick or two before pausing).
+    assert!(
+        ended >= released + Duration::from_millis(100),
+        "it did not pause: ended {:?} after the release",
+        ended.saturating_duration_since(released)
+    );
+    // It paused rather than ran: about the fuel of 200 ms, not of 800 ms
+    // (generous: the two runs may see different loads).
+    assert!(
+        low.report.fuel_used < normal.report.fuel_used * 5 / 2,
+        "low {} vs normal {} fuel",
+        low.report.fuel_used,
+        normal.report.fuel_used
+    );
+
+    // Busy for ever: slowed, never stopped (the pause is capped).
+    let _busy = gate.enter();
+    let (low, took) = call("low");
+    deadline(&low);
+    assert!(
+        took >= escalator::lane::LOW_PAUSES_AT_MOST,
+        "it did not pause: {took:?}"
+    );
+    assert!(took < Duration::from_secs(10), "not capped: {took:?}");
+}
