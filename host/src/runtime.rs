@@ -148,7 +148,8 @@ pub struct CallReport {
     pub fuel_used: u64,
     /// The most linear memory the instance had at once, in bytes.
     pub peak_memory_bytes: usize,
-    /// Wall-clock time of instantiation plus the call.
+    /// Wall-clock time of instantiation plus the call (less any pause of
+    /// a low-lane call for the normal lane).
     #[serde(serialize_with = "serialize_micros", rename = "duration_us")]
     pub duration: Duration,
     /// The plugin's log: host-log lines, stdout and stderr.
@@ -566,6 +567,7 @@ fn run_in_store<T: output::Output>(
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limiter);
     let mut deadline = start + limits.timeout;
+    let paused = pause.as_ref().map(|p| p.paused.clone());
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(move |_| {
         if let Some(p) = &pause {
@@ -581,7 +583,12 @@ fn run_in_store<T: output::Output>(
         Ok(()) => f(plugin, &mut store),
         Err(e) => Err(CallError::Instantiate(e)),
     };
-    let duration = start.elapsed();
+    // The plugin's own time: a pause for the normal lane was not it.
+    let duration = start
+        .elapsed()
+        .saturating_sub(paused.map_or(Duration::ZERO, |p| {
+            Duration::from_nanos(p.load(std::sync::atomic::Ordering::Acquire))
+        }));
     let fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
     let id = || plugin.id.clone();
     let result = match raw {

@@ -264,4 +264,10 @@ fn a_low_lane_call_pauses_for_the_normal_lane_and_its_deadline_does_not_count_th
         "it did not pause: {took:?}"
     );
     assert!(took < Duration::from_secs(10), "not capped: {took:?}");
+    // Its reported time is its own, without the pause.
+    assert!(
+        low.report.duration + Duration::from_millis(500) <= took,
+        "reported {:?} of {took:?}",
+        low.report.duration
+    );
 }
