@@ -24,8 +24,9 @@
 //!   epoch, so that is at once) and goes on when the normal lane is idle,
 //!   for at most [`LOW_PAUSES_AT_MOST`] per event's calls, the pause not
 //!   counted against a call's own deadline. Low-lane host work that can
-//!   wait (parsing a big body) and low-lane write transactions also wait
-//!   for the normal lane to be idle, each at most as long.
+//!   wait (a request's engine work, parsing a big body) and low-lane write
+//!   transactions also wait for the normal lane to be idle, each at most
+//!   [`LOW_WAITS_AT_MOST`].
 
 use std::cell::Cell;
 
@@ -113,7 +114,9 @@ struct Turns {
     normal_waiting: usize,
 }
 
-/// The longest a low-lane transaction lets normal ones go first.
+/// The longest one low-lane wait for the normal lane lasts: a write
+/// transaction letting normal ones go first, or low-lane host work (a
+/// request's engine work, a big body's parse) waiting for it to be idle.
 pub const LOW_WAITS_AT_MOST: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A turn at the writer; the next waiter goes when it is dropped.

@@ -22,6 +22,10 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 use wasmtime::{Engine, Store};
 
+/// [`crate::lane::LOW_PAUSES_AT_MOST`] in nanoseconds: what a batch's calls
+/// may pause in all.
+const PAUSE_CAP_NANOS: u64 = crate::lane::LOW_PAUSES_AT_MOST.as_nanos() as u64;
+
 /// What a call runs in its fresh store.
 pub(super) type CallFn<T> =
     Box<dyn FnOnce(&Plugin, &mut Store<CallState>) -> Result<Result<T, String>, CallError> + Send>;
@@ -106,9 +110,7 @@ pub(super) fn run<T: output::Output + Send + 'static>(
         done: Condvar::new(),
         finished: std::sync::atomic::AtomicBool::new(false),
         paused: Arc::default(),
-        pause_left: Arc::new(AtomicU64::new(
-            u64::try_from(crate::lane::LOW_PAUSES_AT_MOST.as_nanos()).unwrap_or(u64::MAX),
-        )),
+        pause_left: Arc::new(AtomicU64::new(PAUSE_CAP_NANOS)),
     });
     // The batch's lane, as its tenant's is now. A normal-lane batch makes
     // low-lane calls pause until it is done.
@@ -200,9 +202,8 @@ pub(super) fn run<T: output::Output + Send + 'static>(
         // for its share behind its own paused calls is charged: a tenant
         // over its share that sends many requests at once while others
         // are busy gets few done.)
-        let cap = u64::try_from(crate::lane::LOW_PAUSES_AT_MOST.as_nanos()).unwrap_or(u64::MAX);
         let left = shared.pause_left.load(Ordering::Acquire);
-        crate::lane::note_paused(Duration::from_nanos(cap.saturating_sub(left)));
+        crate::lane::note_paused(Duration::from_nanos(PAUSE_CAP_NANOS.saturating_sub(left)));
     }
     s.results.drain(..).flatten().collect()
 }

@@ -194,12 +194,12 @@ impl Shares {
     /// waited for the normal lane is noted for `tenant`. Low-lane work
     /// (reading and parsing a megabyte ticket, lowering it for its calls)
     /// starts when no normal-lane work is in progress, or after
-    /// [`crate::lane::LOW_PAUSES_AT_MOST`].
+    /// [`crate::lane::LOW_WAITS_AT_MOST`].
     pub fn within<T>(&self, tenant: &str, lane: Lane, f: impl FnOnce() -> T) -> T {
         // Waits noted on this thread for other work are not this tenant's.
         let _ = crate::lane::take_paused();
         if lane == Lane::Low {
-            crate::lane::note_paused(self.gate.wait_idle(crate::lane::LOW_PAUSES_AT_MOST));
+            crate::lane::note_paused(self.gate.wait_idle(crate::lane::LOW_WAITS_AT_MOST));
         }
         let out = crate::lane::within(lane, f);
         self.paused(tenant, crate::lane::take_paused());
