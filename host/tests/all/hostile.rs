@@ -183,9 +183,15 @@ fn every_failure_in_a_row_leaves_the_runtime_healthy() {
 fn a_low_lane_call_pauses_for_the_normal_lane_and_its_deadline_does_not_count_the_pause() {
     use escalator::runtime::shares::Lane;
     // A runtime of its own: the shared one's gate must stay idle for the
-    // other tests.
-    let rt = escalator::runtime::Runtime::new(escalator::runtime::RuntimeConfig::default())
-        .expect("a runtime");
+    // other tests. Its ticks are 50 ms, so the watchdog (the deadline plus
+    // four ticks) leaves a call's own trap (within a tick of its deadline)
+    // 150 ms to arrive on a loaded machine, not 15: which of the two ends
+    // a call is what this test tells apart.
+    let rt = escalator::runtime::Runtime::new(escalator::runtime::RuntimeConfig {
+        epoch_tick: Duration::from_millis(50),
+        ..escalator::runtime::RuntimeConfig::default()
+    })
+    .expect("a runtime");
     let p = escalator::registry::load_parts(
         &rt,
         "name = \"hostile\"\nkind = \"trigger\"\nversion = \"1.0.0\"\n\
