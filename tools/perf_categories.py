@@ -1,0 +1,106 @@
+#!/usr/bin/env python3
+"""Where a profile's time goes, by the parts of Escalator it passes through.
+
+Reads `perf script -F comm,ip,sym` output of a profile taken with call
+stacks (`perf record --call-graph dwarf`) and prints the share of samples
+in each category. Samples of compiling plugins (Cranelift, the function
+cache) and of criterion's own analysis are left out: the figure is the
+steady state.
+
+    perf record -F 499 --call-graph dwarf,16384 -o serve.data \\
+        target/release/escalator bench-serve --concurrency 4 --events 4000
+    perf script -i serve.data -F comm,ip,sym > serve.txt
+    python3 tools/perf_categories.py serve.txt
+
+    perf record -F 999 --call-graph dwarf,32768 -o pipe.data \\
+        target/release/deps/pipeline-* --bench --profile-time 6 decide/fresh/1.4KB
+    perf script -i pipe.data -F comm,ip,sym > pipe.txt
+    python3 tools/perf_categories.py pipe.txt
+
+Guest code compiled by Wasmtime has no symbols and stops the unwinder:
+on a call thread (`escalator-plugi…`), a sample whose stack reaches no
+host frame is counted as guest code.
+"""
+import collections
+import re
+import sys
+
+LEFT_OUT = re.compile(
+    r"cranelift|FunctionCache|Component::new|Module::from|tempfile|dl_start"
+    r"|criterion::analysis|criterion::stats|plotters|rayon"
+)
+
+
+# (where to look: the innermost frames or the whole stack, pattern,
+# category), tried in order; the first match wins.
+WAITING = [
+    ("leaf", r"sched_yield", "waiting: spinning with sched_yield"),
+    ("leaf", r"futex|\b__schedule|\bschedule\b", "waiting: thread sleep and wake-up"),
+]
+SQLITE = [
+    ("stack", r"checkpointer", "SQLite: WAL checkpoints (background)"),
+    ("stack", r"execute_batch[\s\S]*(Backend>::write|transaction)", "SQLite: commits (WAL writes)"),
+    ("stack", r"Backend>::write|transaction", "SQLite: statements in write transactions"),
+    ("stack", r"", "SQLite: reads"),
+]
+CALL_THREAD = [
+    ("leaf", r"Lower|lower_|typecheck|Lift|lift_|realloc|options_memory",
+     "plugins: ticket and context copied in, answers out"),
+    ("stack", r"pagemap|reset_with|decommit|DecommitQueue|deallocate|MemoryImageSlot|clear_and_remain",
+     "plugins: instance teardown (memory reset)"),
+    ("stack", r"instantiate|allocate_instance|Instance::new|OwnedImports|get_func_ref|Store::new"
+     r"|StoreOpaque::new|initialize_defined_funcref|func_loc",
+     "plugins: instantiation and store setup"),
+    ("stack", r"escalator::|wasmtime::|std::|tokio::", "plugins: other host work on the call thread"),
+]
+HOST = [
+    ("leaf", r"serde_json", "host: JSON"),
+    ("leaf", r"malloc|_int_free|cfree|realloc", "host: malloc and free"),
+    ("stack", r"hyper|axum|reqwest|tower|h2::", "host: HTTP"),
+    ("stack", r"pipeline::|engine::", "host: engine and pipeline"),
+]
+
+
+def first_match(rules, leaf, stack):
+    for where, pattern, label in rules:
+        if re.search(pattern, leaf if where == "leaf" else stack):
+            return label
+    return None
+
+
+def category(comm, frames):
+    stack = "\n".join(frames)
+    leaf = "\n".join(frames[:8])
+    if LEFT_OUT.search(stack):
+        return None
+    found = first_match(WAITING, leaf, stack)
+    if found is None and re.search(r"sqlite3|rusqlite", stack):
+        found = first_match(SQLITE, leaf, stack)
+    if found is None and (
+        comm.startswith("escalator-plugi") or re.search(r"shares::work|run_in_store", stack)
+    ):
+        # No host frame at all: the unwinder stopped in guest code.
+        found = first_match(CALL_THREAD, leaf, stack) or "plugins: guest code"
+    return found or first_match(HOST, leaf, stack) or "other (kernel, runtime)"
+
+
+def main(path):
+    counts = collections.Counter()
+    total = 0
+    for sample in open(path, encoding="utf-8", errors="replace").read().split("\n\n"):
+        lines = [l.strip() for l in sample.split("\n") if l.strip()]
+        if len(lines) < 2:
+            continue
+        frames = [l.split(" ", 1)[1] if " " in l else l for l in lines[1:]]
+        c = category(lines[0], frames)
+        if c is None:
+            continue
+        counts[c] += 1
+        total += 1
+    print(f"{total} samples")
+    for c, n in sorted(counts.items(), key=lambda kv: (kv[0].split(":")[0], -kv[1])):
+        print(f"{100 * n / total:5.1f} %  {c}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
