@@ -73,20 +73,22 @@ pub fn within<T>(lane: Lane, f: impl FnOnce() -> T) -> T {
     f()
 }
 
-/// Give the calling thread the lowest CPU priority (nice 19). Raising a
-/// thread's nice value needs no privilege; lowering it again would, which is
-/// why the low lane has threads of its own.
+/// Give the calling thread a lower CPU priority (nice `nice`, 19 the
+/// lowest). Raising a thread's nice value needs no privilege; lowering it
+/// again would, which is why the low lane has threads of its own.
 #[cfg_attr(
     target_os = "linux",
     expect(unsafe_code, reason = "setpriority has no safe wrapper in std")
 )]
-pub fn lower_this_thread() {
+pub fn lower_this_thread(nice: i32) {
+    #[cfg(not(target_os = "linux"))]
+    let _ = nice;
     #[cfg(target_os = "linux")]
     // SAFETY: gettid and setpriority only read their arguments; on Linux
     // PRIO_PROCESS with a thread id sets that one thread's nice value.
     unsafe {
         let tid = libc::gettid();
-        if libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 19) != 0 {
+        if nice > 0 && libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice) != 0 {
             tracing::warn!(
                 "could not lower a low-lane thread's priority: {}",
                 std::io::Error::last_os_error()
@@ -191,6 +193,8 @@ pub const LOW_PAUSES_AT_MOST: std::time::Duration = std::time::Duration::from_se
 #[derive(Default)]
 pub struct Gate {
     busy: std::sync::atomic::AtomicUsize,
+    /// Callers of [`Gate::wait_idle`] waiting now.
+    waiting: std::sync::atomic::AtomicUsize,
     idle_lock: std::sync::Mutex<()>,
     idle: std::sync::Condvar,
     /// Called when the normal lane gets busy (advances the engine's epoch,
@@ -233,16 +237,31 @@ impl Gate {
         self.busy.load(std::sync::atomic::Ordering::Acquire) > 0
     }
 
+    /// How many callers wait for the normal lane now (low-lane calls
+    /// paused, low-lane host work held back).
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     /// Wait until no normal-lane work is in progress, or `at_most`; how
     /// long it waited.
     pub fn wait_idle(&self, at_most: std::time::Duration) -> std::time::Duration {
+        use std::sync::atomic::Ordering;
         let started = std::time::Instant::now();
         let until = started + at_most;
         let mut g = self.idle_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut counted = false;
         loop {
             let now = std::time::Instant::now();
             if !self.busy() || now >= until {
+                if counted {
+                    self.waiting.fetch_sub(1, Ordering::AcqRel);
+                }
                 return now - started;
+            }
+            if !counted {
+                self.waiting.fetch_add(1, Ordering::AcqRel);
+                counted = true;
             }
             g = self
                 .idle

@@ -208,6 +208,7 @@ impl Runtime {
             .cache_dir
             .as_ref()
             .map(|dir| ArtifactCache::new(dir, &engine));
+        let low_nice = config.shares.low_lane_nice;
         let shares = Shares::new(
             config.shares,
             usize::try_from(config.max_concurrent_instances).unwrap_or(usize::MAX),
@@ -232,7 +233,7 @@ impl Runtime {
             functions,
             config,
             shares,
-            threads: CallThreads::new(),
+            threads: CallThreads::new(low_nice),
         })
     }
 

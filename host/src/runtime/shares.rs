@@ -29,6 +29,10 @@ pub struct SharesConfig {
     pub memory_budget_bytes: usize,
     /// How long a call may wait for its share before it fails.
     pub queue_timeout: Duration,
+    /// The CPU priority (nice, 0–19) low-lane calls run at: 19, the
+    /// lowest, so an over-share tenant's plugins take only what the others
+    /// leave.
+    pub low_lane_nice: i32,
 }
 
 impl Default for SharesConfig {
@@ -39,6 +43,7 @@ impl Default for SharesConfig {
             // 64 MiB cap, or 16 at the 256 MiB ceiling.
             memory_budget_bytes: 4 << 30,
             queue_timeout: Duration::from_secs(10),
+            low_lane_nice: 19,
         }
     }
 }
@@ -274,6 +279,8 @@ pub(super) fn spin_until(ready: impl Fn() -> bool) -> bool {
 pub struct CallThreads {
     normal: Arc<(Mutex<Queue>, Condvar)>,
     low: Arc<(Mutex<Queue>, Condvar)>,
+    /// The nice value of the low lane's threads.
+    low_nice: i32,
 }
 
 /// An idle call thread exits after this long.
@@ -283,8 +290,8 @@ const IDLE_EXIT: Duration = Duration::from_secs(60);
 const STACK_BYTES: usize = 8 << 20;
 
 impl CallThreads {
-    /// No threads yet.
-    pub fn new() -> CallThreads {
+    /// No threads yet; the low lane's will run at `low_nice`.
+    pub fn new(low_nice: i32) -> CallThreads {
         let queue = || {
             Arc::new((
                 Mutex::new(Queue {
@@ -298,6 +305,7 @@ impl CallThreads {
         CallThreads {
             normal: queue(),
             low: queue(),
+            low_nice,
         }
     }
 
@@ -315,6 +323,7 @@ impl CallThreads {
         drop(q);
         if spawn {
             let queue = queue.clone();
+            let low_nice = self.low_nice;
             let name = match lane {
                 Lane::Normal => "escalator-plugin",
                 // 15 characters at most (what /proc/PID/task/TID/comm keeps).
@@ -325,7 +334,7 @@ impl CallThreads {
                 .stack_size(STACK_BYTES)
                 .spawn(move || {
                     if lane == Lane::Low {
-                        crate::lane::lower_this_thread();
+                        crate::lane::lower_this_thread(low_nice);
                     }
                     work(&queue)
                 });
@@ -348,7 +357,7 @@ impl CallThreads {
 
 impl Default for CallThreads {
     fn default() -> Self {
-        CallThreads::new()
+        CallThreads::new(SharesConfig::default().low_lane_nice)
     }
 }
 
@@ -394,6 +403,7 @@ mod tests {
             tenant_concurrency: cap,
             memory_budget_bytes: budget,
             queue_timeout: Duration::from_millis(50),
+            low_lane_nice: 19,
         }
     }
 
@@ -440,7 +450,7 @@ mod tests {
 
     #[test]
     fn call_threads_run_jobs_and_do_not_wait_for_a_stuck_one() {
-        let threads = CallThreads::new();
+        let threads = CallThreads::default();
         let (tx, rx) = std::sync::mpsc::channel();
         let (release, stuck) = std::sync::mpsc::channel::<()>();
         threads
@@ -477,7 +487,7 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[test]
     fn low_lane_jobs_run_on_threads_of_the_lowest_priority() {
-        let threads = CallThreads::new();
+        let threads = CallThreads::default();
         let (tx, rx) = std::sync::mpsc::channel();
         for lane in [Lane::Normal, Lane::Low] {
             let tx = tx.clone();

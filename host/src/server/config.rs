@@ -119,6 +119,9 @@ pub struct PluginsConfig {
     /// it); beyond it the least recently used is loaded again from the
     /// artifact cache at its next call.
     pub resident_code_mib: Option<usize>,
+    /// The CPU priority low-lane (over-share) tenants' plugin calls run at,
+    /// as a nice value 0–19 (default 19, the lowest).
+    pub low_lane_nice: Option<i32>,
 }
 
 impl PluginsConfig {
@@ -147,6 +150,10 @@ impl PluginsConfig {
                 ceiling.memory_bytes >> 20
             );
         }
+        let low_lane_nice = self.low_lane_nice.unwrap_or(19);
+        if !(0..=19).contains(&low_lane_nice) {
+            bail!("plugins.low-lane-nice must be 0 to 19, not {low_lane_nice}");
+        }
         Ok((
             crate::runtime::shares::SharesConfig {
                 tenant_concurrency: Some(tenant_concurrency),
@@ -154,6 +161,7 @@ impl PluginsConfig {
                 queue_timeout: self
                     .queue_timeout_ms
                     .map_or(Duration::from_secs(10), Duration::from_millis),
+                low_lane_nice,
             },
             ceiling,
         ))
@@ -522,5 +530,16 @@ mod tests {
         .unwrap();
         assert_eq!(c.cache_dir, empty.path().join("cache"));
         assert_eq!(c.resident_code_bytes, 0);
+    }
+
+    #[test]
+    fn the_low_lanes_cpu_priority_is_set_in_the_file_and_checked() {
+        let plugins = |text: &str| toml::from_str::<PluginsConfig>(text).unwrap().resolve();
+        assert_eq!(plugins("").unwrap().0.low_lane_nice, 19);
+        assert_eq!(plugins("low-lane-nice = 10").unwrap().0.low_lane_nice, 10);
+        for bad in ["low-lane-nice = 20", "low-lane-nice = -1"] {
+            let e = plugins(bad).unwrap_err().to_string();
+            assert!(e.contains("plugins.low-lane-nice must be 0 to 19"), "{e}");
+        }
     }
 }
