@@ -7,9 +7,12 @@
 //!   140 KB, 410 KB and 1 MB. Each upload has bytes never seen before (a
 //!   unique custom section), so nothing comes from the artifact cache:
 //!   this is the path a new version takes.
-//! - Restart with 100 plugins registered: the engine, the built-in set and
-//!   100 distinct stored components loaded back, with the artifact cache
-//!   warm (a normal restart) and cold (a new machine).
+//! - Restart with `--registered` plugins (100; five per tenant), each with
+//!   bytes of its own: the engine, the built-in set and the stored
+//!   versions loaded back, with the artifact cache warm (a normal
+//!   restart) and cold (a new machine); and with a budget for compiled
+//!   code, where a start registers the stored versions without loading
+//!   them, and what a tenant's first decision then costs.
 
 pub mod isolation;
 pub mod memory;
@@ -132,10 +135,15 @@ pub fn with_custom_section(wasm: &[u8], name: &str, payload: &[u8]) -> Vec<u8> {
     out
 }
 
-fn engine(dir: &std::path::Path, matrix: &Matrix) -> Result<(Arc<Engine>, Duration)> {
+fn engine(
+    dir: &std::path::Path,
+    matrix: &Matrix,
+    resident_code_bytes: usize,
+) -> Result<(Arc<Engine>, Duration)> {
     let started = Instant::now();
     let runtime = Arc::new(Runtime::new(RuntimeConfig {
         cache_dir: Some(dir.join("cache")),
+        resident_code_bytes,
         ..RuntimeConfig::default()
     })?);
     let store: Arc<Store> = Arc::new(SqliteStore::open(
@@ -159,12 +167,21 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
+/// Flags of `escalator bench-lifecycle`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LifecycleArgs {
+    /// Plugins registered (five per tenant) for the restart measurement.
+    #[arg(long, default_value_t = 100)]
+    pub registered: usize,
+}
+
 /// Run the benchmark and print its numbers.
-pub fn lifecycle(matrix: &Matrix) -> Result<i32> {
+pub fn lifecycle(args: &LifecycleArgs, matrix: &Matrix) -> Result<i32> {
+    anyhow::ensure!(args.registered > 0, "--registered: at least 1");
     let dir = tempfile::Builder::new()
         .prefix("escalator-bench-lifecycle")
         .tempdir()?;
-    let (engine, _) = engine(dir.path(), matrix)?;
+    let (engine, _) = engine(dir.path(), matrix, 0)?;
     engine.store.write(|tx| -> Result<_> {
         tx.create_tenant("bench", "bench", "-", chrono::Utc::now())?;
         Ok(())
@@ -221,16 +238,26 @@ pub fn lifecycle(matrix: &Matrix) -> Result<i32> {
         );
     }
 
-    // 100 plugins registered, each with its own bytes.
+    // `registered` plugins, five per tenant (as 10,000 tenants with five
+    // plugins each would be), each with bytes of its own.
     let phrases = registry::builtin("phrases").context("phrases")?;
-    for i in 0..100 {
+    let tenants = args.registered.div_ceil(5);
+    engine.store.write(|tx| -> Result<_> {
+        for t in 0..tenants {
+            tx.create_tenant(&format!("r{t}"), "r", &format!("-r{t}"), chrono::Utc::now())?;
+        }
+        Ok(())
+    })?;
+    let uploading = Instant::now();
+    for i in 0..args.registered {
         let wasm = with_custom_section(phrases.wasm, "bench-id", format!("p{i}").as_bytes());
         let manifest = format!(
-            "name = \"p{i:03}\"\nkind = \"trigger\"\nversion = \"1.0.0\"\nmode = \"shadow\"\n"
+            "name = \"p{}\"\nkind = \"trigger\"\nversion = \"1.0.0\"\nmode = \"shadow\"\n",
+            i % 5
         );
         engine
             .upload(
-                "bench",
+                &format!("r{}", i / 5),
                 Upload {
                     manifest,
                     wasm,
@@ -243,26 +270,65 @@ pub fn lifecycle(matrix: &Matrix) -> Result<i32> {
             )
             .map_err(|e| anyhow::anyhow!("{e}"))?;
     }
+    println!(
+        "{} plugins uploaded in {:.1} s",
+        args.registered,
+        uploading.elapsed().as_secs_f64()
+    );
     drop(engine);
-    let mut warm = Vec::new();
-    for _ in 0..3 {
-        let (e, took) = self::engine(dir.path(), matrix)?;
+    let last = format!("r{}", tenants - 1);
+    let in_last = args.registered - 5 * (tenants - 1);
+    let restart = |budget: usize| -> Result<(Arc<Engine>, Duration)> {
+        let (e, took) = self::engine(dir.path(), matrix, budget)?;
         anyhow::ensure!(
-            e.plugins("bench").triggers.len() == 7 + 100,
+            e.plugins(&last).triggers.len() == 7 + in_last,
             "the restarted engine lost plugins"
         );
-        warm.push(took);
+        Ok((e, took))
+    };
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let mut warm = Vec::new();
+    for _ in 0..3 {
+        warm.push(restart(0)?.1);
+    }
+    // With a budget for compiled code: the first start keeps each
+    // component's bytes and imports beside its artifact; later starts
+    // register the stored versions from them without loading any.
+    const BUDGET: usize = 64 << 20;
+    let (_, keeping) = restart(BUDGET)?;
+    let mut registering = Vec::new();
+    let mut first_calls = Vec::new();
+    for n in 0..3 {
+        let (e, took) = restart(BUDGET)?;
+        registering.push(took);
+        // A tenant's first decision loads its plugins' code.
+        let ticket: crate::model::Ticket = serde_json::from_value(serde_json::json!({
+            "id": format!("cold-{n}"), "created_at": chrono::Utc::now(),
+            "messages": [{"author": "customer", "body": "I will call my lawyer",
+                          "sent_at": chrono::Utc::now()}]
+        }))?;
+        let t = Instant::now();
+        e.create_ticket(&last, ticket, None)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        first_calls.push(t.elapsed());
     }
     let mut cold = Vec::new();
     for _ in 0..3 {
         std::fs::remove_dir_all(dir.path().join("cache")).ok();
-        let (_, took) = self::engine(dir.path(), matrix)?;
-        cold.push(took);
+        cold.push(restart(0)?.1);
     }
     println!(
-        "restart with 100 plugins registered (+ 9 built-in): cached {:.0} ms, cold {:.0} ms (median of 3)",
-        median(warm).as_secs_f64() * 1000.0,
-        median(cold).as_secs_f64() * 1000.0
+        "restart with {} plugins registered ({tenants} tenants, + 9 built-in), median of 3:\n  \
+         all code kept: artifact cache warm {:.0} ms, cold {:.0} ms\n  \
+         a {} MiB code budget: first start {:.0} ms (once), then {:.0} ms (registered, not loaded); \
+         a tenant's first decision then {:.1} ms (its {in_last} plugins loaded)",
+        args.registered,
+        ms(median(warm)),
+        ms(median(cold)),
+        BUDGET >> 20,
+        ms(keeping),
+        ms(median(registering)),
+        ms(median(first_calls)),
     );
     Ok(0)
 }

@@ -86,18 +86,48 @@ pub fn load_parts(
     wasm: &[u8],
     source: String,
 ) -> Result<LoadedPlugin, RegistryError> {
-    let manifest = Manifest::parse(manifest_text, manifest_path)?;
+    let (manifest, limits) = manifest_and_limits(manifest_text, manifest_path)?;
+    let plugin = runtime.load(manifest.id(), manifest.kind, limits, wasm)?;
+    Ok(loaded(manifest, plugin, source))
+}
+
+fn manifest_and_limits(
+    text: &str,
+    path: &Path,
+) -> Result<(Manifest, crate::runtime::Limits), RegistryError> {
+    let manifest = Manifest::parse(text, path)?;
     let limits = manifest.limits().map_err(|message| ManifestError {
-        path: manifest_path.into(),
+        path: path.into(),
         message,
     })?;
-    let plugin = runtime.load(manifest.id(), manifest.kind, limits, wasm)?;
-    Ok(LoadedPlugin {
+    Ok((manifest, limits))
+}
+
+fn loaded(manifest: Manifest, plugin: Plugin, source: String) -> LoadedPlugin {
+    LoadedPlugin {
         config_json: manifest.config_json(&Matrix::default_matrix()).into(),
         manifest: Arc::new(manifest),
         plugin: Arc::new(plugin),
         source,
-    })
+    }
+}
+
+/// Register a stored plugin without loading its component (see
+/// [`Runtime::register`]): its manifest, and the digest and size of the
+/// bytes an earlier load checked. `Ok(None)` when its code cannot be
+/// deferred: then [`load_parts`] it.
+pub fn register_parts(
+    runtime: &Runtime,
+    manifest_text: &str,
+    manifest_path: &Path,
+    digest: &str,
+    size: usize,
+    source: String,
+) -> Result<Option<LoadedPlugin>, RegistryError> {
+    let (manifest, limits) = manifest_and_limits(manifest_text, manifest_path)?;
+    Ok(runtime
+        .register(manifest.id(), manifest.kind, limits, digest, size)
+        .map(|plugin| loaded(manifest, plugin, source)))
 }
 
 /// The manifest path for `path`: the file itself, or `plugin.toml` in it.

@@ -338,6 +338,41 @@ impl Runtime {
         })
     }
 
+    /// Register a plugin without loading its code, when an earlier load
+    /// kept what is needed to load it at its first call (a code budget,
+    /// and its bytes and imports in the artifact cache): what a restart
+    /// does for the stored versions, so it reads no component and compiles
+    /// nothing. `None` when it cannot be deferred (then [`Runtime::load`]
+    /// it); the checks made at load are made again when the code loads.
+    pub fn register(
+        &self,
+        id: PluginId,
+        kind: Kind,
+        limits: Limits,
+        digest: &str,
+        size: usize,
+    ) -> Option<Plugin> {
+        if size > self.config.max_component_bytes || limits.over(&self.config.ceiling).is_some() {
+            return None;
+        }
+        let inspection = self.loader.deferrable(digest)?;
+        if inspection.world != Some(kind) || inspection.ungranted().next().is_some() {
+            return None;
+        }
+        Some(Plugin {
+            id,
+            kind,
+            limits,
+            digest: digest.to_string(),
+            size,
+            origin: Origin::Deferred,
+            inspection: Arc::new(inspection),
+            code: std::sync::Mutex::new(std::sync::Weak::new()),
+            pinned: None,
+            loader: self.loader.clone(),
+        })
+    }
+
     /// Run a trigger on a ticket.
     pub fn evaluate(
         &self,

@@ -80,8 +80,9 @@ pub enum Command {
     /// later part, and write the tuned plugins' directories.
     Tune(TuneArgs),
     /// Hot-swap benchmark: upload → live for 140 KB to 1 MB components, and
-    /// restart time with 100 plugins registered (cached and cold).
-    BenchLifecycle,
+    /// restart time with N plugins registered (cached, cold, and with a
+    /// code budget).
+    BenchLifecycle(crate::bench::LifecycleArgs),
     /// Isolation benchmark: a victim tenant's p50/p99 before and during
     /// each attack a hostile tenant's plugins can make.
     BenchIsolation(crate::bench::isolation::IsolationArgs),
@@ -117,7 +118,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             return crate::server::serve(&args, &matrix);
         }
         Command::BenchServe(args) => return crate::server::bench(args, &matrix),
-        Command::BenchLifecycle => return crate::bench::lifecycle(&matrix),
+        Command::BenchLifecycle(args) => return crate::bench::lifecycle(args, &matrix),
         Command::BenchIsolation(args) => return crate::bench::isolation::run(args, &matrix),
         Command::BenchMemory(args) => return crate::bench::memory::run(args),
         Command::Replay(args) => return replay(&cli, &matrix, args),
@@ -154,7 +155,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Matrix
         | Command::Serve(_)
         | Command::BenchServe(_)
-        | Command::BenchLifecycle
+        | Command::BenchLifecycle(_)
         | Command::BenchIsolation(_)
         | Command::BenchMemory(_)
         | Command::Replay(_)

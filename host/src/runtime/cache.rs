@@ -3,6 +3,7 @@
 //! the engine's compatibility hash (wasmtime version, target, settings), so a
 //! different engine never loads an artifact it cannot run.
 
+use super::inspect::Inspection;
 use sha2::{Digest, Sha256};
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -26,6 +27,9 @@ pub enum Origin {
     /// Already loaded in this process from the same bytes (by another
     /// tenant, or another version): its compiled code is shared.
     Shared,
+    /// Registered without loading its code (which an earlier load left
+    /// in the cache): the code is loaded at its first call.
+    Deferred,
 }
 
 /// Feeds `Hash` input into SHA-256, to turn the engine's compatibility hash
@@ -97,7 +101,11 @@ impl ArtifactCache {
 
     /// Drop the compiled artifact of `digest` and its kept bytes, if any.
     pub fn remove(&self, digest: &str) {
-        for path in [self.path_for(digest), self.wasm_path(digest)] {
+        for path in [
+            self.path_for(digest),
+            self.wasm_path(digest),
+            self.inspection_path(digest),
+        ] {
             if let Err(e) = std::fs::remove_file(&path)
                 && e.kind() != std::io::ErrorKind::NotFound
             {
@@ -108,6 +116,34 @@ impl ArtifactCache {
 
     fn wasm_path(&self, digest: &str) -> PathBuf {
         self.dir.join(format!("{digest}.wasm"))
+    }
+
+    fn inspection_path(&self, digest: &str) -> PathBuf {
+        self.dir.join(format!("{digest}.inspection.json"))
+    }
+
+    /// Keep what a component imports and exports beside its bytes (once),
+    /// so a plugin can be registered again without loading its code.
+    pub fn keep_inspection(&self, digest: &str, inspection: &Inspection) -> std::io::Result<()> {
+        let path = self.inspection_path(digest);
+        if path.is_file() {
+            return Ok(());
+        }
+        let json = serde_json::to_vec(inspection).map_err(std::io::Error::other)?;
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        std::fs::write(&tmp, json)?;
+        std::fs::rename(&tmp, &path)
+    }
+
+    /// What [`ArtifactCache::keep_inspection`] kept for `digest`, if its
+    /// bytes are kept too (so its code can be loaded when called); `None`
+    /// when either is missing or unreadable.
+    pub fn kept_inspection(&self, digest: &str) -> Option<Inspection> {
+        if !self.wasm_path(digest).is_file() {
+            return None;
+        }
+        let json = std::fs::read(self.inspection_path(digest)).ok()?;
+        serde_json::from_slice(&json).ok()
     }
 
     /// Keep a component's bytes beside its artifact (once), so its code can

@@ -1,12 +1,12 @@
 //! What a component is: which world it implements and what it imports.
 
 use super::sandbox;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
 /// The three plugin worlds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Kind {
     /// `world trigger`: exports `evaluate`.
@@ -44,7 +44,7 @@ impl std::fmt::Display for Kind {
 }
 
 /// One import of a component.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Import {
     /// The name, e.g. `wasi:io/streams@0.2.6`.
     pub name: String,
@@ -53,7 +53,7 @@ pub struct Import {
 }
 
 /// What `escalator plugin inspect` reports.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Inspection {
     /// The world the component implements, if it implements one of ours.
     pub world: Option<Kind>,

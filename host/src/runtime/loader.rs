@@ -153,17 +153,32 @@ impl Loader {
                     source: source.into(),
                 })?;
         let code = self.check(id, kind, &component)?;
-        if let (true, Some(cache)) = (self.evicts(), &self.cache)
-            && let Err(e) = cache.keep_wasm(digest, wasm)
-        {
-            // Without the bytes the code could not come back: keep it.
-            tracing::warn!(error = %e, "could not keep a component's bytes; its code stays loaded");
-            self.remember(digest, &code);
-            return Ok((code, origin));
+        if let (true, Some(cache)) = (self.evicts(), &self.cache) {
+            if let Err(e) = cache.keep_wasm(digest, wasm) {
+                // Without the bytes the code could not come back: keep it.
+                tracing::warn!(error = %e, "could not keep a component's bytes; its code stays loaded");
+                self.remember(digest, &code);
+                return Ok((code, origin));
+            }
+            if let Err(e) = cache.keep_inspection(digest, &code.inspection) {
+                // Only a restart's registration without loading needs it.
+                tracing::warn!(error = %e, "could not keep what a component imports; a restart will load it");
+            }
         }
         self.remember(digest, &code);
         self.touch(digest, &code);
         Ok((code, origin))
+    }
+
+    /// What the component of `digest` imports and exports, if its code can
+    /// be dropped and was kept to be loaded again (its bytes and this are
+    /// in the artifact cache): then a plugin of it can be registered
+    /// without loading the code.
+    pub(super) fn deferrable(&self, digest: &str) -> Option<Inspection> {
+        if !self.evicts() {
+            return None;
+        }
+        self.cache.as_ref()?.kept_inspection(digest)
     }
 
     /// The code of `digest` again, after it was dropped: from the artifact

@@ -155,12 +155,16 @@ impl Plugins for SqliteStore {
 
     fn plugin_versions(&self, tenant: &str, name: &str) -> Result<Vec<PluginVersion>> {
         let conn = self.read();
-        let mut st = conn.prepare_cached(&format!(
-            "{VERSION_COLUMNS} WHERE tenant = ?1 AND name = ?2 ORDER BY uploaded_at, rowid"
-        ))?;
+        // The bytes are left out by the query (`length` reads only the
+        // record's header), not read and dropped.
+        let mut st = conn.prepare_cached(
+            "SELECT name, version, kind, manifest, X'', digest, validation, source, \
+             uploaded_at, uploaded_by, length(wasm) FROM plugin_versions \
+             WHERE tenant = ?1 AND name = ?2 ORDER BY uploaded_at, rowid",
+        )?;
         let rows = st.query_map([tenant, name], |r| {
             let mut v = version_row(r)?;
-            v.wasm = Vec::new();
+            v.size = usize::try_from(r.get::<_, i64>(10)?).unwrap_or(0);
             Ok(v)
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

@@ -696,3 +696,95 @@ fn a_plugin_change_on_one_instance_serves_on_another_on_the_same_database() {
         changed.elapsed()
     );
 }
+
+/// With a budget for compiled code, a restart registers each stored
+/// version from what its first load kept (its bytes and what it imports,
+/// in the artifact cache) instead of reading and loading every component;
+/// each one's code is loaded at its first call, and decides as before. A
+/// version whose imports were not kept is loaded at start, as without a
+/// budget.
+#[test]
+fn with_a_code_budget_a_restart_registers_stored_versions_and_loads_each_at_its_first_call() {
+    use escalator::runtime::cache::Origin;
+    let dir = tempfile::tempdir().unwrap();
+    let start = || {
+        let runtime = Arc::new(
+            Runtime::new(RuntimeConfig {
+                cache_dir: Some(dir.path().join("cache")),
+                resident_code_bytes: 64 << 20,
+                ..RuntimeConfig::default()
+            })
+            .unwrap(),
+        );
+        let store: Arc<Store> =
+            Arc::new(SqliteStore::open(&dir.path().join("db"), Durability::Process).unwrap());
+        let engine = Engine::new(
+            store.clone(),
+            runtime.clone(),
+            Clock::manual(T0.parse().unwrap()),
+            registry::load_builtin(&runtime).unwrap(),
+            Matrix::default_matrix(),
+        )
+        .unwrap();
+        engine.load_tenant_plugins().unwrap();
+        (engine, runtime, store)
+    };
+    let phrases = |engine: &Engine, tenant: &str| {
+        let set = engine.plugins(tenant);
+        let p = set
+            .triggers
+            .iter()
+            .find(|p| p.manifest.name == "phrases")
+            .unwrap();
+        (p.plugin.origin(), p.plugin.digest().to_string())
+    };
+    let lawyer = |engine: &Engine, tenant: &str, id: &str| {
+        let ticket: escalator::model::Ticket = serde_json::from_value(json!({
+            "id": id, "created_at": T0, "category": "account",
+            "messages": [{"author": "customer", "body": "I will call my lawyer", "sent_at": T0}]
+        }))
+        .unwrap();
+        let out = engine.create_ticket(tenant, ticket, None).unwrap();
+        out.new_signals
+            .iter()
+            .find(|s| s.key.starts_with("phrases:"))
+            .map(|s| s.tier.name().to_string())
+    };
+
+    let (engine, _, store) = start();
+    for (tenant, tier, tag) in [("a", "high", "a"), ("b", "critical", "b")] {
+        store
+            .write(|tx| tx.create_tenant(tenant, tenant, tenant, T0.parse().unwrap()))
+            .unwrap();
+        // Bytes of its own (a distinct uploaded version).
+        let mut u = upload("1.0.0", tier);
+        u.wasm = escalator::bench::with_custom_section(&u.wasm, "test-id", tag.as_bytes());
+        engine.upload(tenant, u, "test", true).unwrap();
+    }
+    assert_eq!(lawyer(&engine, "a", "A-1").as_deref(), Some("high"));
+    drop((engine, store));
+
+    // Restarted: registered, not loaded; each loads when first called.
+    let (engine, runtime, _store) = start();
+    let (origin_a, digest_a) = phrases(&engine, "a");
+    let (origin_b, digest_b) = phrases(&engine, "b");
+    assert_eq!((origin_a, origin_b), (Origin::Deferred, Origin::Deferred));
+    let resident = runtime.resident_code().components;
+    assert_eq!(lawyer(&engine, "a", "A-2").as_deref(), Some("high"));
+    assert_eq!(runtime.resident_code().components, resident + 1);
+    assert_eq!(lawyer(&engine, "b", "B-1").as_deref(), Some("critical"));
+    assert_eq!(runtime.resident_code().components, resident + 2);
+    drop(engine);
+
+    // What b's component imports no longer kept: it is loaded at start
+    // (from its compiled artifact), a's is still only registered.
+    let kept = dir
+        .path()
+        .join("cache")
+        .join(format!("{digest_b}.inspection.json"));
+    std::fs::remove_file(&kept).expect("what b imports was kept");
+    let (engine, _, _) = start();
+    assert_eq!(phrases(&engine, "a"), (Origin::Deferred, digest_a));
+    assert_eq!(phrases(&engine, "b"), (Origin::Cached, digest_b));
+    assert_eq!(lawyer(&engine, "b", "B-2").as_deref(), Some("critical"));
+}

@@ -142,27 +142,63 @@ impl Engine {
         name: &str,
         version: &str,
     ) -> Result<LoadedPlugin, EngineError> {
+        self.stored_version(tenant, name, version, false)
+    }
+
+    /// A stored version from the in-memory set of loaded versions, else
+    /// from the store: with `defer`, registered without reading or loading
+    /// its component where an earlier load kept what its first call needs
+    /// (see [`crate::runtime::Runtime::register`]), which is what a start
+    /// does, so it takes seconds, not minutes, with tens of thousands of
+    /// versions stored; else compiled through the artifact cache.
+    fn stored_version(
+        &self,
+        tenant: &str,
+        name: &str,
+        version: &str,
+        defer: bool,
+    ) -> Result<LoadedPlugin, EngineError> {
         let key = (tenant.to_string(), name.to_string(), version.to_string());
         if let Some(p) = lock(&self.versions).get(&key) {
             return Ok(p.clone());
         }
-        let v = self
-            .store
-            .plugin_version(tenant, name, version)?
-            .ok_or_else(|| {
-                EngineError::NotFound(
-                    codes::PLUGIN_NOT_FOUND,
-                    format!("no version {version} of plugin {name}"),
-                )
-            })?;
-        let p = registry::load_parts(
-            &self.runtime,
-            &v.manifest,
-            &PathBuf::from(format!("{tenant}:{name}@{version}/plugin.toml")),
-            &v.wasm,
-            v.source.clone(),
-        )
-        .map_err(|e| EngineError::Internal(anyhow::anyhow!("stored plugin {name}@{version}: {e}")))?
+        let path = PathBuf::from(format!("{tenant}:{name}@{version}/plugin.toml"));
+        let stored =
+            |e| EngineError::Internal(anyhow::anyhow!("stored plugin {name}@{version}: {e}"));
+        let mut registered = None;
+        if defer
+            && let Some(v) = self
+                .store
+                .plugin_versions(tenant, name)?
+                .into_iter()
+                .find(|v| v.version == version)
+        {
+            registered = registry::register_parts(
+                &self.runtime,
+                &v.manifest,
+                &path,
+                &v.digest,
+                v.size,
+                v.source.clone(),
+            )
+            .map_err(stored)?;
+        }
+        let p = match registered {
+            Some(p) => p,
+            None => {
+                let v = self
+                    .store
+                    .plugin_version(tenant, name, version)?
+                    .ok_or_else(|| {
+                        EngineError::NotFound(
+                            codes::PLUGIN_NOT_FOUND,
+                            format!("no version {version} of plugin {name}"),
+                        )
+                    })?;
+                registry::load_parts(&self.runtime, &v.manifest, &path, &v.wasm, v.source.clone())
+                    .map_err(stored)?
+            }
+        }
         .with_matrix(&self.matrix);
         lock(&self.versions).insert(key, p.clone());
         Ok(p)
@@ -219,8 +255,9 @@ impl Engine {
         lock(&self.plugin_changes_done).extend(changes.iter().map(|c| c.0));
         self.plugins_seen.store(newest, Ordering::SeqCst);
         let tenants = self.store.tenants_with_plugins()?;
-        // Compile (or read from the artifact cache) every stored version in
-        // force on all cores first; building the sets then finds them loaded.
+        // Register (or compile, or read from the artifact cache) every
+        // stored version in force on all cores first; building the sets
+        // then finds them.
         let mut wanted = Vec::new();
         for t in &tenants {
             for s in self.store.plugin_slots(t)? {
@@ -239,7 +276,7 @@ impl Engine {
                         let Some((t, name, v)) = wanted.get(i) else {
                             return;
                         };
-                        if let Err(e) = self.loaded_version(t, name, v) {
+                        if let Err(e) = self.stored_version(t, name, v, true) {
                             tracing::error!(tenant = %t, plugin = %name, version = %v, error = %e,
                                 "a stored plugin version does not load");
                         }
