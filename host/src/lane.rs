@@ -328,7 +328,11 @@ mod tests {
             let _t = t2.take();
             o2.lock().unwrap().push("normal".to_string());
         }));
-        std::thread::sleep(Duration::from_millis(50));
+        // Released once the normal writer is seen waiting (a loaded
+        // machine may take a while to start its thread).
+        while turns.state.lock().unwrap().normal_waiting == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         drop(held);
         for t in threads {
             t.join().unwrap();
@@ -357,6 +361,11 @@ mod tests {
         );
         let g = gate.clone();
         let waiter = std::thread::spawn(move || g.wait_idle(Duration::from_secs(30)));
+        // Counted while it waits (on a loaded machine its thread may take
+        // a while to get there).
+        while gate.waiting() == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         std::thread::sleep(Duration::from_millis(100));
         drop(inner);
         std::thread::sleep(Duration::from_millis(100));
@@ -364,6 +373,7 @@ mod tests {
         drop(outer);
         let waited = waiter.join().unwrap();
         assert!(waited >= Duration::from_millis(200), "{waited:?}");
+        assert_eq!(gate.waiting(), 0);
         assert!(waited < Duration::from_secs(30), "{waited:?}");
         // Busy for ever: the wait ends at its cap.
         let _held = gate.enter();
