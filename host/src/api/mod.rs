@@ -269,11 +269,14 @@ impl Api {
                     wait,
                 )
             })?;
-        // A tenant that has spent more than half its burst is using more
-        // than its share: its work runs in the low lane ([`lane`]) until it
-        // is back under, so it takes only what nobody else wants.
+        // A tenant that has spent more than half its burst of server time,
+        // or of events (it sends faster than its event rate, its excess
+        // refused or not yet), is using more than its share: its work runs
+        // in the low lane ([`lane`]) until it is back under, so it takes
+        // only what nobody else wants.
         let lane_at = |left: f64| {
-            if left < q.work_burst_ms / 2.0 {
+            let events_left = self.rates.left(tenant, q.events_per_second, q.event_burst);
+            if left < q.work_burst_ms / 2.0 || events_left < q.event_burst / 2.0 {
                 Lane::Low
             } else {
                 Lane::Normal

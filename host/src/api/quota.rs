@@ -86,6 +86,11 @@ impl RateLimiter {
         })
     }
 
+    /// What is left in `tenant`'s bucket now.
+    pub fn left(&self, tenant: &str, rate: f64, burst: f64) -> f64 {
+        self.with(tenant, rate, burst, |tokens| *tokens)
+    }
+
     /// Whether `tenant` may start something whose cost is charged later:
     /// yes unless its bucket is in debt; else how long until it is not.
     /// Returns what is left in its bucket.
@@ -191,6 +196,10 @@ mod tests {
         assert!(r.take("b", 10.0, 5.0).is_ok(), "each tenant has its own");
         std::thread::sleep(Duration::from_millis(120));
         assert!(r.take("a", 10.0, 5.0).is_ok(), "refilled");
+        // What is left, refilled to now, without taking any.
+        let left = r.left("b", 10.0, 5.0);
+        assert!((4.0..=5.0).contains(&left), "{left}");
+        assert_eq!(r.left("c", 10.0, 5.0), 5.0, "a new tenant's bucket is full");
     }
 
     #[test]

@@ -123,6 +123,32 @@ fn a_tenant_over_its_budget_of_server_time_gets_429_and_the_other_tenant_is_serv
     victim.ok("POST", "/v1/tickets", Some(ticket("V-0")));
 }
 
+/// The server's low-lane threads, with their nice values.
+#[cfg(target_os = "linux")]
+fn low_lane_threads(s: &Escalator) -> Vec<(String, i64)> {
+    s.threads()
+        .into_iter()
+        .filter(|(name, _)| name == "escalator-low")
+        .collect()
+}
+
+/// Plugin calls ran on threads of the process's own priority.
+#[cfg(target_os = "linux")]
+fn assert_normal_lane_threads_ran(s: &Escalator) {
+    let threads = s.threads();
+    let main = threads
+        .iter()
+        .find(|(name, _)| name == "escalator")
+        .unwrap()
+        .1;
+    assert!(
+        threads
+            .iter()
+            .any(|(name, nice)| name == "escalator-plugi" && *nice == main),
+        "{threads:?}"
+    );
+}
+
 #[cfg(target_os = "linux")]
 #[test]
 fn a_tenant_over_half_its_budget_runs_in_the_low_lane_and_the_other_tenant_does_not() {
@@ -136,17 +162,11 @@ fn a_tenant_over_half_its_budget_runs_in_the_low_lane_and_the_other_tenant_does_
     );
     let attacker = server.tenant("attacker");
     let victim = server.tenant("victim");
-    let low = |s: &Escalator| {
-        s.threads()
-            .into_iter()
-            .filter(|(name, _)| name == "escalator-low")
-            .collect::<Vec<_>>()
-    };
     for i in 0..3 {
         victim.ok("POST", "/v1/tickets", Some(ticket(&format!("V-{i}"))));
     }
     assert!(
-        low(&server).is_empty(),
+        low_lane_threads(&server).is_empty(),
         "a tenant within its share uses no low-lane thread"
     );
     // Big enough that deciding it takes well over half the 100 ms burst
@@ -180,23 +200,49 @@ fn a_tenant_over_half_its_budget_runs_in_the_low_lane_and_the_other_tenant_does_
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     assert!(decided, "the attacker was served again once out of debt");
-    let threads = low(&server);
+    let threads = low_lane_threads(&server);
     assert!(!threads.is_empty(), "{:?}", server.threads());
     assert!(threads.iter().all(|(_, nice)| *nice == 19), "{threads:?}");
     // The victim is still served, by threads of the ordinary priority.
     victim.ok("POST", "/v1/tickets", Some(ticket("V-9")));
-    let threads = server.threads();
-    let main = threads
-        .iter()
-        .find(|(name, _)| name == "escalator")
-        .unwrap()
-        .1;
-    assert!(
-        threads
-            .iter()
-            .any(|(name, nice)| name == "escalator-plugi" && *nice == main),
-        "{threads:?}"
+    assert_normal_lane_threads_ran(&server);
+}
+
+/// A tenant sending faster than its event rate (more than half its burst
+/// of events spent) has its accepted events decided in the low lane; a
+/// tenant within its rate stays in the normal lane.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_tenant_sending_faster_than_its_event_rate_runs_in_the_low_lane() {
+    let dir = tempfile::tempdir().unwrap();
+    // A burst of 4 events, refilled at one every 100 s: the third event in
+    // a row leaves less than half of it.
+    let server = Escalator::start(
+        dir.path(),
+        T0,
+        Some("[limits]\nevents-per-second = 0.01\nevent-burst = 4\n"),
     );
+    let flooder = server.tenant("flooder");
+    let victim = server.tenant("victim");
+    victim.ok("POST", "/v1/tickets", Some(ticket("V-0")));
+    flooder.ok("POST", "/v1/tickets", Some(ticket("F-0")));
+    flooder.ok("POST", "/v1/tickets", Some(ticket("F-1")));
+    assert!(
+        low_lane_threads(&server).is_empty(),
+        "within half its burst: no low-lane thread, {:?}",
+        server.threads()
+    );
+    flooder.ok("POST", "/v1/tickets", Some(ticket("F-2")));
+    let threads = low_lane_threads(&server);
+    assert!(!threads.is_empty(), "{:?}", server.threads());
+    assert!(threads.iter().all(|(_, nice)| *nice == 19), "{threads:?}");
+    // Past its burst it is refused; the victim is served, in the normal
+    // lane, the whole time.
+    flooder.ok("POST", "/v1/tickets", Some(ticket("F-3")));
+    let (status, _) = flooder.call("POST", "/v1/tickets", Some(ticket("F-4")));
+    assert_eq!(status, 429);
+    victim.ok("POST", "/v1/tickets", Some(ticket("V-1")));
+    assert_normal_lane_threads_ran(&server);
 }
 
 #[test]
