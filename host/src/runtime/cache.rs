@@ -130,9 +130,7 @@ impl ArtifactCache {
             return Ok(());
         }
         let json = serde_json::to_vec(inspection).map_err(std::io::Error::other)?;
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        std::fs::write(&tmp, json)?;
-        std::fs::rename(&tmp, &path)
+        self.write_atomically(&path, &json)
     }
 
     /// What [`ArtifactCache::keep_inspection`] kept for `digest`, if its
@@ -154,10 +152,7 @@ impl ArtifactCache {
         if path.is_file() {
             return Ok(());
         }
-        std::fs::create_dir_all(&self.dir)?;
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        std::fs::write(&tmp, wasm)?;
-        std::fs::rename(&tmp, &path)
+        self.write_atomically(&path, wasm)
     }
 
     /// The bytes kept by [`ArtifactCache::keep_wasm`], checked against
@@ -173,14 +168,19 @@ impl ArtifactCache {
         Ok(wasm)
     }
 
-    /// Write atomically: a crash mid-write leaves no half artifact behind.
+    /// Store a compiled artifact.
     fn store(&self, component: &Component, path: &Path) -> anyhow::Result<()> {
+        self.write_atomically(path, &component.serialize()?)?;
+        Ok(())
+    }
+
+    /// Write `bytes` to `path` in the cache directory atomically: a crash
+    /// mid-write leaves no half file behind.
+    fn write_atomically(&self, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         std::fs::create_dir_all(&self.dir)?;
-        let bytes = component.serialize()?;
         let tmp = path.with_extension(format!("tmp{}", std::process::id()));
         std::fs::write(&tmp, bytes)?;
-        std::fs::rename(&tmp, path)?;
-        Ok(())
+        std::fs::rename(&tmp, path)
     }
 }
 
