@@ -2,7 +2,8 @@
 //! from slowing the others down.
 //!
 //! A tenant is in the low lane while it has spent more than half its burst
-//! of server time (the API decides, from its work budget). Its work then
+//! of server time, of events or of event-body bytes (the API decides, from
+//! its quotas). Its work then
 //! yields to everyone else's in the two places a tenant's work meets the
 //! others':
 //!

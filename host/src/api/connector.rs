@@ -59,8 +59,10 @@ impl Api {
             .code(codes::AUTH_UNAUTHORIZED)
         })?;
         // Only a delivery the desk signed counts against the tenant's event
-        // rate: an unsigned flood naming the tenant cannot spend it.
+        // rate and volume: an unsigned flood naming the tenant cannot spend
+        // them.
         self.event_rate(&tenant)?;
+        self.volume_of(&tenant, body.len())?;
         let inbound = match connectors::map(desk, &connector, &headers, &body) {
             Ok(Mapped::Inbound(i)) => i,
             Ok(Mapped::Ignored(why)) => {

@@ -48,6 +48,13 @@ pub use openapi::PATHS as OPENAPI;
 /// A response body.
 pub type Body = BoxBody<Bytes, Infallible>;
 
+/// A request's declared `Content-Length`, if it has a readable one.
+fn declared_length(req: &Request<Incoming>) -> Option<usize> {
+    req.headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+}
+
 /// The API's state.
 pub struct Api {
     /// The engine.
@@ -67,6 +74,8 @@ pub struct Api {
     /// SHA-256 (hex) of the read-only token for `/metrics`, if set.
     pub metrics_hash: Option<String>,
     rates: quota::RateLimiter,
+    /// Each tenant's bytes of event bodies.
+    volume: quota::RateLimiter,
     /// Each tenant's server time deciding events (ms).
     work: quota::RateLimiter,
     feeds: Arc<quota::FeedSlots>,
@@ -136,6 +145,7 @@ impl Api {
             quotas: quota::Quotas::default(),
             metrics_hash: None,
             rates: quota::RateLimiter::default(),
+            volume: quota::RateLimiter::default(),
             work: quota::RateLimiter::default(),
             feeds: Arc::default(),
             tokens: RwLock::default(),
@@ -247,6 +257,36 @@ impl Api {
             })
     }
 
+    /// Take an event body's bytes from the tenant's volume: its declared
+    /// `Content-Length`, before a byte of it is read (a body without one is
+    /// charged once read, by [`Self::body_in`], and is refused only while
+    /// the tenant is in debt).
+    fn body_volume(&self, tenant: &str, req: &Request<Incoming>) -> Result<(), ApiError> {
+        self.volume_of(tenant, declared_length(req).unwrap_or(0))
+    }
+
+    /// Take `bytes` from the tenant's volume.
+    fn volume_of(&self, tenant: &str, bytes: usize) -> Result<(), ApiError> {
+        let q = self.quotas;
+        self.volume
+            .take_n(
+                tenant,
+                (bytes as f64).max(1.0),
+                q.body_bytes_per_second,
+                q.body_burst_bytes,
+            )
+            .map_err(|wait| {
+                ApiError::too_many(
+                    format!(
+                        "over {} bytes of event bodies per second (burst {}); retry after the \
+                         Retry-After seconds",
+                        q.body_bytes_per_second, q.body_burst_bytes
+                    ),
+                    wait,
+                )
+            })
+    }
+
     /// Run `decide` (reading, parsing and deciding one event) on the
     /// tenant's budget of server time: refused while the tenant is in
     /// debt, and charged what it took, whatever the answer.
@@ -270,13 +310,19 @@ impl Api {
                 )
             })?;
         // A tenant that has spent more than half its burst of server time,
-        // or of events (it sends faster than its event rate, its excess
-        // refused or not yet), is using more than its share: its work runs
-        // in the low lane ([`lane`]) until it is back under, so it takes
-        // only what nobody else wants.
+        // of events or of body bytes (it sends faster than its rates, its
+        // excess refused or not yet), is using more than its share: its
+        // work runs in the low lane ([`lane`]) until it is back under, so
+        // it takes only what nobody else wants.
         let lane_at = |left: f64| {
             let events_left = self.rates.left(tenant, q.events_per_second, q.event_burst);
-            if left < q.work_burst_ms / 2.0 || events_left < q.event_burst / 2.0 {
+            let bytes_left = self
+                .volume
+                .left(tenant, q.body_bytes_per_second, q.body_burst_bytes);
+            if left < q.work_burst_ms / 2.0
+                || events_left < q.event_burst / 2.0
+                || bytes_left < q.body_burst_bytes / 2.0
+            {
                 Lane::Low
             } else {
                 Lane::Normal
@@ -366,6 +412,19 @@ impl Api {
         tenant: &str,
         lane: Lane,
     ) -> Result<T, ApiError> {
+        if declared_length(&req).is_none() {
+            // Not taken before it was read ([`Self::body_volume`]): charged
+            // now, into debt if need be.
+            let bytes = self.raw_body(req, self.max_body_bytes).await?;
+            let q = self.quotas;
+            self.volume.charge(
+                tenant,
+                bytes.len() as f64,
+                q.body_bytes_per_second,
+                q.body_burst_bytes,
+            );
+            return self.parse_in(bytes, tenant, lane).await;
+        }
         self.body_up_to_in(req, self.max_body_bytes, tenant, lane)
             .await
     }
@@ -378,6 +437,16 @@ impl Api {
         lane: Lane,
     ) -> Result<T, ApiError> {
         let bytes = self.raw_body(req, limit).await?;
+        self.parse_in(bytes, tenant, lane).await
+    }
+
+    /// `bytes` parsed; big ones on a blocking thread of `lane`.
+    async fn parse_in<T: DeserializeOwned + Send + 'static>(
+        &self,
+        bytes: Bytes,
+        tenant: &str,
+        lane: Lane,
+    ) -> Result<T, ApiError> {
         if bytes.len() <= PARSE_INLINE_BYTES {
             return parse_json(&bytes);
         }
@@ -404,10 +473,7 @@ impl Api {
                 format!("the body is larger than {limit} bytes"),
             )
         };
-        let declared = req
-            .headers()
-            .get("content-length")
-            .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+        let declared = declared_length(&req);
         if declared.is_some_and(|len| len > limit) {
             return Err(too_large());
         }

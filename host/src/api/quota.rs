@@ -15,6 +15,16 @@ pub struct Quotas {
     pub events_per_second: f64,
     /// Events a tenant may send at once above the rate (default 200).
     pub event_burst: f64,
+    /// Bytes of event bodies (new tickets, ticket events, help-desk
+    /// deliveries) per second per tenant, sustained (default 1 MiB). Events
+    /// are counted by number above; this counts their volume, so a tenant
+    /// sending bodies near the size limit gets fewer of them than one
+    /// sending ordinary tickets. A declared body is refused before a byte
+    /// of it is read; one without `Content-Length` is charged once read.
+    pub body_bytes_per_second: f64,
+    /// Bytes of event bodies a tenant may send at once above the rate
+    /// (default 8 MiB: eight bodies of the default size limit).
+    pub body_burst_bytes: f64,
     /// Milliseconds of server time per second a tenant's events may take,
     /// sustained (default 500: half a core). What an event costs is known
     /// only once it is decided, so each is charged after the fact, and a
@@ -44,6 +54,8 @@ impl Default for Quotas {
         Quotas {
             events_per_second: 50.0,
             event_burst: 200.0,
+            body_bytes_per_second: (1 << 20) as f64,
+            body_burst_bytes: (8 << 20) as f64,
             work_ms_per_second: 500.0,
             work_burst_ms: 2000.0,
             webhooks_per_tenant: 20,
@@ -76,12 +88,20 @@ impl RateLimiter {
     /// Take one event for `tenant`; when its bucket is empty, how long
     /// until it holds one again.
     pub fn take(&self, tenant: &str, rate: f64, burst: f64) -> Result<(), Duration> {
+        self.take_n(tenant, 1.0, rate, burst)
+    }
+
+    /// Take `n` for `tenant` (at most its whole burst, so anything the
+    /// burst allows can pass); when its bucket holds less, how long until
+    /// it holds that much.
+    pub fn take_n(&self, tenant: &str, n: f64, rate: f64, burst: f64) -> Result<(), Duration> {
+        let n = n.min(burst);
         self.with(tenant, rate, burst, |tokens| {
-            if *tokens >= 1.0 {
-                *tokens -= 1.0;
+            if *tokens >= n {
+                *tokens -= n;
                 Ok(())
             } else {
-                Err(Duration::from_secs_f64((1.0 - *tokens) / rate.max(1e-9)))
+                Err(Duration::from_secs_f64((n - *tokens) / rate.max(1e-9)))
             }
         })
     }
@@ -200,6 +220,28 @@ mod tests {
         let left = r.left("b", 10.0, 5.0);
         assert!((4.0..=5.0).contains(&left), "{left}");
         assert_eq!(r.left("c", 10.0, 5.0), 5.0, "a new tenant's bucket is full");
+    }
+
+    #[test]
+    fn a_volume_bucket_takes_what_is_asked_up_to_its_burst_and_says_how_long_for_the_rest() {
+        let r = RateLimiter::default();
+        r.take_n("a", 600.0, 100.0, 1000.0).unwrap();
+        // 400 left: 500 more is 100 short, a second at 100 a second.
+        let wait = r.take_n("a", 500.0, 100.0, 1000.0).unwrap_err();
+        assert!(
+            (Duration::from_millis(950)..=Duration::from_millis(1000)).contains(&wait),
+            "{wait:?}"
+        );
+        // Refused takes nothing: 300 still fits.
+        r.take_n("a", 300.0, 100.0, 1000.0).unwrap();
+        // More than the burst asks for the whole burst, never for ever.
+        let r = RateLimiter::default();
+        r.take_n("b", 5000.0, 100.0, 1000.0).unwrap();
+        assert!(r.left("b", 100.0, 1000.0) < 1.0);
+        // Charged after the fact, a bucket goes into debt.
+        let left = r.charge("b", 500.0, 100.0, 1000.0);
+        assert!(left < -499.0, "{left}");
+        assert!(r.take_n("b", 1.0, 100.0, 1000.0).is_err());
     }
 
     #[test]

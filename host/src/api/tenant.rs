@@ -315,6 +315,7 @@ impl Api {
             }
             (&Method::POST, ["tickets"]) => {
                 self.event_rate(&tenant)?;
+                self.body_volume(&tenant, &req)?;
                 let out = self
                     .metered(&tenant.clone(), async {
                         let lane = engine.runtime.shares().lane(&tenant);
@@ -369,6 +370,7 @@ impl Api {
             }
             (&Method::POST, ["tickets", id, "events"]) => {
                 self.event_rate(&tenant)?;
+                self.body_volume(&tenant, &req)?;
                 let id = id.to_string();
                 let out = self
                     .metered(&tenant.clone(), async {

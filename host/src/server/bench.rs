@@ -89,6 +89,7 @@ impl BenchServer {
             ),
             // The load benchmark measures the engine, not the rate
             // limiter; the isolation benchmark keeps the default event rate
+            // and volume
             // (its attackers send faster: what that costs them is part of
             // what is measured). The delivery attack needs its 1,000
             // endpoints.
@@ -99,6 +100,16 @@ impl BenchServer {
                     1e6
                 },
                 event_burst: if budget { defaults.event_burst } else { 1e6 },
+                body_bytes_per_second: if budget {
+                    defaults.body_bytes_per_second
+                } else {
+                    1e12
+                },
+                body_burst_bytes: if budget {
+                    defaults.body_burst_bytes
+                } else {
+                    1e12
+                },
                 webhooks_per_tenant: 1000,
                 work_ms_per_second,
                 work_burst_ms,

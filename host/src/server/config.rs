@@ -231,6 +231,11 @@ pub struct LimitsConfig {
     pub events_per_second: Option<f64>,
     /// Events at once above the rate (default 200).
     pub event_burst: Option<u32>,
+    /// Bytes of event bodies per second per tenant, sustained (default
+    /// 1 MiB).
+    pub body_bytes_per_second: Option<f64>,
+    /// Bytes of event bodies at once above that rate (default 8 MiB).
+    pub body_burst_bytes: Option<f64>,
     /// Server time per second a tenant's events may take, in ms (default
     /// 500).
     pub work_ms_per_second: Option<f64>,
@@ -257,6 +262,10 @@ impl LimitsConfig {
         let q = crate::api::quota::Quotas {
             events_per_second: self.events_per_second.unwrap_or(d.events_per_second),
             event_burst: self.event_burst.map_or(d.event_burst, f64::from),
+            body_bytes_per_second: self
+                .body_bytes_per_second
+                .unwrap_or(d.body_bytes_per_second),
+            body_burst_bytes: self.body_burst_bytes.unwrap_or(d.body_burst_bytes),
             work_ms_per_second: self.work_ms_per_second.unwrap_or(d.work_ms_per_second),
             work_burst_ms: self.work_burst_ms.unwrap_or(d.work_burst_ms),
             webhooks_per_tenant: self.webhooks_per_tenant.unwrap_or(d.webhooks_per_tenant),
@@ -270,6 +279,14 @@ impl LimitsConfig {
             bail!("limits.events-per-second must be above 0 and limits.event-burst at least 1");
         }
         let positive = |x: f64| x.is_finite() && x > 0.0;
+        if !(positive(q.body_bytes_per_second)
+            && q.body_burst_bytes.is_finite()
+            && q.body_burst_bytes >= 1024.0)
+        {
+            bail!(
+                "limits.body-bytes-per-second must be above 0 and limits.body-burst-bytes at least 1024"
+            );
+        }
         if !positive(q.work_ms_per_second) || !positive(q.work_burst_ms) {
             bail!("limits.work-ms-per-second and limits.work-burst-ms must be above 0");
         }

@@ -361,6 +361,22 @@ mod tests {
         assert!(bad.limits.resolve().is_err());
         let bad: FileConfig = toml::from_str("[limits]\nevents-per-second = 0\n").unwrap();
         assert!(bad.limits.resolve().is_err());
+        for bad in [
+            "body-bytes-per-second = 0",
+            "body-bytes-per-second = -5.0",
+            "body-burst-bytes = 100",
+        ] {
+            let bad: FileConfig = toml::from_str(&format!("[limits]\n{bad}\n")).unwrap();
+            assert!(bad.limits.resolve().is_err(), "{bad:?}");
+        }
+        let ok: FileConfig =
+            toml::from_str("[limits]\nbody-bytes-per-second = 2048\nbody-burst-bytes = 65536\n")
+                .unwrap();
+        let q = ok.limits.resolve().unwrap();
+        assert_eq!(
+            (q.body_bytes_per_second, q.body_burst_bytes),
+            (2048.0, 65536.0)
+        );
         let bad: FileConfig = toml::from_str("[delivery]\ntenant-senders = 0\n").unwrap();
         assert!(bad.delivery.resolve().is_err());
         assert!(toml::from_str::<FileConfig>("[limits]\nwebhooks = 3\n").is_err());

@@ -81,6 +81,106 @@ fn a_tenant_over_its_event_rate_gets_429_with_retry_after_and_the_other_tenant_i
     }
 }
 
+/// A ticket whose body is about `bytes` long.
+fn ticket_of(id: &str, bytes: usize) -> Value {
+    json!({"id": id, "created_at": T0,
+        "messages": [{"author": "customer", "body": "a".repeat(bytes), "sent_at": T0}]})
+}
+
+#[test]
+fn a_tenant_over_its_volume_of_event_bodies_gets_429_before_its_body_is_read_and_the_other_tenant_is_served()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    // 300,000 bytes at once, refilled at 1,000 a second.
+    let server = Escalator::start(
+        dir.path(),
+        T0,
+        Some("[limits]\nbody-bytes-per-second = 1000\nbody-burst-bytes = 300000\n"),
+    );
+    let attacker = server.tenant("attacker");
+    let victim = server.tenant("victim");
+    // Three bodies of ~90 KB fit; the fourth does not.
+    for i in 0..3 {
+        let r = post_raw(
+            &server.base,
+            &attacker.token(),
+            "/v1/tickets",
+            &ticket_of(&format!("A-{i}"), 90_000),
+        );
+        assert_eq!(r.status().as_u16(), 201, "A-{i}");
+    }
+    let r = post_raw(
+        &server.base,
+        &attacker.token(),
+        "/v1/tickets",
+        &ticket_of("A-3", 90_000),
+    );
+    assert_eq!(r.status().as_u16(), 429);
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // ~60 KB short at 1,000 bytes a second.
+    assert!((50..=70).contains(&retry), "{retry}");
+    let body: Value = r.json().unwrap();
+    assert_eq!(body["code"], "rate.limited", "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("bytes of event bodies"),
+        "{body}"
+    );
+    let (status, _) = attacker.call("GET", "/v1/tickets/A-3", None);
+    assert_eq!(status, 404, "a refused event is not stored");
+    // Refused on its declared length: the answer comes though not a byte of
+    // the body was sent.
+    {
+        use std::io::{Read, Write};
+        let addr = server.base.trim_start_matches("http://");
+        let mut c = std::net::TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        write!(
+            c,
+            "POST /v1/tickets HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {}\r\n\
+             content-type: application/json\r\ncontent-length: 90000\r\n\r\n",
+            attacker.token()
+        )
+        .unwrap();
+        let mut head = [0u8; 12];
+        c.read_exact(&mut head).unwrap();
+        assert_eq!(&head, b"HTTP/1.1 429", "{}", String::from_utf8_lossy(&head));
+    }
+    // It is a volume, not a ban: a small ticket fits in what is left.
+    attacker.ok("POST", "/v1/tickets", Some(ticket("A-small")));
+    // The victim's volume is its own.
+    for i in 0..3 {
+        victim.ok(
+            "POST",
+            "/v1/tickets",
+            Some(ticket_of(&format!("V-{i}"), 90_000)),
+        );
+    }
+    // A body without Content-Length (chunked) cannot be taken before it is
+    // read: it is admitted while anything is left, charged once read, and
+    // the debt refuses what follows.
+    let chunked = serde_json::to_vec(&ticket_of("V-chunked", 90_000)).unwrap();
+    let r = reqwest::blocking::Client::new()
+        .post(format!("{}/v1/tickets", server.base))
+        .bearer_auth(victim.token())
+        .header("content-type", "application/json")
+        .body(reqwest::blocking::Body::new(std::io::Cursor::new(chunked)))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let (status, body) = victim.call("POST", "/v1/tickets", Some(ticket("V-after")));
+    assert_eq!(status, 429, "{body}");
+    let (status, _) = victim.call("GET", "/v1/tickets/V-chunked", None);
+    assert_eq!(status, 200, "the admitted chunked body was stored");
+}
+
 #[test]
 fn a_tenant_over_its_budget_of_server_time_gets_429_and_the_other_tenant_is_served() {
     let dir = tempfile::tempdir().unwrap();
