@@ -43,6 +43,8 @@ pub enum Lane {
 
 thread_local! {
     static CURRENT: Cell<Lane> = const { Cell::new(Lane::Normal) };
+    /// The tenant whose work this thread is doing (see [`within_for`]).
+    static TENANT: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
     static PAUSED: Cell<std::time::Duration> = const { Cell::new(std::time::Duration::ZERO) };
 }
 
@@ -60,6 +62,20 @@ pub fn take_paused() -> std::time::Duration {
 /// The lane of the work this thread is doing.
 pub fn current() -> Lane {
     CURRENT.with(Cell::get)
+}
+
+/// Run `f` as work of `tenant` in `lane` on this thread (a low-lane write
+/// transaction then waits for the other tenants' normal lane, not its
+/// own).
+pub fn within_for<T>(tenant: &str, lane: Lane, f: impl FnOnce() -> T) -> T {
+    struct Restore(String);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            TENANT.with(|t| std::mem::swap(&mut *t.borrow_mut(), &mut self.0));
+        }
+    }
+    let _restore = Restore(TENANT.with(|t| t.replace(tenant.to_string())));
+    within(lane, f)
 }
 
 /// Run `f` as work of `lane` on this thread.
@@ -107,7 +123,7 @@ pub struct WriterTurns {
     state: std::sync::Mutex<Turns>,
     freed: std::sync::Condvar,
     /// Normal-lane work in progress: a low-lane transaction also waits
-    /// while there is any (up to its longest wait).
+    /// while there is any of another tenant (up to its longest wait).
     gate: std::sync::OnceLock<std::sync::Arc<Gate>>,
 }
 
@@ -149,7 +165,10 @@ impl WriterTurns {
                 let until = began + LOW_WAITS_AT_MOST;
                 loop {
                     let now = std::time::Instant::now();
-                    let busy = self.gate.get().is_some_and(|g| g.busy());
+                    let busy = self
+                        .gate
+                        .get()
+                        .is_some_and(|g| TENANT.with(|t| g.busy_for(&t.borrow())));
                     if !s.held && ((s.normal_waiting == 0 && !busy) || now >= until) {
                         break;
                     }
@@ -190,30 +209,43 @@ impl Drop for Turn<'_> {
 /// never stopped.
 pub const LOW_PAUSES_AT_MOST: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Normal-lane work in progress, which low-lane plugin code waits for.
+/// Normal-lane work in progress, which low-lane work of other tenants
+/// waits for. A tenant's low-lane work does not wait for the same tenant's
+/// normal-lane work: the low lane yields to the others, not to itself (a
+/// tenant with more requests at once than its normal-lane share is not
+/// held up while it is alone).
 #[derive(Default)]
 pub struct Gate {
+    /// All normal-lane work in progress (read without the lock, for the
+    /// common case of none).
     busy: std::sync::atomic::AtomicUsize,
+    /// Normal-lane work in progress per tenant (changed under this lock,
+    /// with `busy`).
+    by_tenant: std::sync::Mutex<std::collections::HashMap<String, usize>>,
     /// Callers of [`Gate::wait_idle`] waiting now.
     waiting: std::sync::atomic::AtomicUsize,
-    idle_lock: std::sync::Mutex<()>,
     idle: std::sync::Condvar,
-    /// Called when the normal lane gets busy (advances the engine's epoch,
-    /// so running low-lane calls reach their pause at once).
+    /// Called when a tenant's normal-lane work starts (advances the
+    /// engine's epoch, so running low-lane calls of the others reach their
+    /// pause at once).
     poke: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
 }
 
 impl std::fmt::Debug for Gate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Gate")
-            .field("busy", &self.busy())
+            .field(
+                "busy",
+                &self.busy.load(std::sync::atomic::Ordering::Acquire),
+            )
             .finish_non_exhaustive()
     }
 }
 
-/// Normal-lane work in progress while held (see [`Gate::enter`]).
+/// Normal-lane work of a tenant in progress while held (see
+/// [`Gate::enter`]).
 #[derive(Debug)]
-pub struct Busy(std::sync::Arc<Gate>);
+pub struct Busy(std::sync::Arc<Gate>, String);
 
 impl Gate {
     /// Set what is called when the normal lane gets busy (once).
@@ -222,20 +254,39 @@ impl Gate {
         let _ = self.poke.set(poke);
     }
 
-    /// Normal-lane work starts; it ends when the guard is dropped.
-    pub fn enter(self: &std::sync::Arc<Self>) -> Busy {
-        use std::sync::atomic::Ordering;
-        if self.busy.fetch_add(1, Ordering::AcqRel) == 0
-            && let Some(poke) = self.poke.get()
-        {
-            poke();
-        }
-        Busy(self.clone())
+    fn tenants(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, usize>> {
+        self.by_tenant.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Is normal-lane work in progress?
-    pub fn busy(&self) -> bool {
-        self.busy.load(std::sync::atomic::Ordering::Acquire) > 0
+    /// Normal-lane work of `tenant` starts; it ends when the guard is
+    /// dropped.
+    pub fn enter(self: &std::sync::Arc<Self>, tenant: &str) -> Busy {
+        use std::sync::atomic::Ordering;
+        let first = {
+            let mut m = self.tenants();
+            self.busy.fetch_add(1, Ordering::AcqRel);
+            let n = m.entry(tenant.to_string()).or_insert(0);
+            *n += 1;
+            *n == 1
+        };
+        if first && let Some(poke) = self.poke.get() {
+            poke();
+        }
+        Busy(self.clone(), tenant.to_string())
+    }
+
+    /// Is normal-lane work of a tenant other than `tenant` in progress?
+    pub fn busy_for(&self, tenant: &str) -> bool {
+        use std::sync::atomic::Ordering;
+        if self.busy.load(Ordering::Acquire) == 0 {
+            return false;
+        }
+        let m = self.tenants();
+        self.others(&m, tenant)
+    }
+
+    fn others(&self, m: &std::collections::HashMap<String, usize>, tenant: &str) -> bool {
+        self.busy.load(std::sync::atomic::Ordering::Acquire) > m.get(tenant).copied().unwrap_or(0)
     }
 
     /// How many callers wait for the normal lane now (low-lane calls
@@ -244,17 +295,20 @@ impl Gate {
         self.waiting.load(std::sync::atomic::Ordering::Acquire)
     }
 
-    /// Wait until no normal-lane work is in progress, or `at_most`; how
-    /// long it waited.
-    pub fn wait_idle(&self, at_most: std::time::Duration) -> std::time::Duration {
+    /// Wait until no normal-lane work of a tenant other than `tenant` is in
+    /// progress, or `at_most`; how long it waited.
+    pub fn wait_idle(&self, tenant: &str, at_most: std::time::Duration) -> std::time::Duration {
         use std::sync::atomic::Ordering;
         let started = std::time::Instant::now();
         let until = started + at_most;
-        let mut g = self.idle_lock.lock().unwrap_or_else(|e| e.into_inner());
+        if !self.busy_for(tenant) {
+            return std::time::Duration::ZERO;
+        }
+        let mut m = self.tenants();
         let mut counted = false;
         loop {
             let now = std::time::Instant::now();
-            if !self.busy() || now >= until {
+            if !self.others(&m, tenant) || now >= until {
                 if counted {
                     self.waiting.fetch_sub(1, Ordering::AcqRel);
                 }
@@ -264,9 +318,9 @@ impl Gate {
                 self.waiting.fetch_add(1, Ordering::AcqRel);
                 counted = true;
             }
-            g = self
+            m = self
                 .idle
-                .wait_timeout(g, until - now)
+                .wait_timeout(m, until - now)
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
@@ -275,16 +329,18 @@ impl Gate {
 
 impl Drop for Busy {
     fn drop(&mut self) {
-        if self
-            .0
+        let mut m = self.0.tenants();
+        self.0
             .busy
-            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel)
-            == 1
-        {
-            // Under the lock: a waiter that saw the gate busy is asleep
-            // before this notification, so it cannot miss it.
-            let _g = self.0.idle_lock.lock().unwrap_or_else(|e| e.into_inner());
-            self.0.idle.notify_all();
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        if let Some(n) = m.get_mut(&self.1) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.1);
+                // Under the lock: a waiter that saw the gate busy is asleep
+                // before this notification, so it cannot miss it.
+                self.0.idle.notify_all();
+            }
         }
     }
 }
@@ -352,16 +408,16 @@ mod tests {
             p.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         }));
         // Idle: no wait.
-        assert!(gate.wait_idle(Duration::from_secs(5)) < Duration::from_secs(1));
-        let outer = gate.enter();
-        let inner = gate.enter();
+        assert!(gate.wait_idle("low", Duration::from_secs(5)) < Duration::from_secs(1));
+        let outer = gate.enter("a");
+        let inner = gate.enter("a");
         assert_eq!(
             pokes.load(std::sync::atomic::Ordering::SeqCst),
             1,
-            "poked when it got busy, once"
+            "poked when the tenant's normal lane got busy, once"
         );
         let g = gate.clone();
-        let waiter = std::thread::spawn(move || g.wait_idle(Duration::from_secs(30)));
+        let waiter = std::thread::spawn(move || g.wait_idle("low", Duration::from_secs(30)));
         // Counted while it waits (on a loaded machine its thread may take
         // a while to get there).
         while gate.waiting() == 0 {
@@ -377,9 +433,43 @@ mod tests {
         assert_eq!(gate.waiting(), 0);
         assert!(waited < Duration::from_secs(30), "{waited:?}");
         // Busy for ever: the wait ends at its cap.
-        let _held = gate.enter();
+        let _held = gate.enter("a");
         assert_eq!(pokes.load(std::sync::atomic::Ordering::SeqCst), 2);
-        assert!(gate.wait_idle(Duration::from_millis(50)) >= Duration::from_millis(50));
+        assert!(gate.wait_idle("low", Duration::from_millis(50)) >= Duration::from_millis(50));
+    }
+
+    #[test]
+    fn a_tenants_low_lane_work_waits_for_the_others_normal_lane_not_its_own() {
+        let gate = Arc::new(Gate::default());
+        let own = gate.enter("a");
+        assert!(!gate.busy_for("a"));
+        assert!(gate.busy_for("b"));
+        assert_eq!(gate.wait_idle("a", Duration::from_secs(30)), Duration::ZERO);
+        // Another tenant's normal lane: now it waits, until that ends.
+        let other = gate.enter("b");
+        assert!(gate.busy_for("a"));
+        let g = gate.clone();
+        let waiter = std::thread::spawn(move || g.wait_idle("a", Duration::from_secs(30)));
+        while gate.waiting() == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        drop(other);
+        let waited = waiter.join().unwrap();
+        assert!(waited < Duration::from_secs(30), "{waited:?}");
+        drop(own);
+        assert!(!gate.busy_for("b"));
+        // A low-lane write transaction of "a" goes though its own tenant's
+        // normal lane is busy.
+        let turns = WriterTurns::default();
+        turns.defer_to(gate.clone());
+        let _own = gate.enter("a");
+        let started = std::time::Instant::now();
+        within_for("a", Lane::Low, || drop(turns.take()));
+        assert!(
+            started.elapsed() < LOW_WAITS_AT_MOST,
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     #[test]

@@ -552,6 +552,8 @@ pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 /// How a low-lane call pauses for the normal lane ([`crate::lane::Gate`]).
 pub(super) struct Pause {
     pub gate: Arc<crate::lane::Gate>,
+    /// Whose call it is: it waits for the other tenants' normal lane.
+    pub tenant: String,
     /// The running call's pause so far, in nanoseconds, and while it
     /// pauses all it may still pause: its watchdog adds this to the
     /// deadline.
@@ -565,7 +567,7 @@ impl Pause {
     /// Wait while the normal lane is busy, within what is left; how long.
     fn wait(&self) -> Duration {
         use std::sync::atomic::Ordering;
-        if !self.gate.busy() {
+        if !self.gate.busy_for(&self.tenant) {
             return Duration::ZERO;
         }
         let left = self.left.swap(0, Ordering::AcqRel);
@@ -574,9 +576,13 @@ impl Pause {
         }
         // The watchdog allows the whole of it while it lasts.
         self.paused.fetch_add(left, Ordering::AcqRel);
-        let waited = u64::try_from(self.gate.wait_idle(Duration::from_nanos(left)).as_nanos())
-            .unwrap_or(u64::MAX)
-            .min(left);
+        let waited = u64::try_from(
+            self.gate
+                .wait_idle(&self.tenant, Duration::from_nanos(left))
+                .as_nanos(),
+        )
+        .unwrap_or(u64::MAX)
+        .min(left);
         self.paused.fetch_sub(left - waited, Ordering::AcqRel);
         self.left.fetch_add(left - waited, Ordering::AcqRel);
         Duration::from_nanos(waited)

@@ -80,8 +80,7 @@ impl Api {
         let kind = inbound.kind.clone();
         let ticket = inbound.ticket.id.clone();
         let out = self
-            .metered(&tenant.clone(), async {
-                let lane = self.engine.runtime.shares().lane(&tenant);
+            .metered(&tenant.clone(), async move |lane| {
                 let engine = self.engine.clone();
                 blocking(move || {
                     engine.runtime.shares().within(&tenant, lane, || {

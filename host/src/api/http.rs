@@ -254,7 +254,9 @@ pub(super) async fn blocking_in<T: Send + 'static>(
         .run_in_lane(
             lane,
             Box::new(move || {
-                let waited = shares.gate().wait_idle(crate::lane::LOW_WAITS_AT_MOST);
+                let waited = shares
+                    .gate()
+                    .wait_idle(&tenant, crate::lane::LOW_WAITS_AT_MOST);
                 shares.paused(&tenant, waited);
                 let _ = tx.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)));
             }),

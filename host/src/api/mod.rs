@@ -76,9 +76,11 @@ pub struct Api {
     rates: quota::RateLimiter,
     /// Each tenant's bytes of event bodies.
     volume: quota::RateLimiter,
+    /// Each tenant's requests in the normal lane now.
+    normal: Arc<quota::Slots>,
     /// Each tenant's server time deciding events (ms).
     work: quota::RateLimiter,
-    feeds: Arc<quota::FeedSlots>,
+    feeds: Arc<quota::Slots>,
     tokens: RwLock<HashMap<String, String>>,
 }
 
@@ -146,6 +148,7 @@ impl Api {
             metrics_hash: None,
             rates: quota::RateLimiter::default(),
             volume: quota::RateLimiter::default(),
+            normal: Arc::default(),
             work: quota::RateLimiter::default(),
             feeds: Arc::default(),
             tokens: RwLock::default(),
@@ -293,7 +296,7 @@ impl Api {
     async fn metered<T>(
         &self,
         tenant: &str,
-        decide: impl std::future::Future<Output = Result<T, ApiError>>,
+        decide: impl AsyncFnOnce(Lane) -> Result<T, ApiError>,
     ) -> Result<T, ApiError> {
         let q = self.quotas;
         let left = self
@@ -329,13 +332,28 @@ impl Api {
             }
         };
         let shares = self.engine.runtime.shares();
-        let lane = lane_at(left);
+        let mut lane = lane_at(left);
         shares.set_lane(tenant, lane);
-        // While a normal-lane request is in progress, low-lane work waits.
-        let busy = (lane == Lane::Normal).then(|| shares.gate().enter());
+        // A tenant's requests at once beyond its share of the normal lane
+        // run in the low lane: one tenant's many clients cannot take every
+        // core at normal priority (before any of their work is charged),
+        // and alone they still run at full speed.
+        let slot = match lane {
+            Lane::Normal => self
+                .normal
+                .take_within(tenant, q.normal_requests_per_tenant),
+            Lane::Low => None,
+        };
+        if slot.is_none() {
+            lane = Lane::Low;
+        }
+        // While a normal-lane request is in progress, the other tenants'
+        // low-lane work waits.
+        let busy = (lane == Lane::Normal).then(|| shares.gate().enter(tenant));
         let started = std::time::Instant::now();
-        let out = decide.await;
+        let out = decide(lane).await;
         drop(busy);
+        drop(slot);
         // Time its work waited for the normal lane is not its work.
         let took = started.elapsed();
         let ms = took

@@ -33,6 +33,10 @@ pub struct Quotas {
     /// Milliseconds of server time a tenant may use at once above the
     /// rate (default 2000).
     pub work_burst_ms: f64,
+    /// A tenant's event requests at once in the normal lane (default half
+    /// the cores, at least 1); its others at the time run in the low lane,
+    /// which yields to the other tenants' normal lane, never to its own.
+    pub normal_requests_per_tenant: usize,
     /// Webhook endpoints per tenant (default 20).
     pub webhooks_per_tenant: usize,
     /// Plugins per tenant (default 32).
@@ -58,6 +62,9 @@ impl Default for Quotas {
             body_burst_bytes: (8 << 20) as f64,
             work_ms_per_second: 500.0,
             work_burst_ms: 2000.0,
+            normal_requests_per_tenant: std::thread::available_parallelism()
+                .map_or(1, |n| n.get() / 2)
+                .max(1),
             webhooks_per_tenant: 20,
             plugins_per_tenant: 32,
             versions_per_plugin: 5,
@@ -136,55 +143,62 @@ impl RateLimiter {
     }
 }
 
-/// Live feed connections, per tenant and in all.
+/// Things held at once, per tenant and in all: live feed connections,
+/// requests in the normal lane.
 #[derive(Debug, Default)]
-pub struct FeedSlots {
+pub struct Slots {
     total: AtomicUsize,
     per_tenant: Mutex<HashMap<String, usize>>,
 }
 
-/// A held feed slot; dropping it frees the slot.
+/// A held slot; dropping it frees it.
 #[derive(Debug)]
-pub struct FeedSlot {
-    slots: Arc<FeedSlots>,
+pub struct Slot {
+    slots: Arc<Slots>,
     tenant: String,
 }
 
-/// Why a feed was refused.
+/// Why a slot was refused.
 #[derive(Debug, PartialEq, Eq)]
-pub enum FeedRefusal {
+pub enum SlotRefusal {
     /// The tenant has its share open.
     Tenant(usize),
     /// The server has all it takes.
     Total(usize),
 }
 
-impl FeedSlots {
+impl Slots {
+    /// Take one of `per_tenant` slots of `tenant`, if it has one free;
+    /// for what has no cap in all.
+    pub fn take_within(self: &Arc<Self>, tenant: &str, per_tenant: usize) -> Option<Slot> {
+        self.take(tenant, per_tenant, usize::MAX).ok()
+    }
+
     /// Take a slot for `tenant`.
     pub fn take(
         self: &Arc<Self>,
         tenant: &str,
         per_tenant: usize,
         total: usize,
-    ) -> Result<FeedSlot, FeedRefusal> {
+    ) -> Result<Slot, SlotRefusal> {
         let mut map = self.per_tenant.lock().unwrap_or_else(|e| e.into_inner());
         let n = map.get(tenant).copied().unwrap_or(0);
         if n >= per_tenant {
-            return Err(FeedRefusal::Tenant(per_tenant));
+            return Err(SlotRefusal::Tenant(per_tenant));
         }
         if self.total.load(Ordering::SeqCst) >= total {
-            return Err(FeedRefusal::Total(total));
+            return Err(SlotRefusal::Total(total));
         }
         self.total.fetch_add(1, Ordering::SeqCst);
         map.insert(tenant.to_string(), n + 1);
-        Ok(FeedSlot {
+        Ok(Slot {
             slots: self.clone(),
             tenant: tenant.to_string(),
         })
     }
 }
 
-impl Drop for FeedSlot {
+impl Drop for Slot {
     fn drop(&mut self) {
         let mut map = self
             .slots
@@ -246,12 +260,12 @@ mod tests {
 
     #[test]
     fn feed_slots_are_counted_per_tenant_and_in_all_and_freed_on_drop() {
-        let s = Arc::new(FeedSlots::default());
+        let s = Arc::new(Slots::default());
         let a1 = s.take("a", 2, 3).unwrap();
         let _a2 = s.take("a", 2, 3).unwrap();
-        assert_eq!(s.take("a", 2, 3).unwrap_err(), FeedRefusal::Tenant(2));
+        assert_eq!(s.take("a", 2, 3).unwrap_err(), SlotRefusal::Tenant(2));
         let _b1 = s.take("b", 2, 3).unwrap();
-        assert_eq!(s.take("c", 2, 3).unwrap_err(), FeedRefusal::Total(3));
+        assert_eq!(s.take("c", 2, 3).unwrap_err(), SlotRefusal::Total(3));
         drop(a1);
         assert!(s.take("c", 2, 3).is_ok());
     }

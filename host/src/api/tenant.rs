@@ -295,12 +295,12 @@ impl Api {
                         .feeds
                         .take(&tenant, q.sse_per_tenant, q.sse_total)
                         .map_err(|r| match r {
-                            quota::FeedRefusal::Tenant(n) => ApiError::too_many(
+                            quota::SlotRefusal::Tenant(n) => ApiError::too_many(
                                 format!("at most {n} live feeds per tenant are open; close one"),
                                 std::time::Duration::from_secs(5),
                             )
                             .code(codes::QUOTA_EXCEEDED),
-                            quota::FeedRefusal::Total(n) => ApiError {
+                            quota::SlotRefusal::Total(n) => ApiError {
                                 retry_after: Some(5),
                                 ..ApiError::new(
                                     StatusCode::SERVICE_UNAVAILABLE,
@@ -317,8 +317,7 @@ impl Api {
                 self.event_rate(&tenant)?;
                 self.body_volume(&tenant, &req)?;
                 let out = self
-                    .metered(&tenant.clone(), async {
-                        let lane = engine.runtime.shares().lane(&tenant);
+                    .metered(&tenant.clone(), async move |lane| {
                         let t: model::Ticket = self.body_in(req, &tenant, lane).await?;
                         blocking(move || {
                             engine.runtime.shares().within(&tenant, lane, || {
@@ -373,8 +372,7 @@ impl Api {
                 self.body_volume(&tenant, &req)?;
                 let id = id.to_string();
                 let out = self
-                    .metered(&tenant.clone(), async {
-                        let lane = engine.runtime.shares().lane(&tenant);
+                    .metered(&tenant.clone(), async move |lane| {
                         let event: Event = self.body_in(req, &tenant, lane).await?;
                         blocking(move || {
                             engine.runtime.shares().within(&tenant, lane, || {
@@ -451,7 +449,7 @@ impl Api {
         tenant: String,
         agent: String,
         after: i64,
-        slot: quota::FeedSlot,
+        slot: quota::Slot,
     ) -> Response<Body> {
         let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
         let mut live = self.engine.feed.subscribe();

@@ -112,10 +112,16 @@ pub(super) fn run<T: output::Output + Send + 'static>(
         paused: Arc::default(),
         pause_left: Arc::new(AtomicU64::new(PAUSE_CAP_NANOS)),
     });
-    // The batch's lane, as its tenant's is now. A normal-lane batch makes
-    // low-lane calls pause until it is done.
-    let lane = env.shares.lane(&env.tenant);
-    let _busy = (lane == Lane::Normal).then(|| env.shares.gate().enter());
+    // The batch's lane: its request's (a request beyond its tenant's
+    // normal-lane share runs low), or its tenant's as it is now. A
+    // normal-lane batch makes other tenants' low-lane calls pause until it
+    // is done.
+    let lane = if crate::lane::current() == Lane::Low {
+        Lane::Low
+    } else {
+        env.shares.lane(&env.tenant)
+    };
+    let _busy = (lane == Lane::Normal).then(|| env.shares.gate().enter(&env.tenant));
     let overloaded = |s: &mut State<T>, reason: String| {
         for (i, c) in s.waiting.drain(..) {
             s.results[i] = Some(failed(
@@ -279,6 +285,7 @@ fn work<T: output::Output + Send + 'static>(
                 let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     let pause = (lane == Lane::Low).then(|| Pause {
                         gate: env.shares.gate().clone(),
+                        tenant: env.tenant.clone(),
                         paused: shared.paused.clone(),
                         left: shared.pause_left.clone(),
                     });

@@ -204,9 +204,9 @@ impl Shares {
         // Waits noted on this thread for other work are not this tenant's.
         let _ = crate::lane::take_paused();
         if lane == Lane::Low {
-            crate::lane::note_paused(self.gate.wait_idle(crate::lane::LOW_WAITS_AT_MOST));
+            crate::lane::note_paused(self.gate.wait_idle(tenant, crate::lane::LOW_WAITS_AT_MOST));
         }
-        let out = crate::lane::within(lane, f);
+        let out = crate::lane::within_for(tenant, lane, f);
         self.paused(tenant, crate::lane::take_paused());
         out
     }

@@ -111,6 +111,11 @@ impl BenchServer {
                     1e12
                 },
                 webhooks_per_tenant: 1000,
+                normal_requests_per_tenant: if budget {
+                    defaults.normal_requests_per_tenant
+                } else {
+                    usize::MAX
+                },
                 work_ms_per_second,
                 work_burst_ms,
                 ..defaults

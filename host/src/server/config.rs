@@ -241,6 +241,9 @@ pub struct LimitsConfig {
     pub work_ms_per_second: Option<f64>,
     /// Server time at once above that rate, in ms (default 2000).
     pub work_burst_ms: Option<f64>,
+    /// A tenant's event requests at once in the normal lane (default half
+    /// the cores, at least 1).
+    pub normal_requests_per_tenant: Option<usize>,
     /// Webhook endpoints per tenant (default 20).
     pub webhooks_per_tenant: Option<usize>,
     /// Plugins per tenant (default 32).
@@ -268,6 +271,9 @@ impl LimitsConfig {
             body_burst_bytes: self.body_burst_bytes.unwrap_or(d.body_burst_bytes),
             work_ms_per_second: self.work_ms_per_second.unwrap_or(d.work_ms_per_second),
             work_burst_ms: self.work_burst_ms.unwrap_or(d.work_burst_ms),
+            normal_requests_per_tenant: self
+                .normal_requests_per_tenant
+                .unwrap_or(d.normal_requests_per_tenant),
             webhooks_per_tenant: self.webhooks_per_tenant.unwrap_or(d.webhooks_per_tenant),
             plugins_per_tenant: self.plugins_per_tenant.unwrap_or(d.plugins_per_tenant),
             versions_per_plugin: self.versions_per_plugin.unwrap_or(d.versions_per_plugin),
@@ -295,8 +301,15 @@ impl LimitsConfig {
                 "limits.versions-per-plugin must be at least 2 (the version in force and one to roll back to)"
             );
         }
-        if q.max_page == 0 || q.plugins_per_tenant == 0 || q.sse_total == 0 {
-            bail!("limits.max-page, plugins-per-tenant and sse-total must be at least 1");
+        if q.max_page == 0
+            || q.plugins_per_tenant == 0
+            || q.sse_total == 0
+            || q.normal_requests_per_tenant == 0
+        {
+            bail!(
+                "limits.max-page, plugins-per-tenant, sse-total and normal-requests-per-tenant \
+                 must be at least 1"
+            );
         }
         Ok(q)
     }

@@ -365,6 +365,7 @@ mod tests {
             "body-bytes-per-second = 0",
             "body-bytes-per-second = -5.0",
             "body-burst-bytes = 100",
+            "normal-requests-per-tenant = 0",
         ] {
             let bad: FileConfig = toml::from_str(&format!("[limits]\n{bad}\n")).unwrap();
             assert!(bad.limits.resolve().is_err(), "{bad:?}");

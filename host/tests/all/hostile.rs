@@ -232,7 +232,7 @@ fn a_low_lane_call_pauses_for_the_normal_lane_and_its_deadline_does_not_count_th
     let gate = rt.shares().gate().clone();
 
     // Normal lane, the gate busy: it runs to its deadline at once.
-    let busy = gate.enter();
+    let busy = gate.enter("other");
     let (normal, took) = call("normal");
     deadline(&normal);
     assert!(
@@ -285,7 +285,7 @@ fn a_low_lane_call_pauses_for_the_normal_lane_and_its_deadline_does_not_count_th
     );
 
     // Busy for ever: slowed, never stopped (the pause is capped).
-    let _busy = gate.enter();
+    let _busy = gate.enter("other");
     let (low, took) = call("low");
     deadline(&low);
     assert!(

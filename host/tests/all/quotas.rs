@@ -345,6 +345,65 @@ fn a_tenant_sending_faster_than_its_event_rate_runs_in_the_low_lane() {
     assert_normal_lane_threads_ran(&server);
 }
 
+/// A tenant's requests at once beyond its share of the normal lane run in
+/// the low lane, though its budgets are full; one at a time, they do not.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_tenants_requests_beyond_its_share_of_the_normal_lane_run_in_the_low_lane() {
+    let dir = tempfile::tempdir().unwrap();
+    // Budgets far beyond what this test spends: only the share decides.
+    let server = Escalator::start(
+        dir.path(),
+        T0,
+        Some(
+            "[limits]\nnormal-requests-per-tenant = 1\nwork-ms-per-second = 100000\n\
+             work-burst-ms = 100000\n",
+        ),
+    );
+    let busy = server.tenant("busy");
+    let victim = server.tenant("victim");
+    // A trigger that loops until its 400 ms deadline on "loop".
+    let manifest = "name = \"hostile\"\nkind = \"trigger\"\nversion = \"1.0.0\"\n\
+                    [limits]\ntimeout-ms = 400\nfuel = 100_000_000_000\n";
+    busy.ok(
+        "POST",
+        "/v1/plugins",
+        Some(json!({
+            "manifest": manifest,
+            "component_base64": base64::engine::general_purpose::STANDARD
+                .encode(guest_wasm("hostile")),
+        })),
+    );
+    let looping = |id: &str| {
+        json!({"id": id, "subject": "loop", "created_at": T0,
+            "messages": [{"author": "customer", "body": "hello", "sent_at": T0}]})
+    };
+    let (status, body) = busy.call("POST", "/v1/tickets", Some(looping("B-0")));
+    assert_eq!(status, 201, "{body}");
+    assert!(
+        low_lane_threads(&server).is_empty(),
+        "one request at a time stays in the normal lane: {:?}",
+        server.threads()
+    );
+    // Three at once: one in the normal lane, the others in the low lane.
+    let (base, token) = (server.base.clone(), busy.token());
+    let at_once: Vec<_> = (1..=3)
+        .map(|i| {
+            let (base, token, body) = (base.clone(), token.clone(), looping(&format!("B-{i}")));
+            std::thread::spawn(move || post_raw(&base, &token, "/v1/tickets", &body).status())
+        })
+        .collect();
+    for t in at_once {
+        assert_eq!(t.join().unwrap().as_u16(), 201);
+    }
+    let threads = low_lane_threads(&server);
+    assert!(!threads.is_empty(), "{:?}", server.threads());
+    assert!(threads.iter().all(|(_, nice)| *nice == 19), "{threads:?}");
+    // The other tenant, one request at a time, runs in the normal lane.
+    victim.ok("POST", "/v1/tickets", Some(ticket("V-0")));
+    assert_normal_lane_threads_ran(&server);
+}
+
 #[test]
 fn webhooks_plugins_and_feeds_have_quotas_and_old_versions_are_pruned() {
     let dir = tempfile::tempdir().unwrap();
