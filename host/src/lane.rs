@@ -39,6 +39,18 @@ pub enum Lane {
     Normal,
     /// A tenant over its share: what the others leave.
     Low,
+    /// A tenant's requests at once beyond its share of the normal lane:
+    /// they wait for the other tenants' normal lane as the low lane does,
+    /// but run at normal priority (the tenant is within its budgets, so
+    /// its calls must not miss their deadlines for want of a core).
+    Yield,
+}
+
+impl Lane {
+    /// Whether work in this lane waits for the other tenants' normal lane.
+    pub fn yields(self) -> bool {
+        self != Lane::Normal
+    }
 }
 
 thread_local! {
@@ -160,7 +172,7 @@ impl WriterTurns {
                 }
                 s.normal_waiting -= 1;
             }
-            Lane::Low => {
+            Lane::Low | Lane::Yield => {
                 let began = std::time::Instant::now();
                 let until = began + LOW_WAITS_AT_MOST;
                 loop {

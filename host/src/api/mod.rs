@@ -335,17 +335,17 @@ impl Api {
         let mut lane = lane_at(left);
         shares.set_lane(tenant, lane);
         // A tenant's requests at once beyond its share of the normal lane
-        // run in the low lane: one tenant's many clients cannot take every
-        // core at normal priority (before any of their work is charged),
-        // and alone they still run at full speed.
+        // yield ([`Lane::Yield`]): one tenant's many clients cannot hold
+        // every core against the others (before any of their work is
+        // charged), and alone they still run at full speed.
         let slot = match lane {
             Lane::Normal => self
                 .normal
                 .take_within(tenant, q.normal_requests_per_tenant),
-            Lane::Low => None,
+            Lane::Low | Lane::Yield => None,
         };
-        if slot.is_none() {
-            lane = Lane::Low;
+        if slot.is_none() && lane == Lane::Normal {
+            lane = Lane::Yield;
         }
         // While a normal-lane request is in progress, the other tenants'
         // low-lane work waits.

@@ -116,10 +116,9 @@ pub(super) fn run<T: output::Output + Send + 'static>(
     // normal-lane share runs low), or its tenant's as it is now. A
     // normal-lane batch makes other tenants' low-lane calls pause until it
     // is done.
-    let lane = if crate::lane::current() == Lane::Low {
-        Lane::Low
-    } else {
-        env.shares.lane(&env.tenant)
+    let lane = match (env.shares.lane(&env.tenant), crate::lane::current()) {
+        (Lane::Low, _) => Lane::Low,
+        (_, current) => current,
     };
     let _busy = (lane == Lane::Normal).then(|| env.shares.gate().enter(&env.tenant));
     let overloaded = |s: &mut State<T>, reason: String| {
@@ -203,7 +202,7 @@ pub(super) fn run<T: output::Output + Send + 'static>(
             }
         }
     }
-    if lane == Lane::Low {
+    if lane.yields() {
         // What the batch paused, noted for its tenant's charge. (Waiting
         // for its share behind its own paused calls is charged: a tenant
         // over its share that sends many requests at once while others
@@ -283,7 +282,7 @@ fn work<T: output::Output + Send + 'static>(
                     f,
                 } = call;
                 let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    let pause = (lane == Lane::Low).then(|| Pause {
+                    let pause = lane.yields().then(|| Pause {
                         gate: env.shares.gate().clone(),
                         tenant: env.tenant.clone(),
                         paused: shared.paused.clone(),

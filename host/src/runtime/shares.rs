@@ -166,7 +166,8 @@ impl Shares {
             Lane::Normal => {
                 s.low.remove(tenant);
             }
-            Lane::Low => {}
+            // A tenant is in the normal or the low lane; a request yields.
+            Lane::Low | Lane::Yield => {}
         }
     }
 
@@ -203,7 +204,7 @@ impl Shares {
     pub fn within<T>(&self, tenant: &str, lane: Lane, f: impl FnOnce() -> T) -> T {
         // Waits noted on this thread for other work are not this tenant's.
         let _ = crate::lane::take_paused();
-        if lane == Lane::Low {
+        if lane.yields() {
             crate::lane::note_paused(self.gate.wait_idle(tenant, crate::lane::LOW_WAITS_AT_MOST));
         }
         let out = crate::lane::within_for(tenant, lane, f);
@@ -312,7 +313,7 @@ impl CallThreads {
     /// Run `job` on a call thread of `lane`.
     pub fn submit(&self, job: Job, lane: Lane) -> std::io::Result<()> {
         let queue = match lane {
-            Lane::Normal => &self.normal,
+            Lane::Normal | Lane::Yield => &self.normal,
             Lane::Low => &self.low,
         };
         let (m, cv) = &**queue;
@@ -325,7 +326,7 @@ impl CallThreads {
             let queue = queue.clone();
             let low_nice = self.low_nice;
             let name = match lane {
-                Lane::Normal => "escalator-plugin",
+                Lane::Normal | Lane::Yield => "escalator-plugin",
                 // 15 characters at most (what /proc/PID/task/TID/comm keeps).
                 Lane::Low => "escalator-low",
             };

@@ -299,4 +299,24 @@ fn a_low_lane_call_pauses_for_the_normal_lane_and_its_deadline_does_not_count_th
         "reported {:?} of {took:?}",
         low.report.duration
     );
+
+    // A request beyond its tenant's share of the normal lane yields: it
+    // pauses for another tenant's normal lane as the low lane does...
+    let (yielded, took) = escalator::lane::within(Lane::Yield, || call("yielder"));
+    deadline(&yielded);
+    assert!(
+        took >= escalator::lane::LOW_PAUSES_AT_MOST,
+        "it did not pause: {took:?}"
+    );
+    // ...but not for its own tenant's: alone, a tenant's requests at once
+    // run without pausing.
+    drop(_busy);
+    let own = gate.enter("yielder");
+    let (yielded, took) = escalator::lane::within(Lane::Yield, || call("yielder"));
+    deadline(&yielded);
+    assert!(
+        took < escalator::lane::LOW_PAUSES_AT_MOST + Duration::from_millis(800),
+        "it paused for its own tenant: {took:?}"
+    );
+    drop(own);
 }

@@ -345,11 +345,12 @@ fn a_tenant_sending_faster_than_its_event_rate_runs_in_the_low_lane() {
     assert_normal_lane_threads_ran(&server);
 }
 
-/// A tenant's requests at once beyond its share of the normal lane run in
-/// the low lane, though its budgets are full; one at a time, they do not.
+/// A tenant's requests at once beyond its share of the normal lane yield:
+/// one waits while another tenant's request is in progress, the tenant's
+/// other runs at once; within its budgets none runs at low priority.
 #[cfg(target_os = "linux")]
 #[test]
-fn a_tenants_requests_beyond_its_share_of_the_normal_lane_run_in_the_low_lane() {
+fn a_tenants_requests_beyond_its_share_of_the_normal_lane_yield_to_another_tenant() {
     let dir = tempfile::tempdir().unwrap();
     // Budgets far beyond what this test spends: only the share decides.
     let server = Escalator::start(
@@ -361,46 +362,65 @@ fn a_tenants_requests_beyond_its_share_of_the_normal_lane_run_in_the_low_lane() 
         ),
     );
     let busy = server.tenant("busy");
-    let victim = server.tenant("victim");
-    // A trigger that loops until its 400 ms deadline on "loop".
-    let manifest = "name = \"hostile\"\nkind = \"trigger\"\nversion = \"1.0.0\"\n\
-                    [limits]\ntimeout-ms = 400\nfuel = 100_000_000_000\n";
-    busy.ok(
-        "POST",
-        "/v1/plugins",
-        Some(json!({
-            "manifest": manifest,
-            "component_base64": base64::engine::general_purpose::STANDARD
-                .encode(guest_wasm("hostile")),
-        })),
-    );
+    let other = server.tenant("other");
+    // A trigger that loops until its deadline on "loop": 400 ms for the
+    // busy tenant, 1,500 ms for the other.
+    for (api, ms) in [(&busy, 400), (&other, 1500)] {
+        let manifest = format!(
+            "name = \"hostile\"\nkind = \"trigger\"\nversion = \"1.0.0\"\n\
+             [limits]\ntimeout-ms = {ms}\nfuel = 100_000_000_000\n"
+        );
+        api.ok(
+            "POST",
+            "/v1/plugins",
+            Some(json!({
+                "manifest": manifest,
+                "component_base64": base64::engine::general_purpose::STANDARD
+                    .encode(guest_wasm("hostile")),
+            })),
+        );
+    }
     let looping = |id: &str| {
         json!({"id": id, "subject": "loop", "created_at": T0,
             "messages": [{"author": "customer", "body": "hello", "sent_at": T0}]})
     };
-    let (status, body) = busy.call("POST", "/v1/tickets", Some(looping("B-0")));
-    assert_eq!(status, 201, "{body}");
-    assert!(
-        low_lane_threads(&server).is_empty(),
-        "one request at a time stays in the normal lane: {:?}",
-        server.threads()
-    );
-    // Three at once: one in the normal lane, the others in the low lane.
-    let (base, token) = (server.base.clone(), busy.token());
-    let at_once: Vec<_> = (1..=3)
-        .map(|i| {
-            let (base, token, body) = (base.clone(), token.clone(), looping(&format!("B-{i}")));
-            std::thread::spawn(move || post_raw(&base, &token, "/v1/tickets", &body).status())
+    let post = |token: String, body: Value| {
+        let base = server.base.clone();
+        std::thread::spawn(move || {
+            let started = std::time::Instant::now();
+            let status = post_raw(&base, &token, "/v1/tickets", &body).status();
+            (status.as_u16(), started.elapsed())
+        })
+    };
+    // The other tenant's request holds the normal lane for 1.5 s.
+    let long = post(other.token(), looping("O-0"));
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    // The busy tenant's two at once: one in the normal lane (its 400 ms),
+    // the other yielding until the other tenant is done (or its pause cap,
+    // a second).
+    let two: Vec<_> = (1..=2)
+        .map(|i| post(busy.token(), looping(&format!("B-{i}"))))
+        .collect();
+    let mut took: Vec<_> = two
+        .into_iter()
+        .map(|t| {
+            let (status, took) = t.join().unwrap();
+            assert_eq!(status, 201);
+            took
         })
         .collect();
-    for t in at_once {
-        assert_eq!(t.join().unwrap().as_u16(), 201);
-    }
-    let threads = low_lane_threads(&server);
-    assert!(!threads.is_empty(), "{:?}", server.threads());
-    assert!(threads.iter().all(|(_, nice)| *nice == 19), "{threads:?}");
-    // The other tenant, one request at a time, runs in the normal lane.
-    victim.ok("POST", "/v1/tickets", Some(ticket("V-0")));
+    took.sort();
+    assert!(
+        took[1] >= std::time::Duration::from_millis(1200),
+        "the second request did not wait for the other tenant: {took:?}"
+    );
+    assert_eq!(long.join().unwrap().0, 201);
+    // Within its budgets, at normal priority: no low-lane thread.
+    assert!(
+        low_lane_threads(&server).is_empty(),
+        "{:?}",
+        server.threads()
+    );
     assert_normal_lane_threads_ran(&server);
 }
 
