@@ -313,10 +313,13 @@ impl Gate {
         use std::sync::atomic::Ordering;
         let started = std::time::Instant::now();
         let until = started + at_most;
-        if !self.busy_for(tenant) {
+        if self.busy.load(Ordering::Acquire) == 0 {
             return std::time::Duration::ZERO;
         }
         let mut m = self.tenants();
+        if !self.others(&m, tenant) {
+            return std::time::Duration::ZERO;
+        }
         let mut counted = false;
         loop {
             let now = std::time::Instant::now();

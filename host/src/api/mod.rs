@@ -419,7 +419,8 @@ impl Api {
         req: Request<Incoming>,
         limit: usize,
     ) -> Result<T, ApiError> {
-        self.body_up_to_in(req, limit, "", Lane::Normal).await
+        let bytes = self.raw_body(req, limit).await?;
+        self.parse_in(bytes, "", Lane::Normal).await
     }
 
     /// [`Self::body`] of a request of `tenant` in `lane`: a big body of a
@@ -430,10 +431,11 @@ impl Api {
         tenant: &str,
         lane: Lane,
     ) -> Result<T, ApiError> {
-        if declared_length(&req).is_none() {
+        let undeclared = declared_length(&req).is_none();
+        let bytes = self.raw_body(req, self.max_body_bytes).await?;
+        if undeclared {
             // Not taken before it was read ([`Self::body_volume`]): charged
             // now, into debt if need be.
-            let bytes = self.raw_body(req, self.max_body_bytes).await?;
             let q = self.quotas;
             self.volume.charge(
                 tenant,
@@ -441,20 +443,7 @@ impl Api {
                 q.body_bytes_per_second,
                 q.body_burst_bytes,
             );
-            return self.parse_in(bytes, tenant, lane).await;
         }
-        self.body_up_to_in(req, self.max_body_bytes, tenant, lane)
-            .await
-    }
-
-    async fn body_up_to_in<T: DeserializeOwned + Send + 'static>(
-        &self,
-        req: Request<Incoming>,
-        limit: usize,
-        tenant: &str,
-        lane: Lane,
-    ) -> Result<T, ApiError> {
-        let bytes = self.raw_body(req, limit).await?;
         self.parse_in(bytes, tenant, lane).await
     }
 

@@ -34,8 +34,9 @@ pub struct Quotas {
     /// rate (default 2000).
     pub work_burst_ms: f64,
     /// A tenant's event requests at once in the normal lane (default half
-    /// the cores, at least 1); its others at the time run in the low lane,
-    /// which yields to the other tenants' normal lane, never to its own.
+    /// the cores, at least 1); its others at the time yield
+    /// ([`crate::lane::Lane::Yield`]): they wait for the other tenants'
+    /// normal lane, never for its own, at normal priority.
     pub normal_requests_per_tenant: usize,
     /// Webhook endpoints per tenant (default 20).
     pub webhooks_per_tenant: usize,

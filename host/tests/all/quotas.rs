@@ -30,6 +30,11 @@ fn upload(api: &Api, name: &str, version: &str) -> (u16, Value) {
 
 fn upload_guest(api: &Api, name: &str, version: &str, guest: &str) -> (u16, Value) {
     let manifest = format!("name = \"{name}\"\nkind = \"trigger\"\nversion = \"{version}\"\n");
+    upload_manifest(api, &manifest, guest)
+}
+
+/// Upload `guest`'s component under `manifest`.
+fn upload_manifest(api: &Api, manifest: &str, guest: &str) -> (u16, Value) {
     api.call(
         "POST",
         "/v1/plugins",
@@ -232,6 +237,14 @@ fn low_lane_threads(s: &Escalator) -> Vec<(String, i64)> {
         .collect()
 }
 
+/// Plugin calls ran on low-lane threads, all at nice 19.
+#[cfg(target_os = "linux")]
+fn assert_low_lane_threads_ran(s: &Escalator) {
+    let threads = low_lane_threads(s);
+    assert!(!threads.is_empty(), "{:?}", s.threads());
+    assert!(threads.iter().all(|(_, nice)| *nice == 19), "{threads:?}");
+}
+
 /// Plugin calls ran on threads of the process's own priority.
 #[cfg(target_os = "linux")]
 fn assert_normal_lane_threads_ran(s: &Escalator) {
@@ -300,9 +313,7 @@ fn a_tenant_over_half_its_budget_runs_in_the_low_lane_and_the_other_tenant_does_
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     assert!(decided, "the attacker was served again once out of debt");
-    let threads = low_lane_threads(&server);
-    assert!(!threads.is_empty(), "{:?}", server.threads());
-    assert!(threads.iter().all(|(_, nice)| *nice == 19), "{threads:?}");
+    assert_low_lane_threads_ran(&server);
     // The victim is still served, by threads of the ordinary priority.
     victim.ok("POST", "/v1/tickets", Some(ticket("V-9")));
     assert_normal_lane_threads_ran(&server);
@@ -333,9 +344,7 @@ fn a_tenant_sending_faster_than_its_event_rate_runs_in_the_low_lane() {
         server.threads()
     );
     flooder.ok("POST", "/v1/tickets", Some(ticket("F-2")));
-    let threads = low_lane_threads(&server);
-    assert!(!threads.is_empty(), "{:?}", server.threads());
-    assert!(threads.iter().all(|(_, nice)| *nice == 19), "{threads:?}");
+    assert_low_lane_threads_ran(&server);
     // Past its burst it is refused; the victim is served, in the normal
     // lane, the whole time.
     flooder.ok("POST", "/v1/tickets", Some(ticket("F-3")));
@@ -370,15 +379,8 @@ fn a_tenants_requests_beyond_its_share_of_the_normal_lane_yield_to_another_tenan
             "name = \"hostile\"\nkind = \"trigger\"\nversion = \"1.0.0\"\n\
              [limits]\ntimeout-ms = {ms}\nfuel = 100_000_000_000\n"
         );
-        api.ok(
-            "POST",
-            "/v1/plugins",
-            Some(json!({
-                "manifest": manifest,
-                "component_base64": base64::engine::general_purpose::STANDARD
-                    .encode(guest_wasm("hostile")),
-            })),
-        );
+        let (status, body) = upload_manifest(api, &manifest, "hostile");
+        assert_eq!(status, 201, "{body}");
     }
     let looping = |id: &str| {
         json!({"id": id, "subject": "loop", "created_at": T0,
