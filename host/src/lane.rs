@@ -145,6 +145,16 @@ struct Turns {
     normal_waiting: usize,
 }
 
+/// A decision over more conversation than this (its subject and its
+/// messages' bodies) yields to the other tenants' normal lane
+/// ([`Lane::Yield`]), at normal priority: each call on a megabyte ticket
+/// is tens of milliseconds of a core, which a victim's event should not
+/// queue behind, while a tenant's ordinary tickets (a few KiB) keep the
+/// normal lane. The yield delays a big ticket's decision only while other
+/// tenants have work in progress, and by at most [`LOW_WAITS_AT_MOST`]
+/// before its calls and [`LOW_PAUSES_AT_MOST`] during them.
+pub const BIG_DECISION_BYTES: usize = 64 * 1024;
+
 /// The longest one low-lane wait for the normal lane lasts: a write
 /// transaction letting normal ones go first, or low-lane host work (a
 /// request's engine work, a big body's parse) waiting for it to be idle.

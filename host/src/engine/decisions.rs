@@ -23,7 +23,16 @@ impl Engine {
         // until the decision is stored, so the writer is not taken for it.
         let fired: BTreeSet<String> = self.store.fired(tenant, &state.ticket.id)?;
         let ask = self.ask(&set, &roster, now, kind);
-        let d = pipeline::decide(&ask, &state, &fired);
+        let decide = || pipeline::decide(&ask, &state, &fired);
+        let d = if crate::lane::current() == crate::lane::Lane::Normal
+            && conversation_bytes(&state.ticket) > crate::lane::BIG_DECISION_BYTES
+        {
+            self.runtime
+                .shares()
+                .within(tenant, crate::lane::Lane::Yield, decide)
+        } else {
+            decide()
+        };
         let event_json = serde_json::json!({"kind": kind, "cause": cause.label(), "at": now});
         let data = serde_json::json!({
             "event": event_json,
@@ -330,4 +339,11 @@ pub(super) fn audit_entry(r: &PluginRun, event: &serde_json::Value) -> serde_jso
         o.insert("input_event".into(), event.clone());
     }
     v
+}
+
+/// The text a decision reads: the subject and the messages' bodies.
+fn conversation_bytes(t: &Ticket) -> usize {
+    t.messages
+        .iter()
+        .fold(t.subject.len(), |n, m| n.saturating_add(m.body.len()))
 }

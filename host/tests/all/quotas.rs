@@ -358,22 +358,20 @@ fn a_tenant_sending_faster_than_its_event_rate_runs_in_the_low_lane() {
 /// one waits while another tenant's request is in progress, the tenant's
 /// other runs at once; within its budgets none runs at low priority.
 #[cfg(target_os = "linux")]
-#[test]
-fn a_tenants_requests_beyond_its_share_of_the_normal_lane_yield_to_another_tenant() {
-    let dir = tempfile::tempdir().unwrap();
-    // Budgets far beyond what this test spends: only the share decides.
+/// A server where only the normal lane's sharing decides (budgets far
+/// beyond what a test spends), with two tenants, `busy` and `other`, whose
+/// trigger loops until its deadline on "loop": 400 ms for `busy`, 1,500
+/// ms for `other`.
+fn two_looping_tenants(dir: &std::path::Path, limits: &str) -> (Escalator, Api, Api) {
     let server = Escalator::start(
-        dir.path(),
+        dir,
         T0,
-        Some(
-            "[limits]\nnormal-requests-per-tenant = 1\nwork-ms-per-second = 100000\n\
-             work-burst-ms = 100000\n",
-        ),
+        Some(&format!(
+            "[limits]\nwork-ms-per-second = 100000\nwork-burst-ms = 100000\n{limits}"
+        )),
     );
     let busy = server.tenant("busy");
     let other = server.tenant("other");
-    // A trigger that loops until its deadline on "loop": 400 ms for the
-    // busy tenant, 1,500 ms for the other.
     for (api, ms) in [(&busy, 400), (&other, 1500)] {
         let manifest = format!(
             "name = \"hostile\"\nkind = \"trigger\"\nversion = \"1.0.0\"\n\
@@ -382,31 +380,51 @@ fn a_tenants_requests_beyond_its_share_of_the_normal_lane_yield_to_another_tenan
         let (status, body) = upload_manifest(api, &manifest, "hostile");
         assert_eq!(status, 201, "{body}");
     }
-    let looping = |id: &str| {
-        json!({"id": id, "subject": "loop", "created_at": T0,
-            "messages": [{"author": "customer", "body": "hello", "sent_at": T0}]})
-    };
-    let post = |token: String, body: Value| {
-        let base = server.base.clone();
-        std::thread::spawn(move || {
-            let started = std::time::Instant::now();
-            let status = post_raw(&base, &token, "/v1/tickets", &body).status();
-            (status.as_u16(), started.elapsed())
-        })
-    };
+    (server, busy, other)
+}
+
+/// A ticket that sets the looping trigger off, its message `bytes` long.
+fn looping(id: &str, bytes: usize) -> Value {
+    json!({"id": id, "subject": "loop", "created_at": T0,
+        "messages": [{"author": "customer", "body": "hello ".repeat(bytes / 6), "sent_at": T0}]})
+}
+
+/// POST a ticket from a thread of its own: its status, how long it took
+/// and when it finished.
+fn post_in_thread(
+    server: &Escalator,
+    token: String,
+    body: Value,
+) -> std::thread::JoinHandle<(u16, std::time::Duration, std::time::Instant)> {
+    let base = server.base.clone();
+    std::thread::spawn(move || {
+        let started = std::time::Instant::now();
+        let status = post_raw(&base, &token, "/v1/tickets", &body).status();
+        (
+            status.as_u16(),
+            started.elapsed(),
+            std::time::Instant::now(),
+        )
+    })
+}
+
+#[test]
+fn a_tenants_requests_beyond_its_share_of_the_normal_lane_yield_to_another_tenant() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, busy, other) = two_looping_tenants(dir.path(), "normal-requests-per-tenant = 1\n");
     // The other tenant's request holds the normal lane for 1.5 s.
-    let long = post(other.token(), looping("O-0"));
+    let long = post_in_thread(&server, other.token(), looping("O-0", 6));
     std::thread::sleep(std::time::Duration::from_millis(200));
     // The busy tenant's two at once: one in the normal lane (its 400 ms),
     // the other yielding until the other tenant is done (or its pause cap,
     // a second).
     let two: Vec<_> = (1..=2)
-        .map(|i| post(busy.token(), looping(&format!("B-{i}"))))
+        .map(|i| post_in_thread(&server, busy.token(), looping(&format!("B-{i}"), 6)))
         .collect();
     let mut took: Vec<_> = two
         .into_iter()
         .map(|t| {
-            let (status, took) = t.join().unwrap();
+            let (status, took, _) = t.join().unwrap();
             assert_eq!(status, 201);
             took
         })
@@ -424,6 +442,36 @@ fn a_tenants_requests_beyond_its_share_of_the_normal_lane_yield_to_another_tenan
         server.threads()
     );
     assert_normal_lane_threads_ran(&server);
+}
+
+#[test]
+fn a_decision_over_a_big_conversation_yields_to_another_tenant_and_an_ordinary_one_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, busy, other) = two_looping_tenants(dir.path(), "");
+    // One request of the busy tenant at a time, within its share of the
+    // normal lane: only the conversation's size decides. 60 KB is under
+    // the 64 KiB line, 70 KB over it.
+    for (n, bytes, yields) in [(1, 60_000, false), (2, 70_000, true)] {
+        // The other tenant's request holds the normal lane for 1.5 s.
+        let long = post_in_thread(&server, other.token(), looping(&format!("O-{n}"), 6));
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let mine = post_in_thread(&server, busy.token(), looping(&format!("B-{n}"), bytes));
+        let (status, took, mine_done) = mine.join().unwrap();
+        assert_eq!(status, 201);
+        let (status, _, long_done) = long.join().unwrap();
+        assert_eq!(status, 201);
+        assert_eq!(
+            mine_done > long_done,
+            yields,
+            "{bytes} bytes of conversation took {took:?}: it should {}wait for the other tenant",
+            if yields { "" } else { "not " }
+        );
+    }
+    assert!(
+        low_lane_threads(&server).is_empty(),
+        "{:?}",
+        server.threads()
+    );
 }
 
 #[test]
