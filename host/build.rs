@@ -37,14 +37,21 @@ fn main() {
     // Guests that need std on wasm (feature `std` of the SDK) build on their
     // own: cargo unifies features, and std would strip the no_std guests of
     // their allocator and panic handler.
+    // A guest that turns off features of other guests' crates (the
+    // vendor's trigger set) builds alone too.
+    let (alone, together): (Vec<_>, Vec<_>) = plugins.iter().chain(&guests).partition(|k| k.alone);
     let (std_guests, no_std_guests): (Vec<_>, Vec<_>) =
-        plugins.iter().chain(&guests).partition(|k| k.uses_std);
+        together.into_iter().partition(|k| k.uses_std);
     for batch in [no_std_guests, std_guests] {
         build(&root, &target_dir, &batch);
     }
+    // Its own target directory too: built as its dependency, a trigger's
+    // component (without its export) would replace the trigger's own.
+    for k in alone {
+        build(&root, &target_dir.join("alone"), &[k]);
+    }
 
     let out = PathBuf::from(env("OUT_DIR"));
-    let wasm_dir = target_dir.join(TARGET).join("guest");
     let mut generated = String::from(
         "/// The vendor plugins built from `plugins/`, embedded at build time.\n\
          pub const DEFAULT_PLUGINS: &[BuiltinPlugin] = &[\n",
@@ -56,7 +63,7 @@ fn main() {
         .iter()
         .partition(|p| p.dir.join("plugin.toml").is_file());
     for p in defaults {
-        let wasm = copy_wasm(&wasm_dir, p, &out);
+        let wasm = copy_wasm(&target_dir, p, &out);
         let manifest = p.dir.join("plugin.toml");
         generated.push_str(&format!(
             "    BuiltinPlugin {{ dir: {:?}, manifest: include_str!({:?}), wasm: include_bytes!({:?}) }},\n",
@@ -70,7 +77,7 @@ fn main() {
          pub const COMPONENTS: &[(&str, &[u8])] = &[\n",
     );
     for p in components {
-        let wasm = copy_wasm(&wasm_dir, p, &out);
+        let wasm = copy_wasm(&target_dir, p, &out);
         generated.push_str(&format!(
             "    ({:?}, include_bytes!({:?})),\n",
             p.dir_name,
@@ -83,7 +90,7 @@ fn main() {
     let guest_out = out.join("test-guests");
     std::fs::create_dir_all(&guest_out).expect("creating the test guest directory");
     for g in &guests {
-        copy_wasm(&wasm_dir, g, &guest_out);
+        copy_wasm(&target_dir, g, &guest_out);
     }
     println!(
         "cargo:rustc-env=ESCALATOR_TEST_GUESTS={}",
@@ -109,6 +116,10 @@ struct GuestCrate {
     package: String,
     /// Whether it enables the SDK's `std` feature.
     uses_std: bool,
+    /// Whether it builds in a cargo invocation of its own
+    /// (`[package.metadata.escalator] build-alone = true`: it turns off
+    /// features of crates other guests build with them on).
+    alone: bool,
 }
 
 /// The crates (directories with a Cargo.toml) directly under `dir`.
@@ -133,6 +144,7 @@ fn crates_in(dir: &Path) -> Vec<GuestCrate> {
                 .unwrap_or_else(|| panic!("{}: no package name", dir.display()))
                 .to_string();
             let uses_std = toml.contains("features = [\"std\"]");
+            let alone = toml.contains("build-alone = true");
             let dir_name = dir
                 .file_name()
                 .expect("a directory name")
@@ -143,6 +155,7 @@ fn crates_in(dir: &Path) -> Vec<GuestCrate> {
                 dir_name,
                 package,
                 uses_std,
+                alone,
             }
         })
         .collect();
@@ -236,8 +249,16 @@ fn build(root: &Path, target_dir: &Path, crates: &[&GuestCrate]) {
 
 /// Copy a guest's component to `<dest>/<dir_name>/<dir_name>.wasm` (with its
 /// manifest, if it has one) and return the component's path.
-fn copy_wasm(wasm_dir: &Path, krate: &GuestCrate, dest: &Path) -> PathBuf {
-    let built = wasm_dir.join(format!("{}.wasm", krate.package.replace('-', "_")));
+fn copy_wasm(target_dir: &Path, krate: &GuestCrate, dest: &Path) -> PathBuf {
+    let target_dir = if krate.alone {
+        target_dir.join("alone")
+    } else {
+        target_dir.to_path_buf()
+    };
+    let built = target_dir
+        .join(TARGET)
+        .join("guest")
+        .join(format!("{}.wasm", krate.package.replace('-', "_")));
     let dir = dest.join(&krate.dir_name);
     std::fs::create_dir_all(&dir).expect("creating a guest output directory");
     let wasm = dir.join(format!("{}.wasm", krate.dir_name));

@@ -104,6 +104,22 @@ pub mod bindings {
             },
         });
     }
+    /// The `trigger-set` world: the vendor's default triggers as one
+    /// component ([`export_trigger_set!`](crate::export_trigger_set)).
+    pub mod trigger_set {
+        #![allow(missing_docs, reason = "generated code")]
+        wit_bindgen::generate!({
+            path: "../wit/since_v0.1.0",
+            world: "trigger-set",
+            pub_export_macro: true,
+            export_macro_name: "__export_trigger_set",
+            default_bindings_module: "escalator_guest::bindings::trigger_set",
+            with: {
+                "escalator:plugin/types@0.1.0": crate::bindings::trigger::escalator::plugin::types,
+                "escalator:plugin/host@0.1.0": crate::bindings::trigger::escalator::plugin::host,
+            },
+        });
+    }
     /// The `notifier` world.
     pub mod notifier {
         #![allow(missing_docs, reason = "generated code")]
@@ -213,6 +229,40 @@ pub fn context<C: DeserializeOwned + Default>(ctx: Context) -> Result<Ctx<C>, St
         event: ctx.event,
         config: parse_config(&ctx.config)?,
     })
+}
+
+/// Evaluate `ticket` with each named trigger of a set and its context, in
+/// order: what [`export_trigger_set!`](crate::export_trigger_set) exports,
+/// natively callable for tests. `run` evaluates one by name (`None`: the
+/// set has no trigger of that name); the host is told before each.
+#[doc(hidden)]
+pub fn evaluate_each(
+    ticket: &Ticket,
+    triggers: Vec<(String, Context)>,
+    run: impl Fn(&str, &Ticket, Context) -> Option<Result<Evaluation, String>>,
+) -> Vec<Result<Evaluation, String>> {
+    triggers
+        .into_iter()
+        .enumerate()
+        .map(|(i, (name, ctx))| {
+            #[cfg(target_arch = "wasm32")]
+            bindings::trigger_set::escalator::plugin::trigger_set_host::begin(
+                u32::try_from(i).unwrap_or(u32::MAX),
+            );
+            #[cfg(not(target_arch = "wasm32"))]
+            let _ = i;
+            run(&name, ticket, ctx)
+                .unwrap_or_else(|| Err(alloc::format!("the trigger set has no trigger {name}")))
+        })
+        .collect()
+}
+
+/// Evaluate `ticket` with trigger `T` and the host's context (the
+/// configuration parsed): what a trigger's `evaluate` export does.
+#[doc(hidden)]
+pub fn evaluate_with<T: Trigger>(ticket: &Ticket, ctx: Context) -> Result<Evaluation, String> {
+    let ctx = context::<T::Config>(ctx)?;
+    T::evaluate(ticket, &ctx)
 }
 
 /// Write a line to this call's plugin log (capped by the host). Natively

@@ -26,6 +26,53 @@ macro_rules! export_trigger {
     };
 }
 
+/// Export several [`Trigger`](crate::Trigger)s, each under its name, as one
+/// component of the `trigger-set` world: for the vendor's own default
+/// triggers, which the host calls together in one instance. It also defines
+/// `pub fn evaluate_each(&Ticket, Vec<(String, Context)>)`, the same
+/// dispatch callable natively (for tests), and `pub const TRIGGERS`, the
+/// names.
+#[macro_export]
+macro_rules! export_trigger_set {
+    ($($name:literal => $plugin:ty),+ $(,)?) => {
+        /// The names of the set's triggers.
+        pub const TRIGGERS: &[&str] = &[$($name),+];
+
+        /// Evaluate the ticket with each named trigger and its context.
+        pub fn evaluate_each(
+            ticket: &$crate::Ticket,
+            triggers: $crate::__private::Vec<($crate::__private::String, $crate::Context)>,
+        ) -> $crate::__private::Vec<::core::result::Result<$crate::Evaluation, $crate::__private::String>> {
+            $crate::evaluate_each(ticket, triggers, |name, ticket, ctx| match name {
+                $($name => ::core::option::Option::Some($crate::evaluate_with::<$plugin>(ticket, ctx)),)+
+                _ => ::core::option::Option::None,
+            })
+        }
+
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            struct __EscalatorExport;
+            impl $crate::bindings::trigger_set::Guest for __EscalatorExport {
+                fn evaluate(
+                    _ticket: $crate::Ticket,
+                    _ctx: $crate::Context,
+                ) -> ::core::result::Result<$crate::Evaluation, $crate::__private::String> {
+                    ::core::result::Result::Err("a trigger set runs through evaluate-each".into())
+                }
+                fn evaluate_each(
+                    ticket: $crate::Ticket,
+                    triggers: $crate::__private::Vec<($crate::__private::String, $crate::Context)>,
+                ) -> $crate::__private::Vec<::core::result::Result<$crate::Evaluation, $crate::__private::String>> {
+                    evaluate_each(&ticket, triggers)
+                }
+            }
+            $crate::bindings::trigger_set::__export_trigger_set!(
+                __EscalatorExport with_types_in $crate::bindings::trigger_set
+            );
+        };
+    };
+}
+
 /// Export a [`Router`](crate::Router) implementation as the plugin's `route`
 /// function.
 #[macro_export]

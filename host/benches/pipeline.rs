@@ -22,7 +22,7 @@ mod support;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use escalator::matrix::Matrix;
 use escalator::model;
-use escalator::pipeline::{self, Ask, Deadlines, PluginSet, contract};
+use escalator::pipeline::{self, Ask, Deadlines, Input, PluginSet, contract};
 use escalator::runtime::{Runtime, RuntimeConfig, wit};
 use escalator_guest as guest;
 use serde_json::json;
@@ -397,6 +397,20 @@ fn bench(c: &mut Criterion) {
         deadlines: Deadlines::Live,
     };
     let native = Native::new(&set, contract::ms(now));
+    // The baseline of the trigger set: each default trigger in an instance
+    // of its own (a runtime and pool of its own).
+    let each_runtime = Runtime::new(RuntimeConfig {
+        trigger_set: false,
+        ..config.clone()
+    })
+    .unwrap();
+    let each_set =
+        PluginSet::new(escalator::replay::plugins(&each_runtime, &matrix, None).unwrap()).unwrap();
+    let each_ask = Ask {
+        runtime: &each_runtime,
+        set: &each_set,
+        ..ask
+    };
     // Reused instances get a runtime (and pool) of their own, as in the
     // runtime benchmark.
     let reuse_runtime = Runtime::new(config).unwrap();
@@ -460,6 +474,9 @@ fn bench(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("decide/fresh", label), |b| {
             b.iter(|| black_box(pipeline::decide(&ask, black_box(&state), &fired)))
         });
+        group.bench_function(BenchmarkId::new("decide/fresh-each", label), |b| {
+            b.iter(|| black_box(pipeline::decide(&each_ask, black_box(&state), &fired)))
+        });
         group.bench_function(BenchmarkId::new("decide/native", label), |b| {
             b.iter(|| black_box(native.decide(black_box(&state), &roster, now)))
         });
@@ -468,6 +485,23 @@ fn bench(c: &mut Criterion) {
                 let t = Arc::new(contract::ticket(black_box(&state.ticket)));
                 let refs: Vec<_> = contexts.iter().map(|(p, c)| (*p, c.clone())).collect();
                 black_box(runtime.evaluate_many(&refs, &t))
+            })
+        });
+        group.bench_function(BenchmarkId::new("triggers/set", label), |b| {
+            let triggers: Vec<_> = set.triggers.iter().collect();
+            b.iter(|| {
+                let input = Input::new(
+                    black_box(&state.ticket),
+                    &roster,
+                    now,
+                    model::EventKind::MessageAdded,
+                );
+                black_box(pipeline::triggers(
+                    &runtime,
+                    &triggers,
+                    &input,
+                    Deadlines::Live,
+                ))
             })
         });
         group.bench_function(BenchmarkId::new("triggers/reused", label), |b| {

@@ -5,7 +5,8 @@ pub mod fixtures;
 
 use crate::manifest::{Manifest, ManifestError};
 use crate::matrix::Matrix;
-use crate::runtime::{LoadError, Plugin, Runtime};
+use crate::runtime::inspect::Kind;
+use crate::runtime::{LoadError, Plugin, PluginId, Runtime, SetMember, TriggerSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -252,6 +253,51 @@ pub fn load_builtin(runtime: &Runtime) -> Result<Vec<LoadedPlugin>, RegistryErro
             )
         })
         .collect()
+}
+
+/// The default triggers the vendor's trigger set (`plugins/trigger-set`)
+/// runs, by the names it runs them by (their folder names).
+pub use escalator_plugin_trigger_set::TRIGGERS as TRIGGER_SET;
+
+/// The vendor's trigger set for `runtime`: its component, loaded with its
+/// triggers' limits together, and each trigger's component digest and
+/// limits. `None` (with a warning) if it cannot be made: each trigger is
+/// then called in its own instance.
+pub fn trigger_set(runtime: &Runtime) -> Option<TriggerSet> {
+    let made = || -> Result<TriggerSet, String> {
+        let (_, wasm) = COMPONENTS
+            .iter()
+            .find(|(dir, _)| *dir == "trigger-set")
+            .ok_or("no trigger-set component was built")?;
+        let members = TRIGGER_SET
+            .iter()
+            .map(|name| {
+                let b = builtin(name).ok_or_else(|| format!("no default plugin {name}"))?;
+                let path = PathBuf::from(format!("builtin:{name}/plugin.toml"));
+                let (_, limits) =
+                    manifest_and_limits(b.manifest, &path).map_err(|e| e.to_string())?;
+                Ok(SetMember {
+                    name,
+                    digest: crate::runtime::cache::wasm_digest(b.wasm),
+                    limits,
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let limits = TriggerSet::limits_for(&members.iter().map(|m| m.limits).collect::<Vec<_>>());
+        let id = PluginId {
+            name: "trigger-set".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        };
+        let plugin = runtime
+            .load(id, Kind::Trigger, limits, wasm)
+            .map_err(|e| e.to_string())?;
+        TriggerSet::new(plugin, members)
+    };
+    made()
+        .inspect_err(|e| {
+            tracing::warn!(error = %e, "no trigger set: the default triggers run in an instance each");
+        })
+        .ok()
 }
 
 /// Find a built-in plugin by name.

@@ -21,11 +21,13 @@ pub mod loader;
 pub mod output;
 mod reuse;
 pub mod sandbox;
+mod set;
 pub mod shares;
 pub mod wit;
 
 pub use limits::*;
 pub use reuse::*;
+pub use set::{SetMember, SetStats, TriggerSet};
 
 use cache::{ArtifactCache, Origin};
 pub use engine::RuntimeConfig;
@@ -179,6 +181,8 @@ pub struct Runtime {
     config: RuntimeConfig,
     shares: Arc<Shares>,
     threads: CallThreads,
+    /// The vendor's trigger set, made on first use.
+    trigger_set: std::sync::OnceLock<Option<Arc<TriggerSet>>>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -234,6 +238,7 @@ impl Runtime {
             config,
             shares,
             threads: CallThreads::new(low_nice),
+            trigger_set: std::sync::OnceLock::new(),
         })
     }
 
@@ -525,6 +530,20 @@ impl Runtime {
 
     /// Calls of one tenant one after the other on one call thread (see
     /// [`batch`]), each under its own share and deadline.
+    /// The vendor's trigger set, made by `make` on first use; `None` when
+    /// there is none or [`RuntimeConfig::trigger_set`] is off.
+    pub fn trigger_set(
+        &self,
+        make: impl FnOnce(&Runtime) -> Option<TriggerSet>,
+    ) -> Option<&Arc<TriggerSet>> {
+        if !self.config.trigger_set {
+            return None;
+        }
+        self.trigger_set
+            .get_or_init(|| make(self).map(Arc::new))
+            .as_ref()
+    }
+
     fn calls<T: output::Output + Send + 'static>(
         &self,
         tenant: &str,
@@ -634,24 +653,7 @@ fn run_in_store<T: output::Output>(
     let fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
     let id = || plugin.id.clone();
     let result = match raw {
-        Ok(Ok(output)) => {
-            let size = output.size();
-            if size > limits.output_bytes {
-                Err(PluginError::OutputTooLarge {
-                    plugin: id(),
-                    size,
-                    limit: limits.output_bytes,
-                })
-            } else {
-                output
-                    .validate(now)
-                    .map(|()| output)
-                    .map_err(|reason| PluginError::InvalidOutput {
-                        plugin: id(),
-                        reason,
-                    })
-            }
-        }
+        Ok(Ok(output)) => checked(plugin, output, now),
         Ok(Err(message)) => Err(PluginError::Refused {
             plugin: id(),
             message,
@@ -678,6 +680,26 @@ fn run_in_store<T: output::Output>(
     }
 }
 
+/// `output` if it is within `plugin`'s output limit and makes sense for an
+/// evaluation at `now`.
+fn checked<T: output::Output>(plugin: &Plugin, output: T, now: i64) -> Result<T, PluginError> {
+    let size = output.size();
+    if size > plugin.limits.output_bytes {
+        return Err(PluginError::OutputTooLarge {
+            plugin: plugin.id.clone(),
+            size,
+            limit: plugin.limits.output_bytes,
+        });
+    }
+    output
+        .validate(now)
+        .map(|()| output)
+        .map_err(|reason| PluginError::InvalidOutput {
+            plugin: plugin.id.clone(),
+            reason,
+        })
+}
+
 /// Which half of a call failed.
 enum CallError {
     Instantiate(wasmtime::Error),
@@ -697,7 +719,7 @@ fn unavailable<T>(plugin: &Plugin, e: &wasmtime::Error) -> Outcome<T> {
 
 /// The outcome of a call whose result never came back (a bug: a batch
 /// answers every call it is given).
-fn lost<T>(plugin: &Plugin) -> Outcome<T> {
+pub fn lost<T>(plugin: &Plugin) -> Outcome<T> {
     Outcome {
         result: Err(PluginError::HostFault {
             plugin: plugin.id.clone(),

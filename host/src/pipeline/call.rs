@@ -7,7 +7,7 @@ use super::contract;
 use crate::manifest::{ErrorPolicy, Mode};
 use crate::model;
 use crate::registry::LoadedPlugin;
-use crate::runtime::{CallReport, ErrorKind, Plugin, PluginError, Runtime, wit};
+use crate::runtime::{CallReport, ErrorKind, Outcome, Plugin, PluginError, Runtime, wit};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::sync::Arc;
@@ -173,23 +173,62 @@ fn call_after(
     }
 }
 
-/// Call every trigger of `plugins` on `input`, in order, handed to a call
-/// thread once ([`Runtime::evaluate_many`]); offline, a call that missed
-/// its deadline is made again on its own, as [`call`] does.
+/// Call every trigger of `plugins` on `input`: the vendor's default
+/// triggers among them together in one instance of the trigger set
+/// ([`Runtime::evaluate_set`]), the others (and the set's, if the set's
+/// call failed) handed to a call thread once ([`Runtime::evaluate_many`]);
+/// offline, a call that missed its deadline is made again on its own, as
+/// [`call`] does. The outcomes are in the order of `plugins`.
 pub fn triggers(
     runtime: &Runtime,
     plugins: &[&LoadedPlugin],
     input: &Input,
     deadlines: Deadlines,
 ) -> Vec<Called> {
-    let calls: Vec<_> = plugins
+    let ctx =
+        |p: &LoadedPlugin| contract::context(input.now, input.event, p.config_json.to_string());
+    let mut outcomes: Vec<Option<Outcome<wit::Evaluation>>> =
+        plugins.iter().map(|_| None).collect();
+    let set = runtime.trigger_set(crate::registry::trigger_set);
+    let in_set: Vec<Option<&'static str>> = plugins
         .iter()
-        .map(|p| {
-            let ctx = contract::context(input.now, input.event, p.config_json.to_string());
-            (&p.plugin, ctx)
-        })
+        .map(|p| set.and_then(|s| s.member(&p.plugin)))
         .collect();
-    let outcomes = runtime.evaluate_many(&calls, &input.ticket);
+    // One trigger alone gains nothing from the set.
+    if let Some(set) = set
+        && in_set.iter().flatten().count() >= 2
+    {
+        let members: Vec<_> = plugins
+            .iter()
+            .zip(&in_set)
+            .filter_map(|(p, name)| name.map(|name| (&p.plugin, name, ctx(p))))
+            .collect();
+        if let Some(answers) = runtime.evaluate_set(set, &members, &input.ticket) {
+            let mut answers = answers.into_iter();
+            for (slot, name) in outcomes.iter_mut().zip(&in_set) {
+                if name.is_some() {
+                    *slot = answers.next();
+                }
+            }
+        }
+    }
+    let rest: Vec<usize> = (0..plugins.len())
+        .filter(|&i| outcomes[i].is_none())
+        .collect();
+    let calls: Vec<_> = rest
+        .iter()
+        .map(|&i| (&plugins[i].plugin, ctx(plugins[i])))
+        .collect();
+    for (&i, o) in rest
+        .iter()
+        .zip(runtime.evaluate_many(&calls, &input.ticket))
+    {
+        outcomes[i] = Some(o);
+    }
+    let outcomes = outcomes
+        .into_iter()
+        .zip(plugins)
+        .map(|(o, p)| o.unwrap_or_else(|| crate::runtime::lost(&p.plugin)));
     plugins
         .iter()
         .zip(outcomes)

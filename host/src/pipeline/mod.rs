@@ -35,7 +35,7 @@ pub mod contract;
 
 pub use crate::matrix::ResponseTargets;
 pub use call::{
-    Call, Called, Deadlines, Input, OFFLINE_RETRIES, Output, PluginRun, call, wit_roster,
+    Call, Called, Deadlines, Input, OFFLINE_RETRIES, Output, PluginRun, call, triggers, wit_roster,
 };
 
 use crate::manifest::Mode;

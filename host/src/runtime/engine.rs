@@ -35,6 +35,10 @@ pub struct RuntimeConfig {
     /// The most a manifest may ask for; a plugin asking for more is refused
     /// at load.
     pub ceiling: super::Limits,
+    /// Call the vendor's default triggers together in one instance of the
+    /// trigger set ([`super::TriggerSet`]); off, each in its own (for
+    /// benchmarks comparing the two).
+    pub trigger_set: bool,
 }
 
 impl Default for RuntimeConfig {
@@ -57,6 +61,7 @@ impl Default for RuntimeConfig {
             perf_map: std::env::var_os("ESCALATOR_PERFMAP").is_some_and(|v| v == "1"),
             shares: super::shares::SharesConfig::default(),
             ceiling: super::Limits::ceiling(),
+            trigger_set: true,
         }
     }
 }

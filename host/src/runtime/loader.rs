@@ -19,6 +19,9 @@ use wasmtime::component::{Component, Linker};
 /// component, a version uploaded again), so its code is in memory once.
 pub(super) struct Code {
     pub(super) pre: Pre,
+    /// A trigger that also exports `evaluate-each` (the vendor's trigger
+    /// set): its entry point.
+    pub(super) set: Option<wit::trigger_set::TriggerSetPre<CallState>>,
     pub(super) inspection: Arc<Inspection>,
     /// The compiled image's size: what keeping it costs.
     bytes: usize,
@@ -241,6 +244,10 @@ impl Loader {
             .linker
             .instantiate_pre(component)
             .map_err(incompatible)?;
+        let set = (kind == Kind::Trigger
+            && inspection.exports.iter().any(|e| e == "evaluate-each"))
+        .then(|| wit::trigger_set::TriggerSetPre::new(pre.clone()).ok())
+        .flatten();
         let pre = match kind {
             Kind::Trigger => wit::trigger::TriggerPre::new(pre).map(Pre::Trigger),
             Kind::Router => wit::router::RouterPre::new(pre).map(Pre::Router),
@@ -250,6 +257,7 @@ impl Loader {
         let image = component.image_range();
         Ok(Arc::new(Code {
             pre,
+            set,
             inspection: Arc::new(inspection),
             bytes: (image.end as usize).saturating_sub(image.start as usize),
         }))

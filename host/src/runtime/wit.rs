@@ -39,6 +39,20 @@ pub mod v0_1_0 {
         });
     }
 
+    /// The `trigger-set` world: the vendor's default triggers as one
+    /// component. Its `trigger-set-host` import is linked by hand (it reads
+    /// the store's fuel), not through these bindings.
+    pub mod trigger_set {
+        wasmtime::component::bindgen!({
+            path: "../wit/since_v0.1.0",
+            world: "trigger-set",
+            with: {
+                "escalator:plugin/types": super::trigger::escalator::plugin::types,
+                "escalator:plugin/host": super::trigger::escalator::plugin::host,
+            },
+        });
+    }
+
     pub use trigger::escalator::plugin::host::{Host, LogLevel};
     pub use trigger::escalator::plugin::types::*;
 

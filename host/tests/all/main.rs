@@ -26,4 +26,5 @@ mod sandbox;
 mod scaleout;
 mod serve;
 mod store;
+mod triggerset;
 mod tune;

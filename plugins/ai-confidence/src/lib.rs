@@ -110,6 +110,7 @@ impl Trigger for AiConfidence {
     }
 }
 
+#[cfg(feature = "component")]
 escalator_guest::export_trigger!(AiConfidence);
 
 #[cfg(test)]

@@ -188,6 +188,7 @@ impl Trigger for ChurnRisk {
     }
 }
 
+#[cfg(feature = "component")]
 escalator_guest::export_trigger!(ChurnRisk);
 
 #[cfg(test)]

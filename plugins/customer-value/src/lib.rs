@@ -157,6 +157,7 @@ impl Trigger for CustomerValue {
     }
 }
 
+#[cfg(feature = "component")]
 escalator_guest::export_trigger!(CustomerValue);
 
 #[cfg(test)]

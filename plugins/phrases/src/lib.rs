@@ -151,6 +151,7 @@ impl Trigger for Phrases {
     }
 }
 
+#[cfg(feature = "component")]
 escalator_guest::export_trigger!(Phrases);
 
 #[cfg(test)]

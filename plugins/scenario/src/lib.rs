@@ -65,6 +65,7 @@ impl Trigger for ScenarioTrigger {
     }
 }
 
+#[cfg(feature = "component")]
 escalator_guest::export_trigger!(ScenarioTrigger);
 
 #[cfg(test)]

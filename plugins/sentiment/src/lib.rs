@@ -111,6 +111,7 @@ impl Trigger for Sentiment {
     }
 }
 
+#[cfg(feature = "component")]
 escalator_guest::export_trigger!(Sentiment);
 
 #[cfg(test)]

@@ -294,6 +294,7 @@ impl Trigger for Sla {
     }
 }
 
+#[cfg(feature = "component")]
 escalator_guest::export_trigger!(Sla);
 
 #[cfg(test)]

@@ -40,6 +40,9 @@ use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, Was
 pub const GRANTED_IMPORTS: &[&str] = &[
     "escalator:plugin/types",
     "escalator:plugin/host",
+    // What the vendor's trigger set tells the host between its triggers
+    // (a mark of fuel, time and log; nothing else).
+    "escalator:plugin/trigger-set-host",
     "wasi:cli/environment",
     "wasi:cli/exit",
     "wasi:cli/stdin",
@@ -87,6 +90,12 @@ pub fn is_wasi(import: &str) -> bool {
 pub fn linker(engine: &wasmtime::Engine) -> Result<Linker<CallState>> {
     let mut l = Linker::<CallState>::new(engine);
     wit::v0_1_0::trigger::Trigger::add_to_linker::<CallState, HasSelf<CallState>>(&mut l, |s| s)?;
+
+    l.instance("escalator:plugin/trigger-set-host@0.1.0")?
+        .func_wrap("begin", |store, (index,): (u32,)| {
+            mark(store, index);
+            Ok(())
+        })?;
 
     type T = CallState;
     clocks::wall_clock::add_to_linker::<T, WasiClocks>(&mut l, T::clocks)?;
@@ -181,6 +190,45 @@ pub struct CallState {
     pub limiter: Limiter,
     /// The capped log.
     pub log: LogSink,
+    /// Where the vendor's trigger set began each of its triggers.
+    pub marks: Vec<Mark>,
+}
+
+/// Where a call stood when the trigger set began one of its triggers.
+#[derive(Debug, Clone, Copy)]
+pub struct Mark {
+    /// When.
+    pub at: std::time::Instant,
+    /// The fuel left.
+    pub fuel_left: u64,
+    /// The log lines written so far.
+    pub log_lines: usize,
+}
+
+/// The most marks a call keeps: a trigger set of more triggers than this
+/// is a host fault, which the host answers by calling them one by one.
+pub const MAX_MARKS: usize = 64;
+
+impl Mark {
+    /// Where a call with `fuel_left` and `state` stands now.
+    pub fn now(fuel_left: u64, state: &CallState) -> Mark {
+        Mark {
+            at: std::time::Instant::now(),
+            fuel_left,
+            log_lines: state.log.lines(),
+        }
+    }
+}
+
+/// `trigger-set-host.begin(index)`: a mark, if it is the next one in
+/// order and within [`MAX_MARKS`] (otherwise the set's answer does not
+/// split into its triggers', and the host calls them one by one).
+fn mark(mut store: wasmtime::StoreContextMut<'_, CallState>, index: u32) {
+    let m = Mark::now(store.get_fuel().unwrap_or(0), store.data());
+    let marks = &mut store.data_mut().marks;
+    if marks.len() < MAX_MARKS && usize::try_from(index).is_ok_and(|i| i == marks.len()) {
+        marks.push(m);
+    }
 }
 
 impl CallState {
@@ -198,6 +246,7 @@ impl CallState {
                 denied: None,
             },
             log: LogSink::new(log_bytes),
+            marks: Vec::new(),
         }
     }
 }

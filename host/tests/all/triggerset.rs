@@ -1,0 +1,226 @@
+//! The vendor's default triggers called together in one instance of the
+//! trigger set decide exactly as they do each in an instance of its own:
+//! on real tickets replayed both ways, when the set fails as a whole (its
+//! triggers are then called one by one), and when one trigger goes over
+//! its own fuel inside the set.
+
+use escalator::matrix::Matrix;
+use escalator::model;
+use escalator::pipeline::{self, Ask, Deadlines, PluginSet};
+use escalator::registry::{self, LoadedPlugin};
+use escalator::replay::{self, Format, Offline};
+use escalator::runtime::{Runtime, RuntimeConfig, SetMember, TriggerSet, cache::wasm_digest};
+use std::path::{Path, PathBuf};
+
+fn runtime(trigger_set: bool) -> Runtime {
+    Runtime::new(RuntimeConfig {
+        trigger_set,
+        ..RuntimeConfig::default()
+    })
+    .unwrap()
+}
+
+fn shared(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/data")
+        .join(name)
+}
+
+/// Replay the first `n` tickets of a shared data file with the default
+/// plugins on `runtime`: each ticket's end, as JSON.
+fn replayed(runtime: &Runtime, name: &str, format: Format, n: usize) -> Vec<serde_json::Value> {
+    let matrix = Matrix::default_matrix();
+    let set = replay::plugin_set(runtime, &matrix, None).unwrap();
+    let targets = matrix.response_targets();
+    let offline = Offline {
+        runtime,
+        set: &set,
+        roster: &[],
+        targets: &targets,
+    };
+    let mut cases = Vec::new();
+    replay::read(&shared(name), format, Some(n), n, |c| {
+        cases.extend(c);
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(cases.len(), n);
+    replay::replay_batch(&offline, &cases)
+        .into_iter()
+        .map(|r| {
+            let mut v = serde_json::to_value(&r).unwrap();
+            // Calls made again for a busy machine: not the decision.
+            v.as_object_mut().unwrap().remove("deadline_retries");
+            v
+        })
+        .collect()
+}
+
+#[test]
+fn the_default_triggers_in_one_instance_decide_as_each_in_its_own_on_real_tickets() {
+    let (together, apart) = (runtime(true), runtime(false));
+    for (name, format, n) in [
+        ("twitter_care_dev.jsonl", Format::Twitter, 120),
+        ("hadoop_bugs_2020_2022.csv", Format::Hadoop, 60),
+    ] {
+        let a = replayed(&together, name, format, n);
+        let b = replayed(&apart, name, format, n);
+        let escalated = a.iter().filter(|r| !r["tier"].is_null()).count();
+        assert!(escalated > 0, "{name}: nothing escalated");
+        for (x, y) in a.iter().zip(&b) {
+            assert_eq!(x, y, "{name}");
+        }
+    }
+    let set = together
+        .trigger_set(registry::trigger_set)
+        .expect("the trigger set was built");
+    let stats = set.stats();
+    assert!(stats.answered > 100, "{stats:?}");
+    assert_eq!(stats.failed, 0, "{stats:?}");
+    assert!(apart.trigger_set(registry::trigger_set).is_none());
+}
+
+/// A decision on a billing dispute of an unhappy enterprise customer, with
+/// `plugins` on `runtime`: its runs (plugin, output or error kind, and
+/// whether fuel was counted) and its tier.
+fn decide(runtime: &Runtime, plugins: Vec<LoadedPlugin>) -> (Vec<(String, String)>, String) {
+    let set = PluginSet::new(plugins).unwrap();
+    let now: chrono::DateTime<chrono::Utc> = "2026-11-27T12:00:00Z".parse().unwrap();
+    let ticket: model::Ticket = serde_json::from_value(serde_json::json!({
+        "id": "T-1", "subject": "Charged twice", "category": "billing",
+        "created_at": now - chrono::Duration::hours(30),
+        "customer": {"id": "c1", "plan": "enterprise", "mrr_cents": 900000, "contacts_this_week": 4},
+        "ai_analysis": {"confidence": 0.4, "category": "billing", "reasoning": "refund"},
+        "messages": [{"author": "customer", "sent_at": now,
+            "body": "This is the worst. You charged me twice and nobody answers. I want a manager or I call my lawyer."}]
+    }))
+    .unwrap();
+    let state = pipeline::apply::created(ticket, "acme", now);
+    let matrix = Matrix::default_matrix();
+    let targets = matrix.response_targets();
+    let ask = Ask {
+        runtime,
+        set: &set,
+        roster: &[],
+        targets: &targets,
+        now,
+        event: model::EventKind::MessageAdded,
+        deadlines: Deadlines::Live,
+    };
+    let d = pipeline::decide(&ask, &state, &Default::default());
+    let runs = d
+        .runs
+        .iter()
+        .map(|r| {
+            assert!(r.report.fuel_used > 0, "{r:?}");
+            let said = match (&r.output, &r.error_kind) {
+                (Some(o), _) => o.to_string(),
+                (None, Some(k)) => format!("error {k}"),
+                (None, None) => "nothing".into(),
+            };
+            (r.plugin.clone(), said)
+        })
+        .collect();
+    (runs, format!("{:?}", d.tier))
+}
+
+fn defaults(runtime: &Runtime) -> Vec<LoadedPlugin> {
+    replay::plugins(runtime, &Matrix::default_matrix(), None).unwrap()
+}
+
+/// A trigger set made from the built component with the given limits for
+/// the set and for its `sentiment`.
+fn set_with(runtime: &Runtime, set_fuel: u64, sentiment: Option<escalator::runtime::Limits>) {
+    let (_, wasm) = registry::COMPONENTS
+        .iter()
+        .find(|(d, _)| *d == "trigger-set")
+        .unwrap();
+    let members: Vec<SetMember> = defaults(runtime)
+        .iter()
+        .filter_map(|p| {
+            let name = registry::TRIGGER_SET
+                .iter()
+                .find(|n| **n == p.manifest.name)?;
+            Some(SetMember {
+                name,
+                digest: wasm_digest(registry::builtin(name)?.wasm),
+                limits: match (*name, sentiment) {
+                    ("sentiment", Some(l)) => l,
+                    _ => p.plugin.limits(),
+                },
+            })
+        })
+        .collect();
+    assert_eq!(members.len(), 7);
+    let mut limits = TriggerSet::limits_for(&members.iter().map(|m| m.limits).collect::<Vec<_>>());
+    limits.fuel = set_fuel;
+    let id = escalator::runtime::PluginId {
+        name: "trigger-set".into(),
+        version: "test".into(),
+    };
+    let plugin = runtime
+        .load(id, escalator::runtime::inspect::Kind::Trigger, limits, wasm)
+        .unwrap();
+    let set = TriggerSet::new(plugin, members).unwrap();
+    assert!(runtime.trigger_set(|_| Some(set)).is_some());
+}
+
+#[test]
+fn a_set_that_fails_as_a_whole_leaves_its_triggers_to_be_called_one_by_one() {
+    let apart = runtime(false);
+    let want = decide(&apart, defaults(&apart));
+    // A set with too little fuel for its triggers together.
+    let together = runtime(true);
+    set_with(&together, 50_000, None);
+    let got = decide(&together, defaults(&together));
+    assert_eq!(got, want);
+    let stats = together.trigger_set(|_| None).unwrap().stats();
+    assert!(stats.failed >= 1 && stats.answered == 0, "{stats:?}");
+}
+
+#[test]
+fn a_trigger_over_its_own_fuel_inside_the_set_fails_as_it_would_alone() {
+    // sentiment with 20,000 fuel: enough to start, not to score the text.
+    let manifest = registry::builtin("sentiment")
+        .unwrap()
+        .manifest
+        .replace("fuel = 500_000_000", "fuel = 20_000");
+    assert!(manifest.contains("fuel = 20_000"), "{manifest}");
+    let with_small_sentiment = |runtime: &Runtime| {
+        let mut plugins = defaults(runtime);
+        let i = plugins
+            .iter()
+            .position(|p| p.manifest.name == "sentiment")
+            .unwrap();
+        plugins[i] = registry::load_parts(
+            runtime,
+            &manifest,
+            Path::new("builtin:sentiment/plugin.toml"),
+            registry::builtin("sentiment").unwrap().wasm,
+            "builtin:sentiment".into(),
+        )
+        .unwrap()
+        .with_matrix(&Matrix::default_matrix());
+        plugins
+    };
+    let apart = runtime(false);
+    let want = decide(&apart, with_small_sentiment(&apart));
+    assert!(
+        want.0
+            .iter()
+            .any(|(p, said)| p.starts_with("sentiment@") && said == "error out-of-fuel"),
+        "{want:?}"
+    );
+    let together = runtime(true);
+    let small = with_small_sentiment(&together)
+        .iter()
+        .find(|p| p.manifest.name == "sentiment")
+        .unwrap()
+        .plugin
+        .limits();
+    set_with(&together, 50_000_000_000, Some(small));
+    let got = decide(&together, with_small_sentiment(&together));
+    assert_eq!(got, want);
+    let stats = together.trigger_set(|_| None).unwrap().stats();
+    assert!(stats.answered >= 1 && stats.failed == 0, "{stats:?}");
+}
