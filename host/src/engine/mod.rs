@@ -229,6 +229,9 @@ impl Engine {
             .collect();
         let set = PluginSet::new(builtins.clone()).map_err(anyhow::Error::msg)?;
         store.defer_low_writes_to(runtime.shares().gate().clone());
+        // The default triggers' set: compiled (or read from the cache) now,
+        // not on the first event.
+        runtime.trigger_set(crate::registry::trigger_set);
         Ok(Engine {
             store,
             runtime,

@@ -59,8 +59,6 @@ pub fn build(config: &ServeConfig, matrix: &Matrix) -> Result<Server> {
     })?);
     let store = config.database.open(config.durability)?;
     let builtins = registry::load_builtin(&runtime)?;
-    // Compiled (or read from the cache) now, not on the first event.
-    runtime.trigger_set(registry::trigger_set);
     let clock = match config.manual_clock {
         Some(t) => Clock::manual(t),
         None => Clock::System,
