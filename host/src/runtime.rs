@@ -27,7 +27,7 @@ pub mod wit;
 
 pub use limits::*;
 pub use reuse::*;
-pub use set::{SetMember, SetStats, TriggerSet};
+pub use set::{Member, SetMember, SetStats, TriggerSet};
 
 use cache::{ArtifactCache, Origin};
 pub use engine::RuntimeConfig;
@@ -398,43 +398,7 @@ impl Runtime {
         calls: &[(&Arc<Plugin>, wit::Context)],
         ticket: &Arc<wit::Ticket>,
     ) -> Vec<Outcome<wit::Evaluation>> {
-        let mut batch = Vec::new();
-        let mut wrong = Vec::new();
-        for (i, (plugin, ctx)) in calls.iter().enumerate() {
-            if plugin.kind != Kind::Trigger {
-                wrong.push((i, wrong_kind(plugin, Kind::Trigger)));
-                continue;
-            }
-            // The code is found (or loaded again) before the call, outside
-            // its deadline.
-            let code = match plugin.code() {
-                Ok(code) => code,
-                Err(e) => {
-                    wrong.push((i, unavailable(plugin, &e)));
-                    continue;
-                }
-            };
-            let (t, c) = (ticket.clone(), ctx.clone());
-            batch.push(batch::Call {
-                plugin: (*plugin).clone(),
-                now: ctx.now,
-                seed: seed(&ticket.id, ctx.now),
-                f: Box::new(move |_: &Plugin, store: &mut Store<CallState>| {
-                    let Pre::Trigger(pre) = &code.pre else {
-                        unreachable!("kind checked above")
-                    };
-                    pre.instantiate(&mut *store)
-                        .map_err(CallError::Instantiate)?
-                        .call_evaluate(store, &t, &c)
-                        .map_err(CallError::Run)
-                }),
-            });
-        }
-        let mut out = self.calls(&ticket.tenant, batch);
-        for (i, o) in wrong {
-            out.insert(i, o);
-        }
-        out
+        self.evaluate_triggers(None, calls, ticket).1
     }
 
     /// Run a router.
@@ -678,6 +642,37 @@ fn run_in_store<T: output::Output>(
             log_dropped_bytes,
         },
     }
+}
+
+/// A trigger's call for a batch, or its outcome if it cannot be made (not
+/// a trigger, its code not loadable). The code is found (or loaded again)
+/// here, before the call and outside its deadline.
+fn trigger_call(
+    plugin: &Arc<Plugin>,
+    ctx: &wit::Context,
+    ticket: &Arc<wit::Ticket>,
+) -> Result<batch::Call<wit::Evaluation>, Box<Outcome<wit::Evaluation>>> {
+    if plugin.kind != Kind::Trigger {
+        return Err(Box::new(wrong_kind(plugin, Kind::Trigger)));
+    }
+    let code = plugin
+        .code()
+        .map_err(|e| Box::new(unavailable(plugin, &e)))?;
+    let (t, c) = (ticket.clone(), ctx.clone());
+    Ok(batch::Call {
+        plugin: plugin.clone(),
+        now: ctx.now,
+        seed: seed(&ticket.id, ctx.now),
+        f: Box::new(move |_: &Plugin, store: &mut Store<CallState>| {
+            let Pre::Trigger(pre) = &code.pre else {
+                unreachable!("kind checked above")
+            };
+            pre.instantiate(&mut *store)
+                .map_err(CallError::Instantiate)?
+                .call_evaluate(store, &t, &c)
+                .map_err(CallError::Run)
+        }),
+    })
 }
 
 /// `output` if it is within `plugin`'s output limit and makes sense for an

@@ -173,12 +173,13 @@ fn call_after(
     }
 }
 
-/// Call every trigger of `plugins` on `input`: the vendor's default
-/// triggers among them together in one instance of the trigger set
-/// ([`Runtime::evaluate_set`]), the others (and the set's, if the set's
-/// call failed) handed to a call thread once ([`Runtime::evaluate_many`]);
-/// offline, a call that missed its deadline is made again on its own, as
-/// [`call`] does. The outcomes are in the order of `plugins`.
+/// Call every trigger of `plugins` on `input`, handed to a call thread
+/// once: the vendor's default triggers among them together in one
+/// instance of the trigger set, the others each in its own
+/// ([`Runtime::evaluate_triggers`]); if the set's call fails as a whole,
+/// its triggers are called again one by one. Offline, a call that missed
+/// its deadline is made again on its own, as [`call`] does. The outcomes
+/// are in the order of `plugins`.
 pub fn triggers(
     runtime: &Runtime,
     plugins: &[&LoadedPlugin],
@@ -187,44 +188,47 @@ pub fn triggers(
 ) -> Vec<Called> {
     let ctx =
         |p: &LoadedPlugin| contract::context(input.now, input.event, p.config_json.to_string());
-    let mut outcomes: Vec<Option<Outcome<wit::Evaluation>>> =
-        plugins.iter().map(|_| None).collect();
     let set = runtime.trigger_set(crate::registry::trigger_set);
-    let in_set: Vec<Option<&'static str>> = plugins
-        .iter()
-        .map(|p| set.and_then(|s| s.member(&p.plugin)))
-        .collect();
     // One trigger alone gains nothing from the set.
-    if let Some(set) = set
-        && in_set.iter().flatten().count() >= 2
-    {
-        let members: Vec<_> = plugins
-            .iter()
-            .zip(&in_set)
-            .filter_map(|(p, name)| name.map(|name| (&p.plugin, name, ctx(p))))
-            .collect();
-        if let Some(answers) = runtime.evaluate_set(set, &members, &input.ticket) {
-            let mut answers = answers.into_iter();
-            for (slot, name) in outcomes.iter_mut().zip(&in_set) {
-                if name.is_some() {
-                    *slot = answers.next();
-                }
+    let in_set: Vec<Option<&'static str>> = match set {
+        Some(set) => {
+            let names: Vec<_> = plugins.iter().map(|p| set.member(&p.plugin)).collect();
+            if names.iter().flatten().count() >= 2 {
+                names
+            } else {
+                vec![None; plugins.len()]
             }
         }
-    }
-    let rest: Vec<usize> = (0..plugins.len())
-        .filter(|&i| outcomes[i].is_none())
-        .collect();
-    let calls: Vec<_> = rest
+        None => vec![None; plugins.len()],
+    };
+    let members: Vec<_> = plugins
         .iter()
-        .map(|&i| (&plugins[i].plugin, ctx(plugins[i])))
+        .zip(&in_set)
+        .filter_map(|(p, name)| name.map(|name| (&p.plugin, name, ctx(p))))
         .collect();
-    for (&i, o) in rest
+    let others: Vec<_> = plugins
         .iter()
-        .zip(runtime.evaluate_many(&calls, &input.ticket))
-    {
-        outcomes[i] = Some(o);
-    }
+        .zip(&in_set)
+        .filter(|(_, name)| name.is_none())
+        .map(|(p, _)| (&p.plugin, ctx(p)))
+        .collect();
+    let (from_set, from_others) = runtime.evaluate_triggers(
+        set.map(|s| (&**s, members.as_slice())),
+        &others,
+        &input.ticket,
+    );
+    let from_set = from_set.unwrap_or_else(|| {
+        let one_by_one: Vec<_> = members.iter().map(|(p, _, c)| (*p, c.clone())).collect();
+        runtime.evaluate_many(&one_by_one, &input.ticket)
+    });
+    let (mut from_set, mut from_others) = (from_set.into_iter(), from_others.into_iter());
+    let outcomes: Vec<Option<Outcome<wit::Evaluation>>> = in_set
+        .iter()
+        .map(|name| match name {
+            Some(_) => from_set.next(),
+            None => from_others.next(),
+        })
+        .collect();
     let outcomes = outcomes
         .into_iter()
         .zip(plugins)

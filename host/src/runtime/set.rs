@@ -136,62 +136,155 @@ impl output::Output for SetAnswer {
     }
 }
 
-impl Runtime {
-    /// Evaluate `ticket` with each of `members` (a plugin of the set, the
-    /// name the set runs it by, its context) in one instance of `set`,
-    /// handed to a call thread once. `None` when the set's call failed as
-    /// a whole or its answer does not split: then call them one by one.
-    pub fn evaluate_set(
-        &self,
-        set: &TriggerSet,
-        members: &[(&Arc<Plugin>, &'static str, wit::Context)],
-        ticket: &Arc<wit::Ticket>,
-    ) -> Option<Vec<Outcome<wit::Evaluation>>> {
-        let (first, code) = (members.first()?, set.plugin.code().ok()?);
-        let now = first.2.now;
-        let calls: Vec<(String, wit::Context)> = members
-            .iter()
-            .map(|(_, name, ctx)| ((*name).to_string(), ctx.clone()))
-            .collect();
-        let t = ticket.clone();
-        let call = batch::Call {
-            plugin: set.plugin.clone(),
-            now,
-            seed: seed(&ticket.id, now),
-            f: Box::new(move |_: &Plugin, store: &mut Store<CallState>| {
-                let Some(pre) = &code.set else {
-                    unreachable!("checked when the set was made")
-                };
-                let answers = pre
-                    .instantiate(&mut *store)
-                    .map_err(CallError::Instantiate)?
-                    .call_evaluate_each(&mut *store, &t, &calls)
-                    .map_err(CallError::Run)?;
-                let end = Mark::now(store.get_fuel().unwrap_or(0), store.data());
-                let marks = std::mem::take(&mut store.data_mut().marks);
-                Ok(Ok(SetAnswer {
-                    answers,
-                    marks,
-                    end,
-                }))
-            }),
-        };
-        let outcome = self.calls(&ticket.tenant, vec![call]).pop();
-        let split = outcome.and_then(|o| match o.result {
-            Ok(answer) => split(&set.plugin, members, answer, o.report, now),
-            Err(e) => {
-                tracing::warn!(error = %e, "the trigger set failed; its triggers are called one by one");
-                None
-            }
-        });
-        let counter = if split.is_some() {
-            &set.answered
-        } else {
-            &set.failed
-        };
-        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        split
+/// What one call of an event's triggers answers: a trigger's evaluation,
+/// or the set's answer for its triggers.
+pub(super) enum Answer {
+    One(wit::Evaluation),
+    Set(SetAnswer),
+}
+
+impl output::Output for Answer {
+    fn size(&self) -> usize {
+        match self {
+            Answer::One(e) => e.size(),
+            Answer::Set(a) => a.size(),
+        }
     }
+
+    fn validate(&self, now: i64) -> Result<(), String> {
+        match self {
+            Answer::One(e) => e.validate(now),
+            Answer::Set(a) => a.validate(now),
+        }
+    }
+}
+
+/// A trigger of the set in a call: its plugin, the name the set runs it
+/// by, its context.
+pub type Member<'a> = (&'a Arc<Plugin>, &'static str, wit::Context);
+
+impl Runtime {
+    /// Evaluate `ticket` with `set`'s `members` in one instance of the set,
+    /// and with each of `others` in an instance of its own, all handed to
+    /// a call thread once (one hand-off for an event's triggers, as
+    /// without the set). The set's outcomes, in the order of its members
+    /// (`None` when its call failed as a whole or its answer does not
+    /// split: then call them one by one), and the others', in order.
+    pub fn evaluate_triggers(
+        &self,
+        set: Option<(&TriggerSet, &[Member<'_>])>,
+        others: &[(&Arc<Plugin>, wit::Context)],
+        ticket: &Arc<wit::Ticket>,
+    ) -> (
+        Option<Vec<Outcome<wit::Evaluation>>>,
+        Vec<Outcome<wit::Evaluation>>,
+    ) {
+        let mut batch: Vec<batch::Call<Answer>> = Vec::new();
+        let set = set.filter(|(_, members)| !members.is_empty());
+        let set = set.and_then(|(set, members)| {
+            let call = set_call(set, members, ticket)?;
+            batch.push(call);
+            Some((set, members))
+        });
+        let mut wrong = Vec::new();
+        let mut called = Vec::new();
+        for (i, (plugin, ctx)) in others.iter().enumerate() {
+            match trigger_call(plugin, ctx, ticket) {
+                Ok(c) => {
+                    called.push(*plugin);
+                    let f = c.f;
+                    batch.push(batch::Call {
+                        plugin: c.plugin,
+                        now: c.now,
+                        seed: c.seed,
+                        f: Box::new(move |p: &Plugin, store: &mut Store<CallState>| {
+                            f(p, store).map(|r| r.map(Answer::One))
+                        }),
+                    });
+                }
+                Err(outcome) => wrong.push((i, *outcome)),
+            }
+        }
+        let mut out = self.calls(&ticket.tenant, batch).into_iter();
+        let set_outcomes = set.map(|(set, members)| {
+            let split = out.next().and_then(|o| match o.result {
+                Ok(Answer::Set(answer)) => split(&set.plugin, members, answer, o.report),
+                Ok(Answer::One(_)) => None,
+                Err(e) => {
+                    tracing::warn!(error = %e, "the trigger set failed; its triggers are called one by one");
+                    None
+                }
+            });
+            let counter = if split.is_some() {
+                &set.answered
+            } else {
+                &set.failed
+            };
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            split
+        });
+        let mut rest: Vec<Outcome<wit::Evaluation>> = called
+            .into_iter()
+            .map(|plugin| match out.next() {
+                Some(Outcome {
+                    result: Ok(Answer::One(e)),
+                    report,
+                }) => Outcome {
+                    result: Ok(e),
+                    report,
+                },
+                Some(Outcome {
+                    result: Err(e),
+                    report,
+                }) => Outcome {
+                    result: Err(e),
+                    report,
+                },
+                Some(_) | None => lost(plugin),
+            })
+            .collect();
+        for (i, o) in wrong {
+            rest.insert(i, o);
+        }
+        (set_outcomes.flatten(), rest)
+    }
+}
+
+/// The set's call for `members`, or `None` if its code cannot be had.
+fn set_call(
+    set: &TriggerSet,
+    members: &[Member<'_>],
+    ticket: &Arc<wit::Ticket>,
+) -> Option<batch::Call<Answer>> {
+    let now = members.first()?.2.now;
+    let code = set.plugin.code().ok()?;
+    let calls: Vec<(String, wit::Context)> = members
+        .iter()
+        .map(|(_, name, ctx)| ((*name).to_string(), ctx.clone()))
+        .collect();
+    let t = ticket.clone();
+    Some(batch::Call {
+        plugin: set.plugin.clone(),
+        now,
+        seed: seed(&ticket.id, now),
+        f: Box::new(move |_: &Plugin, store: &mut Store<CallState>| {
+            let Some(pre) = &code.set else {
+                unreachable!("checked when the set was made")
+            };
+            let answers = pre
+                .instantiate(&mut *store)
+                .map_err(CallError::Instantiate)?
+                .call_evaluate_each(&mut *store, &t, &calls)
+                .map_err(CallError::Run)?;
+            let end = Mark::now(store.get_fuel().unwrap_or(0), store.data());
+            let marks = std::mem::take(&mut store.data_mut().marks);
+            Ok(Ok(Answer::Set(SetAnswer {
+                answers,
+                marks,
+                end,
+            })))
+        }),
+    })
 }
 
 /// Each trigger's outcome from the set's answer: its own answer, fuel,
@@ -199,10 +292,9 @@ impl Runtime {
 /// not split (a count or a mark missing).
 fn split(
     set: &Plugin,
-    members: &[(&Arc<Plugin>, &'static str, wit::Context)],
+    members: &[Member<'_>],
     answer: SetAnswer,
     report: CallReport,
-    now: i64,
 ) -> Option<Vec<Outcome<wit::Evaluation>>> {
     let n = members.len();
     if answer.answers.len() != n || answer.marks.len() != n {
@@ -231,7 +323,7 @@ fn split(
         .duration
         .saturating_sub(times[1..].iter().sum::<Duration>());
     let mut out = Vec::with_capacity(n);
-    for (i, ((plugin, _, _), result)) in members.iter().zip(answer.answers).enumerate() {
+    for (i, ((plugin, _, ctx), result)) in members.iter().zip(answer.answers).enumerate() {
         let (begin, end) = span(i);
         let (fuel_from, duration) = if i == 0 {
             (set.limits.fuel, first_time)
@@ -270,7 +362,7 @@ fn split(
             })
         } else {
             match result {
-                Ok(e) => checked(plugin, e, now),
+                Ok(e) => checked(plugin, e, ctx.now),
                 Err(message) => Err(PluginError::Refused {
                     plugin: id(),
                     message,
