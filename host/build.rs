@@ -34,21 +34,20 @@ fn main() {
     for krate in plugins.iter().chain(&guests) {
         require_tests(krate);
     }
+    // A guest that turns off features of other guests' crates (the
+    // vendor's trigger set) builds alone, in a target directory of its own
+    // (see `GuestCrate::target_dir`).
+    let (alone, together): (Vec<_>, Vec<_>) = plugins.iter().chain(&guests).partition(|k| k.alone);
     // Guests that need std on wasm (feature `std` of the SDK) build on their
     // own: cargo unifies features, and std would strip the no_std guests of
     // their allocator and panic handler.
-    // A guest that turns off features of other guests' crates (the
-    // vendor's trigger set) builds alone too.
-    let (alone, together): (Vec<_>, Vec<_>) = plugins.iter().chain(&guests).partition(|k| k.alone);
     let (std_guests, no_std_guests): (Vec<_>, Vec<_>) =
         together.into_iter().partition(|k| k.uses_std);
     for batch in [no_std_guests, std_guests] {
         build(&root, &target_dir, &batch);
     }
-    // Its own target directory too: built as its dependency, a trigger's
-    // component (without its export) would replace the trigger's own.
     for k in alone {
-        build(&root, &target_dir.join("alone"), &[k]);
+        build(&root, &k.target_dir(&target_dir), &[k]);
     }
 
     let out = PathBuf::from(env("OUT_DIR"));
@@ -120,6 +119,20 @@ struct GuestCrate {
     /// (`[package.metadata.escalator] build-alone = true`: it turns off
     /// features of crates other guests build with them on).
     alone: bool,
+}
+
+impl GuestCrate {
+    /// Where it is built, under the guests' `target_dir`: a guest built
+    /// alone in a directory of its own, since a trigger built as its
+    /// dependency (without its export) would replace the trigger's own
+    /// component.
+    fn target_dir(&self, target_dir: &Path) -> PathBuf {
+        if self.alone {
+            target_dir.join("alone")
+        } else {
+            target_dir.to_path_buf()
+        }
+    }
 }
 
 /// The crates (directories with a Cargo.toml) directly under `dir`.
@@ -250,12 +263,8 @@ fn build(root: &Path, target_dir: &Path, crates: &[&GuestCrate]) {
 /// Copy a guest's component to `<dest>/<dir_name>/<dir_name>.wasm` (with its
 /// manifest, if it has one) and return the component's path.
 fn copy_wasm(target_dir: &Path, krate: &GuestCrate, dest: &Path) -> PathBuf {
-    let target_dir = if krate.alone {
-        target_dir.join("alone")
-    } else {
-        target_dir.to_path_buf()
-    };
-    let built = target_dir
+    let built = krate
+        .target_dir(target_dir)
         .join(TARGET)
         .join("guest")
         .join(format!("{}.wasm", krate.package.replace('-', "_")));

@@ -492,8 +492,6 @@ impl Runtime {
             .unwrap_or_else(|| lost(plugin))
     }
 
-    /// Calls of one tenant one after the other on one call thread (see
-    /// [`batch`]), each under its own share and deadline.
     /// The vendor's trigger set, made by `make` on first use; `None` when
     /// there is none or [`RuntimeConfig::trigger_set`] is off.
     pub fn trigger_set(
@@ -508,6 +506,8 @@ impl Runtime {
             .as_ref()
     }
 
+    /// Calls of one tenant one after the other on one call thread (see
+    /// [`batch`]), each under its own share and deadline.
     fn calls<T: output::Output + Send + 'static>(
         &self,
         tenant: &str,

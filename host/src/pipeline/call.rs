@@ -189,18 +189,14 @@ pub fn triggers(
     let ctx =
         |p: &LoadedPlugin| contract::context(input.now, input.event, p.config_json.to_string());
     let set = runtime.trigger_set(crate::registry::trigger_set);
+    let mut in_set: Vec<Option<&'static str>> = plugins
+        .iter()
+        .map(|p| set.and_then(|s| s.member(&p.plugin)))
+        .collect();
     // One trigger alone gains nothing from the set.
-    let in_set: Vec<Option<&'static str>> = match set {
-        Some(set) => {
-            let names: Vec<_> = plugins.iter().map(|p| set.member(&p.plugin)).collect();
-            if names.iter().flatten().count() >= 2 {
-                names
-            } else {
-                vec![None; plugins.len()]
-            }
-        }
-        None => vec![None; plugins.len()],
-    };
+    if in_set.iter().flatten().count() < 2 {
+        in_set.fill(None);
+    }
     let members: Vec<_> = plugins
         .iter()
         .zip(&in_set)
