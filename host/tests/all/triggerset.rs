@@ -224,3 +224,49 @@ fn a_trigger_over_its_own_fuel_inside_the_set_fails_as_it_would_alone() {
     let stats = together.trigger_set(|_| None).unwrap().stats();
     assert!(stats.answered >= 1 && stats.failed == 0, "{stats:?}");
 }
+
+#[test]
+fn only_a_default_trigger_with_its_own_manifests_limits_joins_the_set() {
+    let runtime = runtime(true);
+    let set = runtime
+        .trigger_set(registry::trigger_set)
+        .expect("the trigger set was built");
+    let defaults = defaults(&runtime);
+    let default_of = |name: &str| {
+        &defaults
+            .iter()
+            .find(|p| p.manifest.name == name)
+            .unwrap()
+            .plugin
+    };
+    for name in registry::TRIGGER_SET {
+        assert_eq!(set.member(default_of(name)), Some(*name));
+    }
+    // Not the router or the notifier.
+    assert_eq!(set.member(default_of("skills")), None);
+    assert_eq!(set.member(default_of("tiered")), None);
+    // The built-in component under other limits.
+    let manifest = registry::builtin("sentiment")
+        .unwrap()
+        .manifest
+        .replace("fuel = 500_000_000", "fuel = 20_000");
+    let other_limits = registry::load_parts(
+        &runtime,
+        &manifest,
+        Path::new("builtin:sentiment/plugin.toml"),
+        registry::builtin("sentiment").unwrap().wasm,
+        "builtin:sentiment".into(),
+    )
+    .unwrap();
+    assert_eq!(set.member(&other_limits.plugin), None);
+    // A customer's trigger, even one named like a default.
+    let customer = registry::load_parts(
+        &runtime,
+        "name = \"sentiment\"\nkind = \"trigger\"\nversion = \"9.9.9\"\n",
+        Path::new("upload/plugin.toml"),
+        &crate::support::guest_wasm("refund"),
+        "upload".into(),
+    )
+    .unwrap();
+    assert_eq!(set.member(&customer.plugin), None);
+}
