@@ -11,6 +11,7 @@
 //!
 //! Everything is scoped by tenant: no query here reads across tenants.
 
+pub mod conversations;
 mod deliveries;
 mod error;
 pub mod pg;
@@ -20,6 +21,7 @@ mod tenants;
 mod tickets;
 mod timers;
 
+use conversations::{Batch, ConversationCache};
 pub use deliveries::*;
 pub use error::{Result, StoreError};
 pub use pg::PgStore;
@@ -175,6 +177,8 @@ pub struct SqliteStore {
     /// Whose write transaction goes next: normal-lane ones before
     /// low-lane ones ([`crate::lane`]).
     turns: crate::lane::WriterTurns,
+    /// Big conversations as last read ([`conversations`]).
+    conversations: ConversationCache,
 }
 
 impl Drop for SqliteStore {
@@ -288,6 +292,7 @@ impl SqliteStore {
             next_reader: std::sync::atomic::AtomicUsize::new(0),
             checkpointer: stop,
             turns: crate::lane::WriterTurns::default(),
+            conversations: ConversationCache::default(),
         })
     }
 

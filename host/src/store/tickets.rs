@@ -101,18 +101,22 @@ impl TicketJson {
     }
 }
 
+/// A ticket's conversation batches from index `from` on.
+fn batches(conn: &Connection, tenant: &str, id: &str, from: usize) -> Result<Vec<Batch>> {
+    let mut st = conn.prepare_cached(
+        "SELECT first, messages FROM conversation WHERE tenant = ?1 AND ticket = ?2 \
+         AND first >= ?3 ORDER BY first",
+    )?;
+    let rows = st.query_map(params![tenant, id, from as i64], |r| {
+        Ok((r.get::<_, i64>(0)? as usize, r.get::<_, String>(1)?))
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 /// A ticket's state from its stored head and its conversation's batches.
 fn assemble(conn: &Connection, tenant: &str, id: &str, head: &str) -> Result<TicketState> {
     let mut state: TicketState = serde_json::from_str(head)?;
-    let mut st = conn.prepare_cached(
-        "SELECT messages FROM conversation WHERE tenant = ?1 AND ticket = ?2 ORDER BY first",
-    )?;
-    let mut rows = st.query([tenant, id])?;
-    while let Some(r) = rows.next()? {
-        let batch: Vec<model::Message> =
-            serde_json::from_str(r.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?)?;
-        state.ticket.messages.extend(batch);
-    }
+    state.ticket.messages = conversations::whole(batches(conn, tenant, id, 0)?)?;
     Ok(state)
 }
 
@@ -135,12 +139,25 @@ fn tickets_of(
         .collect()
 }
 
-pub(super) fn ticket_of(conn: &Connection, tenant: &str, id: &str) -> Result<Option<TicketState>> {
-    let head: Option<String> = conn
-        .prepare_cached("SELECT data FROM tickets WHERE tenant = ?1 AND id = ?2")?
-        .query_row([tenant, id], |r| r.get(0))
+/// One ticket, its conversation read through `cache`.
+pub(super) fn ticket_of(
+    conn: &Connection,
+    cache: &ConversationCache,
+    tenant: &str,
+    id: &str,
+) -> Result<Option<TicketState>> {
+    let head: Option<(String, i64)> = conn
+        .prepare_cached("SELECT data, messages FROM tickets WHERE tenant = ?1 AND id = ?2")?
+        .query_row([tenant, id], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
-    head.map(|h| assemble(conn, tenant, id, &h)).transpose()
+    let Some((head, count)) = head else {
+        return Ok(None);
+    };
+    let mut state: TicketState = serde_json::from_str(&head)?;
+    state.ticket.messages = cache.read(tenant, id, count.max(0) as usize, |from| {
+        batches(conn, tenant, id, from)
+    })?;
+    Ok(Some(state))
 }
 pub(super) fn event_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventRecord> {
     let payload: String = r.get(3)?;
@@ -156,7 +173,7 @@ pub(super) fn event_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventRecord> 
 }
 impl Tickets for SqliteStore {
     fn ticket(&self, tenant: &str, id: &str) -> Result<Option<TicketState>> {
-        ticket_of(&self.read(), tenant, id)
+        ticket_of(&self.read(), &self.conversations, tenant, id)
     }
 
     fn fired(&self, tenant: &str, ticket: &str) -> Result<std::collections::BTreeSet<String>> {

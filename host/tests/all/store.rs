@@ -20,6 +20,7 @@ on_both_backends!(
     a_transaction_hands_back_the_callers_own_error_and_keeps_nothing_of_it,
     two_stores_on_one_database_claim_each_delivery_once_and_take_over_a_lapsed_claim,
     a_conversation_is_read_back_whole_and_a_stale_write_is_not_doubled,
+    a_big_conversation_kept_in_memory_sees_what_another_instance_added,
     tickets_events_decisions_and_plugins_read_back_as_written,
 );
 
@@ -95,6 +96,44 @@ fn a_conversation_is_read_back_whole_and_a_stale_write_is_not_doubled(db: &Db) {
             .unwrap(),
         0
     );
+}
+
+/// A big conversation is kept parsed between reads
+/// ([`escalator::store::conversations`]); what another instance on the
+/// same database adds, or writes again whole, is read all the same.
+fn a_big_conversation_kept_in_memory_sees_what_another_instance_added(db: &Db) {
+    let (a, b) = (db.open(), db.open());
+    a.write(|tx| tx.create_tenant("acme", "Acme", "h", noon()))
+        .unwrap();
+    let long = |i: usize| model::Message {
+        body: format!("{i} {}", "I am still waiting for my refund. ".repeat(30)),
+        ..message(i)
+    };
+    let mut state = TicketState::new(model::Ticket {
+        messages: (0..100).map(long).collect(),
+        ..model::Ticket::new("T1", noon())
+    });
+    assert!(
+        conversations::ConversationCache::size_of(&state.ticket.messages)
+            >= conversations::CACHED_FROM_BYTES
+    );
+    b.write(|tx| tx.put_ticket("acme", &mut state)).unwrap();
+    assert_eq!(a.ticket("acme", "T1").unwrap().unwrap(), state);
+    assert_eq!(
+        a.ticket("acme", "T1").unwrap().unwrap(),
+        state,
+        "again, kept"
+    );
+    // The other instance adds a message, then writes it again whole.
+    state.ticket.messages.push(long(100));
+    b.write(|tx| tx.put_ticket("acme", &mut state)).unwrap();
+    assert_eq!(a.ticket("acme", "T1").unwrap().unwrap(), state);
+    state.ticket.messages.push(long(101));
+    let stale = TicketJson::new(&mut state, 7).unwrap();
+    b.write(|tx| tx.put_ticket_json("acme", &state, &stale))
+        .unwrap();
+    assert_eq!(a.ticket("acme", "T1").unwrap().unwrap(), state);
+    assert_eq!(b.ticket("acme", "T1").unwrap().unwrap(), state);
 }
 
 fn due_timers_leave_out_busy_tickets_and_full_tenants_and_failures_back_off(db: &Db) {

@@ -206,16 +206,27 @@ impl TenantsTx for PgTx<'_> {
 
 // Tickets, events, decisions.
 
+/// A ticket's conversation batches from index `from` on.
+fn batches(
+    db: &mut dyn Sql,
+    tenant: &str,
+    id: &str,
+    from: usize,
+) -> Result<Vec<conversations::Batch>> {
+    db.rows(
+        "SELECT first, messages FROM conversation WHERE tenant = $1 AND ticket = $2 \
+         AND first >= $3 ORDER BY first",
+        &[&tenant, &id, &(from as i64)],
+    )?
+    .iter()
+    .map(|r| Ok((col::<i64>(r, 0)? as usize, col::<String>(r, 1)?)))
+    .collect()
+}
+
 /// A ticket's state from its stored head and its conversation's batches.
 fn assemble(db: &mut dyn Sql, tenant: &str, id: &str, head: &str) -> Result<TicketState> {
     let mut state: TicketState = serde_json::from_str(head)?;
-    for r in db.rows(
-        "SELECT messages FROM conversation WHERE tenant = $1 AND ticket = $2 ORDER BY first",
-        &[&tenant, &id],
-    )? {
-        let batch: Vec<model::Message> = json(&r, 0)?;
-        state.ticket.messages.extend(batch);
-    }
+    state.ticket.messages = conversations::whole(batches(db, tenant, id, 0)?)?;
     Ok(state)
 }
 
@@ -233,15 +244,24 @@ fn tickets_of(
         .collect()
 }
 
-fn ticket_of(db: &mut dyn Sql, tenant: &str, id: &str) -> Result<Option<TicketState>> {
+/// One ticket, its conversation read through `cache`.
+fn ticket_of(
+    db: &mut dyn Sql,
+    cache: &conversations::ConversationCache,
+    tenant: &str,
+    id: &str,
+) -> Result<Option<TicketState>> {
     let Some(r) = db.opt(
-        "SELECT data FROM tickets WHERE tenant = $1 AND id = $2",
+        "SELECT data, messages FROM tickets WHERE tenant = $1 AND id = $2",
         &[&tenant, &id],
     )?
     else {
         return Ok(None);
     };
-    assemble(db, tenant, id, col(&r, 0)?).map(Some)
+    let mut state: TicketState = serde_json::from_str(col(&r, 0)?)?;
+    let count = col::<i64>(&r, 1)?.max(0) as usize;
+    state.ticket.messages = cache.read(tenant, id, count, |from| batches(db, tenant, id, from))?;
+    Ok(Some(state))
 }
 
 /// Columns: seq, ticket, kind, payload, received_at, processed, error.
@@ -268,7 +288,7 @@ fn not_done(s: &TicketState) -> bool {
 
 impl Tickets for PgStore {
     fn ticket(&self, tenant: &str, id: &str) -> Result<Option<TicketState>> {
-        ticket_of(&mut *self.conn()?, tenant, id)
+        ticket_of(&mut *self.conn()?, &self.conversations, tenant, id)
     }
 
     fn fired(&self, tenant: &str, ticket: &str) -> Result<BTreeSet<String>> {

@@ -195,6 +195,8 @@ pub struct PgStore {
     /// number of its session (a new one after a reconnect).
     locks: Mutex<Option<(PgConn, u64)>>,
     sessions: std::sync::atomic::AtomicU64,
+    /// Big conversations as last read ([`crate::store::conversations`]).
+    conversations: crate::store::conversations::ConversationCache,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -276,6 +278,7 @@ impl PgStore {
             freed: Condvar::new(),
             locks: Mutex::new(None),
             sessions: std::sync::atomic::AtomicU64::new(0),
+            conversations: Default::default(),
         };
         migrate(&mut store.conn()?.client)?;
         Ok(store)
