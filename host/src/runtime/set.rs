@@ -262,6 +262,7 @@ fn set_call(
         .iter()
         .map(|(_, name, ctx)| ((*name).to_string(), ctx.clone()))
         .collect();
+    let log_caps: Vec<usize> = members.iter().map(|(p, _, _)| p.limits.log_bytes).collect();
     let t = ticket.clone();
     Some(batch::Call {
         plugin: set.plugin.clone(),
@@ -271,6 +272,7 @@ fn set_call(
             let Some(pre) = &code.set else {
                 unreachable!("checked when the set was made")
             };
+            store.data_mut().member_log_caps = log_caps;
             let answers = pre
                 .instantiate(&mut *store)
                 .map_err(CallError::Instantiate)?
@@ -339,11 +341,15 @@ fn split(
                 .saturating_sub(if i == 0 { 0 } else { begin.log_lines })
         };
         let mut own_log: Vec<LogLine> = log.by_ref().take(lines).collect();
+        // Its own bytes dropped over its cap (the log holds each trigger
+        // to its own from its mark on); the last also gets the call's end.
+        let dropped_from = if i == 0 { 0 } else { begin.log_dropped };
         let mut dropped = if i + 1 == n {
             report.log_dropped_bytes
         } else {
-            0
-        };
+            end.log_dropped
+        }
+        .saturating_sub(dropped_from);
         // Its own log cap.
         let mut bytes = 0;
         own_log.retain(|l| {

@@ -270,3 +270,91 @@ fn only_a_default_trigger_with_its_own_manifests_limits_joins_the_set() {
     .unwrap();
     assert_eq!(set.member(&customer.plugin), None);
 }
+
+/// Each trigger inside a set is held to its own output and log caps, as it
+/// would be alone, and one trigger's excess costs the others nothing: a
+/// hostile set (`tests/guests/hostile-set`) whose `loud` answers 100 KB
+/// against a 4 KiB cap and whose `chatty` logs 64 KB against a 4 KiB cap,
+/// beside `fine`, which logs one line after them.
+#[test]
+fn a_triggers_own_output_and_log_caps_hold_inside_the_set() {
+    use escalator::runtime::{Limits, PluginError, PluginId, inspect::Kind};
+    use std::sync::Arc;
+    let runtime = runtime(true);
+    let wasm = crate::support::guest_wasm("hostile-set");
+    // Each trigger's own plugin: its limits are what it is held to (its
+    // code is the set's).
+    let own = |name: &str, output_bytes: usize, log_bytes: usize| {
+        let limits = Limits {
+            output_bytes,
+            log_bytes,
+            ..Limits::default()
+        };
+        let id = PluginId {
+            name: name.into(),
+            version: "1.0.0".into(),
+        };
+        Arc::new(runtime.load(id, Kind::Trigger, limits, &wasm).unwrap())
+    };
+    let (loud, chatty, fine) = (
+        own("loud", 4096, 16 << 10),
+        own("chatty", 1 << 20, 4096),
+        own("fine", 1 << 20, 16 << 10),
+    );
+    let named = [("loud", &loud), ("chatty", &chatty), ("fine", &fine)];
+    let members: Vec<SetMember> = named
+        .iter()
+        .map(|(name, p)| SetMember {
+            name,
+            digest: p.digest().to_string(),
+            limits: p.limits(),
+        })
+        .collect();
+    let limits = TriggerSet::limits_for(&members.iter().map(|m| m.limits).collect::<Vec<_>>());
+    let id = PluginId {
+        name: "hostile-set".into(),
+        version: "1.0.0".into(),
+    };
+    let set = TriggerSet::new(
+        runtime.load(id, Kind::Trigger, limits, &wasm).unwrap(),
+        members,
+    )
+    .unwrap();
+    let now: chrono::DateTime<chrono::Utc> = "2026-12-04T12:00:00Z".parse().unwrap();
+    let ticket = model::Ticket {
+        subject: "anything".into(),
+        ..model::Ticket::new("T-1", now)
+    };
+    let ticket = Arc::new(pipeline::contract::ticket(&ticket));
+    let ctx = pipeline::contract::context(now, model::EventKind::TicketCreated, "{}".into());
+    let calls: Vec<escalator::runtime::Member<'_>> = named
+        .iter()
+        .map(|(name, p)| (*p, *name, ctx.clone()))
+        .collect();
+    let (outcomes, _) = runtime.evaluate_triggers(Some((&set, &calls)), &[], &ticket);
+    let outcomes = outcomes.expect("the set's answer splits into its triggers'");
+    assert_eq!(set.stats().answered, 1);
+    let [loud, chatty, fine] = &outcomes[..] else {
+        panic!("{} outcomes", outcomes.len())
+    };
+    // loud: over its own output cap, as alone.
+    assert!(
+        matches!(
+            loud.result,
+            Err(PluginError::OutputTooLarge { limit: 4096, size, .. }) if size >= 100_000
+        ),
+        "{:?}",
+        loud.result
+    );
+    // fine: its line kept, nothing of chatty's counted against it.
+    assert!(fine.result.is_ok(), "{:?}", fine.result);
+    let lines: Vec<&str> = fine.report.log.iter().map(|l| l.message.as_str()).collect();
+    assert_eq!(lines, ["fine here"]);
+    assert_eq!(fine.report.log_dropped_bytes, 0);
+    // chatty: answered; its log cut at its own cap, the rest counted as
+    // its own dropped bytes.
+    assert!(chatty.result.is_ok(), "{:?}", chatty.result);
+    let kept: usize = chatty.report.log.iter().map(|l| l.message.len()).sum();
+    assert_eq!(kept, 4096, "{kept}");
+    assert_eq!(chatty.report.log_dropped_bytes, 64 * 1000 - 4096);
+}

@@ -40,11 +40,17 @@ pub(super) struct LogBuf {
     pub(super) dropped_bytes: usize,
     pub(super) partial_stdout: Vec<u8>,
     pub(super) partial_stderr: Vec<u8>,
+    /// Inside a trigger set: where the current trigger's lines began (in
+    /// bytes kept), and its own cap ([`LogSink::begin_segment`]).
+    pub(super) segment: Option<(usize, usize)>,
 }
 
 impl LogBuf {
     pub(super) fn push(&mut self, source: LogSource, level: &'static str, mut message: String) {
-        let room = self.cap.saturating_sub(self.bytes);
+        let mut room = self.cap.saturating_sub(self.bytes);
+        if let Some((from, cap)) = self.segment {
+            room = room.min(cap.saturating_sub(self.bytes - from));
+        }
         if room == 0 {
             self.dropped_bytes += message.len();
             return;
@@ -63,6 +69,24 @@ impl LogBuf {
             level,
             message,
         });
+    }
+
+    /// End unfinished stream lines as lines.
+    fn flush_partial(&mut self) {
+        for source in [LogSource::Stdout, LogSource::Stderr] {
+            let rest = match source {
+                LogSource::Stderr => std::mem::take(&mut self.partial_stderr),
+                _ => std::mem::take(&mut self.partial_stdout),
+            };
+            if !rest.is_empty() {
+                let level = if source == LogSource::Stderr {
+                    "warn"
+                } else {
+                    "info"
+                };
+                self.push(source, level, String::from_utf8_lossy(&rest).into_owned());
+            }
+        }
     }
 
     /// Append raw stream bytes; complete lines become log lines.
@@ -118,22 +142,25 @@ impl LogSink {
     /// bytes dropped over the cap.
     pub fn finish(&self) -> (Vec<LogLine>, usize) {
         self.with(|b| {
-            for source in [LogSource::Stdout, LogSource::Stderr] {
-                let rest = match source {
-                    LogSource::Stderr => std::mem::take(&mut b.partial_stderr),
-                    _ => std::mem::take(&mut b.partial_stdout),
-                };
-                if !rest.is_empty() {
-                    let level = if source == LogSource::Stderr {
-                        "warn"
-                    } else {
-                        "info"
-                    };
-                    b.push(source, level, String::from_utf8_lossy(&rest).into_owned());
-                }
-            }
+            b.flush_partial();
             (std::mem::take(&mut b.lines), b.dropped_bytes)
         })
+    }
+
+    /// Inside a trigger set, the next trigger begins: what the last one
+    /// left unfinished on stdout or stderr ends as its line, and from now
+    /// on the lines are held to the next one's own `cap` as well as the
+    /// call's (so one trigger's excess never takes another's room).
+    pub fn begin_segment(&self, cap: usize) {
+        self.with(|b| {
+            b.flush_partial();
+            b.segment = Some((b.bytes, cap));
+        });
+    }
+
+    /// The lines written so far, and the bytes dropped over a cap so far.
+    pub fn written(&self) -> (usize, usize) {
+        self.with(|b| (b.lines.len(), b.dropped_bytes))
     }
 
     /// The last line at level `error` written through the host log (the

@@ -192,6 +192,8 @@ pub struct CallState {
     pub log: LogSink,
     /// Where the vendor's trigger set began each of its triggers.
     pub marks: Vec<Mark>,
+    /// In a trigger set's call, each trigger's own log cap, in order.
+    pub member_log_caps: Vec<usize>,
 }
 
 /// Where a call stood when the trigger set began one of its triggers.
@@ -203,6 +205,8 @@ pub struct Mark {
     pub fuel_left: u64,
     /// The log lines written so far.
     pub log_lines: usize,
+    /// The log bytes dropped over a cap so far.
+    pub log_dropped: usize,
 }
 
 /// The most marks a call keeps: a trigger set of more triggers than this
@@ -212,23 +216,33 @@ pub const MAX_MARKS: usize = 64;
 impl Mark {
     /// Where a call with `fuel_left` and `state` stands now.
     pub fn now(fuel_left: u64, state: &CallState) -> Mark {
+        let (log_lines, log_dropped) = state.log.written();
         Mark {
             at: std::time::Instant::now(),
             fuel_left,
-            log_lines: state.log.lines(),
+            log_lines,
+            log_dropped,
         }
     }
 }
 
 /// `trigger-set-host.begin(index)`: a mark, if it is the next one in
 /// order and within [`MAX_MARKS`] (otherwise the set's answer does not
-/// split into its triggers', and the host calls them one by one).
+/// split into its triggers', and the host calls them one by one); from
+/// there the log holds the trigger to its own cap.
 fn mark(mut store: wasmtime::StoreContextMut<'_, CallState>, index: u32) {
-    let m = Mark::now(store.get_fuel().unwrap_or(0), store.data());
-    let marks = &mut store.data_mut().marks;
-    if marks.len() < MAX_MARKS && usize::try_from(index).is_ok_and(|i| i == marks.len()) {
-        marks.push(m);
+    let state = store.data();
+    let Some(i) = usize::try_from(index)
+        .ok()
+        .filter(|i| *i == state.marks.len() && *i < MAX_MARKS)
+    else {
+        return;
+    };
+    if let Some(cap) = state.member_log_caps.get(i) {
+        state.log.begin_segment(*cap);
     }
+    let m = Mark::now(store.get_fuel().unwrap_or(0), store.data());
+    store.data_mut().marks.push(m);
 }
 
 impl CallState {
@@ -247,6 +261,7 @@ impl CallState {
             },
             log: LogSink::new(log_bytes),
             marks: Vec::new(),
+            member_log_caps: Vec::new(),
         }
     }
 }
