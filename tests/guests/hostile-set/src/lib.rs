@@ -83,10 +83,7 @@ mod tests {
         };
         evaluate_each(
             &ticket,
-            names
-                .iter()
-                .map(|n| (n.to_string(), ctx.clone()))
-                .collect(),
+            names.iter().map(|n| (n.to_string(), ctx.clone())).collect(),
         )
     }
 
