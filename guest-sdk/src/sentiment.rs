@@ -184,11 +184,27 @@ const SPECIAL_CASES: &[(&str, f64)] = &[
 /// ASCII punctuation, as Python's `string.punctuation`.
 const PUNCTUATION: &str = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~";
 
+/// FNV-1a, 32 bits (as `build.rs` hashed the lexicon with).
+fn fnv1a(bytes: &[u8]) -> u32 {
+    bytes.iter().fold(0x811c_9dc5, |h, b| {
+        (h ^ u32::from(*b)).wrapping_mul(0x0100_0193)
+    })
+}
+
+/// A word's valence in the lexicon: its hash's slot, then the next ones
+/// until an empty slot.
 fn lexicon(word: &str) -> Option<f64> {
-    tables::LEXICON
-        .binary_search_by(|(w, _)| (*w).cmp(word))
-        .ok()
-        .map(|i| tables::LEXICON[i].1)
+    let slots = &tables::LEXICON_SLOTS;
+    let mask = slots.len() - 1;
+    let mut s = fnv1a(word.as_bytes()) as usize & mask;
+    loop {
+        let i = usize::from(slots[s]);
+        let (w, v) = *tables::LEXICON.get(i.checked_sub(1)?)?;
+        if w == word {
+            return Some(v);
+        }
+        s = (s + 1) & mask;
+    }
 }
 
 fn emoji(c: char) -> Option<&'static str> {
@@ -603,6 +619,21 @@ mod tests {
     #[test]
     fn boosters_are_sorted_and_unique_for_the_binary_search() {
         assert!(BOOSTERS.windows(2).all(|w| w[0].0 < w[1].0));
+    }
+
+    #[test]
+    fn the_hashed_lexicon_finds_every_word_and_nothing_else() {
+        assert!(tables::LEXICON.windows(2).all(|w| w[0].0 < w[1].0));
+        for (word, valence) in tables::LEXICON {
+            assert_eq!(lexicon(word), Some(*valence), "{word}");
+            // Near misses: a letter more or less.
+            let longer = alloc::format!("{word}x");
+            let found = tables::LEXICON.binary_search_by(|(w, _)| (*w).cmp(&longer));
+            assert_eq!(lexicon(&longer), found.ok().map(|i| tables::LEXICON[i].1));
+        }
+        for other in ["", "zzzz", "notaword", "bad ass", "GOOD"] {
+            assert_eq!(lexicon(other), None, "{other}");
+        }
     }
 
     #[test]
