@@ -7,13 +7,9 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-/// FNV-1a, 32 bits: the lexicon's hash (the same function is in
-/// `src/sentiment.rs`).
-fn fnv1a(bytes: &[u8]) -> u32 {
-    bytes.iter().fold(0x811c_9dc5, |h, b| {
-        (h ^ u32::from(*b)).wrapping_mul(0x0100_0193)
-    })
-}
+#[path = "src/fnv1a.rs"]
+mod fnv1a;
+use fnv1a::fnv1a;
 
 fn main() {
     let arch = std::env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default();

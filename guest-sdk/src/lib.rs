@@ -58,6 +58,7 @@ mod abi;
 pub mod classify;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod fit;
+mod fnv1a;
 mod macros;
 pub mod matrix;
 pub mod sentiment;

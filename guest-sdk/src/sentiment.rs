@@ -184,19 +184,12 @@ const SPECIAL_CASES: &[(&str, f64)] = &[
 /// ASCII punctuation, as Python's `string.punctuation`.
 const PUNCTUATION: &str = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~";
 
-/// FNV-1a, 32 bits (as `build.rs` hashed the lexicon with).
-fn fnv1a(bytes: &[u8]) -> u32 {
-    bytes.iter().fold(0x811c_9dc5, |h, b| {
-        (h ^ u32::from(*b)).wrapping_mul(0x0100_0193)
-    })
-}
-
 /// A word's valence in the lexicon: its hash's slot, then the next ones
 /// until an empty slot.
 fn lexicon(word: &str) -> Option<f64> {
     let slots = &tables::LEXICON_SLOTS;
     let mask = slots.len() - 1;
-    let mut s = fnv1a(word.as_bytes()) as usize & mask;
+    let mut s = crate::fnv1a::fnv1a(word.as_bytes()) as usize & mask;
     loop {
         let i = usize::from(slots[s]);
         let (w, v) = *tables::LEXICON.get(i.checked_sub(1)?)?;

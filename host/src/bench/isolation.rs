@@ -65,7 +65,8 @@ pub struct IsolationArgs {
     /// Measure each attack this many times, each round against a baseline
     /// taken just before it and by a new attacker tenant (a plugin the
     /// breaker turned off in one round does not soften the next), and
-    /// judge it by the median ratio: one p99 of a thousand events on a
+    /// judge it by the median ratio (of an even N, the upper of the middle
+    /// two): one p99 of a thousand events on a
     /// shared machine moves by 1.5x from round to round with no attack.
     #[arg(long, default_value_t = 1)]
     pub repeat: usize,
@@ -353,121 +354,124 @@ pub fn run(args: &IsolationArgs, matrix: &Matrix) -> Result<i32> {
             }
             let mut ratios = Vec::new();
             for rep in 0..args.repeat.max(1) {
-            let tenant = format!("attacker{n}-{rep}-{run_id}");
-            let token = b.tenant(&tenant).await?;
-            if !attack.guest.is_empty() {
-                let wasm = std::fs::read(guests.join(attack.guest).join(format!("{}.wasm", attack.guest)))
-                    .with_context(|| format!("reading guest {} from {}", attack.guest, guests.display()))?;
-                let manifest = format!(
-                    "name = \"{}\"\nkind = \"{}\"\nversion = \"1.0.0\"\n{}",
-                    attack.plugin, attack.kind, attack.limits
-                );
-                b.http
-                    .post(format!("{}/v1/plugins", b.base))
-                    .bearer_auth(&token)
-                    .json(&json!({"manifest": manifest, "component_base64": base64::engine::general_purpose::STANDARD.encode(wasm)}))
-                    .send()
-                    .await?
-                    .error_for_status()
-                    .with_context(|| format!("uploading {}", attack.plugin))?;
-            }
-            let (beside, _) =
-                victim(&b, &victim_token, &format!("b{n}-{rep}"), args.events, args.victim_rate).await?;
-            let stop = Arc::new(AtomicBool::new(false));
-            let sent = Arc::new(AtomicUsize::new(0));
-            let mut clients = tokio::task::JoinSet::new();
-            for c in 0..args.attackers {
-                let (http, base_url, token, stop, sent) =
-                    (b.http.clone(), b.base.clone(), token.clone(), stop.clone(), sent.clone());
-                let (subject, big) = (attack.subject, attack.big.then(|| big_rest.clone()));
-                let pace = (args.attacker_rate > 0.0)
-                    .then(|| Duration::from_secs_f64(1.0 / args.attacker_rate));
-                clients.spawn(async move {
-                    let mut lat = Vec::new();
-                    let mut failed = 0usize;
-                    let mut i = 0;
-                    // "grow": the one ticket this client made, once made.
-                    let mut grown: Option<String> = None;
-                    while !stop.load(Ordering::Relaxed) {
-                        let id = format!("A{c}-{rep}-{i}");
-                        let (url, body) = match (&big, &grown) {
-                            (Some(_), Some(grown)) => (
-                                format!("{base_url}/v1/tickets/{grown}/events"),
-                                json!({"type": "message", "author": "customer",
-                                       "body": "Still waiting. This is unacceptable."})
-                                .to_string()
-                                .into_bytes(),
-                            ),
-                            (Some(rest), None) => {
-                                (format!("{base_url}/v1/tickets"), big_ticket(&id, rest))
-                            }
-                            (None, _) => (
-                                format!("{base_url}/v1/tickets"),
-                                ticket(&id, subject, "This is unacceptable, I want a refund")
+                let tenant = format!("attacker{n}-{rep}-{run_id}");
+                let token = b.tenant(&tenant).await?;
+                if !attack.guest.is_empty() {
+                    let wasm = std::fs::read(guests.join(attack.guest).join(format!("{}.wasm", attack.guest)))
+                        .with_context(|| format!("reading guest {} from {}", attack.guest, guests.display()))?;
+                    let manifest = format!(
+                        "name = \"{}\"\nkind = \"{}\"\nversion = \"1.0.0\"\n{}",
+                        attack.plugin, attack.kind, attack.limits
+                    );
+                    b.http
+                        .post(format!("{}/v1/plugins", b.base))
+                        .bearer_auth(&token)
+                        .json(&json!({"manifest": manifest, "component_base64": base64::engine::general_purpose::STANDARD.encode(wasm)}))
+                        .send()
+                        .await?
+                        .error_for_status()
+                        .with_context(|| format!("uploading {}", attack.plugin))?;
+                }
+                let (beside, _) =
+                    victim(&b, &victim_token, &format!("b{n}-{rep}"), args.events, args.victim_rate).await?;
+                let stop = Arc::new(AtomicBool::new(false));
+                let sent = Arc::new(AtomicUsize::new(0));
+                let mut clients = tokio::task::JoinSet::new();
+                for c in 0..args.attackers {
+                    let (http, base_url, token, stop, sent) =
+                        (b.http.clone(), b.base.clone(), token.clone(), stop.clone(), sent.clone());
+                    let (subject, big) = (attack.subject, attack.big.then(|| big_rest.clone()));
+                    let pace = (args.attacker_rate > 0.0)
+                        .then(|| Duration::from_secs_f64(1.0 / args.attacker_rate));
+                    clients.spawn(async move {
+                        let mut lat = Vec::new();
+                        let mut failed = 0usize;
+                        let mut i = 0;
+                        // "grow": the one ticket this client made, once made.
+                        let mut grown: Option<String> = None;
+                        while !stop.load(Ordering::Relaxed) {
+                            let id = format!("A{c}-{rep}-{i}");
+                            let (url, body) = match (&big, &grown) {
+                                (Some(_), Some(grown)) => (
+                                    format!("{base_url}/v1/tickets/{grown}/events"),
+                                    json!({"type": "message", "author": "customer",
+                                           "body": "Still waiting. This is unacceptable."})
                                     .to_string()
                                     .into_bytes(),
-                            ),
-                        };
-                        let t0 = Instant::now();
-                        let next = pace.map(|p| tokio::time::Instant::now() + p);
-                        let r = http
-                            .post(url)
-                            .bearer_auth(&token)
-                            .timeout(Duration::from_secs(120))
-                            .header("content-type", "application/json")
-                            .body(body)
-                            .send()
-                            .await;
-                        match r {
-                            Ok(r) if r.status().is_success() => {
-                                lat.push(t0.elapsed().as_secs_f64() * 1000.0);
-                                if subject == "grow" && grown.is_none() {
-                                    grown = Some(id);
+                                ),
+                                (Some(rest), None) => {
+                                    (format!("{base_url}/v1/tickets"), big_ticket(&id, rest))
                                 }
+                                (None, _) => (
+                                    format!("{base_url}/v1/tickets"),
+                                    ticket(&id, subject, "This is unacceptable, I want a refund")
+                                        .to_string()
+                                        .into_bytes(),
+                                ),
+                            };
+                            let t0 = Instant::now();
+                            let next = pace.map(|p| tokio::time::Instant::now() + p);
+                            let r = http
+                                .post(url)
+                                .bearer_auth(&token)
+                                .timeout(Duration::from_secs(120))
+                                .header("content-type", "application/json")
+                                .body(body)
+                                .send()
+                                .await;
+                            match r {
+                                Ok(r) if r.status().is_success() => {
+                                    lat.push(t0.elapsed().as_secs_f64() * 1000.0);
+                                    if subject == "grow" && grown.is_none() {
+                                        grown = Some(id);
+                                    }
+                                }
+                                _ => failed += 1,
                             }
-                            _ => failed += 1,
+                            sent.fetch_add(1, Ordering::Relaxed);
+                            i += 1;
+                            if let Some(next) = next {
+                                tokio::time::sleep_until(next).await;
+                            }
                         }
-                        sent.fetch_add(1, Ordering::Relaxed);
-                        i += 1;
-                        if let Some(next) = next {
-                            tokio::time::sleep_until(next).await;
-                        }
-                    }
-                    (lat, failed)
-                });
+                        (lat, failed)
+                    });
+                }
+                // Let the attack get going before measuring.
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                let (during, errors) = victim(&b, &victim_token, &format!("v{n}-{rep}"), args.events, args.victim_rate)
+                    .await?;
+                stop.store(true, Ordering::Relaxed);
+                let mut attacker = Vec::new();
+                let mut attacker_failed = 0;
+                while let Some(l) = clients.join_next().await {
+                    let (l, f) = l?;
+                    attacker.extend(l);
+                    attacker_failed += f;
+                }
+                let ratio = during.pct(0.99) / base.pct(0.99).max(0.001);
+                let ratio_beside = during.pct(0.99) / beside.pct(0.99).max(0.001);
+                ratios.push((ratio_beside, ratio));
+                let round = if args.repeat > 1 {
+                    format!(" (round {} of {})", rep + 1, args.repeat)
+                } else {
+                    String::new()
+                };
+                println!(
+                    "| {}{round} | {:.2} ms | {:.2} ms | {:.2} ms | {ratio_beside:.2} | {:.2} | {errors} | {} ({attacker_failed} failed) | {:.0} ms |",
+                    attack.name,
+                    during.pct(0.5),
+                    during.pct(0.99),
+                    beside.pct(0.99),
+                    ratio,
+                    sent.load(Ordering::Relaxed),
+                    Sample::from_ms(attacker).pct(0.99),
+                );
             }
-            // Let the attack get going before measuring.
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            let (during, errors) = victim(&b, &victim_token, &format!("v{n}-{rep}"), args.events, args.victim_rate)
-                .await?;
-            stop.store(true, Ordering::Relaxed);
-            let mut attacker = Vec::new();
-            let mut attacker_failed = 0;
-            while let Some(l) = clients.join_next().await {
-                let (l, f) = l?;
-                attacker.extend(l);
-                attacker_failed += f;
-            }
-            let ratio = during.pct(0.99) / base.pct(0.99).max(0.001);
-            let ratio_beside = during.pct(0.99) / beside.pct(0.99).max(0.001);
-            ratios.push((ratio_beside, ratio));
-            let round = if args.repeat > 1 {
-                format!(" (round {} of {})", rep + 1, args.repeat)
-            } else {
-                String::new()
+            let median = |pick: fn(&(f64, f64)) -> f64| {
+                Sample::from_ms(ratios.iter().map(pick).collect()).pct(0.5)
             };
-            println!(
-                "| {}{round} | {:.2} ms | {:.2} ms | {:.2} ms | {ratio_beside:.2} | {:.2} | {errors} | {} ({attacker_failed} failed) | {:.0} ms |",
-                attack.name,
-                during.pct(0.5),
-                during.pct(0.99),
-                beside.pct(0.99),
-                ratio,
-                sent.load(Ordering::Relaxed),
-                Sample::from_ms(attacker).pct(0.99),
-            );
-            }
-            let (beside_median, first_median) = medians(&ratios);
+            let (beside_median, first_median) = (median(|r| r.0), median(|r| r.1));
             if ratios.len() > 1 {
                 summary.push(format!(
                     "| {} | {} | {beside_median:.2} | {first_median:.2} |",
@@ -507,22 +511,6 @@ pub fn run(args: &IsolationArgs, matrix: &Matrix) -> Result<i32> {
         );
         Ok(0)
     })
-}
-
-/// The median of each of the pairs' two ratios.
-fn medians(ratios: &[(f64, f64)]) -> (f64, f64) {
-    let median = |mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        match v.len() {
-            0 => 0.0,
-            n if n % 2 == 1 => v[n / 2],
-            n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-        }
-    };
-    (
-        median(ratios.iter().map(|r| r.0).collect()),
-        median(ratios.iter().map(|r| r.1).collect()),
-    )
 }
 
 /// A webhook receiver on loopback that notes when each ticket's

@@ -350,7 +350,9 @@ fn split(
             end.log_dropped
         }
         .saturating_sub(dropped_from);
-        // Its own log cap.
+        // Its own log cap: the log already held it there from its mark on
+        // (`LogSink::begin_segment`); this also holds the first trigger's
+        // lines written before its mark, which no segment covers.
         let mut bytes = 0;
         own_log.retain(|l| {
             bytes += l.message.len();

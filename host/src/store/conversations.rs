@@ -116,7 +116,11 @@ impl ConversationCache {
             }
             e
         };
-        if let Some(Entry { mut messages, .. }) = cached
+        if let Some(Entry {
+            mut messages,
+            mut bytes,
+            ..
+        }) = cached
             && messages.len() <= count
         {
             let from = messages.len();
@@ -126,23 +130,25 @@ impl ConversationCache {
                 follows_on(from, count, batches(from)?)?
             };
             if let Some(added) = added {
+                bytes += Self::size_of(&added);
                 messages.extend(added);
                 let out = messages.clone();
-                self.keep(key, messages);
+                self.keep(key, messages, bytes);
                 return Ok(out);
             }
         }
         let messages = whole(batches(0)?)?;
-        if Self::size_of(&messages) >= CACHED_FROM_BYTES {
-            self.keep(key, messages.clone());
+        let bytes = Self::size_of(&messages);
+        if bytes >= CACHED_FROM_BYTES {
+            self.keep(key, messages.clone(), bytes);
         }
         Ok(messages)
     }
 
-    /// Keep `messages` as the conversation of `key`, evicting the least
-    /// recently read while over the budget.
-    fn keep(&self, key: (String, String), messages: Vec<Message>) {
-        let bytes = Self::size_of(&messages);
+    /// Keep `messages` (taking `bytes`, by [`Self::size_of`]) as the
+    /// conversation of `key`, evicting the least recently read while over
+    /// the budget.
+    fn keep(&self, key: (String, String), messages: Vec<Message>, bytes: usize) {
         if bytes > self.budget {
             return;
         }

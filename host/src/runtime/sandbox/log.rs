@@ -133,11 +133,6 @@ impl LogSink {
         self.with(|b| b.push(source, level, message));
     }
 
-    /// The lines written so far.
-    pub fn lines(&self) -> usize {
-        self.with(|b| b.lines.len())
-    }
-
     /// Take the lines (flushing unfinished stream lines) and the number of
     /// bytes dropped over the cap.
     pub fn finish(&self) -> (Vec<LogLine>, usize) {
