@@ -59,6 +59,7 @@ pub mod classify;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod fit;
 mod fnv1a;
+pub mod kept;
 mod macros;
 pub mod matrix;
 pub mod sentiment;
@@ -82,7 +83,7 @@ pub mod bindings {
         #![allow(missing_docs, reason = "generated code")]
         wit_bindgen::generate!({
             path: "../wit/since_v0.1.0",
-            world: "trigger",
+            world: "configurable-trigger",
             pub_export_macro: true,
             export_macro_name: "__export_trigger",
             default_bindings_module: "escalator_guest::bindings::trigger",
@@ -95,7 +96,7 @@ pub mod bindings {
         #![allow(missing_docs, reason = "generated code")]
         wit_bindgen::generate!({
             path: "../wit/since_v0.1.0",
-            world: "router",
+            world: "configurable-router",
             pub_export_macro: true,
             export_macro_name: "__export_router",
             default_bindings_module: "escalator_guest::bindings::router",
@@ -111,7 +112,7 @@ pub mod bindings {
         #![allow(missing_docs, reason = "generated code")]
         wit_bindgen::generate!({
             path: "../wit/since_v0.1.0",
-            world: "trigger-set",
+            world: "configurable-trigger-set",
             pub_export_macro: true,
             export_macro_name: "__export_trigger_set",
             default_bindings_module: "escalator_guest::bindings::trigger_set",
@@ -126,7 +127,7 @@ pub mod bindings {
         #![allow(missing_docs, reason = "generated code")]
         wit_bindgen::generate!({
             path: "../wit/since_v0.1.0",
-            world: "notifier",
+            world: "configurable-notifier",
             pub_export_macro: true,
             export_macro_name: "__export_notifier",
             default_bindings_module: "escalator_guest::bindings::notifier",
@@ -232,6 +233,19 @@ pub fn context<C: DeserializeOwned + Default>(ctx: Context) -> Result<Ctx<C>, St
     })
 }
 
+/// As [`context`], taking the configuration [`kept`] for `name` if it was
+/// kept from the same text (see [`kept`]).
+pub fn context_kept<C: DeserializeOwned + Default + 'static>(
+    name: &str,
+    ctx: Context,
+) -> Result<Ctx<C>, String> {
+    Ok(Ctx {
+        now: ctx.now,
+        event: ctx.event,
+        config: kept::config(name, &ctx.config)?,
+    })
+}
+
 /// Evaluate `ticket` with each named trigger of a set and its context, in
 /// order: what [`export_trigger_set!`](crate::export_trigger_set) exports,
 /// natively callable for tests. `run` evaluates one by name (`None`: the
@@ -261,9 +275,42 @@ pub fn evaluate_each(
 /// Evaluate `ticket` with trigger `T` and the host's context (the
 /// configuration parsed): what a trigger's `evaluate` export does.
 #[doc(hidden)]
-pub fn evaluate_with<T: Trigger>(ticket: &Ticket, ctx: Context) -> Result<Evaluation, String> {
-    let ctx = context::<T::Config>(ctx)?;
+pub fn evaluate_with<T: Trigger>(ticket: &Ticket, ctx: Context) -> Result<Evaluation, String>
+where
+    T::Config: 'static,
+{
+    evaluate_named::<T>("", ticket, ctx)
+}
+
+/// As [`evaluate_with`], for the trigger kept under `name` (see [`kept`]).
+#[doc(hidden)]
+pub fn evaluate_named<T: Trigger>(
+    name: &str,
+    ticket: &Ticket,
+    ctx: Context,
+) -> Result<Evaluation, String>
+where
+    T::Config: 'static,
+{
+    let ctx = context_kept::<T::Config>(name, ctx)?;
     T::evaluate(ticket, &ctx)
+}
+
+/// What a trigger set's `configure-each` does: keep each named trigger's
+/// configuration, one answer per trigger. `keep` keeps one by name
+/// (`None`: the set has no trigger of that name).
+#[doc(hidden)]
+pub fn configure_each(
+    configs: Vec<(String, String)>,
+    keep: impl Fn(&str, &str) -> Option<Result<(), String>>,
+) -> Vec<Result<(), String>> {
+    configs
+        .iter()
+        .map(|(name, text)| {
+            keep(name, text)
+                .unwrap_or_else(|| Err(alloc::format!("the trigger set has no trigger {name}")))
+        })
+        .collect()
 }
 
 /// Write a line to this call's plugin log (capped by the host). Natively

@@ -15,8 +15,14 @@ macro_rules! export_trigger {
                     ticket: $crate::Ticket,
                     ctx: $crate::Context,
                 ) -> ::core::result::Result<$crate::Evaluation, $crate::__private::String> {
-                    let ctx = $crate::context::<<$plugin as $crate::Trigger>::Config>(ctx)?;
+                    let ctx =
+                        $crate::context_kept::<<$plugin as $crate::Trigger>::Config>("", ctx)?;
                     <$plugin as $crate::Trigger>::evaluate(&ticket, &ctx)
+                }
+                fn configure(
+                    config: $crate::__private::String,
+                ) -> ::core::result::Result<(), $crate::__private::String> {
+                    $crate::kept::keep::<<$plugin as $crate::Trigger>::Config>("", &config)
                 }
             }
             $crate::bindings::trigger::__export_trigger!(
@@ -44,7 +50,20 @@ macro_rules! export_trigger_set {
             triggers: $crate::__private::Vec<($crate::__private::String, $crate::Context)>,
         ) -> $crate::__private::Vec<::core::result::Result<$crate::Evaluation, $crate::__private::String>> {
             $crate::evaluate_each(ticket, triggers, |name, ticket, ctx| match name {
-                $($name => ::core::option::Option::Some($crate::evaluate_with::<$plugin>(ticket, ctx)),)+
+                $($name => ::core::option::Option::Some($crate::evaluate_named::<$plugin>($name, ticket, ctx)),)+
+                _ => ::core::option::Option::None,
+            })
+        }
+
+        /// Keep each named trigger's configuration parsed (what the set's
+        /// `configure-each` does): one answer per trigger.
+        pub fn configure_each(
+            configs: $crate::__private::Vec<($crate::__private::String, $crate::__private::String)>,
+        ) -> $crate::__private::Vec<::core::result::Result<(), $crate::__private::String>> {
+            $crate::configure_each(configs, |name, text| match name {
+                $($name => ::core::option::Option::Some(
+                    $crate::kept::keep::<<$plugin as $crate::Trigger>::Config>($name, text)
+                ),)+
                 _ => ::core::option::Option::None,
             })
         }
@@ -64,6 +83,11 @@ macro_rules! export_trigger_set {
                     triggers: $crate::__private::Vec<($crate::__private::String, $crate::Context)>,
                 ) -> $crate::__private::Vec<::core::result::Result<$crate::Evaluation, $crate::__private::String>> {
                     evaluate_each(&ticket, triggers)
+                }
+                fn configure_each(
+                    configs: $crate::__private::Vec<($crate::__private::String, $crate::__private::String)>,
+                ) -> $crate::__private::Vec<::core::result::Result<(), $crate::__private::String>> {
+                    configure_each(configs)
                 }
             }
             $crate::bindings::trigger_set::__export_trigger_set!(
@@ -88,8 +112,13 @@ macro_rules! export_router {
                     roster: $crate::__private::Vec<$crate::Agent>,
                     ctx: $crate::Context,
                 ) -> ::core::result::Result<$crate::Routing, $crate::__private::String> {
-                    let ctx = $crate::context::<<$plugin as $crate::Router>::Config>(ctx)?;
+                    let ctx = $crate::context_kept::<<$plugin as $crate::Router>::Config>("", ctx)?;
                     <$plugin as $crate::Router>::route(&ticket, &escalation, &roster, &ctx)
+                }
+                fn configure(
+                    config: $crate::__private::String,
+                ) -> ::core::result::Result<(), $crate::__private::String> {
+                    $crate::kept::keep::<<$plugin as $crate::Router>::Config>("", &config)
                 }
             }
             $crate::bindings::router::__export_router!(
@@ -116,7 +145,8 @@ macro_rules! export_notifier {
                     ctx: $crate::Context,
                 ) -> ::core::result::Result<$crate::NotificationPlan, $crate::__private::String>
                 {
-                    let ctx = $crate::context::<<$plugin as $crate::Notifier>::Config>(ctx)?;
+                    let ctx =
+                        $crate::context_kept::<<$plugin as $crate::Notifier>::Config>("", ctx)?;
                     <$plugin as $crate::Notifier>::plan(
                         &ticket,
                         &escalation,
@@ -124,6 +154,11 @@ macro_rules! export_notifier {
                         &roster,
                         &ctx,
                     )
+                }
+                fn configure(
+                    config: $crate::__private::String,
+                ) -> ::core::result::Result<(), $crate::__private::String> {
+                    $crate::kept::keep::<<$plugin as $crate::Notifier>::Config>("", &config)
                 }
             }
             $crate::bindings::notifier::__export_notifier!(

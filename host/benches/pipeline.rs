@@ -7,6 +7,8 @@
 //! - `decide/fresh`: [`pipeline::decide`], each call in a fresh instance
 //!   (what the server does); after the escalation only the triggers that
 //!   depend on it (`depends-on-escalation`, here `sla`) are asked again;
+//!   each plugin's configuration parsed ahead, in its memory image;
+//! - `decide/fresh-parsed`: the same, each call parsing its configuration;
 //! - `triggers/fresh`: the seven triggers alone, as one batch;
 //! - `triggers/reused`: the seven triggers on live instances (no
 //!   instantiation), for what instantiation costs;
@@ -411,6 +413,21 @@ fn bench(c: &mut Criterion) {
         set: &each_set,
         ..ask
     };
+    // The baseline of configurations parsed ahead: every call parses its
+    // plugin's configuration (a runtime and pool of its own).
+    let parsed_runtime = Runtime::new(RuntimeConfig {
+        configure_ahead: false,
+        ..config.clone()
+    })
+    .unwrap();
+    let parsed_set =
+        PluginSet::new(escalator::replay::plugins(&parsed_runtime, &matrix, None).unwrap())
+            .unwrap();
+    let parsed_ask = Ask {
+        runtime: &parsed_runtime,
+        set: &parsed_set,
+        ..ask
+    };
     // Reused instances get a runtime (and pool) of their own, as in the
     // runtime benchmark.
     let reuse_runtime = Runtime::new(config).unwrap();
@@ -455,24 +472,30 @@ fn bench(c: &mut Criterion) {
         assert!(native.decide(&state, &roster, now) > 0);
         // PIPELINE_RUNS=1: each call's time and fuel in one decision.
         if std::env::var_os("PIPELINE_RUNS").is_some() {
-            for _ in 0..200 {
-                pipeline::decide(&ask, &state, &fired);
+            for (how, ask) in [("configured ahead", &ask), ("parsed per call", &parsed_ask)] {
+                for _ in 0..200 {
+                    pipeline::decide(ask, &state, &fired);
+                }
+                let t = std::time::Instant::now();
+                let d = pipeline::decide(ask, &state, &fired);
+                let total = t.elapsed();
+                for r in &d.runs {
+                    eprintln!(
+                        "{label} {:<28} {:>6} us {:>9} fuel",
+                        r.plugin,
+                        r.report.duration.as_micros(),
+                        r.report.fuel_used
+                    );
+                }
+                let fuel: u64 = d.runs.iter().map(|r| r.report.fuel_used).sum();
+                eprintln!("{label} total {} us {fuel} fuel ({how})", total.as_micros());
             }
-            let t = std::time::Instant::now();
-            let d = pipeline::decide(&ask, &state, &fired);
-            let total = t.elapsed();
-            for r in &d.runs {
-                eprintln!(
-                    "{label} {:<28} {:>6} us {:>9} fuel",
-                    r.plugin,
-                    r.report.duration.as_micros(),
-                    r.report.fuel_used
-                );
-            }
-            eprintln!("{label} total {} us", total.as_micros());
         }
         group.bench_function(BenchmarkId::new("decide/fresh", label), |b| {
             b.iter(|| black_box(pipeline::decide(&ask, black_box(&state), &fired)))
+        });
+        group.bench_function(BenchmarkId::new("decide/fresh-parsed", label), |b| {
+            b.iter(|| black_box(pipeline::decide(&parsed_ask, black_box(&state), &fired)))
         });
         group.bench_function(BenchmarkId::new("decide/fresh-each", label), |b| {
             b.iter(|| black_box(pipeline::decide(&each_ask, black_box(&state), &fired)))

@@ -150,7 +150,7 @@ fn engine(
         &dir.join("escalator.db"),
         Durability::Process,
     )?);
-    let builtins = registry::load_builtin(&runtime)?;
+    let builtins = registry::load_builtin_with(&runtime, matrix)?;
     let engine = Arc::new(Engine::new(
         store,
         runtime,

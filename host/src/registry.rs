@@ -6,7 +6,7 @@ pub mod fixtures;
 use crate::manifest::{Manifest, ManifestError};
 use crate::matrix::Matrix;
 use crate::runtime::inspect::Kind;
-use crate::runtime::{LoadError, Plugin, PluginId, Runtime, SetMember, TriggerSet};
+use crate::runtime::{Configure, LoadError, Plugin, PluginId, Runtime, SetMember, TriggerSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -87,9 +87,43 @@ pub fn load_parts(
     wasm: &[u8],
     source: String,
 ) -> Result<LoadedPlugin, RegistryError> {
+    load_parts_with(
+        runtime,
+        manifest_text,
+        manifest_path,
+        wasm,
+        source,
+        &Matrix::default_matrix(),
+    )
+}
+
+/// [`load_parts`] configured with `matrix`, which is also the matrix its
+/// configuration is parsed ahead with: calls with that text find it parsed
+/// (see [`Runtime::load_configured`]); calls with other text parse their
+/// own.
+pub fn load_parts_with(
+    runtime: &Runtime,
+    manifest_text: &str,
+    manifest_path: &Path,
+    wasm: &[u8],
+    source: String,
+    matrix: &Matrix,
+) -> Result<LoadedPlugin, RegistryError> {
     let (manifest, limits) = manifest_and_limits(manifest_text, manifest_path)?;
-    let plugin = runtime.load(manifest.id(), manifest.kind, limits, wasm)?;
-    Ok(loaded(manifest, plugin, source))
+    let config = manifest.config_json(matrix);
+    let plugin = runtime.load_configured(
+        manifest.id(),
+        manifest.kind,
+        limits,
+        wasm,
+        Configure::One(&config),
+    )?;
+    Ok(loaded(manifest, plugin, source).with_matrix(matrix))
+}
+
+/// A manifest's configuration text with the built-in matrix.
+fn default_config(manifest: &Manifest) -> String {
+    manifest.config_json(&Matrix::default_matrix())
 }
 
 fn manifest_and_limits(
@@ -106,7 +140,7 @@ fn manifest_and_limits(
 
 fn loaded(manifest: Manifest, plugin: Plugin, source: String) -> LoadedPlugin {
     LoadedPlugin {
-        config_json: manifest.config_json(&Matrix::default_matrix()).into(),
+        config_json: default_config(&manifest).into(),
         manifest: Arc::new(manifest),
         plugin: Arc::new(plugin),
         source,
@@ -125,10 +159,39 @@ pub fn register_parts(
     size: usize,
     source: String,
 ) -> Result<Option<LoadedPlugin>, RegistryError> {
+    register_parts_with(
+        runtime,
+        manifest_text,
+        manifest_path,
+        digest,
+        size,
+        source,
+        &Matrix::default_matrix(),
+    )
+}
+
+/// [`register_parts`] configured with `matrix` (see [`load_parts_with`]).
+pub fn register_parts_with(
+    runtime: &Runtime,
+    manifest_text: &str,
+    manifest_path: &Path,
+    digest: &str,
+    size: usize,
+    source: String,
+    matrix: &Matrix,
+) -> Result<Option<LoadedPlugin>, RegistryError> {
     let (manifest, limits) = manifest_and_limits(manifest_text, manifest_path)?;
+    let config = manifest.config_json(matrix);
     Ok(runtime
-        .register(manifest.id(), manifest.kind, limits, digest, size)
-        .map(|plugin| loaded(manifest, plugin, source)))
+        .register_configured(
+            manifest.id(),
+            manifest.kind,
+            limits,
+            digest,
+            size,
+            Configure::One(&config),
+        )
+        .map(|plugin| loaded(manifest, plugin, source).with_matrix(matrix)))
 }
 
 /// The manifest path for `path`: the file itself, or `plugin.toml` in it.
@@ -240,16 +303,25 @@ fn component_path(dir: &Path, manifest: &Manifest) -> Result<PathBuf, RegistryEr
 
 /// Load the default plugins built into the binary.
 pub fn load_builtin(runtime: &Runtime) -> Result<Vec<LoadedPlugin>, RegistryError> {
+    load_builtin_with(runtime, &Matrix::default_matrix())
+}
+
+/// [`load_builtin`] configured with `matrix` (see [`load_parts_with`]).
+pub fn load_builtin_with(
+    runtime: &Runtime,
+    matrix: &Matrix,
+) -> Result<Vec<LoadedPlugin>, RegistryError> {
     DEFAULT_PLUGINS
         .iter()
         .map(|b| {
             let path = PathBuf::from(format!("builtin:{}/plugin.toml", b.dir));
-            load_parts(
+            load_parts_with(
                 runtime,
                 b.manifest,
                 &path,
                 b.wasm,
                 format!("builtin:{}", b.dir),
+                matrix,
             )
         })
         .collect()
@@ -264,18 +336,28 @@ pub use escalator_plugin_trigger_set::TRIGGERS as TRIGGER_SET;
 /// limits. `None` (with a warning) if it cannot be made: each trigger is
 /// then called in its own instance.
 pub fn trigger_set(runtime: &Runtime) -> Option<TriggerSet> {
+    trigger_set_with(runtime, &Matrix::default_matrix())
+}
+
+/// [`trigger_set`] with its triggers' configurations parsed ahead as
+/// `matrix` gives them.
+pub fn trigger_set_with(runtime: &Runtime, matrix: &Matrix) -> Option<TriggerSet> {
     let made = || -> Result<TriggerSet, String> {
         let (_, wasm) = COMPONENTS
             .iter()
             .find(|(dir, _)| *dir == "trigger-set")
             .ok_or("no trigger-set component was built")?;
+        // Each trigger's shipped configuration (with the built-in matrix)
+        // is parsed ahead in the set's memory image.
+        let mut configs = Vec::new();
         let members = TRIGGER_SET
             .iter()
             .map(|name| {
                 let b = builtin(name).ok_or_else(|| format!("no default plugin {name}"))?;
                 let path = PathBuf::from(format!("builtin:{name}/plugin.toml"));
-                let (_, limits) =
+                let (manifest, limits) =
                     manifest_and_limits(b.manifest, &path).map_err(|e| e.to_string())?;
+                configs.push((name.to_string(), manifest.config_json(matrix)));
                 Ok(SetMember {
                     name,
                     digest: crate::runtime::cache::wasm_digest(b.wasm),
@@ -289,7 +371,7 @@ pub fn trigger_set(runtime: &Runtime) -> Option<TriggerSet> {
             version: env!("CARGO_PKG_VERSION").into(),
         };
         let plugin = runtime
-            .load(id, Kind::Trigger, limits, wasm)
+            .load_configured(id, Kind::Trigger, limits, wasm, Configure::Each(&configs))
             .map_err(|e| e.to_string())?;
         TriggerSet::new(plugin, members)
     };

@@ -19,6 +19,7 @@ pub mod inspect;
 mod limits;
 pub mod loader;
 pub mod output;
+pub mod preinit;
 mod reuse;
 pub mod sandbox;
 mod set;
@@ -34,6 +35,7 @@ pub use engine::RuntimeConfig;
 pub use error::{ErrorKind, LoadError, PluginError};
 use inspect::{Inspection, Kind};
 use loader::{Code, Loader};
+pub use preinit::Configure;
 use sandbox::{CallState, LogLine};
 
 use engine::{engine_config, spawn_epoch_ticker};
@@ -72,6 +74,10 @@ pub struct Plugin {
     kind: Kind,
     limits: Limits,
     digest: String,
+    /// The digest its code is kept under: `digest`, or with its
+    /// configuration parsed ahead, that of the pre-initialised component
+    /// ([`preinit`]).
+    code_digest: String,
     size: usize,
     origin: Origin,
     inspection: Arc<Inspection>,
@@ -114,6 +120,15 @@ impl Plugin {
     pub fn size(&self) -> usize {
         self.size
     }
+    /// Whether its configuration is parsed ahead, in the memory image its
+    /// instances start from ([`preinit`]), rather than per call.
+    pub fn configured_ahead(&self) -> bool {
+        self.code_digest != self.digest
+    }
+    /// The digest its code is kept under (see [`Plugin::configured_ahead`]).
+    pub fn code_digest(&self) -> &str {
+        &self.code_digest
+    }
     /// Whether it came from the artifact cache or was compiled.
     pub fn origin(&self) -> Origin {
         self.origin
@@ -134,10 +149,19 @@ impl Plugin {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(code) = slot.upgrade() {
-            self.loader.touch(&self.digest, &code);
+            self.loader.touch(&self.code_digest, &code);
             return Ok(code);
         }
-        let code = self.loader.reload(&self.id, self.kind, &self.digest)?;
+        let code = match self.loader.reload(&self.id, self.kind, &self.code_digest) {
+            Ok(code) => code,
+            // The pre-initialised code could not come back: the original,
+            // which parses its configuration per call.
+            Err(e) if self.configured_ahead() => {
+                tracing::warn!(plugin = %self.id, error = %e, "pre-initialised code lost; loading the original");
+                self.loader.reload(&self.id, self.kind, &self.digest)?
+            }
+            Err(e) => return Err(e),
+        };
         *slot = Arc::downgrade(&code);
         Ok(code)
     }
@@ -299,6 +323,22 @@ impl Runtime {
         limits: Limits,
         wasm: &[u8],
     ) -> Result<Plugin, LoadError> {
+        self.load_configured(id, kind, limits, wasm, Configure::Nothing)
+    }
+
+    /// [`Runtime::load`], and if the component can (a `configurable-*`
+    /// world, no WASI) and `configure` names a configuration, with it
+    /// parsed ahead into the memory image its instances start from
+    /// ([`preinit`]). Whatever stops that leaves the plugin as
+    /// [`Runtime::load`] makes it.
+    pub fn load_configured(
+        &self,
+        id: PluginId,
+        kind: Kind,
+        limits: Limits,
+        wasm: &[u8],
+        configure: Configure<'_>,
+    ) -> Result<Plugin, LoadError> {
         if wasm.len() > self.config.max_component_bytes {
             return Err(LoadError::TooLarge {
                 plugin: id,
@@ -329,11 +369,43 @@ impl Runtime {
                 exports: code.inspection.exports.clone(),
             });
         }
+        let mut code_digest = digest.clone();
+        let (code, origin) = match configure.export() {
+            Some(export)
+                if self.config.configure_ahead
+                    && !code.inspection.uses_wasi
+                    && code.inspection.exports.iter().any(|e| e == export) =>
+            {
+                let ahead = configure.digest(&digest);
+                match self.loader.configured(
+                    &id,
+                    kind,
+                    wasm,
+                    loader::Ahead {
+                        configure,
+                        digest: &ahead,
+                        original: &code,
+                        original_digest: &digest,
+                        limits: &limits,
+                        epoch_tick: self.config.epoch_tick,
+                        most: self.config.configured_variants,
+                    },
+                ) {
+                    Some(made) => {
+                        code_digest = ahead;
+                        made
+                    }
+                    None => (code, origin),
+                }
+            }
+            _ => (code, origin),
+        };
         Ok(Plugin {
             id,
             kind,
             limits,
             digest,
+            code_digest,
             size: wasm.len(),
             origin,
             inspection: code.inspection.clone(),
@@ -357,10 +429,35 @@ impl Runtime {
         digest: &str,
         size: usize,
     ) -> Option<Plugin> {
+        self.register_configured(id, kind, limits, digest, size, Configure::Nothing)
+    }
+
+    /// [`Runtime::register`] with the configuration parsed ahead, if an
+    /// earlier [`Runtime::load_configured`] kept the pre-initialised
+    /// component (else as [`Runtime::register`]).
+    pub fn register_configured(
+        &self,
+        id: PluginId,
+        kind: Kind,
+        limits: Limits,
+        digest: &str,
+        size: usize,
+        configure: Configure<'_>,
+    ) -> Option<Plugin> {
         if size > self.config.max_component_bytes || limits.over(&self.config.ceiling).is_some() {
             return None;
         }
-        let inspection = self.loader.deferrable(digest)?;
+        let ahead = configure
+            .export()
+            .filter(|_| self.config.configure_ahead)
+            .map(|_| configure.digest(digest));
+        let (code_digest, inspection) = match ahead
+            .as_deref()
+            .and_then(|a| Some((a, self.loader.deferrable(a)?)))
+        {
+            Some((a, inspection)) => (a.to_string(), inspection),
+            None => (digest.to_string(), self.loader.deferrable(digest)?),
+        };
         if inspection.world != Some(kind) || inspection.ungranted().next().is_some() {
             return None;
         }
@@ -369,6 +466,7 @@ impl Runtime {
             kind,
             limits,
             digest: digest.to_string(),
+            code_digest,
             size,
             origin: Origin::Deferred,
             inspection: Arc::new(inspection),

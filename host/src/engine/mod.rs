@@ -231,7 +231,7 @@ impl Engine {
         store.defer_low_writes_to(runtime.shares().gate().clone());
         // The default triggers' set: compiled (or read from the cache) now,
         // not on the first event.
-        runtime.trigger_set(crate::registry::trigger_set);
+        runtime.trigger_set(|rt| crate::registry::trigger_set_with(rt, &matrix));
         Ok(Engine {
             store,
             runtime,

@@ -99,6 +99,20 @@ impl ArtifactCache {
         Ok((component, Origin::Compiled))
     }
 
+    /// The compiled component of `digest`, if the cache has it (no bytes
+    /// to compile it from otherwise).
+    pub fn load(&self, engine: &Engine, digest: &str) -> Option<Component> {
+        let path = self.path_for(digest);
+        if !path.is_file() {
+            return None;
+        }
+        deserialize(engine, &path)
+            .inspect_err(|e| {
+                tracing::warn!(path = %path.display(), error = %e, "discarding unreadable cached artifact");
+            })
+            .ok()
+    }
+
     /// Drop the compiled artifact of `digest` and its kept bytes, if any.
     pub fn remove(&self, digest: &str) {
         for path in [

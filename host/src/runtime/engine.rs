@@ -39,6 +39,17 @@ pub struct RuntimeConfig {
     /// trigger set ([`super::TriggerSet`]); off, each in its own (for
     /// benchmarks comparing the two).
     pub trigger_set: bool,
+    /// Parse a plugin's configuration once per version, into the memory
+    /// image its instances start from, when the component can
+    /// ([`super::preinit`]); off, every call parses it (for benchmarks and
+    /// tests comparing the two).
+    pub configure_ahead: bool,
+    /// The most configurations of one component parsed ahead, each a
+    /// compiled component of its own: plugins configured some other way
+    /// share the component's own code (and parse theirs per call), so
+    /// many tenants configuring one default plugin apart do not each cost
+    /// a compiled copy.
+    pub configured_variants: usize,
 }
 
 impl Default for RuntimeConfig {
@@ -62,6 +73,8 @@ impl Default for RuntimeConfig {
             shares: super::shares::SharesConfig::default(),
             ceiling: super::Limits::ceiling(),
             trigger_set: true,
+            configure_ahead: true,
+            configured_variants: 16,
         }
     }
 }

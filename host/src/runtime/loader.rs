@@ -27,6 +27,24 @@ pub(super) struct Code {
     bytes: usize,
 }
 
+/// What [`Loader::configured`] needs besides the component.
+pub(super) struct Ahead<'a> {
+    /// The configuration to parse ahead.
+    pub(super) configure: super::preinit::Configure<'a>,
+    /// The digest the pre-initialised component is kept under.
+    pub(super) digest: &'a str,
+    /// The component's own code, checked.
+    pub(super) original: &'a Code,
+    /// The component's own digest.
+    pub(super) original_digest: &'a str,
+    /// The plugin's limits, which `configure` runs under.
+    pub(super) limits: &'a super::Limits,
+    /// The engine's epoch tick (for the deadline).
+    pub(super) epoch_tick: std::time::Duration,
+    /// The most configurations of one component parsed ahead.
+    pub(super) most: usize,
+}
+
 /// Compiles, checks and keeps code; shared by the runtime and every plugin
 /// it loaded.
 pub(super) struct Loader {
@@ -38,6 +56,9 @@ pub(super) struct Loader {
     /// With a budget (and an artifact cache to load from again), the code
     /// kept in memory; `None`: every plugin keeps its code.
     resident: Option<Mutex<Resident>>,
+    /// The configurations parsed ahead of each component (by its digest):
+    /// the digests of the pre-initialised components made from it.
+    variants: Mutex<HashMap<String, std::collections::HashSet<String>>>,
 }
 
 /// Entries whose code was dropped are swept when the map has doubled since
@@ -92,6 +113,7 @@ impl Loader {
             cache,
             loaded: Mutex::default(),
             resident,
+            variants: Mutex::default(),
         }
     }
 
@@ -171,6 +193,101 @@ impl Loader {
         self.remember(digest, &code);
         self.touch(digest, &code);
         Ok((code, origin))
+    }
+
+    /// The code of `wasm` (checked as `a.original`) with `a.configure`
+    /// called ahead ([`super::preinit`]), kept under `a.digest` (the
+    /// original's and the text's): shared, from the artifact cache, or made
+    /// now. `None`: the plugin keeps the original (the component refused
+    /// the text, was configured `a.most` other ways already, or could not
+    /// be pre-initialised; said in the log).
+    pub(super) fn configured(
+        &self,
+        id: &PluginId,
+        kind: Kind,
+        wasm: &[u8],
+        a: Ahead<'_>,
+    ) -> Option<(Arc<Code>, Origin)> {
+        let Ahead {
+            configure,
+            digest,
+            original,
+            original_digest,
+            limits,
+            epoch_tick,
+            most,
+        } = a;
+        {
+            // A variant of a component already configured `most` other
+            // ways shares the component's own code.
+            let mut variants = lock(&self.variants);
+            let made = variants.entry(original_digest.to_string()).or_default();
+            if !made.contains(digest) {
+                if made.len() >= most {
+                    return None;
+                }
+                made.insert(digest.to_string());
+            }
+        }
+        if let Some(code) = self.shared(digest) {
+            self.touch(digest, &code);
+            return Some((code, Origin::Shared));
+        }
+        let made = || -> Result<Option<(Arc<Code>, Origin)>, String> {
+            // Made before: its artifact, or its kept bytes, are cached.
+            if let Some(cache) = &self.cache
+                && (!self.evicts() || cache.kept_inspection(digest).is_some())
+                && let Some(component) = cache.load(&self.engine, digest)
+            {
+                let code = self
+                    .check(id, kind, &component)
+                    .map_err(|e| e.to_string())?;
+                return Ok(Some((code, Origin::Cached)));
+            }
+            let prepared = super::preinit::preinitialize(
+                &self.engine,
+                &self.linker,
+                wasm,
+                configure,
+                limits,
+                epoch_tick,
+            )
+            .map_err(|e| format!("{e:#}"))?;
+            let Some(prepared) = prepared else {
+                return Ok(None);
+            };
+            self.code(id, kind, &prepared, digest)
+                .map(Some)
+                .map_err(|e| e.to_string())
+        };
+        let made = made();
+        if !matches!(made, Ok(Some(_))) {
+            // Not made: the slot is free for another configuration.
+            if let Some(m) = lock(&self.variants).get_mut(original_digest) {
+                m.remove(digest);
+            }
+        }
+        match made {
+            Ok(Some((code, origin))) if super::preinit::same_world(original, &code) => {
+                if origin == Origin::Cached {
+                    self.remember(digest, &code);
+                    self.touch(digest, &code);
+                }
+                Some((code, origin))
+            }
+            Ok(Some(_)) => {
+                tracing::warn!(plugin = %id, "pre-initialised component lost its exports; configuration parsed per call");
+                None
+            }
+            Ok(None) => {
+                tracing::debug!(plugin = %id, "configuration refused ahead; its calls will say why");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(plugin = %id, error = %e, "could not pre-initialise; configuration parsed per call");
+                None
+            }
+        }
     }
 
     /// What the component of `digest` imports and exports, if its code can

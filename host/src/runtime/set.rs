@@ -68,6 +68,11 @@ impl TriggerSet {
         })
     }
 
+    /// The set's own plugin.
+    pub fn plugin(&self) -> &Arc<Plugin> {
+        &self.plugin
+    }
+
     /// What it did so far.
     pub fn stats(&self) -> SetStats {
         use std::sync::atomic::Ordering::Relaxed;

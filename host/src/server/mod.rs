@@ -58,7 +58,7 @@ pub fn build(config: &ServeConfig, matrix: &Matrix) -> Result<Server> {
         ..RuntimeConfig::default()
     })?);
     let store = config.database.open(config.durability)?;
-    let builtins = registry::load_builtin(&runtime)?;
+    let builtins = registry::load_builtin_with(&runtime, matrix)?;
     let clock = match config.manual_clock {
         Some(t) => Clock::manual(t),
         None => Clock::System,

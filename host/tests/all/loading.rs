@@ -524,6 +524,9 @@ fn plugins_loaded_from_the_same_bytes_share_their_code_while_one_is_loaded() {
     let dir = tempfile::tempdir().unwrap();
     let runtime = Runtime::new(RuntimeConfig {
         cache_dir: Some(dir.path().to_path_buf()),
+        // Configured ahead, each configuration is a component of its own
+        // (`configured::…_share_the_components_own_code`).
+        configure_ahead: false,
         ..RuntimeConfig::default()
     })
     .unwrap();
@@ -605,8 +608,10 @@ fn code_beyond_the_resident_budget_is_dropped_and_loaded_again_when_called() {
     }
     assert_eq!(runtime.resident_code().components, 1);
     // The artifact gone (a cleaned cache): compiled again from the bytes
-    // kept beside it.
-    let digest = phrases.plugin.digest().to_string();
+    // kept beside it. (Its code is the component with its configuration
+    // parsed ahead, kept under a digest of its own.)
+    assert!(phrases.plugin.configured_ahead());
+    let digest = phrases.plugin.code_digest().to_string();
     for f in files_under(dir.path()) {
         let name = f.file_name().unwrap().to_string_lossy().to_string();
         if name.starts_with(&digest) && name.ends_with(".cwasm") {
@@ -620,6 +625,19 @@ fn code_beyond_the_resident_budget_is_dropped_and_loaded_again_when_called() {
     for f in files_under(dir.path()) {
         let name = f.file_name().unwrap().to_string_lossy().to_string();
         if name.starts_with(&digest) {
+            std::fs::remove_file(f).unwrap();
+        }
+    }
+    // The original component's code, which parses its configuration per
+    // call, takes over.
+    assert_eq!(call(&phrases).unwrap().signals[0].key, "phrases:critical");
+    // Its bytes and artifact gone too (and its code dropped from memory
+    // for the other plugin's): the call fails with an error that says so.
+    assert!(call(&sentiment).is_ok());
+    let original = phrases.plugin.digest().to_string();
+    for f in files_under(dir.path()) {
+        let name = f.file_name().unwrap().to_string_lossy().to_string();
+        if name.starts_with(&original) {
             std::fs::remove_file(f).unwrap();
         }
     }

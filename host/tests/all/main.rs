@@ -6,6 +6,7 @@
 mod support;
 mod browser;
 mod cli;
+mod configured;
 mod connectors;
 mod defaults;
 mod differential;

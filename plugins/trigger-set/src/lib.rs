@@ -40,7 +40,10 @@ mod tests {
 
     /// Each trigger on its own, as its own component runs it.
     fn alone(name: &str, t: &Ticket, c: Context) -> Result<Evaluation, String> {
-        fn run<T: Trigger>(t: &Ticket, c: Context) -> Result<Evaluation, String> {
+        fn run<T: Trigger>(t: &Ticket, c: Context) -> Result<Evaluation, String>
+        where
+            T::Config: 'static,
+        {
             evaluate_with::<T>(t, c)
         }
         match name {
@@ -107,6 +110,48 @@ mod tests {
         }
         // The tickets set triggers off: the comparison is not of empties.
         assert!(signals >= 4, "{signals} signals");
+    }
+
+    #[test]
+    fn configurations_kept_ahead_decide_as_parsed_ones_and_other_text_is_parsed() {
+        // Each trigger's shipped configuration, as the host would keep it.
+        let configs: Vec<(String, String)> = [
+            ("ai-confidence", r#"{"default-threshold": 0.5}"#),
+            ("phrases", r#"{"critical": ["cancel my account"]}"#),
+            ("sentiment", r#"{"threshold": -0.2}"#),
+        ]
+        .iter()
+        .map(|(n, c)| (n.to_string(), c.to_string()))
+        .collect();
+        let mut asked = configs.clone();
+        asked.push(("no-such".into(), "{}".into()));
+        let kept = configure_each(asked);
+        assert_eq!(kept[..3], [Ok(()), Ok(()), Ok(())]);
+        assert!(kept[3].as_ref().is_err_and(|e| e.contains("no-such")));
+        assert!(configure_each(Vec::from([("sentiment".into(), "{\"x\": 1}".into())]))[0].is_err());
+        for t in tickets() {
+            for (name, text) in &configs {
+                configure_each(Vec::from([(name.clone(), text.clone())]));
+            }
+            // Kept text for two, other text for one: all as parsed alone.
+            let calls = Vec::from([
+                (configs[0].0.clone(), ctx(&configs[0].1)),
+                (configs[1].0.clone(), ctx(&configs[1].1)),
+                (configs[2].0.clone(), ctx(r#"{"threshold": -0.9}"#)),
+            ]);
+            let each = evaluate_each(&t, calls.clone());
+            for ((name, c), got) in calls.into_iter().zip(each) {
+                assert_eq!(got, alone(&name, &t, c), "{name}");
+            }
+        }
+        // The two asked with their kept text took it; sentiment, asked
+        // with other text, left its own kept.
+        escalator_guest::kept::with(|k| {
+            let (a, p, s) = (&configs[0], &configs[1], &configs[2]);
+            assert!(k.take::<ai_confidence::Config>(&a.0, &a.1).is_none());
+            assert!(k.take::<phrases::Config>(&p.0, &p.1).is_none());
+            assert!(k.take::<sentiment::Config>(&s.0, &s.1).is_some());
+        });
     }
 
     #[test]

@@ -173,13 +173,14 @@ impl Engine {
                 .into_iter()
                 .find(|v| v.version == version)
         {
-            registered = registry::register_parts(
+            registered = registry::register_parts_with(
                 &self.runtime,
                 &v.manifest,
                 &path,
                 &v.digest,
                 v.size,
                 v.source.clone(),
+                &self.matrix,
             )
             .map_err(stored)?;
         }
@@ -195,11 +196,17 @@ impl Engine {
                             format!("no version {version} of plugin {name}"),
                         )
                     })?;
-                registry::load_parts(&self.runtime, &v.manifest, &path, &v.wasm, v.source.clone())
-                    .map_err(stored)?
+                registry::load_parts_with(
+                    &self.runtime,
+                    &v.manifest,
+                    &path,
+                    &v.wasm,
+                    v.source.clone(),
+                    &self.matrix,
+                )
+                .map_err(stored)?
             }
-        }
-        .with_matrix(&self.matrix);
+        };
         lock(&self.versions).insert(key, p.clone());
         Ok(p)
     }

@@ -69,20 +69,20 @@ impl Engine {
             ));
         }
         let (fixture_results, validate_micros) = if existing.is_none() {
-            let p = registry::load_parts(
+            let p = registry::load_parts_with(
                 &self.runtime,
                 &up.manifest,
                 &path,
                 &up.wasm,
                 up.source.clone(),
+                &self.matrix,
             )
             .map_err(|e| {
                 fail(
                     codes::PLUGIN_REFUSED,
                     format!("{name}@{version} refused: {e}"),
                 )
-            })?
-            .with_matrix(&self.matrix);
+            })?;
             // Fixtures run as the uploading tenant, whatever their tickets
             // say: validation spends that tenant's share of plugin calls.
             let mut cases = up.fixtures.clone();
@@ -381,9 +381,15 @@ impl Engine {
             }
             Ok(d)
         })?;
-        lock(&self.versions).remove(&(tenant.into(), name.into(), version.into()));
+        let removed = lock(&self.versions).remove(&(tenant.into(), name.into(), version.into()));
         if let Some(digest) = unused {
             self.runtime.forget_artifact(&digest);
+            // Its pre-initialised code too (made from these bytes alone).
+            if let Some(p) = removed
+                && p.plugin.configured_ahead()
+            {
+                self.runtime.forget_artifact(p.plugin.code_digest());
+            }
         }
         if deleted {
             Ok(())

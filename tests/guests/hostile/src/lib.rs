@@ -20,10 +20,47 @@ fn recurse(n: u64) -> u64 {
     }
 }
 
-impl Trigger for Hostile {
-    type Config = ();
+/// The configuration: `configure = "loop" | "membomb" | "panic"`
+/// misbehaves while the configuration is parsed (ahead of the calls, at
+/// load, if the host pre-initialises, and in every call otherwise).
+#[derive(Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    configure: Misbehave,
+}
 
-    fn evaluate(ticket: &Ticket, _ctx: &Ctx<()>) -> Result<Evaluation, String> {
+/// Misbehaves as it is parsed.
+#[derive(Default)]
+struct Misbehave;
+
+impl<'de> Deserialize<'de> for Misbehave {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Misbehave, D::Error> {
+        let how = String::deserialize(d)?;
+        match how.as_str() {
+            "loop" => {
+                let mut i: u64 = 0;
+                loop {
+                    i = black_box(i.wrapping_add(1));
+                }
+            }
+            "membomb" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![7u8; 1 << 20]);
+                    black_box(&hoard);
+                }
+            }
+            "panic" => panic!("boom while configured"),
+            _ => Ok(Misbehave),
+        }
+    }
+}
+
+impl Trigger for Hostile {
+    type Config = Config;
+
+    fn evaluate(ticket: &Ticket, ctx: &Ctx<Config>) -> Result<Evaluation, String> {
+        let _ = &ctx.config.configure;
         match ticket.subject.as_str() {
             "loop" => {
                 let mut i: u64 = 0;
@@ -113,7 +150,7 @@ mod tests {
                 subject: subject.into(),
                 ..testing::ticket()
             },
-            &Ctx::new(0, EventKind::Tick, ()),
+            &Ctx::new(0, EventKind::Tick, Config::default()),
         )
     }
 
