@@ -393,6 +393,9 @@ impl Runtime {
                 ) {
                     Some(made) => {
                         code_digest = ahead;
+                        // The component's own code is not what this
+                        // plugin calls: no room in the budget for it.
+                        self.loader.release(&digest);
                         made
                     }
                     None => (code, origin),

@@ -63,9 +63,6 @@ pub fn plugins(
     dir: Option<&Path>,
 ) -> Result<Vec<crate::registry::LoadedPlugin>> {
     let mut plugins = crate::registry::load_builtin_with(runtime, matrix)?;
-    // The default triggers' set with this matrix, unless the runtime has
-    // one already (a call with other text parses its own).
-    runtime.trigger_set(|rt| crate::registry::trigger_set_with(rt, matrix));
     if let Some(dir) = dir {
         let dirs: Vec<std::path::PathBuf> = if dir.join("plugin.toml").exists() {
             vec![dir.to_path_buf()]

@@ -118,6 +118,7 @@ impl ArtifactCache {
         for path in [
             self.path_for(digest),
             self.wasm_path(digest),
+            self.own_digest_path(digest),
             self.inspection_path(digest),
         ] {
             if let Err(e) = std::fs::remove_file(&path)
@@ -166,14 +167,30 @@ impl ArtifactCache {
         if path.is_file() {
             return Ok(());
         }
+        // Kept under a digest that is not theirs (a component with its
+        // configuration parsed ahead is kept under the original's and the
+        // text's): their own digest beside them, to check them against.
+        let own = wasm_digest(wasm);
+        if own != digest {
+            self.write_atomically(&self.own_digest_path(digest), own.as_bytes())?;
+        }
         self.write_atomically(&path, wasm)
+    }
+
+    fn own_digest_path(&self, digest: &str) -> PathBuf {
+        self.dir.join(format!("{digest}.wasm.sha256"))
     }
 
     /// The bytes kept by [`ArtifactCache::keep_wasm`], checked against
     /// their digest.
     pub fn kept_wasm(&self, digest: &str) -> std::io::Result<Vec<u8>> {
         let wasm = std::fs::read(self.wasm_path(digest))?;
-        if wasm_digest(&wasm) != digest {
+        let expected = match std::fs::read_to_string(self.own_digest_path(digest)) {
+            Ok(own) => own,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => digest.to_string(),
+            Err(e) => return Err(e),
+        };
+        if wasm_digest(&wasm) != expected {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
                 "the kept bytes do not match their digest",
@@ -214,4 +231,29 @@ fn deserialize(engine: &Engine, path: &Path) -> wasmtime::Result<Component> {
     // (it is in the file name), into a directory only this service writes.
     // wasmtime still checks the header and the engine settings on load.
     unsafe { Component::deserialize(engine, &bytes) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_kept_under_another_digest_are_checked_against_their_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = ArtifactCache::new(dir.path(), &Engine::default());
+        let (own, other) = (b"own bytes".as_slice(), wasm_digest(b"a name"));
+        cache.keep_wasm(&wasm_digest(own), own).unwrap();
+        cache.keep_wasm(&other, own).unwrap();
+        assert_eq!(cache.kept_wasm(&wasm_digest(own)).unwrap(), own);
+        assert_eq!(cache.kept_wasm(&other).unwrap(), own);
+        // Changed on disk: refused, under either name.
+        for d in [wasm_digest(own), other.clone()] {
+            std::fs::write(cache.wasm_path(&d), b"changed").unwrap();
+            let err = cache.kept_wasm(&d).unwrap_err();
+            assert_eq!(err.kind(), std::io::ErrorKind::InvalidData, "{err}");
+        }
+        // Removed with everything else kept for its name.
+        cache.remove(&other);
+        assert!(!cache.own_digest_path(&other).exists());
+    }
 }

@@ -191,32 +191,46 @@ fn a_restart_finds_the_pre_initialised_code_in_the_artifact_cache() {
     assert_eq!(q.plugin.code_digest(), p.plugin.code_digest());
     assert_eq!(q.plugin.origin(), Origin::Cached);
     // With a code budget, a restart registers it without loading, and its
-    // first call loads the pre-initialised code.
-    let budget = Runtime::new(RuntimeConfig {
-        cache_dir: Some(dir.path().to_path_buf()),
-        resident_code_bytes: 64 << 20,
-        ..RuntimeConfig::default()
-    })
-    .unwrap();
-    let loaded = builtin_on(&budget, "sla");
+    // first call loads the pre-initialised code from the disk (its bytes
+    // kept beside it, checked against their own digest).
+    let budget = || {
+        Runtime::new(RuntimeConfig {
+            cache_dir: Some(dir.path().to_path_buf()),
+            resident_code_bytes: 64 << 20,
+            ..RuntimeConfig::default()
+        })
+        .unwrap()
+    };
+    let t = Arc::new(contract::ticket(&ticket("x", &["hello"])));
+    let first = budget();
+    let loaded = builtin_on(&first, "sla");
+    let want = first.evaluate(&loaded.plugin, &t, &ctx(&loaded.config_json));
+    let (digest, code_digest) = (
+        loaded.plugin.digest().to_string(),
+        loaded.plugin.code_digest().to_string(),
+    );
+    drop((loaded, first));
+    let restarted = budget();
     let b = registry::builtin("sla").unwrap();
     let registered = registry::register_parts(
-        &budget,
+        &restarted,
         b.manifest,
         Path::new("builtin:sla/plugin.toml"),
-        loaded.plugin.digest(),
+        &digest,
         b.wasm.len(),
         "sla".into(),
     )
     .unwrap()
     .expect("registered without loading");
     assert_eq!(registered.plugin.origin(), Origin::Deferred);
-    assert_eq!(registered.plugin.code_digest(), p.plugin.code_digest());
-    let t = Arc::new(contract::ticket(&ticket("x", &["hello"])));
-    let out = budget.evaluate(&registered.plugin, &t, &ctx(&registered.config_json));
-    let want = budget.evaluate(&loaded.plugin, &t, &ctx(&loaded.config_json));
+    assert_eq!(registered.plugin.code_digest(), code_digest);
+    assert_eq!(restarted.resident_code().components, 0);
+    let out = restarted.evaluate(&registered.plugin, &t, &ctx(&registered.config_json));
     assert_eq!(out.result.unwrap(), want.result.unwrap());
+    // The configured code ran (the original would burn more fuel), and it
+    // alone was loaded.
     assert_eq!(out.report.fuel_used, want.report.fuel_used);
+    assert_eq!(restarted.resident_code().components, 1);
 }
 
 fn builtin_on(rt: &Runtime, name: &str) -> LoadedPlugin {

@@ -768,6 +768,15 @@ fn with_a_code_budget_a_restart_registers_stored_versions_and_loads_each_at_its_
     let (engine, runtime, _store) = start();
     let (origin_a, digest_a) = phrases(&engine, "a");
     let (origin_b, digest_b) = phrases(&engine, "b");
+    // The digest its code is kept under: its configuration parsed ahead.
+    let configured_b = engine
+        .plugins("b")
+        .triggers
+        .iter()
+        .find(|p| p.manifest.name == "phrases")
+        .map(|p| p.plugin.code_digest().to_string())
+        .unwrap();
+    assert_ne!(configured_b, digest_b);
     assert_eq!((origin_a, origin_b), (Origin::Deferred, Origin::Deferred));
     let resident = runtime.resident_code().components;
     assert_eq!(lawyer(&engine, "a", "A-2").as_deref(), Some("high"));
@@ -776,13 +785,16 @@ fn with_a_code_budget_a_restart_registers_stored_versions_and_loads_each_at_its_
     assert_eq!(runtime.resident_code().components, resident + 2);
     drop(engine);
 
-    // What b's component imports no longer kept: it is loaded at start
+    // What b's component imports no longer kept (nor what its component
+    // with its configuration parsed ahead imports): it is loaded at start
     // (from its compiled artifact), a's is still only registered.
-    let kept = dir
-        .path()
-        .join("cache")
-        .join(format!("{digest_b}.inspection.json"));
-    std::fs::remove_file(&kept).expect("what b imports was kept");
+    for d in [&digest_b, &configured_b] {
+        let kept = dir
+            .path()
+            .join("cache")
+            .join(format!("{d}.inspection.json"));
+        std::fs::remove_file(&kept).expect("what b imports was kept");
+    }
     let (engine, _, _) = start();
     assert_eq!(phrases(&engine, "a"), (Origin::Deferred, digest_a));
     assert_eq!(phrases(&engine, "b"), (Origin::Cached, digest_b));
