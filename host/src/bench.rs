@@ -139,11 +139,13 @@ fn engine(
     dir: &std::path::Path,
     matrix: &Matrix,
     resident_code_bytes: usize,
+    configure_ahead: bool,
 ) -> Result<(Arc<Engine>, Duration)> {
     let started = Instant::now();
     let runtime = Arc::new(Runtime::new(RuntimeConfig {
         cache_dir: Some(dir.join("cache")),
         resident_code_bytes,
+        configure_ahead,
         ..RuntimeConfig::default()
     })?);
     let store: Arc<Store> = Arc::new(SqliteStore::open(
@@ -173,6 +175,10 @@ pub struct LifecycleArgs {
     /// Plugins registered (five per tenant) for the restart measurement.
     #[arg(long, default_value_t = 100)]
     pub registered: usize,
+    /// Plugins parse their configuration in every call instead of once per
+    /// version (the baseline of configuring ahead).
+    #[arg(long)]
+    pub parse_per_call: bool,
 }
 
 /// Run the benchmark and print its numbers.
@@ -181,7 +187,7 @@ pub fn lifecycle(args: &LifecycleArgs, matrix: &Matrix) -> Result<i32> {
     let dir = tempfile::Builder::new()
         .prefix("escalator-bench-lifecycle")
         .tempdir()?;
-    let (engine, _) = engine(dir.path(), matrix, 0)?;
+    let (engine, _) = engine(dir.path(), matrix, 0, !args.parse_per_call)?;
     engine.store.write(|tx| -> Result<_> {
         tx.create_tenant("bench", "bench", "-", chrono::Utc::now())?;
         Ok(())
@@ -279,7 +285,7 @@ pub fn lifecycle(args: &LifecycleArgs, matrix: &Matrix) -> Result<i32> {
     let last = format!("r{}", tenants - 1);
     let in_last = args.registered - 5 * (tenants - 1);
     let restart = |budget: usize| -> Result<(Arc<Engine>, Duration)> {
-        let (e, took) = self::engine(dir.path(), matrix, budget)?;
+        let (e, took) = self::engine(dir.path(), matrix, budget, !args.parse_per_call)?;
         anyhow::ensure!(
             e.plugins(&last).triggers.len() == 7 + in_last,
             "the restarted engine lost plugins"

@@ -358,6 +358,66 @@ impl Runtime {
             });
         }
         let digest = cache::wasm_digest(wasm);
+        // Configured before (in memory, or in the artifact cache): that
+        // code alone, without loading the component's own.
+        if self.config.configure_ahead && configure.export().is_some() {
+            let ahead = configure.digest(&digest);
+            if let Some((code, origin)) = self.loader.configured_made(
+                &id,
+                kind,
+                &ahead,
+                &digest,
+                self.config.configured_variants,
+            ) {
+                return Ok(Plugin {
+                    id,
+                    kind,
+                    limits,
+                    digest,
+                    code_digest: ahead,
+                    size: wasm.len(),
+                    origin,
+                    inspection: code.inspection.clone(),
+                    code: std::sync::Mutex::new(Arc::downgrade(&code)),
+                    pinned: (!self.loader.evicts()).then_some(code),
+                    loader: self.loader.clone(),
+                });
+            }
+        }
+        // Configured now, before (and instead of) loading the component's
+        // own code, when it exports `configure` and imports no WASI.
+        if let Some(export) = configure.export().filter(|_| self.config.configure_ahead)
+            && preinit::worth_trying(wasm, export)
+        {
+            let ahead = configure.digest(&digest);
+            if let Some((code, origin)) = self.loader.configured(
+                &id,
+                kind,
+                wasm,
+                loader::Ahead {
+                    configure,
+                    digest: &ahead,
+                    original_digest: &digest,
+                    limits: &limits,
+                    epoch_tick: self.config.epoch_tick,
+                    most: self.config.configured_variants,
+                },
+            ) {
+                return Ok(Plugin {
+                    id,
+                    kind,
+                    limits,
+                    digest,
+                    code_digest: ahead,
+                    size: wasm.len(),
+                    origin,
+                    inspection: code.inspection.clone(),
+                    code: std::sync::Mutex::new(Arc::downgrade(&code)),
+                    pinned: (!self.loader.evicts()).then_some(code),
+                    loader: self.loader.clone(),
+                });
+            }
+        }
         let (code, origin) = self.loader.code(&id, kind, wasm, &digest)?;
         // Checked when the code was first loaded; the world asked for may
         // still differ from the one these bytes implement.
@@ -369,46 +429,12 @@ impl Runtime {
                 exports: code.inspection.exports.clone(),
             });
         }
-        let mut code_digest = digest.clone();
-        let (code, origin) = match configure.export() {
-            Some(export)
-                if self.config.configure_ahead
-                    && !code.inspection.uses_wasi
-                    && code.inspection.exports.iter().any(|e| e == export) =>
-            {
-                let ahead = configure.digest(&digest);
-                match self.loader.configured(
-                    &id,
-                    kind,
-                    wasm,
-                    loader::Ahead {
-                        configure,
-                        digest: &ahead,
-                        original: &code,
-                        original_digest: &digest,
-                        limits: &limits,
-                        epoch_tick: self.config.epoch_tick,
-                        most: self.config.configured_variants,
-                    },
-                ) {
-                    Some(made) => {
-                        code_digest = ahead;
-                        // The component's own code is not what this
-                        // plugin calls: no room in the budget for it.
-                        self.loader.release(&digest);
-                        made
-                    }
-                    None => (code, origin),
-                }
-            }
-            _ => (code, origin),
-        };
         Ok(Plugin {
             id,
             kind,
             limits,
+            code_digest: digest.clone(),
             digest,
-            code_digest,
             size: wasm.len(),
             origin,
             inspection: code.inspection.clone(),

@@ -177,6 +177,11 @@ impl ArtifactCache {
         self.write_atomically(&path, wasm)
     }
 
+    /// Whether bytes are kept for `digest`.
+    pub fn has_wasm(&self, digest: &str) -> bool {
+        self.wasm_path(digest).is_file()
+    }
+
     fn own_digest_path(&self, digest: &str) -> PathBuf {
         self.dir.join(format!("{digest}.wasm.sha256"))
     }

@@ -33,8 +33,6 @@ pub(super) struct Ahead<'a> {
     pub(super) configure: super::preinit::Configure<'a>,
     /// The digest the pre-initialised component is kept under.
     pub(super) digest: &'a str,
-    /// The component's own code, checked.
-    pub(super) original: &'a Code,
     /// The component's own digest.
     pub(super) original_digest: &'a str,
     /// The plugin's limits, which `configure` runs under.
@@ -59,6 +57,8 @@ pub(super) struct Loader {
     /// The configurations parsed ahead of each component (by its digest):
     /// the digests of the pre-initialised components made from it.
     variants: Mutex<HashMap<String, std::collections::HashSet<String>>>,
+    /// The engine configurations are parsed ahead on, made at first use.
+    preinit: std::sync::OnceLock<Result<super::preinit::Preinit, String>>,
 }
 
 /// Entries whose code was dropped are swept when the map has doubled since
@@ -114,6 +114,7 @@ impl Loader {
             loaded: Mutex::default(),
             resident,
             variants: Mutex::default(),
+            preinit: std::sync::OnceLock::new(),
         }
     }
 
@@ -195,7 +196,7 @@ impl Loader {
         Ok((code, origin))
     }
 
-    /// The code of `wasm` (checked as `a.original`) with `a.configure`
+    /// The code of `wasm` with `a.configure`
     /// called ahead ([`super::preinit`]), kept under `a.digest` (the
     /// original's and the text's): shared, from the artifact cache, or made
     /// now. `None`: the plugin keeps the original (the component refused
@@ -211,54 +212,48 @@ impl Loader {
         let Ahead {
             configure,
             digest,
-            original,
             original_digest,
             limits,
             epoch_tick,
             most,
         } = a;
-        {
-            // A variant of a component already configured `most` other
-            // ways shares the component's own code.
-            let mut variants = lock(&self.variants);
-            let made = variants.entry(original_digest.to_string()).or_default();
-            if !made.contains(digest) {
-                if made.len() >= most {
-                    return None;
-                }
-                made.insert(digest.to_string());
-            }
-        }
-        if let Some(code) = self.shared(digest) {
-            self.touch(digest, &code);
-            return Some((code, Origin::Shared));
+        if !self.variant_slot(original_digest, digest, most) {
+            return None;
         }
         let made = || -> Result<Option<(Arc<Code>, Origin)>, String> {
-            // Made before: its artifact, or its kept bytes, are cached.
-            if let Some(cache) = &self.cache
-                && (!self.evicts() || cache.kept_inspection(digest).is_some())
-                && let Some(component) = cache.load(&self.engine, digest)
-            {
-                let code = self
-                    .check(id, kind, &component)
-                    .map_err(|e| e.to_string())?;
-                return Ok(Some((code, Origin::Cached)));
-            }
-            let prepared = super::preinit::preinitialize(
-                &self.engine,
-                &self.linker,
-                wasm,
-                configure,
-                limits,
-                epoch_tick,
-            )
-            .map_err(|e| format!("{e:#}"))?;
+            let preinit = self
+                .preinit
+                .get_or_init(|| {
+                    super::preinit::Preinit::new(epoch_tick).map_err(|e| format!("{e:#}"))
+                })
+                .as_ref()?;
+            let prepared =
+                super::preinit::preinitialize(preinit, wasm, configure, limits, epoch_tick)
+                    .map_err(|e| format!("{e:#}"))?;
             let Some(prepared) = prepared else {
                 return Ok(None);
             };
-            self.code(id, kind, &prepared, digest)
-                .map(Some)
-                .map_err(|e| e.to_string())
+            let made = self
+                .code(id, kind, &prepared, digest)
+                .map_err(|e| e.to_string())?;
+            // With a budget, the component's own bytes too: a plugin whose
+            // configured code is lost falls back on them.
+            if let (true, Some(cache)) = (self.evicts(), &self.cache)
+                && let Err(e) = cache.keep_wasm(original_digest, wasm)
+            {
+                tracing::warn!(error = %e, "could not keep a component's bytes");
+            }
+            // Kept on disk whatever the budget (it cannot be made again
+            // without running `configure`), so any later start finds it.
+            if let Some(cache) = &self.cache {
+                let kept = cache
+                    .keep_wasm(digest, &prepared)
+                    .and_then(|()| cache.keep_inspection(digest, &made.0.inspection));
+                if let Err(e) = kept {
+                    tracing::warn!(error = %e, "could not keep a configured component's bytes");
+                }
+            }
+            Ok(Some(made))
         };
         let made = made();
         if !matches!(made, Ok(Some(_))) {
@@ -268,15 +263,9 @@ impl Loader {
             }
         }
         match made {
-            Ok(Some((code, origin))) if super::preinit::same_world(original, &code) => {
-                if origin == Origin::Cached {
-                    self.remember(digest, &code);
-                    self.touch(digest, &code);
-                }
-                Some((code, origin))
-            }
+            Ok(Some((code, origin))) if code.inspection.world == Some(kind) => Some((code, origin)),
             Ok(Some(_)) => {
-                tracing::warn!(plugin = %id, "pre-initialised component lost its exports; configuration parsed per call");
+                tracing::debug!(plugin = %id, "configured component is not of the world asked for; loaded as it is");
                 None
             }
             Ok(None) => {
@@ -288,6 +277,60 @@ impl Loader {
                 None
             }
         }
+    }
+
+    /// Whether the component `original` may have its configuration
+    /// `digest` parsed ahead: it is one of the first `most` ways it is
+    /// configured (a slot is taken for it), or was already.
+    fn variant_slot(&self, original: &str, digest: &str, most: usize) -> bool {
+        let mut variants = lock(&self.variants);
+        let made = variants.entry(original.to_string()).or_default();
+        if made.contains(digest) {
+            return true;
+        }
+        if made.len() >= most {
+            return false;
+        }
+        made.insert(digest.to_string());
+        true
+    }
+
+    /// The configured code of `digest` (see [`Loader::configured`]) if it
+    /// was made before: in memory, or in the artifact cache with its bytes
+    /// and the component's own (to fall back on) kept. Then the component's
+    /// own code need not be loaded at all.
+    pub(super) fn configured_made(
+        &self,
+        id: &PluginId,
+        kind: Kind,
+        digest: &str,
+        original_digest: &str,
+        most: usize,
+    ) -> Option<(Arc<Code>, Origin)> {
+        if let Some(code) = self.shared(digest) {
+            if !self.variant_slot(original_digest, digest, most) {
+                return None;
+            }
+            self.touch(digest, &code);
+            return Some((code, Origin::Shared));
+        }
+        let cache = self.cache.as_ref()?;
+        if self.evicts()
+            && (cache.kept_inspection(digest).is_none() || !cache.has_wasm(original_digest))
+        {
+            return None;
+        }
+        let component = cache.load(&self.engine, digest)?;
+        if !self.variant_slot(original_digest, digest, most) {
+            return None;
+        }
+        let code = self.check(id, kind, &component).ok()?;
+        if code.inspection.world != Some(kind) {
+            return None;
+        }
+        self.remember(digest, &code);
+        self.touch(digest, &code);
+        Some((code, Origin::Cached))
     }
 
     /// What the component of `digest` imports and exports, if its code can

@@ -19,9 +19,9 @@
 //! or time, or Wizer cannot rewrite it, the plugin keeps its original code
 //! (and parses its configuration per call).
 
+use super::Limits;
 use super::cache::wasm_digest;
 use super::sandbox::CallState;
-use super::{Code, Limits};
 use std::future::Future;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
@@ -73,12 +73,63 @@ impl Configure<'_> {
     }
 }
 
+/// The engine `configure` runs on: the instrumented component it runs in
+/// is compiled for this one call and thrown away, so it is compiled
+/// without optimisation (a fraction of the time) and without the function
+/// cache; fuel, epochs and the memory cap bound it as they bound a call.
+pub(super) struct Preinit {
+    engine: Engine,
+    linker: Linker<CallState>,
+}
+
+impl Preinit {
+    pub(super) fn new(epoch_tick: Duration) -> wasmtime::Result<Preinit> {
+        let mut c = wasmtime::Config::new();
+        c.wasm_component_model(true);
+        c.strategy(wasmtime::Strategy::Winch);
+        c.consume_fuel(true);
+        c.epoch_interruption(true);
+        c.max_wasm_stack(1 << 20);
+        c.parallel_compilation(true);
+        let engine = Engine::new(&c)?;
+        let linker = super::sandbox::linker(&engine)?;
+        super::engine::spawn_epoch_ticker(&engine, epoch_tick)?;
+        Ok(Preinit { engine, linker })
+    }
+}
+
+/// Whether the component `wasm` exports `export` and imports no WASI, from
+/// its top-level sections alone (no compile): whether pre-initialising it
+/// is worth trying.
+pub fn worth_trying(wasm: &[u8], export: &str) -> bool {
+    use wasmparser::{Parser, Payload};
+    let (mut depth, mut exports, mut wasi) = (0usize, false, false);
+    for payload in Parser::new(0).parse_all(wasm) {
+        let Ok(payload) = payload else { return false };
+        match payload {
+            Payload::ModuleSection { .. } | Payload::ComponentSection { .. } => depth += 1,
+            Payload::End(_) => depth = depth.saturating_sub(1),
+            Payload::ComponentExportSection(reader) if depth == 0 => {
+                for e in reader.into_iter().flatten() {
+                    exports |= e.name.0 == export;
+                }
+            }
+            Payload::ComponentImportSection(reader) if depth == 0 => {
+                for i in reader.into_iter().flatten() {
+                    wasi |= super::sandbox::is_wasi(i.name.0);
+                }
+            }
+            _ => {}
+        }
+    }
+    exports && !wasi
+}
+
 /// `wasm` with `configure` called and its state kept as the initial state:
 /// the new component's bytes. `Ok(None)` when the component refuses the
 /// text (its calls will report the error, as they would without this).
 pub(super) fn preinitialize(
-    engine: &Engine,
-    linker: &Linker<CallState>,
+    Preinit { engine, linker }: &Preinit,
     wasm: &[u8],
     configure: Configure<'_>,
     limits: &Limits,
@@ -234,11 +285,4 @@ fn finished<F: Future>(f: F) -> wasmtime::Result<F::Output> {
         Poll::Ready(out) => Ok(out),
         Poll::Pending => Err(wasmtime::format_err!("reading the instance's state waited")),
     }
-}
-
-/// Keep `code` only if it is the world asked for (Wizer keeps every export
-/// but the one it called).
-pub(super) fn same_world(original: &Code, prepared: &Code) -> bool {
-    original.inspection.world == prepared.inspection.world
-        && original.set.is_some() == prepared.set.is_some()
 }

@@ -325,3 +325,30 @@ fn configurations_beyond_the_most_kept_per_component_share_the_components_own_co
         }
     }
 }
+
+#[test]
+fn only_components_exporting_configure_and_importing_no_wasi_are_tried() {
+    use escalator::runtime::preinit::worth_trying;
+    let phrases = registry::builtin("phrases").unwrap().wasm;
+    assert!(worth_trying(phrases, "configure"));
+    assert!(!worth_trying(phrases, "configure-each"));
+    let (_, set) = registry::COMPONENTS
+        .iter()
+        .find(|(d, _)| *d == "trigger-set")
+        .unwrap();
+    assert!(worth_trying(set, "configure-each"));
+    // An SDK plugin built with std imports WASI: its `configure` is not
+    // run at load (the call's WASI context is built per call).
+    assert!(!worth_trying(&guest_wasm("wasi-probe"), "configure"));
+    // A core module exporting `configure` inside a component, a core
+    // module alone, and bytes that are not wasm: not a component's export.
+    assert!(!worth_trying(
+        &component_importing(Some("x:y/z")),
+        "evaluate"
+    ));
+    assert!(!worth_trying(
+        &core_module_exporting("configure"),
+        "configure"
+    ));
+    assert!(!worth_trying(b"not wasm at all", "configure"));
+}
