@@ -81,7 +81,6 @@ const NEGATE: &[&str] = &[
     "despite",
 ];
 
-/// Sorted by word (byte order) for a binary search; a test checks it.
 const BOOSTERS: &[(&str, f64)] = &[
     ("absolutely", B_INCR),
     ("almost", B_DECR),
@@ -182,14 +181,22 @@ const SPECIAL_CASES: &[(&str, f64)] = &[
 ];
 
 /// ASCII punctuation, as Python's `string.punctuation`.
+#[cfg(test)]
 const PUNCTUATION: &str = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~";
 
-/// A word's valence in the lexicon: its hash's slot, then the next ones
-/// until an empty slot.
+/// A word's valence in the lexicon (for tests; `polarity` hashes each
+/// word once for every table).
+#[cfg(test)]
 fn lexicon(word: &str) -> Option<f64> {
+    lexicon_hashed(word, crate::fnv1a::fnv1a(word.as_bytes()))
+}
+
+/// A word's valence in the lexicon, given its hash: the hash's slot, then
+/// the next ones until an empty slot.
+fn lexicon_hashed(word: &str, hash: u32) -> Option<f64> {
     let slots = &tables::LEXICON_SLOTS;
     let mask = slots.len() - 1;
-    let mut s = crate::fnv1a::fnv1a(word.as_bytes()) as usize & mask;
+    let mut s = hash as usize & mask;
     loop {
         let i = usize::from(slots[s]);
         let (w, v) = *tables::LEXICON.get(i.checked_sub(1)?)?;
@@ -207,11 +214,66 @@ fn emoji(c: char) -> Option<&'static str> {
         .map(|i| tables::EMOJI[i].1)
 }
 
+/// Slots of a small table hashed at compile time: slot `fnv1a(word) &
+/// 255` onwards holds the word's index + 1, 0 ending the probe. Most words
+/// are in neither table and end at their first slot, with no string
+/// compared (a binary search compared seven).
+const SMALL_SLOTS: usize = 256;
+
+const fn place(slots: &mut [u8; SMALL_SLOTS], key: &str, i: usize) {
+    let mut s = crate::fnv1a::fnv1a(key.as_bytes()) as usize & (SMALL_SLOTS - 1);
+    while slots[s] != 0 {
+        s = (s + 1) & (SMALL_SLOTS - 1);
+    }
+    slots[s] = (i + 1) as u8;
+}
+
+static BOOSTER_SLOTS: [u8; SMALL_SLOTS] = {
+    assert!(BOOSTERS.len() < SMALL_SLOTS / 2);
+    let mut slots = [0u8; SMALL_SLOTS];
+    let mut i = 0;
+    while i < BOOSTERS.len() {
+        place(&mut slots, BOOSTERS[i].0, i);
+        i += 1;
+    }
+    slots
+};
+
+static NEGATE_SLOTS: [u8; SMALL_SLOTS] = {
+    assert!(NEGATE.len() < SMALL_SLOTS / 2);
+    let mut slots = [0u8; SMALL_SLOTS];
+    let mut i = 0;
+    while i < NEGATE.len() {
+        place(&mut slots, NEGATE[i], i);
+        i += 1;
+    }
+    slots
+};
+
+/// The index of `word` (whose hash is `hash`) in a table hashed into
+/// `slots`, whose key at an index `key` gives.
+fn probe(
+    slots: &[u8; SMALL_SLOTS],
+    hash: u32,
+    word: &str,
+    key: impl Fn(usize) -> &'static str,
+) -> Option<usize> {
+    let mut s = hash as usize & (SMALL_SLOTS - 1);
+    loop {
+        let i = usize::from(slots[s]).checked_sub(1)?;
+        if key(i) == word {
+            return Some(i);
+        }
+        s = (s + 1) & (SMALL_SLOTS - 1);
+    }
+}
+
 fn booster(word: &str) -> Option<f64> {
-    BOOSTERS
-        .binary_search_by(|(w, _)| (*w).cmp(word))
-        .ok()
-        .map(|i| BOOSTERS[i].1)
+    booster_hashed(word, crate::fnv1a::fnv1a(word.as_bytes()))
+}
+
+fn booster_hashed(word: &str, hash: u32) -> Option<f64> {
+    probe(&BOOSTER_SLOTS, hash, word, |i| BOOSTERS[i].0).map(|i| BOOSTERS[i].1)
 }
 
 fn lookup(table: &[(&str, f64)], key: &str) -> Option<f64> {
@@ -231,14 +293,20 @@ fn is_upper(word: &str) -> bool {
 }
 
 fn negated(word_lower: &str) -> bool {
-    NEGATE.contains(&word_lower) || word_lower.contains("n't")
+    let hash = crate::fnv1a::fnv1a(word_lower.as_bytes());
+    probe(&NEGATE_SLOTS, hash, word_lower, |i| NEGATE[i]).is_some() || word_lower.contains("n't")
 }
 
 /// Strip leading and trailing ASCII punctuation unless that leaves two
 /// characters or fewer (then it was probably an emoticon like `:)`).
 fn strip_punc_if_word(token: &str) -> &str {
-    let stripped = token.trim_matches(|c| PUNCTUATION.contains(c));
-    if stripped.chars().count() <= 2 {
+    // `char::is_ascii_punctuation` is exactly Python's
+    // `string.punctuation` (a test checks it), without a scan of it per
+    // character.
+    let stripped = token.trim_matches(|c: char| c.is_ascii_punctuation());
+    // Two characters or fewer: at most 8 bytes, and counted only then.
+    let len = stripped.len();
+    if len <= 2 || (len <= 8 && stripped.chars().count() <= 2) {
         token
     } else {
         stripped
@@ -294,12 +362,37 @@ pub fn polarity(text: &str) -> Scores {
     };
     let text = text.trim();
     let words: Vec<&str> = text.split_whitespace().map(strip_punc_if_word).collect();
-    let lower: Vec<String> = words.iter().map(|w| w.to_lowercase()).collect();
+    // Lowercased into one buffer (one allocation for the text, not one
+    // per word); a word with non-ASCII letters as `str::to_lowercase`
+    // does it (a final sigma, say).
+    let mut buf = String::with_capacity(text.len());
+    let mut ends = Vec::with_capacity(words.len());
+    for w in &words {
+        if w.is_ascii() {
+            buf.extend(w.bytes().map(|b| char::from(b.to_ascii_lowercase())));
+        } else {
+            buf.push_str(&w.to_lowercase());
+        }
+        ends.push(buf.len());
+    }
+    let lower: Vec<&str> = ends
+        .iter()
+        .scan(0, |start, &end| {
+            let w = &buf[*start..end];
+            *start = end;
+            Some(w)
+        })
+        .collect();
     let all_caps = words.iter().filter(|w| is_upper(w)).count();
     let is_cap_diff = all_caps > 0 && all_caps < words.len();
-    // Each word looked up once, not once per rule that asks.
-    let lex: Vec<Option<f64>> = lower.iter().map(|w| lexicon(w)).collect();
-    let boost: Vec<Option<f64>> = lower.iter().map(|w| booster(w)).collect();
+    // Each word hashed and looked up once, not once per rule that asks.
+    let (lex, boost): (Vec<Option<f64>>, Vec<Option<f64>>) = lower
+        .iter()
+        .map(|w| {
+            let h = crate::fnv1a::fnv1a(w.as_bytes());
+            (lexicon_hashed(w, h), booster_hashed(w, h))
+        })
+        .unzip();
     let words = Words {
         words: &words,
         lower: &lower,
@@ -324,7 +417,7 @@ pub fn polarity(text: &str) -> Scores {
 /// each one's lexicon valence and booster value.
 struct Words<'a> {
     words: &'a [&'a str],
-    lower: &'a [String],
+    lower: &'a [&'a str],
     lex: &'a [Option<f64>],
     boost: &'a [Option<f64>],
 }
@@ -350,7 +443,7 @@ fn replace_emoji(text: &str, out: &mut String) {
 /// The valence of word `i` in its context.
 fn valence(w: &Words<'_>, i: usize, is_cap_diff: bool) -> f64 {
     let (words, lower, lex) = (w.words, w.lower, w.lex);
-    let l = |k: usize| lower[k].as_str();
+    let l = |k: usize| lower[k];
     let Some(base) = lex[i] else {
         return 0.0;
     };
@@ -395,8 +488,8 @@ fn valence(w: &Words<'_>, i: usize, is_cap_diff: bool) -> f64 {
     least_check(valence, w, i)
 }
 
-fn negation_check(valence: f64, lower: &[String], start_i: usize, i: usize) -> f64 {
-    let l = |k: usize| lower[k].as_str();
+fn negation_check(valence: f64, lower: &[&str], start_i: usize, i: usize) -> f64 {
+    let l = |k: usize| lower[k];
     match start_i {
         0 if negated(l(i - 1)) => valence * N_SCALAR,
         1 if l(i - 2) == "never" && (l(i - 1) == "so" || l(i - 1) == "this") => valence * 1.25,
@@ -413,8 +506,8 @@ fn negation_check(valence: f64, lower: &[String], start_i: usize, i: usize) -> f
     }
 }
 
-fn special_idioms_check(mut valence: f64, lower: &[String], i: usize) -> f64 {
-    let l = |k: usize| lower[k].as_str();
+fn special_idioms_check(mut valence: f64, lower: &[&str], i: usize) -> f64 {
+    let l = |k: usize| lower[k];
     let onezero = alloc::format!("{} {}", l(i - 1), l(i));
     let twoonezero = alloc::format!("{} {} {}", l(i - 2), l(i - 1), l(i));
     let twoone = alloc::format!("{} {}", l(i - 2), l(i - 1));
@@ -448,7 +541,7 @@ fn special_idioms_check(mut valence: f64, lower: &[String], i: usize) -> f64 {
 }
 
 fn least_check(valence: f64, w: &Words<'_>, i: usize) -> f64 {
-    let l = |k: usize| w.lower[k].as_str();
+    let l = |k: usize| w.lower[k];
     if i > 1 && w.lex[i - 1].is_none() && l(i - 1) == "least" {
         if l(i - 2) != "at" && l(i - 2) != "very" {
             return valence * N_SCALAR;
@@ -462,8 +555,8 @@ fn least_check(valence: f64, w: &Words<'_>, i: usize) -> f64 {
 /// Words before "but" count half, words after it one and a half times.
 /// Kept exactly as the reference: each value is looked up by its first
 /// occurrence, so equal values earlier in the list are the ones scaled.
-fn but_check(lower: &[String], sentiments: &mut [f64]) {
-    let Some(bi) = lower.iter().position(|w| w == "but") else {
+fn but_check(lower: &[&str], sentiments: &mut [f64]) {
+    let Some(bi) = lower.iter().position(|w| *w == "but") else {
         return;
     };
     if sentiments.len() <= 64 {
@@ -610,8 +703,47 @@ mod tests {
     use super::*;
 
     #[test]
-    fn boosters_are_sorted_and_unique_for_the_binary_search() {
-        assert!(BOOSTERS.windows(2).all(|w| w[0].0 < w[1].0));
+    fn ascii_punctuation_is_pythons_string_punctuation() {
+        let ours: String = (0u8..128)
+            .map(char::from)
+            .filter(char::is_ascii_punctuation)
+            .collect();
+        assert_eq!(ours, PUNCTUATION);
+        for (token, word) in [
+            ("\"hello!!\"", "hello"),
+            (":)", ":)"),
+            ("(ok)", "(ok)"),
+            ("...", "..."),
+            ("«día»", "«día»"),
+            ("¡¿ñú?!", "¡¿ñú"),
+            ("!a!", "!a!"),
+        ] {
+            assert_eq!(strip_punc_if_word(token), word, "{token}");
+        }
+    }
+
+    #[test]
+    fn the_hashed_boosters_and_negations_find_every_word_and_nothing_else() {
+        for (word, value) in BOOSTERS {
+            assert_eq!(booster(word), Some(*value), "{word}");
+            assert_eq!(booster(&alloc::format!("{word}x")), None, "{word}x");
+            assert_eq!(booster(&word[1..]), None, "{}", &word[1..]);
+        }
+        for word in NEGATE {
+            assert!(negated(word), "{word}");
+            // (Any word with "n't" in it is a negation by the other rule.)
+            let near = alloc::format!("{word}x");
+            assert_eq!(negated(&near), near.contains("n't"), "{near}");
+        }
+        for other in ["", "the", "good", "VERY", "not really"] {
+            assert_eq!(booster(other), None, "{other}");
+        }
+        assert!(!negated("the") && !negated("") && negated("isn't"));
+        // Unique keys: a duplicate would hide its second value.
+        let mut keys: Vec<&str> = BOOSTERS.iter().map(|(w, _)| *w).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        assert_eq!(keys.len(), BOOSTERS.len());
     }
 
     #[test]
