@@ -5,7 +5,13 @@
 /// The FNV-1a hash of `bytes` (a `const fn`: the smaller tables are laid
 /// out at compile time).
 pub(crate) const fn fnv1a(bytes: &[u8]) -> u32 {
-    let mut h: u32 = 0x811c_9dc5;
+    fnv1a_more(0x811c_9dc5, bytes)
+}
+
+/// The hash `h` of some bytes, continued over `bytes`: `fnv1a_more(fnv1a(a),
+/// b) == fnv1a(a ++ b)`.
+#[allow(dead_code, reason = "build.rs includes this file and uses only fnv1a")]
+pub(crate) const fn fnv1a_more(mut h: u32, bytes: &[u8]) -> u32 {
     let mut i = 0;
     while i < bytes.len() {
         h = (h ^ bytes[i] as u32).wrapping_mul(0x0100_0193);

@@ -258,26 +258,33 @@ fn probe(
     word: &str,
     key: impl Fn(usize) -> &'static str,
 ) -> Option<usize> {
+    probe_by(slots, hash, |k| k == word, key)
+}
+
+/// [`probe`] for the key that `is` accepts (whose hash is `hash`).
+fn probe_by(
+    slots: &[u8; SMALL_SLOTS],
+    hash: u32,
+    is: impl Fn(&str) -> bool,
+    key: impl Fn(usize) -> &'static str,
+) -> Option<usize> {
     let mut s = hash as usize & (SMALL_SLOTS - 1);
     loop {
         let i = usize::from(slots[s]).checked_sub(1)?;
-        if key(i) == word {
+        if is(key(i)) {
             return Some(i);
         }
         s = (s + 1) & (SMALL_SLOTS - 1);
     }
 }
 
+#[cfg(test)]
 fn booster(word: &str) -> Option<f64> {
     booster_hashed(word, crate::fnv1a::fnv1a(word.as_bytes()))
 }
 
 fn booster_hashed(word: &str, hash: u32) -> Option<f64> {
     probe(&BOOSTER_SLOTS, hash, word, |i| BOOSTERS[i].0).map(|i| BOOSTERS[i].1)
-}
-
-fn lookup(table: &[(&str, f64)], key: &str) -> Option<f64> {
-    table.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
 }
 
 /// Python's `str.isupper()`: at least one cased character, none lowercase.
@@ -508,36 +515,75 @@ fn negation_check(valence: f64, lower: &[&str], start_i: usize, i: usize) -> f64
 
 fn special_idioms_check(mut valence: f64, lower: &[&str], i: usize) -> f64 {
     let l = |k: usize| lower[k];
-    let onezero = alloc::format!("{} {}", l(i - 1), l(i));
-    let twoonezero = alloc::format!("{} {} {}", l(i - 2), l(i - 1), l(i));
-    let twoone = alloc::format!("{} {}", l(i - 2), l(i - 1));
-    let threetwoone = alloc::format!("{} {} {}", l(i - 3), l(i - 2), l(i - 1));
-    let threetwo = alloc::format!("{} {}", l(i - 3), l(i - 2));
-    for seq in [&onezero, &twoonezero, &twoone, &threetwoone, &threetwo] {
-        if let Some(v) = lookup(SPECIAL_CASES, seq) {
+    // The word sequences the reference joins with spaces, compared and
+    // hashed as joined without building the strings.
+    let (onezero, twoonezero, twoone) = (
+        [l(i - 1), l(i)],
+        [l(i - 2), l(i - 1), l(i)],
+        [l(i - 2), l(i - 1)],
+    );
+    let (threetwoone, threetwo) = ([l(i - 3), l(i - 2), l(i - 1)], [l(i - 3), l(i - 2)]);
+    let seqs: [&[&str]; 5] = [&onezero, &twoonezero, &twoone, &threetwoone, &threetwo];
+    for seq in seqs {
+        if let Some(v) = special_case(seq) {
             valence = v;
             break;
         }
     }
     if lower.len() - 1 > i
-        && let Some(v) = lookup(SPECIAL_CASES, &alloc::format!("{} {}", l(i), l(i + 1)))
+        && let Some(v) = special_case(&[l(i), l(i + 1)])
     {
         valence = v;
     }
     if lower.len() - 1 > i + 1
-        && let Some(v) = lookup(
-            SPECIAL_CASES,
-            &alloc::format!("{} {} {}", l(i), l(i + 1), l(i + 2)),
-        )
+        && let Some(v) = special_case(&[l(i), l(i + 1), l(i + 2)])
     {
         valence = v;
     }
-    for ngram in [&threetwoone, &threetwo, &twoone] {
-        if let Some(b) = booster(ngram) {
-            valence += b;
+    let ngrams: [&[&str]; 3] = [&threetwoone, &threetwo, &twoone];
+    for ngram in ngrams {
+        let hash = joined(ngram).fold(crate::fnv1a::fnv1a(b""), |h, part| {
+            crate::fnv1a::fnv1a_more(h, part.as_bytes())
+        });
+        if let Some(i) = probe_by(
+            &BOOSTER_SLOTS,
+            hash,
+            |k| is_joined(ngram, k),
+            |i| BOOSTERS[i].0,
+        ) {
+            valence += BOOSTERS[i].1;
         }
     }
     valence
+}
+
+/// `words` as the reference joins them: the words with a single space
+/// between each two.
+fn joined<'a>(words: &'a [&'a str]) -> impl Iterator<Item = &'a str> {
+    words
+        .iter()
+        .enumerate()
+        .flat_map(|(j, w)| [if j == 0 { "" } else { " " }, *w])
+}
+
+/// Whether `key` is `words` joined with single spaces.
+fn is_joined(words: &[&str], key: &str) -> bool {
+    let mut rest = key;
+    for part in joined(words) {
+        match rest.strip_prefix(part) {
+            Some(r) => rest = r,
+            None => return false,
+        }
+    }
+    rest.is_empty()
+}
+
+/// The special case whose key is `words` joined with single spaces.
+fn special_case(words: &[&str]) -> Option<f64> {
+    SPECIAL_CASES
+        .iter()
+        .find(|(k, _)| is_joined(words, k))
+        .map(|(_, v)| *v)
 }
 
 fn least_check(valence: f64, w: &Words<'_>, i: usize) -> f64 {
@@ -701,6 +747,43 @@ fn sqrt(x: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn word_sequences_are_compared_and_hashed_as_joined_with_spaces() {
+        for words in [
+            &["kind", "of"][..],
+            &["the", "shit"],
+            &["kiss", "of", "death"],
+            &["x"],
+        ] {
+            let s = words.join(" ");
+            assert!(is_joined(words, &s), "{s}");
+            assert!(!is_joined(words, &alloc::format!("{s} ")), "{s}");
+            assert!(!is_joined(words, &s[..s.len() - 1]), "{s}");
+            let hash = joined(words).fold(crate::fnv1a::fnv1a(b""), |h, p| {
+                crate::fnv1a::fnv1a_more(h, p.as_bytes())
+            });
+            assert_eq!(hash, crate::fnv1a::fnv1a(s.as_bytes()), "{s}");
+        }
+        assert!(!is_joined(&["bad", "ass"], "badass"));
+        assert_eq!(special_case(&["bad", "ass"]), Some(1.5));
+        assert_eq!(special_case(&["yeah", "right"]), Some(-2.0));
+        assert_eq!(special_case(&["yeah", "rightly"]), None);
+        // Every multi-word booster is found from its words.
+        for (key, value) in BOOSTERS.iter().filter(|(k, _)| k.contains(' ')) {
+            let words: Vec<&str> = key.split(' ').collect();
+            let hash = joined(&words).fold(crate::fnv1a::fnv1a(b""), |h, p| {
+                crate::fnv1a::fnv1a_more(h, p.as_bytes())
+            });
+            let i = probe_by(
+                &BOOSTER_SLOTS,
+                hash,
+                |k| is_joined(&words, k),
+                |i| BOOSTERS[i].0,
+            );
+            assert_eq!(i.map(|i| BOOSTERS[i].1), Some(*value), "{key}");
+        }
+    }
 
     #[test]
     fn ascii_punctuation_is_pythons_string_punctuation() {
