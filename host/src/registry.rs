@@ -118,12 +118,7 @@ pub fn load_parts_with(
         wasm,
         Configure::One(&config),
     )?;
-    Ok(loaded(manifest, plugin, source).with_matrix(matrix))
-}
-
-/// A manifest's configuration text with the built-in matrix.
-fn default_config(manifest: &Manifest) -> String {
-    manifest.config_json(&Matrix::default_matrix())
+    Ok(loaded(manifest, plugin, source, config))
 }
 
 fn manifest_and_limits(
@@ -138,9 +133,11 @@ fn manifest_and_limits(
     Ok((manifest, limits))
 }
 
-fn loaded(manifest: Manifest, plugin: Plugin, source: String) -> LoadedPlugin {
+/// `plugin` with its manifest, source and configuration text (the one its
+/// configuration was parsed ahead with).
+fn loaded(manifest: Manifest, plugin: Plugin, source: String, config: String) -> LoadedPlugin {
     LoadedPlugin {
-        config_json: default_config(&manifest).into(),
+        config_json: config.into(),
         manifest: Arc::new(manifest),
         plugin: Arc::new(plugin),
         source,
@@ -191,7 +188,7 @@ pub fn register_parts_with(
             size,
             Configure::One(&config),
         )
-        .map(|plugin| loaded(manifest, plugin, source).with_matrix(matrix)))
+        .map(|plugin| loaded(manifest, plugin, source, config)))
 }
 
 /// The manifest path for `path`: the file itself, or `plugin.toml` in it.

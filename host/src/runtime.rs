@@ -358,83 +358,30 @@ impl Runtime {
             });
         }
         let digest = cache::wasm_digest(wasm);
-        // Configured before (in memory, or in the artifact cache): that
-        // code alone, without loading the component's own.
-        if self.config.configure_ahead && configure.export().is_some() {
-            let ahead = configure.digest(&digest);
-            if let Some((code, origin)) = self.loader.configured_made(
-                &id,
-                kind,
-                &ahead,
-                &digest,
-                self.config.configured_variants,
-            ) {
-                return Ok(Plugin {
-                    id,
-                    kind,
-                    limits,
-                    digest,
-                    code_digest: ahead,
-                    size: wasm.len(),
-                    origin,
-                    inspection: code.inspection.clone(),
-                    code: std::sync::Mutex::new(Arc::downgrade(&code)),
-                    pinned: (!self.loader.evicts()).then_some(code),
-                    loader: self.loader.clone(),
-                });
-            }
-        }
-        // Configured now, before (and instead of) loading the component's
-        // own code, when it exports `configure` and imports no WASI.
-        if let Some(export) = configure.export().filter(|_| self.config.configure_ahead)
-            && preinit::worth_trying(wasm, export)
-        {
-            let ahead = configure.digest(&digest);
-            if let Some((code, origin)) = self.loader.configured(
-                &id,
-                kind,
-                wasm,
-                loader::Ahead {
-                    configure,
-                    digest: &ahead,
-                    original_digest: &digest,
-                    limits: &limits,
-                    epoch_tick: self.config.epoch_tick,
-                    most: self.config.configured_variants,
-                },
-            ) {
-                return Ok(Plugin {
-                    id,
-                    kind,
-                    limits,
-                    digest,
-                    code_digest: ahead,
-                    size: wasm.len(),
-                    origin,
-                    inspection: code.inspection.clone(),
-                    code: std::sync::Mutex::new(Arc::downgrade(&code)),
-                    pinned: (!self.loader.evicts()).then_some(code),
-                    loader: self.loader.clone(),
-                });
-            }
-        }
-        let (code, origin) = self.loader.code(&id, kind, wasm, &digest)?;
-        // Checked when the code was first loaded; the world asked for may
-        // still differ from the one these bytes implement.
-        if code.inspection.world != Some(kind) {
-            return Err(LoadError::WrongWorld {
-                plugin: id,
-                expected: kind,
-                found: code.inspection.world,
-                exports: code.inspection.exports.clone(),
-            });
-        }
+        let (code, origin, code_digest) =
+            match self.configured(&id, kind, limits, wasm, configure, &digest) {
+                Some(made) => made,
+                None => {
+                    let (code, origin) = self.loader.code(&id, kind, wasm, &digest)?;
+                    // Checked when the code was first loaded; the world asked
+                    // for may still differ from the one these bytes implement.
+                    if code.inspection.world != Some(kind) {
+                        return Err(LoadError::WrongWorld {
+                            plugin: id,
+                            expected: kind,
+                            found: code.inspection.world,
+                            exports: code.inspection.exports.clone(),
+                        });
+                    }
+                    (code, origin, digest.clone())
+                }
+            };
         Ok(Plugin {
             id,
             kind,
             limits,
-            code_digest: digest.clone(),
             digest,
+            code_digest,
             size: wasm.len(),
             origin,
             inspection: code.inspection.clone(),
@@ -442,6 +389,45 @@ impl Runtime {
             pinned: (!self.loader.evicts()).then_some(code),
             loader: self.loader.clone(),
         })
+    }
+
+    /// The code of `wasm` (whose digest is `digest`) with `configure`
+    /// parsed ahead, and the digest it is kept under: made before (in
+    /// memory or the artifact cache: that code alone, without loading the
+    /// component's own), or made now when the component exports the
+    /// function and imports no WASI. `None`: load the component as it is.
+    fn configured(
+        &self,
+        id: &PluginId,
+        kind: Kind,
+        limits: Limits,
+        wasm: &[u8],
+        configure: Configure<'_>,
+        digest: &str,
+    ) -> Option<(Arc<Code>, Origin, String)> {
+        let export = configure.export().filter(|_| self.config.configure_ahead)?;
+        let ahead = configure.digest(digest);
+        let most = self.config.configured_variants;
+        self.loader
+            .configured_made(id, kind, &ahead, digest, most)
+            .or_else(|| {
+                preinit::worth_trying(wasm, export).then(|| {
+                    self.loader.configured(
+                        id,
+                        kind,
+                        wasm,
+                        loader::Ahead {
+                            configure,
+                            digest: &ahead,
+                            original_digest: digest,
+                            limits: &limits,
+                            epoch_tick: self.config.epoch_tick,
+                            most,
+                        },
+                    )
+                })?
+            })
+            .map(|(code, origin)| (code, origin, ahead))
     }
 
     /// Register a plugin without loading its code, when an earlier load

@@ -83,15 +83,10 @@ impl ArtifactCache {
         wasm: &[u8],
         digest: &str,
     ) -> wasmtime::Result<(Component, Origin)> {
-        let path = self.path_for(digest);
-        if path.is_file() {
-            match deserialize(engine, &path) {
-                Ok(component) => return Ok((component, Origin::Cached)),
-                Err(e) => {
-                    tracing::warn!(path = %path.display(), error = %e, "discarding unreadable cached artifact")
-                }
-            }
+        if let Some(component) = self.load(engine, digest) {
+            return Ok((component, Origin::Cached));
         }
+        let path = self.path_for(digest);
         let component = Component::new(engine, wasm)?;
         if let Err(e) = self.store(&component, &path) {
             tracing::warn!(path = %path.display(), error = %e, "could not write compiled artifact to cache");

@@ -465,22 +465,14 @@ impl Loader {
 
     /// Forget what is kept of `digest` (no plugin uses it any more).
     pub(super) fn forget(&self, digest: &str) {
-        self.release(digest);
-        if let Some(cache) = &self.cache {
-            cache.remove(digest);
-        }
-    }
-
-    /// Stop keeping the code of `digest` in memory under the budget (it
-    /// stays on disk; a plugin that calls it loads it again): for a
-    /// component's own code once its configured code replaced it, so the
-    /// two do not both take room in the budget.
-    pub(super) fn release(&self, digest: &str) {
         if let Some(r) = &self.resident {
             let mut r = lock(r);
             if let Some((c, _)) = r.by_digest.remove(digest) {
                 r.bytes -= c.bytes;
             }
+        }
+        if let Some(cache) = &self.cache {
+            cache.remove(digest);
         }
     }
 }

@@ -10,7 +10,7 @@ use crate::support::*;
 use escalator::matrix::Matrix;
 use escalator::pipeline::contract;
 use escalator::registry::{self, LoadedPlugin};
-use escalator::replay::{self, Format, Offline};
+use escalator::replay::Format;
 use escalator::runtime::{Runtime, RuntimeConfig, cache::Origin};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -22,45 +22,6 @@ fn runtime_with(configure_ahead: bool, cache: Option<&Path>) -> Runtime {
         ..RuntimeConfig::default()
     })
     .unwrap()
-}
-
-fn shared(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/data")
-        .join(name)
-}
-
-/// The first `n` tickets of a shared data file replayed through the
-/// default plugins with `matrix`: each ticket's end, as JSON.
-fn replayed(
-    runtime: &Runtime,
-    matrix: &Matrix,
-    name: &str,
-    format: Format,
-    n: usize,
-) -> Vec<serde_json::Value> {
-    let set = replay::plugin_set(runtime, matrix, None).unwrap();
-    let targets = matrix.response_targets();
-    let offline = Offline {
-        runtime,
-        set: &set,
-        roster: &[],
-        targets: &targets,
-    };
-    let mut cases = Vec::new();
-    replay::read(&shared(name), format, Some(n), n, |c| {
-        cases.extend(c);
-        Ok(())
-    })
-    .unwrap();
-    replay::replay_batch(&offline, &cases)
-        .into_iter()
-        .map(|r| {
-            let mut v = serde_json::to_value(&r).unwrap();
-            v.as_object_mut().unwrap().remove("deadline_retries");
-            v
-        })
-        .collect()
 }
 
 /// The shipped matrix with the billing scenario critical: text other
@@ -118,23 +79,12 @@ fn a_call_with_the_kept_configuration_burns_less_fuel_and_other_text_parses_its_
         "Charged twice",
         &["This is the third time. If this is not fixed today I will cancel my account."],
     )));
-    let load = |rt: &Runtime, name: &str| {
-        let b = registry::builtin(name).unwrap();
-        registry::load_parts(
-            rt,
-            b.manifest,
-            &PathBuf::from(format!("builtin:{name}/plugin.toml")),
-            b.wasm,
-            name.into(),
-        )
-        .unwrap()
-    };
     let call = |rt: &Runtime, p: &LoadedPlugin| {
         let out = rt.evaluate(&p.plugin, &ticket, &ctx(&p.config_json));
         (out.result.unwrap(), out.report.fuel_used)
     };
     for name in ["ai-confidence", "sla", "scenario", "phrases"] {
-        let (a, b) = (load(&ahead, name), load(&per_call, name));
+        let (a, b) = (builtin_on(&ahead, name), builtin_on(&per_call, name));
         let (ea, fa) = call(&ahead, &a);
         let (eb, fb) = call(&per_call, &b);
         assert_eq!(ea, eb, "{name}");

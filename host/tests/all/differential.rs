@@ -8,29 +8,13 @@
 //! ticket's load does not move another's routing in either.
 
 use crate::serve::Escalator;
+use crate::support::shared_cases;
 use escalator::matrix::Matrix;
 use escalator::model::{self, Event};
-use escalator::replay::{self, Case, Format};
+use escalator::replay::{self, Format};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-
-fn shared(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/data")
-        .join(name)
-}
-
-fn cases(name: &str, format: Format, n: usize) -> Vec<Case> {
-    let mut out = Vec::new();
-    replay::read(&shared(name), format, Some(n), n, |c| {
-        out.extend(c);
-        Ok(())
-    })
-    .unwrap();
-    assert_eq!(out.len(), n, "{name}");
-    out
-}
+use std::path::Path;
 
 /// What one ticket came to.
 #[derive(Debug, Clone, PartialEq)]
@@ -83,8 +67,12 @@ fn served(ticket: &Value, created: chrono::DateTime<chrono::Utc>) -> End {
 
 #[test]
 fn the_server_and_replay_decide_the_same_on_220_real_tickets() {
-    let mut all = cases("twitter_care_dev.jsonl", Format::Twitter, 120);
-    all.extend(cases("servicenow_incidents.csv", Format::Servicenow, 100));
+    let mut all = shared_cases("twitter_care_dev.jsonl", Format::Twitter, 120);
+    all.extend(shared_cases(
+        "servicenow_incidents.csv",
+        Format::Servicenow,
+        100,
+    ));
     let roster_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/roster.json");
     let roster_json: Vec<Value> =
         serde_json::from_str(&std::fs::read_to_string(&roster_path).unwrap()).unwrap();

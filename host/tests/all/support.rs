@@ -441,3 +441,52 @@ macro_rules! on_both_backends {
         }
     };
 }
+
+/// The first `n` tickets of a file of `../shared/data` (the public data
+/// sets beside the repository), read as `format`.
+pub fn shared_cases(
+    name: &str,
+    format: escalator::replay::Format,
+    n: usize,
+) -> Vec<escalator::replay::Case> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/data")
+        .join(name);
+    let mut out = Vec::new();
+    escalator::replay::read(&path, format, Some(n), n, |c| {
+        out.extend(c);
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(out.len(), n, "{name}");
+    out
+}
+
+/// The first `n` tickets of a shared data file replayed through the
+/// default plugins on `runtime` with `matrix`: each ticket's end, as JSON
+/// (without the calls made again for a busy machine: not the decision).
+pub fn replayed(
+    runtime: &Runtime,
+    matrix: &escalator::matrix::Matrix,
+    name: &str,
+    format: escalator::replay::Format,
+    n: usize,
+) -> Vec<serde_json::Value> {
+    use escalator::replay;
+    let set = replay::plugin_set(runtime, matrix, None).unwrap();
+    let targets = matrix.response_targets();
+    let offline = replay::Offline {
+        runtime,
+        set: &set,
+        roster: &[],
+        targets: &targets,
+    };
+    replay::replay_batch(&offline, &shared_cases(name, format, n))
+        .into_iter()
+        .map(|r| {
+            let mut v = serde_json::to_value(&r).unwrap();
+            v.as_object_mut().unwrap().remove("deadline_retries");
+            v
+        })
+        .collect()
+}

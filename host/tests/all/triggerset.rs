@@ -4,13 +4,14 @@
 //! triggers are then called one by one), and when one trigger goes over
 //! its own fuel inside the set.
 
+use crate::support::replayed;
 use escalator::matrix::Matrix;
 use escalator::model;
 use escalator::pipeline::{self, Ask, Deadlines, PluginSet};
 use escalator::registry::{self, LoadedPlugin};
-use escalator::replay::{self, Format, Offline};
+use escalator::replay::{self, Format};
 use escalator::runtime::{Runtime, RuntimeConfig, SetMember, TriggerSet, cache::wasm_digest};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 fn runtime(trigger_set: bool) -> Runtime {
     Runtime::new(RuntimeConfig {
@@ -20,42 +21,6 @@ fn runtime(trigger_set: bool) -> Runtime {
     .unwrap()
 }
 
-fn shared(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/data")
-        .join(name)
-}
-
-/// Replay the first `n` tickets of a shared data file with the default
-/// plugins on `runtime`: each ticket's end, as JSON.
-fn replayed(runtime: &Runtime, name: &str, format: Format, n: usize) -> Vec<serde_json::Value> {
-    let matrix = Matrix::default_matrix();
-    let set = replay::plugin_set(runtime, &matrix, None).unwrap();
-    let targets = matrix.response_targets();
-    let offline = Offline {
-        runtime,
-        set: &set,
-        roster: &[],
-        targets: &targets,
-    };
-    let mut cases = Vec::new();
-    replay::read(&shared(name), format, Some(n), n, |c| {
-        cases.extend(c);
-        Ok(())
-    })
-    .unwrap();
-    assert_eq!(cases.len(), n);
-    replay::replay_batch(&offline, &cases)
-        .into_iter()
-        .map(|r| {
-            let mut v = serde_json::to_value(&r).unwrap();
-            // Calls made again for a busy machine: not the decision.
-            v.as_object_mut().unwrap().remove("deadline_retries");
-            v
-        })
-        .collect()
-}
-
 #[test]
 fn the_default_triggers_in_one_instance_decide_as_each_in_its_own_on_real_tickets() {
     let (together, apart) = (runtime(true), runtime(false));
@@ -63,8 +28,8 @@ fn the_default_triggers_in_one_instance_decide_as_each_in_its_own_on_real_ticket
         ("twitter_care_dev.jsonl", Format::Twitter, 120),
         ("hadoop_bugs_2020_2022.csv", Format::Hadoop, 60),
     ] {
-        let a = replayed(&together, name, format, n);
-        let b = replayed(&apart, name, format, n);
+        let a = replayed(&together, &Matrix::default_matrix(), name, format, n);
+        let b = replayed(&apart, &Matrix::default_matrix(), name, format, n);
         let escalated = a.iter().filter(|r| !r["tier"].is_null()).count();
         assert!(escalated > 0, "{name}: nothing escalated");
         for (x, y) in a.iter().zip(&b) {

@@ -11,6 +11,23 @@ use escalator_guest::prelude::*;
 /// The plugin.
 pub struct Hostile;
 
+/// Count for ever.
+fn spin() -> ! {
+    let mut i: u64 = 0;
+    loop {
+        i = black_box(i.wrapping_add(1));
+    }
+}
+
+/// Take a megabyte more for ever, keeping it all.
+fn hoard() -> ! {
+    let mut hoard: Vec<Vec<u8>> = Vec::new();
+    loop {
+        hoard.push(vec![7u8; 1 << 20]);
+        black_box(&hoard);
+    }
+}
+
 /// Recurse `n` levels deep, keeping every frame alive.
 fn recurse(n: u64) -> u64 {
     if n == 0 {
@@ -37,19 +54,8 @@ impl<'de> Deserialize<'de> for Misbehave {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Misbehave, D::Error> {
         let how = String::deserialize(d)?;
         match how.as_str() {
-            "loop" => {
-                let mut i: u64 = 0;
-                loop {
-                    i = black_box(i.wrapping_add(1));
-                }
-            }
-            "membomb" => {
-                let mut hoard: Vec<Vec<u8>> = Vec::new();
-                loop {
-                    hoard.push(vec![7u8; 1 << 20]);
-                    black_box(&hoard);
-                }
-            }
+            "loop" => spin(),
+            "membomb" => hoard(),
             "panic" => panic!("boom while configured"),
             _ => Ok(Misbehave),
         }
@@ -62,19 +68,8 @@ impl Trigger for Hostile {
     fn evaluate(ticket: &Ticket, ctx: &Ctx<Config>) -> Result<Evaluation, String> {
         let _ = &ctx.config.configure;
         match ticket.subject.as_str() {
-            "loop" => {
-                let mut i: u64 = 0;
-                loop {
-                    i = black_box(i.wrapping_add(1));
-                }
-            }
-            "membomb" => {
-                let mut hoard: Vec<Vec<u8>> = Vec::new();
-                loop {
-                    hoard.push(vec![7u8; 1 << 20]);
-                    black_box(&hoard);
-                }
-            }
+            "loop" => spin(),
+            "membomb" => hoard(),
             "recursion" => {
                 let depth = recurse(black_box(u64::MAX));
                 Err(format!("recursed {depth} levels and came back"))
