@@ -57,7 +57,7 @@ impl Histogram {
     }
 }
 
-type Labels = Vec<(&'static str, String)>;
+pub type Labels = Vec<(&'static str, String)>;
 
 #[derive(Debug, Default)]
 struct Inner {

@@ -4,6 +4,37 @@
 
 use super::*;
 
+/// A decision the pipeline made, with everything its storing needs,
+/// before anything of it is written ([`Engine::consider`]).
+pub(super) struct Considered {
+    d: pipeline::Decision,
+    roster: Vec<model::Agent>,
+    settings: Arc<ChannelSettings>,
+    kind: EventKind,
+    /// The decision's data and audit trail; their cause is set when it is
+    /// known ([`Considered::caused_by`]).
+    data: serde_json::Value,
+    audit: Vec<serde_json::Value>,
+    /// Seconds from the ticket's creation, when this is its first
+    /// escalation.
+    first_escalation: Option<f64>,
+}
+
+impl Considered {
+    /// Record `cause` in the decision's data and in each audit entry.
+    pub(super) fn caused_by(&mut self, cause: &Cause) {
+        let label = serde_json::Value::String(cause.label());
+        if let Some(e) = self.data.get_mut("event").and_then(|e| e.as_object_mut()) {
+            e.insert("cause".into(), label.clone());
+        }
+        for a in &mut self.audit {
+            if let Some(e) = a.get_mut("input_event").and_then(|e| e.as_object_mut()) {
+                e.insert("cause".into(), label.clone());
+            }
+        }
+    }
+}
+
 impl Engine {
     /// Ask the pipeline for its decision on the ticket and act on it. For a
     /// timer, the decision's transaction takes it: `None` if it was taken
@@ -16,6 +47,28 @@ impl Engine {
         kind: EventKind,
         cause: Cause,
     ) -> Result<Option<Outcome>, EngineError> {
+        let mut c = self.consider(tenant, &state, now, kind)?;
+        c.caused_by(&cause);
+        let mut feed = Vec::new();
+        let outcome = self
+            .store
+            .write(|tx| self.store_decision(tx, tenant, &mut state, &c, &cause, now, &mut feed))?;
+        let Some(outcome) = outcome else {
+            return Ok(None);
+        };
+        self.decided(tenant, &c, &outcome, feed);
+        Ok(Some(outcome))
+    }
+
+    /// Ask the pipeline for its decision on the ticket as it stands,
+    /// writing nothing.
+    pub(super) fn consider(
+        &self,
+        tenant: &str,
+        state: &TicketState,
+        now: DateTime<Utc>,
+        kind: EventKind,
+    ) -> Result<Considered, EngineError> {
         let set = self.plugins(tenant);
         let roster = self.store.agents(tenant)?;
         let settings = self.settings(tenant);
@@ -23,7 +76,7 @@ impl Engine {
         // until the decision is stored, so the writer is not taken for it.
         let fired: BTreeSet<String> = self.store.fired(tenant, &state.ticket.id)?;
         let ask = self.ask(&set, &roster, now, kind);
-        let decide = || pipeline::decide(&ask, &state, &fired);
+        let decide = || pipeline::decide(&ask, state, &fired);
         let d = if crate::lane::current() == crate::lane::Lane::Normal
             && conversation_bytes(&state.ticket) > crate::lane::BIG_DECISION_BYTES
         {
@@ -33,7 +86,7 @@ impl Engine {
         } else {
             decide()
         };
-        let event_json = serde_json::json!({"kind": kind, "cause": cause.label(), "at": now});
+        let event_json = serde_json::json!({"kind": kind, "cause": null, "at": now});
         let data = serde_json::json!({
             "event": event_json,
             "plugin_set": set.generation,
@@ -49,144 +102,179 @@ impl Engine {
         });
         let audit: Vec<serde_json::Value> =
             d.runs.iter().map(|r| audit_entry(r, &event_json)).collect();
-        let mut feed = Vec::new();
-        let mut notified = 0;
-        let escalated = d.escalation.is_some();
-        let first_escalation = (escalated && state.escalation.is_none())
+        let first_escalation = (d.escalation.is_some() && state.escalation.is_none())
             .then(|| (now - state.ticket.created_at).num_milliseconds().max(0) as f64 / 1000.0);
-        let outcome = self.store.write(|tx| -> Result<_, EngineError> {
-            if let Cause::Timer(id) = cause
-                && !tx.take_timer(id, now)?
-            {
-                return Ok(None);
-            }
-            let decision = tx.insert_decision(
-                tenant,
-                &NewDecision {
-                    ticket: &state.ticket.id,
-                    at: now,
-                    cause: &cause.label(),
-                    escalated,
-                    data: &data,
-                    audit: &audit,
-                },
-            )?;
-            for s in &d.fresh {
-                tx.fire(tenant, &state.ticket.id, &s.key, decision)?;
-            }
-            let fx = apply::decision(&mut state, &d, decision, now);
-            self.carry_out(tx, tenant, &state.ticket.id, &fx, now)?;
-            let act = Act {
-                tx,
-                tenant,
-                settings: &settings,
-                roster: &roster,
-                now,
-            };
-            // A claim made in Escalator goes to the desk the ticket came
-            // from (one the desk itself sent is not echoed back).
-            if kind == EventKind::Claimed
-                && let Some(agent) = state.ticket.assignee.as_deref()
-                && let Some((c, wb)) = write_back_to(&act, &state.ticket.id)
-                && crate::connectors::arriving_from().is_none()
-            {
-                let requests = crate::connectors::writeback::claim(c, wb, &state.ticket.id, agent);
-                let tier = state.escalation.as_ref().map_or(Tier::Low, |e| e.tier);
-                notified += write_back(
-                    &act,
-                    &state.ticket.id,
-                    wb,
-                    &requests,
-                    &format!("claim{decision}"),
-                    tier,
-                )?;
-            }
-            if let Some(e) = &d.escalation {
-                notified += self.escalate(&act, &state, e, decision, &mut feed)?;
-            } else if let (Some(esc), false) = (&state.escalation, d.update.is_empty()) {
-                // New causes on an escalated ticket: tell whoever has it.
-                let news: Vec<&Signal> = d.update.iter().collect();
-                let title = format!(
-                    "Update on {} ticket {}: {}",
-                    esc.tier.name(),
-                    state.ticket.id,
-                    news.iter()
-                        .map(|s| s.reason.as_str())
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                );
-                if let Some(a) = state.ticket.assignee.clone() {
-                    notified += self
-                        .notify(
-                            &act,
-                            &state.ticket.id,
-                            &Notice {
-                                recipient: &Recipient::Agent(a.clone()),
-                                channel: Channel::InApp,
-                                title: &title,
-                                body: &evidence_text(&news),
-                                digest_window_ms: 0,
-                                key: &format!("update:{decision}"),
-                                tier: Some(esc.tier),
-                                assignee: Some(&a),
-                                overrule: false,
-                            },
-                            &mut feed,
-                        )?
-                        .made;
-                }
-            }
-            // One pending wake-up per ticket: the earliest a trigger asked
-            // for (after an escalation, for the new tier).
-            tx.cancel_timers(tenant, &state.ticket.id, &[TimerKind::Wake], "superseded")?;
-            if let Some(at) = d.wake {
-                tx.insert_timer(
-                    tenant,
-                    &state.ticket.id,
-                    TimerKind::Wake,
-                    at,
-                    &serde_json::json!({}),
-                )?;
-            }
-            // Most decisions change nothing of the ticket itself (the keys
-            // acted on and the decision are stored apart): it is written
-            // back only when they do.
-            if fx.ticket_changed {
-                tx.put_ticket(tenant, &mut state)?;
-            }
-            let outcome = Outcome {
-                ticket: state.ticket.id.clone(),
-                event: match cause {
-                    Cause::Event(seq) => seq,
-                    _ => 0,
-                },
-                decision,
-                tier: state.escalation.as_ref().map(|e| e.tier),
-                escalated,
-                new_signals: d.fresh.clone(),
-                assignee: state.ticket.assignee.clone(),
-                queue: state.queue.clone(),
-                customer_message: d
-                    .escalation
-                    .as_ref()
-                    .and_then(|e| e.plan.as_ref())
-                    .and_then(|p| p.customer_message.clone()),
-                notified,
-                duplicate: None,
-            };
-            if let Cause::Event(seq) = cause {
-                tx.event_processed(seq, &serde_json::to_string(&outcome)?)?;
-            }
-            Ok(Some(outcome))
-        })?;
-        let Some(outcome) = outcome else {
+        Ok(Considered {
+            d,
+            roster,
+            settings,
+            kind,
+            data,
+            audit,
+            first_escalation,
+        })
+    }
+
+    /// Store a considered decision in `tx` and act on it: its audit trail,
+    /// keys, escalation, notices, wake-up, the ticket written back if it
+    /// changed, and the event it answers marked processed. `None`: its
+    /// cause (a timer) was taken already.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the parts of one decision's storing"
+    )]
+    pub(super) fn store_decision(
+        &self,
+        tx: &Tx<'_>,
+        tenant: &str,
+        state: &mut TicketState,
+        c: &Considered,
+        cause: &Cause,
+        now: DateTime<Utc>,
+        feed: &mut Vec<FeedItem>,
+    ) -> Result<Option<Outcome>, EngineError> {
+        let (d, roster, settings, kind) = (&c.d, &c.roster, &c.settings, c.kind);
+        let (data, audit) = (&c.data, &c.audit);
+        let escalated = d.escalation.is_some();
+        let mut notified = 0;
+        if let Cause::Timer(id) = *cause
+            && !tx.take_timer(id, now)?
+        {
             return Ok(None);
+        }
+        let decision = tx.insert_decision(
+            tenant,
+            &NewDecision {
+                ticket: &state.ticket.id,
+                at: now,
+                cause: &cause.label(),
+                escalated,
+                data,
+                audit,
+            },
+        )?;
+        for s in &d.fresh {
+            tx.fire(tenant, &state.ticket.id, &s.key, decision)?;
+        }
+        let fx = apply::decision(state, d, decision, now);
+        self.carry_out(tx, tenant, &state.ticket.id, &fx, now)?;
+        let act = Act {
+            tx,
+            tenant,
+            settings,
+            roster,
+            now,
         };
+        // A claim made in Escalator goes to the desk the ticket came
+        // from (one the desk itself sent is not echoed back).
+        if kind == EventKind::Claimed
+            && let Some(agent) = state.ticket.assignee.as_deref()
+            && let Some((c, wb)) = write_back_to(&act, &state.ticket.id)
+            && crate::connectors::arriving_from().is_none()
+        {
+            let requests = crate::connectors::writeback::claim(c, wb, &state.ticket.id, agent);
+            let tier = state.escalation.as_ref().map_or(Tier::Low, |e| e.tier);
+            notified += write_back(
+                &act,
+                &state.ticket.id,
+                wb,
+                &requests,
+                &format!("claim{decision}"),
+                tier,
+            )?;
+        }
+        if let Some(e) = &d.escalation {
+            notified += self.escalate(&act, state, e, decision, feed)?;
+        } else if let (Some(esc), false) = (&state.escalation, d.update.is_empty()) {
+            // New causes on an escalated ticket: tell whoever has it.
+            let news: Vec<&Signal> = d.update.iter().collect();
+            let title = format!(
+                "Update on {} ticket {}: {}",
+                esc.tier.name(),
+                state.ticket.id,
+                news.iter()
+                    .map(|s| s.reason.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            );
+            if let Some(a) = state.ticket.assignee.clone() {
+                notified += self
+                    .notify(
+                        &act,
+                        &state.ticket.id,
+                        &Notice {
+                            recipient: &Recipient::Agent(a.clone()),
+                            channel: Channel::InApp,
+                            title: &title,
+                            body: &evidence_text(&news),
+                            digest_window_ms: 0,
+                            key: &format!("update:{decision}"),
+                            tier: Some(esc.tier),
+                            assignee: Some(&a),
+                            overrule: false,
+                        },
+                        feed,
+                    )?
+                    .made;
+            }
+        }
+        // One pending wake-up per ticket: the earliest a trigger asked
+        // for (after an escalation, for the new tier).
+        tx.cancel_timers(tenant, &state.ticket.id, &[TimerKind::Wake], "superseded")?;
+        if let Some(at) = d.wake {
+            tx.insert_timer(
+                tenant,
+                &state.ticket.id,
+                TimerKind::Wake,
+                at,
+                &serde_json::json!({}),
+            )?;
+        }
+        // Most decisions change nothing of the ticket itself (the keys
+        // acted on and the decision are stored apart): it is written
+        // back only when they do.
+        if fx.ticket_changed {
+            tx.put_ticket(tenant, state)?;
+        }
+        let outcome = Outcome {
+            ticket: state.ticket.id.clone(),
+            event: match cause {
+                Cause::Event(seq) => *seq,
+                _ => 0,
+            },
+            decision,
+            tier: state.escalation.as_ref().map(|e| e.tier),
+            escalated,
+            new_signals: d.fresh.clone(),
+            assignee: state.ticket.assignee.clone(),
+            queue: state.queue.clone(),
+            customer_message: d
+                .escalation
+                .as_ref()
+                .and_then(|e| e.plan.as_ref())
+                .and_then(|p| p.customer_message.clone()),
+            notified,
+            duplicate: None,
+        };
+        if let Cause::Event(seq) = cause {
+            tx.event_processed(*seq, &serde_json::to_string(&outcome)?)?;
+        }
+        Ok(Some(outcome))
+    }
+
+    /// What follows a stored decision: its feed items published, the
+    /// scheduler told, its metrics.
+    pub(super) fn decided(
+        &self,
+        tenant: &str,
+        c: &Considered,
+        outcome: &Outcome,
+        feed: Vec<FeedItem>,
+    ) {
         self.publish(tenant, feed);
         self.timer_wake.notify_one();
-        self.record(tenant, &d.runs, &d.fresh, &outcome, first_escalation);
-        self.observe(tenant, &d.runs);
-        Ok(Some(outcome))
+        self.record(tenant, &c.d.runs, &c.d.fresh, outcome, c.first_escalation);
+        self.observe(tenant, &c.d.runs);
     }
 
     /// Count an evaluation: plugin calls, escalations, SLA breaches.

@@ -1,9 +1,13 @@
-//! Events in: a new ticket or an event is stored durably (with its
-//! idempotency key) before anything is decided, applied to the ticket
-//! ([`crate::pipeline::apply`]), then decided; events stored before a
-//! crash are decided at the next start.
+//! Events in: a new ticket or an event is applied to the ticket
+//! ([`crate::pipeline::apply`]) and decided on, then stored durably with its
+//! idempotency key and its decision in one transaction, before its sender
+//! hears back. An event that moves an agent's load (a claim, a
+//! resolution) is stored first and then decided, since routing reads the
+//! load; such events stored before a crash are decided at the next start.
+//! If deciding fails, the event is stored alone, marked failed.
 
 use super::*;
+use anyhow::Context as _;
 
 impl Engine {
     /// Create a ticket and evaluate it. `key` makes a retried request
@@ -25,6 +29,16 @@ impl Engine {
         if let Some(done) = self.replayed(tenant, key.as_ref())? {
             return Ok(done);
         }
+        let exists = |id: &str| {
+            EngineError::Conflict(
+                codes::TICKET_EXISTS,
+                format!("ticket {id} exists; add events to it instead"),
+            )
+        };
+        // Before the plugins run on it (checked again when it is stored).
+        if self.store.has_ticket(tenant, &ticket.id)? {
+            return Err(exists(&ticket.id));
+        }
         let now = self.clock.now();
         let mut state = apply::created(ticket, tenant, now);
         // Serialized before the writer is taken: a ticket may be a
@@ -33,11 +47,12 @@ impl Engine {
         // the rest of the ticket as it came.
         let json = TicketJson::new(&mut state, 0)?;
         let payload = state.apart_from_messages(|s| serde_json::to_string(&s.ticket))?;
-        let seq = self.store.write(|tx| -> Result<_, EngineError> {
+        let id = state.ticket.id.clone();
+        let write = |tx: &Tx<'_>, state: &mut TicketState| -> Result<_, EngineError> {
             if tx.ticket_exists(tenant, &state.ticket.id)? {
                 return Ok(None);
             }
-            tx.put_ticket_json(tenant, &state, &json)?;
+            tx.put_ticket_json(tenant, state, &json)?;
             Ok(Some(tx.insert_event(
                 tenant,
                 &state.ticket.id,
@@ -46,17 +61,15 @@ impl Engine {
                 now,
                 key.as_ref().map(IdempotencyKey::columns),
             )?))
-        })?;
-        let Some(seq) = seq else {
-            return Err(EngineError::Conflict(
-                codes::TICKET_EXISTS,
-                format!(
-                    "ticket {} exists; add events to it instead",
-                    state.ticket.id
-                ),
-            ));
         };
-        self.decide_event(tenant, state, now, EventKind::TicketCreated, seq)
+        // The ticket as created, should the decision fail (a new ticket is
+        // seldom big).
+        let again = state.clone();
+        let created =
+            self.decide_new(tenant, state, now, EventKind::TicketCreated, &write, || {
+                Ok(again)
+            })?;
+        created.ok_or_else(|| exists(&id))
     }
 
     /// A help desk's delivery: its ticket is created if Escalator has not
@@ -133,62 +146,110 @@ impl Engine {
             ));
         };
         let was_unresolved = state.ticket.unresolved();
-        let stored = match apply::already_applied(&state, &event) {
-            Some(why) => Err(why),
-            // An error rolls the transaction back: nothing of the event
-            // stays.
-            None => Ok(self.store.write(|tx| -> Result<_, EngineError> {
-                self.apply(tx, tenant, &mut state, &event, now)?;
-                tx.put_ticket(tenant, &mut state)?;
-                let seq = tx.insert_event(
-                    tenant,
-                    ticket_id,
-                    event.name(),
-                    &payload,
-                    now,
-                    key.as_ref().map(IdempotencyKey::columns),
-                )?;
-                if was_unresolved && !state.ticket.unresolved() {
-                    self.resolved(tx, tenant, &state, seq, now)?;
-                }
-                Ok(seq)
-            })?),
-        };
-        let seq = match stored {
-            Ok(seq) => seq,
+        if let Some(why) = apply::already_applied(&state, &event) {
             // A desk's retry or a double click: nothing stored, nothing
             // decided, the ticket as it stands.
-            Err(why) => {
-                tracing::debug!(tenant, ticket = ticket_id, why, "duplicate event ignored");
-                return Ok(Outcome {
-                    ticket: state.ticket.id.clone(),
-                    event: 0,
-                    decision: 0,
-                    tier: state.escalation.as_ref().map(|e| e.tier),
-                    escalated: false,
-                    new_signals: Vec::new(),
-                    assignee: state.ticket.assignee.clone(),
-                    queue: state.queue.clone(),
-                    customer_message: None,
-                    notified: 0,
-                    duplicate: Some(why),
-                });
+            tracing::debug!(tenant, ticket = ticket_id, why, "duplicate event ignored");
+            return Ok(Outcome {
+                ticket: state.ticket.id.clone(),
+                event: 0,
+                decision: 0,
+                tier: state.escalation.as_ref().map(|e| e.tier),
+                escalated: false,
+                new_signals: Vec::new(),
+                assignee: state.ticket.assignee.clone(),
+                queue: state.queue.clone(),
+                customer_message: None,
+                notified: 0,
+                duplicate: Some(why),
+            });
+        }
+        let fx = apply::event(&mut state, &event, now)
+            .map_err(|e| EngineError::Invalid(codes::EVENT_INVALID, e))?;
+        let counts = Self::quality(tenant, &event, was_unresolved, &state, now);
+        // Stores the event and the ticket as the event left it, and does
+        // what the event does besides (`fx`); an error rolls the
+        // transaction back: nothing of the event stays.
+        let write = |tx: &Tx<'_>, state: &mut TicketState| -> Result<_, EngineError> {
+            if let Event::Claim { agent } = &event
+                && tx.agent(tenant, agent)?.is_none()
+            {
+                return Err(EngineError::NotFound(
+                    codes::AGENT_NOT_FOUND,
+                    format!("no agent {agent}"),
+                ));
             }
+            self.carry_out(tx, tenant, ticket_id, &fx, now)?;
+            tx.put_ticket(tenant, state)?;
+            let seq = tx.insert_event(
+                tenant,
+                ticket_id,
+                event.name(),
+                &payload,
+                now,
+                key.as_ref().map(IdempotencyKey::columns),
+            )?;
+            if was_unresolved && !state.ticket.unresolved() {
+                self.resolved(tx, tenant, state, seq, now)?;
+            }
+            Ok(Some(seq))
         };
-        self.count_quality(tenant, &event, was_unresolved, &state);
-        if let (Event::Claim { .. }, Some(esc)) = (&event, &state.escalation) {
+        let decided = if fx.load.is_some() {
+            // The event moves an agent's load, which routing reads: stored
+            // first, then decided on.
+            let seq = self.store.write(|tx| write(tx, &mut state))?;
+            let seq = seq.context("an event is always stored")?;
+            self.count(counts);
+            self.decide_event(tenant, state, now, event.kind(), seq)?
+        } else {
+            // Decided on the ticket as the event leaves it, then stored
+            // with its decision in one transaction.
+            let again = || -> Result<_, EngineError> {
+                let mut state = self.store.ticket(tenant, ticket_id)?.ok_or_else(|| {
+                    EngineError::NotFound(codes::TICKET_NOT_FOUND, format!("no ticket {ticket_id}"))
+                })?;
+                apply::event(&mut state, &event, now)
+                    .map_err(|e| EngineError::Invalid(codes::EVENT_INVALID, e))?;
+                Ok(state)
+            };
+            let decided = self.decide_new(tenant, state, now, event.kind(), &write, again);
+            if let Ok(Some(_)) | Err(EngineError::Failed { .. }) = &decided {
+                self.count(counts);
+            }
+            decided?.context("an event is always stored")?
+        };
+        if let Event::Claim { .. } = event {
+            self.plan_after_claim(tenant, ticket_id, now)?;
+        }
+        drop(_g);
+        Ok(decided)
+    }
+
+    /// What an applied event says about how escalation went, to be
+    /// counted once the event is stored ([`Engine::count`]): a rating (of
+    /// an escalated ticket or not), an escalated ticket resolved (how long
+    /// after escalating; without a human reply it was over-escalated), a
+    /// low rating of one that never escalated.
+    fn quality(
+        tenant: &str,
+        event: &Event,
+        was_unresolved: bool,
+        s: &TicketState,
+        now: DateTime<Utc>,
+    ) -> Vec<Count> {
+        let mut counts = Vec::new();
+        if let (Event::Claim { .. }, Some(esc)) = (event, &s.escalation) {
             let waited = (now - esc.escalated_at).num_milliseconds().max(0) as f64 / 1000.0;
             let within = esc
                 .response_target_ms
                 .is_none_or(|t| waited * 1000.0 <= t as f64);
             let tier = name(&esc.tier);
-            self.metrics.observe(
+            counts.push(Count::Observe(
                 "escalator_time_to_claim_seconds",
-                crate::metrics::TIME_BUCKETS,
                 vec![("tenant", tenant.into()), ("tier", tier.clone())],
                 waited,
-            );
-            self.metrics.add(
+            ));
+            counts.push(Count::Add(
                 "escalator_claims_total",
                 vec![
                     ("tenant", tenant.into()),
@@ -196,21 +257,8 @@ impl Engine {
                     ("within_target", within.to_string()),
                 ],
                 1.0,
-            );
+            ));
         }
-        let outcome = self.decide_event(tenant, state, now, event.kind(), seq)?;
-        if let Event::Claim { .. } = event {
-            self.plan_after_claim(tenant, ticket_id, now)?;
-        }
-        drop(_g);
-        Ok(outcome)
-    }
-
-    /// Count what an applied event says about how escalation went: a
-    /// rating (of an escalated ticket or not), an escalated ticket
-    /// resolved (how long after escalating; without a human reply it was
-    /// over-escalated), a low rating of one that never escalated.
-    fn count_quality(&self, tenant: &str, event: &Event, was_unresolved: bool, s: &TicketState) {
         let first = s.first_escalated();
         if let Event::Csat { score, .. } = event {
             let l = || {
@@ -219,33 +267,48 @@ impl Engine {
                     ("escalated", first.is_some().to_string()),
                 ]
             };
-            self.metrics.add("escalator_csat_ratings_total", l(), 1.0);
-            self.metrics
-                .add("escalator_csat_score_total", l(), f64::from(*score));
+            counts.push(Count::Add("escalator_csat_ratings_total", l(), 1.0));
+            counts.push(Count::Add(
+                "escalator_csat_score_total",
+                l(),
+                f64::from(*score),
+            ));
         }
         if let Some(why) = s.under_escalated()
             && matches!(event, Event::Csat { .. })
             && why == "low-csat"
         {
-            self.metrics.add(
+            counts.push(Count::Add(
                 "escalator_under_escalations_total",
                 vec![("tenant", tenant.into()), ("why", why.into())],
                 1.0,
-            );
+            ));
         }
         if let (true, Some(first), Some(done), Some(e)) =
             (was_unresolved, first, s.resolved_at(), &s.escalation)
         {
             let l = || vec![("tenant", tenant.to_string()), ("tier", name(&e.tier))];
-            self.metrics.observe(
+            counts.push(Count::Observe(
                 "escalator_resolution_after_escalation_seconds",
-                crate::metrics::TIME_BUCKETS,
                 l(),
                 (done - first).num_milliseconds().max(0) as f64 / 1000.0,
-            );
+            ));
             if s.over_escalated() {
-                self.metrics
-                    .add("escalator_over_escalations_total", l(), 1.0);
+                counts.push(Count::Add("escalator_over_escalations_total", l(), 1.0));
+            }
+        }
+        counts
+    }
+
+    /// Count what [`Engine::quality`] found.
+    fn count(&self, counts: Vec<Count>) {
+        for c in counts {
+            match c {
+                Count::Add(name, labels, v) => self.metrics.add(name, labels, v),
+                Count::Observe(name, labels, v) => {
+                    self.metrics
+                        .observe(name, crate::metrics::TIME_BUCKETS, labels, v)
+                }
             }
         }
     }
@@ -272,6 +335,65 @@ impl Engine {
             Ok(Err(e)) => format!("{e:#}"),
             Err(panic) => format!("panicked: {}", crate::runtime::panic_message(&*panic)),
         };
+        Err(self.event_failed(tenant, seq, reason))
+    }
+
+    /// Decide on a new event and store the event with its decision in one
+    /// transaction: `write` stores the event (and the ticket as the event
+    /// left it) and returns its sequence number, or `None` when there is
+    /// nothing to store (a ticket that exists already); the decision is
+    /// stored after it in the same transaction. Nothing is written while
+    /// the plugins run, and the sender hears back only once both are
+    /// durable.
+    ///
+    /// If deciding or storing the decision fails (an error, or a panic
+    /// anywhere in it), nothing of it stays: the event is stored alone, on
+    /// the ticket as `again` gives it, marked failed with the reason, as
+    /// [`Engine::decide_event`] does.
+    fn decide_new<W>(
+        &self,
+        tenant: &str,
+        mut state: TicketState,
+        now: DateTime<Utc>,
+        kind: EventKind,
+        write: &W,
+        again: impl FnOnce() -> Result<TicketState, EngineError>,
+    ) -> Result<Option<Outcome>, EngineError>
+    where
+        W: Fn(&Tx<'_>, &mut TicketState) -> Result<Option<i64>, EngineError>,
+    {
+        let mut feed = Vec::new();
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let mut c = self.consider(tenant, &state, now, kind)?;
+            let stored = self.store.write(|tx| {
+                let Some(seq) = write(tx, &mut state)? else {
+                    return Ok(None);
+                };
+                let cause = Cause::Event(seq);
+                c.caused_by(&cause);
+                self.store_decision(tx, tenant, &mut state, &c, &cause, now, &mut feed)
+            })?;
+            Ok::<_, EngineError>(stored.map(|o| (o, c)))
+        }));
+        let reason = match run {
+            Ok(Ok(Some((outcome, c)))) => {
+                self.decided(tenant, &c, &outcome, feed);
+                return Ok(Some(outcome));
+            }
+            Ok(Ok(None)) => return Ok(None),
+            Ok(Err(e)) => format!("{e:#}"),
+            Err(panic) => format!("panicked: {}", crate::runtime::panic_message(&*panic)),
+        };
+        let mut state = again()?;
+        let Some(seq) = self.store.write(|tx| write(tx, &mut state))? else {
+            return Ok(None);
+        };
+        Err(self.event_failed(tenant, seq, reason))
+    }
+
+    /// Mark a stored event failed (deciding on it failed for `reason`):
+    /// logged, counted, and the error its sender gets.
+    fn event_failed(&self, tenant: &str, seq: i64, reason: String) -> EngineError {
         tracing::error!(tenant, seq, %reason, "deciding on an event failed; marked failed");
         if let Err(e) = self.store.event_failed(seq, &reason) {
             tracing::error!(seq, error = %e, "could not mark an event failed");
@@ -281,7 +403,7 @@ impl Engine {
             vec![("tenant", tenant.into())],
             1.0,
         );
-        Err(EngineError::Failed { event: seq, reason })
+        EngineError::Failed { event: seq, reason }
     }
 
     /// The first answer to a request with this idempotency key, if there
@@ -319,30 +441,6 @@ impl Engine {
                 ),
             )),
         }
-    }
-
-    /// Apply an event to the ticket (in the same transaction that stores
-    /// the event), and carry out its effects.
-    pub(super) fn apply(
-        &self,
-        tx: &Tx<'_>,
-        tenant: &str,
-        state: &mut TicketState,
-        event: &Event,
-        now: DateTime<Utc>,
-    ) -> Result<(), EngineError> {
-        if let Event::Claim { agent } = event
-            && tx.agent(tenant, agent)?.is_none()
-        {
-            return Err(EngineError::NotFound(
-                codes::AGENT_NOT_FOUND,
-                format!("no agent {agent}"),
-            ));
-        }
-        let fx = apply::event(state, event, now)
-            .map_err(|e| EngineError::Invalid(codes::EVENT_INVALID, e))?;
-        self.carry_out(tx, tenant, &state.ticket.id, &fx, now)?;
-        Ok(())
     }
 
     /// Carry out what an event or a decision means beyond the ticket: the
@@ -468,4 +566,11 @@ impl IdempotencyKey {
     fn columns(&self) -> (&str, &str) {
         (&self.scoped, &self.request_hash)
     }
+}
+
+/// A metric an event adds ([`Engine::quality`]).
+enum Count {
+    Add(&'static str, crate::metrics::Labels, f64),
+    /// Seconds, into a histogram of [`crate::metrics::TIME_BUCKETS`].
+    Observe(&'static str, crate::metrics::Labels, f64),
 }

@@ -403,13 +403,17 @@ impl DeliveriesTx for SqliteTx<'_> {
         address: &str,
         since: DateTime<Utc>,
     ) -> Result<Option<DateTime<Utc>>> {
+        // The newest first along `deliveries_recent`: one row read, not
+        // every delivery to the address within the window.
         let at: Option<String> = row(
             &self.tx,
-            "SELECT max(created_at) FROM deliveries WHERE tenant = ?1 AND channel = ?2 \
-             AND address = ?3 AND created_at >= ?4 AND status IN ('pending', 'sent')",
+            "SELECT created_at FROM deliveries WHERE tenant = ?1 AND channel = ?2 \
+             AND address = ?3 AND created_at >= ?4 AND status IN ('pending', 'sent') \
+             ORDER BY created_at DESC LIMIT 1",
             params![tenant, channel, address, ts(since)],
             |r| r.get(0),
-        )?;
+        )
+        .optional()?;
         Ok(at.and_then(|a| a.parse().ok()))
     }
 

@@ -179,6 +179,8 @@ pub struct SqliteStore {
     turns: crate::lane::WriterTurns,
     /// Big conversations as last read ([`conversations`]).
     conversations: ConversationCache,
+    /// Write transactions committed ([`SqliteStore::commits`]).
+    commits: std::sync::atomic::AtomicU64,
 }
 
 impl Drop for SqliteStore {
@@ -293,7 +295,14 @@ impl SqliteStore {
             checkpointer: stop,
             turns: crate::lane::WriterTurns::default(),
             conversations: ConversationCache::default(),
+            commits: Default::default(),
         })
+    }
+
+    /// Write transactions committed since the store was opened: what an
+    /// event costs the one writer.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -325,6 +334,8 @@ impl Backend for SqliteStore {
         };
         if f(&tx) {
             tx.tx.commit()?;
+            self.commits
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         // Otherwise dropping the transaction rolls it back.
         Ok(())

@@ -176,6 +176,13 @@ impl Tickets for SqliteStore {
         ticket_of(&self.read(), &self.conversations, tenant, id)
     }
 
+    fn has_ticket(&self, tenant: &str, id: &str) -> Result<bool> {
+        Ok(self
+            .read()
+            .prepare_cached("SELECT 1 FROM tickets WHERE tenant = ?1 AND id = ?2")?
+            .exists(params![tenant, id])?)
+    }
+
     fn fired(&self, tenant: &str, ticket: &str) -> Result<std::collections::BTreeSet<String>> {
         let conn = self.read();
         let mut st =
@@ -500,6 +507,9 @@ impl TicketsTx for SqliteTx<'_> {
 pub trait Tickets {
     /// A ticket's state.
     fn ticket(&self, tenant: &str, id: &str) -> Result<Option<TicketState>>;
+
+    /// Whether a ticket exists (without reading it).
+    fn has_ticket(&self, tenant: &str, id: &str) -> Result<bool>;
 
     /// The keys already acted on for a ticket.
     fn fired(&self, tenant: &str, ticket: &str) -> Result<std::collections::BTreeSet<String>>;

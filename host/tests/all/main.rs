@@ -12,6 +12,7 @@ mod defaults;
 mod differential;
 mod fuzz;
 mod hostile;
+mod ingest;
 mod isolation;
 mod learn;
 mod lifecycle;

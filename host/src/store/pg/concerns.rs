@@ -291,6 +291,16 @@ impl Tickets for PgStore {
         ticket_of(&mut *self.conn()?, &self.conversations, tenant, id)
     }
 
+    fn has_ticket(&self, tenant: &str, id: &str) -> Result<bool> {
+        Ok(self
+            .conn()?
+            .opt(
+                "SELECT 1 FROM tickets WHERE tenant = $1 AND id = $2",
+                &[&tenant, &id],
+            )?
+            .is_some())
+    }
+
     fn fired(&self, tenant: &str, ticket: &str) -> Result<BTreeSet<String>> {
         self.conn()?
             .rows(
@@ -1065,14 +1075,17 @@ impl DeliveriesTx for PgTx<'_> {
         address: &str,
         since: DateTime<Utc>,
     ) -> Result<Option<DateTime<Utc>>> {
-        col(
-            &self.db().one(
-                "SELECT max(created_at) FROM deliveries WHERE tenant = $1 AND channel = $2 \
-                 AND address = $3 AND created_at >= $4 AND status IN ('pending', 'sent')",
+        // The newest first along `deliveries_recent`: one row read, not
+        // every delivery to the address within the window.
+        self.db()
+            .opt(
+                "SELECT created_at FROM deliveries WHERE tenant = $1 AND channel = $2 \
+                 AND address = $3 AND created_at >= $4 AND status IN ('pending', 'sent') \
+                 ORDER BY created_at DESC LIMIT 1",
                 &[&tenant, &channel.as_str(), &address, &since],
-            )?,
-            0,
-        )
+            )?
+            .map(|r| col(&r, 0))
+            .transpose()
     }
 
     fn take_held(&self, tenant: &str, channel: Channel, address: &str) -> Result<Vec<Delivery>> {

@@ -1,0 +1,222 @@
+//! Events in, on a real SQLite file: an event and its decision are one
+//! write transaction; a decision that cannot be stored leaves its event
+//! stored alone, marked failed, and nothing else of it.
+
+use escalator::clock::Clock;
+use escalator::engine::{Engine, EngineError};
+use escalator::matrix::Matrix;
+use escalator::model::{self, Event};
+use escalator::registry;
+use escalator::runtime::{Runtime, RuntimeConfig};
+use escalator::store::{Durability, SqliteStore, Store};
+use serde_json::json;
+use std::path::Path;
+use std::sync::Arc;
+
+const T0: &str = "2026-11-27T12:00:00Z";
+
+/// An engine with the default plugins on a SQLite file in `dir`, tenant
+/// `acme` with one agent, and the store as itself (to count commits).
+fn engine(dir: &Path) -> (Engine, Arc<SqliteStore>) {
+    let runtime = Arc::new(
+        Runtime::new(RuntimeConfig {
+            cache_dir: Some(dir.join("cache")),
+            ..RuntimeConfig::default()
+        })
+        .unwrap(),
+    );
+    let sqlite = Arc::new(SqliteStore::open(&dir.join("db"), Durability::Process).unwrap());
+    let store: Arc<Store> = sqlite.clone();
+    let engine = Engine::new(
+        store.clone(),
+        runtime.clone(),
+        Clock::manual(T0.parse().unwrap()),
+        registry::load_builtin(&runtime).unwrap(),
+        Matrix::default_matrix(),
+    )
+    .unwrap();
+    let ana: model::Agent = serde_json::from_value(json!({
+        "id": "ana", "name": "Ana", "skills": ["account"], "team": "support"
+    }))
+    .unwrap();
+    store
+        .write(|tx| {
+            tx.create_tenant("acme", "Acme", "x", T0.parse().unwrap())?;
+            tx.put_agent("acme", &ana)
+        })
+        .unwrap();
+    (engine, sqlite)
+}
+
+fn lawyer(id: &str) -> model::Ticket {
+    serde_json::from_value(json!({
+        "id": id, "created_at": T0, "category": "account",
+        "messages": [{"author": "customer", "body": "I will call my lawyer", "sent_at": T0}]
+    }))
+    .unwrap()
+}
+
+fn message(body: &str) -> Event {
+    serde_json::from_value(json!({"type": "message", "author": "customer", "body": body})).unwrap()
+}
+
+/// The customer's messages on a ticket (an escalation adds a note of its
+/// own).
+fn from_customer(s: &model::TicketState) -> usize {
+    s.ticket
+        .messages
+        .iter()
+        .filter(|m| m.author == model::AuthorKind::Customer)
+        .count()
+}
+
+#[test]
+fn a_new_ticket_or_a_message_is_stored_with_its_decision_in_one_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, sqlite) = engine(dir.path());
+    let store: &Store = &*sqlite;
+
+    let before = sqlite.commits();
+    let created = engine.create_ticket("acme", lawyer("T-1"), None).unwrap();
+    assert_eq!(sqlite.commits() - before, 1, "creation and its decision");
+    assert!(created.escalated, "{created:?}");
+
+    let before = sqlite.commits();
+    let added = engine
+        .add_event("acme", "T-1", message("Still nothing?"), Some("k-1"))
+        .unwrap();
+    assert_eq!(sqlite.commits() - before, 1, "a message and its decision");
+
+    // Both events are stored as decided, each decision names its event,
+    // and so does each call in its audit trail.
+    let events = store.events("acme", "T-1").unwrap();
+    assert_eq!(
+        events
+            .iter()
+            .map(|e| (e.seq, e.processed, e.failed.is_none()))
+            .collect::<Vec<_>>(),
+        vec![(created.event, true, true), (added.event, true, true)]
+    );
+    let decisions = store.decisions("acme", "T-1").unwrap();
+    for (d, (event, id)) in decisions.iter().zip([
+        (created.event, created.decision),
+        (added.event, added.decision),
+    ]) {
+        let cause = format!("event:{event}");
+        assert_eq!((d.id, d.cause.as_str()), (id, cause.as_str()));
+        assert_eq!(d.data["event"]["cause"], cause.as_str());
+        assert!(!d.audit.is_empty());
+        for a in &d.audit {
+            assert_eq!(a["input_event"]["cause"], cause.as_str(), "{a}");
+        }
+    }
+    let ticket = store.ticket("acme", "T-1").unwrap().unwrap();
+    assert_eq!(from_customer(&ticket), 2);
+    assert!(ticket.escalation.is_some());
+
+    // The same request again (its idempotency key) gets the first answer
+    // and writes nothing.
+    let before = sqlite.commits();
+    let again = engine
+        .add_event("acme", "T-1", message("Still nothing?"), Some("k-1"))
+        .unwrap();
+    assert_eq!(
+        (again.event, again.decision, sqlite.commits() - before),
+        (added.event, added.decision, 0)
+    );
+
+    // A claim moves the agent's load, which routing reads: it is stored
+    // first, then decided.
+    let claim: Event = serde_json::from_value(json!({"type": "claim", "agent": "ana"})).unwrap();
+    let claimed = engine.add_event("acme", "T-1", claim, None).unwrap();
+    assert_eq!(claimed.assignee.as_deref(), Some("ana"));
+    assert_eq!(store.agent("acme", "ana").unwrap().unwrap().open_tickets, 1);
+    assert!(
+        store
+            .events("acme", "T-1")
+            .unwrap()
+            .iter()
+            .all(|e| e.processed)
+    );
+
+    // A ticket that exists is refused before any plugin runs on it.
+    let before = sqlite.commits();
+    match engine.create_ticket("acme", lawyer("T-1"), None) {
+        Err(EngineError::Conflict(code, _)) => assert_eq!(code, "ticket.exists"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(sqlite.commits() - before, 0);
+}
+
+#[test]
+fn a_decision_that_cannot_be_stored_leaves_its_event_stored_alone_and_marked_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, sqlite) = engine(dir.path());
+    let store: &Store = &*sqlite;
+    // The database refuses every decision (as a full disk or a broken
+    // constraint would), through a connection of its own.
+    let db = rusqlite::Connection::open(dir.path().join("db")).unwrap();
+    db.execute_batch(
+        "CREATE TRIGGER no_decisions BEFORE INSERT ON decisions \
+         BEGIN SELECT RAISE(ABORT, 'no room for decisions'); END;",
+    )
+    .unwrap();
+
+    let failed_with = |r: Result<_, EngineError>| match r {
+        Err(EngineError::Failed { event, reason }) => {
+            assert!(reason.contains("no room for decisions"), "{reason}");
+            event
+        }
+        other => panic!("{other:?}"),
+    };
+    let created = failed_with(engine.create_ticket("acme", lawyer("T-2"), None));
+    let added = failed_with(engine.add_event("acme", "T-2", message("Hello?"), None));
+
+    // Each event is stored, marked failed with the reason; the ticket holds
+    // both messages; no decision, no escalation, no key acted on, nothing
+    // scheduled or sent.
+    let events = store.events("acme", "T-2").unwrap();
+    assert_eq!(
+        events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        vec![created, added]
+    );
+    for e in &events {
+        assert!(e.processed, "{e:?}");
+        assert!(
+            e.failed
+                .as_deref()
+                .is_some_and(|f| f.contains("no room for decisions")),
+            "{e:?}"
+        );
+    }
+    let (failed, total) = store.failed_events("acme", 10).unwrap();
+    assert_eq!((failed.len(), total), (2, 2));
+    let ticket = store.ticket("acme", "T-2").unwrap().unwrap();
+    assert_eq!(from_customer(&ticket), 2);
+    assert!(ticket.escalation.is_none());
+    assert!(store.decisions("acme", "T-2").unwrap().is_empty());
+    assert!(store.fired("acme", "T-2").unwrap().is_empty());
+    let pending: i64 = db
+        .query_row(
+            "SELECT (SELECT count(*) FROM timers WHERE ticket = 'T-2') \
+             + (SELECT count(*) FROM deliveries WHERE ticket = 'T-2') \
+             + (SELECT count(*) FROM feed)",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(pending, 0);
+
+    // Once decisions can be stored again, the next event decides on the
+    // whole ticket.
+    db.execute_batch("DROP TRIGGER no_decisions").unwrap();
+    let out = engine
+        .add_event("acme", "T-2", message("I will call my lawyer"), None)
+        .unwrap();
+    assert!(out.escalated, "{out:?}");
+    assert_eq!(store.decisions("acme", "T-2").unwrap().len(), 1);
+    assert_eq!(
+        from_customer(&store.ticket("acme", "T-2").unwrap().unwrap()),
+        3
+    );
+}
