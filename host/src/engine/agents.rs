@@ -131,7 +131,8 @@ impl Engine {
                 continue;
             };
             let event_json = serde_json::json!({"kind": EventKind::AgentAvailability, "agent": agent, "at": now});
-            let audit: Vec<_> = runs.iter().map(|r| audit_entry(r, &event_json)).collect();
+            let audit = audit_trail(&runs, &event_json)?;
+            let data = serde_json::json!({"event": event_json, "routing": routing}).to_string();
             let mut feed = Vec::new();
             self.store.write(|tx| -> Result<_> {
                 let decision = tx.insert_decision(
@@ -141,7 +142,7 @@ impl Engine {
                         at: now,
                         cause: &Cause::Agent.label(),
                         escalated: false,
-                        data: &serde_json::json!({"event": event_json, "routing": routing}),
+                        data: &data,
                         audit: &audit,
                     },
                 )?;

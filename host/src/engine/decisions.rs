@@ -8,31 +8,31 @@ use super::*;
 /// before anything of it is written ([`Engine::consider`]).
 pub(super) struct Considered {
     d: pipeline::Decision,
+    /// The plugin set it was made with.
+    set: Arc<TenantSet>,
     roster: Vec<model::Agent>,
     settings: Arc<ChannelSettings>,
     kind: EventKind,
-    /// The decision's data and audit trail; their cause is set when it is
-    /// known ([`Considered::caused_by`]).
-    data: serde_json::Value,
-    audit: Vec<serde_json::Value>,
     /// Seconds from the ticket's creation, when this is its first
     /// escalation.
     first_escalation: Option<f64>,
 }
 
-impl Considered {
-    /// Record `cause` in the decision's data and in each audit entry.
-    pub(super) fn caused_by(&mut self, cause: &Cause) {
-        let label = serde_json::Value::String(cause.label());
-        if let Some(e) = self.data.get_mut("event").and_then(|e| e.as_object_mut()) {
-            e.insert("cause".into(), label.clone());
-        }
-        for a in &mut self.audit {
-            if let Some(e) = a.get_mut("input_event").and_then(|e| e.as_object_mut()) {
-                e.insert("cause".into(), label.clone());
-            }
-        }
-    }
+/// A decision's data as stored: serialized straight from the decision
+/// (no JSON tree built first).
+#[derive(Serialize)]
+struct DecisionData<'a> {
+    event: &'a serde_json::Value,
+    plugin_set: u64,
+    skipped_plugins: &'a [String],
+    tier: Option<Tier>,
+    signals: &'a [Signal],
+    new_keys: Vec<&'a str>,
+    shadow_signals: &'a [Signal],
+    wake_at: Option<DateTime<Utc>>,
+    escalated: bool,
+    routing: Option<&'a model::Routing>,
+    plan: Option<&'a Option<model::NotificationPlan>>,
 }
 
 impl Engine {
@@ -47,8 +47,7 @@ impl Engine {
         kind: EventKind,
         cause: Cause,
     ) -> Result<Option<Outcome>, EngineError> {
-        let mut c = self.consider(tenant, &state, now, kind)?;
-        c.caused_by(&cause);
+        let c = self.consider(tenant, &state, now, kind)?;
         let mut feed = Vec::new();
         let outcome = self
             .store
@@ -86,31 +85,14 @@ impl Engine {
         } else {
             decide()
         };
-        let event_json = serde_json::json!({"kind": kind, "cause": null, "at": now});
-        let data = serde_json::json!({
-            "event": event_json,
-            "plugin_set": set.generation,
-            "skipped_plugins": set.disabled,
-            "tier": d.tier,
-            "signals": d.signals,
-            "new_keys": d.fresh.iter().map(|s| &s.key).collect::<Vec<_>>(),
-            "shadow_signals": d.shadow_signals,
-            "wake_at": d.wake_at,
-            "escalated": d.escalation.is_some(),
-            "routing": d.escalation.as_ref().map(|e| &e.routing),
-            "plan": d.escalation.as_ref().map(|e| &e.plan),
-        });
-        let audit: Vec<serde_json::Value> =
-            d.runs.iter().map(|r| audit_entry(r, &event_json)).collect();
         let first_escalation = (d.escalation.is_some() && state.escalation.is_none())
             .then(|| (now - state.ticket.created_at).num_milliseconds().max(0) as f64 / 1000.0);
         Ok(Considered {
             d,
+            set,
             roster,
             settings,
             kind,
-            data,
-            audit,
             first_escalation,
         })
     }
@@ -134,8 +116,22 @@ impl Engine {
         feed: &mut Vec<FeedItem>,
     ) -> Result<Option<Outcome>, EngineError> {
         let (d, roster, settings, kind) = (&c.d, &c.roster, &c.settings, c.kind);
-        let (data, audit) = (&c.data, &c.audit);
         let escalated = d.escalation.is_some();
+        let event = serde_json::json!({"kind": kind, "cause": cause.label(), "at": now});
+        let data = serde_json::to_string(&DecisionData {
+            event: &event,
+            plugin_set: c.set.generation,
+            skipped_plugins: &c.set.disabled,
+            tier: d.tier,
+            signals: &d.signals,
+            new_keys: d.fresh.iter().map(|s| s.key.as_str()).collect(),
+            shadow_signals: &d.shadow_signals,
+            wake_at: d.wake_at,
+            escalated,
+            routing: d.escalation.as_ref().map(|e| &e.routing),
+            plan: d.escalation.as_ref().map(|e| &e.plan),
+        })?;
+        let audit = audit_trail(&d.runs, &event)?;
         let mut notified = 0;
         if let Cause::Timer(id) = *cause
             && !tx.take_timer(id, now)?
@@ -149,8 +145,8 @@ impl Engine {
                 at: now,
                 cause: &cause.label(),
                 escalated,
-                data,
-                audit,
+                data: &data,
+                audit: &audit,
             },
         )?;
         for s in &d.fresh {
@@ -378,9 +374,9 @@ impl Engine {
             return Ok(());
         };
         let event_json = serde_json::json!({"kind": EventKind::Claimed, "at": now});
-        let audit: Vec<_> = runs.iter().map(|r| audit_entry(r, &event_json)).collect();
+        let audit = audit_trail(&runs, &event_json)?;
+        let data = serde_json::json!({"event": event_json, "plan": plan}).to_string();
         self.store.write(|tx| -> Result<_> {
-            let data = serde_json::json!({"event": event_json, "plan": plan});
             let decision = tx.insert_decision(
                 tenant,
                 &NewDecision {
@@ -421,12 +417,29 @@ impl Engine {
     }
 }
 
-pub(super) fn audit_entry(r: &PluginRun, event: &serde_json::Value) -> serde_json::Value {
-    let mut v = serde_json::to_value(r).unwrap_or(serde_json::Value::Null);
-    if let Some(o) = v.as_object_mut() {
-        o.insert("input_event".into(), event.clone());
+/// A decision's audit trail as stored: each call's run and the event it
+/// answered, serialized straight from the run.
+pub(super) fn audit_trail(
+    runs: &[PluginRun],
+    event: &serde_json::Value,
+) -> serde_json::Result<Vec<AuditEntry>> {
+    #[derive(Serialize)]
+    struct Entry<'a> {
+        #[serde(flatten)]
+        run: &'a PluginRun,
+        input_event: &'a serde_json::Value,
     }
-    v
+    runs.iter()
+        .map(|run| {
+            Ok(AuditEntry {
+                plugin: run.plugin.clone(),
+                data: serde_json::to_string(&Entry {
+                    run,
+                    input_event: event,
+                })?,
+            })
+        })
+        .collect()
 }
 
 /// The text a decision reads: the subject and the messages' bodies.

@@ -364,13 +364,12 @@ impl Engine {
     {
         let mut feed = Vec::new();
         let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let mut c = self.consider(tenant, &state, now, kind)?;
+            let c = self.consider(tenant, &state, now, kind)?;
             let stored = self.store.write(|tx| {
                 let Some(seq) = write(tx, &mut state)? else {
                     return Ok(None);
                 };
                 let cause = Cause::Event(seq);
-                c.caused_by(&cause);
                 self.store_decision(tx, tenant, &mut state, &c, &cause, now, &mut feed)
             })?;
             Ok::<_, EngineError>(stored.map(|o| (o, c)))

@@ -27,7 +27,7 @@ mod timers;
 
 pub use act::handoff;
 use act::*;
-use decisions::audit_entry;
+use decisions::audit_trail;
 
 pub use lifecycle::{
     GUARD_FAILURES, GUARD_WINDOW, Installed, PluginQuota, SYNC_PLUGINS_EVERY, TenantSet, Upload,
@@ -46,7 +46,8 @@ use crate::pipeline::{self, PluginRun, PluginSet, apply};
 use crate::registry::LoadedPlugin;
 use crate::runtime::Runtime;
 use crate::store::{
-    DeliveryStatus, FeedItem, NewDecision, NewDelivery, Store, TicketJson, TimerKind, Tx,
+    AuditEntry, DeliveryStatus, FeedItem, NewDecision, NewDelivery, Store, TicketJson, TimerKind,
+    Tx,
 };
 /// An engine result.
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;

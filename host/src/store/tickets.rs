@@ -16,10 +16,20 @@ pub struct NewDecision<'a> {
     pub cause: &'a str,
     /// Whether the ticket escalated.
     pub escalated: bool,
-    /// The decision (signals, tier, routing, plan, ...).
-    pub data: &'a serde_json::Value,
+    /// The decision (signals, tier, routing, plan, ...), as JSON text.
+    pub data: &'a str,
     /// One entry per plugin call.
-    pub audit: &'a [serde_json::Value],
+    pub audit: &'a [AuditEntry],
+}
+
+/// One plugin call of a decision's audit trail, as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditEntry {
+    /// The plugin (`name@version`).
+    pub plugin: String,
+    /// The entry as JSON text (plugin, version, input event, output, fuel,
+    /// time, error).
+    pub data: String,
 }
 
 /// A stored event.
@@ -480,15 +490,14 @@ impl TicketsTx for SqliteTx<'_> {
             &self.tx,
             "INSERT INTO decisions (tenant, ticket, at, cause, escalated, data) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![tenant, ticket, ts(at), cause, escalated, data.to_string()],
+            params![tenant, ticket, ts(at), cause, escalated, data],
         )?;
         let id = self.tx.last_insert_rowid();
         let mut st = self.tx.prepare_cached(
             "INSERT INTO audit (decision, idx, plugin, data) VALUES (?1, ?2, ?3, ?4)",
         )?;
         for (i, a) in audit.iter().enumerate() {
-            let plugin = a["plugin"].as_str().unwrap_or("");
-            st.execute(params![id, i as i64, plugin, a.to_string()])?;
+            st.execute(params![id, i as i64, a.plugin, a.data])?;
         }
         Ok(id)
     }

@@ -537,12 +537,16 @@ fn tickets_events_decisions_and_plugins_read_back_as_written(db: &Db) {
                     at: noon(),
                     cause: &format!("event:{seq}"),
                     escalated: true,
-                    data: &serde_json::json!({"tier": "high"}),
+                    data: r#"{"tier":"high"}"#,
                     audit: &[
-                        serde_json::json!({"plugin": "phrases", "fuel": 1}),
-                        serde_json::json!({"plugin": "phrases@0.2.0", "fuel": 2}),
-                        serde_json::json!({"plugin": "router", "fuel": 3}),
-                    ],
+                        ("phrases", r#"{"plugin":"phrases","fuel":1}"#),
+                        ("phrases@0.2.0", r#"{"plugin":"phrases@0.2.0","fuel":2}"#),
+                        ("router", r#"{"plugin":"router","fuel":3}"#),
+                    ]
+                    .map(|(plugin, data)| AuditEntry {
+                        plugin: plugin.into(),
+                        data: data.into(),
+                    }),
                 },
             )?;
             assert!(tx.fire("acme", "T-1", "sla", decision)?);

@@ -606,18 +606,15 @@ impl TicketsTx for PgTx<'_> {
             &db.one(
                 "INSERT INTO decisions (tenant, ticket, at, cause, escalated, data) \
                  VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
-                &[&tenant, &ticket, &at, &cause, &escalated, &data.to_string()],
+                &[&tenant, &ticket, &at, &cause, &escalated, &data],
             )?,
             0,
         )?;
         // The whole trail in one statement (one round trip, not one per
         // plugin call).
         let idx: Vec<i64> = (0..audit.len() as i64).collect();
-        let plugins: Vec<&str> = audit
-            .iter()
-            .map(|a| a["plugin"].as_str().unwrap_or(""))
-            .collect();
-        let data: Vec<String> = audit.iter().map(|a| a.to_string()).collect();
+        let plugins: Vec<&str> = audit.iter().map(|a| a.plugin.as_str()).collect();
+        let data: Vec<&str> = audit.iter().map(|a| a.data.as_str()).collect();
         if !audit.is_empty() {
             db.exec(
                 "INSERT INTO audit (decision, idx, plugin, data) \
