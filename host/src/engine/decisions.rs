@@ -215,16 +215,26 @@ impl Engine {
             }
         }
         // One pending wake-up per ticket: the earliest a trigger asked
-        // for (after an escalation, for the new tier).
-        tx.cancel_timers(tenant, &state.ticket.id, &[TimerKind::Wake], "superseded")?;
-        if let Some(at) = d.wake {
-            tx.insert_timer(
-                tenant,
-                &state.ticket.id,
-                TimerKind::Wake,
-                at,
-                &serde_json::json!({}),
-            )?;
+        // for (after an escalation, for the new tier). Most decisions ask
+        // for the one the ticket has (its SLA's next threshold): it stays
+        // as it is, and no row or index page is written for it.
+        let pending = tx.pending_timers(tenant, &state.ticket.id, TimerKind::Wake)?;
+        let kept = match (pending.as_slice(), d.wake) {
+            ([only], Some(at)) => only.due_at == at.timestamp_millis(),
+            ([], None) => true,
+            _ => false,
+        };
+        if !kept {
+            tx.cancel_timers(tenant, &state.ticket.id, &[TimerKind::Wake], "superseded")?;
+            if let Some(at) = d.wake {
+                tx.insert_timer(
+                    tenant,
+                    &state.ticket.id,
+                    TimerKind::Wake,
+                    at,
+                    &serde_json::json!({}),
+                )?;
+            }
         }
         // Most decisions change nothing of the ticket itself (the keys
         // acted on and the decision are stored apart): it is written

@@ -8,7 +8,7 @@ use escalator::matrix::Matrix;
 use escalator::model::{self, Event};
 use escalator::registry;
 use escalator::runtime::{Runtime, RuntimeConfig};
-use escalator::store::{Durability, SqliteStore, Store};
+use escalator::store::{Durability, SqliteStore, Store, TimerKind};
 use serde_json::json;
 use std::path::Path;
 use std::sync::Arc;
@@ -81,11 +81,24 @@ fn a_new_ticket_or_a_message_is_stored_with_its_decision_in_one_transaction() {
     assert_eq!(sqlite.commits() - before, 1, "creation and its decision");
     assert!(created.escalated, "{created:?}");
 
+    let wakes = || -> Vec<(i64, i64)> {
+        store
+            .timers("acme", "T-1")
+            .unwrap()
+            .iter()
+            .filter(|t| t.kind == TimerKind::Wake && t.state == "pending")
+            .map(|t| (t.id, t.due_at))
+            .collect()
+    };
+    let wake = wakes();
+    assert_eq!(wake.len(), 1, "the SLA's next threshold: {wake:?}");
     let before = sqlite.commits();
     let added = engine
         .add_event("acme", "T-1", message("Still nothing?"), Some("k-1"))
         .unwrap();
     assert_eq!(sqlite.commits() - before, 1, "a message and its decision");
+    // The message moves no SLA threshold: the same wake-up timer stays.
+    assert_eq!(wakes(), wake);
 
     // Both events are stored as decided, each decision names its event,
     // and so does each call in its audit trail.
