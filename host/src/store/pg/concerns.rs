@@ -1072,8 +1072,9 @@ impl DeliveriesTx for PgTx<'_> {
         address: &str,
         since: DateTime<Utc>,
     ) -> Result<Option<DateTime<Utc>>> {
-        // The newest first along `deliveries_recent`: one row read, not
-        // every delivery to the address within the window.
+        // The newest first along `deliveries_recent`, which holds the
+        // status: the deliveries held for a digest are passed over in the
+        // index, and the first one that counts ends the look.
         self.db()
             .opt(
                 "SELECT created_at FROM deliveries WHERE tenant = $1 AND channel = $2 \

@@ -191,6 +191,12 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (tenant, plugin)
     );
     "#,
+    // 3: the last delivery to an address read from the index (SQLite's
+    // eighth).
+    r#"
+    DROP INDEX deliveries_recent;
+    CREATE INDEX deliveries_recent ON deliveries (tenant, channel, address, created_at, status);
+    "#,
 ];
 
 /// The advisory lock key migrations are applied under (any constant both
