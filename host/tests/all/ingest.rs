@@ -1,7 +1,9 @@
-//! Events in, on a real SQLite file: an event and its decision are one
-//! write transaction; a decision that cannot be stored leaves its event
-//! stored alone, marked failed, and nothing else of it.
+//! Events in: an event and its decision are one write transaction (on a
+//! real SQLite file, counting its commits); a decision that cannot be
+//! stored leaves its event stored alone, marked failed, and nothing else
+//! of it (on both backends).
 
+use crate::support::Db;
 use escalator::clock::Clock;
 use escalator::engine::{Engine, EngineError};
 use escalator::matrix::Matrix;
@@ -15,9 +17,9 @@ use std::sync::Arc;
 
 const T0: &str = "2026-11-27T12:00:00Z";
 
-/// An engine with the default plugins on a SQLite file in `dir`, tenant
-/// `acme` with one agent, and the store as itself (to count commits).
-fn engine(dir: &Path) -> (Engine, Arc<SqliteStore>) {
+/// An engine with the default plugins on `store` (its compiled code cached
+/// in `dir`), tenant `acme` with one agent.
+fn engine_on(dir: &Path, store: Arc<Store>) -> Engine {
     let runtime = Arc::new(
         Runtime::new(RuntimeConfig {
             cache_dir: Some(dir.join("cache")),
@@ -25,8 +27,6 @@ fn engine(dir: &Path) -> (Engine, Arc<SqliteStore>) {
         })
         .unwrap(),
     );
-    let sqlite = Arc::new(SqliteStore::open(&dir.join("db"), Durability::Process).unwrap());
-    let store: Arc<Store> = sqlite.clone();
     let engine = Engine::new(
         store.clone(),
         runtime.clone(),
@@ -45,7 +45,43 @@ fn engine(dir: &Path) -> (Engine, Arc<SqliteStore>) {
             tx.put_agent("acme", &ana)
         })
         .unwrap();
-    (engine, sqlite)
+    engine
+}
+
+/// [`engine_on`] a SQLite file in `dir`, and the store as itself (to count
+/// its commits).
+fn engine(dir: &Path) -> (Engine, Arc<SqliteStore>) {
+    let sqlite = Arc::new(SqliteStore::open(&dir.join("db"), Durability::Process).unwrap());
+    (engine_on(dir, sqlite.clone()), sqlite)
+}
+
+/// Run `sql` on `db` through a connection of its own (not the store's).
+fn sql(db: &Db, sql: &str) {
+    match db {
+        Db::Sqlite(dir) => rusqlite::Connection::open(dir.path().join("escalator.db"))
+            .unwrap()
+            .execute_batch(sql)
+            .unwrap(),
+        Db::Postgres(url) => ::postgres::Client::connect(url, ::postgres::NoTls)
+            .unwrap()
+            .batch_execute(sql)
+            .unwrap(),
+    }
+}
+
+/// The one number `query` selects from `db`.
+fn count(db: &Db, query: &str) -> i64 {
+    match db {
+        Db::Sqlite(dir) => rusqlite::Connection::open(dir.path().join("escalator.db"))
+            .unwrap()
+            .query_row(query, [], |r| r.get(0))
+            .unwrap(),
+        Db::Postgres(url) => ::postgres::Client::connect(url, ::postgres::NoTls)
+            .unwrap()
+            .query_one(query, &[])
+            .unwrap()
+            .get(0),
+    }
 }
 
 fn lawyer(id: &str) -> model::Ticket {
@@ -161,19 +197,30 @@ fn a_new_ticket_or_a_message_is_stored_with_its_decision_in_one_transaction() {
     assert_eq!(sqlite.commits() - before, 0);
 }
 
-#[test]
-fn a_decision_that_cannot_be_stored_leaves_its_event_stored_alone_and_marked_failed() {
+on_both_backends!(a_decision_that_cannot_be_stored_leaves_its_event_stored_alone_and_marked_failed);
+
+fn a_decision_that_cannot_be_stored_leaves_its_event_stored_alone_and_marked_failed(db: &Db) {
     let dir = tempfile::tempdir().unwrap();
-    let (engine, sqlite) = engine(dir.path());
-    let store: &Store = &*sqlite;
+    let store = db.open();
+    let engine = engine_on(dir.path(), store.clone());
+    let store: &Store = &*store;
     // The database refuses every decision (as a full disk or a broken
     // constraint would), through a connection of its own.
-    let db = rusqlite::Connection::open(dir.path().join("db")).unwrap();
-    db.execute_batch(
-        "CREATE TRIGGER no_decisions BEFORE INSERT ON decisions \
-         BEGIN SELECT RAISE(ABORT, 'no room for decisions'); END;",
-    )
-    .unwrap();
+    sql(
+        db,
+        match db {
+            Db::Sqlite(_) => {
+                "CREATE TRIGGER no_decisions BEFORE INSERT ON decisions \
+                 BEGIN SELECT RAISE(ABORT, 'no room for decisions'); END;"
+            }
+            Db::Postgres(_) => {
+                "CREATE FUNCTION no_decisions() RETURNS trigger LANGUAGE plpgsql AS \
+                 $$ BEGIN RAISE EXCEPTION 'no room for decisions'; END $$; \
+                 CREATE TRIGGER no_decisions BEFORE INSERT ON decisions \
+                 FOR EACH ROW EXECUTE FUNCTION no_decisions();"
+            }
+        },
+    );
 
     let failed_with = |r: Result<_, EngineError>| match r {
         Err(EngineError::Failed { event, reason }) => {
@@ -209,20 +256,23 @@ fn a_decision_that_cannot_be_stored_leaves_its_event_stored_alone_and_marked_fai
     assert!(ticket.escalation.is_none());
     assert!(store.decisions("acme", "T-2").unwrap().is_empty());
     assert!(store.fired("acme", "T-2").unwrap().is_empty());
-    let pending: i64 = db
-        .query_row(
-            "SELECT (SELECT count(*) FROM timers WHERE ticket = 'T-2') \
-             + (SELECT count(*) FROM deliveries WHERE ticket = 'T-2') \
-             + (SELECT count(*) FROM feed)",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(pending, 0);
+    let left = count(
+        db,
+        "SELECT (SELECT count(*) FROM timers WHERE ticket = 'T-2') \
+         + (SELECT count(*) FROM deliveries WHERE ticket = 'T-2') \
+         + (SELECT count(*) FROM feed)",
+    );
+    assert_eq!(left, 0);
 
     // Once decisions can be stored again, the next event decides on the
     // whole ticket.
-    db.execute_batch("DROP TRIGGER no_decisions").unwrap();
+    sql(
+        db,
+        match db {
+            Db::Sqlite(_) => "DROP TRIGGER no_decisions",
+            Db::Postgres(_) => "DROP TRIGGER no_decisions ON decisions",
+        },
+    );
     let out = engine
         .add_event("acme", "T-2", message("I will call my lawyer"), None)
         .unwrap();
