@@ -115,6 +115,11 @@ impl Engine {
         now: DateTime<Utc>,
         feed: &mut Vec<FeedItem>,
     ) -> Result<Option<Outcome>, EngineError> {
+        if let Cause::Timer(id) = *cause
+            && !tx.take_timer(id, now)?
+        {
+            return Ok(None);
+        }
         let (d, roster, settings, kind) = (&c.d, &c.roster, &c.settings, c.kind);
         let escalated = d.escalation.is_some();
         let event = serde_json::json!({"kind": kind, "cause": cause.label(), "at": now});
@@ -133,11 +138,6 @@ impl Engine {
         })?;
         let audit = audit_trail(&d.runs, &event)?;
         let mut notified = 0;
-        if let Cause::Timer(id) = *cause
-            && !tx.take_timer(id, now)?
-        {
-            return Ok(None);
-        }
         let decision = tx.insert_decision(
             tenant,
             &NewDecision {

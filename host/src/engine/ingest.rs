@@ -62,13 +62,11 @@ impl Engine {
                 key.as_ref().map(IdempotencyKey::columns),
             )?))
         };
-        // The ticket as created, should the decision fail (a new ticket is
-        // seldom big).
-        let again = state.clone();
+        // Should the decision fail, the ticket as created is read back from
+        // its serialized form (no copy made on every creation).
+        let again = || Ok(json.whole()?.context("a new ticket is serialized whole")?);
         let created =
-            self.decide_new(tenant, state, now, EventKind::TicketCreated, &write, || {
-                Ok(again)
-            })?;
+            self.decide_new(tenant, state, now, EventKind::TicketCreated, &write, again)?;
         created.ok_or_else(|| exists(&id))
     }
 
@@ -139,12 +137,16 @@ impl Engine {
         let payload = serde_json::to_string(&event)?;
         // Read before the writer is taken (the ticket's lock keeps it as
         // it is): a ticket may be a megabyte to parse.
-        let Some(mut state) = self.store.ticket(tenant, ticket_id)? else {
-            return Err(EngineError::NotFound(
-                codes::TICKET_NOT_FOUND,
-                format!("no ticket {ticket_id}"),
-            ));
+        let read = || -> Result<TicketState, EngineError> {
+            self.store.ticket(tenant, ticket_id)?.ok_or_else(|| {
+                EngineError::NotFound(codes::TICKET_NOT_FOUND, format!("no ticket {ticket_id}"))
+            })
         };
+        let applied = |state: &mut TicketState| {
+            apply::event(state, &event, now)
+                .map_err(|e| EngineError::Invalid(codes::EVENT_INVALID, e))
+        };
+        let mut state = read()?;
         let was_unresolved = state.ticket.unresolved();
         if let Some(why) = apply::already_applied(&state, &event) {
             // A desk's retry or a double click: nothing stored, nothing
@@ -164,8 +166,7 @@ impl Engine {
                 duplicate: Some(why),
             });
         }
-        let fx = apply::event(&mut state, &event, now)
-            .map_err(|e| EngineError::Invalid(codes::EVENT_INVALID, e))?;
+        let fx = applied(&mut state)?;
         let counts = Self::quality(tenant, &event, was_unresolved, &state, now);
         // Stores the event and the ticket as the event left it, and does
         // what the event does besides (`fx`); an error rolls the
@@ -204,12 +205,9 @@ impl Engine {
         } else {
             // Decided on the ticket as the event leaves it, then stored
             // with its decision in one transaction.
-            let again = || -> Result<_, EngineError> {
-                let mut state = self.store.ticket(tenant, ticket_id)?.ok_or_else(|| {
-                    EngineError::NotFound(codes::TICKET_NOT_FOUND, format!("no ticket {ticket_id}"))
-                })?;
-                apply::event(&mut state, &event, now)
-                    .map_err(|e| EngineError::Invalid(codes::EVENT_INVALID, e))?;
+            let again = || {
+                let mut state = read()?;
+                applied(&mut state)?;
                 Ok(state)
             };
             let decided = self.decide_new(tenant, state, now, event.kind(), &write, again);

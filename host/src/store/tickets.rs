@@ -109,6 +109,19 @@ impl TicketJson {
             len: messages.len(),
         })
     }
+
+    /// The state this was serialized from, read back, when it holds every
+    /// message (`from` 0); `None` when it holds only the later ones.
+    pub fn whole(&self) -> Result<Option<TicketState>> {
+        if self.from != 0 {
+            return Ok(None);
+        }
+        let mut state: TicketState = serde_json::from_str(&self.head)?;
+        if let Some(tail) = &self.tail {
+            state.ticket.messages = serde_json::from_str(tail)?;
+        }
+        Ok(Some(state))
+    }
 }
 
 /// A ticket's conversation batches from index `from` on.

@@ -4,11 +4,8 @@
 //! of it (on both backends).
 
 use crate::support::Db;
-use escalator::clock::Clock;
 use escalator::engine::{Engine, EngineError};
-use escalator::matrix::Matrix;
 use escalator::model::{self, Event};
-use escalator::registry;
 use escalator::runtime::{Runtime, RuntimeConfig};
 use escalator::store::{Durability, SqliteStore, Store, TimerKind};
 use serde_json::json;
@@ -27,14 +24,7 @@ fn engine_on(dir: &Path, store: Arc<Store>) -> Engine {
         })
         .unwrap(),
     );
-    let engine = Engine::new(
-        store.clone(),
-        runtime.clone(),
-        Clock::manual(T0.parse().unwrap()),
-        registry::load_builtin(&runtime).unwrap(),
-        Matrix::default_matrix(),
-    )
-    .unwrap();
+    let engine = crate::support::builtin_engine(store.clone(), &runtime, T0);
     let ana: model::Agent = serde_json::from_value(json!({
         "id": "ana", "name": "Ana", "skills": ["account"], "team": "support"
     }))

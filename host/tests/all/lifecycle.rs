@@ -4,9 +4,7 @@
 
 use crate::serve::{Api, Escalator};
 use base64::Engine as _;
-use escalator::clock::Clock;
 use escalator::engine::{Engine, Upload};
-use escalator::matrix::Matrix;
 use escalator::registry::{self, fixtures::Fixture};
 use escalator::runtime::{Runtime, RuntimeConfig};
 use escalator::store::{Durability, SqliteStore, Store};
@@ -67,16 +65,7 @@ fn swapping_a_trigger_back_and_forth_under_a_stream_of_events_never_splits_a_dec
     );
     let store: Arc<Store> =
         Arc::new(SqliteStore::open(&dir.path().join("db"), Durability::Process).unwrap());
-    let engine = Arc::new(
-        Engine::new(
-            store.clone(),
-            runtime.clone(),
-            Clock::manual(T0.parse().unwrap()),
-            registry::load_builtin(&runtime).unwrap(),
-            Matrix::default_matrix(),
-        )
-        .unwrap(),
-    );
+    let engine = Arc::new(crate::support::builtin_engine(store.clone(), &runtime, T0));
     store
         .write(|tx| tx.create_tenant("acme", "Acme", "x", T0.parse().unwrap()))
         .unwrap();
@@ -718,14 +707,7 @@ fn with_a_code_budget_a_restart_registers_stored_versions_and_loads_each_at_its_
         );
         let store: Arc<Store> =
             Arc::new(SqliteStore::open(&dir.path().join("db"), Durability::Process).unwrap());
-        let engine = Engine::new(
-            store.clone(),
-            runtime.clone(),
-            Clock::manual(T0.parse().unwrap()),
-            registry::load_builtin(&runtime).unwrap(),
-            Matrix::default_matrix(),
-        )
-        .unwrap();
+        let engine = crate::support::builtin_engine(store.clone(), &runtime, T0);
         engine.load_tenant_plugins().unwrap();
         (engine, runtime, store)
     };

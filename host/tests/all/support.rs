@@ -490,3 +490,20 @@ pub fn replayed(
         })
         .collect()
 }
+
+/// An engine with the default plugins and matrix on `store`, its clock
+/// stopped at `now` (RFC 3339).
+pub fn builtin_engine(
+    store: Arc<Store>,
+    runtime: &Arc<Runtime>,
+    now: &str,
+) -> escalator::engine::Engine {
+    escalator::engine::Engine::new(
+        store,
+        runtime.clone(),
+        escalator::clock::Clock::manual(now.parse().unwrap()),
+        registry::load_builtin(runtime).unwrap(),
+        escalator::matrix::Matrix::default_matrix(),
+    )
+    .unwrap()
+}
