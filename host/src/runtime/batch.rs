@@ -139,7 +139,10 @@ pub(super) fn run<T: output::Output + Send + 'static>(
     }
     // The calls of one event are short: look for the end a little before
     // sleeping (a futex wake-up costs tens of µs on a VM).
-    shares::spin_until(|| shared.finished.load(std::sync::atomic::Ordering::Acquire));
+    shares::spin_until(
+        || shared.finished.load(std::sync::atomic::Ordering::Acquire),
+        shares::SPIN_PLACE_WAIT,
+    );
     let slack = env.tick.saturating_mul(4);
     let mut s = lock(&shared.state);
     loop {

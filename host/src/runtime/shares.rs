@@ -268,16 +268,36 @@ const SPINNERS_AT_MOST: usize = 1;
 /// Threads spinning now.
 static SPINNING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
-/// Look at `ready` until it says yes or [`SPIN`] is over; `false` at once
-/// when [`SPINNERS_AT_MOST`] threads spin already.
-pub(super) fn spin_until(ready: impl Fn() -> bool) -> bool {
+/// How long a thread waits (yielding) for the spinner's place when
+/// another thread holds it, before it sleeps: a caller that has just
+/// handed over its calls, and a call thread that has just finished them.
+/// Between the two of them, the place is most often held by the other
+/// one, which lets go within a few µs (the call thread when it takes the
+/// job, the caller when it sees the result). Without the wait, each hand-off
+/// of an event's stages (triggers, router, notifier) ended in a futex
+/// wake-up: a fresh call took 47 µs against 25 µs on the caller's own
+/// thread; with it, 29 µs.
+pub(super) const SPIN_PLACE_WAIT: Duration = Duration::from_micros(50);
+
+/// Look at `ready` until it says yes or [`SPIN`] is over. When
+/// [`SPINNERS_AT_MOST`] threads spin already, keep trying for the place
+/// (yielding, and looking at `ready`) for up to `wait`, then give up:
+/// `false`.
+pub(super) fn spin_until(ready: impl Fn() -> bool, wait: Duration) -> bool {
     use std::sync::atomic::Ordering;
     if ready() {
         return true;
     }
-    if SPINNING.fetch_add(1, Ordering::AcqRel) >= SPINNERS_AT_MOST {
+    let asked = Instant::now();
+    while SPINNING.fetch_add(1, Ordering::AcqRel) >= SPINNERS_AT_MOST {
         SPINNING.fetch_sub(1, Ordering::AcqRel);
-        return false;
+        if asked.elapsed() >= wait {
+            return false;
+        }
+        std::thread::yield_now();
+        if ready() {
+            return true;
+        }
     }
     let until = Instant::now() + SPIN;
     let ready = loop {
@@ -339,7 +359,9 @@ impl CallThreads {
         let mut q = lock(m);
         q.jobs.push_back(job);
         let spawn = q.idle < q.jobs.len();
-        let wake = q.asleep > 0;
+        // A thread that is still looking takes the job without a wake-up;
+        // wake a sleeper only for the jobs the lookers cannot take.
+        let wake = q.asleep > 0 && q.idle - q.asleep < q.jobs.len();
         drop(q);
         if spawn {
             let queue = queue.clone();
@@ -392,7 +414,7 @@ fn work(queue: &(Mutex<Queue>, Condvar)) {
             // Free: look for the next job a little, then sleep.
             q.idle += 1;
             drop(q);
-            spin_until(|| !lock(m).jobs.is_empty());
+            spin_until(|| !lock(m).jobs.is_empty(), SPIN_PLACE_WAIT);
             q = lock(m);
             if !q.jobs.is_empty() {
                 q.idle -= 1;
