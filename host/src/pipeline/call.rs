@@ -300,8 +300,9 @@ pub struct PluginRun {
     pub plugin: String,
     /// Its mode.
     pub mode: Mode,
-    /// Its output as JSON, if it succeeded.
-    pub output: Option<serde_json::Value>,
+    /// Its output, if it succeeded (serialized only when the audit trail
+    /// is written).
+    pub output: Option<Output>,
     /// The error kind (`out-of-fuel`, `trap`, ...), if it failed.
     pub error_kind: Option<ErrorKind>,
     /// The error message, if it failed.
@@ -352,11 +353,7 @@ pub(super) fn record(
     runs.push(PluginRun {
         plugin: p.plugin.id().to_string(),
         mode: p.manifest.mode,
-        output: called
-            .result
-            .as_ref()
-            .ok()
-            .and_then(|o| serde_json::to_value(o).ok()),
+        output: called.result.as_ref().ok().cloned(),
         error_kind: called.result.as_ref().err().map(PluginError::kind),
         error: called.result.as_ref().err().map(ToString::to_string),
         report: called.report,

@@ -79,7 +79,7 @@ fn decide(runtime: &Runtime, plugins: Vec<LoadedPlugin>) -> (Vec<(String, String
         .map(|r| {
             assert!(r.report.fuel_used > 0, "{r:?}");
             let said = match (&r.output, &r.error_kind) {
-                (Some(o), _) => o.to_string(),
+                (Some(o), _) => serde_json::to_string(o).unwrap(),
                 (None, Some(k)) => format!("error {k}"),
                 (None, None) => "nothing".into(),
             };
