@@ -181,6 +181,8 @@ pub struct SqliteStore {
     conversations: ConversationCache,
     /// Write transactions committed ([`SqliteStore::commits`]).
     commits: std::sync::atomic::AtomicU64,
+    /// The earliest timer inserted since the scheduler last looked.
+    inserted: timers::Inserted,
 }
 
 impl Drop for SqliteStore {
@@ -232,6 +234,10 @@ fn checkpointer(path: &Path, stop: Arc<(Mutex<bool>, std::sync::Condvar)>) -> Re
 /// A SQLite write transaction (see [`Store::write`]).
 pub struct SqliteTx<'a> {
     tx: rusqlite::Transaction<'a>,
+    /// The earliest due time of the timers it inserted (ms; `i64::MAX`:
+    /// none), noted in [`SqliteStore`]'s [`timers::Inserted`] once it
+    /// commits.
+    inserted: std::cell::Cell<i64>,
 }
 
 impl SqliteStore {
@@ -296,6 +302,7 @@ impl SqliteStore {
             turns: crate::lane::WriterTurns::default(),
             conversations: ConversationCache::default(),
             commits: Default::default(),
+            inserted: Default::default(),
         })
     }
 
@@ -331,9 +338,12 @@ impl Backend for SqliteStore {
         let mut conn = self.lock();
         let tx = SqliteTx {
             tx: conn.transaction()?,
+            inserted: std::cell::Cell::new(i64::MAX),
         };
         if f(&tx) {
+            let inserted = tx.inserted.get();
             tx.tx.commit()?;
+            self.inserted.note(inserted);
             self.commits
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }

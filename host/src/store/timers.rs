@@ -3,6 +3,35 @@
 
 use super::*;
 
+/// The earliest due time (ms) of the timers this process's committed
+/// transactions inserted since the scheduler last took it: what lets the
+/// scheduler, told of new timers, know when to wake without reading the
+/// store.
+#[derive(Debug)]
+pub struct Inserted(std::sync::atomic::AtomicI64);
+
+impl Default for Inserted {
+    fn default() -> Self {
+        Inserted(std::sync::atomic::AtomicI64::new(i64::MAX))
+    }
+}
+
+impl Inserted {
+    /// A transaction that inserted a timer due at `ms` (or `i64::MAX`:
+    /// none) committed.
+    pub(crate) fn note(&self, ms: i64) {
+        if ms != i64::MAX {
+            self.0.fetch_min(ms, std::sync::atomic::Ordering::AcqRel);
+        }
+    }
+
+    /// The earliest since the last take, if any was inserted.
+    pub(crate) fn take(&self) -> Option<i64> {
+        let ms = self.0.swap(i64::MAX, std::sync::atomic::Ordering::AcqRel);
+        (ms != i64::MAX).then_some(ms)
+    }
+}
+
 /// What a timer does when it falls due (stored as its name).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum TimerKind {
@@ -182,6 +211,10 @@ impl Timers for SqliteStore {
         Ok(dead)
     }
 
+    fn take_inserted(&self) -> Option<i64> {
+        self.inserted.take()
+    }
+
     fn next_timer_at(&self) -> Result<Option<i64>> {
         Ok(row(
             &self.read(),
@@ -211,6 +244,8 @@ impl TimersTx for SqliteTx<'_> {
         due_at: DateTime<Utc>,
         payload: &serde_json::Value,
     ) -> Result<i64> {
+        self.inserted
+            .set(self.inserted.get().min(due_at.timestamp_millis()));
         exec(
             &self.tx,
             "INSERT INTO timers (tenant, ticket, kind, due_at, payload) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -312,6 +347,11 @@ pub trait Timers {
 
     /// When the next pending timer is due, ms.
     fn next_timer_at(&self) -> Result<Option<i64>>;
+
+    /// The earliest due time (ms) of the timers this process inserted
+    /// (in transactions that committed) since the last call; `None` if it
+    /// inserted none. Timers other instances insert are not in it.
+    fn take_inserted(&self) -> Option<i64>;
 
     /// A ticket's timers, by due time.
     fn timers(&self, tenant: &str, ticket: &str) -> Result<Vec<Timer>>;

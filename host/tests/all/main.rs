@@ -26,6 +26,7 @@ mod quotas;
 mod replay;
 mod sandbox;
 mod scaleout;
+mod scheduler;
 mod serve;
 mod store;
 mod triggerset;

@@ -719,6 +719,10 @@ impl Timers for PgStore {
         Ok(dead)
     }
 
+    fn take_inserted(&self) -> Option<i64> {
+        self.inserted.take()
+    }
+
     fn next_timer_at(&self) -> Result<Option<i64>> {
         col(
             &self.conn()?.one(
@@ -750,6 +754,8 @@ impl TimersTx for PgTx<'_> {
         due_at: DateTime<Utc>,
         payload: &serde_json::Value,
     ) -> Result<i64> {
+        self.inserted
+            .set(self.inserted.get().min(due_at.timestamp_millis()));
         col(
             &self.db().one(
                 "INSERT INTO timers (tenant, ticket, kind, due_at, payload) \

@@ -172,6 +172,9 @@ impl Sql for TxInner<'_> {
 /// thread at a time.
 pub struct PgTx<'a> {
     inner: std::cell::RefCell<TxInner<'a>>,
+    /// The earliest due time of the timers it inserted (ms; `i64::MAX`:
+    /// none), noted in [`PgStore`]'s once it commits.
+    pub(super) inserted: std::cell::Cell<i64>,
 }
 
 impl<'a> PgTx<'a> {
@@ -197,6 +200,8 @@ pub struct PgStore {
     sessions: std::sync::atomic::AtomicU64,
     /// Big conversations as last read ([`crate::store::conversations`]).
     conversations: crate::store::conversations::ConversationCache,
+    /// The earliest timer inserted since the scheduler last looked.
+    pub(super) inserted: crate::store::timers::Inserted,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -279,6 +284,7 @@ impl PgStore {
             locks: Mutex::new(None),
             sessions: std::sync::atomic::AtomicU64::new(0),
             conversations: Default::default(),
+            inserted: Default::default(),
         };
         migrate(&mut store.conn()?.client)?;
         Ok(store)
@@ -370,13 +376,16 @@ impl Backend for PgStore {
             .map_err(|e| schema::pg("beginning a transaction", e))?;
         let tx = PgTx {
             inner: std::cell::RefCell::new(TxInner { tx, statements }),
+            inserted: std::cell::Cell::new(i64::MAX),
         };
         if f(&tx) {
+            let inserted = tx.inserted.get();
             tx.inner
                 .into_inner()
                 .tx
                 .commit()
                 .map_err(|e| schema::pg("committing", e))?;
+            self.inserted.note(inserted);
         }
         // Otherwise dropping the transaction rolls it back.
         Ok(())

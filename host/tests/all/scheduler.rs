@@ -1,0 +1,103 @@
+//! The scheduler on the system clock (on both backends): a timer this
+//! process schedules while the scheduler sleeps until a later one is
+//! fired when it falls due. Told of it, the scheduler takes the earliest
+//! due time inserted since it last read the store, rather than reading the
+//! store after every decision.
+
+use crate::peers::eventually;
+use crate::support::Db;
+use escalator::clock::Clock;
+use escalator::engine::Engine;
+use escalator::runtime::{Runtime, RuntimeConfig};
+use escalator::store::{Store, TimerKind};
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
+
+on_both_backends!(a_timer_scheduled_while_the_scheduler_sleeps_on_a_later_one_fires_when_due);
+
+fn a_timer_scheduled_while_the_scheduler_sleeps_on_a_later_one_fires_when_due(db: &Db) {
+    let cache = tempfile::tempdir().unwrap();
+    let store: Arc<Store> = db.open();
+    let runtime = Arc::new(
+        Runtime::new(RuntimeConfig {
+            cache_dir: Some(cache.path().to_path_buf()),
+            ..RuntimeConfig::default()
+        })
+        .unwrap(),
+    );
+    let engine = Arc::new(
+        Engine::new(
+            store.clone(),
+            runtime.clone(),
+            Clock::System,
+            escalator::registry::load_builtin(&runtime).unwrap(),
+            escalator::matrix::Matrix::default_matrix(),
+        )
+        .unwrap(),
+    );
+    let now = chrono::Utc::now();
+    store
+        .write(|tx| tx.create_tenant("acme", "Acme", "x", now))
+        .unwrap();
+    let ticket = serde_json::from_value(json!({
+        "id": "T-1", "created_at": now,
+        "messages": [{"author": "customer", "body": "Where is my invoice?", "sent_at": now}]
+    }))
+    .unwrap();
+    engine.create_ticket("acme", ticket, None).unwrap();
+    // A timer an hour away: what the scheduler sleeps until (a digest's,
+    // which the wake-up below does not supersede).
+    store
+        .write(|tx| {
+            tx.insert_timer(
+                "acme",
+                "T-1",
+                TimerKind::Digest,
+                now + chrono::Duration::hours(1),
+                &json!({}),
+            )
+        })
+        .unwrap();
+    let tokio = tokio::runtime::Runtime::new().unwrap();
+    tokio.spawn(escalator::scheduler::run(engine.clone()));
+    let pending = |id: i64| {
+        store
+            .timers("acme", "T-1")
+            .unwrap()
+            .into_iter()
+            .find(|t| t.id == id)
+            .map(|t| t.state == "pending")
+    };
+    // Asleep: whatever was due at the start has fired.
+    std::thread::sleep(Duration::from_millis(500));
+
+    let soon = chrono::Utc::now() + chrono::Duration::milliseconds(300);
+    let id = store
+        .write(|tx| tx.insert_timer("acme", "T-1", TimerKind::Wake, soon, &json!({})))
+        .unwrap();
+    engine.timer_wake.notify_one();
+    assert_eq!(pending(id), Some(true), "not due yet");
+    // Without the notice's due time the scheduler would sleep on for the
+    // hour.
+    eventually(60, "the timer due in 300 ms fired", || {
+        (pending(id) == Some(false)).then_some(())
+    });
+    let fired = store
+        .timers("acme", "T-1")
+        .unwrap()
+        .into_iter()
+        .find(|t| t.id == id)
+        .unwrap();
+    assert_eq!(fired.state, "done", "{fired:?}");
+    assert!(
+        chrono::Utc::now().timestamp_millis() >= soon.timestamp_millis(),
+        "not before it was due"
+    );
+    let later = store.timers("acme", "T-1").unwrap();
+    assert!(
+        later.iter().any(|t| t.state == "pending"
+            && t.due_at >= (now + chrono::Duration::hours(1)).timestamp_millis()),
+        "the hour-away timer still waits: {later:?}"
+    );
+}
