@@ -14,7 +14,44 @@ use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 
-on_both_backends!(a_timer_scheduled_while_the_scheduler_sleeps_on_a_later_one_fires_when_due);
+on_both_backends!(
+    a_timer_scheduled_while_the_scheduler_sleeps_on_a_later_one_fires_when_due,
+    only_committed_timers_are_told_to_the_scheduler,
+);
+
+/// What the scheduler is told: the earliest due time of the timers
+/// inserted by transactions that committed, once.
+fn only_committed_timers_are_told_to_the_scheduler(db: &Db) {
+    let store: Arc<Store> = db.open();
+    let now = chrono::Utc::now();
+    store
+        .write(|tx| tx.create_tenant("acme", "Acme", "x", now))
+        .unwrap();
+    store.take_inserted();
+    let at = |s: i64| now + chrono::Duration::seconds(s);
+    let insert = |tx: &escalator::store::Tx<'_>, s: i64| {
+        tx.insert_timer("acme", "T-1", TimerKind::Wake, at(s), &json!({}))
+    };
+    let rolled_back: anyhow::Result<()> = store.write(|tx| {
+        insert(tx, 5)?;
+        anyhow::bail!("rolled back")
+    });
+    assert!(rolled_back.is_err());
+    assert_eq!(store.take_inserted(), None, "a rolled-back insert");
+    store
+        .write(|tx| {
+            insert(tx, 60)?;
+            insert(tx, 30)
+        })
+        .unwrap();
+    store.write(|tx| insert(tx, 90)).unwrap();
+    assert_eq!(
+        store.take_inserted(),
+        Some(at(30).timestamp_millis()),
+        "the earliest of the committed"
+    );
+    assert_eq!(store.take_inserted(), None, "taken once");
+}
 
 fn a_timer_scheduled_while_the_scheduler_sleeps_on_a_later_one_fires_when_due(db: &Db) {
     let cache = tempfile::tempdir().unwrap();
