@@ -234,10 +234,8 @@ fn checkpointer(path: &Path, stop: Arc<(Mutex<bool>, std::sync::Condvar)>) -> Re
 /// A SQLite write transaction (see [`Store::write`]).
 pub struct SqliteTx<'a> {
     tx: rusqlite::Transaction<'a>,
-    /// The earliest due time of the timers it inserted (ms; `i64::MAX`:
-    /// none), noted in [`SqliteStore`]'s [`timers::Inserted`] once it
-    /// commits.
-    inserted: std::cell::Cell<i64>,
+    /// The earliest timer it inserted.
+    inserted: timers::TxInserted,
 }
 
 impl SqliteStore {
@@ -338,12 +336,11 @@ impl Backend for SqliteStore {
         let mut conn = self.lock();
         let tx = SqliteTx {
             tx: conn.transaction()?,
-            inserted: std::cell::Cell::new(i64::MAX),
+            inserted: Default::default(),
         };
         if f(&tx) {
-            let inserted = tx.inserted.get();
             tx.tx.commit()?;
-            self.inserted.note(inserted);
+            tx.inserted.committed(&self.inserted);
             self.commits
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }

@@ -19,7 +19,7 @@ impl Default for Inserted {
 impl Inserted {
     /// A transaction that inserted a timer due at `ms` (or `i64::MAX`:
     /// none) committed.
-    pub(crate) fn note(&self, ms: i64) {
+    fn note(&self, ms: i64) {
         if ms != i64::MAX {
             self.0.fetch_min(ms, std::sync::atomic::Ordering::AcqRel);
         }
@@ -29,6 +29,30 @@ impl Inserted {
     pub(crate) fn take(&self) -> Option<i64> {
         let ms = self.0.swap(i64::MAX, std::sync::atomic::Ordering::AcqRel);
         (ms != i64::MAX).then_some(ms)
+    }
+}
+
+/// The earliest due time of the timers one transaction inserted, noted in
+/// its store's [`Inserted`] once it commits (a rolled-back one tells
+/// nothing).
+#[derive(Debug)]
+pub(crate) struct TxInserted(std::cell::Cell<i64>);
+
+impl Default for TxInserted {
+    fn default() -> Self {
+        TxInserted(std::cell::Cell::new(i64::MAX))
+    }
+}
+
+impl TxInserted {
+    /// The transaction inserted a timer due at `due_at`.
+    pub(crate) fn insert(&self, due_at: DateTime<Utc>) {
+        self.0.set(self.0.get().min(due_at.timestamp_millis()));
+    }
+
+    /// The transaction committed.
+    pub(crate) fn committed(self, into: &Inserted) {
+        into.note(self.0.get());
     }
 }
 
@@ -244,8 +268,7 @@ impl TimersTx for SqliteTx<'_> {
         due_at: DateTime<Utc>,
         payload: &serde_json::Value,
     ) -> Result<i64> {
-        self.inserted
-            .set(self.inserted.get().min(due_at.timestamp_millis()));
+        self.inserted.insert(due_at);
         exec(
             &self.tx,
             "INSERT INTO timers (tenant, ticket, kind, due_at, payload) VALUES (?1, ?2, ?3, ?4, ?5)",

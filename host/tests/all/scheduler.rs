@@ -7,7 +7,6 @@
 use crate::peers::eventually;
 use crate::support::Db;
 use escalator::clock::Clock;
-use escalator::engine::Engine;
 use escalator::runtime::{Runtime, RuntimeConfig};
 use escalator::store::{Store, TimerKind};
 use serde_json::json;
@@ -63,16 +62,11 @@ fn a_timer_scheduled_while_the_scheduler_sleeps_on_a_later_one_fires_when_due(db
         })
         .unwrap(),
     );
-    let engine = Arc::new(
-        Engine::new(
-            store.clone(),
-            runtime.clone(),
-            Clock::System,
-            escalator::registry::load_builtin(&runtime).unwrap(),
-            escalator::matrix::Matrix::default_matrix(),
-        )
-        .unwrap(),
-    );
+    let engine = Arc::new(crate::support::builtin_engine_on(
+        store.clone(),
+        &runtime,
+        Clock::System,
+    ));
     let now = chrono::Utc::now();
     store
         .write(|tx| tx.create_tenant("acme", "Acme", "x", now))

@@ -498,10 +498,24 @@ pub fn builtin_engine(
     runtime: &Arc<Runtime>,
     now: &str,
 ) -> escalator::engine::Engine {
+    builtin_engine_on(
+        store,
+        runtime,
+        escalator::clock::Clock::manual(now.parse().unwrap()),
+    )
+}
+
+/// An engine with the default plugins and matrix on `store`, reading
+/// `clock`.
+pub fn builtin_engine_on(
+    store: Arc<Store>,
+    runtime: &Arc<Runtime>,
+    clock: escalator::clock::Clock,
+) -> escalator::engine::Engine {
     escalator::engine::Engine::new(
         store,
         runtime.clone(),
-        escalator::clock::Clock::manual(now.parse().unwrap()),
+        clock,
         registry::load_builtin(runtime).unwrap(),
         escalator::matrix::Matrix::default_matrix(),
     )

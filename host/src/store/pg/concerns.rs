@@ -754,8 +754,7 @@ impl TimersTx for PgTx<'_> {
         due_at: DateTime<Utc>,
         payload: &serde_json::Value,
     ) -> Result<i64> {
-        self.inserted
-            .set(self.inserted.get().min(due_at.timestamp_millis()));
+        self.inserted.insert(due_at);
         col(
             &self.db().one(
                 "INSERT INTO timers (tenant, ticket, kind, due_at, payload) \

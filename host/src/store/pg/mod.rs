@@ -172,9 +172,8 @@ impl Sql for TxInner<'_> {
 /// thread at a time.
 pub struct PgTx<'a> {
     inner: std::cell::RefCell<TxInner<'a>>,
-    /// The earliest due time of the timers it inserted (ms; `i64::MAX`:
-    /// none), noted in [`PgStore`]'s once it commits.
-    pub(super) inserted: std::cell::Cell<i64>,
+    /// The earliest timer it inserted.
+    pub(super) inserted: crate::store::timers::TxInserted,
 }
 
 impl<'a> PgTx<'a> {
@@ -376,16 +375,16 @@ impl Backend for PgStore {
             .map_err(|e| schema::pg("beginning a transaction", e))?;
         let tx = PgTx {
             inner: std::cell::RefCell::new(TxInner { tx, statements }),
-            inserted: std::cell::Cell::new(i64::MAX),
+            inserted: Default::default(),
         };
         if f(&tx) {
-            let inserted = tx.inserted.get();
-            tx.inner
+            let PgTx { inner, inserted } = tx;
+            inner
                 .into_inner()
                 .tx
                 .commit()
                 .map_err(|e| schema::pg("committing", e))?;
-            self.inserted.note(inserted);
+            inserted.committed(&self.inserted);
         }
         // Otherwise dropping the transaction rolls it back.
         Ok(())
