@@ -86,37 +86,32 @@ impl Engine {
         }
         let assignee = state.ticket.assignee.as_deref();
         let mut told = Told::default();
-        for (i, step) in plan
-            .map(|p| p.steps.as_slice())
-            .unwrap_or_default()
-            .iter()
-            .enumerate()
-        {
-            if step.delay_ms == 0 {
-                let t = self.notify(
-                    act,
-                    id,
-                    &Notice {
-                        recipient: &step.recipient,
-                        channel: step.channel,
-                        title: &step.title,
-                        body: &step.body,
-                        digest_window_ms: step.digest_window_ms,
-                        key: &format!("d{decision}:s{i}"),
-                        tier: Some(e.tier),
-                        assignee,
-                        overrule: false,
-                    },
-                    feed,
-                )?;
-                told.made += t.made;
-                told.on_duty += t.on_duty;
-                told.dropped += t.dropped;
-                told.reached.extend(t.reached);
-            } else {
-                step_timer(tx, tenant, id, decision, (i, step), now)?;
-            }
+        let steps = plan.map(|p| p.steps.as_slice()).unwrap_or_default();
+        // Steps due now are sent now; the others wait, as one chain.
+        for (i, step) in steps.iter().enumerate().filter(|(_, s)| s.delay_ms == 0) {
+            let t = self.notify(
+                act,
+                id,
+                &Notice {
+                    recipient: &step.recipient,
+                    channel: step.channel,
+                    title: &step.title,
+                    body: &step.body,
+                    digest_window_ms: step.digest_window_ms,
+                    key: &format!("d{decision}:s{i}"),
+                    tier: Some(e.tier),
+                    assignee,
+                    overrule: false,
+                },
+                feed,
+            )?;
+            told.made += t.made;
+            told.on_duty += t.on_duty;
+            told.dropped += t.dropped;
+            told.reached.extend(t.reached);
         }
+        let waiting = steps.iter().enumerate().filter(|(_, s)| s.delay_ms > 0);
+        Chain::new(decision, now, waiting).schedule(tx, tenant, id)?;
         let first = apply::first_steps(plan, routing);
         let title = first.first().map_or_else(
             || format!("{} escalation: ticket {id}", name_of_tier(e.tier)),
@@ -871,22 +866,145 @@ pub fn handoff(state: &TicketState) -> serde_json::Value {
     })
 }
 
-/// Schedule step `i` of the plan of `decision`, made at `now`.
-pub(super) fn step_timer(
-    tx: &Tx<'_>,
-    tenant: &str,
-    ticket: &str,
+/// The steps of a plan that wait, in the order they fall due. Only the
+/// first waits in a timer: firing it schedules the rest the same way. A
+/// plan is one pending timer, not one per step (a plan of nine reminders
+/// wrote nine rows, each with three index entries and a copy of its step,
+/// and a claim rewrote them all); each step that fires keeps its own row
+/// with its outcome. The steps themselves are read from the plan's
+/// decision when they fire.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct Chain {
+    /// The decision whose plan this is.
     decision: i64,
-    (i, step): (usize, &model::NotificationStep),
-    now: DateTime<Utc>,
-) -> Result<()> {
-    tx.insert_timer(
-        tenant,
-        ticket,
-        TimerKind::Step,
-        later(now, step.delay_ms)?,
-        &serde_json::json!({"decision": decision, "plan_at": now, "index": i, "step": step}),
-    )?;
+    /// When the plan was made: the steps' delays count from here.
+    plan_at: DateTime<Utc>,
+    /// The steps still to come, the next first.
+    chain: Vec<Link>,
+}
+
+/// One step of a [`Chain`].
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct Link {
+    /// Its index in the plan.
+    index: usize,
+    /// When it falls due, after the plan was made.
+    delay_ms: u64,
+    /// Whether a claim stops it.
+    stop_when_claimed: bool,
+}
+
+impl Chain {
+    /// `steps` (index in the plan, step) of the plan of `decision`, made
+    /// at `plan_at`, in the order they fall due (plan order among equals).
+    pub(super) fn new<'a>(
+        decision: i64,
+        plan_at: DateTime<Utc>,
+        steps: impl IntoIterator<Item = (usize, &'a model::NotificationStep)>,
+    ) -> Chain {
+        let mut chain: Vec<Link> = steps
+            .into_iter()
+            .map(|(index, s)| Link {
+                index,
+                delay_ms: s.delay_ms,
+                stop_when_claimed: s.stop_when_claimed,
+            })
+            .collect();
+        chain.sort_by_key(|l| l.delay_ms);
+        Chain {
+            decision,
+            plan_at,
+            chain,
+        }
+    }
+
+    /// A timer's chain, if the timer is one (a step held for quiet hours,
+    /// or one scheduled before chains, carries its step instead).
+    pub(super) fn of(payload: &serde_json::Value) -> Option<Chain> {
+        payload.get("chain")?;
+        serde_json::from_value(payload.clone()).ok()
+    }
+
+    /// When the plan was made.
+    pub(super) fn plan_at(&self) -> DateTime<Utc> {
+        self.plan_at
+    }
+
+    /// Schedule the next step's timer (nothing once the chain is done).
+    pub(super) fn schedule(&self, tx: &Tx<'_>, tenant: &str, ticket: &str) -> Result<()> {
+        let Some(next) = self.chain.first() else {
+            return Ok(());
+        };
+        tx.insert_timer(
+            tenant,
+            ticket,
+            TimerKind::Step,
+            later(self.plan_at, next.delay_ms)?,
+            &serde_json::to_value(self)?,
+        )?;
+        Ok(())
+    }
+
+    /// The chain after its next step.
+    pub(super) fn rest(&self) -> Chain {
+        Chain {
+            chain: self.chain.get(1..).unwrap_or_default().to_vec(),
+            ..*self
+        }
+    }
+
+    /// The chain without the steps a claim stops; `None` if it has none.
+    fn claimed(&self) -> Option<Chain> {
+        self.chain
+            .iter()
+            .any(|l| l.stop_when_claimed)
+            .then(|| Chain {
+                chain: self
+                    .chain
+                    .iter()
+                    .filter(|l| !l.stop_when_claimed)
+                    .copied()
+                    .collect(),
+                ..*self
+            })
+    }
+
+    /// The next step, read from the plan of its decision (`None` if that
+    /// decision or step is gone).
+    pub(super) fn next_step(
+        &self,
+        tx: &Tx<'_>,
+        tenant: &str,
+    ) -> Result<Option<model::NotificationStep>> {
+        #[derive(Deserialize)]
+        struct Planned {
+            plan: Option<model::NotificationPlan>,
+        }
+        let Some(next) = self.chain.first() else {
+            return Ok(None);
+        };
+        let Some(data) = tx.decision_data(tenant, self.decision)? else {
+            return Ok(None);
+        };
+        let planned: Planned = serde_json::from_str(&data)?;
+        Ok(planned
+            .plan
+            .and_then(|p| p.steps.into_iter().nth(next.index)))
+    }
+}
+
+/// A claim stops the plan steps that say so: those of the ticket's
+/// chains (the chain's timer is cancelled and its other steps scheduled
+/// anew) and single held steps.
+pub(super) fn stop_steps_on_claim(tx: &Tx<'_>, tenant: &str, ticket: &str) -> Result<()> {
+    tx.cancel_steps_on_claim(tenant, ticket)?;
+    for t in tx.pending_timers(tenant, ticket, TimerKind::Step)? {
+        if let Some(kept) = Chain::of(&t.payload).and_then(|c| c.claimed())
+            && tx.cancel_timer(t.id, "claimed")?
+        {
+            kept.schedule(tx, tenant, ticket)?;
+        }
+    }
     Ok(())
 }
 
@@ -899,14 +1017,29 @@ pub(super) fn fallback_timers(
     routing: &model::Routing,
     now: DateTime<Utc>,
 ) -> Result<()> {
-    for step in &routing.fallback {
-        tx.insert_timer(
-            tenant,
-            ticket,
-            TimerKind::Fallback,
-            later(now, step.after_ms)?,
-            &serde_json::json!({"decision": decision, "step": step}),
-        )?;
-    }
+    fallback_path(tx, tenant, ticket, decision, now, &routing.fallback)
+}
+
+/// Schedule a fallback path whose delays count from `from`: its first
+/// step waits in a timer that carries the rest, and firing it schedules
+/// the next the same way (a path is one pending timer, not one per step).
+pub(super) fn fallback_path(
+    tx: &Tx<'_>,
+    tenant: &str,
+    ticket: &str,
+    decision: i64,
+    from: DateTime<Utc>,
+    path: &[model::FallbackStep],
+) -> Result<()> {
+    let Some((step, rest)) = path.split_first() else {
+        return Ok(());
+    };
+    tx.insert_timer(
+        tenant,
+        ticket,
+        TimerKind::Fallback,
+        later(from, step.after_ms)?,
+        &serde_json::json!({"decision": decision, "from": from, "step": step, "rest": rest}),
+    )?;
     Ok(())
 }

@@ -398,9 +398,12 @@ impl Engine {
                     audit: &audit,
                 },
             )?;
-            for (i, step) in plan.iter().flat_map(|p| p.steps.iter()).enumerate() {
-                step_timer(tx, tenant, ticket, decision, (i, step), now)?;
-            }
+            Chain::new(
+                decision,
+                now,
+                plan.iter().flat_map(|p| p.steps.iter()).enumerate(),
+            )
+            .schedule(tx, tenant, ticket)?;
             Ok(())
         })?;
         self.timer_wake.notify_one();

@@ -459,7 +459,7 @@ impl Engine {
                     tx.cancel_timers(tenant, ticket, &[TimerKind::Fallback], reason)?;
                 }
                 apply::Cancel::StepsStoppedByClaim => {
-                    tx.cancel_steps_on_claim(tenant, ticket)?;
+                    stop_steps_on_claim(tx, tenant, ticket)?;
                 }
                 apply::Cancel::Plan => {
                     tx.cancel_timers(

@@ -200,6 +200,9 @@ impl Engine {
         Ok(())
     }
 
+    /// A plan step: a chain's next step (the rest of the chain is then
+    /// scheduled, whatever this step did), or a step carried whole (held
+    /// for quiet hours, or scheduled before chains).
     pub(super) fn fire_step(
         &self,
         act: &Act<'_, '_>,
@@ -207,9 +210,31 @@ impl Engine {
         state: &TicketState,
         feed: &mut Vec<FeedItem>,
     ) -> Result<String> {
-        let at = act.now;
+        if let Some(chain) = Chain::of(&t.payload) {
+            let outcome = match chain.next_step(act.tx, act.tenant)? {
+                Some(step) => self.send_step(act, t, state, &step, chain.plan_at(), feed)?,
+                None => "skipped: its plan is gone".to_string(),
+            };
+            chain.rest().schedule(act.tx, act.tenant, &t.ticket)?;
+            return Ok(outcome);
+        }
         let step: model::NotificationStep = serde_json::from_value(t.payload["step"].clone())?;
         let plan_at: DateTime<Utc> = serde_json::from_value(t.payload["plan_at"].clone())?;
+        self.send_step(act, t, state, &step, plan_at, feed)
+    }
+
+    /// Send a plan's step (of the plan made at `plan_at`) unless the
+    /// ticket was resolved, or claimed or answered as the step says.
+    fn send_step(
+        &self,
+        act: &Act<'_, '_>,
+        t: &Timer,
+        state: &TicketState,
+        step: &model::NotificationStep,
+        plan_at: DateTime<Utc>,
+        feed: &mut Vec<FeedItem>,
+    ) -> Result<String> {
+        let at = act.now;
         let ticket = &state.ticket;
         if !ticket.unresolved() {
             return Ok("skipped: resolved".into());
@@ -262,16 +287,28 @@ impl Engine {
         feed: &mut Vec<FeedItem>,
     ) -> Result<String> {
         let step: model::FallbackStep = serde_json::from_value(t.payload["step"].clone())?;
-        if let Some(skipped) = apply::fallback_skipped(&state.ticket) {
-            return Ok(skipped.into());
+        let outcome = match apply::fallback_skipped(&state.ticket) {
+            Some(skipped) => skipped.to_string(),
+            None => {
+                let why = apply::fallback_reason(&step);
+                let key = format!("t{}", t.id);
+                let sent = self.reassign(act, state, &step.target, &why, &key, feed)?;
+                act.tx.put_ticket(act.tenant, state)?;
+                format!(
+                    "reassigned to {}; {sent} notification(s)",
+                    apply::target_name(&step.target)
+                )
+            }
+        };
+        // The rest of its path (a timer scheduled before paths were
+        // chained has none: each of its steps has a timer of its own).
+        if let (Some(from), Some(rest)) = (t.payload.get("from"), t.payload.get("rest")) {
+            let from: DateTime<Utc> = serde_json::from_value(from.clone())?;
+            let rest: Vec<model::FallbackStep> = serde_json::from_value(rest.clone())?;
+            let decision = t.payload["decision"].as_i64().unwrap_or_default();
+            fallback_path(act.tx, act.tenant, &t.ticket, decision, from, &rest)?;
         }
-        let why = apply::fallback_reason(&step);
-        let sent = self.reassign(act, state, &step.target, &why, &format!("t{}", t.id), feed)?;
-        act.tx.put_ticket(act.tenant, state)?;
-        Ok(format!(
-            "reassigned to {}; {sent} notification(s)",
-            apply::target_name(&step.target)
-        ))
+        Ok(outcome)
     }
 
     pub(super) fn fire_digest(&self, t: &Timer, at: DateTime<Utc>) -> Result<()> {

@@ -455,6 +455,14 @@ impl TicketsTx for SqliteTx<'_> {
             .exists(params![tenant, id])?)
     }
 
+    fn decision_data(&self, tenant: &str, id: i64) -> Result<Option<String>> {
+        Ok(self
+            .tx
+            .prepare_cached("SELECT data FROM decisions WHERE id = ?1 AND tenant = ?2")?
+            .query_row(params![id, tenant], |r| r.get(0))
+            .optional()?)
+    }
+
     fn insert_event(
         &self,
         tenant: &str,
@@ -632,4 +640,7 @@ pub trait TicketsTx {
 
     /// Record that `key` was acted on; `false` if it already was.
     fn fire(&self, tenant: &str, ticket: &str, key: &str, decision: i64) -> Result<bool>;
+
+    /// A decision's data (its JSON), if the tenant has that decision.
+    fn decision_data(&self, tenant: &str, id: i64) -> Result<Option<String>>;
 }

@@ -321,6 +321,15 @@ impl TimersTx for SqliteTx<'_> {
         rows.map(|r| Ok(r?)).collect()
     }
 
+    fn cancel_timer(&self, id: i64, why: &str) -> Result<bool> {
+        let n = exec(
+            &self.tx,
+            "UPDATE timers SET state = 'cancelled', outcome = ?2 WHERE id = ?1 AND state = 'pending'",
+            params![id, why],
+        )?;
+        Ok(n == 1)
+    }
+
     fn take_timer(&self, id: i64, now: DateTime<Utc>) -> Result<bool> {
         let n = exec(
             &self.tx,
@@ -406,6 +415,10 @@ pub trait TimersTx {
 
     /// A ticket's pending timers of one kind.
     fn pending_timers(&self, tenant: &str, ticket: &str, kind: TimerKind) -> Result<Vec<Timer>>;
+
+    /// Cancel one pending timer, with a reason; `false` if it was not
+    /// pending.
+    fn cancel_timer(&self, id: i64, why: &str) -> Result<bool>;
 
     /// Take a due timer: `pending` → `done`. `false` if it was not pending
     /// (already fired or cancelled), so each timer fires once.

@@ -20,6 +20,7 @@ mod loading;
 mod outbound;
 mod peers;
 mod pgstore;
+mod plans;
 mod playbook;
 mod polyglot;
 mod quotas;

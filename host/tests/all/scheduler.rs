@@ -7,7 +7,6 @@
 use crate::peers::eventually;
 use crate::support::Db;
 use escalator::clock::Clock;
-use escalator::runtime::{Runtime, RuntimeConfig};
 use escalator::store::{Store, TimerKind};
 use serde_json::json;
 use std::sync::Arc;
@@ -55,13 +54,7 @@ fn only_committed_timers_are_told_to_the_scheduler(db: &Db) {
 fn a_timer_scheduled_while_the_scheduler_sleeps_on_a_later_one_fires_when_due(db: &Db) {
     let cache = tempfile::tempdir().unwrap();
     let store: Arc<Store> = db.open();
-    let runtime = Arc::new(
-        Runtime::new(RuntimeConfig {
-            cache_dir: Some(cache.path().to_path_buf()),
-            ..RuntimeConfig::default()
-        })
-        .unwrap(),
-    );
+    let runtime = crate::support::runtime_cached_in(cache.path());
     let engine = Arc::new(crate::support::builtin_engine_on(
         store.clone(),
         &runtime,

@@ -63,6 +63,18 @@ pub fn decide(
     escalator::pipeline::decide(&ask, &state, &Default::default())
 }
 
+/// A runtime of its own with the default configuration, caching compiled
+/// components in `dir`.
+pub fn runtime_cached_in(dir: &std::path::Path) -> Arc<Runtime> {
+    Arc::new(
+        Runtime::new(RuntimeConfig {
+            cache_dir: Some(dir.to_path_buf()),
+            ..RuntimeConfig::default()
+        })
+        .expect("the runtime starts"),
+    )
+}
+
 /// The process-wide runtime, caching compiled components in a temp dir.
 pub fn runtime() -> &'static Runtime {
     static RUNTIME: OnceLock<(Runtime, tempfile::TempDir)> = OnceLock::new();

@@ -545,6 +545,16 @@ impl TicketsTx for PgTx<'_> {
             .is_some())
     }
 
+    fn decision_data(&self, tenant: &str, id: i64) -> Result<Option<String>> {
+        self.db()
+            .opt(
+                "SELECT data FROM decisions WHERE id = $1 AND tenant = $2",
+                &[&id, &tenant],
+            )?
+            .map(|r| col(&r, 0))
+            .transpose()
+    }
+
     fn stored_messages(&self, tenant: &str, id: &str) -> Result<usize> {
         let n: Option<i64> = match self.db().opt(
             "SELECT messages FROM tickets WHERE tenant = $1 AND id = $2",
@@ -807,6 +817,13 @@ impl TimersTx for PgTx<'_> {
             .iter()
             .map(timer_row)
             .collect()
+    }
+
+    fn cancel_timer(&self, id: i64, why: &str) -> Result<bool> {
+        Ok(self.db().exec(
+            "UPDATE timers SET state = 'cancelled', outcome = $2 WHERE id = $1 AND state = 'pending'",
+            &[&id, &why],
+        )? == 1)
     }
 
     fn take_timer(&self, id: i64, now: DateTime<Utc>) -> Result<bool> {
