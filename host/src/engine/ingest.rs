@@ -48,20 +48,22 @@ impl Engine {
         let json = TicketJson::new(&mut state, 0)?;
         let payload = state.apart_from_messages(|s| serde_json::to_string(&s.ticket))?;
         let id = state.ticket.id.clone();
-        let write = |tx: &Tx<'_>, state: &mut TicketState| -> Result<_, EngineError> {
-            if tx.ticket_exists(tenant, &state.ticket.id)? {
-                return Ok(None);
-            }
-            tx.put_ticket_json(tenant, state, &json)?;
-            Ok(Some(tx.insert_event(
-                tenant,
-                &state.ticket.id,
-                "ticket-created",
-                &payload,
-                now,
-                key.as_ref().map(IdempotencyKey::columns),
-            )?))
-        };
+        let write =
+            |tx: &Tx<'_>, state: &mut TicketState, decided_here| -> Result<_, EngineError> {
+                if tx.ticket_exists(tenant, &state.ticket.id)? {
+                    return Ok(None);
+                }
+                tx.put_ticket_json(tenant, state, &json)?;
+                let event = NewEvent {
+                    ticket: &state.ticket.id,
+                    kind: "ticket-created",
+                    payload: &payload,
+                    received_at: now,
+                    idempotency_key: key.as_ref().map(IdempotencyKey::columns),
+                    decided_here,
+                };
+                Ok(Some(tx.insert_event(tenant, &event)?))
+            };
         // Should the decision fail, the ticket as created is read back from
         // its serialized form (no copy made on every creation).
         let again = || Ok(json.whole()?.context("a new ticket is serialized whole")?);
@@ -171,34 +173,36 @@ impl Engine {
         // Stores the event and the ticket as the event left it, and does
         // what the event does besides (`fx`); an error rolls the
         // transaction back: nothing of the event stays.
-        let write = |tx: &Tx<'_>, state: &mut TicketState| -> Result<_, EngineError> {
-            if let Event::Claim { agent } = &event
-                && tx.agent(tenant, agent)?.is_none()
-            {
-                return Err(EngineError::NotFound(
-                    codes::AGENT_NOT_FOUND,
-                    format!("no agent {agent}"),
-                ));
-            }
-            self.carry_out(tx, tenant, ticket_id, &fx, now)?;
-            tx.put_ticket(tenant, state)?;
-            let seq = tx.insert_event(
-                tenant,
-                ticket_id,
-                event.name(),
-                &payload,
-                now,
-                key.as_ref().map(IdempotencyKey::columns),
-            )?;
-            if was_unresolved && !state.ticket.unresolved() {
-                self.resolved(tx, tenant, state, seq, now)?;
-            }
-            Ok(Some(seq))
-        };
+        let write =
+            |tx: &Tx<'_>, state: &mut TicketState, decided_here| -> Result<_, EngineError> {
+                if let Event::Claim { agent } = &event
+                    && tx.agent(tenant, agent)?.is_none()
+                {
+                    return Err(EngineError::NotFound(
+                        codes::AGENT_NOT_FOUND,
+                        format!("no agent {agent}"),
+                    ));
+                }
+                self.carry_out(tx, tenant, ticket_id, &fx, now)?;
+                tx.put_ticket(tenant, state)?;
+                let stored = NewEvent {
+                    ticket: ticket_id,
+                    kind: event.name(),
+                    payload: &payload,
+                    received_at: now,
+                    idempotency_key: key.as_ref().map(IdempotencyKey::columns),
+                    decided_here,
+                };
+                let seq = tx.insert_event(tenant, &stored)?;
+                if was_unresolved && !state.ticket.unresolved() {
+                    self.resolved(tx, tenant, state, seq, now)?;
+                }
+                Ok(Some(seq))
+            };
         let decided = if fx.load.is_some() {
             // The event moves an agent's load, which routing reads: stored
             // first, then decided on.
-            let seq = self.store.write(|tx| write(tx, &mut state))?;
+            let seq = self.store.write(|tx| write(tx, &mut state, false))?;
             let seq = seq.context("an event is always stored")?;
             self.count(counts);
             self.decide_event(tenant, state, now, event.kind(), seq)?
@@ -338,9 +342,10 @@ impl Engine {
 
     /// Decide on a new event and store the event with its decision in one
     /// transaction: `write` stores the event (and the ticket as the event
-    /// left it) and returns its sequence number, or `None` when there is
-    /// nothing to store (a ticket that exists already); the decision is
-    /// stored after it in the same transaction. Nothing is written while
+    /// left it; as decided when its third argument says the decision
+    /// follows in the same transaction) and returns its sequence number,
+    /// or `None` when there is nothing to store (a ticket that exists
+    /// already); the decision is stored after it in the same transaction. Nothing is written while
     /// the plugins run, and the sender hears back only once both are
     /// durable.
     ///
@@ -358,13 +363,13 @@ impl Engine {
         again: impl FnOnce() -> Result<TicketState, EngineError>,
     ) -> Result<Option<Outcome>, EngineError>
     where
-        W: Fn(&Tx<'_>, &mut TicketState) -> Result<Option<i64>, EngineError>,
+        W: Fn(&Tx<'_>, &mut TicketState, bool) -> Result<Option<i64>, EngineError>,
     {
         let mut feed = Vec::new();
         let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let c = self.consider(tenant, &state, now, kind)?;
             let stored = self.store.write(|tx| {
-                let Some(seq) = write(tx, &mut state)? else {
+                let Some(seq) = write(tx, &mut state, true)? else {
                     return Ok(None);
                 };
                 let cause = Cause::Event(seq);
@@ -382,7 +387,7 @@ impl Engine {
             Err(panic) => format!("panicked: {}", crate::runtime::panic_message(&*panic)),
         };
         let mut state = again()?;
-        let Some(seq) = self.store.write(|tx| write(tx, &mut state))? else {
+        let Some(seq) = self.store.write(|tx| write(tx, &mut state, false))? else {
             return Ok(None);
         };
         Err(self.event_failed(tenant, seq, reason))

@@ -46,8 +46,8 @@ use crate::pipeline::{self, PluginRun, PluginSet, apply};
 use crate::registry::LoadedPlugin;
 use crate::runtime::Runtime;
 use crate::store::{
-    AuditEntry, DeliveryStatus, FeedItem, NewDecision, NewDelivery, Store, TicketJson, TimerKind,
-    Tx,
+    AuditEntry, DeliveryStatus, FeedItem, NewDecision, NewDelivery, NewEvent, Store, TicketJson,
+    TimerKind, Tx,
 };
 /// An engine result.
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;

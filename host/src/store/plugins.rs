@@ -215,7 +215,8 @@ impl Plugins for SqliteStore {
             .query_map([tenant, since, until], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<Result<_, _>>()?;
         let mut audit = conn.prepare_cached(
-            "SELECT data FROM audit WHERE decision = ?1 AND (plugin = ?2 OR plugin LIKE ?2 || '@%')",
+            "SELECT data FROM audit WHERE key BETWEEN ?1 * 65536 AND ?1 * 65536 + 65535 \
+             AND (plugin = ?2 OR plugin LIKE ?2 || '@%') ORDER BY key",
         )?;
         let mut out = Vec::with_capacity(decisions.len());
         for (id, tier) in decisions {

@@ -222,4 +222,33 @@ pub(super) const MIGRATIONS: &[&str] = &[
     DROP INDEX deliveries_recent;
     CREATE INDEX deliveries_recent ON deliveries (tenant, channel, address, created_at, status);
     "#,
+    // 9: a decision's audit trail is keyed by the row id itself
+    // (decision × 65,536 + the call's index; a decision makes at most a
+    // few dozen calls), and the keys acted on are a table without row ids,
+    // so each is one b-tree: their primary keys were indexes of their own,
+    // a page more written for most decisions.
+    r#"
+    CREATE TABLE audit_keyed (
+        key INTEGER PRIMARY KEY,
+        decision INTEGER NOT NULL REFERENCES decisions(id),
+        idx INTEGER NOT NULL CHECK (idx >= 0 AND idx < 65536),
+        plugin TEXT NOT NULL,
+        data TEXT NOT NULL
+    );
+    INSERT INTO audit_keyed (key, decision, idx, plugin, data)
+        SELECT decision * 65536 + idx, decision, idx, plugin, data FROM audit;
+    DROP TABLE audit;
+    ALTER TABLE audit_keyed RENAME TO audit;
+    CREATE TABLE fired_keyed (
+        tenant TEXT NOT NULL,
+        ticket TEXT NOT NULL,
+        key TEXT NOT NULL,
+        decision INTEGER NOT NULL,
+        PRIMARY KEY (tenant, ticket, key)
+    ) WITHOUT ROWID;
+    INSERT INTO fired_keyed (tenant, ticket, key, decision)
+        SELECT tenant, ticket, key, decision FROM fired;
+    DROP TABLE fired;
+    ALTER TABLE fired_keyed RENAME TO fired;
+    "#,
 ];

@@ -88,6 +88,21 @@ fn a_conversation_is_stored_apart_in_the_batches_that_added_it() {
     );
 }
 
+/// A database at `path` as the build with the first `version`
+/// migrations left it.
+fn at_version(path: &std::path::Path, version: usize) -> Connection {
+    let mut conn = Connection::open(path).unwrap();
+    conn.execute_batch("PRAGMA foreign_keys = OFF").unwrap();
+    for (i, sql) in MIGRATIONS[..version].iter().enumerate() {
+        let tx = conn.transaction().unwrap();
+        tx.execute_batch(sql).unwrap();
+        tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))
+            .unwrap();
+        tx.commit().unwrap();
+    }
+    conn
+}
+
 #[test]
 fn migrating_moves_each_stored_conversation_out_of_its_ticket() {
     let dir = tempfile::tempdir().unwrap();
@@ -96,15 +111,7 @@ fn migrating_moves_each_stored_conversation_out_of_its_ticket() {
     // (The conversation moved in migration 6.)
     let before = 5;
     {
-        let mut conn = Connection::open(&path).unwrap();
-        conn.execute_batch("PRAGMA foreign_keys = OFF").unwrap();
-        for (i, sql) in MIGRATIONS[..before].iter().enumerate() {
-            let tx = conn.transaction().unwrap();
-            tx.execute_batch(sql).unwrap();
-            tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))
-                .unwrap();
-            tx.commit().unwrap();
-        }
+        let conn = at_version(&path, before);
         for (id, n) in [("T1", 3), ("T2", 0)] {
             let state = TicketState::new(model::Ticket {
                 messages: (1..=n).map(message).collect(),
@@ -131,4 +138,99 @@ fn migrating_moves_each_stored_conversation_out_of_its_ticket() {
     state.ticket.messages.push(message(4));
     store.write(|tx| tx.put_ticket("acme", &mut state)).unwrap();
     assert_eq!(conversation_of(store, "T1"), ["m1", "m2", "m3", "m4"]);
+}
+
+#[test]
+fn migrating_keys_each_audit_trail_by_its_decision_and_keeps_its_order_and_the_keys_acted_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("escalator.db");
+    // A database as the build before the trail was keyed by row id left
+    // it (migration 9), with two decisions' trails.
+    let before = 8;
+    {
+        let conn = at_version(&path, before);
+        conn.execute(
+            "INSERT INTO fired (tenant, ticket, key, decision) VALUES ('acme', 'T1', 'k1', 1)",
+            [],
+        )
+        .unwrap();
+        for (decision, calls) in [(1, 3), (2, 2)] {
+            conn.execute(
+                "INSERT INTO decisions (id, tenant, ticket, at, cause, escalated, data) \
+                 VALUES (?1, 'acme', 'T1', '2026-11-27T12:00:00.000Z', 'event:1', 0, '{}')",
+                [decision],
+            )
+            .unwrap();
+            // Stored out of order: the trail is read back by its index.
+            for idx in (0..calls).rev() {
+                conn.execute(
+                    "INSERT INTO audit (decision, idx, plugin, data) VALUES (?1, ?2, ?3, ?4)",
+                    params![
+                        decision,
+                        idx,
+                        format!("p{idx}@1"),
+                        format!(r#"{{"call":"{decision}.{idx}"}}"#)
+                    ],
+                )
+                .unwrap();
+            }
+        }
+    }
+    let sqlite = SqliteStore::open(&path, Durability::Process).unwrap();
+    let store: &Store = &sqlite;
+    let trail = |store: &Store| -> Vec<Vec<String>> {
+        store
+            .decisions("acme", "T1")
+            .unwrap()
+            .iter()
+            .map(|d| d.audit.iter().map(|a| a["call"].to_string()).collect())
+            .collect()
+    };
+    assert_eq!(
+        trail(store),
+        [
+            vec![r#""1.0""#, r#""1.1""#, r#""1.2""#],
+            vec![r#""2.0""#, r#""2.1""#]
+        ]
+    );
+    // A new decision's trail lands under its own id, and the table is one
+    // b-tree: no index of its own beside it.
+    let audit: Vec<AuditEntry> = (0..2)
+        .map(|i| AuditEntry {
+            plugin: format!("p{i}@1"),
+            data: format!(r#"{{"call":"3.{i}"}}"#),
+        })
+        .collect();
+    store
+        .write(|tx| {
+            tx.insert_decision(
+                "acme",
+                &NewDecision {
+                    ticket: "T1",
+                    at: noon(),
+                    cause: "event:2",
+                    escalated: false,
+                    data: "{}",
+                    audit: &audit,
+                },
+            )
+        })
+        .unwrap();
+    assert_eq!(trail(store)[2], [r#""3.0""#, r#""3.1""#]);
+    // The key acted on before is still known; a new one is recorded once.
+    let fire = |key: &str| store.write(|tx| tx.fire("acme", "T1", key, 3)).unwrap();
+    assert!(!fire("k1"));
+    assert!(fire("k2"));
+    assert!(!fire("k2"));
+    let conn = Connection::open(&path).unwrap();
+    for table in ["audit", "fired"] {
+        let indexes: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = ?1",
+                [table],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(indexes, 0, "{table}");
+    }
 }

@@ -5,6 +5,30 @@ use super::*;
 
 /// How many of a ticket's newest events and decisions its detail shows.
 pub const TICKET_HISTORY: i64 = 500;
+
+/// A decision's audit trail, in call order: its rows' keys are the
+/// decision's id × 65,536 plus the call's index (schema 9).
+const AUDIT_OF_DECISION: &str =
+    "SELECT data FROM audit WHERE key BETWEEN ?1 * 65536 AND ?1 * 65536 + 65535 ORDER BY key";
+/// An event to store.
+#[derive(Debug, Clone, Copy)]
+pub struct NewEvent<'a> {
+    /// Its ticket.
+    pub ticket: &'a str,
+    /// Its kind (`ticket-created`, `message`, ...).
+    pub kind: &'a str,
+    /// The event as JSON text.
+    pub payload: &'a str,
+    /// When it arrived.
+    pub received_at: DateTime<Utc>,
+    /// The client's idempotency key, with the hash of its request.
+    pub idempotency_key: Option<(&'a str, &'a str)>,
+    /// Whether its decision is stored in the same transaction: it is then
+    /// stored as decided, and never enters the index of undecided events
+    /// (what a restart decides) only to leave it before the commit.
+    pub decided_here: bool,
+}
+
 /// A decision to store, with its audit trail.
 #[derive(Debug, Clone, Copy)]
 pub struct NewDecision<'a> {
@@ -251,8 +275,7 @@ impl Tickets for SqliteStore {
             ))
         })?;
         let mut out = Vec::new();
-        let mut audit =
-            conn.prepare_cached("SELECT data FROM audit WHERE decision = ?1 ORDER BY idx")?;
+        let mut audit = conn.prepare_cached(AUDIT_OF_DECISION)?;
         for row in rows {
             let (id, at, cause, escalated, data) = row?;
             let trail = audit
@@ -463,27 +486,20 @@ impl TicketsTx for SqliteTx<'_> {
             .optional()?)
     }
 
-    fn insert_event(
-        &self,
-        tenant: &str,
-        ticket: &str,
-        kind: &str,
-        payload: &str,
-        received_at: DateTime<Utc>,
-        idempotency_key: Option<(&str, &str)>,
-    ) -> Result<i64> {
+    fn insert_event(&self, tenant: &str, e: &NewEvent<'_>) -> Result<i64> {
         exec(
             &self.tx,
             "INSERT INTO events (tenant, ticket, kind, payload, received_at, idempotency_key, \
-             request_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+             request_hash, processed) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![
                 tenant,
-                ticket,
-                kind,
-                payload,
-                ts(received_at),
-                idempotency_key.map(|k| k.0),
-                idempotency_key.map(|k| k.1),
+                e.ticket,
+                e.kind,
+                e.payload,
+                ts(e.received_at),
+                e.idempotency_key.map(|k| k.0),
+                e.idempotency_key.map(|k| k.1),
+                i64::from(e.decided_here),
             ],
         )?;
         Ok(self.tx.last_insert_rowid())
@@ -515,7 +531,8 @@ impl TicketsTx for SqliteTx<'_> {
         )?;
         let id = self.tx.last_insert_rowid();
         let mut st = self.tx.prepare_cached(
-            "INSERT INTO audit (decision, idx, plugin, data) VALUES (?1, ?2, ?3, ?4)",
+            "INSERT INTO audit (key, decision, idx, plugin, data) \
+             VALUES (?1 * 65536 + ?2, ?1, ?2, ?3, ?4)",
         )?;
         for (i, a) in audit.iter().enumerate() {
             st.execute(params![id, i as i64, a.plugin, a.data])?;
@@ -620,16 +637,8 @@ pub trait TicketsTx {
         stored: usize,
     ) -> Result<()>;
 
-    /// Store an event (`payload` is its JSON); returns its sequence number.
-    fn insert_event(
-        &self,
-        tenant: &str,
-        ticket: &str,
-        kind: &str,
-        payload: &str,
-        received_at: DateTime<Utc>,
-        idempotency_key: Option<(&str, &str)>,
-    ) -> Result<i64>;
+    /// Store an event; returns its sequence number.
+    fn insert_event(&self, tenant: &str, e: &NewEvent<'_>) -> Result<i64>;
 
     /// Mark an event decided, with the response its sender got.
     fn event_processed(&self, seq: i64, response: &str) -> Result<()>;

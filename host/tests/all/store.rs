@@ -521,15 +521,19 @@ fn tickets_events_decisions_and_plugins_read_back_as_written(db: &Db) {
                 "acme",
                 &mut TicketState::new(model::Ticket::new("T-4", noon())),
             )?;
+            let event = |ticket, payload, key| NewEvent {
+                ticket,
+                kind: "message",
+                payload,
+                received_at: noon(),
+                idempotency_key: key,
+                decided_here: false,
+            };
             let seq = tx.insert_event(
                 "acme",
-                "T-1",
-                "message",
-                r#"{"a":1}"#,
-                noon(),
-                Some(("key-1", "hash-1")),
+                &event("T-1", r#"{"a":1}"#, Some(("key-1", "hash-1"))),
             )?;
-            tx.insert_event("acme", "T-2", "message", "{}", noon(), None)?;
+            tx.insert_event("acme", &event("T-2", "{}", None))?;
             let decision = tx.insert_decision(
                 "acme",
                 &NewDecision {

@@ -566,28 +566,21 @@ impl TicketsTx for PgTx<'_> {
         Ok(n.unwrap_or(0).max(0) as usize)
     }
 
-    fn insert_event(
-        &self,
-        tenant: &str,
-        ticket: &str,
-        kind: &str,
-        payload: &str,
-        received_at: DateTime<Utc>,
-        idempotency_key: Option<(&str, &str)>,
-    ) -> Result<i64> {
+    fn insert_event(&self, tenant: &str, e: &NewEvent<'_>) -> Result<i64> {
         col(
             &self.db().one(
                 "INSERT INTO events (tenant, ticket, kind, payload, received_at, \
-                 idempotency_key, request_hash) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                 idempotency_key, request_hash, processed) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
                  RETURNING seq",
                 &[
                     &tenant,
-                    &ticket,
-                    &kind,
-                    &payload,
-                    &received_at,
-                    &idempotency_key.map(|k| k.0),
-                    &idempotency_key.map(|k| k.1),
+                    &e.ticket,
+                    &e.kind,
+                    &e.payload,
+                    &e.received_at,
+                    &e.idempotency_key.map(|k| k.0),
+                    &e.idempotency_key.map(|k| k.1),
+                    &i64::from(e.decided_here),
                 ],
             )?,
             0,

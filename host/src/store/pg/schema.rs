@@ -197,6 +197,12 @@ pub const MIGRATIONS: &[&str] = &[
     DROP INDEX deliveries_recent;
     CREATE INDEX deliveries_recent ON deliveries (tenant, channel, address, created_at, status);
     "#,
+    // 4: the audit trail's key as SQLite's ninth has it (there the row id,
+    // so the trail is one b-tree). PostgreSQL keeps its primary key
+    // (decision, idx) and computes the same key.
+    r#"
+    ALTER TABLE audit ADD COLUMN key BIGINT GENERATED ALWAYS AS (decision * 65536 + idx) STORED;
+    "#,
 ];
 
 /// The advisory lock key migrations are applied under (any constant both
