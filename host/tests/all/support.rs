@@ -342,12 +342,14 @@ impl Postgres {
             .port();
         // `sh` holds the server and stops it when this process's end of
         // its stdin closes, that is when the test process exits, however
-        // it exits.
+        // it exits; then it removes the cluster (600 MB: the process's
+        // statics, this among them, are never dropped).
         let script = format!(
             "{} -D {} -h 127.0.0.1 -p {port} -k {} -c fsync=off -c max_connections=200 \
-             >{}/log 2>&1 & pid=$!; cat >/dev/null; kill -INT $pid; wait $pid",
+             >{}/log 2>&1 & pid=$!; cat >/dev/null; kill -INT $pid; wait $pid; rm -rf {}",
             bin.join("postgres").display(),
             data.display(),
+            dir.path().display(),
             dir.path().display(),
             dir.path().display(),
         );
