@@ -173,15 +173,30 @@ fn a_plugin_spinning_on_the_clock_ends_by_its_deadline_while_the_victim_is_serve
         let (status, v) = t.join().unwrap();
         assert_eq!(status, 201, "{v}");
     }
+    // The attacker's calls wait behind each other (its share on 2 cores
+    // is one call at a time), each up to its 1.5 s plus at most 1 s paused
+    // for other tenants' work: the last ones may wait past the 10 s queue
+    // timeout and fail as overloaded without running (a CI run saw one),
+    // which holds the attacker back too. Every call that ran was ended by
+    // its deadline.
+    let mut ended = 0;
     for i in 0..6 {
         let run = &runs_of(&attacker, &format!("A-{i}"), "sleeper")[0];
-        assert_eq!(run["error_kind"], "deadline", "{run}");
+        match run["error_kind"].as_str() {
+            Some("deadline") => ended += 1,
+            Some("overloaded") => {
+                assert_eq!(run["fuel_used"], 0, "it never ran: {run}");
+                continue;
+            }
+            _ => panic!("ended by its deadline or never run: {run}"),
+        }
         // Its deadline plus the epoch's lag, with room for a loaded machine.
         assert!(
             run["duration_us"].as_u64().unwrap() < 1_500_000 + 500_000,
             "{run}"
         );
     }
+    assert!(ended >= 4, "{ended} of 6 ran");
     builtins_active(&attacker);
     builtins_active(&victim);
     restarts_cleanly(&mut server, dir.path(), &victim);
