@@ -9,14 +9,12 @@ use escalator::store::{Durability, PgStore, SqliteStore, Store};
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
-/// The directory holding the test guests' components.
 /// The `escalator` binary with `args`, compiled plugins cached in a
-/// directory this process's runs share (not the user's own cache).
+/// directory the tests' runs share (not the user's own cache).
 pub fn cli(args: &[&str]) -> std::process::Output {
-    static CACHE: OnceLock<tempfile::TempDir> = OnceLock::new();
     std::process::Command::new(env!("CARGO_BIN_EXE_escalator"))
         .arg("--cache-dir")
-        .arg(CACHE.get_or_init(|| tempfile::tempdir().unwrap()).path())
+        .arg(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-cache"))
         .args(args)
         .output()
         .expect("the escalator binary runs")
@@ -75,20 +73,21 @@ pub fn runtime_cached_in(dir: &std::path::Path) -> Arc<Runtime> {
     )
 }
 
-/// The process-wide runtime, caching compiled components in a temp dir.
+/// The process-wide runtime, caching compiled components under the
+/// build's temporary directory (shared by test runs, as the servers'
+/// cache is: an entry is written whole and renamed into place). A temp dir
+/// of its own was never removed: statics are never dropped.
 pub fn runtime() -> &'static Runtime {
-    static RUNTIME: OnceLock<(Runtime, tempfile::TempDir)> = OnceLock::new();
-    &RUNTIME
-        .get_or_init(|| {
-            let dir = tempfile::tempdir().expect("a temp dir");
-            let rt = Runtime::new(RuntimeConfig {
-                cache_dir: Some(dir.path().to_path_buf()),
-                ..RuntimeConfig::default()
-            })
-            .expect("the runtime starts");
-            (rt, dir)
+    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        Runtime::new(RuntimeConfig {
+            cache_dir: Some(
+                std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("runtime-cache"),
+            ),
+            ..RuntimeConfig::default()
         })
-        .0
+        .expect("the runtime starts")
+    })
 }
 
 /// Load `wasm` with a manifest of `kind` and extra manifest text.
