@@ -481,6 +481,11 @@ impl Engine {
 
     /// Move one open ticket of load from `from` to `to` (either may be
     /// absent); `to` also gets `last_assigned_at` ([`apply::move_load`]).
+    /// The two agents are held until the commit, always in the order of
+    /// their ids: two tickets moving between the same two agents in
+    /// opposite directions at once (two fallbacks firing side by side)
+    /// neither lose each other's count nor deadlock (PostgreSQL detected
+    /// one and failed a fallback, retried a second later).
     pub(super) fn move_load(
         &self,
         tx: &Tx<'_>,
@@ -489,11 +494,12 @@ impl Engine {
         to: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<()> {
+        let mut ids: Vec<&str> = [from, to].into_iter().flatten().collect();
+        ids.sort_unstable();
+        ids.dedup();
         let mut agents: Vec<model::Agent> = Vec::new();
-        for id in [from, to].into_iter().flatten() {
-            if !agents.iter().any(|a| a.id == id)
-                && let Some(a) = tx.agent(tenant, id)?
-            {
+        for id in ids {
+            if let Some(a) = tx.agent_for_update(tenant, id)? {
                 agents.push(a);
             }
         }

@@ -233,6 +233,13 @@ pub trait TenantsTx {
     /// One agent.
     fn agent(&self, tenant: &str, id: &str) -> Result<Option<Agent>>;
 
+    /// One agent, to be written back by this transaction: held until it
+    /// commits, so no other transaction's change to it is lost in between
+    /// (on SQLite the one writer already holds everything).
+    fn agent_for_update(&self, tenant: &str, id: &str) -> Result<Option<Agent>> {
+        self.agent(tenant, id)
+    }
+
     /// A tenant's agents.
     fn agents(&self, tenant: &str) -> Result<Vec<Agent>>;
 }

@@ -199,6 +199,16 @@ impl TenantsTx for PgTx<'_> {
         agent_of(&mut *self.db(), tenant, id)
     }
 
+    fn agent_for_update(&self, tenant: &str, id: &str) -> Result<Option<Agent>> {
+        self.db()
+            .opt(
+                "SELECT data FROM agents WHERE tenant = $1 AND id = $2 FOR UPDATE",
+                &[&tenant, &id],
+            )?
+            .map(|r| json(&r, 0))
+            .transpose()
+    }
+
     fn agents(&self, tenant: &str) -> Result<Vec<Agent>> {
         agents_of(&mut *self.db(), tenant)
     }
