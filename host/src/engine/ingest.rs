@@ -345,9 +345,9 @@ impl Engine {
     /// left it; as decided when its third argument says the decision
     /// follows in the same transaction) and returns its sequence number,
     /// or `None` when there is nothing to store (a ticket that exists
-    /// already); the decision is stored after it in the same transaction. Nothing is written while
-    /// the plugins run, and the sender hears back only once both are
-    /// durable.
+    /// already); the decision is stored after it in the same transaction.
+    /// Nothing is written while the plugins run, and the sender hears back
+    /// only once both are durable.
     ///
     /// If deciding or storing the decision fails (an error, or a panic
     /// anywhere in it), nothing of it stays: the event is stored alone, on

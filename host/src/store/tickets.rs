@@ -10,6 +10,7 @@ pub const TICKET_HISTORY: i64 = 500;
 /// decision's id × 65,536 plus the call's index (schema 9).
 const AUDIT_OF_DECISION: &str =
     "SELECT data FROM audit WHERE key BETWEEN ?1 * 65536 AND ?1 * 65536 + 65535 ORDER BY key";
+
 /// An event to store.
 #[derive(Debug, Clone, Copy)]
 pub struct NewEvent<'a> {

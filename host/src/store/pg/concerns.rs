@@ -67,12 +67,19 @@ fn agents_of(db: &mut dyn Sql, tenant: &str) -> Result<Vec<Agent>> {
 }
 
 fn agent_of(db: &mut dyn Sql, tenant: &str, id: &str) -> Result<Option<Agent>> {
-    db.opt(
+    agent_by(
+        db,
         "SELECT data FROM agents WHERE tenant = $1 AND id = $2",
-        &[&tenant, &id],
-    )?
-    .map(|r| json(&r, 0))
-    .transpose()
+        tenant,
+        id,
+    )
+}
+
+/// One agent, read by `sql` (plain, or `FOR UPDATE`).
+fn agent_by(db: &mut dyn Sql, sql: &str, tenant: &str, id: &str) -> Result<Option<Agent>> {
+    db.opt(sql, &[&tenant, &id])?
+        .map(|r| json(&r, 0))
+        .transpose()
 }
 
 impl Tenants for PgStore {
@@ -200,13 +207,12 @@ impl TenantsTx for PgTx<'_> {
     }
 
     fn agent_for_update(&self, tenant: &str, id: &str) -> Result<Option<Agent>> {
-        self.db()
-            .opt(
-                "SELECT data FROM agents WHERE tenant = $1 AND id = $2 FOR UPDATE",
-                &[&tenant, &id],
-            )?
-            .map(|r| json(&r, 0))
-            .transpose()
+        agent_by(
+            &mut *self.db(),
+            "SELECT data FROM agents WHERE tenant = $1 AND id = $2 FOR UPDATE",
+            tenant,
+            id,
+        )
     }
 
     fn agents(&self, tenant: &str) -> Result<Vec<Agent>> {
