@@ -143,6 +143,9 @@ pub struct WriterTurns {
 struct Turns {
     held: bool,
     normal_waiting: usize,
+    /// Threads asleep on `freed` now: a turn given back with none wakes
+    /// nobody (a notification is a system call even then).
+    asleep: usize,
 }
 
 /// A decision over more conversation than this (its subject and its
@@ -178,7 +181,9 @@ impl WriterTurns {
             Lane::Normal => {
                 s.normal_waiting += 1;
                 while s.held {
+                    s.asleep += 1;
                     s = self.freed.wait(s).unwrap_or_else(|e| e.into_inner());
+                    s.asleep -= 1;
                 }
                 s.normal_waiting -= 1;
             }
@@ -203,11 +208,13 @@ impl WriterTurns {
                             .saturating_duration_since(now)
                             .max(std::time::Duration::from_millis(1))
                     };
+                    s.asleep += 1;
                     s = self
                         .freed
                         .wait_timeout(s, wait)
                         .unwrap_or_else(|e| e.into_inner())
                         .0;
+                    s.asleep -= 1;
                 }
                 note_paused(began.elapsed());
             }
@@ -221,8 +228,11 @@ impl Drop for Turn<'_> {
     fn drop(&mut self) {
         let mut s = self.0.state.lock().unwrap_or_else(|e| e.into_inner());
         s.held = false;
+        let asleep = s.asleep > 0;
         drop(s);
-        self.0.freed.notify_all();
+        if asleep {
+            self.0.freed.notify_all();
+        }
     }
 }
 
@@ -363,8 +373,12 @@ impl Drop for Busy {
             if *n == 0 {
                 m.remove(&self.1);
                 // Under the lock: a waiter that saw the gate busy is asleep
-                // before this notification, so it cannot miss it.
-                self.0.idle.notify_all();
+                // (and counted) before this notification, so it cannot
+                // miss it; with none, nobody is woken (a notification is
+                // a system call even then).
+                if self.0.waiting.load(std::sync::atomic::Ordering::Acquire) > 0 {
+                    self.0.idle.notify_all();
+                }
             }
         }
     }

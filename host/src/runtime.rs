@@ -691,6 +691,10 @@ impl Pause {
 /// advanced early): past its timeout, not counting time paused for the
 /// normal lane, the call is interrupted. A low-lane call (`pause`) waits
 /// there while normal-lane work is in progress.
+///
+/// The store is given back rather than dropped: dropping it frees its
+/// instances (restores the pages they dirtied), which a caller may do
+/// after handing the outcome on.
 fn run_in_store<T: output::Output>(
     engine: &Engine,
     plugin: &Plugin,
@@ -698,7 +702,7 @@ fn run_in_store<T: output::Output>(
     seed: u64,
     pause: Option<Pause>,
     f: impl FnOnce(&Plugin, &mut Store<CallState>) -> Result<Result<T, String>, CallError>,
-) -> Outcome<T> {
+) -> (Outcome<T>, Store<CallState>) {
     let limits = plugin.limits;
     let start = Instant::now();
     let state = CallState::new(now, seed, limits.memory_bytes, limits.log_bytes);
@@ -743,9 +747,9 @@ fn run_in_store<T: output::Output>(
         }
         Err(CallError::Instantiate(e) | CallError::Run(e)) => Err(classify(e, &store, plugin)),
     };
-    let state = store.into_data();
+    let state = store.data();
     let (log, log_dropped_bytes) = state.log.finish();
-    Outcome {
+    let outcome = Outcome {
         result,
         report: CallReport {
             fuel_used,
@@ -754,7 +758,8 @@ fn run_in_store<T: output::Output>(
             log,
             log_dropped_bytes,
         },
-    }
+    };
+    (outcome, store)
 }
 
 /// A trigger's call for a batch, or its outcome if it cannot be made (not

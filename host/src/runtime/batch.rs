@@ -11,6 +11,10 @@
 //! ticks. The call is then reported as past its deadline, the thread
 //! (stuck in a host call) keeps only its own tenant's share, and the calls
 //! not yet started go to a fresh thread.
+//!
+//! The batch's answers go back before its last store is freed: freeing an
+//! instance restores the pages it dirtied, which the caller need not wait
+//! for. The call's share (its slot and memory) is held until then.
 
 use super::shares::{self, CallThreads, Shares};
 use super::{CallError, CallReport, Outcome, Plugin, PluginError, output, panic_message};
@@ -59,6 +63,10 @@ struct State<T> {
     /// Bumped when the caller walks away from a thread: that thread starts
     /// nothing more.
     generation: u64,
+    /// The caller is asleep on `done` (not spinning): only then does the
+    /// end of the batch notify it (a notification is a system call even
+    /// with nobody waiting).
+    caller_asleep: bool,
 }
 
 struct Shared<T> {
@@ -106,6 +114,7 @@ pub(super) fn run<T: output::Output + Send + 'static>(
             running: None,
             results: (0..n).map(|_| None).collect(),
             generation: 0,
+            caller_asleep: false,
         }),
         done: Condvar::new(),
         finished: std::sync::atomic::AtomicBool::new(false),
@@ -190,18 +199,22 @@ pub(super) fn run<T: output::Output + Send + 'static>(
                 }
             }
             Some((_, at)) => {
+                s.caller_asleep = true;
                 s = shared
                     .done
                     .wait_timeout(s, at - now)
                     .unwrap_or_else(PoisonError::into_inner)
                     .0;
+                s.caller_asleep = false;
             }
             None => {
+                s.caller_asleep = true;
                 s = shared
                     .done
                     .wait_timeout(s, Duration::from_millis(50))
                     .unwrap_or_else(PoisonError::into_inner)
                     .0;
+                s.caller_asleep = false;
             }
         }
     }
@@ -245,16 +258,15 @@ fn work<T: output::Output + Send + 'static>(
             return;
         }
         let Some((i, call)) = s.waiting.pop_front() else {
-            drop(s);
-            shared
-                .finished
-                .store(true, std::sync::atomic::Ordering::Release);
-            shared.done.notify_one();
+            finish(shared, s);
             return;
         };
         s.running = Some((i, None));
         drop(s);
         let queued = Instant::now();
+        // What the call leaves to free: its store (the instances' memory
+        // restored for the pool) and its share, which the store holds.
+        let mut leftover = None;
         let outcome = match env
             .shares
             .admit(&env.tenant, call.plugin.limits.memory_bytes)
@@ -293,24 +305,53 @@ fn work<T: output::Output + Send + 'static>(
                     });
                     run_in_store(&env.engine, &plugin, now, seed, pause, f)
                 }));
-                drop(permit);
-                run.unwrap_or_else(|panic| {
-                    failed(
+                match run {
+                    Ok((outcome, store)) => {
+                        leftover = Some((store, permit));
+                        outcome
+                    }
+                    Err(panic) => failed(
                         PluginError::HostFault {
                             plugin: plugin.id.clone(),
                             message: panic_message(&*panic),
                         },
                         began.elapsed(),
-                    )
-                })
+                    ),
+                }
             }
         };
         let mut s = lock(&shared.state);
-        // A call the caller walked away from keeps its reported deadline.
-        if s.generation == generation {
-            s.results[i] = Some(outcome);
-            s.running = None;
+        // A call the caller walked away from keeps its reported deadline,
+        // and another thread has the calls after it.
+        if s.generation != generation {
+            return;
         }
+        s.results[i] = Some(outcome);
+        s.running = None;
+        if s.waiting.is_empty() {
+            // The caller has every answer before the last store is freed:
+            // freeing it (restoring its dirtied pages) is off the event's
+            // path, and the share is held until it is done.
+            finish(shared, s);
+            drop(leftover);
+            return;
+        }
+        drop(s);
+        drop(leftover);
+    }
+}
+
+/// Tell the caller the batch is done (`s`: its state, locked): a caller
+/// still spinning sees `finished`, one asleep is woken. Asleep is read
+/// under the lock the caller sleeps with, so the wake-up cannot be missed.
+fn finish<T>(shared: &Shared<T>, s: MutexGuard<'_, State<T>>) {
+    let asleep = s.caller_asleep;
+    drop(s);
+    shared
+        .finished
+        .store(true, std::sync::atomic::Ordering::Release);
+    if asleep {
+        shared.done.notify_one();
     }
 }
 
@@ -391,6 +432,26 @@ mod tests {
         assert_eq!(out.len(), 3);
         for o in out {
             assert!(o.result.is_ok(), "{:?}", o.result.err());
+        }
+    }
+
+    #[test]
+    fn the_share_of_a_batch_comes_back_once_its_last_store_is_freed() {
+        let rt = Runtime::new(RuntimeConfig::default()).unwrap();
+        let (p, t) = (phrases(&rt, 1000), ticket());
+        for _ in 0..50 {
+            let out = run(&rt.threads, &env(&rt), vec![call(&p, &t, false)]);
+            assert!(out[0].result.is_ok(), "{:?}", out[0].result.as_ref().err());
+            // The call thread frees the store after answering, and gives
+            // the share back once it has: never kept.
+            let back = Instant::now();
+            while rt.shares.running("acme") != (0, 0) {
+                assert!(
+                    back.elapsed() < Duration::from_secs(10),
+                    "the share never came back"
+                );
+                std::thread::yield_now();
+            }
         }
     }
 

@@ -28,6 +28,7 @@ impl Runtime {
                 .call_evaluate(store, ticket, ctx)
                 .map_err(CallError::Run)
         })
+        .0
     }
 }
 

@@ -57,6 +57,9 @@ struct State {
     /// Time each tenant's work waited for the normal lane, not yet taken
     /// off what it is charged.
     paused: HashMap<String, Duration>,
+    /// Calls asleep in [`Shares::admit`] now: a share given back with none
+    /// wakes nobody (a notification is a system call even then).
+    asleep: usize,
 }
 
 pub use crate::lane::Lane;
@@ -93,6 +96,7 @@ impl Shares {
                 memory: 0,
                 low: HashSet::new(),
                 paused: HashMap::new(),
+                asleep: 0,
             }),
             freed: Condvar::new(),
             gate: Arc::default(),
@@ -140,11 +144,13 @@ impl Shares {
                     self.config.queue_timeout
                 ));
             }
+            s.asleep += 1;
             s = self
                 .freed
                 .wait_timeout(s, until - now)
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
+            s.asleep -= 1;
         }
         *s.per_tenant.entry(tenant.to_string()).or_default() += 1;
         s.calls += 1;
@@ -239,8 +245,11 @@ impl Drop for Permit {
         }
         s.calls -= 1;
         s.memory -= self.memory;
+        let asleep = s.asleep > 0;
         drop(s);
-        self.shares.freed.notify_all();
+        if asleep {
+            self.shares.freed.notify_all();
+        }
     }
 }
 
