@@ -18,8 +18,9 @@ steady state.
     python3 tools/perf_categories.py pipe.txt
 
 Guest code compiled by Wasmtime has no symbols and stops the unwinder:
-on a call thread (`escalator-plugi…`), a sample whose stack reaches no
-host frame is counted as guest code.
+a sample whose stack reaches no host frame is counted as guest code (on
+a call thread, `escalator-plugi…`, or on the caller's own, where calls
+that cannot block run).
 """
 import collections
 import re
@@ -76,8 +77,14 @@ def category(comm, frames):
     found = first_match(WAITING, leaf, stack)
     if found is None and re.search(r"sqlite3|rusqlite", stack):
         found = first_match(SQLITE, leaf, stack)
+    # A call runs on a call thread, or (a plugin that cannot block) on the
+    # caller's own: there a sample with no named frame at all is in guest
+    # code, where the unwinder stopped.
+    in_guest = all(re.fullmatch(r"\[unknown\]|0x[0-9a-f]+", f) for f in frames)
     if found is None and (
-        comm.startswith("escalator-plugi") or re.search(r"shares::work|run_in_store", stack)
+        comm.startswith("escalator-plugi")
+        or in_guest
+        or re.search(r"shares::work|run_in_store|batch::inline|admit_and_run", stack)
     ):
         # No host frame at all: the unwinder stopped in guest code.
         found = first_match(CALL_THREAD, leaf, stack) or "plugins: guest code"

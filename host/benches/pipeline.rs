@@ -8,6 +8,9 @@
 //!   (what the server does); after the escalation only the triggers that
 //!   depend on it (`depends-on-escalation`, here `sla`) are asked again;
 //!   each plugin's configuration parsed ahead, in its memory image;
+//! - `decide/fresh-handed-off`: the same, each call handed to a call
+//!   thread and back (as calls that can block are), not run on the
+//!   caller's thread;
 //! - `decide/fresh-parsed`: the same, each call parsing its configuration;
 //! - `triggers/fresh`: the seven triggers alone, as one batch;
 //! - `triggers/reused`: the seven triggers on live instances (no
@@ -428,6 +431,21 @@ fn bench(c: &mut Criterion) {
         set: &parsed_set,
         ..ask
     };
+    // The baseline of calls on the caller's thread: every call handed to a
+    // call thread and back (a runtime and pool of its own).
+    let handed_runtime = Runtime::new(RuntimeConfig {
+        inline_calls: false,
+        ..config.clone()
+    })
+    .unwrap();
+    let handed_set =
+        PluginSet::new(escalator::replay::plugins(&handed_runtime, &matrix, None).unwrap())
+            .unwrap();
+    let handed_ask = Ask {
+        runtime: &handed_runtime,
+        set: &handed_set,
+        ..ask
+    };
     // Reused instances get a runtime (and pool) of their own, as in the
     // runtime benchmark.
     let reuse_runtime = Runtime::new(config).unwrap();
@@ -493,6 +511,9 @@ fn bench(c: &mut Criterion) {
         }
         group.bench_function(BenchmarkId::new("decide/fresh", label), |b| {
             b.iter(|| black_box(pipeline::decide(&ask, black_box(&state), &fired)))
+        });
+        group.bench_function(BenchmarkId::new("decide/fresh-handed-off", label), |b| {
+            b.iter(|| black_box(pipeline::decide(&handed_ask, black_box(&state), &fired)))
         });
         group.bench_function(BenchmarkId::new("decide/fresh-parsed", label), |b| {
             b.iter(|| black_box(pipeline::decide(&parsed_ask, black_box(&state), &fired)))

@@ -104,6 +104,13 @@ impl Plugin {
     pub fn id(&self) -> &PluginId {
         &self.id
     }
+    /// Whether a call of it can block in host code, where the epoch
+    /// cannot interrupt it: only through WASI (a sleep, a poll). Our own
+    /// host functions (`log`, `utc-offset`, the trigger set's marks)
+    /// return at once.
+    pub fn may_block(&self) -> bool {
+        self.inspection.uses_wasi
+    }
     /// The world it implements.
     pub fn kind(&self) -> Kind {
         self.kind
@@ -631,6 +638,7 @@ impl Runtime {
             shares: self.shares.clone(),
             tenant: tenant.to_string(),
             tick: self.config.epoch_tick,
+            inline: self.config.inline_calls,
         };
         batch::run(&self.threads, &env, calls)
     }

@@ -15,6 +15,16 @@
 //! The batch's answers go back before its last store is freed: freeing an
 //! instance restores the pages it dirtied, which the caller need not wait
 //! for. The call's share (its slot and memory) is held until then.
+//!
+//! A call thread is for calls that can get stuck, in host code the epoch
+//! cannot interrupt (wasmtime issue #9188): only a plugin that imports
+//! WASI can block there (a sleep, a poll). A normal-lane batch of plugins
+//! that import none (every Rust and C plugin built with the SDK, and all
+//! the defaults) runs on the caller's own thread, when its stack has room
+//! for a plugin's wasm stack: no hand-off, no thread spinning or sleeping
+//! for the other. The epoch still ends each call at its deadline, fuel
+//! and memory still bound it, and it still takes its tenant's share. A
+//! low-lane batch keeps its call threads, which run at a lower priority.
 
 use super::shares::{self, CallThreads, Shares};
 use super::{CallError, CallReport, Outcome, Plugin, PluginError, output, panic_message};
@@ -51,6 +61,9 @@ pub(super) struct Env {
     pub shares: Arc<Shares>,
     pub tenant: String,
     pub tick: Duration,
+    /// Whether calls that cannot block may run on the caller's thread
+    /// ([`super::RuntimeConfig::inline_calls`]).
+    pub inline: bool,
 }
 
 struct State<T> {
@@ -107,6 +120,22 @@ pub(super) fn run<T: output::Output + Send + 'static>(
     if n == 0 {
         return Vec::new();
     }
+    // The batch's lane: its request's (a request beyond its tenant's
+    // normal-lane share runs low), or its tenant's as it is now. A
+    // normal-lane batch makes other tenants' low-lane calls pause until it
+    // is done.
+    let lane = match (env.shares.lane(&env.tenant), crate::lane::current()) {
+        (Lane::Low, _) => Lane::Low,
+        (_, current) => current,
+    };
+    let _busy = (lane == Lane::Normal).then(|| env.shares.gate().enter(&env.tenant));
+    if env.inline
+        && lane == Lane::Normal
+        && calls.iter().all(|c| !c.plugin.may_block())
+        && room_for_wasm()
+    {
+        return calls.into_iter().map(|c| inline(env, c)).collect();
+    }
     let plugins: Vec<Arc<Plugin>> = calls.iter().map(|c| c.plugin.clone()).collect();
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
@@ -121,15 +150,6 @@ pub(super) fn run<T: output::Output + Send + 'static>(
         paused: Arc::default(),
         pause_left: Arc::new(AtomicU64::new(PAUSE_CAP_NANOS)),
     });
-    // The batch's lane: its request's (a request beyond its tenant's
-    // normal-lane share runs low), or its tenant's as it is now. A
-    // normal-lane batch makes other tenants' low-lane calls pause until it
-    // is done.
-    let lane = match (env.shares.lane(&env.tenant), crate::lane::current()) {
-        (Lane::Low, _) => Lane::Low,
-        (_, current) => current,
-    };
-    let _busy = (lane == Lane::Normal).then(|| env.shares.gate().enter(&env.tenant));
     let overloaded = |s: &mut State<T>, reason: String| {
         for (i, c) in s.waiting.drain(..) {
             s.results[i] = Some(failed(
@@ -263,62 +283,25 @@ fn work<T: output::Output + Send + 'static>(
         };
         s.running = Some((i, None));
         drop(s);
-        let queued = Instant::now();
-        // What the call leaves to free: its store (the instances' memory
-        // restored for the pool) and its share, which the store holds.
-        let mut leftover = None;
-        let outcome = match env
-            .shares
-            .admit(&env.tenant, call.plugin.limits.memory_bytes)
-        {
-            Err(reason) => failed(
-                PluginError::Overloaded {
-                    plugin: call.plugin.id.clone(),
-                    reason,
-                },
-                queued.elapsed(),
-            ),
-            Ok(permit) => {
-                // The call's own time starts now; waiting for the share
-                // was not it.
-                let began = Instant::now();
-                {
-                    let mut s = lock(&shared.state);
-                    if s.generation != generation {
-                        return;
-                    }
-                    s.running = Some((i, Some(began)));
-                    shared.paused.store(0, Ordering::Release);
-                }
-                let Call {
-                    plugin,
-                    now,
-                    seed,
-                    f,
-                } = call;
-                let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    let pause = lane.yields().then(|| Pause {
-                        gate: env.shares.gate().clone(),
-                        tenant: env.tenant.clone(),
-                        paused: shared.paused.clone(),
-                        left: shared.pause_left.clone(),
-                    });
-                    run_in_store(&env.engine, &plugin, now, seed, pause, f)
-                }));
-                match run {
-                    Ok((outcome, store)) => {
-                        leftover = Some((store, permit));
-                        outcome
-                    }
-                    Err(panic) => failed(
-                        PluginError::HostFault {
-                            plugin: plugin.id.clone(),
-                            message: panic_message(&*panic),
-                        },
-                        began.elapsed(),
-                    ),
-                }
+        let started = |began: Instant| {
+            let mut s = lock(&shared.state);
+            if s.generation != generation {
+                return false;
             }
+            s.running = Some((i, Some(began)));
+            shared.paused.store(0, Ordering::Release);
+            true
+        };
+        let pause = || {
+            lane.yields().then(|| Pause {
+                gate: env.shares.gate().clone(),
+                tenant: env.tenant.clone(),
+                paused: shared.paused.clone(),
+                left: shared.pause_left.clone(),
+            })
+        };
+        let Some((outcome, leftover)) = admit_and_run(env, call, pause, started) else {
+            return;
         };
         let mut s = lock(&shared.state);
         // A call the caller walked away from keeps its reported deadline,
@@ -339,6 +322,121 @@ fn work<T: output::Output + Send + 'static>(
         drop(s);
         drop(leftover);
     }
+}
+
+/// A normal-lane call whose plugin cannot block, on the caller's own
+/// thread: no hand-off to a call thread and back. Its deadline needs no
+/// watchdog: only wasm code runs, which the epoch interrupts, and the host
+/// functions it may call return at once.
+fn inline<T: output::Output>(env: &Env, call: Call<T>) -> Outcome<T> {
+    let plugin = call.plugin.clone();
+    admit_and_run(env, call, || None, |_| true)
+        .map_or_else(|| super::lost(&plugin), |(outcome, _freed_here)| outcome)
+}
+
+/// Whether this thread's stack has room for a plugin's wasm stack and the
+/// host code around it: a call runs on the caller's thread only then (a
+/// thread with a small stack hands its calls to a call thread).
+fn room_for_wasm() -> bool {
+    stack_left().is_some_and(|left| left >= super::engine::MAX_WASM_STACK + (512 << 10))
+}
+
+/// The bytes of stack left below this point of the current thread, if
+/// known (Linux: the thread's stack bounds, read once per thread).
+fn stack_left() -> Option<usize> {
+    thread_local! {
+        static LOWEST: Option<usize> = stack_lowest();
+    }
+    let here = 0u8;
+    let here = std::ptr::addr_of!(here) as usize;
+    LOWEST.with(|lowest| lowest.map(|l| here.saturating_sub(l)))
+}
+
+/// The lowest address of the current thread's stack.
+#[cfg(target_os = "linux")]
+#[expect(unsafe_code, reason = "pthread_getattr_np has no safe wrapper in std")]
+fn stack_lowest() -> Option<usize> {
+    // SAFETY: `attr` is initialised by pthread_getattr_np before it is
+    // read, and destroyed once; the out-pointers are valid locals.
+    unsafe {
+        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+        if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) != 0 {
+            return None;
+        }
+        let mut addr: *mut libc::c_void = std::ptr::null_mut();
+        let mut size: libc::size_t = 0;
+        let ok = libc::pthread_attr_getstack(&attr, &mut addr, &mut size) == 0;
+        libc::pthread_attr_destroy(&mut attr);
+        // The guard page at the bottom is not usable stack.
+        ok.then(|| addr as usize + page_size())
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    #[expect(unsafe_code, reason = "sysconf has no safe wrapper in std")]
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(n).unwrap_or(4096)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn stack_lowest() -> Option<usize> {
+    None
+}
+
+/// A call's store and share, to free once its outcome is handed on.
+type Leftover = (Store<CallState>, shares::Permit);
+
+/// Take `call`'s share, then run it in a fresh store (`pause`: how a
+/// low-lane call pauses; `started`: told when the call's own time begins,
+/// it answers `false` when nobody waits for the call any more, and the
+/// call is not run). The outcome, and what is left to free once it is
+/// handed on; `None` if the call was given up.
+fn admit_and_run<T: output::Output>(
+    env: &Env,
+    call: Call<T>,
+    pause: impl FnOnce() -> Option<Pause>,
+    started: impl FnOnce(Instant) -> bool,
+) -> Option<(Outcome<T>, Option<Leftover>)> {
+    let queued = Instant::now();
+    let permit = match env
+        .shares
+        .admit(&env.tenant, call.plugin.limits.memory_bytes)
+    {
+        Ok(permit) => permit,
+        Err(reason) => {
+            let error = PluginError::Overloaded {
+                plugin: call.plugin.id.clone(),
+                reason,
+            };
+            return Some((failed(error, queued.elapsed()), None));
+        }
+    };
+    // The call's own time starts now; waiting for the share was not it.
+    let began = Instant::now();
+    if !started(began) {
+        return None;
+    }
+    let Call {
+        plugin,
+        now,
+        seed,
+        f,
+    } = call;
+    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        run_in_store(&env.engine, &plugin, now, seed, pause(), f)
+    }));
+    Some(match run {
+        Ok((outcome, store)) => (outcome, Some((store, permit))),
+        Err(panic) => {
+            let error = PluginError::HostFault {
+                plugin: plugin.id.clone(),
+                message: panic_message(&*panic),
+            };
+            (failed(error, began.elapsed()), None)
+        }
+    })
 }
 
 /// Tell the caller the batch is done (`s`: its state, locked): a caller
@@ -420,6 +518,7 @@ mod tests {
             shares: rt.shares.clone(),
             tenant: "acme".into(),
             tick: rt.config.epoch_tick,
+            inline: rt.config.inline_calls,
         }
     }
 
@@ -437,7 +536,11 @@ mod tests {
 
     #[test]
     fn the_share_of_a_batch_comes_back_once_its_last_store_is_freed() {
-        let rt = Runtime::new(RuntimeConfig::default()).unwrap();
+        let rt = Runtime::new(RuntimeConfig {
+            inline_calls: false,
+            ..RuntimeConfig::default()
+        })
+        .unwrap();
         let (p, t) = (phrases(&rt, 1000), ticket());
         for _ in 0..50 {
             let out = run(&rt.threads, &env(&rt), vec![call(&p, &t, false)]);
@@ -455,9 +558,93 @@ mod tests {
         }
     }
 
+    /// Run `f` deeper in this thread's stack, once at most `left` bytes of
+    /// it are left.
+    fn with_stack_left<R>(left: usize, f: impl FnOnce() -> R) -> R {
+        let pad = [0u8; 16 << 10];
+        std::hint::black_box(&pad);
+        let r = if stack_left().expect("known on Linux") > left {
+            with_stack_left(left, f)
+        } else {
+            f()
+        };
+        std::hint::black_box(&pad);
+        r
+    }
+
+    /// The thread each call of a batch of `n` ran on, from a thread with
+    /// at most `left` bytes of stack left (`None`: as it comes); and that
+    /// thread's.
+    fn threads_of(
+        rt: &Arc<Runtime>,
+        n: usize,
+        left: Option<usize>,
+    ) -> (std::thread::ThreadId, Vec<std::thread::ThreadId>) {
+        let rt = rt.clone();
+        std::thread::Builder::new()
+            .stack_size(8 << 20)
+            .spawn(move || {
+                let (p, t) = (phrases(&rt, 1000), ticket());
+                let ran = Arc::new(Mutex::new(Vec::new()));
+                let calls: Vec<_> = (0..n)
+                    .map(|_| {
+                        let mut c = call(&p, &t, false);
+                        let (f, ran) = (c.f, ran.clone());
+                        c.f = Box::new(move |p: &Plugin, store: &mut Store<CallState>| {
+                            lock(&ran).push(std::thread::current().id());
+                            f(p, store)
+                        });
+                        c
+                    })
+                    .collect();
+                let batch = || run(&rt.threads, &env(&rt), calls);
+                let out = match left {
+                    Some(left) => with_stack_left(left, batch),
+                    None => batch(),
+                };
+                assert!(out.iter().all(|o| o.result.is_ok()));
+                let ran = lock(&ran).clone();
+                (std::thread::current().id(), ran)
+            })
+            .unwrap()
+            .join()
+            .unwrap()
+    }
+
+    #[test]
+    fn calls_that_cannot_block_run_on_the_callers_thread_when_its_stack_has_room() {
+        let rt = Arc::new(Runtime::new(RuntimeConfig::default()).unwrap());
+        assert!(!phrases(&rt, 1000).may_block(), "phrases imports no WASI");
+        let (caller, ran) = threads_of(&rt, 3, None);
+        assert_eq!(ran, vec![caller; 3]);
+        // A caller with too little stack left for a plugin's wasm stack
+        // hands its calls over.
+        let (caller, ran) = threads_of(&rt, 3, Some(1 << 20));
+        assert_eq!(ran.len(), 3);
+        assert!(ran.iter().all(|t| *t != caller), "{ran:?}");
+        // So does every caller when inline calls are off.
+        let off = Arc::new(
+            Runtime::new(RuntimeConfig {
+                inline_calls: false,
+                ..RuntimeConfig::default()
+            })
+            .unwrap(),
+        );
+        let (caller, ran) = threads_of(&off, 2, None);
+        assert_eq!(ran.len(), 2);
+        assert!(ran.iter().all(|t| *t != caller), "{ran:?}");
+    }
+
     #[test]
     fn a_call_stuck_in_host_code_is_left_behind_and_the_rest_of_the_batch_still_runs() {
-        let rt = Runtime::new(RuntimeConfig::default()).unwrap();
+        // The stuck call is simulated in host code around a plugin that
+        // cannot block, so calls are handed to call threads here, as a
+        // plugin that can block always is.
+        let rt = Runtime::new(RuntimeConfig {
+            inline_calls: false,
+            ..RuntimeConfig::default()
+        })
+        .unwrap();
         let t = ticket();
         let (quick, slow) = (phrases(&rt, 1000), phrases(&rt, 50));
         let calls = vec![

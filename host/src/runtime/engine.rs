@@ -50,6 +50,10 @@ pub struct RuntimeConfig {
     /// many tenants configuring one default plugin apart do not each cost
     /// a compiled copy.
     pub configured_variants: usize,
+    /// Run a call on the caller's own thread when nothing in it can block
+    /// (see [`super::batch`]); off, every call is handed to a call thread
+    /// (for benchmarks and tests comparing the two).
+    pub inline_calls: bool,
 }
 
 impl Default for RuntimeConfig {
@@ -75,9 +79,14 @@ impl Default for RuntimeConfig {
             trigger_set: true,
             configure_ahead: true,
             configured_variants: 16,
+            inline_calls: true,
         }
     }
 }
+
+/// The most stack a plugin's wasm code may use: deep recursion traps
+/// there, long before the host thread's stack is at risk.
+pub(super) const MAX_WASM_STACK: usize = 1 << 20;
 
 /// The wasmtime settings, each with its reason.
 pub(super) fn engine_config(
@@ -99,7 +108,7 @@ pub(super) fn engine_config(
     c.wasm_backtrace_details(wasmtime::WasmBacktraceDetails::Disable);
     // Deep recursion traps cleanly long before the host thread's stack is
     // at risk.
-    c.max_wasm_stack(1 << 20);
+    c.max_wasm_stack(MAX_WASM_STACK);
     // Optimised code: plugins run on every event.
     c.cranelift_opt_level(wasmtime::OptLevel::Speed);
     c.parallel_compilation(true);
