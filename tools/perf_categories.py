@@ -47,7 +47,8 @@ SQLITE = [
 CALL_THREAD = [
     ("leaf", r"Lower|lower_|typecheck|Lift|lift_|realloc|options_memory",
      "plugins: ticket and context copied in, answers out"),
-    ("stack", r"pagemap|reset_with|decommit|DecommitQueue|deallocate|MemoryImageSlot|clear_and_remain",
+    ("stack", r"pagemap|reset_with|decommit|DecommitQueue|MemoryImageSlot|clear_and_remain"
+     r"|deallocate_memor|deallocate_table|deallocate_component|deallocate_module",
      "plugins: instance teardown (memory reset)"),
     ("stack", r"instantiate|allocate_instance|Instance::new|OwnedImports|get_func_ref|Store::new"
      r"|StoreOpaque::new|initialize_defined_funcref|func_loc",
