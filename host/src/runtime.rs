@@ -526,24 +526,20 @@ impl Runtime {
         &self,
         plugin: &Arc<Plugin>,
         ticket: &Arc<wit::Ticket>,
-        escalation: &wit::Escalation,
+        escalation: wit::Escalation,
         roster: &Arc<Vec<wit::Agent>>,
-        ctx: &wit::Context,
+        ctx: wit::Context,
     ) -> Outcome<wit::Routing> {
         if plugin.kind != Kind::Router {
             return wrong_kind(plugin, Kind::Router);
         }
-        let (t, e, r, c) = (
-            ticket.clone(),
-            escalation.clone(),
-            roster.clone(),
-            ctx.clone(),
-        );
+        let now = ctx.now;
+        let (t, e, r, c) = (ticket.clone(), escalation, roster.clone(), ctx);
         let code = match plugin.code() {
             Ok(code) => code,
             Err(e) => return unavailable(plugin, &e),
         };
-        self.call(plugin, ticket, ctx.now, move |_, store| {
+        self.call(plugin, ticket, now, move |_, store| {
             let Pre::Router(pre) = &code.pre else {
                 unreachable!("kind checked above")
             };
@@ -559,26 +555,21 @@ impl Runtime {
         &self,
         plugin: &Arc<Plugin>,
         ticket: &Arc<wit::Ticket>,
-        escalation: &wit::Escalation,
-        routing: &wit::Routing,
+        escalation: wit::Escalation,
+        routing: wit::Routing,
         roster: &Arc<Vec<wit::Agent>>,
-        ctx: &wit::Context,
+        ctx: wit::Context,
     ) -> Outcome<wit::NotificationPlan> {
         if plugin.kind != Kind::Notifier {
             return wrong_kind(plugin, Kind::Notifier);
         }
-        let (t, e, g, r, c) = (
-            ticket.clone(),
-            escalation.clone(),
-            routing.clone(),
-            roster.clone(),
-            ctx.clone(),
-        );
+        let now = ctx.now;
+        let (t, e, g, r, c) = (ticket.clone(), escalation, routing, roster.clone(), ctx);
         let code = match plugin.code() {
             Ok(code) => code,
             Err(e) => return unavailable(plugin, &e),
         };
-        self.call(plugin, ticket, ctx.now, move |_, store| {
+        self.call(plugin, ticket, now, move |_, store| {
             let Pre::Notifier(pre) = &code.pre else {
                 unreachable!("kind checked above")
             };

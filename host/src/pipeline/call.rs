@@ -129,11 +129,13 @@ fn call_after(
     deadlines: Deadlines,
     mut retries: u32,
 ) -> Called {
-    let ctx = contract::context(input.now, input.event, config.to_string());
+    // Made for each attempt (the router's and notifier's calls take it
+    // whole: no copy of the configuration beside this one).
+    let ctx = || contract::context(input.now, input.event, config.to_string());
     loop {
         let (result, report) = match what {
             Call::Trigger => {
-                let o = runtime.evaluate(plugin, &input.ticket, &ctx);
+                let o = runtime.evaluate(plugin, &input.ticket, &ctx());
                 let r = settle(plugin, o.result, contract::evaluation_from);
                 (r.map(Output::Evaluation), o.report)
             }
@@ -141,9 +143,9 @@ fn call_after(
                 let o = runtime.route(
                     plugin,
                     &input.ticket,
-                    &contract::escalation(escalation),
+                    contract::escalation(escalation),
                     &input.roster,
-                    &ctx,
+                    ctx(),
                 );
                 let r = settle(plugin, o.result, |x| Ok(contract::routing_from(x)));
                 (r.map(Output::Routing), o.report)
@@ -152,10 +154,10 @@ fn call_after(
                 let o = runtime.plan(
                     plugin,
                     &input.ticket,
-                    &contract::escalation(escalation),
-                    &contract::routing(routing),
+                    contract::escalation(escalation),
+                    contract::routing(routing),
                     &input.roster,
-                    &ctx,
+                    ctx(),
                 );
                 let r = settle(plugin, o.result, |x| Ok(contract::plan_from(x)));
                 (r.map(Output::Plan), o.report)

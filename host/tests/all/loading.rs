@@ -68,9 +68,9 @@ fn a_router_returns_a_typed_routing_with_fallbacks() {
         .route(
             &p.plugin,
             &t,
-            &esc,
+            esc.clone(),
             &std::sync::Arc::new(roster),
-            &ctx(&p.config_json),
+            ctx(&p.config_json),
         )
         .result
         .expect("skills succeeds");
@@ -107,10 +107,10 @@ fn a_notifier_returns_a_typed_plan() {
         .plan(
             &p.plugin,
             &t,
-            &esc,
-            &routing,
+            esc,
+            routing,
             &std::sync::Arc::new(vec![]),
-            &ctx(&p.config_json),
+            ctx(&p.config_json),
         )
         .result
         .expect("tiered succeeds");

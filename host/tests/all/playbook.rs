@@ -406,9 +406,9 @@ fn route_with(
     let out = runtime().route(
         &p.plugin,
         &std::sync::Arc::new(contract::ticket(t)),
-        &esc,
+        esc,
         &std::sync::Arc::new(roster),
-        &ctx,
+        ctx,
     );
     contract::routing_from(out.result.expect("skills succeeds"))
 }
@@ -474,10 +474,10 @@ fn plan_with(
     let out = runtime().plan(
         &p.plugin,
         &std::sync::Arc::new(contract::ticket(t)),
-        &esc,
-        &routing,
+        esc,
+        routing,
         &std::sync::Arc::new(roster),
-        &ctx,
+        ctx,
     );
     contract::plan_from(out.result.expect("tiered succeeds"))
 }
