@@ -174,6 +174,9 @@ pub struct SqliteStore {
     next_reader: std::sync::atomic::AtomicUsize,
     /// Tells the checkpointer to stop.
     checkpointer: Arc<(Mutex<bool>, std::sync::Condvar)>,
+    /// The checkpointer's thread, joined when the store is dropped: its
+    /// connection is closed before the drop returns.
+    checkpointer_thread: Option<std::thread::JoinHandle<()>>,
     /// Whose write transaction goes next: normal-lane ones before
     /// low-lane ones ([`crate::lane`]).
     turns: crate::lane::WriterTurns,
@@ -190,6 +193,11 @@ impl Drop for SqliteStore {
         let (stop, cv) = &*self.checkpointer;
         *stop.lock().unwrap_or_else(|e| e.into_inner()) = true;
         cv.notify_all();
+        // Its connection closed now, not after the store is gone (a data
+        // directory removed then could get a WAL file back).
+        if let Some(t) = self.checkpointer_thread.take() {
+            let _ = t.join();
+        }
     }
 }
 
@@ -206,7 +214,10 @@ const WAL_PAGES_INLINE: u32 = 16_384;
 /// Copy the WAL into the database in the background, so no commit pays
 /// for a checkpoint (a big fan-out once cost the next writer ~25 ms).
 /// Passive: it never waits for, or blocks, readers and the writer.
-fn checkpointer(path: &Path, stop: Arc<(Mutex<bool>, std::sync::Condvar)>) -> Result<()> {
+fn checkpointer(
+    path: &Path,
+    stop: Arc<(Mutex<bool>, std::sync::Condvar)>,
+) -> Result<std::thread::JoinHandle<()>> {
     let conn = Connection::open(path)
         .map_err(|e| StoreError::open("opening the checkpointer of", path, e))?;
     conn.execute_batch("PRAGMA busy_timeout = 5000;")?;
@@ -220,6 +231,9 @@ fn checkpointer(path: &Path, stop: Arc<(Mutex<bool>, std::sync::Condvar)>) -> Re
                     .wait_timeout(stopped, CHECKPOINT_EVERY)
                     .unwrap_or_else(|e| e.into_inner())
                     .0;
+                if *stopped {
+                    break;
+                }
                 if let Err(e) =
                     conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(0))
                 {
@@ -227,8 +241,7 @@ fn checkpointer(path: &Path, stop: Arc<(Mutex<bool>, std::sync::Condvar)>) -> Re
                 }
             }
         })
-        .map_err(|e| StoreError::open("starting the checkpointer of", path, e))?;
-    Ok(())
+        .map_err(|e| StoreError::open("starting the checkpointer of", path, e))
 }
 
 /// A SQLite write transaction (see [`Store::write`]).
@@ -291,12 +304,13 @@ impl SqliteStore {
             })
             .collect::<Result<Vec<_>>>()?;
         let stop = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
-        checkpointer(path, stop.clone())?;
+        let thread = checkpointer(path, stop.clone())?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),
             readers,
             next_reader: std::sync::atomic::AtomicUsize::new(0),
             checkpointer: stop,
+            checkpointer_thread: Some(thread),
             turns: crate::lane::WriterTurns::default(),
             conversations: ConversationCache::default(),
             commits: Default::default(),

@@ -30,6 +30,31 @@ fn migrations_run_once_and_a_newer_schema_is_refused() {
     drop(dir);
 }
 
+#[test]
+fn a_dropped_store_has_closed_every_connection_when_the_drop_returns() {
+    // SQLite removes a database's WAL files when its last connection
+    // closes. The checkpointer's connection has read the WAL once it has
+    // run (every 200 ms), so right after the drop the files are gone only
+    // if its connection was closed before the drop returned; one closed
+    // later can write them again into a data directory being removed.
+    for _ in 0..5 {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("escalator.db");
+        let store = SqliteStore::open(&path, Durability::Process).unwrap();
+        store
+            .lock()
+            .execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1);")
+            .unwrap();
+        std::thread::sleep(CHECKPOINT_EVERY + std::time::Duration::from_millis(100));
+        drop(store);
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, ["escalator.db"], "{left:?}");
+    }
+}
+
 fn message(i: usize) -> model::Message {
     model::Message {
         id: format!("m{i}"),
