@@ -402,45 +402,42 @@ fn bench(c: &mut Criterion) {
         deadlines: Deadlines::Live,
     };
     let native = Native::new(&set, contract::ms(now));
+    // A baseline: a runtime (and pool) of its own with `config`, and the
+    // default plugins loaded in it.
+    let baseline = |config: RuntimeConfig| {
+        let runtime = Runtime::new(config).unwrap();
+        let set =
+            PluginSet::new(escalator::replay::plugins(&runtime, &matrix, None).unwrap()).unwrap();
+        (runtime, set)
+    };
     // The baseline of the trigger set: each default trigger in an instance
-    // of its own (a runtime and pool of its own).
-    let each_runtime = Runtime::new(RuntimeConfig {
+    // of its own.
+    let (each_runtime, each_set) = baseline(RuntimeConfig {
         trigger_set: false,
         ..config.clone()
-    })
-    .unwrap();
-    let each_set =
-        PluginSet::new(escalator::replay::plugins(&each_runtime, &matrix, None).unwrap()).unwrap();
+    });
     let each_ask = Ask {
         runtime: &each_runtime,
         set: &each_set,
         ..ask
     };
     // The baseline of configurations parsed ahead: every call parses its
-    // plugin's configuration (a runtime and pool of its own).
-    let parsed_runtime = Runtime::new(RuntimeConfig {
+    // plugin's configuration.
+    let (parsed_runtime, parsed_set) = baseline(RuntimeConfig {
         configure_ahead: false,
         ..config.clone()
-    })
-    .unwrap();
-    let parsed_set =
-        PluginSet::new(escalator::replay::plugins(&parsed_runtime, &matrix, None).unwrap())
-            .unwrap();
+    });
     let parsed_ask = Ask {
         runtime: &parsed_runtime,
         set: &parsed_set,
         ..ask
     };
     // The baseline of calls on the caller's thread: every call handed to a
-    // call thread and back (a runtime and pool of its own).
-    let handed_runtime = Runtime::new(RuntimeConfig {
+    // call thread and back.
+    let (handed_runtime, handed_set) = baseline(RuntimeConfig {
         inline_calls: false,
         ..config.clone()
-    })
-    .unwrap();
-    let handed_set =
-        PluginSet::new(escalator::replay::plugins(&handed_runtime, &matrix, None).unwrap())
-            .unwrap();
+    });
     let handed_ask = Ask {
         runtime: &handed_runtime,
         set: &handed_set,

@@ -533,8 +533,7 @@ impl Runtime {
         if plugin.kind != Kind::Router {
             return wrong_kind(plugin, Kind::Router);
         }
-        let now = ctx.now;
-        let (t, e, r, c) = (ticket.clone(), escalation, roster.clone(), ctx);
+        let (now, t, r) = (ctx.now, ticket.clone(), roster.clone());
         let code = match plugin.code() {
             Ok(code) => code,
             Err(e) => return unavailable(plugin, &e),
@@ -545,7 +544,7 @@ impl Runtime {
             };
             pre.instantiate(&mut *store)
                 .map_err(CallError::Instantiate)?
-                .call_route(store, &t, &e, &r, &c)
+                .call_route(store, &t, &escalation, &r, &ctx)
                 .map_err(CallError::Run)
         })
     }
@@ -563,8 +562,7 @@ impl Runtime {
         if plugin.kind != Kind::Notifier {
             return wrong_kind(plugin, Kind::Notifier);
         }
-        let now = ctx.now;
-        let (t, e, g, r, c) = (ticket.clone(), escalation, routing, roster.clone(), ctx);
+        let (now, t, r) = (ctx.now, ticket.clone(), roster.clone());
         let code = match plugin.code() {
             Ok(code) => code,
             Err(e) => return unavailable(plugin, &e),
@@ -575,7 +573,7 @@ impl Runtime {
             };
             pre.instantiate(&mut *store)
                 .map_err(CallError::Instantiate)?
-                .call_plan(store, &t, &e, &g, &r, &c)
+                .call_plan(store, &t, &escalation, &routing, &r, &ctx)
                 .map_err(CallError::Run)
         })
     }

@@ -19,8 +19,8 @@
 //! A call thread is for calls that can get stuck, in host code the epoch
 //! cannot interrupt (wasmtime issue #9188): only a plugin that imports
 //! WASI can block there (a sleep, a poll). A normal-lane batch of plugins
-//! that import none (every Rust and C plugin built with the SDK, and all
-//! the defaults) runs on the caller's own thread, when its stack has room
+//! that import none (Rust plugins built with the SDK, and all the
+//! defaults) runs on the caller's own thread, when its stack has room
 //! for a plugin's wasm stack: no hand-off, no thread spinning or sleeping
 //! for the other. The epoch still ends each call at its deadline, fuel
 //! and memory still bound it, and it still takes its tenant's share. A
@@ -534,13 +534,18 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_share_of_a_batch_comes_back_once_its_last_store_is_freed() {
-        let rt = Runtime::new(RuntimeConfig {
+    /// A runtime that hands every call to a call thread.
+    fn handing_off() -> Runtime {
+        Runtime::new(RuntimeConfig {
             inline_calls: false,
             ..RuntimeConfig::default()
         })
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn the_share_of_a_batch_comes_back_once_its_last_store_is_freed() {
+        let rt = handing_off();
         let (p, t) = (phrases(&rt, 1000), ticket());
         for _ in 0..50 {
             let out = run(&rt.threads, &env(&rt), vec![call(&p, &t, false)]);
@@ -623,13 +628,7 @@ mod tests {
         assert_eq!(ran.len(), 3);
         assert!(ran.iter().all(|t| *t != caller), "{ran:?}");
         // So does every caller when inline calls are off.
-        let off = Arc::new(
-            Runtime::new(RuntimeConfig {
-                inline_calls: false,
-                ..RuntimeConfig::default()
-            })
-            .unwrap(),
-        );
+        let off = Arc::new(handing_off());
         let (caller, ran) = threads_of(&off, 2, None);
         assert_eq!(ran.len(), 2);
         assert!(ran.iter().all(|t| *t != caller), "{ran:?}");
@@ -640,11 +639,7 @@ mod tests {
         // The stuck call is simulated in host code around a plugin that
         // cannot block, so calls are handed to call threads here, as a
         // plugin that can block always is.
-        let rt = Runtime::new(RuntimeConfig {
-            inline_calls: false,
-            ..RuntimeConfig::default()
-        })
-        .unwrap();
+        let rt = handing_off();
         let t = ticket();
         let (quick, slow) = (phrases(&rt, 1000), phrases(&rt, 50));
         let calls = vec![

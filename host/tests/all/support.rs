@@ -64,13 +64,15 @@ pub fn decide(
 /// A runtime of its own with the default configuration, caching compiled
 /// components in `dir`.
 pub fn runtime_cached_in(dir: &std::path::Path) -> Arc<Runtime> {
-    Arc::new(
-        Runtime::new(RuntimeConfig {
-            cache_dir: Some(dir.to_path_buf()),
-            ..RuntimeConfig::default()
-        })
-        .expect("the runtime starts"),
-    )
+    Arc::new(default_runtime(dir))
+}
+
+fn default_runtime(cache: &std::path::Path) -> Runtime {
+    Runtime::new(RuntimeConfig {
+        cache_dir: Some(cache.to_path_buf()),
+        ..RuntimeConfig::default()
+    })
+    .expect("the runtime starts")
 }
 
 /// The process-wide runtime, caching compiled components under the
@@ -80,13 +82,7 @@ pub fn runtime_cached_in(dir: &std::path::Path) -> Arc<Runtime> {
 pub fn runtime() -> &'static Runtime {
     static RUNTIME: OnceLock<Runtime> = OnceLock::new();
     RUNTIME.get_or_init(|| {
-        Runtime::new(RuntimeConfig {
-            cache_dir: Some(
-                std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("runtime-cache"),
-            ),
-            ..RuntimeConfig::default()
-        })
-        .expect("the runtime starts")
+        default_runtime(&std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("runtime-cache"))
     })
 }
 
