@@ -218,9 +218,16 @@ impl Drop for Escalator {
     }
 }
 
+/// The server closes a keep-alive connection idle for its header timeout
+/// (10 s). A client that sends on such a connection at that moment gets
+/// no answer: the connection is closed under the request. As any
+/// well-behaved HTTP client, the tests' drop an idle connection first.
+const CLIENT_IDLE: Duration = Duration::from_secs(5);
+
 fn http() -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(60))
+        .pool_idle_timeout(CLIENT_IDLE)
         .build()
         .unwrap()
 }
@@ -260,8 +267,8 @@ impl Api {
         body: Option<Value>,
         headers: &[(&str, &str)],
     ) -> (u16, Value) {
-        self.try_call(method, path, body, headers)
-            .expect("the server answers")
+        self.send(method, path, body, headers)
+            .unwrap_or_else(|e| panic!("{method} {path}: the server did not answer: {e:?}"))
     }
 
     /// Call; `None` if the server did not answer (it died).
@@ -272,6 +279,16 @@ impl Api {
         body: Option<Value>,
         headers: &[(&str, &str)],
     ) -> Option<(u16, Value)> {
+        self.send(method, path, body, headers).ok()
+    }
+
+    fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Result<(u16, Value), reqwest::Error> {
         let mut req = self
             .http
             .request(method.parse().unwrap(), format!("{}{path}", self.base))
@@ -282,10 +299,10 @@ impl Api {
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let resp = req.send().ok()?;
+        let resp = req.send()?;
         let status = resp.status().as_u16();
-        let text = resp.text().ok()?;
-        Some((
+        let text = resp.text()?;
+        Ok((
             status,
             serde_json::from_str(&text).unwrap_or(Value::String(text)),
         ))
