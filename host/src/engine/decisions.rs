@@ -3,6 +3,9 @@
 //! the answer to the sender, and the metrics of the calls.
 
 use super::*;
+use crate::manifest::Mode;
+use crate::pipeline::Output;
+use crate::runtime::{CallReport, ErrorKind};
 
 /// A decision the pipeline made, with everything its storing needs,
 /// before anything of it is written ([`Engine::consider`]).
@@ -136,7 +139,8 @@ impl Engine {
             routing: d.escalation.as_ref().map(|e| &e.routing),
             plan: d.escalation.as_ref().map(|e| &e.plan),
         })?;
-        let audit = audit_trail(&d.runs, &event)?;
+        let plan = d.escalation.as_ref().and_then(|e| e.plan.as_ref());
+        let audit = audit_trail(&d.runs, &event, plan)?;
         let mut notified = 0;
         let decision = tx.insert_decision(
             tenant,
@@ -384,7 +388,7 @@ impl Engine {
             return Ok(());
         };
         let event_json = serde_json::json!({"kind": EventKind::Claimed, "at": now});
-        let audit = audit_trail(&runs, &event_json)?;
+        let audit = audit_trail(&runs, &event_json, plan.as_ref())?;
         let data = serde_json::json!({"event": event_json, "plan": plan}).to_string();
         self.store.write(|tx| -> Result<_> {
             let decision = tx.insert_decision(
@@ -431,23 +435,62 @@ impl Engine {
 }
 
 /// A decision's audit trail as stored: each call's run and the event it
-/// answered, serialized straight from the run.
+/// answered, serialized straight from the run. A notifier's plan that the
+/// decision's data keeps whole (`plan`) is not stored again in its entry:
+/// the entry says where it is ([`crate::store::OUTPUT_IN_DECISION`]), and
+/// reads put it back. It is the largest part of an escalation (a default
+/// critical chain is 21 steps, each with the ticket's summary).
 pub(super) fn audit_trail(
     runs: &[PluginRun],
     event: &serde_json::Value,
+    plan: Option<&model::NotificationPlan>,
 ) -> serde_json::Result<Vec<AuditEntry>> {
     #[derive(Serialize)]
     struct Entry<'a> {
+        plugin: &'a str,
+        mode: Mode,
+        output: Option<&'a Output>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        output_in_decision: Option<&'static str>,
+        error_kind: Option<ErrorKind>,
+        error: Option<&'a str>,
         #[serde(flatten)]
-        run: &'a PluginRun,
+        report: &'a CallReport,
+        #[serde(skip_serializing_if = "is_zero")]
+        retries: u32,
         input_event: &'a serde_json::Value,
+    }
+    fn is_zero(n: &u32) -> bool {
+        *n == 0
     }
     runs.iter()
         .map(|run| {
+            // Every field of the run, as it serializes itself.
+            let PluginRun {
+                plugin,
+                mode,
+                output,
+                error_kind,
+                error,
+                report,
+                retries,
+                vendor: _,
+            } = run;
+            let in_decision = matches!(
+                (output, plan),
+                (Some(Output::Plan(p)), Some(kept)) if p == kept && *mode == Mode::Active
+            );
             Ok(AuditEntry {
-                plugin: run.plugin.clone(),
+                plugin: plugin.clone(),
                 data: serde_json::to_string(&Entry {
-                    run,
+                    plugin,
+                    mode: *mode,
+                    output: output.as_ref().filter(|_| !in_decision),
+                    output_in_decision: in_decision.then_some("plan"),
+                    error_kind: *error_kind,
+                    error: error.as_deref(),
+                    report,
+                    retries: *retries,
                     input_event: event,
                 })?,
             })
@@ -460,4 +503,84 @@ fn conversation_bytes(t: &Ticket) -> usize {
     t.messages
         .iter()
         .fold(t.subject.len(), |n, m| n.saturating_add(m.body.len()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::PluginRun;
+
+    fn plan(body: &str) -> model::NotificationPlan {
+        serde_json::from_value(serde_json::json!({"steps": [
+            {"delay_ms": 0, "recipient": {"agent": "ana"}, "channel": "slack", "title": "t",
+             "body": body, "stop_when_claimed": false},
+            {"delay_ms": 600000, "recipient": {"agent": "ana"}, "channel": "slack",
+             "title": "Reminder: t", "body": body, "stop_when_claimed": true}],
+            "customer_message": null}))
+        .unwrap()
+    }
+
+    fn run(output: Option<Output>, mode: Mode) -> PluginRun {
+        PluginRun {
+            plugin: "tiered@0.1.0".into(),
+            mode,
+            output,
+            error_kind: None,
+            error: None,
+            report: CallReport {
+                fuel_used: 7,
+                ..CallReport::default()
+            },
+            retries: 0,
+            vendor: true,
+        }
+    }
+
+    /// What the entry was before the plan was stored once: the run
+    /// serialized whole, with its event.
+    fn whole(run: &PluginRun, event: &serde_json::Value) -> serde_json::Value {
+        let mut v = serde_json::to_value(run).unwrap();
+        v["input_event"] = event.clone();
+        v
+    }
+
+    #[test]
+    fn the_notifiers_plan_is_stored_once_and_read_back_whole() {
+        let event = serde_json::json!({"kind": "message-added", "at": "2026-12-05T00:00:00Z"});
+        let kept = plan(&"a long summary of the ticket ".repeat(20));
+        let runs = [
+            run(Some(Output::Plan(kept.clone())), Mode::Active),
+            // Not the decision's plan, or a shadow's: stored as they are.
+            run(Some(Output::Plan(plan("another"))), Mode::Active),
+            run(Some(Output::Plan(kept.clone())), Mode::Shadow),
+            run(None, Mode::Active),
+        ];
+        let stored = audit_trail(&runs, &event, Some(&kept)).unwrap();
+        assert!(
+            !stored[0].data.contains("a long summary"),
+            "{}",
+            stored[0].data
+        );
+        assert!(stored[0].data.len() < 400, "{}", stored[0].data.len());
+        for s in &stored[1..] {
+            assert!(!s.data.contains(crate::store::OUTPUT_IN_DECISION));
+        }
+        // Read back with the decision's plan: each entry as the run
+        // serializes itself, field for field.
+        let decision = serde_json::json!({"plan": kept});
+        let mut read: Vec<serde_json::Value> = stored
+            .iter()
+            .map(|s| serde_json::from_str(&s.data).unwrap())
+            .collect();
+        crate::store::restore_outputs(decision.get("plan"), &mut read);
+        let want: Vec<serde_json::Value> = runs.iter().map(|r| whole(r, &event)).collect();
+        assert_eq!(read, want);
+        // Without a plan kept in the decision, every output is stored.
+        let alone = audit_trail(&runs, &event, None).unwrap();
+        let alone: Vec<serde_json::Value> = alone
+            .iter()
+            .map(|s| serde_json::from_str(&s.data).unwrap())
+            .collect();
+        assert_eq!(alone, want);
+    }
 }

@@ -76,6 +76,29 @@ pub struct EventRecord {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failed: Option<String>,
 }
+/// The field an audit entry carries instead of its `output` when that
+/// output is stored once, in its decision's data: its value names the
+/// field of the decision (`"plan"`: the notifier's plan, which the decision
+/// keeps whole). Read back, the entry has its `output` again.
+pub const OUTPUT_IN_DECISION: &str = "output_in_decision";
+
+/// Put back the `output` of each entry of `audit` that is stored in its
+/// decision's `plan` (see [`OUTPUT_IN_DECISION`]).
+pub(crate) fn restore_outputs(plan: Option<&serde_json::Value>, audit: &mut [serde_json::Value]) {
+    for entry in audit {
+        let Some(o) = entry.as_object_mut() else {
+            continue;
+        };
+        if o.get(OUTPUT_IN_DECISION).and_then(|v| v.as_str()) == Some("plan") {
+            o.remove(OUTPUT_IN_DECISION);
+            o.insert(
+                "output".into(),
+                plan.cloned().unwrap_or(serde_json::Value::Null),
+            );
+        }
+    }
+}
+
 /// A stored decision with its audit trail.
 #[derive(Debug, Clone, Serialize)]
 pub struct DecisionRecord {
@@ -279,16 +302,18 @@ impl Tickets for SqliteStore {
         let mut audit = conn.prepare_cached(AUDIT_OF_DECISION)?;
         for row in rows {
             let (id, at, cause, escalated, data) = row?;
-            let trail = audit
+            let mut trail = audit
                 .query_map([id], |r| r.get::<_, String>(0))?
                 .map(|t| Ok(serde_json::from_str(&t?)?))
                 .collect::<Result<Vec<_>>>()?;
+            let data: serde_json::Value = serde_json::from_str(&data)?;
+            restore_outputs(data.get("plan"), &mut trail);
             out.push(DecisionRecord {
                 id,
                 at,
                 cause,
                 escalated,
-                data: serde_json::from_str(&data)?,
+                data,
                 audit: trail,
             });
         }

@@ -966,6 +966,21 @@ fn the_handoff_packet_carries_everything_the_ai_collected(db: &Db) {
     assert!(audit[0]["fuel_used"].as_u64().unwrap() > 0, "{}", audit[0]);
     assert!(audit[0]["plugin"].as_str().unwrap().contains('@'));
     assert_eq!(audit[0]["input_event"]["kind"], "ticket-created");
+    // The escalation's plan is stored once, in its decision; the
+    // notifier's entry reads back with it as its output.
+    let decisions = t["decisions"].as_array().unwrap();
+    let escalation = decisions
+        .iter()
+        .find(|d| d["data"]["plan"].is_object())
+        .expect("a decision with a plan");
+    let notifier = escalation["audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["plugin"].as_str().unwrap().starts_with("tiered@"))
+        .expect("the notifier's entry");
+    assert_eq!(notifier["output"], escalation["data"]["plan"], "{notifier}");
+    assert!(notifier.get("output_in_decision").is_none(), "{notifier}");
 }
 
 fn tenant_b_sees_nothing_of_tenant_a(db: &Db) {

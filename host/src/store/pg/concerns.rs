@@ -366,7 +366,7 @@ impl Tickets for PgStore {
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
             let id: i64 = col(r, 0)?;
-            let audit = c
+            let mut audit = c
                 .rows(
                     "SELECT data FROM audit WHERE decision = $1 ORDER BY idx",
                     &[&id],
@@ -374,12 +374,14 @@ impl Tickets for PgStore {
                 .iter()
                 .map(|a| json(a, 0))
                 .collect::<Result<Vec<_>>>()?;
+            let data: serde_json::Value = json(r, 4)?;
+            crate::store::tickets::restore_outputs(data.get("plan"), &mut audit);
             out.push(DecisionRecord {
                 id,
                 at: time(r, 1)?,
                 cause: col(r, 2)?,
                 escalated: col(r, 3)?,
-                data: json(r, 4)?,
+                data,
                 audit,
             });
         }
@@ -1316,14 +1318,14 @@ impl Plugins for PgStore {
         let (since, until) = (parse_time("since", since)?, parse_time("until", until)?);
         let mut c = self.conn()?;
         let decisions = c.rows(
-            "SELECT id, data::jsonb ->> 'tier' FROM decisions \
+            "SELECT id, data::jsonb ->> 'tier', (data::jsonb -> 'plan')::text FROM decisions \
              WHERE tenant = $1 AND at >= $2 AND at < $3 AND cause LIKE 'event:%' ORDER BY id",
             &[&tenant, &since, &until],
         )?;
         let mut out = Vec::with_capacity(decisions.len());
         for d in &decisions {
             let id: i64 = col(d, 0)?;
-            let runs = c
+            let mut runs = c
                 .rows(
                     "SELECT data FROM audit WHERE decision = $1 \
                      AND (plugin = $2 OR plugin LIKE $2 || '@%')",
@@ -1332,6 +1334,9 @@ impl Plugins for PgStore {
                 .iter()
                 .map(|a| json(a, 0))
                 .collect::<Result<Vec<_>>>()?;
+            let plan: Option<String> = col(d, 2)?;
+            let plan = plan.map(|p| serde_json::from_str(&p)).transpose()?;
+            crate::store::tickets::restore_outputs(plan.as_ref(), &mut runs);
             out.push((col(d, 1)?, runs));
         }
         Ok(out)
