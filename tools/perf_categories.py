@@ -16,6 +16,13 @@ steady state.
         target/release/deps/pipeline-* --bench --profile-time 6 decide/fresh/1.4KB
     perf script -i pipe.data -F comm,ip,sym > pipe.txt
     python3 tools/perf_categories.py pipe.txt
+    python3 tools/perf_categories.py --by-stage pipe.txt
+
+`--by-stage` also splits a decision's samples by the pipeline's stage
+they pass through (the triggers, both rounds; the router; the notifier;
+the rest of `decide`). Guest code has no frames to tell its stage by:
+`PIPELINE_RUNS=1` on the pipeline benchmark prints each call's time and
+fuel instead.
 
 Guest code compiled by Wasmtime has no symbols and stops the unwinder:
 a sample whose stack reaches no host frame is counted as guest code (on
@@ -92,8 +99,27 @@ def category(comm, frames):
     return found or first_match(HOST, leaf, stack) or "other (kernel, runtime)"
 
 
-def main(path):
+# The pipeline's stages, by the function a sample passes through (the
+# first match wins: a stage's calls sit below `decide`).
+STAGES = [
+    (r"pipeline::plan\b", "notifier"),
+    (r"pipeline::route\b", "router"),
+    (r"pipeline::run_triggers", "triggers"),
+    (r"pipeline::decide", "decide, outside the calls"),
+]
+
+
+def stage(frames):
+    stack = "\n".join(frames)
+    for pattern, label in STAGES:
+        if re.search(pattern, stack):
+            return label
+    return None
+
+
+def main(path, by_stage):
     counts = collections.Counter()
+    staged = collections.Counter()
     total = 0
     for sample in open(path, encoding="utf-8", errors="replace").read().split("\n\n"):
         lines = [l.strip() for l in sample.split("\n") if l.strip()]
@@ -105,10 +131,20 @@ def main(path):
             continue
         counts[c] += 1
         total += 1
+        if by_stage:
+            staged[(stage(frames) or "no stage (guest code, other)", c)] += 1
     print(f"{total} samples")
     for c, n in sorted(counts.items(), key=lambda kv: (kv[0].split(":")[0], -kv[1])):
         print(f"{100 * n / total:5.1f} %  {c}")
+    if by_stage:
+        print()
+        for s in [label for _, label in STAGES] + ["no stage (guest code, other)"]:
+            rows = sorted(((c, n) for (st, c), n in staged.items() if st == s), key=lambda r: -r[1])
+            print(f"{100 * sum(n for _, n in rows) / total:5.1f} %  {s}")
+            for c, n in rows:
+                print(f"   {100 * n / total:5.1f} %  {c}")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    args = [a for a in sys.argv[1:] if a != "--by-stage"]
+    main(args[0], "--by-stage" in sys.argv[1:])
