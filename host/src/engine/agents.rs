@@ -131,7 +131,11 @@ impl Engine {
                 continue;
             };
             let event_json = serde_json::json!({"kind": EventKind::AgentAvailability, "agent": agent, "at": now});
-            let audit = audit_trail(&runs, &event_json, None)?;
+            let kept = Kept {
+                plan: None,
+                routing: Some(&routing),
+            };
+            let audit = audit_trail(&runs, &event_json, kept)?;
             let data = serde_json::json!({"event": event_json, "routing": routing}).to_string();
             let mut feed = Vec::new();
             self.store.write(|tx| -> Result<_> {

@@ -139,8 +139,11 @@ impl Engine {
             routing: d.escalation.as_ref().map(|e| &e.routing),
             plan: d.escalation.as_ref().map(|e| &e.plan),
         })?;
-        let plan = d.escalation.as_ref().and_then(|e| e.plan.as_ref());
-        let audit = audit_trail(&d.runs, &event, plan)?;
+        let kept = Kept {
+            plan: d.escalation.as_ref().and_then(|e| e.plan.as_ref()),
+            routing: d.escalation.as_ref().map(|e| &e.routing),
+        };
+        let audit = audit_trail(&d.runs, &event, kept)?;
         let mut notified = 0;
         let decision = tx.insert_decision(
             tenant,
@@ -388,7 +391,11 @@ impl Engine {
             return Ok(());
         };
         let event_json = serde_json::json!({"kind": EventKind::Claimed, "at": now});
-        let audit = audit_trail(&runs, &event_json, plan.as_ref())?;
+        let kept = Kept {
+            plan: plan.as_ref(),
+            routing: None,
+        };
+        let audit = audit_trail(&runs, &event_json, kept)?;
         let data = serde_json::json!({"event": event_json, "plan": plan}).to_string();
         self.store.write(|tx| -> Result<_> {
             let decision = tx.insert_decision(
@@ -434,16 +441,25 @@ impl Engine {
     }
 }
 
+/// What a decision's data keeps whole of its calls' outputs.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Kept<'a> {
+    /// The notifier's plan (`plan`).
+    pub plan: Option<&'a model::NotificationPlan>,
+    /// The router's routing (`routing`).
+    pub routing: Option<&'a model::Routing>,
+}
+
 /// A decision's audit trail as stored: each call's run and the event it
-/// answered, serialized straight from the run. A notifier's plan that the
-/// decision's data keeps whole (`plan`) is not stored again in its entry:
-/// the entry says where it is ([`crate::store::OUTPUT_IN_DECISION`]), and
-/// reads put it back. It is the largest part of an escalation (a default
+/// answered, serialized straight from the run. An output the decision's
+/// data keeps whole ([`Kept`]) is not stored again in its entry: the entry
+/// says where it is ([`crate::store::OUTPUT_IN_DECISION`]), and reads put
+/// it back. The plan is the largest part of an escalation (a default
 /// critical chain is 21 steps, each with the ticket's summary).
 pub(super) fn audit_trail(
     runs: &[PluginRun],
     event: &serde_json::Value,
-    plan: Option<&model::NotificationPlan>,
+    kept: Kept<'_>,
 ) -> serde_json::Result<Vec<AuditEntry>> {
     #[derive(Serialize)]
     struct Entry<'a> {
@@ -476,17 +492,20 @@ pub(super) fn audit_trail(
                 retries,
                 vendor: _,
             } = run;
-            let in_decision = matches!(
-                (output, plan),
-                (Some(Output::Plan(p)), Some(kept)) if p == kept && *mode == Mode::Active
-            );
+            let in_decision = match (output, *mode) {
+                (Some(Output::Plan(p)), Mode::Active) if Some(p) == kept.plan => Some("plan"),
+                (Some(Output::Routing(r)), Mode::Active) if Some(r) == kept.routing => {
+                    Some("routing")
+                }
+                _ => None,
+            };
             Ok(AuditEntry {
                 plugin: plugin.clone(),
                 data: serde_json::to_string(&Entry {
                     plugin,
                     mode: *mode,
-                    output: output.as_ref().filter(|_| !in_decision),
-                    output_in_decision: in_decision.then_some("plan"),
+                    output: output.as_ref().filter(|_| in_decision.is_none()),
+                    output_in_decision: in_decision,
                     error_kind: *error_kind,
                     error: error.as_deref(),
                     report,
@@ -545,38 +564,53 @@ mod tests {
     }
 
     #[test]
-    fn the_notifiers_plan_is_stored_once_and_read_back_whole() {
+    fn the_plan_and_the_routing_are_stored_once_and_read_back_whole() {
         let event = serde_json::json!({"kind": "message-added", "at": "2026-12-05T00:00:00Z"});
-        let kept = plan(&"a long summary of the ticket ".repeat(20));
+        let plan_kept = plan(&"a long summary of the ticket ".repeat(20));
+        let routing: model::Routing = serde_json::from_value(serde_json::json!({
+            "target": {"agent": "ana"}, "reason": "least recently assigned billing specialist",
+            "fallback": [{"after_ms": 3600000, "target": {"queue": "billing"}, "reason": "team"}]}))
+        .unwrap();
+        let other_routing = model::Routing {
+            reason: "another".into(),
+            ..routing.clone()
+        };
         let runs = [
-            run(Some(Output::Plan(kept.clone())), Mode::Active),
-            // Not the decision's plan, or a shadow's: stored as they are.
+            run(Some(Output::Plan(plan_kept.clone())), Mode::Active),
+            run(Some(Output::Routing(routing.clone())), Mode::Active),
+            // Not the decision's, or a shadow's: stored as they are.
             run(Some(Output::Plan(plan("another"))), Mode::Active),
-            run(Some(Output::Plan(kept.clone())), Mode::Shadow),
+            run(Some(Output::Routing(other_routing)), Mode::Active),
+            run(Some(Output::Plan(plan_kept.clone())), Mode::Shadow),
             run(None, Mode::Active),
         ];
-        let stored = audit_trail(&runs, &event, Some(&kept)).unwrap();
+        let kept = Kept {
+            plan: Some(&plan_kept),
+            routing: Some(&routing),
+        };
+        let stored = audit_trail(&runs, &event, kept).unwrap();
         assert!(
             !stored[0].data.contains("a long summary"),
             "{}",
             stored[0].data
         );
         assert!(stored[0].data.len() < 400, "{}", stored[0].data.len());
-        for s in &stored[1..] {
+        assert!(!stored[1].data.contains("specialist"), "{}", stored[1].data);
+        for s in &stored[2..] {
             assert!(!s.data.contains(crate::store::OUTPUT_IN_DECISION));
         }
-        // Read back with the decision's plan: each entry as the run
+        // Read back with the decision's data: each entry as the run
         // serializes itself, field for field.
-        let decision = serde_json::json!({"plan": kept});
+        let decision = serde_json::json!({"plan": plan_kept, "routing": routing, "tier": "high"});
         let mut read: Vec<serde_json::Value> = stored
             .iter()
             .map(|s| serde_json::from_str(&s.data).unwrap())
             .collect();
-        crate::store::restore_outputs(decision.get("plan"), &mut read);
+        crate::store::restore_outputs(&decision, &mut read);
         let want: Vec<serde_json::Value> = runs.iter().map(|r| whole(r, &event)).collect();
         assert_eq!(read, want);
-        // Without a plan kept in the decision, every output is stored.
-        let alone = audit_trail(&runs, &event, None).unwrap();
+        // Nothing kept in the decision: every output is stored.
+        let alone = audit_trail(&runs, &event, Kept::default()).unwrap();
         let alone: Vec<serde_json::Value> = alone
             .iter()
             .map(|s| serde_json::from_str(&s.data).unwrap())

@@ -27,7 +27,7 @@ mod timers;
 
 pub use act::handoff;
 use act::*;
-use decisions::audit_trail;
+use decisions::{Kept, audit_trail};
 
 pub use lifecycle::{
     GUARD_FAILURES, GUARD_WINDOW, Installed, PluginQuota, SYNC_PLUGINS_EVERY, TenantSet, Upload,

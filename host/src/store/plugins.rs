@@ -208,11 +208,13 @@ impl Plugins for SqliteStore {
     ) -> Result<Vec<(Option<String>, Vec<serde_json::Value>)>> {
         let conn = self.lock();
         let mut st = conn.prepare_cached(
-            "SELECT d.id, json_extract(d.data, '$.tier'), json_extract(d.data, '$.plan') \
+            "SELECT d.id, json_extract(d.data, '$.tier'), \
+             json_object('plan', json_extract(d.data, '$.plan'), \
+             'routing', json_extract(d.data, '$.routing')) \
              FROM decisions d \
              WHERE d.tenant = ?1 AND d.at >= ?2 AND d.at < ?3 AND d.cause LIKE 'event:%' ORDER BY d.id",
         )?;
-        type Row = (i64, Option<String>, Option<String>);
+        type Row = (i64, Option<String>, String);
         let decisions: Vec<Row> = st
             .query_map([tenant, since, until], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?))
@@ -223,13 +225,12 @@ impl Plugins for SqliteStore {
              AND (plugin = ?2 OR plugin LIKE ?2 || '@%') ORDER BY key",
         )?;
         let mut out = Vec::with_capacity(decisions.len());
-        for (id, tier, plan) in decisions {
+        for (id, tier, kept) in decisions {
             let mut runs = audit
                 .query_map(params![id, name], |r| r.get::<_, String>(0))?
                 .map(|t| Ok(serde_json::from_str(&t?)?))
                 .collect::<Result<Vec<_>>>()?;
-            let plan = plan.map(|p| serde_json::from_str(&p)).transpose()?;
-            tickets::restore_outputs(plan.as_ref(), &mut runs);
+            tickets::restore_outputs(&serde_json::from_str(&kept)?, &mut runs);
             out.push((tier, runs));
         }
         Ok(out)

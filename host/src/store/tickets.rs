@@ -78,24 +78,32 @@ pub struct EventRecord {
 }
 /// The field an audit entry carries instead of its `output` when that
 /// output is stored once, in its decision's data: its value names the
-/// field of the decision (`"plan"`: the notifier's plan, which the decision
-/// keeps whole). Read back, the entry has its `output` again.
+/// field of the decision that holds it (`"plan"`: the notifier's plan;
+/// `"routing"`: the router's routing). Read back, the entry has its
+/// `output` again.
 pub const OUTPUT_IN_DECISION: &str = "output_in_decision";
 
+/// The fields of a decision's data an audit entry's output may be in (see
+/// [`OUTPUT_IN_DECISION`]).
+pub const OUTPUTS_IN_DECISION: [&str; 2] = ["plan", "routing"];
+
 /// Put back the `output` of each entry of `audit` that is stored in its
-/// decision's `plan` (see [`OUTPUT_IN_DECISION`]).
-pub(crate) fn restore_outputs(plan: Option<&serde_json::Value>, audit: &mut [serde_json::Value]) {
+/// decision's data (`decision`: the data, or an object of at least its
+/// [`OUTPUTS_IN_DECISION`] fields).
+pub(crate) fn restore_outputs(decision: &serde_json::Value, audit: &mut [serde_json::Value]) {
     for entry in audit {
         let Some(o) = entry.as_object_mut() else {
             continue;
         };
-        if o.get(OUTPUT_IN_DECISION).and_then(|v| v.as_str()) == Some("plan") {
-            o.remove(OUTPUT_IN_DECISION);
-            o.insert(
-                "output".into(),
-                plan.cloned().unwrap_or(serde_json::Value::Null),
-            );
-        }
+        let Some(field) = o.get(OUTPUT_IN_DECISION).and_then(|v| v.as_str()) else {
+            continue;
+        };
+        let output = decision
+            .get(field)
+            .cloned()
+            .unwrap_or(serde_json::Value::Null);
+        o.remove(OUTPUT_IN_DECISION);
+        o.insert("output".into(), output);
     }
 }
 
@@ -307,7 +315,7 @@ impl Tickets for SqliteStore {
                 .map(|t| Ok(serde_json::from_str(&t?)?))
                 .collect::<Result<Vec<_>>>()?;
             let data: serde_json::Value = serde_json::from_str(&data)?;
-            restore_outputs(data.get("plan"), &mut trail);
+            restore_outputs(&data, &mut trail);
             out.push(DecisionRecord {
                 id,
                 at,

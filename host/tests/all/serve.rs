@@ -966,21 +966,24 @@ fn the_handoff_packet_carries_everything_the_ai_collected(db: &Db) {
     assert!(audit[0]["fuel_used"].as_u64().unwrap() > 0, "{}", audit[0]);
     assert!(audit[0]["plugin"].as_str().unwrap().contains('@'));
     assert_eq!(audit[0]["input_event"]["kind"], "ticket-created");
-    // The escalation's plan is stored once, in its decision; the
-    // notifier's entry reads back with it as its output.
+    // The escalation's plan and routing are stored once, in its
+    // decision; the notifier's and router's entries read back with them
+    // as their outputs.
     let decisions = t["decisions"].as_array().unwrap();
     let escalation = decisions
         .iter()
         .find(|d| d["data"]["plan"].is_object())
         .expect("a decision with a plan");
-    let notifier = escalation["audit"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["plugin"].as_str().unwrap().starts_with("tiered@"))
-        .expect("the notifier's entry");
-    assert_eq!(notifier["output"], escalation["data"]["plan"], "{notifier}");
-    assert!(notifier.get("output_in_decision").is_none(), "{notifier}");
+    for (plugin, field) in [("tiered@", "plan"), ("skills@", "routing")] {
+        let entry = escalation["audit"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["plugin"].as_str().unwrap().starts_with(plugin))
+            .expect("the plugin's entry");
+        assert_eq!(entry["output"], escalation["data"][field], "{entry}");
+        assert!(entry.get("output_in_decision").is_none(), "{entry}");
+    }
 }
 
 fn tenant_b_sees_nothing_of_tenant_a(db: &Db) {

@@ -541,11 +541,16 @@ fn tickets_events_decisions_and_plugins_read_back_as_written(db: &Db) {
                     at: noon(),
                     cause: &format!("event:{seq}"),
                     escalated: true,
-                    data: r#"{"tier":"high"}"#,
+                    data: r#"{"tier":"high","routing":{"target":{"agent":"ana"}}}"#,
+                    // The router's output is kept in the decision's data
+                    // (as the engine stores it): reads put it back.
                     audit: &[
                         ("phrases", r#"{"plugin":"phrases","fuel":1}"#),
                         ("phrases@0.2.0", r#"{"plugin":"phrases@0.2.0","fuel":2}"#),
-                        ("router", r#"{"plugin":"router","fuel":3}"#),
+                        (
+                            "router",
+                            r#"{"plugin":"router","fuel":3,"output_in_decision":"routing"}"#,
+                        ),
                     ]
                     .map(|(plugin, data)| AuditEntry {
                         plugin: plugin.into(),
@@ -642,6 +647,12 @@ fn tickets_events_decisions_and_plugins_read_back_as_written(db: &Db) {
         (decision, true, 3)
     );
     assert_eq!(d[0].audit[2]["plugin"], "router");
+    assert_eq!(
+        d[0].audit[2],
+        serde_json::json!({"plugin": "router", "fuel": 3,
+            "output": {"target": {"agent": "ana"}}}),
+        "the router's output read back from its decision"
+    );
     assert_eq!(d[0].at, "2026-11-27T12:00:00.000Z");
     assert_eq!(
         store
@@ -670,6 +681,19 @@ fn tickets_events_decisions_and_plugins_read_back_as_written(db: &Db) {
         fuel,
         [1, 2],
         "the plugin's runs under either name, no other plugin's"
+    );
+    let routed = store
+        .decisions_with_plugin(
+            "acme",
+            "router",
+            "2026-11-27T00:00:00Z",
+            "2026-11-28T00:00:00Z",
+        )
+        .unwrap();
+    assert_eq!(
+        routed[0].1[0]["output"],
+        serde_json::json!({"target": {"agent": "ana"}}),
+        "{routed:?}"
     );
     assert!(
         store

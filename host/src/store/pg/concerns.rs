@@ -375,7 +375,7 @@ impl Tickets for PgStore {
                 .map(|a| json(a, 0))
                 .collect::<Result<Vec<_>>>()?;
             let data: serde_json::Value = json(r, 4)?;
-            crate::store::tickets::restore_outputs(data.get("plan"), &mut audit);
+            crate::store::tickets::restore_outputs(&data, &mut audit);
             out.push(DecisionRecord {
                 id,
                 at: time(r, 1)?,
@@ -1318,7 +1318,8 @@ impl Plugins for PgStore {
         let (since, until) = (parse_time("since", since)?, parse_time("until", until)?);
         let mut c = self.conn()?;
         let decisions = c.rows(
-            "SELECT id, data::jsonb ->> 'tier', (data::jsonb -> 'plan')::text FROM decisions \
+            "SELECT id, data::jsonb ->> 'tier', jsonb_build_object('plan', data::jsonb -> 'plan', \
+             'routing', data::jsonb -> 'routing')::text FROM decisions \
              WHERE tenant = $1 AND at >= $2 AND at < $3 AND cause LIKE 'event:%' ORDER BY id",
             &[&tenant, &since, &until],
         )?;
@@ -1334,9 +1335,8 @@ impl Plugins for PgStore {
                 .iter()
                 .map(|a| json(a, 0))
                 .collect::<Result<Vec<_>>>()?;
-            let plan: Option<String> = col(d, 2)?;
-            let plan = plan.map(|p| serde_json::from_str(&p)).transpose()?;
-            crate::store::tickets::restore_outputs(plan.as_ref(), &mut runs);
+            let kept: String = col(d, 2)?;
+            crate::store::tickets::restore_outputs(&serde_json::from_str(&kept)?, &mut runs);
             out.push((col(d, 1)?, runs));
         }
         Ok(out)
