@@ -472,12 +472,9 @@ pub(super) fn audit_trail(
         error: Option<&'a str>,
         #[serde(flatten)]
         report: &'a CallReport,
-        #[serde(skip_serializing_if = "is_zero")]
+        #[serde(skip_serializing_if = "crate::pipeline::is_zero")]
         retries: u32,
         input_event: &'a serde_json::Value,
-    }
-    fn is_zero(n: &u32) -> bool {
-        *n == 0
     }
     runs.iter()
         .map(|run| {

@@ -321,7 +321,8 @@ pub struct PluginRun {
     pub vendor: bool,
 }
 
-fn is_zero(n: &u32) -> bool {
+/// Whether a count is zero (a field left out of a run's JSON then).
+pub(crate) fn is_zero(n: &u32) -> bool {
     *n == 0
 }
 

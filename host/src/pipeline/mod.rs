@@ -31,6 +31,7 @@
 
 pub mod apply;
 mod call;
+pub(crate) use call::is_zero;
 pub mod contract;
 
 pub use crate::matrix::ResponseTargets;

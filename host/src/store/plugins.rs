@@ -208,29 +208,30 @@ impl Plugins for SqliteStore {
     ) -> Result<Vec<(Option<String>, Vec<serde_json::Value>)>> {
         let conn = self.lock();
         let mut st = conn.prepare_cached(
-            "SELECT d.id, json_extract(d.data, '$.tier'), \
-             json_object('plan', json_extract(d.data, '$.plan'), \
-             'routing', json_extract(d.data, '$.routing')) \
-             FROM decisions d \
+            "SELECT d.id, json_extract(d.data, '$.tier') FROM decisions d \
              WHERE d.tenant = ?1 AND d.at >= ?2 AND d.at < ?3 AND d.cause LIKE 'event:%' ORDER BY d.id",
         )?;
-        type Row = (i64, Option<String>, String);
-        let decisions: Vec<Row> = st
-            .query_map([tenant, since, until], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })?
+        let decisions: Vec<(i64, Option<String>)> = st
+            .query_map([tenant, since, until], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<Result<_, _>>()?;
         let mut audit = conn.prepare_cached(
             "SELECT data FROM audit WHERE key BETWEEN ?1 * 65536 AND ?1 * 65536 + 65535 \
              AND (plugin = ?2 OR plugin LIKE ?2 || '@%') ORDER BY key",
         )?;
         let mut out = Vec::with_capacity(decisions.len());
-        for (id, tier, kept) in decisions {
+        for (id, tier) in decisions {
             let mut runs = audit
                 .query_map(params![id, name], |r| r.get::<_, String>(0))?
                 .map(|t| Ok(serde_json::from_str(&t?)?))
                 .collect::<Result<Vec<_>>>()?;
-            tickets::restore_outputs(&serde_json::from_str(&kept)?, &mut runs);
+            if tickets::outputs_in_decision(&runs) {
+                let data: Option<serde_json::Value> =
+                    json_row(&conn, "SELECT data FROM decisions WHERE id = ?1", [id])?;
+                tickets::restore_outputs(
+                    data.as_ref().unwrap_or(&serde_json::Value::Null),
+                    &mut runs,
+                );
+            }
             out.push((tier, runs));
         }
         Ok(out)

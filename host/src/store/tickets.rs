@@ -76,6 +76,7 @@ pub struct EventRecord {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failed: Option<String>,
 }
+
 /// The field an audit entry carries instead of its `output` when that
 /// output is stored once, in its decision's data: its value names the
 /// field of the decision that holds it (`"plan"`: the notifier's plan;
@@ -83,13 +84,14 @@ pub struct EventRecord {
 /// `output` again.
 pub const OUTPUT_IN_DECISION: &str = "output_in_decision";
 
-/// The fields of a decision's data an audit entry's output may be in (see
-/// [`OUTPUT_IN_DECISION`]).
-pub const OUTPUTS_IN_DECISION: [&str; 2] = ["plan", "routing"];
+/// Whether an entry of `audit` has its output in its decision's data
+/// (read the decision only then).
+pub(crate) fn outputs_in_decision(audit: &[serde_json::Value]) -> bool {
+    audit.iter().any(|e| e.get(OUTPUT_IN_DECISION).is_some())
+}
 
 /// Put back the `output` of each entry of `audit` that is stored in its
-/// decision's data (`decision`: the data, or an object of at least its
-/// [`OUTPUTS_IN_DECISION`] fields).
+/// decision's data (`decision`).
 pub(crate) fn restore_outputs(decision: &serde_json::Value, audit: &mut [serde_json::Value]) {
     for entry in audit {
         let Some(o) = entry.as_object_mut() else {

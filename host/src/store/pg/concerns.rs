@@ -1318,8 +1318,7 @@ impl Plugins for PgStore {
         let (since, until) = (parse_time("since", since)?, parse_time("until", until)?);
         let mut c = self.conn()?;
         let decisions = c.rows(
-            "SELECT id, data::jsonb ->> 'tier', jsonb_build_object('plan', data::jsonb -> 'plan', \
-             'routing', data::jsonb -> 'routing')::text FROM decisions \
+            "SELECT id, data::jsonb ->> 'tier' FROM decisions \
              WHERE tenant = $1 AND at >= $2 AND at < $3 AND cause LIKE 'event:%' ORDER BY id",
             &[&tenant, &since, &until],
         )?;
@@ -1335,8 +1334,14 @@ impl Plugins for PgStore {
                 .iter()
                 .map(|a| json(a, 0))
                 .collect::<Result<Vec<_>>>()?;
-            let kept: String = col(d, 2)?;
-            crate::store::tickets::restore_outputs(&serde_json::from_str(&kept)?, &mut runs);
+            if crate::store::tickets::outputs_in_decision(&runs) {
+                let row = c.rows("SELECT data FROM decisions WHERE id = $1", &[&id])?;
+                let data = row.first().map(|r| json(r, 0)).transpose()?;
+                crate::store::tickets::restore_outputs(
+                    data.as_ref().unwrap_or(&serde_json::Value::Null),
+                    &mut runs,
+                );
+            }
             out.push((col(d, 1)?, runs));
         }
         Ok(out)
