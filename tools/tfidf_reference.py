@@ -9,7 +9,8 @@ and Trivial none) and fits scikit-learn's TfidfVectorizer (words and word
 pairs, sublinear tf) and LogisticRegression on summary + description.
 Prints one JSON object per variant: plain (scikit-learn's defaults) and
 balanced (class weights inverse to frequency), each with per-class
-precision and recall of its likeliest class, agreement, and the precision
+precision and recall of its likeliest class, agreement, the mean log loss
+of its probabilities (natural log), and the precision
 at 80 % recall of critical + high when tickets are ranked by the
 probability of either.
 
@@ -87,6 +88,7 @@ def main():
             "fitted_on": len(fit),
             "tickets": len(rep),
             "argmax_agreement": sum(1 for d, y in zip(top, y_rep) if d == y) / len(rep),
+            "log_loss": -sum(math.log(max(pr[y], 1e-30)) for pr, y in zip(p, y_rep)) / len(rep),
             "urgent_precision_at_80_recall": prec80,
             "agreement_at_80_recall": sum(1 for d, y in zip(rule, y_rep) if d == y) / len(rep),
             "classes": classes,

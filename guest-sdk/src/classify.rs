@@ -13,7 +13,8 @@
 //!
 //! The model is a [`MODEL_CAPACITY`]-byte image: a header ([`MAGIC`], its
 //! capacity, the bytes in use), then the payload ([`Model::read`] documents
-//! its layout) with one `u8` IDF and one `i16` weight per bucket and class, so a fresh
+//! its layout) with one `u8` IDF and two `i16` weights (one per head) per
+//! bucket and class, so a fresh
 //! instance reads the weights where they lie (a copy-on-write mapping of
 //! the component's data) instead of parsing anything.
 
@@ -37,10 +38,11 @@ pub const MAGIC: [u8; 16] = *b"ESCALATOR-MODEL\x01";
 pub const HEADER: usize = 24;
 /// Bytes of the payload before the weights.
 pub const PAYLOAD_HEAD: usize = 64;
-/// The whole image.
-pub const MODEL_CAPACITY: usize = HEADER + PAYLOAD_HEAD + BUCKETS + BUCKETS * CLASSES * 2;
-/// The payload format's version.
-pub const VERSION: u32 = 3;
+/// The whole image: the header, the payload's head, a byte of IDF and two
+/// heads' four `i16` weights per bucket.
+pub const MODEL_CAPACITY: usize = HEADER + PAYLOAD_HEAD + BUCKETS + BUCKETS * CLASSES * 2 * 2;
+/// The payload format's version (4: two heads).
+pub const VERSION: u32 = 4;
 /// An IDF is stored as `round(idf * IDF_SCALE)` in a byte.
 pub const IDF_SCALE: f32 = 28.0;
 /// At most this many words of a ticket are read (a bound on the work per
@@ -63,6 +65,15 @@ pub const fn blank() -> [u8; MODEL_CAPACITY] {
         image[16 + j] = cap[j];
         j += 1;
     }
+    image
+}
+
+/// [`blank`] on the heap (the image is too large for a thread's stack
+/// where nothing optimises the copy away).
+pub fn blank_vec() -> Vec<u8> {
+    let mut image = alloc::vec![0u8; MODEL_CAPACITY];
+    image[..16].copy_from_slice(&MAGIC);
+    image[16..20].copy_from_slice(&(MODEL_CAPACITY as u32).to_le_bytes());
     image
 }
 
@@ -221,17 +232,77 @@ fn f32_at(bytes: &[u8], at: usize) -> f32 {
     f32::from_bits(u32_at(bytes, at))
 }
 
-/// A model read in place from its image.
+/// One of a model's two heads: four classes' weights over the same
+/// features, read in place.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HeadParams {
+    /// A weight is its `i16` times this.
+    pub scale: f32,
+    /// Each class's bias.
+    pub bias: [f32; CLASSES],
+}
+
+/// Which head (see [`Model`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Which {
+    /// Fitted with every class weighing the same in total, so the rare
+    /// urgent tickets shape it: its critical + high probability ranks
+    /// tickets by urgency, and the urgent threshold applies to it.
+    Urgency,
+    /// Fitted on the real mix of classes: its probabilities are the
+    /// likeliest tier, and choose between critical and high, and between
+    /// medium and none.
+    Class,
+}
+
+/// A ticket's probabilities under both heads.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Scores {
+    /// The urgency head's (each class weighing the same).
+    pub urgency: [f32; CLASSES],
+    /// The class head's, for the real mix of classes (calibrated by the
+    /// temperature).
+    pub class: [f32; CLASSES],
+}
+
+impl Scores {
+    /// Critical + high under the urgency head: what the threshold applies
+    /// to.
+    pub fn urgent(&self) -> f32 {
+        self.urgency[0] + self.urgency[1]
+    }
+
+    /// The class head's likeliest class (see [`likeliest`]).
+    pub fn likeliest(&self) -> usize {
+        likeliest(&self.class)
+    }
+}
+
+/// The likeliest class of probabilities (a tie goes to the more urgent
+/// class).
+pub fn likeliest(p: &[f32; CLASSES]) -> usize {
+    (0..CLASSES)
+        .max_by(|a, b| p[*a].total_cmp(&p[*b]).then(b.cmp(a)))
+        .unwrap_or(CLASSES - 1)
+}
+
+/// A model read in place from its image: two linear heads over the same
+/// features (see [`Which`]). One objective cannot serve both uses: the
+/// weights that rank rare urgent tickets best are fitted with the classes
+/// reweighted and a strong penalty, and their likeliest class is always the
+/// commonest; the weights that name the likeliest class best are fitted
+/// on the real mix and rank urgent tickets worse. `escalator learn`
+/// chooses each head's penalty by cross-validation for its own use.
 #[derive(Debug, Clone, Copy)]
 pub struct Model<'a> {
     idf: &'a [u8],
     weights: &'a [u8],
-    /// Decide an urgent tier (critical or high) when their probabilities
-    /// together reach this.
+    /// Decide an urgent tier (critical or high) when the urgency head's
+    /// critical + high probability reaches this.
     pub urgent_threshold: f32,
-    scale: f32,
-    bias: [f32; CLASSES],
-    prior: [f32; CLASSES],
+    urgency: HeadParams,
+    class: HeadParams,
+    temperature: f32,
     /// How many tickets it was fitted on.
     pub fitted_on: u32,
 }
@@ -241,29 +312,33 @@ pub struct Model<'a> {
 pub struct Head {
     /// See [`Model::urgent_threshold`].
     pub urgent_threshold: f32,
-    /// A weight is its `i16` times this.
-    pub scale: f32,
-    /// Each class's bias.
-    pub bias: [f32; CLASSES],
-    /// Each class's log share of the fitting tickets times the number of
-    /// classes. The weights are fitted with every class weighing the same
-    /// in total (so rare urgent tickets shape them); adding these to the
-    /// logits gives probabilities for the real mix of classes (a prior
-    /// shift), which choose between critical and high, and medium and none.
-    pub prior: [f32; CLASSES],
+    /// The urgency head's biases.
+    pub urgency_bias: [f32; CLASSES],
+    /// The class head's biases.
+    pub class_bias: [f32; CLASSES],
+    /// What the class head's logits are divided by (temperature scaling,
+    /// fitted on out-of-fold predictions so its probabilities are
+    /// calibrated; it does not change which class is likeliest). 1: as
+    /// fitted.
+    pub temperature: f32,
     /// How many tickets it was fitted on.
     pub fitted_on: u32,
 }
 
+/// The weights of one bucket's classes in both heads: 4 × i16 urgency,
+/// then 4 × i16 class.
+const BUCKET_BYTES: usize = CLASSES * 2 * 2;
+
 impl<'a> Model<'a> {
     /// Read a model image: `Ok(None)` if it holds no model yet.
     ///
-    /// Payload layout (little-endian), after the [`HEADER`]: version (u32),
-    /// log2 of the buckets (u32), urgent threshold (f32), weight scale
-    /// (f32), the classes' biases (4 × f32), tickets fitted on (u32), the
-    /// classes' prior shifts (4 × f32, see [`Head::prior`]), 12 reserved
-    /// bytes, each bucket's IDF (u8, see [`IDF_SCALE`]), then for
-    /// each bucket its classes' weights (4 × i16).
+    /// The payload: version (u32), log2 of the buckets (u32), urgent
+    /// threshold (f32), tickets fitted on (u32), the urgency head's weight
+    /// scale (f32) and biases (4 × f32), the class head's weight scale
+    /// (f32) and biases (4 × f32), the class head's temperature (f32),
+    /// reserved bytes up to [`PAYLOAD_HEAD`], each bucket's IDF (u8, see
+    /// [`IDF_SCALE`]), then for each bucket its classes' weights in the
+    /// urgency head (4 × i16), then in the class head (4 × i16).
     pub fn read(image: &'a [u8]) -> Result<Option<Model<'a>>, &'static str> {
         if image.len() < HEADER || image[..16] != MAGIC {
             return Err("not a model image");
@@ -279,21 +354,51 @@ impl<'a> Model<'a> {
         if u32_at(p, 0) != VERSION || u32_at(p, 4) != BUCKETS_LOG2 {
             return Err("the model was written by another version of escalator learn");
         }
+        let four = |at: usize| {
+            [
+                f32_at(p, at),
+                f32_at(p, at + 4),
+                f32_at(p, at + 8),
+                f32_at(p, at + 12),
+            ]
+        };
+        let temperature = f32_at(p, 56);
+        if !(temperature.is_finite() && temperature > 0.0) {
+            return Err("the model's temperature is not a positive number");
+        }
         Ok(Some(Model {
             urgent_threshold: f32_at(p, 8),
-            scale: f32_at(p, 12),
-            bias: [f32_at(p, 16), f32_at(p, 20), f32_at(p, 24), f32_at(p, 28)],
-            fitted_on: u32_at(p, 32),
-            prior: [f32_at(p, 36), f32_at(p, 40), f32_at(p, 44), f32_at(p, 48)],
+            fitted_on: u32_at(p, 12),
+            urgency: HeadParams {
+                scale: f32_at(p, 16),
+                bias: four(20),
+            },
+            class: HeadParams {
+                scale: f32_at(p, 36),
+                bias: four(40),
+            },
+            temperature,
             idf: &p[PAYLOAD_HEAD..PAYLOAD_HEAD + BUCKETS],
-            weights: &p[PAYLOAD_HEAD + BUCKETS..PAYLOAD_HEAD + BUCKETS + BUCKETS * CLASSES * 2],
+            weights: &p[PAYLOAD_HEAD + BUCKETS..PAYLOAD_HEAD + BUCKETS + BUCKETS * BUCKET_BYTES],
         }))
     }
 
-    /// A bucket's weight for a class.
-    pub fn weight(&self, bucket: u32, class: usize) -> f32 {
-        let at = (bucket as usize * CLASSES + class) * 2;
-        f32::from(i16::from_le_bytes([self.weights[at], self.weights[at + 1]])) * self.scale
+    fn raw(&self, bucket: u32, which: Which, class: usize) -> f32 {
+        let head = match which {
+            Which::Urgency => 0,
+            Which::Class => CLASSES,
+        };
+        let at = bucket as usize * BUCKET_BYTES + (head + class) * 2;
+        f32::from(i16::from_le_bytes([self.weights[at], self.weights[at + 1]]))
+    }
+
+    /// A bucket's weight for a class in a head.
+    pub fn weight(&self, bucket: u32, which: Which, class: usize) -> f32 {
+        let scale = match which {
+            Which::Urgency => self.urgency.scale,
+            Which::Class => self.class.scale,
+        };
+        self.raw(bucket, which, class) * scale
     }
 
     /// A bucket's IDF (0: no fitted ticket touched it).
@@ -301,10 +406,10 @@ impl<'a> Model<'a> {
         idf_of(self.idf[bucket as usize])
     }
 
-    /// The classes' probabilities for a ticket's features, each class
-    /// weighing the same (what the urgent threshold applies to).
-    pub fn probabilities(&self, f: &Features) -> [f32; CLASSES] {
-        let mut sums = [0f32; CLASSES];
+    /// A ticket's probabilities under both heads (one pass over its
+    /// buckets).
+    pub fn scores(&self, f: &Features) -> Scores {
+        let mut sums = [0f32; 2 * CLASSES];
         let mut norm = 0f32;
         for &b in &f.buckets {
             let q = self.idf[b as usize];
@@ -313,66 +418,57 @@ impl<'a> Model<'a> {
             }
             let idf = idf_of(q);
             norm += idf * idf;
-            let at = b as usize * CLASSES * 2;
-            for (c, s) in sums.iter_mut().enumerate() {
-                let i = at + c * 2;
+            let at = b as usize * BUCKET_BYTES;
+            for (k, s) in sums.iter_mut().enumerate() {
+                let i = at + k * 2;
                 *s += idf * f32::from(i16::from_le_bytes([self.weights[i], self.weights[i + 1]]));
             }
         }
-        let scale = if norm > 0.0 {
-            self.scale / libm::sqrtf(norm)
+        let unit = if norm > 0.0 {
+            1.0 / libm::sqrtf(norm)
         } else {
             0.0
         };
-        let mut logits = [0f32; CLASSES];
+        let mut urgency = [0f32; CLASSES];
+        let mut class = [0f32; CLASSES];
         for c in 0..CLASSES {
-            logits[c] = self.bias[c] + sums[c] * scale;
+            urgency[c] = self.urgency.bias[c] + sums[c] * self.urgency.scale * unit;
+            class[c] = (self.class.bias[c] + sums[CLASSES + c] * self.class.scale * unit)
+                / self.temperature;
         }
-        softmax(logits)
+        Scores {
+            urgency: softmax(urgency),
+            class: softmax(class),
+        }
     }
 
-    /// Probabilities for the real mix of classes (see [`Head::prior`]).
-    pub fn shifted(&self, p: &[f32; CLASSES]) -> [f32; CLASSES] {
-        let mut out = [0f32; CLASSES];
-        let mut sum = 0.0;
-        for c in 0..CLASSES {
-            out[c] = p[c] * libm::expf(self.prior[c]);
-            sum += out[c];
-        }
-        if sum > 0.0 {
-            for o in &mut out {
-                *o /= sum;
-            }
-        }
-        out
-    }
-
-    /// The class decided for these probabilities (from
-    /// [`Model::probabilities`]): an urgent tier when critical and high
-    /// together reach the threshold, else medium or none; within the pair,
-    /// the likelier for the real mix of classes.
-    pub fn decide(&self, p: &[f32; CLASSES], threshold: f32) -> usize {
-        let real = self.shifted(p);
-        if p[0] + p[1] >= threshold {
-            if real[0] >= real[1] { 0 } else { 1 }
-        } else if real[2] >= real[3] {
+    /// The class decided for a ticket's scores: an urgent tier when the
+    /// urgency head's critical + high reaches the threshold, else medium or
+    /// none; within the pair, the likelier under the class head.
+    pub fn decide(&self, s: &Scores, threshold: f32) -> usize {
+        let p = &s.class;
+        if s.urgent() >= threshold {
+            if p[0] >= p[1] { 0 } else { 1 }
+        } else if p[2] >= p[3] {
             2
         } else {
             3
         }
     }
 
-    /// The words that weighed most towards `class`, heaviest first, at most
-    /// `n`: each word's IDF times how much more its weight favours `class`
-    /// than the classes' mean (so words every class shares do not count).
-    pub fn evidence(&self, f: &Features, class: usize, n: usize) -> Vec<String> {
+    /// The words that weighed most towards `class` in a head, heaviest
+    /// first, at most `n`: each word's IDF times how much more its weight
+    /// favours `class` than the classes' mean (so words every class shares
+    /// do not count).
+    pub fn evidence(&self, f: &Features, which: Which, class: usize, n: usize) -> Vec<String> {
         let mut w: Vec<(f32, &str)> = f
             .words
             .iter()
             .map(|(b, word)| {
-                let mean = (0..CLASSES).map(|c| self.weight(*b, c)).sum::<f32>() / CLASSES as f32;
+                let mean =
+                    (0..CLASSES).map(|c| self.weight(*b, which, c)).sum::<f32>() / CLASSES as f32;
                 (
-                    self.idf(*b) * (self.weight(*b, class) - mean),
+                    self.idf(*b) * (self.weight(*b, which, class) - mean),
                     word.as_str(),
                 )
             })
@@ -402,13 +498,14 @@ pub fn softmax(logits: [f32; CLASSES]) -> [f32; CLASSES] {
 }
 
 /// Write a model into an image made by [`blank`] (or a copy of one):
-/// each bucket's IDF byte, and `weights[bucket * CLASSES + class]` as
-/// fitted, quantised to `i16`.
+/// each bucket's IDF byte, and each head's `weights[bucket * CLASSES +
+/// class]` as fitted, quantised to `i16` (each head at its own scale).
 pub fn write(
     image: &mut [u8],
     head: &Head,
     idf: &[u8],
-    weights: &[f32],
+    urgency: &[f32],
+    class: &[f32],
 ) -> Result<(), &'static str> {
     if image.len() < MODEL_CAPACITY || image[..16] != MAGIC {
         return Err("not a model image");
@@ -416,40 +513,53 @@ pub fn write(
     if u32_at(image, 16) as usize != MODEL_CAPACITY {
         return Err("the image has another capacity than this version's models");
     }
-    if weights.len() != BUCKETS * CLASSES || idf.len() != BUCKETS {
+    if urgency.len() != BUCKETS * CLASSES
+        || class.len() != BUCKETS * CLASSES
+        || idf.len() != BUCKETS
+    {
         return Err("wrong number of weights");
     }
-    let max = weights.iter().fold(0f32, |m, w| m.max(w.abs()));
-    let scale = if max > 0.0 { max / 32767.0 } else { 1.0 };
+    if !(head.temperature.is_finite() && head.temperature > 0.0) {
+        return Err("the temperature must be a positive number");
+    }
+    let scale_of = |weights: &[f32]| {
+        let max = weights.iter().fold(0f32, |m, w| m.max(w.abs()));
+        if max > 0.0 { max / 32767.0 } else { 1.0 }
+    };
+    let (urgency_scale, class_scale) = (scale_of(urgency), scale_of(class));
     let used = (MODEL_CAPACITY - HEADER) as u32;
     image[20..24].copy_from_slice(&used.to_le_bytes());
     let p = &mut image[HEADER..MODEL_CAPACITY];
     p.fill(0);
-    p[0..4].copy_from_slice(&VERSION.to_le_bytes());
-    p[4..8].copy_from_slice(&BUCKETS_LOG2.to_le_bytes());
-    p[8..12].copy_from_slice(&head.urgent_threshold.to_le_bytes());
-    p[12..16].copy_from_slice(&scale.to_le_bytes());
+    let mut put = |at: usize, bytes: [u8; 4]| p[at..at + 4].copy_from_slice(&bytes);
+    put(0, VERSION.to_le_bytes());
+    put(4, BUCKETS_LOG2.to_le_bytes());
+    put(8, head.urgent_threshold.to_le_bytes());
+    put(12, head.fitted_on.to_le_bytes());
+    put(16, urgency_scale.to_le_bytes());
+    put(36, class_scale.to_le_bytes());
     for c in 0..CLASSES {
-        p[16 + c * 4..20 + c * 4].copy_from_slice(&head.bias[c].to_le_bytes());
+        put(20 + c * 4, head.urgency_bias[c].to_le_bytes());
+        put(40 + c * 4, head.class_bias[c].to_le_bytes());
     }
-    p[32..36].copy_from_slice(&head.fitted_on.to_le_bytes());
-    for c in 0..CLASSES {
-        p[36 + c * 4..40 + c * 4].copy_from_slice(&head.prior[c].to_le_bytes());
-    }
+    put(56, head.temperature.to_le_bytes());
     p[PAYLOAD_HEAD..PAYLOAD_HEAD + BUCKETS].copy_from_slice(idf);
-    for (i, w) in weights.iter().enumerate() {
-        let q = libm::roundf(w / scale).clamp(-32767.0, 32767.0) as i16;
-        let at = PAYLOAD_HEAD + BUCKETS + i * 2;
-        p[at..at + 2].copy_from_slice(&q.to_le_bytes());
+    let weights = &mut p[PAYLOAD_HEAD + BUCKETS..];
+    for (offset, w, scale) in [(0, urgency, urgency_scale), (CLASSES, class, class_scale)] {
+        for (i, w) in w.iter().enumerate() {
+            let q = libm::roundf(w / scale).clamp(-32767.0, 32767.0) as i16;
+            let at = (i / CLASSES) * BUCKET_BYTES + (offset + i % CLASSES) * 2;
+            weights[at..at + 2].copy_from_slice(&q.to_le_bytes());
+        }
     }
     Ok(())
 }
 
 /// A hand-made model image for tests: each text's buckets (its words and
-/// pairs) get IDF 1 and `weight` for `class`; every other bucket is
-/// unknown.
+/// pairs) get IDF 1 and `weight` for `class` in both heads; every other
+/// bucket is unknown.
 pub fn hand_made(rules: &[(&str, usize, f32)], bias: [f32; CLASSES], fitted_on: u32) -> Vec<u8> {
-    let mut image = blank().to_vec();
+    let mut image = blank_vec();
     let mut weights = alloc::vec![0f32; BUCKETS * CLASSES];
     let mut idf = alloc::vec![0u8; BUCKETS];
     for (text, class, weight) in rules {
@@ -460,13 +570,13 @@ pub fn hand_made(rules: &[(&str, usize, f32)], bias: [f32; CLASSES], fitted_on: 
     }
     let head = Head {
         urgent_threshold: 0.5,
-        scale: 0.0,
-        bias,
-        prior: [0.0; CLASSES],
+        urgency_bias: bias,
+        class_bias: bias,
+        temperature: 1.0,
         fitted_on,
     };
     // The sizes are this module's own: writing cannot fail.
-    let _ = write(&mut image, &head, &idf, &weights);
+    let _ = write(&mut image, &head, &idf, &weights, &weights);
     image
 }
 
@@ -496,24 +606,87 @@ mod tests {
 
     #[test]
     fn a_written_model_reads_back_and_scores_as_its_weights_say() {
-        let blank_image = blank();
+        let blank_image = blank_vec();
         assert!(
             Model::read(&blank_image).unwrap().is_none(),
             "a blank image"
         );
+        static BLANK: [u8; MODEL_CAPACITY] = blank();
+        assert!(BLANK[..] == blank_image[..], "the same blank, on the heap");
         let f = features(&[Input::Text("cluster down")], true);
         let mut image = hand_made(&[("cluster down", 0, 2.0)], [0.0, 0.0, 0.5, 1.0], 7);
         let m = Model::read(&image).unwrap().unwrap();
         assert_eq!(m.fitted_on, 7);
-        assert!((m.weight(f.buckets[0], 0) - 2.0).abs() < 1e-3);
-        let p = m.probabilities(&f);
-        assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-5);
-        assert_eq!(m.decide(&p, m.urgent_threshold), 0, "{p:?}");
-        assert_eq!(m.evidence(&f, 0, 1), ["cluster"]);
+        for which in [Which::Urgency, Which::Class] {
+            assert!((m.weight(f.buckets[0], which, 0) - 2.0).abs() < 1e-3);
+        }
+        let s = m.scores(&f);
+        assert!((s.urgency.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+        assert!((s.class.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+        assert_eq!(m.decide(&s, m.urgent_threshold), 0, "{s:?}");
+        assert_eq!(s.likeliest(), 0, "{s:?}");
+        assert_eq!(m.evidence(&f, Which::Urgency, 0, 1), ["cluster"]);
         let other = features(&[Input::Text("typo in docs")], false);
-        assert_eq!(m.decide(&m.probabilities(&other), 0.5), 3);
+        assert_eq!(m.decide(&m.scores(&other), 0.5), 3);
         image[HEADER] = 9;
         assert!(Model::read(&image).is_err(), "another version is refused");
+    }
+
+    /// A model whose heads disagree: the urgency head says whether a ticket
+    /// is urgent, the class head which tier within the pair and which is
+    /// likeliest; each head is quantised at its own scale, and the
+    /// temperature flattens the class head without changing its order.
+    #[test]
+    fn the_urgency_head_decides_urgent_and_the_class_head_the_tier() {
+        let f = features(&[Input::Text("disk full")], true);
+        let mut urgency = alloc::vec![0f32; BUCKETS * CLASSES];
+        let mut class = alloc::vec![0f32; BUCKETS * CLASSES];
+        let mut idf = alloc::vec![0u8; BUCKETS];
+        for &b in &f.buckets {
+            idf[b as usize] = idf_byte(1.0);
+            urgency[b as usize * CLASSES] = 5.0;
+            class[b as usize * CLASSES + 1] = 0.3;
+            class[b as usize * CLASSES + 2] = 0.2;
+        }
+        let write_with = |temperature: f32| {
+            let mut image = blank_vec();
+            let head = Head {
+                urgent_threshold: 0.5,
+                urgency_bias: [0.0; CLASSES],
+                class_bias: [0.0, 0.0, 0.0, 0.0],
+                temperature,
+                fitted_on: 3,
+            };
+            write(&mut image, &head, &idf, &urgency, &class).map(|()| image)
+        };
+        let image = write_with(1.0).unwrap();
+        let m = Model::read(&image).unwrap().unwrap();
+        let b = f.buckets[0];
+        assert!((m.weight(b, Which::Urgency, 0) - 5.0).abs() < 1e-3);
+        assert!(
+            (m.weight(b, Which::Class, 1) - 0.3).abs() < 1e-4,
+            "the small head keeps its precision"
+        );
+        let s = m.scores(&f);
+        assert!(s.urgent() > 0.99, "{s:?}");
+        assert_eq!(m.decide(&s, 0.5), 1, "high: the class head's choice");
+        assert_eq!(s.likeliest(), 1);
+        assert_eq!(m.evidence(&f, Which::Urgency, 0, 1), ["disk"]);
+        assert!(m.evidence(&f, Which::Class, 0, 1).is_empty());
+        assert_eq!(
+            m.decide(&s, 0.9999),
+            2,
+            "below the threshold: medium over none"
+        );
+
+        let hot = write_with(4.0).unwrap();
+        let h = Model::read(&hot).unwrap().unwrap().scores(&f);
+        assert_eq!(h.likeliest(), 1);
+        assert!(h.class[1] < s.class[1] && h.class[1] > 0.25, "{h:?}");
+        assert_eq!(h.urgency, s.urgency, "the urgency head is not tempered");
+        for t in [0.0, -1.0, f32::NAN] {
+            assert!(write_with(t).is_err(), "temperature {t}");
+        }
     }
 
     #[test]

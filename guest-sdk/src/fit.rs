@@ -2,8 +2,9 @@
 //! `escalator learn` runs; not part of a plugin).
 //!
 //! Multinomial logistic regression on the hashed, IDF-weighted features,
-//! each class weighted by its inverse frequency (urgent tickets are rare),
-//! with an L2 penalty as scikit-learn's `C` sets it, minimised by L-BFGS
+//! each class weighted by its inverse frequency (urgent tickets are rare:
+//! the urgency head) or every ticket the same (the class head), with an L2
+//! penalty as scikit-learn's `C` sets it, minimised by L-BFGS
 //! from zero. Single-threaded and without randomness: the same examples and
 //! settings give the same weights, bit for bit.
 
@@ -18,9 +19,16 @@ pub struct Fitted {
     pub weights: Vec<f32>,
     /// Each class's bias.
     pub bias: [f32; CLASSES],
-    /// Each class's log share of the fitting tickets times the number of
-    /// classes (see [`Head::prior`]).
-    pub prior: [f32; CLASSES],
+}
+
+/// How the fitting tickets weigh.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Weighting {
+    /// Each class the same in total (inverse frequency), as scikit-learn's
+    /// `class_weight="balanced"`.
+    Balanced,
+    /// Each ticket the same: probabilities for the real mix of classes.
+    Plain,
 }
 
 /// Each bucket's IDF over `train` (`ln((1 + n) / (1 + df)) + 1`, as
@@ -64,10 +72,15 @@ fn rows(train: &[(&Features, usize)], idf: &[u8]) -> Vec<Vec<(u32, f64)>> {
         .collect()
 }
 
-/// Fit on `train`: class-weighted (inverse frequency) softmax regression
-/// with an L2 penalty, by L-BFGS from zero. No randomness: the same data
-/// and settings give the same weights.
-pub fn fit_examples(train: &[(&Features, usize)], c: f64, iterations: usize) -> Fitted {
+/// Fit on `train`: softmax regression weighted as `weighting` says, with
+/// an L2 penalty, by L-BFGS from zero. No randomness: the same data and
+/// settings give the same weights.
+pub fn fit_examples(
+    train: &[(&Features, usize)],
+    c: f64,
+    iterations: usize,
+    weighting: Weighting,
+) -> Fitted {
     let idf = idf(train);
     let mut rows = rows(train, &idf);
     // Only the buckets some ticket touches have a weight to fit: number
@@ -94,6 +107,8 @@ pub fn fit_examples(train: &[(&Features, usize)], c: f64, iterations: usize) -> 
         .map(|&k| {
             if k == 0 {
                 0.0
+            } else if weighting == Weighting::Plain {
+                1.0
             } else {
                 n / (CLASSES as f64 * k as f64)
             }
@@ -149,21 +164,10 @@ pub fn fit_examples(train: &[(&Features, usize)], c: f64, iterations: usize) -> 
         }
     }
     let mut bias = [0f32; CLASSES];
-    let mut prior = [0f32; CLASSES];
     for k in 0..CLASSES {
         bias[k] = x[features * CLASSES + k] as f32;
-        prior[k] = if counts[k] == 0 {
-            0.0
-        } else {
-            (counts[k] as f64 * CLASSES as f64 / n).ln() as f32
-        };
     }
-    Fitted {
-        idf,
-        weights,
-        bias,
-        prior,
-    }
+    Fitted { idf, weights, bias }
 }
 
 fn dot(a: &[f64], b: &[f64]) -> f64 {

@@ -7,8 +7,8 @@
 //! - `phrases-defaults`: the plugin with its built-in 14 phrases instead of
 //!   the shipped manifest's 35;
 //! - `after-bomb`: fresh calls right after a memory bomb filled pool slots;
-//! - `learned`: the `learned` trigger with a model `escalator learn` fitted
-//!   on the Hadoop bug reports of 2020-21 (its 590 KB of weights in the
+//! - `learned`: the `learned` trigger with both heads of a model fitted on
+//!   the Hadoop bug reports of 2020-21 (its 1.1 MB of weights in the
 //!   component's memory image), fresh and native, beside `phrases`.
 //!
 //! Run: `cargo bench -p escalator --bench runtime`.
@@ -322,8 +322,9 @@ fn bench_learned(c: &mut Criterion) {
     let examples = learn::examples(&cases);
     let cut = "2022-01-01T00:00:00Z".parse().unwrap();
     let (fit_part, _) = learn::split(&examples, Some(cut), 0.0);
-    let fitted = learn::fit(&fit_part, 0.3, 300);
-    let image = learn::image(&fitted, 0.32, fit_part.len()).unwrap();
+    let urgency = learn::fit(&fit_part, 0.3, 300, learn::Weighting::Balanced);
+    let class = learn::fit(&fit_part, 10.0, 300, learn::Weighting::Plain);
+    let image = learn::image(&urgency, &class, 0.32, 1.2, fit_part.len()).unwrap();
     let wasm = learn::component(&image).unwrap();
     let manifest = "name = \"learned\"\nkind = \"trigger\"\nversion = \"1.0.0\"\n";
     let learned = registry::load_parts(

@@ -5,16 +5,21 @@
 //! word pairs, category and plan: [`escalator_guest::classify`], the same
 //! code the trigger runs in wasm), the linear model text classification
 //! has long started from: it is fast to fit, small, and its weights say
-//! which words moved a decision. Classes are weighted by their inverse
-//! frequency (urgent tickets are rare); fitting is L-BFGS from zero,
-//! single-threaded, with no randomness, so the same data and settings give
-//! the same model byte for byte.
+//! which words moved a decision. It has two heads over the same features
+//! ([`classify::Model`]): the urgency head, with classes weighted by their
+//! inverse frequency (urgent tickets are rare), ranks tickets by urgency;
+//! the class head, fitted on the real mix, names the likeliest tier.
+//! Fitting is L-BFGS from zero, single-threaded, with no randomness, so the
+//! same data and settings give the same model byte for byte.
 //!
-//! Honest numbers: the history is split by time. The regularisation and
-//! the threshold at which the model calls a ticket urgent (critical or
-//! high) are chosen on the earlier part alone, by cross-validation over
-//! consecutive time blocks, for the recall the operator asks for; the model is then fitted on the
-//! whole earlier part and reported on the later part, which it never saw.
+//! Honest numbers: the history is split by time. Everything chosen is
+//! chosen on the earlier part alone, by cross-validation over consecutive
+//! time blocks: the urgency head's regularisation (for precision at the
+//! recall the operator asks for) and the threshold that reaches that
+//! recall; the class head's regularisation (for agreement) and the
+//! temperature that calibrates its probabilities. Both heads are then
+//! fitted on the whole earlier part and reported on the later part, which
+//! they never saw.
 
 use crate::model::{AuthorKind, Ticket, Tier};
 use crate::replay::Case;
@@ -87,10 +92,13 @@ pub fn examples(cases: &[Case]) -> Vec<Example> {
 /// How to fit.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
-    /// The inverse regularisation strengths to choose from (as
-    /// scikit-learn's `C`: the objective is `C` times the class-weighted
-    /// log loss plus half the squared weights); one value: no choice.
+    /// The urgency head's inverse regularisation strengths to choose from
+    /// (as scikit-learn's `C`: the objective is `C` times the
+    /// class-weighted log loss plus half the squared weights); one value:
+    /// no choice.
     pub c: Vec<f64>,
+    /// The class head's (its log loss weighs every ticket the same).
+    pub class_c: Vec<f64>,
     /// L-BFGS iterations at most.
     pub iterations: usize,
     /// The recall of urgent tickets (critical and high) the threshold is
@@ -104,6 +112,7 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             c: vec![0.3, 1.0, 3.0],
+            class_c: vec![0.3, 1.0, 3.0, 10.0, 30.0, 100.0],
             iterations: 300,
             urgent_recall: 0.85,
             folds: 5,
@@ -111,37 +120,102 @@ impl Default for Settings {
     }
 }
 
-pub use escalator_guest::fit::{Fitted, fit_examples};
+pub use escalator_guest::fit::{Fitted, Weighting, fit_examples};
 
-/// Fit on `train` (see [`escalator_guest::fit`]).
-pub fn fit(train: &[&Example], c: f64, iterations: usize) -> Fitted {
+/// Fit one head on `train` (see [`escalator_guest::fit`]).
+pub fn fit(train: &[&Example], c: f64, iterations: usize, weighting: Weighting) -> Fitted {
     let pairs: Vec<(&Features, usize)> = train.iter().map(|e| (&e.features, e.label)).collect();
-    fit_examples(&pairs, c, iterations)
+    fit_examples(&pairs, c, iterations, weighting)
 }
 
-/// A fitted model in a model image (quantised as the trigger reads it).
-pub fn image(f: &Fitted, urgent_threshold: f32, fitted_on: usize) -> Result<Vec<u8>> {
-    let mut image = classify::blank().to_vec();
+/// Two heads fitted on the same tickets in a model image (quantised as the
+/// trigger reads it).
+pub fn image(
+    urgency: &Fitted,
+    class: &Fitted,
+    urgent_threshold: f32,
+    temperature: f32,
+    fitted_on: usize,
+) -> Result<Vec<u8>> {
+    if urgency.idf != class.idf {
+        bail!("the two heads were fitted on different tickets");
+    }
+    let mut image = classify::blank_vec();
     let head = Head {
         urgent_threshold,
-        scale: 0.0,
-        bias: f.bias,
-        prior: f.prior,
+        urgency_bias: urgency.bias,
+        class_bias: class.bias,
+        temperature,
         fitted_on: fitted_on as u32,
     };
-    classify::write(&mut image, &head, &f.idf, &f.weights).map_err(anyhow::Error::msg)?;
+    classify::write(
+        &mut image,
+        &head,
+        &urgency.idf,
+        &urgency.weights,
+        &class.weights,
+    )
+    .map_err(anyhow::Error::msg)?;
     Ok(image)
 }
 
-/// The urgent probability (critical + high) of each example under a model.
-fn urgency(model: &Model<'_>, examples: &[&Example]) -> Vec<f32> {
-    examples
+/// The temperature that makes out-of-fold probabilities likeliest for
+/// their labels (temperature scaling, Guo et al. 2017): the log loss is
+/// convex in its inverse, so a golden-section search over 1/64 .. 64 finds
+/// it. Deterministic.
+fn temperature(oof: &[[f32; CLASSES]], labels: &[usize]) -> f32 {
+    let loss = |t: f64| -> f64 {
+        oof.iter()
+            .zip(labels)
+            .map(|(p, &y)| {
+                let logits = p.map(|v| f64::from(v.max(1e-30)).ln() / t);
+                let max = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let sum: f64 = logits.iter().map(|l| (l - max).exp()).sum();
+                max + sum.ln() - logits[y]
+            })
+            .sum()
+    };
+    let golden = (5f64.sqrt() - 1.0) / 2.0;
+    let (mut lo, mut hi) = ((1.0f64 / 64.0).ln(), 64f64.ln());
+    let mut a = hi - golden * (hi - lo);
+    let mut b = lo + golden * (hi - lo);
+    let (mut fa, mut fb) = (loss(a.exp()), loss(b.exp()));
+    for _ in 0..60 {
+        if fa <= fb {
+            hi = b;
+            b = a;
+            fb = fa;
+            a = hi - golden * (hi - lo);
+            fa = loss(a.exp());
+        } else {
+            lo = a;
+            a = b;
+            fa = fb;
+            b = lo + golden * (hi - lo);
+            fb = loss(b.exp());
+        }
+    }
+    ((lo + hi) / 2.0).exp() as f32
+}
+
+/// The mean log loss of probabilities for their labels.
+fn log_loss(p: &[[f32; CLASSES]], labels: &[usize]) -> f64 {
+    let sum: f64 = p
         .iter()
-        .map(|e| {
-            let p = model.probabilities(&e.features);
-            p[0] + p[1]
-        })
-        .collect()
+        .zip(labels)
+        .map(|(p, &y)| -f64::from(p[y].max(1e-30)).ln())
+        .sum();
+    sum / labels.len().max(1) as f64
+}
+
+/// The share of probabilities whose likeliest class is their label.
+fn accuracy(p: &[[f32; CLASSES]], labels: &[usize]) -> f64 {
+    let hits = p
+        .iter()
+        .zip(labels)
+        .filter(|(p, y)| classify::likeliest(p) == **y)
+        .count();
+    hits as f64 / labels.len().max(1) as f64
 }
 
 /// The highest threshold at which at least `recall` of the urgent examples
@@ -199,9 +273,12 @@ pub struct Evaluation {
     pub urgent_threshold: f32,
     /// Share of tickets whose decided class is their label.
     pub agreement: f64,
-    /// Share whose likeliest class (for the real mix of classes) is their
-    /// label: no threshold.
+    /// Share whose likeliest class (the class head's) is their label: no
+    /// threshold.
     pub argmax_agreement: f64,
+    /// The class head's mean log loss (natural log): how well its
+    /// probabilities are calibrated.
+    pub log_loss: f64,
     /// Recall of urgent tickets (critical or high decided for critical or
     /// high) at the threshold.
     pub urgent_recall: f64,
@@ -222,28 +299,20 @@ pub struct Evaluation {
 /// Evaluate a model on `examples` at `threshold`.
 pub fn evaluate(model: &Model<'_>, examples: &[&Example], threshold: f32) -> Evaluation {
     let mut confusion = [[0usize; CLASSES]; CLASSES];
-    let mut argmax_hits = 0usize;
-    let mut scores = Vec::with_capacity(examples.len());
-    let mut probabilities = Vec::with_capacity(examples.len());
-    for e in examples {
-        let p = model.probabilities(&e.features);
-        probabilities.push(p);
-        scores.push(p[0] + p[1]);
-        let decided = model.decide(&p, threshold);
-        confusion[e.label][decided] += 1;
-        let real = model.shifted(&p);
-        let top = (0..CLASSES)
-            .max_by(|a, b| real[*a].total_cmp(&real[*b]).then(b.cmp(a)))
-            .unwrap_or(3);
-        argmax_hits += usize::from(top == e.label);
+    let all: Vec<classify::Scores> = examples.iter().map(|e| model.scores(&e.features)).collect();
+    for (e, s) in examples.iter().zip(&all) {
+        confusion[e.label][model.decide(s, threshold)] += 1;
     }
+    let labels: Vec<usize> = examples.iter().map(|e| e.label).collect();
+    let class: Vec<[f32; CLASSES]> = all.iter().map(|s| s.class).collect();
+    let scores: Vec<f32> = all.iter().map(classify::Scores::urgent).collect();
     let urgent: Vec<bool> = examples.iter().map(|e| e.label <= 1).collect();
     let n = examples.len().max(1) as f64;
     let at_80 = threshold_for(&scores, &urgent, 0.8);
     let agree_at_80 = examples
         .iter()
-        .zip(&probabilities)
-        .filter(|(e, p)| model.decide(p, at_80) == e.label)
+        .zip(&all)
+        .filter(|(e, s)| model.decide(s, at_80) == e.label)
         .count();
     let ratio = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
     let classes = (0..CLASSES)
@@ -270,7 +339,8 @@ pub fn evaluate(model: &Model<'_>, examples: &[&Example], threshold: f32) -> Eva
         tickets: examples.len(),
         urgent_threshold: threshold,
         agreement: (0..CLASSES).map(|c| confusion[c][c]).sum::<usize>() as f64 / n,
-        argmax_agreement: argmax_hits as f64 / n,
+        argmax_agreement: accuracy(&class, &labels),
+        log_loss: log_loss(&class, &labels),
         urgent_recall: ratio(urgent_hits, urgent_labelled),
         urgent_precision: ratio(urgent_hits, urgent_decided),
         urgent_precision_at_80_recall: precision_at_recall(&scores, &urgent, 0.8),
@@ -287,10 +357,18 @@ pub struct Learned {
     pub image: Vec<u8>,
     /// The threshold chosen by cross-validation on the fitting part.
     pub urgent_threshold: f32,
-    /// The C chosen there.
+    /// The urgency head's C chosen there.
     pub c: f64,
-    /// Each C tried and its out-of-fold precision at the asked recall.
+    /// Each C tried for it and its out-of-fold precision at the asked
+    /// recall.
     pub tried: Vec<(f64, f64)>,
+    /// The class head's C chosen there.
+    pub class_c: f64,
+    /// Each C tried for it: its out-of-fold agreement and log loss.
+    pub class_tried: Vec<(f64, f64, f64)>,
+    /// The class head's temperature fitted there (see
+    /// [`Head::temperature`]).
+    pub temperature: f32,
     /// Tickets fitted on, and reported on.
     pub fitted_on: usize,
     /// On the later part.
@@ -319,32 +397,53 @@ pub fn split(
     )
 }
 
-/// Out-of-fold urgent scores of `fit_part` for one `c`: each consecutive
-/// time block scored by a model fitted on the other blocks.
-fn out_of_fold(fit_part: &[&Example], c: f64, s: &Settings) -> Result<Vec<f32>> {
+/// Out-of-fold probabilities of `fit_part` for each of a head's `grid`
+/// of C: each consecutive time block scored by a model fitted on the other
+/// blocks (quantised as the trigger reads it). The fits run on all cores;
+/// each is deterministic, so the result does not depend on their order.
+fn out_of_fold(
+    fit_part: &[&Example],
+    grid: &[f64],
+    weighting: Weighting,
+    s: &Settings,
+) -> Result<Vec<Vec<[f32; CLASSES]>>> {
     let folds = s.folds.max(2);
-    let mut scores = vec![0f32; fit_part.len()];
-    for k in 0..folds {
-        let lo = fit_part.len() * k / folds;
-        let hi = fit_part.len() * (k + 1) / folds;
-        let train: Vec<&Example> = fit_part[..lo]
+    let block = |k: usize| fit_part.len() * k / folds..fit_part.len() * (k + 1) / folds;
+    let jobs: Vec<(usize, f64, usize)> = grid
+        .iter()
+        .enumerate()
+        .flat_map(|(i, &c)| (0..folds).map(move |k| (i, c, k)))
+        .collect();
+    let scored = crate::cores::map(&jobs, |&(_, c, k)| -> Result<Vec<[f32; CLASSES]>> {
+        let held = block(k);
+        let train: Vec<&Example> = fit_part[..held.start]
             .iter()
-            .chain(&fit_part[hi..])
+            .chain(&fit_part[held.end..])
             .copied()
             .collect();
-        let img = image(&fit(&train, c, s.iterations), 0.5, train.len())?;
+        let fitted = fit(&train, c, s.iterations, weighting);
+        let img = image(&fitted, &fitted, 0.5, 1.0, train.len())?;
         let model = Model::read(&img)
             .map_err(anyhow::Error::msg)?
             .context("a model was written")?;
-        scores[lo..hi].copy_from_slice(&urgency(&model, &fit_part[lo..hi]));
+        Ok(fit_part[held]
+            .iter()
+            .map(|e| model.scores(&e.features).urgency)
+            .collect())
+    });
+    let mut out = vec![Vec::with_capacity(fit_part.len()); grid.len()];
+    for ((i, _, _), blocks) in jobs.iter().zip(scored) {
+        out[*i].extend(blocks?);
     }
-    Ok(scores)
+    Ok(out)
 }
 
-/// Choose C and the urgent threshold on `fit_part` alone (cross-validation
-/// over consecutive time blocks: the C whose out-of-fold precision at the
-/// asked recall is highest, and the threshold that reaches that recall),
-/// fit on all of it, report on `report_part`.
+/// Choose on `fit_part` alone, by cross-validation over consecutive time
+/// blocks: the urgency head's C (the highest out-of-fold precision at the
+/// asked recall) and the threshold that reaches that recall; the class
+/// head's C (the highest out-of-fold agreement, then the lowest log loss)
+/// and the temperature that calibrates it. Fit both heads on all of
+/// `fit_part`, report on `report_part`.
 pub fn learn(fit_part: &[&Example], report_part: &[&Example], s: &Settings) -> Result<Learned> {
     let urgent_count = fit_part.iter().filter(|e| e.label <= 1).count();
     if urgent_count < s.folds.max(2) {
@@ -352,14 +451,20 @@ pub fn learn(fit_part: &[&Example], report_part: &[&Example], s: &Settings) -> R
             "the fitting part holds {urgent_count} urgent (critical or high) tickets: too few to learn from"
         );
     }
-    if s.c.is_empty() || s.c.iter().any(|c| !c.is_finite() || *c <= 0.0) {
-        bail!("C must be one or more positive numbers");
+    for grid in [&s.c, &s.class_c] {
+        if grid.is_empty() || grid.iter().any(|c| !c.is_finite() || *c <= 0.0) {
+            bail!("C must be one or more positive numbers");
+        }
     }
     let urgent: Vec<bool> = fit_part.iter().map(|e| e.label <= 1).collect();
+    let labels: Vec<usize> = fit_part.iter().map(|e| e.label).collect();
     let mut best: Option<(f64, f64, f32)> = None;
     let mut tried = Vec::new();
-    for &c in &s.c {
-        let scores = out_of_fold(fit_part, c, s)?;
+    for (&c, oof) in
+        s.c.iter()
+            .zip(out_of_fold(fit_part, &s.c, Weighting::Balanced, s)?)
+    {
+        let scores: Vec<f32> = oof.iter().map(|p| p[0] + p[1]).collect();
         let precision = precision_at_recall(&scores, &urgent, s.urgent_recall);
         // Down to halfway to the next ticket that is not urgent: the same
         // tickets wrongly flagged, and any urgent one in between caught.
@@ -377,8 +482,24 @@ pub fn learn(fit_part: &[&Example], report_part: &[&Example], s: &Settings) -> R
         }
     }
     let (c, _, threshold) = best.context("at least one C")?;
-    let f = fit(fit_part, c, s.iterations);
-    let img = image(&f, threshold, fit_part.len())?;
+    let mut class_best: Option<(f64, f64, f64, f32)> = None;
+    let mut class_tried = Vec::new();
+    let class_oof = out_of_fold(fit_part, &s.class_c, Weighting::Plain, s)?;
+    for (&class_c, oof) in s.class_c.iter().zip(class_oof) {
+        let (agreement, loss) = (accuracy(&oof, &labels), log_loss(&oof, &labels));
+        class_tried.push((class_c, agreement, loss));
+        if class_best.is_none_or(|(_, a, l, _)| agreement > a || (agreement == a && loss < l)) {
+            class_best = Some((class_c, agreement, loss, temperature(&oof, &labels)));
+        }
+    }
+    let (class_c, _, _, temperature) = class_best.context("at least one C")?;
+    let mut heads = crate::cores::map(
+        &[(c, Weighting::Balanced), (class_c, Weighting::Plain)],
+        |&(c, w)| fit(fit_part, c, s.iterations, w),
+    );
+    let (class, urgency) = (heads.pop(), heads.pop());
+    let (urgency, class) = urgency.zip(class).context("both heads fitted")?;
+    let img = image(&urgency, &class, threshold, temperature, fit_part.len())?;
     let model = Model::read(&img)
         .map_err(anyhow::Error::msg)?
         .context("a model was written")?;
@@ -387,6 +508,9 @@ pub fn learn(fit_part: &[&Example], report_part: &[&Example], s: &Settings) -> R
         urgent_threshold: threshold,
         c,
         tried,
+        class_c,
+        class_tried,
+        temperature,
         fitted_on: fit_part.len(),
         held_out,
         split_at: report_part.first().map(|e| e.at),
@@ -502,7 +626,7 @@ pub fn write_plugin(
     let mut done = [false; CLASSES];
     for c in report_cases {
         let f = features(&c.ticket, false);
-        let class = model.decide(&model.probabilities(&f), learned.urgent_threshold);
+        let class = model.decide(&model.scores(&f), learned.urgent_threshold);
         if done[class]
             || c.ticket.subject.len()
                 + c.ticket
@@ -569,22 +693,42 @@ mod tests {
     fn the_same_data_give_the_same_model_and_other_data_another() {
         let d = data();
         let all: Vec<&Example> = d.iter().collect();
-        let a = image(&fit(&all, 1.0, 100), 0.5, all.len()).unwrap();
-        let b = image(&fit(&all, 1.0, 100), 0.5, all.len()).unwrap();
-        assert!(a == b, "byte for byte");
-        let c = image(&fit(&all[1..], 1.0, 100), 0.5, all.len()).unwrap();
-        assert!(a != c);
+        let made = |train: &[&Example]| {
+            let u = fit(train, 1.0, 100, Weighting::Balanced);
+            let c = fit(train, 3.0, 100, Weighting::Plain);
+            image(&u, &c, 0.5, 1.2, all.len()).unwrap()
+        };
+        let a = made(&all);
+        assert!(a == made(&all), "byte for byte");
+        assert!(a != made(&all[1..]));
+        let other = fit(&all[1..], 3.0, 100, Weighting::Plain);
+        assert!(
+            image(
+                &fit(&all, 1.0, 100, Weighting::Balanced),
+                &other,
+                0.5,
+                1.0,
+                1
+            )
+            .is_err(),
+            "heads fitted on different tickets"
+        );
     }
 
     #[test]
     fn fitting_lowers_the_loss_until_the_words_decide() {
         let d = data();
         let all: Vec<&Example> = d.iter().collect();
-        let img = image(&fit(&all, 10.0, 300), 0.5, all.len()).unwrap();
-        let m = Model::read(&img).unwrap().unwrap();
-        for e in &d {
-            let p = m.probabilities(&e.features);
-            assert!(p[e.label] > 0.6, "{} {p:?} for {}", e.id, e.label);
+        for weighting in [Weighting::Balanced, Weighting::Plain] {
+            let f = fit(&all, 10.0, 300, weighting);
+            let img = image(&f, &f, 0.5, 1.0, all.len()).unwrap();
+            let m = Model::read(&img).unwrap().unwrap();
+            for e in &d {
+                let s = m.scores(&e.features);
+                for p in [s.urgency, s.class] {
+                    assert!(p[e.label] > 0.6, "{} {p:?} for {}", e.id, e.label);
+                }
+            }
         }
     }
 
@@ -618,6 +762,38 @@ mod tests {
         assert!(again.held_out.agreement < 1.0);
         let (f3, r3) = split(&d, None, 0.25);
         assert_eq!((f3.len(), r3.len()), (150, 50));
+    }
+
+    /// Probabilities twice as sure as their labels bear out are tempered
+    /// by 2, and ones as sure as the labels by 1.
+    #[test]
+    fn the_temperature_is_the_one_the_labels_bear_out() {
+        let logits = [
+            [2.0f32, 0.5, -1.0, 0.0],
+            [-1.0, 1.5, 0.5, 0.0],
+            [0.0, -0.5, 1.0, 2.0],
+        ];
+        for truth in [2.0f32, 1.0, 0.5] {
+            let (mut p, mut labels) = (Vec::new(), Vec::new());
+            for z in logits {
+                // 1,000 tickets with these logits, labelled in the shares
+                // softmax(z / truth) gives.
+                let shares = classify::softmax(z.map(|v| v / truth));
+                for (class, share) in shares.iter().enumerate() {
+                    for _ in 0..(share * 1000.0).round() as usize {
+                        p.push(classify::softmax(z));
+                        labels.push(class);
+                    }
+                }
+            }
+            let t = temperature(&p, &labels);
+            assert!((t - truth).abs() < 0.02 * truth, "{t} for {truth}");
+            let tempered: Vec<[f32; CLASSES]> = p
+                .iter()
+                .map(|q| classify::softmax(q.map(|v| v.ln() / t)))
+                .collect();
+            assert!(log_loss(&tempered, &labels) <= log_loss(&p, &labels) + 1e-9);
+        }
     }
 
     #[test]

@@ -23,6 +23,7 @@ pub mod cli;
 pub mod clock;
 pub mod codes;
 pub mod connectors;
+pub mod cores;
 pub mod dashboard;
 pub mod delivery;
 pub mod engine;

@@ -23,11 +23,14 @@ pub struct LearnArgs {
     /// chosen for, on the fitting part.
     #[arg(long, default_value_t = 0.85)]
     pub urgent_recall: f64,
-    /// The inverse regularisation strength (scikit-learn's C); repeat to
-    /// let cross-validation on the fitting part choose (default: 0.3, 1
-    /// and 3).
+    /// The urgency head's inverse regularisation strength
+    /// (scikit-learn's C); repeat to let cross-validation on the fitting
+    /// part choose (default: 0.3, 1 and 3).
     #[arg(long)]
     pub c: Vec<f64>,
+    /// The class head's, likewise (default: 0.3, 1, 3, 10, 30 and 100).
+    #[arg(long)]
+    pub class_c: Vec<f64>,
     /// The plugin's version in its plugin.toml (raise it for each model
     /// you upload).
     #[arg(long, default_value = "0.1.0")]
@@ -78,6 +81,11 @@ pub(super) fn learn(args: &LearnArgs) -> Result<i32> {
         } else {
             args.c.clone()
         },
+        class_c: if args.class_c.is_empty() {
+            defaults.class_c.clone()
+        } else {
+            args.class_c.clone()
+        },
         ..defaults
     };
     let learned = learn::learn(&fit_part, &report_part, &settings)?;
@@ -90,7 +98,10 @@ pub(super) fn learn(args: &LearnArgs) -> Result<i32> {
         "reported_until": report_part.last().map(|e| e.at),
         "settings": {
             "c_tried": learned.tried.iter().map(|(c, p)| serde_json::json!({"c": c, "out_of_fold_precision": p})).collect::<Vec<_>>(),
-            "c": learned.c, "iterations": settings.iterations,
+            "c": learned.c,
+            "class_c_tried": learned.class_tried.iter().map(|(c, a, l)| serde_json::json!({"c": c, "out_of_fold_agreement": a, "out_of_fold_log_loss": l})).collect::<Vec<_>>(),
+            "class_c": learned.class_c, "temperature": learned.temperature,
+            "iterations": settings.iterations,
             "urgent_recall": settings.urgent_recall, "folds": settings.folds,
         },
         "urgent_threshold": learned.urgent_threshold,
@@ -121,16 +132,19 @@ pub(super) fn learn(args: &LearnArgs) -> Result<i32> {
             .unwrap_or_default(),
     );
     out!(
-        "C {} and urgent threshold {:.4} (for {:.0} % recall on the fitting part, by {}-fold time cross-validation)",
+        "chosen on the fitting part by {}-fold time cross-validation: urgency C {} and threshold {:.4} (for {:.0} % recall); class C {} and temperature {:.3}",
+        settings.folds,
         learned.c,
         learned.urgent_threshold,
         settings.urgent_recall * 100.0,
-        settings.folds
+        learned.class_c,
+        learned.temperature,
     );
     out!(
-        "held out: agreement {:.3} (likeliest class {:.3}), urgent recall {:.3} at precision {:.3}; precision at 80 % urgent recall {:.3}",
+        "held out: agreement {:.3} (likeliest class {:.3}, log loss {:.3}), urgent recall {:.3} at precision {:.3}; precision at 80 % urgent recall {:.3}",
         e.agreement,
         e.argmax_agreement,
+        e.log_loss,
         e.urgent_recall,
         e.urgent_precision,
         e.urgent_precision_at_80_recall

@@ -303,27 +303,7 @@ pub fn replay_case(offline: &Offline<'_>, case: &Case) -> Replayed {
 
 /// Replay `cases` on all cores; results in input order.
 pub fn replay_batch(offline: &Offline<'_>, cases: &[Case]) -> Vec<Replayed> {
-    let threads = std::thread::available_parallelism()
-        .map_or(2, |n| n.get())
-        .min(cases.len().max(1));
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let mut out: Vec<Option<Replayed>> = vec![None; cases.len()];
-    let slots: Vec<std::sync::Mutex<&mut Option<Replayed>>> =
-        out.iter_mut().map(std::sync::Mutex::new).collect();
-    std::thread::scope(|s| {
-        for _ in 0..threads {
-            s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some(case) = cases.get(i) else { return };
-                    let r = replay_case(offline, case);
-                    **slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
-                }
-            });
-        }
-    });
-    drop(slots);
-    out.into_iter().flatten().collect()
+    crate::cores::map(cases, |case| replay_case(offline, case))
 }
 
 #[cfg(test)]

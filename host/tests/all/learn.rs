@@ -187,10 +187,11 @@ fn sklearn_python() -> Option<std::path::PathBuf> {
 }
 
 /// The comparison the issue asks for, on real data split by time: fitted
-/// on the Hadoop reports of 2020-21, reported on 2022's.
+/// on the Hadoop reports of 2020-21, reported on 2022's. At 80 % urgent
+/// recall the learned trigger is more precise than either TF-IDF reference,
+/// and its likeliest class agrees with the label at least as often.
 #[test]
-fn on_hadoop_2022_the_learned_trigger_catches_80_percent_of_urgent_reports_more_precisely_than_tfidf()
- {
+fn on_hadoop_2022_the_learned_trigger_ranks_urgent_reports_better_than_tfidf_and_agrees_as_often() {
     let csv =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/hadoop_bugs_2020_2022.csv");
     let dir = tempfile::tempdir().unwrap();
@@ -215,6 +216,7 @@ fn on_hadoop_2022_the_learned_trigger_catches_80_percent_of_urgent_reports_more_
     let recall = held["urgent_recall"].as_f64().unwrap();
     assert!(recall >= 0.8, "the trigger's own threshold: {held}");
     let mine = held["urgent_precision_at_80_recall"].as_f64().unwrap();
+    let agreement = held["argmax_agreement"].as_f64().unwrap();
 
     let Some(python) = sklearn_python() else {
         eprintln!("skipped the TF-IDF reference: scikit-learn cannot be installed here");
@@ -231,10 +233,15 @@ fn on_hadoop_2022_the_learned_trigger_catches_80_percent_of_urgent_reports_more_
         let r: Value = serde_json::from_str(line).unwrap();
         assert_eq!(r["tickets"], 512, "the same later tickets: {r}");
         let theirs = r["urgent_precision_at_80_recall"].as_f64().unwrap();
+        let their_agreement = r["argmax_agreement"].as_f64().unwrap();
         eprintln!(
-            "{}: precision at 80 % urgent recall {theirs:.3}, agreement {:.3}; learned {mine:.3}, {:.3}",
-            r["variant"], r["argmax_agreement"], held["argmax_agreement"]
+            "{}: precision at 80 % urgent recall {theirs:.3}, agreement {their_agreement:.3}; learned {mine:.3}, {agreement:.3}",
+            r["variant"]
         );
         assert!(mine > theirs, "learned {mine} against TF-IDF {r}");
+        assert!(
+            agreement >= their_agreement,
+            "the likeliest class: learned {agreement} against TF-IDF {r}"
+        );
     }
 }

@@ -5,15 +5,16 @@
 //! [`IMAGE`] in a copy of this component, so the weights are part of the
 //! component's data: a fresh instance maps them copy-on-write and reads
 //! them where they lie, with nothing to parse per call. The tier it
-//! decides becomes a signal whose reason gives the probability and whose
-//! evidence is the words that weighed most; a ticket it puts in `none`
+//! decides becomes a signal whose reason gives its urgency against the
+//! threshold and the class head's probabilities, and whose evidence is the
+//! words that weighed most in the head that decided; a ticket it puts in `none`
 //! gets no signal. This crate has no `plugin.toml`: it is not a default
 //! plugin, only the component `escalator learn` starts from.
 #![cfg_attr(target_arch = "wasm32", no_std)]
 
 extern crate alloc;
 
-use escalator_guest::classify::{self, LABELS, Model};
+use escalator_guest::classify::{self, LABELS, Model, Which};
 use escalator_guest::prelude::*;
 
 /// The model image `escalator learn` fills in; blank in the built
@@ -24,8 +25,9 @@ pub static IMAGE: [u8; classify::MODEL_CAPACITY] = classify::blank();
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Config {
-    /// Decide critical or high when their probabilities together reach
-    /// this; absent: the threshold `escalator learn` chose.
+    /// Decide critical or high when the urgency head's probabilities of
+    /// the two together reach this; absent: the threshold `escalator
+    /// learn` chose.
     pub urgent_threshold: Option<f32>,
     /// At most this many words as evidence.
     pub max_evidence: usize,
@@ -65,23 +67,32 @@ pub fn evaluate_with(model: &Model<'_>, ticket: &Ticket, config: &Config) -> Eva
             .map(|m| m.body.as_str()),
     );
     let features = classify::features(&inputs, true);
-    let p = model.probabilities(&features);
+    let scores = model.scores(&features);
     let threshold = config.urgent_threshold.unwrap_or(model.urgent_threshold);
-    let class = model.decide(&p, threshold);
+    let class = model.decide(&scores, threshold);
     let Some(tier) = tier_of(class) else {
         return Evaluation {
             signals: Vec::new(),
             wake_at: None,
         };
     };
-    let real = model.shifted(&p);
-    let urgency = p[0] + p[1];
-    let why = if class <= 1 {
-        format!("its urgency {urgency:.2} reaches the threshold {threshold:.2}")
+    let p = &scores.class;
+    let urgency = scores.urgent();
+    let (why, head) = if class <= 1 {
+        (
+            format!(
+                "its urgency {urgency:.2} reaches the threshold {threshold:.2}; critical {:.2}, high {:.2}",
+                p[0], p[1]
+            ),
+            Which::Urgency,
+        )
     } else {
-        format!(
-            "its urgency {urgency:.2} is below the threshold {threshold:.2}; medium {:.2}, none {:.2}",
-            real[2], real[3]
+        (
+            format!(
+                "its urgency {urgency:.2} is below the threshold {threshold:.2}; medium {:.2}, none {:.2}",
+                p[2], p[3]
+            ),
+            Which::Class,
         )
     };
     let mut signal = Signal::escalate(
@@ -93,7 +104,7 @@ pub fn evaluate_with(model: &Model<'_>, ticket: &Ticket, config: &Config) -> Eva
         ),
     );
     signal.evidence = model
-        .evidence(&features, class, config.max_evidence)
+        .evidence(&features, head, class, config.max_evidence)
         .into_iter()
         .map(|w| format!("\"{w}\""))
         .collect();

@@ -273,22 +273,10 @@ impl Engine {
                 }
             }
         }
-        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        std::thread::scope(|scope| {
-            for _ in 0..threads.min(wanted.len()) {
-                scope.spawn(|| {
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some((t, name, v)) = wanted.get(i) else {
-                            return;
-                        };
-                        if let Err(e) = self.stored_version(t, name, v, true) {
-                            tracing::error!(tenant = %t, plugin = %name, version = %v, error = %e,
-                                "a stored plugin version does not load");
-                        }
-                    }
-                });
+        crate::cores::map(&wanted, |(t, name, v)| {
+            if let Err(e) = self.stored_version(t, name, v, true) {
+                tracing::error!(tenant = %t, plugin = %name, version = %v, error = %e,
+                    "a stored plugin version does not load");
             }
         });
         for t in &tenants {
