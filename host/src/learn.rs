@@ -589,7 +589,8 @@ pub fn write_plugin(
     let manifest = format!(
         "# Written by `escalator learn`: a text classifier fitted on {fitted} labelled\n\
          # tickets; on the {tickets} later tickets it never saw, urgent (critical +\n\
-         # high) recall {rec:.2} at precision {prec:.2}, agreement {agr:.2}.\n\
+         # high) recall {rec:.2} at precision {prec:.2}, agreement {agr:.2}\n\
+         # (likeliest class {likeliest:.2}).\n\
          # The weights are inside learned.wasm (model {short}; report.json has\n\
          # the details).\n\
          name = \"learned\"\n\
@@ -613,6 +614,7 @@ pub fn write_plugin(
         rec = e.urgent_recall,
         prec = e.urgent_precision,
         agr = e.agreement,
+        likeliest = e.argmax_agreement,
         short = &digest[..12],
         version = version,
         thr = learned.urgent_threshold,
