@@ -9,8 +9,9 @@
 //! ([`classify::Model`]): the urgency head, with classes weighted by their
 //! inverse frequency (urgent tickets are rare), ranks tickets by urgency;
 //! the class head, fitted on the real mix, names the likeliest tier.
-//! Fitting is L-BFGS from zero, single-threaded, with no randomness, so the
-//! same data and settings give the same model byte for byte.
+//! Each fit is L-BFGS from zero, single-threaded, with no randomness; the
+//! cross-validation's fits run on all cores, their results kept in a fixed
+//! order, so the same data and settings give the same model byte for byte.
 //!
 //! Honest numbers: the history is split by time. Everything chosen is
 //! chosen on the earlier part alone, by cross-validation over consecutive
@@ -422,6 +423,8 @@ fn out_of_fold(
             .copied()
             .collect();
         let fitted = fit(&train, c, s.iterations, weighting);
+        // Both heads of this image are the one fitted, untempered: either
+        // head's probabilities are its own.
         let img = image(&fitted, &fitted, 0.5, 1.0, train.len())?;
         let model = Model::read(&img)
             .map_err(anyhow::Error::msg)?
