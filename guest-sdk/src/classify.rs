@@ -255,6 +255,16 @@ pub enum Which {
     Class,
 }
 
+impl Which {
+    /// Where the head's weights start among a bucket's (in `i16`s).
+    fn first(self) -> usize {
+        match self {
+            Which::Urgency => 0,
+            Which::Class => CLASSES,
+        }
+    }
+}
+
 /// A ticket's probabilities under both heads.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Scores {
@@ -329,6 +339,19 @@ pub struct Head {
 /// then 4 × i16 class.
 const BUCKET_BYTES: usize = CLASSES * 2 * 2;
 
+/// Where the payload's values lie ([`Model::read`] gives the layout).
+mod field {
+    pub const VERSION: usize = 0;
+    pub const BUCKETS_LOG2: usize = 4;
+    pub const URGENT_THRESHOLD: usize = 8;
+    pub const FITTED_ON: usize = 12;
+    pub const URGENCY_SCALE: usize = 16;
+    pub const URGENCY_BIAS: usize = 20;
+    pub const CLASS_SCALE: usize = 36;
+    pub const CLASS_BIAS: usize = 40;
+    pub const TEMPERATURE: usize = 56;
+}
+
 impl<'a> Model<'a> {
     /// Read a model image: `Ok(None)` if it holds no model yet.
     ///
@@ -351,7 +374,7 @@ impl<'a> Model<'a> {
             return Err("the model image is truncated");
         }
         let p = &image[HEADER..];
-        if u32_at(p, 0) != VERSION || u32_at(p, 4) != BUCKETS_LOG2 {
+        if u32_at(p, field::VERSION) != VERSION || u32_at(p, field::BUCKETS_LOG2) != BUCKETS_LOG2 {
             return Err("the model was written by another version of escalator learn");
         }
         let four = |at: usize| {
@@ -362,34 +385,25 @@ impl<'a> Model<'a> {
                 f32_at(p, at + 12),
             ]
         };
-        let temperature = f32_at(p, 56);
+        let temperature = f32_at(p, field::TEMPERATURE);
         if !(temperature.is_finite() && temperature > 0.0) {
             return Err("the model's temperature is not a positive number");
         }
         Ok(Some(Model {
-            urgent_threshold: f32_at(p, 8),
-            fitted_on: u32_at(p, 12),
+            urgent_threshold: f32_at(p, field::URGENT_THRESHOLD),
+            fitted_on: u32_at(p, field::FITTED_ON),
             urgency: HeadParams {
-                scale: f32_at(p, 16),
-                bias: four(20),
+                scale: f32_at(p, field::URGENCY_SCALE),
+                bias: four(field::URGENCY_BIAS),
             },
             class: HeadParams {
-                scale: f32_at(p, 36),
-                bias: four(40),
+                scale: f32_at(p, field::CLASS_SCALE),
+                bias: four(field::CLASS_BIAS),
             },
             temperature,
             idf: &p[PAYLOAD_HEAD..PAYLOAD_HEAD + BUCKETS],
             weights: &p[PAYLOAD_HEAD + BUCKETS..PAYLOAD_HEAD + BUCKETS + BUCKETS * BUCKET_BYTES],
         }))
-    }
-
-    fn raw(&self, bucket: u32, which: Which, class: usize) -> f32 {
-        let head = match which {
-            Which::Urgency => 0,
-            Which::Class => CLASSES,
-        };
-        let at = bucket as usize * BUCKET_BYTES + (head + class) * 2;
-        f32::from(i16::from_le_bytes([self.weights[at], self.weights[at + 1]]))
     }
 
     /// A bucket's weight for a class in a head.
@@ -398,7 +412,8 @@ impl<'a> Model<'a> {
             Which::Urgency => self.urgency.scale,
             Which::Class => self.class.scale,
         };
-        self.raw(bucket, which, class) * scale
+        let i = bucket as usize * BUCKET_BYTES + (which.first() + class) * 2;
+        f32::from(i16::from_le_bytes([self.weights[i], self.weights[i + 1]])) * scale
     }
 
     /// A bucket's IDF (0: no fitted ticket touched it).
@@ -532,24 +547,30 @@ pub fn write(
     let p = &mut image[HEADER..MODEL_CAPACITY];
     p.fill(0);
     let mut put = |at: usize, bytes: [u8; 4]| p[at..at + 4].copy_from_slice(&bytes);
-    put(0, VERSION.to_le_bytes());
-    put(4, BUCKETS_LOG2.to_le_bytes());
-    put(8, head.urgent_threshold.to_le_bytes());
-    put(12, head.fitted_on.to_le_bytes());
-    put(16, urgency_scale.to_le_bytes());
-    put(36, class_scale.to_le_bytes());
+    put(field::VERSION, VERSION.to_le_bytes());
+    put(field::BUCKETS_LOG2, BUCKETS_LOG2.to_le_bytes());
+    put(field::URGENT_THRESHOLD, head.urgent_threshold.to_le_bytes());
+    put(field::FITTED_ON, head.fitted_on.to_le_bytes());
+    put(field::URGENCY_SCALE, urgency_scale.to_le_bytes());
+    put(field::CLASS_SCALE, class_scale.to_le_bytes());
     for c in 0..CLASSES {
-        put(20 + c * 4, head.urgency_bias[c].to_le_bytes());
-        put(40 + c * 4, head.class_bias[c].to_le_bytes());
+        put(
+            field::URGENCY_BIAS + c * 4,
+            head.urgency_bias[c].to_le_bytes(),
+        );
+        put(field::CLASS_BIAS + c * 4, head.class_bias[c].to_le_bytes());
     }
-    put(56, head.temperature.to_le_bytes());
+    put(field::TEMPERATURE, head.temperature.to_le_bytes());
     p[PAYLOAD_HEAD..PAYLOAD_HEAD + BUCKETS].copy_from_slice(idf);
     let weights = &mut p[PAYLOAD_HEAD + BUCKETS..];
-    for (offset, w, scale) in [(0, urgency, urgency_scale), (CLASSES, class, class_scale)] {
+    for (which, w, scale) in [
+        (Which::Urgency, urgency, urgency_scale),
+        (Which::Class, class, class_scale),
+    ] {
         for (i, w) in w.iter().enumerate() {
             let q = libm::roundf(w / scale).clamp(-32767.0, 32767.0) as i16;
-            let at = (i / CLASSES) * BUCKET_BYTES + (offset + i % CLASSES) * 2;
-            weights[at..at + 2].copy_from_slice(&q.to_le_bytes());
+            let i = (i / CLASSES) * BUCKET_BYTES + (which.first() + i % CLASSES) * 2;
+            weights[i..i + 2].copy_from_slice(&q.to_le_bytes());
         }
     }
     Ok(())

@@ -398,16 +398,17 @@ pub fn split(
     )
 }
 
-/// Out-of-fold probabilities of `fit_part` for each of a head's `grid`
-/// of C: each consecutive time block scored by a model fitted on the other
-/// blocks (quantised as the trigger reads it). The fits run on all cores;
-/// each is deterministic, so the result does not depend on their order.
+/// Out-of-fold scores of `fit_part` for each of a head's `grid` of C:
+/// each consecutive time block scored by a model fitted on the other
+/// blocks, in both heads of its image, untempered (quantised as the
+/// trigger reads it). The fits run on all cores; each is deterministic, so
+/// the result does not depend on their order.
 fn out_of_fold(
     fit_part: &[&Example],
     grid: &[f64],
     weighting: Weighting,
     s: &Settings,
-) -> Result<Vec<Vec<[f32; CLASSES]>>> {
+) -> Result<Vec<Vec<classify::Scores>>> {
     let folds = s.folds.max(2);
     let block = |k: usize| fit_part.len() * k / folds..fit_part.len() * (k + 1) / folds;
     let jobs: Vec<(usize, f64, usize)> = grid
@@ -415,7 +416,7 @@ fn out_of_fold(
         .enumerate()
         .flat_map(|(i, &c)| (0..folds).map(move |k| (i, c, k)))
         .collect();
-    let scored = crate::cores::map(&jobs, |&(_, c, k)| -> Result<Vec<[f32; CLASSES]>> {
+    let scored = crate::cores::map(&jobs, |&(_, c, k)| -> Result<Vec<classify::Scores>> {
         let held = block(k);
         let train: Vec<&Example> = fit_part[..held.start]
             .iter()
@@ -423,15 +424,13 @@ fn out_of_fold(
             .copied()
             .collect();
         let fitted = fit(&train, c, s.iterations, weighting);
-        // Both heads of this image are the one fitted, untempered: either
-        // head's probabilities are its own.
         let img = image(&fitted, &fitted, 0.5, 1.0, train.len())?;
         let model = Model::read(&img)
             .map_err(anyhow::Error::msg)?
             .context("a model was written")?;
         Ok(fit_part[held]
             .iter()
-            .map(|e| model.scores(&e.features).urgency)
+            .map(|e| model.scores(&e.features))
             .collect())
     });
     let mut out = vec![Vec::with_capacity(fit_part.len()); grid.len()];
@@ -467,7 +466,7 @@ pub fn learn(fit_part: &[&Example], report_part: &[&Example], s: &Settings) -> R
         s.c.iter()
             .zip(out_of_fold(fit_part, &s.c, Weighting::Balanced, s)?)
     {
-        let scores: Vec<f32> = oof.iter().map(|p| p[0] + p[1]).collect();
+        let scores: Vec<f32> = oof.iter().map(classify::Scores::urgent).collect();
         let precision = precision_at_recall(&scores, &urgent, s.urgent_recall);
         // Down to halfway to the next ticket that is not urgent: the same
         // tickets wrongly flagged, and any urgent one in between caught.
@@ -489,6 +488,7 @@ pub fn learn(fit_part: &[&Example], report_part: &[&Example], s: &Settings) -> R
     let mut class_tried = Vec::new();
     let class_oof = out_of_fold(fit_part, &s.class_c, Weighting::Plain, s)?;
     for (&class_c, oof) in s.class_c.iter().zip(class_oof) {
+        let oof: Vec<[f32; CLASSES]> = oof.iter().map(|s| s.class).collect();
         let (agreement, loss) = (accuracy(&oof, &labels), log_loss(&oof, &labels));
         class_tried.push((class_c, agreement, loss));
         if class_best.is_none_or(|(_, a, l, _)| agreement > a || (agreement == a && loss < l)) {

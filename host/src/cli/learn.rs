@@ -74,18 +74,13 @@ pub(super) fn learn(args: &LearnArgs) -> Result<i32> {
         bail!("nothing left to report on: choose an earlier --split or a larger --holdout");
     }
     let defaults = learn::Settings::default();
+    let given_or = |given: &Vec<f64>, default: &Vec<f64>| {
+        if given.is_empty() { default } else { given }.clone()
+    };
     let settings = learn::Settings {
         urgent_recall: args.urgent_recall,
-        c: if args.c.is_empty() {
-            defaults.c.clone()
-        } else {
-            args.c.clone()
-        },
-        class_c: if args.class_c.is_empty() {
-            defaults.class_c.clone()
-        } else {
-            args.class_c.clone()
-        },
+        c: given_or(&args.c, &defaults.c),
+        class_c: given_or(&args.class_c, &defaults.class_c),
         ..defaults
     };
     let learned = learn::learn(&fit_part, &report_part, &settings)?;
